@@ -1,0 +1,91 @@
+#include "common/aggregation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+
+WeightedMeanAccumulator::WeightedMeanAccumulator(const ModelState& schema)
+    : schema_(SchemaOf(schema)) {
+  sums_.resize(schema.size());
+  maxima_.resize(schema.size());
+  for (size_t i = 0; i < schema.size(); ++i) {
+    const TensorBuffer& t = schema.tensor(i);
+    if (t.dtype() == DType::kFloat32) {
+      sums_[i].assign(t.num_elements(), 0.0);
+    } else {
+      maxima_[i].assign(t.num_elements(), std::numeric_limits<int64_t>::min());
+    }
+  }
+}
+
+absl::Status WeightedMeanAccumulator::Validate(const ModelState& update,
+                                               double weight) const {
+  if (!std::isfinite(weight) || weight <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("update weight must be finite and > 0, got ", weight));
+  }
+  RETURN_IF_ERROR(CheckSchema(schema_, update));
+  return CheckFinite(update);
+}
+
+absl::Status WeightedMeanAccumulator::Add(const ModelState& update,
+                                          double weight) {
+  RETURN_IF_ERROR(Validate(update, weight));
+  for (size_t i = 0; i < update.size(); ++i) {
+    const TensorBuffer& t = update.tensor(i);
+    if (t.dtype() == DType::kFloat32) {
+      absl::Span<const float> in = t.floats();
+      double* sum = sums_[i].data();
+      const size_t n = in.size();
+      for (size_t j = 0; j < n; ++j) sum[j] += weight * in[j];
+    } else {
+      absl::Span<const int64_t> in = t.int64s();
+      int64_t* mx = maxima_[i].data();
+      for (size_t j = 0; j < in.size(); ++j) mx[j] = std::max(mx[j], in[j]);
+    }
+  }
+  ++num_updates_;
+  total_weight_ += weight;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelState> WeightedMeanAccumulator::Mean() const {
+  if (num_updates_ == 0) {
+    return absl::FailedPreconditionError("no update was added");
+  }
+  ModelState out;
+  const double inv = 1.0 / total_weight_;
+  for (size_t i = 0; i < schema_.size(); ++i) {
+    const TensorSpec& spec = schema_[i];
+    ASSIGN_OR_RETURN(TensorBuffer t,
+                     TensorBuffer::Zeros(spec.name, spec.dtype, spec.shape));
+    if (spec.dtype == DType::kFloat32) {
+      absl::Span<float> o = t.mutable_floats();
+      const double* sum = sums_[i].data();
+      for (size_t j = 0; j < o.size(); ++j) {
+        o[j] = static_cast<float>(sum[j] * inv);
+      }
+    } else {
+      std::copy(maxima_[i].begin(), maxima_[i].end(),
+                t.mutable_int64s().begin());
+    }
+    out.Add(std::move(t));
+  }
+  return out;
+}
+
+void WeightedMeanAccumulator::Reset() {
+  for (auto& s : sums_) std::fill(s.begin(), s.end(), 0.0);
+  for (auto& m : maxima_) {
+    std::fill(m.begin(), m.end(), std::numeric_limits<int64_t>::min());
+  }
+  num_updates_ = 0;
+  total_weight_ = 0.0;
+}
+
+}  // namespace fedge

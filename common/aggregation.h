@@ -1,0 +1,62 @@
+// Streaming weighted averaging (FedAvg's aggregation).
+//
+// A WeightedMeanAccumulator keeps one running sum per tensor, in float64, and
+// folds updates into it one at a time: memory is O(model) whatever the number
+// of updates. float32 tensors are averaged with weights (FedAvg: weight =
+// number of examples); int64 tensors (counters) keep the maximum.
+//
+// Every update is validated (schema, finite values, weight) before it touches
+// the sum; an invalid update returns INVALID_ARGUMENT and changes nothing.
+// Not thread-safe: callers serialize Add().
+#ifndef FEDGE_COMMON_AGGREGATION_H_
+#define FEDGE_COMMON_AGGREGATION_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tensor_buffer.h"
+
+namespace fedge {
+
+class WeightedMeanAccumulator {
+ public:
+  // An empty accumulator for updates shaped like `schema` (values ignored).
+  explicit WeightedMeanAccumulator(const ModelState& schema);
+
+  WeightedMeanAccumulator(WeightedMeanAccumulator&&) = default;
+  WeightedMeanAccumulator& operator=(WeightedMeanAccumulator&&) = default;
+  WeightedMeanAccumulator(const WeightedMeanAccumulator&) = delete;
+  WeightedMeanAccumulator& operator=(const WeightedMeanAccumulator&) = delete;
+
+  // OK when `update` could be added with `weight`: same schema as the
+  // accumulator, all float32 values finite, weight finite and > 0.
+  // INVALID_ARGUMENT naming the problem otherwise. Changes nothing.
+  absl::Status Validate(const ModelState& update, double weight) const;
+
+  // Validates, then adds weight * update to the running sums.
+  // INVALID_ARGUMENT (nothing changed) when Validate() fails.
+  absl::Status Add(const ModelState& update, double weight);
+
+  // The weighted mean of everything added so far, as float32 tensors shaped
+  // like the schema. FAILED_PRECONDITION when nothing was added.
+  absl::StatusOr<ModelState> Mean() const;
+
+  // Forgets every update; keeps the schema and the memory.
+  void Reset();
+
+  int64_t num_updates() const { return num_updates_; }
+  double total_weight() const { return total_weight_; }
+
+ private:
+  ModelSchema schema_;
+  std::vector<std::vector<double>> sums_;     // float32 tensors.
+  std::vector<std::vector<int64_t>> maxima_;  // int64 tensors.
+  int64_t num_updates_ = 0;
+  double total_weight_ = 0.0;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_AGGREGATION_H_

@@ -1,0 +1,253 @@
+#include "common/config_loader.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace fedge {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+// Collects the parser's first error as text.
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (!error_.empty()) return;
+    error_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ",
+                          message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+std::string FieldNames(const Descriptor* d) {
+  std::vector<std::string> names;
+  for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+  return absl::StrJoin(names, ", ");
+}
+
+// Text-format for one value of `field`: strings are quoted.
+std::string QuoteValue(const FieldDescriptor* field, absl::string_view v) {
+  if (field->type() == FieldDescriptor::TYPE_STRING ||
+      field->type() == FieldDescriptor::TYPE_BYTES) {
+    std::string out = "\"";
+    for (char c : v) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    return out + "\"";
+  }
+  return std::string(v);
+}
+
+absl::Status ParseInto(const std::string& text, Message* message,
+                       absl::string_view what) {
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.MergeFromString(text, message)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", errors.error()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LoadTextProtoFile(const std::string& path, Message* message) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read config file '", path, "'"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseInto(text.str(), message, path);
+}
+
+absl::Status SetFieldByPath(absl::string_view field_path,
+                            absl::string_view value, Message* message) {
+  std::vector<std::string> parts = absl::StrSplit(field_path, '.');
+  Message* target = message;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Descriptor* d = target->GetDescriptor();
+    const FieldDescriptor* field = d->FindFieldByName(parts[i]);
+    if (field == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown config field '", field_path, "': '", parts[i],
+          "' is not one of ", d->full_name(), "'s fields (", FieldNames(d),
+          ")"));
+    }
+    const bool last = i + 1 == parts.size();
+    if (!last) {
+      if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
+          field->is_repeated()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config field '", field_path, "': '", parts[i],
+            "' is not a message, so it has no sub-fields"));
+      }
+      target = target->GetReflection()->MutableMessage(target, field);
+      continue;
+    }
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config field '", field_path,
+          "' is a message; set one of its fields (", FieldNames(
+              field->message_type()), ")"));
+    }
+    std::string text;
+    if (field->is_repeated()) {
+      for (absl::string_view item :
+           absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        absl::StrAppend(&text, field->name(), ": ", QuoteValue(field, item),
+                        "\n");
+      }
+    } else {
+      text = absl::StrCat(field->name(), ": ", QuoteValue(field, value));
+    }
+    // Parse into a scratch message so that a bad value changes nothing and
+    // text after the value cannot set other fields.
+    std::unique_ptr<Message> scratch(target->New());
+    RETURN_IF_ERROR(ParseInto(
+        text, scratch.get(),
+        absl::StrCat("bad value '", value, "' for config field '", field_path,
+                     "'")));
+    std::vector<const FieldDescriptor*> set;
+    scratch->GetReflection()->ListFields(*scratch, &set);
+    if (set.size() > 1 || (set.size() == 1 && set[0] != field)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad value '", value, "' for config field '",
+                       field_path, "': expected a single value"));
+    }
+    target->GetReflection()->ClearField(target, field);
+    target->MergeFrom(*scratch);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("empty config field path");
+}
+
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv,
+                                             const CommandLineSpec& spec) {
+  CommandLine cmd;
+  for (int i = 0; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
+      cmd.help = true;
+      continue;
+    }
+    if (!absl::ConsumePrefix(&arg, "--")) {
+      cmd.positional.emplace_back(arg);
+      continue;
+    }
+    std::string name, value;
+    if (size_t eq = arg.find('='); eq != absl::string_view::npos) {
+      name = std::string(arg.substr(0, eq));
+      value = std::string(arg.substr(eq + 1));
+    } else if (i + 1 < argc) {
+      name = std::string(arg);
+      value = argv[++i];
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag --", arg, " needs a value (--", arg, "=VALUE)"));
+    }
+    if (name == "config") {
+      cmd.config_path = value;
+    } else if (std::find(spec.own_flags.begin(), spec.own_flags.end(), name) !=
+               spec.own_flags.end()) {
+      cmd.flags[name] = value;
+    } else if (auto it = spec.aliases.find(name); it != spec.aliases.end()) {
+      cmd.overrides.emplace_back(it->second, value);
+    } else {
+      cmd.overrides.emplace_back(name, value);
+    }
+  }
+  return cmd;
+}
+
+absl::Status BuildConfig(const CommandLine& cmd, Message* message) {
+  if (!cmd.config_path.empty()) {
+    RETURN_IF_ERROR(LoadTextProtoFile(cmd.config_path, message));
+  }
+  for (const auto& [path, value] : cmd.overrides) {
+    absl::Status s = SetFieldByPath(path, value, message);
+    if (!s.ok()) return Annotate(s, absl::StrCat("flag --", path));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+std::string DefaultText(const FieldDescriptor* f) {
+  if (f->is_repeated()) return "";
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      return absl::StrCat("\"", f->default_value_string(), "\"");
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return f->default_value_bool() ? "true" : "false";
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      return absl::StrCat(f->default_value_double());
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return absl::StrCat(f->default_value_float());
+    case FieldDescriptor::CPPTYPE_INT32:
+      return absl::StrCat(f->default_value_int32());
+    case FieldDescriptor::CPPTYPE_INT64:
+      return absl::StrCat(f->default_value_int64());
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return absl::StrCat(f->default_value_uint32());
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return absl::StrCat(f->default_value_uint64());
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return f->default_value_enum()->name();
+    default:
+      return "";
+  }
+}
+
+void Describe(const Descriptor* d, const std::string& prefix,
+              std::string* out) {
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    const std::string path = prefix + f->name();
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      Describe(f->message_type(), path + ".", out);
+      continue;
+    }
+    absl::StrAppend(out, "  --", path, "=<", f->type_name(),
+                    f->is_repeated() ? ",..." : "", ">");
+    std::string def = DefaultText(f);
+    if (!def.empty()) absl::StrAppend(out, "  (default ", def, ")");
+    absl::StrAppend(out, "\n");
+  }
+}
+
+}  // namespace
+
+std::string DescribeFlags(const Descriptor* descriptor) {
+  std::string out;
+  Describe(descriptor, "", &out);
+  return out;
+}
+
+std::string ToTextProto(const Message& message) {
+  std::string out;
+  google::protobuf::TextFormat::Printer printer;
+  printer.SetSingleLineMode(true);
+  printer.PrintToString(message, &out);
+  return out;
+}
+
+}  // namespace fedge

@@ -1,0 +1,206 @@
+#include "common/fl_config.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+absl::Status Bad(const std::string& prefix, const char* field,
+                 const std::string& rule) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config field '", prefix, field, "' ", rule, " (set it in the config "
+      "file or with --", prefix, field, "=VALUE)"));
+}
+
+template <typename T>
+absl::Status AtLeast(const std::string& prefix, const char* field, T value,
+                     T min) {
+  if (value >= min) return absl::OkStatus();
+  return Bad(prefix, field, absl::StrCat("must be >= ", min, ", got ", value));
+}
+
+absl::Status InRange(const std::string& prefix, const char* field,
+                     double value, double lo, double hi, bool lo_open) {
+  const bool ok = std::isfinite(value) && (lo_open ? value > lo : value >= lo) &&
+                  value <= hi;
+  if (ok) return absl::OkStatus();
+  return Bad(prefix, field,
+             absl::StrCat("must be in ", lo_open ? "(" : "[", lo, ", ", hi,
+                          "], got ", value));
+}
+
+bool OneOf(const std::string& v, std::initializer_list<const char*> options) {
+  for (const char* o : options) {
+    if (v == o) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status ValidateModelConfig(const v1::ModelConfig& c,
+                                 const std::string& p) {
+  if (!OneOf(c.architecture(), {"logreg", "2nn", "mlp", "cnn", "mobile_cnn"})) {
+    return Bad(p, "architecture",
+               absl::StrCat("must be one of logreg, 2nn, mlp, cnn, mobile_cnn;"
+                            " got '", c.architecture(), "'"));
+  }
+  if (c.architecture() == "mlp" && c.hidden_units_size() == 0) {
+    return Bad(p, "hidden_units", "must list the hidden widths for 'mlp'");
+  }
+  for (int h : c.hidden_units()) {
+    RETURN_IF_ERROR(AtLeast(p, "hidden_units", h, 1));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
+  if (!OneOf(c.source(), {"mnist", "idx", "csv", "synthetic"})) {
+    return Bad(p, "source", absl::StrCat("must be one of mnist, idx, csv, "
+                                         "synthetic; got '", c.source(), "'"));
+  }
+  if (c.source() == "idx" &&
+      (c.idx_train_images().empty() || c.idx_train_labels().empty())) {
+    return Bad(p, "idx_train_images", "and idx_train_labels are required for "
+               "source 'idx'");
+  }
+  if (c.source() == "csv" && c.csv_train_path().empty()) {
+    return Bad(p, "csv_train_path", "is required for source 'csv'");
+  }
+  RETURN_IF_ERROR(AtLeast<int64_t>(p, "synthetic_train_examples",
+                                   c.synthetic_train_examples(), 1));
+  RETURN_IF_ERROR(AtLeast<int64_t>(p, "synthetic_test_examples",
+                                   c.synthetic_test_examples(), 1));
+  RETURN_IF_ERROR(AtLeast(p, "synthetic_num_classes",
+                          c.synthetic_num_classes(), 2));
+  RETURN_IF_ERROR(InRange(p, "synthetic_separation", c.synthetic_separation(),
+                          0, 1e6, true));
+  RETURN_IF_ERROR(AtLeast<int64_t>(p, "max_train_examples",
+                                   c.max_train_examples(), 0));
+  return AtLeast<int64_t>(p, "max_test_examples", c.max_test_examples(), 0);
+}
+
+absl::Status ValidatePartitionConfig(const v1::PartitionConfig& c,
+                                     const std::string& p) {
+  if (!OneOf(c.method(), {"iid", "dirichlet", "shards"})) {
+    return Bad(p, "method", absl::StrCat("must be one of iid, dirichlet, "
+                                         "shards; got '", c.method(), "'"));
+  }
+  RETURN_IF_ERROR(
+      InRange(p, "dirichlet_alpha", c.dirichlet_alpha(), 0, 1e9, true));
+  return AtLeast(p, "shards_per_agent", c.shards_per_agent(), 1);
+}
+
+absl::Status ValidateTrainPlan(const v1::TrainPlanConfig& c,
+                               const std::string& p) {
+  RETURN_IF_ERROR(AtLeast(p, "epochs", c.epochs(), 1));
+  RETURN_IF_ERROR(AtLeast(p, "batch_size", c.batch_size(), 1));
+  RETURN_IF_ERROR(InRange(p, "learning_rate", c.learning_rate(), 0, 100, true));
+  RETURN_IF_ERROR(InRange(p, "momentum", c.momentum(), 0, 0.999, false));
+  RETURN_IF_ERROR(InRange(p, "weight_decay", c.weight_decay(), 0, 1, false));
+  return InRange(p, "proximal_mu", c.proximal_mu(), 0, 1e3, false);
+}
+
+absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
+                                    const std::string& p) {
+  RETURN_IF_ERROR(InRange(p, "fraction", c.fraction(), 0, 1, true));
+  RETURN_IF_ERROR(AtLeast(p, "count", c.count(), 0));
+  RETURN_IF_ERROR(AtLeast(p, "min_available_agents", c.min_available_agents(), 1));
+  RETURN_IF_ERROR(AtLeast(p, "min_fit_agents", c.min_fit_agents(), 1));
+  if (c.min_fit_agents() > c.min_available_agents()) {
+    return Bad(p, "min_fit_agents",
+               absl::StrCat("must be <= min_available_agents (",
+                            c.min_available_agents(), "), got ",
+                            c.min_fit_agents()));
+  }
+  RETURN_IF_ERROR(AtLeast<int64_t>(p, "round_deadline_ms",
+                                   c.round_deadline_ms(), 1));
+  RETURN_IF_ERROR(InRange(p, "server_learning_rate", c.server_learning_rate(),
+                          0, 100, true));
+  return InRange(p, "server_momentum", c.server_momentum(), 0, 0.999, false);
+}
+
+absl::Status ValidateSimConfig(const v1::SimConfig& c) {
+  RETURN_IF_ERROR(AtLeast(std::string(), "num_agents", c.num_agents(), 1));
+  RETURN_IF_ERROR(AtLeast(std::string(), "rounds", c.rounds(), 1));
+  RETURN_IF_ERROR(AtLeast(std::string(), "num_threads", c.num_threads(), 0));
+  RETURN_IF_ERROR(
+      AtLeast(std::string(), "eval_every_rounds", c.eval_every_rounds(), 1));
+  RETURN_IF_ERROR(InRange(std::string(), "stop_at_accuracy",
+                          c.stop_at_accuracy(), 0, 1, false));
+  RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
+  RETURN_IF_ERROR(ValidateDataConfig(c.data(), "data."));
+  RETURN_IF_ERROR(ValidatePartitionConfig(c.partition(), "partition."));
+  RETURN_IF_ERROR(ValidateTrainPlan(c.train(), "train."));
+  return ValidateStrategyConfig(c.strategy(), "strategy.");
+}
+
+absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
+                               const std::string& p) {
+  if (c.insecure()) return absl::OkStatus();
+  const char* fix = "is required unless tls.insecure=true (developer mode); "
+                    "deploy/make-certs.sh creates certificates";
+  if (server && c.cert_path().empty()) return Bad(p, "cert_path", fix);
+  if (server && c.key_path().empty()) return Bad(p, "key_path", fix);
+  if (!server && c.ca_path().empty()) return Bad(p, "ca_path", fix);
+  if (c.require_client_cert() && c.ca_path().empty()) {
+    return Bad(p, "ca_path", "is required with require_client_cert");
+  }
+  if (c.cert_path().empty() != c.key_path().empty()) {
+    return Bad(p, "key_path", "and cert_path must be set together");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
+  const std::string top;
+  if (c.listen_address().empty()) {
+    return Bad(top, "listen_address", "must be host:port");
+  }
+  if (c.state_dir().empty()) return Bad(top, "state_dir", "must be set");
+  RETURN_IF_ERROR(AtLeast(top, "rounds", c.rounds(), 1));
+  RETURN_IF_ERROR(AtLeast(top, "keep_checkpoints", c.keep_checkpoints(), 1));
+  RETURN_IF_ERROR(AtLeast<int64_t>(top, "heartbeat_interval_ms",
+                                   c.heartbeat_interval_ms(), 10));
+  RETURN_IF_ERROR(AtLeast<int64_t>(top, "agent_timeout_ms",
+                                   c.agent_timeout_ms(),
+                                   c.heartbeat_interval_ms()));
+  RETURN_IF_ERROR(AtLeast<int64_t>(top, "poll_wait_ms", c.poll_wait_ms(), 1));
+  RETURN_IF_ERROR(
+      AtLeast(top, "max_concurrent_uploads", c.max_concurrent_uploads(), 1));
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(top, "max_update_bytes", c.max_update_bytes(), 1));
+  RETURN_IF_ERROR(InRange(top, "chunk_bytes", c.chunk_bytes(), 1024, 4 << 20,
+                          false));
+  RETURN_IF_ERROR(AtLeast(top, "simulation.num_partitions",
+                          c.simulation().num_partitions(), 1));
+  RETURN_IF_ERROR(ValidatePartitionConfig(c.simulation().partition(),
+                                          "simulation.partition."));
+  RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
+  RETURN_IF_ERROR(ValidateTrainPlan(c.train(), "train."));
+  RETURN_IF_ERROR(ValidateStrategyConfig(c.strategy(), "strategy."));
+  if (c.has_eval_data()) {
+    RETURN_IF_ERROR(ValidateDataConfig(c.eval_data(), "eval_data."));
+  }
+  return ValidateTlsConfig(c.tls(), /*server=*/true, "tls.");
+}
+
+TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c) {
+  TrainPlan plan;
+  plan.epochs = c.epochs();
+  plan.batch_size = c.batch_size();
+  plan.learning_rate = c.learning_rate();
+  plan.momentum = c.momentum();
+  plan.weight_decay = c.weight_decay();
+  plan.proximal_mu = c.proximal_mu();
+  return plan;
+}
+
+FedAvgOptions ToFedAvgOptions(const v1::StrategyConfig& c) {
+  return {c.server_learning_rate(), c.server_momentum()};
+}
+
+}  // namespace fedge

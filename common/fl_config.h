@@ -1,0 +1,42 @@
+// Validation of the federated-learning parts of the configuration
+// (proto/fedge/v1/config.proto) and their conversion into the core's option
+// structs. Shared by fedge-sim and fedge-coordinator, so both refuse the same
+// bad values with the same messages. Every error names the field by its full
+// path (e.g. "train.batch_size") and says what is allowed.
+#ifndef FEDGE_COMMON_FL_CONFIG_H_
+#define FEDGE_COMMON_FL_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/local_trainer.h"
+#include "common/strategy.h"
+#include "fedge/v1/config.pb.h"
+
+namespace fedge {
+
+// Each returns INVALID_ARGUMENT naming `prefix` + the bad field.
+absl::Status ValidateModelConfig(const v1::ModelConfig& c,
+                                 const std::string& prefix);
+absl::Status ValidateDataConfig(const v1::DataConfig& c,
+                                 const std::string& prefix);
+absl::Status ValidatePartitionConfig(const v1::PartitionConfig& c,
+                                     const std::string& prefix);
+absl::Status ValidateTrainPlan(const v1::TrainPlanConfig& c,
+                               const std::string& prefix);
+absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
+                                    const std::string& prefix);
+// The whole fedge-sim configuration, including the parts above.
+absl::Status ValidateSimConfig(const v1::SimConfig& c);
+// TLS settings of a coordinator (`server`) or an agent.
+absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
+                               const std::string& prefix);
+// The whole fedge-coordinator configuration.
+absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c);
+
+TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c);
+FedAvgOptions ToFedAvgOptions(const v1::StrategyConfig& c);
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_FL_CONFIG_H_

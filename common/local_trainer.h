@@ -1,0 +1,70 @@
+// LocalTrainer: the interface between federated logic (simulator, agent) and
+// the ML framework. Implementations train a model on local examples starting
+// from a global model and return the delta (local minus global); the core
+// never sees LibTorch. common/ml/torch_trainer.h is the LibTorch one; tests
+// use fakes.
+//
+// An implementation is bound to its local data at construction; examples are
+// named by index into that data. Not thread-safe: give each thread its own.
+#ifndef FEDGE_COMMON_LOCAL_TRAINER_H_
+#define FEDGE_COMMON_LOCAL_TRAINER_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/tensor_buffer.h"
+
+namespace fedge {
+
+// What to do in one round of local training.
+struct TrainPlan {
+  int epochs = 1;              // Passes over the local examples (E).
+  int batch_size = 10;         // Minibatch size (B).
+  double learning_rate = 0.1;  // SGD step size.
+  double momentum = 0.0;       // SGD momentum (buffer reset every round).
+  double weight_decay = 0.0;   // L2 penalty.
+  double proximal_mu = 0.0;    // FedProx term mu/2 * |w - w_global|^2.
+  uint64_t seed = 0;           // Shuffling seed (derive per agent and round).
+};
+
+struct TrainMetrics {
+  int64_t num_examples = 0;    // Distinct local examples (FedAvg weight).
+  int64_t num_steps = 0;       // Optimizer steps taken.
+  double loss = 0;             // Mean training loss over all steps.
+  double accuracy = 0;         // Training accuracy over all steps.
+  double seconds = 0;          // Wall time of the training loop.
+};
+
+struct TrainOutput {
+  ModelState delta;  // Local model minus the global model it started from.
+  TrainMetrics metrics;
+};
+
+struct EvalMetrics {
+  int64_t num_examples = 0;
+  double loss = 0;      // Mean cross-entropy.
+  double accuracy = 0;  // Fraction of correct top-1 predictions.
+};
+
+class LocalTrainer {
+ public:
+  virtual ~LocalTrainer() = default;
+
+  // Trains from `global` on the local examples `indices` (all local examples
+  // when empty) following `plan`. INVALID_ARGUMENT when `global` does not fit
+  // the model or an index is out of range; INTERNAL when the ML framework
+  // fails.
+  virtual absl::StatusOr<TrainOutput> Train(
+      const ModelState& global, const TrainPlan& plan,
+      absl::Span<const int64_t> indices) = 0;
+
+  // Evaluates `weights` on the trainer's evaluation set. INVALID_ARGUMENT
+  // when `weights` does not fit the model; FAILED_PRECONDITION when there is
+  // no evaluation set.
+  virtual absl::StatusOr<EvalMetrics> Evaluate(const ModelState& weights) = 0;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_LOCAL_TRAINER_H_
