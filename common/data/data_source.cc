@@ -1,0 +1,98 @@
+#include "common/data/data_source.h"
+
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+absl::StatusOr<LoadedData> LoadSynthetic(const v1::DataConfig& c) {
+  SyntheticOptions options;
+  options.num_examples = c.synthetic_train_examples();
+  options.num_classes = c.synthetic_num_classes();
+  options.separation = c.synthetic_separation();
+  options.seed = c.synthetic_seed();
+  options.example_shape = {1, 28, 28};
+  ASSIGN_OR_RETURN(auto split,
+                   MakeSyntheticSplit(options, c.synthetic_test_examples()));
+  LoadedData data;
+  data.train = std::move(split.first);
+  data.test = std::move(split.second);
+  data.description = absl::StrCat(
+      "synthetic data (seed ", c.synthetic_seed(), ", ",
+      c.synthetic_num_classes(), " classes, separation ",
+      c.synthetic_separation(), ")");
+  return data;
+}
+
+absl::StatusOr<LoadedData> LoadMnist(const v1::DataConfig& c) {
+  absl::StatusOr<Dataset> train = ReadMnistDir(c.data_dir(), "train");
+  if (absl::IsNotFound(train.status()) && c.synthetic_fallback()) {
+    ASSIGN_OR_RETURN(LoadedData data, LoadSynthetic(c));
+    data.used_fallback = true;
+    data.description = absl::StrCat(
+        "MNIST not found in '", c.data_dir(), "' (", train.status().message(),
+        "); using ", data.description,
+        " instead. Run scripts/fetch-mnist.sh or pass --data_dir DIR for "
+        "real data");
+    return data;
+  }
+  RETURN_IF_ERROR(train.status());
+  LoadedData data;
+  data.train = *std::move(train);
+  ASSIGN_OR_RETURN(data.test, ReadMnistDir(c.data_dir(), "test"));
+  data.description = absl::StrCat("IDX data from '", c.data_dir(), "'");
+  return data;
+}
+
+absl::StatusOr<LoadedData> LoadFiles(const v1::DataConfig& c) {
+  LoadedData data;
+  if (c.source() == "idx") {
+    ASSIGN_OR_RETURN(data.train,
+                     ReadIdx(c.idx_train_images(), c.idx_train_labels()));
+    if (!c.idx_test_images().empty()) {
+      ASSIGN_OR_RETURN(data.test,
+                       ReadIdx(c.idx_test_images(), c.idx_test_labels()));
+    }
+    data.description = absl::StrCat("IDX data from '", c.idx_train_images(), "'");
+    return data;
+  }
+  CsvOptions options;
+  options.label_column = c.csv_label_column();
+  ASSIGN_OR_RETURN(data.train, ReadCsv(c.csv_train_path(), options));
+  if (!c.csv_test_path().empty()) {
+    ASSIGN_OR_RETURN(data.test, ReadCsv(c.csv_test_path(), options));
+  }
+  data.description = absl::StrCat("CSV data from '", c.csv_train_path(), "'");
+  return data;
+}
+
+Dataset Truncate(Dataset d, int64_t max_examples) {
+  if (max_examples <= 0 || d.num_examples() <= max_examples) return d;
+  std::vector<int64_t> first(max_examples);
+  std::iota(first.begin(), first.end(), 0);
+  return Subset(d, first);
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config) {
+  absl::StatusOr<LoadedData> data;
+  if (config.source() == "synthetic") {
+    data = LoadSynthetic(config);
+  } else if (config.source() == "mnist") {
+    data = LoadMnist(config);
+  } else {
+    data = LoadFiles(config);
+  }
+  RETURN_IF_ERROR(data.status());
+  data->train = Truncate(std::move(data->train), config.max_train_examples());
+  data->test = Truncate(std::move(data->test), config.max_test_examples());
+  absl::StrAppend(&data->description, ": ", data->train.num_examples(),
+                  " train and ", data->test.num_examples(), " test examples");
+  return data;
+}
+
+}  // namespace fedge

@@ -1,0 +1,29 @@
+// Turns a DataConfig (proto/fedge/v1/config.proto) into train and test
+// Datasets: MNIST-style IDX folders, explicit IDX files, CSV files, or the
+// seeded synthetic set. When MNIST files are missing and the config allows
+// it, it falls back to the synthetic set and says so in `description`.
+#ifndef FEDGE_COMMON_DATA_DATA_SOURCE_H_
+#define FEDGE_COMMON_DATA_DATA_SOURCE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/data/dataset.h"
+#include "fedge/v1/config.pb.h"
+
+namespace fedge {
+
+struct LoadedData {
+  Dataset train;
+  Dataset test;           // Empty (0 examples) when the source has none.
+  std::string description;  // e.g. "MNIST from data/mnist: 60000 train ..."
+  bool used_fallback = false;  // True when synthetic data replaced MNIST.
+};
+
+// Loads what `config` names. Errors from the readers name the file and the
+// problem; NOT_FOUND for missing MNIST files when synthetic_fallback is off.
+absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config);
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_DATA_DATA_SOURCE_H_
