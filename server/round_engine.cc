@@ -1,0 +1,442 @@
+#include "server/round_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+absl::Status ValidateOptions(const RoundEngineOptions& o) {
+  auto invalid = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  if (!(o.fraction > 0.0 && o.fraction <= 1.0)) {
+    return invalid("fraction must be in (0, 1], got ", o.fraction);
+  }
+  if (o.count < 0) return invalid("count must be >= 0, got ", o.count);
+  if (o.min_available_agents < 1) {
+    return invalid("min_available_agents must be >= 1, got ",
+                   o.min_available_agents);
+  }
+  if (o.min_fit_agents < 1) {
+    return invalid("min_fit_agents must be >= 1, got ", o.min_fit_agents);
+  }
+  if (o.min_fit_agents > o.min_available_agents) {
+    return invalid("min_fit_agents (", o.min_fit_agents,
+                   ") must be <= min_available_agents (",
+                   o.min_available_agents, ")");
+  }
+  if (o.count > 0 && o.count < o.min_fit_agents) {
+    return invalid("count (", o.count, ") must be 0 or >= min_fit_agents (",
+                   o.min_fit_agents, ")");
+  }
+  if (o.round_deadline <= absl::ZeroDuration()) {
+    return invalid("round_deadline must be > 0, got ",
+                   absl::FormatDuration(o.round_deadline));
+  }
+  if (o.num_rounds < 1) {
+    return invalid("num_rounds must be >= 1, got ", o.num_rounds);
+  }
+  if (o.agent_timeout <= absl::ZeroDuration()) {
+    return invalid("agent_timeout must be > 0, got ",
+                   absl::FormatDuration(o.agent_timeout));
+  }
+  return absl::OkStatus();
+}
+
+bool IsLegalTransition(RoundState from, RoundState to) {
+  switch (from) {
+    case RoundState::kWaitingForAgents:
+      return to == RoundState::kInProgress || to == RoundState::kDone;
+    case RoundState::kInProgress:
+      return to == RoundState::kWaitingForAgents || to == RoundState::kDone;
+    case RoundState::kDone:
+      return false;
+  }
+  return false;
+}
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Uniform in [0, bound), bound > 0, without modulo bias: rejects the lowest
+// 2^64 mod bound outputs so that the rest is a multiple of bound.
+uint64_t UniformBelow(std::mt19937_64& gen, uint64_t bound) {
+  const uint64_t threshold = (0 - bound) % bound;
+  while (true) {
+    const uint64_t x = gen();
+    if (x >= threshold) return x % bound;
+  }
+}
+
+// Returns `k` of `ids` (partial Fisher-Yates), sorted. std::mt19937_64's
+// output is fixed by the standard, so the choice is portable.
+std::vector<std::string> Sample(std::vector<std::string> ids, size_t k,
+                                uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  for (size_t i = 0; i < k; ++i) {
+    const size_t j = i + UniformBelow(gen, ids.size() - i);
+    std::swap(ids[i], ids[j]);
+  }
+  ids.resize(k);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+}  // namespace
+
+absl::string_view RoundStateName(RoundState state) {
+  switch (state) {
+    case RoundState::kWaitingForAgents:
+      return "WAITING_FOR_AGENTS";
+    case RoundState::kInProgress:
+      return "IN_PROGRESS";
+    case RoundState::kDone:
+      return "DONE";
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(
+    RoundEngineOptions options, Clock* clock) {
+  if (clock == nullptr) return absl::InvalidArgumentError("clock is null");
+  RETURN_IF_ERROR(ValidateOptions(options));
+  return std::unique_ptr<RoundEngine>(new RoundEngine(options, clock));
+}
+
+RoundEngine::RoundEngine(RoundEngineOptions options, Clock* clock)
+    : options_(options), clock_(clock) {}
+
+absl::Status RoundEngine::RestoreProgress(int64_t next_round,
+                                          int completed_rounds) {
+  if (next_round < 1 || completed_rounds < 0 ||
+      completed_rounds >= next_round) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "need next_round >= 1 and 0 <= completed_rounds < next_round, got "
+        "next_round ",
+        next_round, ", completed_rounds ", completed_rounds));
+  }
+  absl::MutexLock lock(&mu_);
+  if (started_any_round_ || state_ != RoundState::kWaitingForAgents) {
+    return absl::FailedPreconditionError(
+        "RestoreProgress after a round started or the engine finished");
+  }
+  round_.id = next_round - 1;
+  completed_rounds_ = completed_rounds;
+  if (completed_rounds_ >= options_.num_rounds) {
+    TransitionLocked(RoundState::kDone);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::AddAgent(const std::string& agent_id) {
+  if (agent_id.empty()) return absl::InvalidArgumentError("empty agent id");
+  absl::MutexLock lock(&mu_);
+  const auto [it, inserted] = agents_.try_emplace(agent_id, clock_->Now());
+  if (!inserted) {
+    it->second = clock_->Now();
+    return absl::AlreadyExistsError(
+        absl::StrCat("agent ", agent_id, " already joined"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::Heartbeat(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown agent ", agent_id));
+  }
+  it->second = clock_->Now();
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::RemoveAgent(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  if (agents_.erase(agent_id) == 0) {
+    return absl::NotFoundError(absl::StrCat("unknown agent ", agent_id));
+  }
+  if (IsPendingLocked(agent_id)) {
+    FEDGE_LOG(INFO) << "round " << round_.id << ": agent " << agent_id
+                    << " removed";
+    FinishParticipantLocked(agent_id, Progress::kFailed, "");
+  }
+  return absl::OkStatus();
+}
+
+std::vector<RoundOutcome> RoundEngine::Tick() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  DropStaleAgentsLocked(now);
+  if (state_ == RoundState::kInProgress && now >= round_.deadline) {
+    FEDGE_LOG(INFO) << "round " << round_.id << ": deadline reached";
+    CloseRoundLocked();
+  }
+  std::vector<RoundOutcome> outcomes;
+  outcomes.swap(finished_);
+  if (outcomes.empty()) MaybeStartRoundLocked(now);
+  return outcomes;
+}
+
+absl::StatusOr<int64_t> RoundEngine::AssignedRound(
+    const std::string& agent_id) const {
+  absl::MutexLock lock(&mu_);
+  if (state_ == RoundState::kDone) {
+    return absl::FailedPreconditionError("all rounds are done");
+  }
+  if (!agents_.contains(agent_id)) {
+    return absl::NotFoundError(absl::StrCat("unknown agent ", agent_id));
+  }
+  if (!IsPendingLocked(agent_id)) {
+    return absl::NotFoundError(absl::StrCat("no task for agent ", agent_id));
+  }
+  return round_.id;
+}
+
+absl::Status RoundEngine::AcceptResult(const std::string& agent_id,
+                                       int64_t round,
+                                       const std::string& upload_id) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckResultLocked(agent_id, round, upload_id));
+  agents_[agent_id] = clock_->Now();
+  FinishParticipantLocked(agent_id, Progress::kReported, upload_id);
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::CheckResult(const std::string& agent_id,
+                                      int64_t round,
+                                      const std::string& upload_id) const {
+  absl::MutexLock lock(&mu_);
+  return CheckResultLocked(agent_id, round, upload_id);
+}
+
+absl::Status RoundEngine::ReportFailure(const std::string& agent_id,
+                                        int64_t round) {
+  absl::MutexLock lock(&mu_);
+  if (!agents_.contains(agent_id)) {
+    return absl::NotFoundError(absl::StrCat("unknown agent ", agent_id));
+  }
+  RETURN_IF_ERROR(CheckParticipantLocked(agent_id, round));
+  switch (round_.participants.at(agent_id).progress) {
+    case Progress::kFailed:
+      return absl::OkStatus();
+    case Progress::kReported:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "agent ", agent_id, " already reported a result in round ", round));
+    case Progress::kPending:
+      break;
+  }
+  FEDGE_LOG(INFO) << "round " << round << ": agent " << agent_id
+                  << " reported failure";
+  FinishParticipantLocked(agent_id, Progress::kFailed, "");
+  return absl::OkStatus();
+}
+
+RoundState RoundEngine::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+int64_t RoundEngine::current_round() const {
+  absl::MutexLock lock(&mu_);
+  return round_.id;
+}
+
+int RoundEngine::completed_rounds() const {
+  absl::MutexLock lock(&mu_);
+  return completed_rounds_;
+}
+
+std::vector<std::string> RoundEngine::SelectedAgents() const {
+  absl::MutexLock lock(&mu_);
+  if (state_ != RoundState::kInProgress) return {};
+  return round_.selected;
+}
+
+std::vector<std::string> RoundEngine::AvailableAgents() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  ids.reserve(agents_.size());
+  for (const auto& [id, last_seen] : agents_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+absl::Time RoundEngine::round_deadline_time() const {
+  absl::MutexLock lock(&mu_);
+  if (state_ != RoundState::kInProgress) return absl::InfinitePast();
+  return round_.deadline;
+}
+
+size_t RoundEngine::num_reported() const {
+  absl::MutexLock lock(&mu_);
+  if (state_ != RoundState::kInProgress) return 0;
+  return round_.outcome.reported.size();
+}
+
+void RoundEngine::TransitionLocked(RoundState to) {
+  FEDGE_CHECK(IsLegalTransition(state_, to))
+      << "illegal round state transition " << RoundStateName(state_) << " -> "
+      << RoundStateName(to);
+  state_ = to;
+}
+
+void RoundEngine::DropStaleAgentsLocked(absl::Time now) {
+  std::vector<std::string> stale;
+  for (const auto& [id, last_seen] : agents_) {
+    if (now - last_seen >= options_.agent_timeout) stale.push_back(id);
+  }
+  std::sort(stale.begin(), stale.end());  // Deterministic `failed` order.
+  for (const std::string& id : stale) {
+    FEDGE_LOG(INFO) << "agent " << id << " timed out";
+    agents_.erase(id);
+    if (IsPendingLocked(id)) {
+      FinishParticipantLocked(id, Progress::kFailed, "");
+    }
+  }
+}
+
+void RoundEngine::MaybeStartRoundLocked(absl::Time now) {
+  const int available = static_cast<int>(agents_.size());
+  if (state_ != RoundState::kWaitingForAgents ||
+      available < options_.min_available_agents) {
+    return;
+  }
+  std::vector<std::string> ids;
+  ids.reserve(agents_.size());
+  for (const auto& [id, last_seen] : agents_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+
+  Round next;
+  next.id = round_.id + 1;
+  next.deadline = now + options_.round_deadline;
+  next.selected = Sample(std::move(ids), SelectionSize(available),
+                         SplitMix64(options_.seed ^ SplitMix64(next.id)));
+  for (const std::string& id : next.selected) next.participants[id];
+  next.num_pending = next.selected.size();
+  next.outcome.round = next.id;
+  previous_round_ = std::move(round_);
+  round_ = std::move(next);
+  started_any_round_ = true;
+  TransitionLocked(RoundState::kInProgress);
+  FEDGE_LOG(INFO) << "round " << round_.id
+                  << " started: " << round_.selected.size() << " of "
+                  << available << " agents selected";
+}
+
+void RoundEngine::FinishParticipantLocked(const std::string& agent_id,
+                                          Progress progress,
+                                          const std::string& upload_id) {
+  Participant& p = round_.participants.at(agent_id);
+  FEDGE_CHECK(p.progress == Progress::kPending && progress != p.progress)
+      << "agent " << agent_id << " is not pending in round " << round_.id;
+  p.progress = progress;
+  p.upload_id = upload_id;
+  auto& list = progress == Progress::kReported ? round_.outcome.reported
+                                               : round_.outcome.failed;
+  list.push_back(agent_id);
+  if (--round_.num_pending == 0) CloseRoundLocked();
+}
+
+void RoundEngine::CloseRoundLocked() {
+  for (const std::string& id : round_.selected) {
+    Participant& p = round_.participants.at(id);
+    if (p.progress != Progress::kPending) continue;
+    p.progress = Progress::kFailed;
+    round_.outcome.failed.push_back(id);
+  }
+  round_.num_pending = 0;
+  RoundOutcome& outcome = round_.outcome;
+  outcome.completed =
+      static_cast<int>(outcome.reported.size()) >= options_.min_fit_agents;
+  if (outcome.completed) ++completed_rounds_;
+  FEDGE_LOG(INFO) << "round " << outcome.round
+                  << (outcome.completed ? " completed: " : " abandoned: ")
+                  << outcome.reported.size() << " reported, "
+                  << outcome.failed.size() << " failed";
+  finished_.push_back(outcome);
+  TransitionLocked(completed_rounds_ >= options_.num_rounds
+                       ? RoundState::kDone
+                       : RoundState::kWaitingForAgents);
+}
+
+absl::Status RoundEngine::CheckResultLocked(
+    const std::string& agent_id, int64_t round,
+    const std::string& upload_id) const {
+  if (IsAcceptedUploadLocked(agent_id, round, upload_id)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "upload ", upload_id, " of agent ", agent_id, " already accepted"));
+  }
+  if (agent_id.empty() || upload_id.empty()) {
+    return absl::InvalidArgumentError("empty agent id or upload id");
+  }
+  if (!agents_.contains(agent_id)) {
+    return absl::NotFoundError(absl::StrCat("unknown agent ", agent_id));
+  }
+  RETURN_IF_ERROR(CheckParticipantLocked(agent_id, round));
+  const Participant& p = round_.participants.at(agent_id);
+  if (p.progress == Progress::kReported) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent ", agent_id, " already reported upload ",
+                     p.upload_id, " in round ", round));
+  }
+  if (p.progress == Progress::kFailed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent ", agent_id, " already failed in round ", round));
+  }
+  return absl::OkStatus();
+}
+
+bool RoundEngine::IsAcceptedUploadLocked(const std::string& agent_id,
+                                         int64_t round,
+                                         const std::string& upload_id) const {
+  for (const Round* r : {&round_, &previous_round_}) {
+    if (r->id != round || r->selected.empty()) continue;
+    auto it = r->participants.find(agent_id);
+    return it != r->participants.end() &&
+           it->second.progress == Progress::kReported &&
+           it->second.upload_id == upload_id;
+  }
+  return false;
+}
+
+absl::Status RoundEngine::CheckParticipantLocked(const std::string& agent_id,
+                                                 int64_t round) const {
+  if (state_ != RoundState::kInProgress || round != round_.id) {
+    return absl::AbortedError(
+        absl::StrCat("round ", round, " is not in progress (current round ",
+                     round_.id, ", ", RoundStateName(state_), ")"));
+  }
+  if (!round_.participants.contains(agent_id)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent ", agent_id, " is not selected in round ", round));
+  }
+  return absl::OkStatus();
+}
+
+bool RoundEngine::IsPendingLocked(const std::string& agent_id) const {
+  if (state_ != RoundState::kInProgress) return false;
+  auto it = round_.participants.find(agent_id);
+  return it != round_.participants.end() &&
+         it->second.progress == Progress::kPending;
+}
+
+int RoundEngine::SelectionSize(int available) const {
+  int k = options_.count > 0 ? options_.count
+                             : std::max(1, static_cast<int>(std::lround(
+                                               options_.fraction * available)));
+  k = std::max(k, options_.min_fit_agents);
+  return std::min(k, available);
+}
+
+}  // namespace fedge
