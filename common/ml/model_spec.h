@@ -1,0 +1,35 @@
+// ModelSpec: which zoo network to build, without LibTorch, and its
+// conversions from the configuration (ModelConfig) and to/from the wire
+// (ModelSpecProto), so the simulator, coordinator and agent agree on it.
+#ifndef FEDGE_COMMON_ML_MODEL_SPEC_H_
+#define FEDGE_COMMON_ML_MODEL_SPEC_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fedge/v1/config.pb.h"
+#include "fedge/v1/federation.pb.h"
+
+namespace fedge::ml {
+
+struct ModelSpec {
+  std::string architecture = "2nn";
+  std::vector<int64_t> input_shape = {1, 28, 28};  // C, H, W of one example.
+  int64_t num_classes = 10;
+  std::vector<int64_t> hidden_units;  // "mlp" only.
+  uint64_t init_seed = 1;             // Seed of the initial weights.
+};
+
+// From the config; input shape and number of classes from the data when
+// given (non-empty / > 0), else from the config (input_shape defaults to
+// [1, 28, 28]).
+ModelSpec SpecFromConfig(const v1::ModelConfig& config,
+                         const std::vector<int64_t>& data_shape = {},
+                         int data_num_classes = 0);
+v1::ModelSpecProto SpecToProto(const ModelSpec& spec);
+ModelSpec SpecFromProto(const v1::ModelSpecProto& proto);
+
+}  // namespace fedge::ml
+
+#endif  // FEDGE_COMMON_ML_MODEL_SPEC_H_

@@ -1,0 +1,42 @@
+// The one converter between torch::Tensor / torch::nn::Module and the core's
+// TensorBuffer / ModelState. Everything that crosses from the ML layer into
+// aggregation, checkpoints or the wire goes through here.
+//
+// A module's state is its named parameters followed by its named buffers, in
+// registration order (the same order on every process for the same zoo
+// model). Stateless; thread-safe as long as the module is not shared.
+#ifndef FEDGE_COMMON_ML_TORCH_CONVERTERS_H_
+#define FEDGE_COMMON_ML_TORCH_CONVERTERS_H_
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tensor_buffer.h"
+
+namespace fedge::ml {
+
+// Copies `tensor` (float32 or int64, any device/layout) into a TensorBuffer
+// named `name`. INVALID_ARGUMENT for other dtypes.
+absl::StatusOr<TensorBuffer> ToTensorBuffer(const std::string& name,
+                                            const torch::Tensor& tensor);
+
+// A CPU tensor viewing `buffer`'s memory (no copy). The buffer must outlive
+// the tensor and is not modified through it unless the caller writes to it.
+torch::Tensor ViewAsTensor(const TensorBuffer& buffer);
+
+// The module's parameters and buffers, copied.
+absl::StatusOr<ModelState> ExportState(const torch::nn::Module& module);
+
+// Copies `state` into the module's parameters and buffers. INVALID_ARGUMENT
+// (module unchanged) when names, dtypes or shapes differ.
+absl::Status ImportState(const ModelState& state, torch::nn::Module& module);
+
+// The module's tensors (parameters then buffers) with their names, in the
+// same order as ExportState.
+std::vector<std::pair<std::string, torch::Tensor>> StateTensors(
+    const torch::nn::Module& module);
+
+}  // namespace fedge::ml
+
+#endif  // FEDGE_COMMON_ML_TORCH_CONVERTERS_H_

@@ -1,0 +1,223 @@
+#include "common/ml/torch_trainer.h"
+
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/ml/torch_converters.h"
+#include "common/ml/torch_status.h"
+#include "common/random.h"
+#include "common/status_macros.h"
+
+namespace fedge::ml {
+namespace {
+
+namespace F = torch::nn::functional;
+
+absl::Status CheckDataset(const Dataset& d, const ModelSpec& spec,
+                          absl::string_view what) {
+  if (d.example_shape != spec.input_shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " examples have shape [", absl::StrJoin(d.example_shape, ","),
+        "] but the model takes [", absl::StrJoin(spec.input_shape, ","), "]"));
+  }
+  if (d.num_classes > spec.num_classes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", d.num_classes, " classes, the model ",
+                     spec.num_classes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPlan(const TrainPlan& plan) {
+  if (plan.epochs < 1 || plan.batch_size < 1 || !(plan.learning_rate > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train plan needs epochs >= 1, batch_size >= 1, learning_rate > 0; "
+        "got epochs=", plan.epochs, " batch_size=", plan.batch_size,
+        " learning_rate=", plan.learning_rate));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+torch::Tensor FeaturesView(const Dataset& d) {
+  std::vector<int64_t> shape = {d.num_examples()};
+  shape.insert(shape.end(), d.example_shape.begin(), d.example_shape.end());
+  return torch::from_blob(const_cast<float*>(d.features.data()), shape,
+                          torch::kFloat32);
+}
+
+torch::Tensor LabelsView(const Dataset& d) {
+  return torch::from_blob(const_cast<int64_t*>(d.labels.data()),
+                          {d.num_examples()}, torch::kInt64);
+}
+
+TorchTrainer::TorchTrainer(TorchTrainerOptions options,
+                           std::shared_ptr<Net> net)
+    : options_(std::move(options)), net_(std::move(net)) {
+  train_x_ = FeaturesView(*options_.train);
+  train_y_ = LabelsView(*options_.train);
+  if (options_.eval != nullptr) {
+    eval_x_ = FeaturesView(*options_.eval);
+    eval_y_ = LabelsView(*options_.eval);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(
+    TorchTrainerOptions options) {
+  if (options.train == nullptr) {
+    return absl::InvalidArgumentError("TorchTrainer needs a training set");
+  }
+  RETURN_IF_ERROR(CheckDataset(*options.train, options.model, "training set"));
+  if (options.eval != nullptr) {
+    RETURN_IF_ERROR(CheckDataset(*options.eval, options.model, "eval set"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Net> net, BuildModel(options.model));
+  return std::unique_ptr<TorchTrainer>(
+      new TorchTrainer(std::move(options), std::move(net)));
+}
+
+absl::StatusOr<ModelState> TorchTrainer::State() const {
+  return ExportState(*net_);
+}
+
+absl::StatusOr<TrainOutput> TorchTrainer::Train(
+    const ModelState& global, const TrainPlan& plan,
+    absl::Span<const int64_t> indices) {
+  RETURN_IF_ERROR(CheckPlan(plan));
+  const int64_t n = options_.train->num_examples();
+  std::vector<int64_t> order;
+  if (indices.empty()) {
+    order.resize(n);
+    std::iota(order.begin(), order.end(), 0);
+  } else {
+    order.assign(indices.begin(), indices.end());
+    for (int64_t i : order) {
+      if (i < 0 || i >= n) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "example index ", i, " is outside the local data [0, ", n, ")"));
+      }
+    }
+  }
+  if (order.empty()) {
+    return absl::FailedPreconditionError("no local examples to train on");
+  }
+  RETURN_IF_ERROR(ImportState(global, *net_));
+  TrainOutput out;
+  ASSIGN_OR_RETURN(out.metrics, RunSgd(global, plan, std::move(order)));
+  ASSIGN_OR_RETURN(out.delta, Delta(global));
+  return out;
+}
+
+absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
+                                                  const TrainPlan& plan,
+                                                  std::vector<int64_t> order) {
+  return CallTorch([&]() -> absl::StatusOr<TrainMetrics> {
+    const absl::Time start = absl::Now();
+    net_->train();
+    auto params = net_->parameters();
+    torch::optim::SGD sgd(params, torch::optim::SGDOptions(plan.learning_rate)
+                                      .momentum(plan.momentum)
+                                      .weight_decay(plan.weight_decay));
+    std::vector<torch::Tensor> anchors;  // Global weights, for FedProx.
+    if (plan.proximal_mu > 0) {
+      for (size_t i = 0; i < params.size(); ++i) {
+        anchors.push_back(ViewAsTensor(global.tensor(i)));
+      }
+    }
+    TrainMetrics m;
+    m.num_examples = static_cast<int64_t>(order.size());
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    const int64_t total = m.num_examples;
+    for (int epoch = 0; epoch < plan.epochs; ++epoch) {
+      Rng rng(MixSeed({plan.seed, static_cast<uint64_t>(epoch)}));
+      rng.Shuffle(absl::MakeSpan(order));
+      for (int64_t begin = 0; begin < total; begin += plan.batch_size) {
+        const int64_t size = std::min<int64_t>(plan.batch_size, total - begin);
+        torch::Tensor idx =
+            torch::from_blob(order.data() + begin, {size}, torch::kInt64);
+        torch::Tensor x = train_x_.index_select(0, idx);
+        torch::Tensor y = train_y_.index_select(0, idx);
+        sgd.zero_grad();
+        torch::Tensor logits = net_->forward(x);
+        torch::Tensor loss = F::cross_entropy(logits, y);
+        if (!anchors.empty()) {
+          torch::Tensor prox = torch::zeros({}, torch::kFloat32);
+          for (size_t i = 0; i < params.size(); ++i) {
+            prox = prox + (params[i] - anchors[i]).pow(2).sum();
+          }
+          loss = loss + 0.5 * plan.proximal_mu * prox;
+        }
+        loss.backward();
+        sgd.step();
+        loss_sum += loss.item<double>() * size;
+        correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+        seen += size;
+        ++m.num_steps;
+      }
+    }
+    m.loss = loss_sum / seen;
+    m.accuracy = static_cast<double>(correct) / seen;
+    m.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    return m;
+  });
+}
+
+absl::StatusOr<ModelState> TorchTrainer::Delta(const ModelState& global) const {
+  ModelState delta;
+  auto tensors = StateTensors(*net_);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorBuffer& g = global.tensor(i);
+    ASSIGN_OR_RETURN(TensorBuffer d,
+                     TensorBuffer::Zeros(g.name(), g.dtype(), g.shape()));
+    RETURN_IF_ERROR(CallTorch([&]() -> absl::Status {
+      torch::NoGradGuard no_grad;
+      torch::Tensor out = ViewAsTensor(d);
+      if (g.dtype() == DType::kFloat32) {
+        torch::sub_out(out, tensors[i].second, ViewAsTensor(g));
+      } else {
+        out.copy_(tensors[i].second);
+      }
+      return absl::OkStatus();
+    }));
+    delta.Add(std::move(d));
+  }
+  return delta;
+}
+
+absl::StatusOr<EvalMetrics> TorchTrainer::Evaluate(const ModelState& weights) {
+  if (options_.eval == nullptr) {
+    return absl::FailedPreconditionError("this trainer has no evaluation set");
+  }
+  RETURN_IF_ERROR(ImportState(weights, *net_));
+  return CallTorch([&]() -> absl::StatusOr<EvalMetrics> {
+    torch::NoGradGuard no_grad;
+    net_->eval();
+    EvalMetrics m;
+    m.num_examples = options_.eval->num_examples();
+    double loss_sum = 0;
+    int64_t correct = 0;
+    const int64_t bs = std::max<int64_t>(1, options_.eval_batch_size);
+    for (int64_t begin = 0; begin < m.num_examples; begin += bs) {
+      const int64_t end = std::min(m.num_examples, begin + bs);
+      torch::Tensor logits = net_->forward(eval_x_.slice(0, begin, end));
+      torch::Tensor y = eval_y_.slice(0, begin, end);
+      loss_sum += F::cross_entropy(logits, y,
+                                   F::CrossEntropyFuncOptions().reduction(
+                                       torch::kSum))
+                      .item<double>();
+      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    }
+    net_->train();
+    if (m.num_examples > 0) {
+      m.loss = loss_sum / m.num_examples;
+      m.accuracy = static_cast<double>(correct) / m.num_examples;
+    }
+    return m;
+  });
+}
+
+}  // namespace fedge::ml

@@ -1,0 +1,65 @@
+// TorchTrainer: the LibTorch implementation of LocalTrainer. It owns one
+// network from the zoo and trains it with SGD (momentum, weight decay,
+// optional FedProx term) on examples of a Dataset it is bound to, then
+// returns the delta from the global model it started from.
+//
+// The datasets are not copied: they must outlive the trainer. One trainer
+// per thread (the network is not thread-safe); several trainers may share
+// the same datasets, which they only read.
+#ifndef FEDGE_COMMON_ML_TORCH_TRAINER_H_
+#define FEDGE_COMMON_ML_TORCH_TRAINER_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "common/data/dataset.h"
+#include "common/local_trainer.h"
+#include "common/ml/model_zoo.h"
+
+namespace fedge::ml {
+
+struct TorchTrainerOptions {
+  ModelSpec model;                  // Network to build.
+  const Dataset* train = nullptr;   // Local training examples (required).
+  const Dataset* eval = nullptr;    // Evaluation examples (optional).
+  int64_t eval_batch_size = 1000;   // Examples per evaluation forward pass.
+};
+
+class TorchTrainer final : public LocalTrainer {
+ public:
+  // INVALID_ARGUMENT when the model cannot be built or the datasets do not
+  // fit it (example shape, classes).
+  static absl::StatusOr<std::unique_ptr<TorchTrainer>> Create(
+      TorchTrainerOptions options);
+
+  absl::StatusOr<TrainOutput> Train(const ModelState& global,
+                                    const TrainPlan& plan,
+                                    absl::Span<const int64_t> indices) override;
+  absl::StatusOr<EvalMetrics> Evaluate(const ModelState& weights) override;
+
+  // The network's current state (after Create: its seeded initial weights).
+  absl::StatusOr<ModelState> State() const;
+
+  Net& net() { return *net_; }
+
+ private:
+  TorchTrainer(TorchTrainerOptions options, std::shared_ptr<Net> net);
+  absl::StatusOr<TrainMetrics> RunSgd(const ModelState& global,
+                                      const TrainPlan& plan,
+                                      std::vector<int64_t> order);
+  absl::StatusOr<ModelState> Delta(const ModelState& global) const;
+
+  TorchTrainerOptions options_;
+  std::shared_ptr<Net> net_;
+  torch::Tensor train_x_, train_y_;  // Views of options_.train.
+  torch::Tensor eval_x_, eval_y_;    // Views of options_.eval (if any).
+};
+
+// A tensor [N, example_shape...] viewing the dataset's features, and an int64
+// tensor [N] viewing its labels (no copies).
+torch::Tensor FeaturesView(const Dataset& d);
+torch::Tensor LabelsView(const Dataset& d);
+
+}  // namespace fedge::ml
+
+#endif  // FEDGE_COMMON_ML_TORCH_TRAINER_H_
