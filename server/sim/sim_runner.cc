@@ -1,0 +1,133 @@
+#include "server/sim/sim_runner.h"
+
+#include <thread>
+
+#include <ATen/Parallel.h>
+
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/data/data_source.h"
+#include "common/fl_config.h"
+#include "common/ml/torch_trainer.h"
+#include "common/partition.h"
+#include "common/status_macros.h"
+#include "server/engine_config.h"
+#include "server/sim/simulator.h"
+
+namespace fedge {
+namespace {
+
+absl::StatusOr<Partition> MakePartition(const v1::PartitionConfig& c,
+                                        const Dataset& train, int num_agents) {
+  if (c.method() == "iid") {
+    return PartitionIid(train.num_examples(), num_agents, c.seed());
+  }
+  if (c.method() == "dirichlet") {
+    return PartitionDirichlet(train.labels, num_agents, c.dirichlet_alpha(),
+                              c.seed());
+  }
+  return PartitionShards(train.labels, num_agents, c.seed(),
+                         c.shards_per_agent());
+}
+
+int NumThreads(const v1::SimConfig& c) {
+  if (c.num_threads() > 0) return c.num_threads();
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string Percent(const std::optional<double>& v) {
+  return v.has_value() ? absl::StrFormat("%6.2f%%", 100 * *v) : "      -";
+}
+
+void PrintRound(std::FILE* out, const RoundRecord& r, int total_rounds) {
+  absl::FPrintF(out,
+                "round %4d/%d  agents %3d  examples %6d  train_loss %.4f  "
+                "test_loss %s  test_acc %s  %.2f s\n",
+                r.round, total_rounds, r.num_agents, r.num_examples,
+                r.train_loss,
+                r.test_loss.has_value() ? absl::StrFormat("%.4f", *r.test_loss)
+                                        : "     -",
+                Percent(r.test_accuracy), r.round_seconds);
+  std::fflush(out);
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<LocalTrainer>>> MakeTrainers(
+    const v1::SimConfig& c, const LoadedData& data, int n) {
+  ml::TorchTrainerOptions options;
+  options.model = ml::SpecFromConfig(c.model(), data.train.example_shape,
+                                     data.train.num_classes);
+  options.train = &data.train;
+  options.eval = data.test.num_examples() > 0 ? &data.test : nullptr;
+  std::vector<std::unique_ptr<LocalTrainer>> trainers;
+  for (int i = 0; i < n; ++i) {
+    ASSIGN_OR_RETURN(auto t, ml::TorchTrainer::Create(options));
+    trainers.push_back(std::move(t));
+  }
+  return trainers;
+}
+
+}  // namespace
+
+absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
+                                            std::FILE* out) {
+  RETURN_IF_ERROR(ValidateSimConfig(c));
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
+  absl::FPrintF(out, "%s%s\n", data.used_fallback ? "WARNING: " : "data: ",
+                data.description);
+  if (data.test.num_examples() == 0) {
+    return absl::InvalidArgumentError(
+        "the simulation needs a test set to report accuracy (data.*_test_*)");
+  }
+  ASSIGN_OR_RETURN(Partition partition,
+                   MakePartition(c.partition(), data.train, c.num_agents()));
+  const int threads = NumThreads(c);
+  at::set_num_threads(threads);  // Evaluation on the main thread.
+  ASSIGN_OR_RETURN(auto trainers, MakeTrainers(c, data, threads));
+  auto* first = static_cast<ml::TorchTrainer*>(trainers[0].get());
+  ASSIGN_OR_RETURN(ModelState initial, first->State());
+  absl::FPrintF(out,
+                "model %s (%d parameters), %d agents (%s split), C=%g, E=%d, "
+                "B=%d, lr=%g, %d worker threads\n",
+                c.model().architecture(), initial.NumElements(), c.num_agents(),
+                c.partition().method(), c.strategy().fraction(),
+                c.train().epochs(), c.train().batch_size(),
+                c.train().learning_rate(), threads);
+
+  SimulatorOptions options;
+  options.engine = ToRoundEngineOptions(c.strategy(), c.rounds(), c.seed());
+  options.strategy = ToFedAvgOptions(c.strategy());
+  options.plan = ToTrainPlan(c.train());
+  options.seed = c.seed();
+  options.eval_every_rounds = c.eval_every_rounds();
+  options.stop_at_accuracy = c.stop_at_accuracy();
+  ASSIGN_OR_RETURN(
+      auto sim, Simulator::Create(options, std::move(partition),
+                                  std::move(initial), std::move(trainers),
+                                  [](int) { at::set_num_threads(1); }));
+
+  std::unique_ptr<HistoryWriter> history;
+  if (!c.history_out().empty()) {
+    ASSIGN_OR_RETURN(history, HistoryWriter::Open(c.history_out(), false));
+  }
+  SimRunSummary summary;
+  summary.num_threads = threads;
+  absl::Status write_status;
+  ASSIGN_OR_RETURN(summary.rounds, sim->Run([&](const RoundRecord& r) {
+    PrintRound(out, r, c.rounds());
+    if (history != nullptr && write_status.ok()) {
+      write_status = history->Append(r);
+    }
+    const double acc = r.test_accuracy.value_or(0);
+    summary.best_accuracy = std::max(summary.best_accuracy, acc);
+    if (c.stop_at_accuracy() > 0 && acc >= c.stop_at_accuracy() &&
+        summary.first_round_at_target < 0) {
+      summary.first_round_at_target = r.round;
+    }
+  }));
+  RETURN_IF_ERROR(write_status);
+  summary.total_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return summary;
+}
+
+}  // namespace fedge

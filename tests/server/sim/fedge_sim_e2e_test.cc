@@ -1,0 +1,101 @@
+// Runs the real fedge-sim binary on synthetic data.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge {
+namespace {
+
+const std::string kSim = std::string(FEDGE_BINARY_DIR) + "/server/sim/fedge-sim";
+const std::string kConfigs = std::string(FEDGE_SOURCE_DIR) + "/configs/sim/";
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr.
+};
+
+Result RunSim(const std::string& args) {
+  Result r;
+  FILE* p = popen((kSim + " " + args + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::vector<std::vector<std::string>> ReadCsv(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::vector<std::string>> rows;
+  std::string line;
+  while (std::getline(in, line)) {
+    rows.push_back(absl::StrSplit(line, ','));
+  }
+  return rows;
+}
+
+TEST(FedgeSimE2eTest, SyntheticRun_AccuracyRises) {
+  const std::string history = testing::TempDir() + "/sim_history.csv";
+  std::remove(history.c_str());
+  Result r = RunSim(absl::StrCat("--config ", kConfigs,
+                              "synthetic_smoke.textproto --rounds 6 "
+                              "--num_threads 2 --history_out ", history));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::HasSubstr("round    6/6"));
+  auto rows = ReadCsv(history);
+  ASSERT_EQ(rows.size(), 7u) << r.output;
+  const std::vector<std::string>& header = rows[0];
+  for (const char* col : {"round", "num_agents", "num_examples", "train_loss",
+                          "test_loss", "test_accuracy", "round_seconds"}) {
+    EXPECT_THAT(header, testing::Contains(col));
+  }
+  const size_t acc_col =
+      std::find(header.begin(), header.end(), "test_accuracy") - header.begin();
+  double first, last;
+  ASSERT_TRUE(absl::SimpleAtod(rows[1][acc_col], &first));
+  ASSERT_TRUE(absl::SimpleAtod(rows[6][acc_col], &last));
+  EXPECT_GT(last, first + 0.05) << r.output;
+  EXPECT_GT(last, 0.5) << r.output;
+}
+
+TEST(FedgeSimE2eTest, MissingMnist_FallsBackToSyntheticAndSaysSo) {
+  Result r = RunSim(absl::StrCat(
+      "--config ", kConfigs, "quickstart.textproto --rounds 1 ",
+      "--data_dir /nonexistent/mnist --data.synthetic_train_examples=2000 "
+      "--num_agents 10"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::HasSubstr("MNIST not found"));
+  EXPECT_THAT(r.output, testing::HasSubstr("synthetic"));
+}
+
+TEST(FedgeSimE2eTest, BadValue_NamesTheField) {
+  Result r = RunSim(absl::StrCat("--config ", kConfigs,
+                              "synthetic_smoke.textproto --train.batch_size=0"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, testing::HasSubstr("train.batch_size"));
+}
+
+TEST(FedgeSimE2eTest, UnknownFlag_NamesIt) {
+  Result r = RunSim(absl::StrCat("--config ", kConfigs,
+                              "synthetic_smoke.textproto --trian.epochs=2"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, testing::HasSubstr("trian"));
+}
+
+TEST(FedgeSimE2eTest, Help_ListsFields) {
+  Result r = RunSim("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.output, testing::HasSubstr("--train.learning_rate"));
+}
+
+}  // namespace
+}  // namespace fedge
