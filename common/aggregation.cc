@@ -59,7 +59,6 @@ absl::StatusOr<ModelState> WeightedMeanAccumulator::Mean() const {
     return absl::FailedPreconditionError("no update was added");
   }
   ModelState out;
-  const double inv = 1.0 / total_weight_;
   for (size_t i = 0; i < schema_.size(); ++i) {
     const TensorSpec& spec = schema_[i];
     ASSIGN_OR_RETURN(TensorBuffer t,
@@ -68,7 +67,7 @@ absl::StatusOr<ModelState> WeightedMeanAccumulator::Mean() const {
       absl::Span<float> o = t.mutable_floats();
       const double* sum = sums_[i].data();
       for (size_t j = 0; j < o.size(); ++j) {
-        o[j] = static_cast<float>(sum[j] * inv);
+        o[j] = static_cast<float>(sum[j] / total_weight_);
       }
     } else {
       std::copy(maxima_[i].begin(), maxima_[i].end(),

@@ -1,7 +1,7 @@
 // Configuration loading: a textproto file, then command-line overrides of any
 // field by its path, for every binary (fedge-sim, fedge-coordinator, ...).
 //
-//   fedge-sim --config configs/sim/mnist_2nn_iid.textproto \
+//   fedge-sim --config configs/sim/mnist_2nn_iid.textproto
 //       --rounds 50 --train.learning_rate=0.05 --data_dir ../shared/data/mnist
 //
 // A flag is either one of the binary's own (e.g. --config, --help) or a field

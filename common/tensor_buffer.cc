@@ -42,14 +42,19 @@ absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
         absl::StrCat("tensor rank ", shape.size(), " exceeds the limit of ",
                      kMaxTensorRank));
   }
-  int64_t n = 1;
+  bool has_zero = false;
   for (int64_t d : shape) {
     if (d < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("negative dimension ", d, " in shape [",
                        absl::StrJoin(shape, ","), "]"));
     }
-    if (d != 0 && n > kMaxTensorElements / d) {
+    has_zero |= d == 0;
+  }
+  if (has_zero) return 0;
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (n > kMaxTensorElements / d) {
       return absl::InvalidArgumentError(
           absl::StrCat("shape [", absl::StrJoin(shape, ","),
                        "] exceeds the limit of ", kMaxTensorElements,

@@ -211,11 +211,21 @@ TEST(SetFieldByPathTest, RepeatedFieldListReplacesOldList) {
   std::remove(path.c_str());
 }
 
-TEST(SetFieldByPathTest, RepeatedFieldBadItem_IsInvalidArgument) {
+TEST(SetFieldByPathTest, RepeatedFieldBadItem_IsInvalidArgumentAndKeepsList) {
   SimConfig config;
+  config.mutable_model()->add_hidden_units(64);
+  config.mutable_model()->add_hidden_units(32);
   absl::Status s = SetFieldByPath("model.hidden_units", "100,abc", &config);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("model.hidden_units"));
+  EXPECT_THAT(config.model().hidden_units(), ElementsAre(64, 32));
+}
+
+TEST(SetFieldByPathTest, RepeatedFieldEmptyValue_ClearsList) {
+  SimConfig config;
+  config.mutable_model()->add_hidden_units(64);
+  ASSERT_TRUE(SetFieldByPath("model.hidden_units", "", &config).ok());
+  EXPECT_THAT(config.model().hidden_units(), IsEmpty());
 }
 
 TEST(SetFieldByPathTest, UnknownField_NamesItAndListsValidOnes) {
@@ -266,6 +276,10 @@ TEST(SetFieldByPathTest, ValueWithTrailingText_IsInvalidArgument) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(config.train().epochs(), 1);
   EXPECT_FALSE(config.train().has_epochs());
+
+  s = SetFieldByPath("model.hidden_units", "100,50 num_classes: 3", &config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(config.model().num_classes(), 10);
 }
 
 TEST(SetFieldByPathTest, MessageOrScalarMisuse_IsInvalidArgument) {

@@ -126,6 +126,17 @@ TEST(CheckedNumElementsTest, NegativeDimension_IsInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A shape with a zero dimension holds no elements; whether it is accepted
+// must not depend on where the zero is.
+TEST(CheckedNumElementsTest, ZeroDimension_ResultDoesNotDependOnOrder) {
+  const int64_t big = kMaxTensorElements + 1;
+  absl::StatusOr<int64_t> zero_first = CheckedNumElements({0, big});
+  absl::StatusOr<int64_t> zero_last = CheckedNumElements({big, 0});
+  EXPECT_EQ(zero_first.status().code(), zero_last.status().code())
+      << "[0," << big << "]: " << zero_first.status() << " vs [" << big
+      << ",0]: " << zero_last.status();
+}
+
 TEST(CheckedNumElementsTest, RankLimit) {
   EXPECT_TRUE(CheckedNumElements(std::vector<int64_t>(kMaxTensorRank, 1)).ok());
   absl::StatusOr<int64_t> n =
