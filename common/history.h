@@ -26,7 +26,9 @@ struct RoundRecord {
   double train_accuracy = 0;   // Example-weighted mean of local accuracies.
   std::optional<double> test_loss;      // Unset when not evaluated.
   std::optional<double> test_accuracy;
-  double train_seconds = 0;    // Wall time of the round's local training.
+  // Wall time of the round's local training (fedge-sim: the parallel
+  // training phase; coordinator: the slowest agent's reported time).
+  double train_seconds = 0;
   double round_seconds = 0;    // Wall time of the whole round.
   std::optional<int64_t> bytes_received;  // Coordinator only.
   std::optional<int64_t> bytes_sent;

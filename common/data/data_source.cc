@@ -8,9 +8,10 @@
 namespace fedge {
 namespace {
 
-absl::StatusOr<LoadedData> LoadSynthetic(const v1::DataConfig& c) {
+absl::StatusOr<LoadedData> LoadSynthetic(const v1::DataConfig& c,
+                                         bool test_only) {
   SyntheticOptions options;
-  options.num_examples = c.synthetic_train_examples();
+  options.num_examples = test_only ? 0 : c.synthetic_train_examples();
   options.num_classes = c.synthetic_num_classes();
   options.separation = c.synthetic_separation();
   options.seed = c.synthetic_seed();
@@ -27,31 +28,38 @@ absl::StatusOr<LoadedData> LoadSynthetic(const v1::DataConfig& c) {
   return data;
 }
 
-absl::StatusOr<LoadedData> LoadMnist(const v1::DataConfig& c) {
-  absl::StatusOr<Dataset> train = ReadMnistDir(c.data_dir(), "train");
-  if (absl::IsNotFound(train.status()) && c.synthetic_fallback()) {
-    ASSIGN_OR_RETURN(LoadedData data, LoadSynthetic(c));
+absl::StatusOr<LoadedData> LoadMnist(const v1::DataConfig& c, bool test_only) {
+  absl::StatusOr<Dataset> first =
+      ReadMnistDir(c.data_dir(), test_only ? "test" : "train");
+  if (absl::IsNotFound(first.status()) && c.synthetic_fallback()) {
+    ASSIGN_OR_RETURN(LoadedData data, LoadSynthetic(c, test_only));
     data.used_fallback = true;
     data.description = absl::StrCat(
-        "MNIST not found in '", c.data_dir(), "' (", train.status().message(),
+        "MNIST not found in '", c.data_dir(), "' (", first.status().message(),
         "); using ", data.description,
         " instead. Run scripts/fetch-mnist.sh or pass --data_dir DIR for "
         "real data");
     return data;
   }
-  RETURN_IF_ERROR(train.status());
+  RETURN_IF_ERROR(first.status());
   LoadedData data;
-  data.train = *std::move(train);
-  ASSIGN_OR_RETURN(data.test, ReadMnistDir(c.data_dir(), "test"));
+  if (test_only) {
+    data.test = *std::move(first);
+  } else {
+    data.train = *std::move(first);
+    ASSIGN_OR_RETURN(data.test, ReadMnistDir(c.data_dir(), "test"));
+  }
   data.description = absl::StrCat("IDX data from '", c.data_dir(), "'");
   return data;
 }
 
-absl::StatusOr<LoadedData> LoadFiles(const v1::DataConfig& c) {
+absl::StatusOr<LoadedData> LoadFiles(const v1::DataConfig& c, bool test_only) {
   LoadedData data;
   if (c.source() == "idx") {
-    ASSIGN_OR_RETURN(data.train,
-                     ReadIdx(c.idx_train_images(), c.idx_train_labels()));
+    if (!test_only) {
+      ASSIGN_OR_RETURN(data.train,
+                       ReadIdx(c.idx_train_images(), c.idx_train_labels()));
+    }
     if (!c.idx_test_images().empty()) {
       ASSIGN_OR_RETURN(data.test,
                        ReadIdx(c.idx_test_images(), c.idx_test_labels()));
@@ -61,7 +69,9 @@ absl::StatusOr<LoadedData> LoadFiles(const v1::DataConfig& c) {
   }
   CsvOptions options;
   options.label_column = c.csv_label_column();
-  ASSIGN_OR_RETURN(data.train, ReadCsv(c.csv_train_path(), options));
+  if (!test_only) {
+    ASSIGN_OR_RETURN(data.train, ReadCsv(c.csv_train_path(), options));
+  }
   if (!c.csv_test_path().empty()) {
     ASSIGN_OR_RETURN(data.test, ReadCsv(c.csv_test_path(), options));
   }
@@ -78,14 +88,15 @@ Dataset Truncate(Dataset d, int64_t max_examples) {
 
 }  // namespace
 
-absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config) {
+absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config,
+                                    bool test_only) {
   absl::StatusOr<LoadedData> data;
   if (config.source() == "synthetic") {
-    data = LoadSynthetic(config);
+    data = LoadSynthetic(config, test_only);
   } else if (config.source() == "mnist") {
-    data = LoadMnist(config);
+    data = LoadMnist(config, test_only);
   } else {
-    data = LoadFiles(config);
+    data = LoadFiles(config, test_only);
   }
   RETURN_IF_ERROR(data.status());
   data->train = Truncate(std::move(data->train), config.max_train_examples());

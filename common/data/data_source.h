@@ -22,7 +22,9 @@ struct LoadedData {
 
 // Loads what `config` names. Errors from the readers name the file and the
 // problem; NOT_FOUND for missing MNIST files when synthetic_fallback is off.
-absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config);
+// With `test_only`, the training split is not read (train stays empty).
+absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config,
+                                    bool test_only = false);
 
 }  // namespace fedge
 

@@ -1,0 +1,498 @@
+#include "common/model_codec.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+// Tensor data is copied as it lies in memory, which is the encoding's byte
+// order only on little-endian hosts.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the model encoding assumes a little-endian host");
+
+constexpr char kMagic[] = "FEDGEMS1";
+constexpr size_t kMagicBytes = 8;
+constexpr size_t kPrefixBytes = kMagicBytes + 4;  // Magic, tensor_count.
+constexpr size_t kTypeBytes = 3;                  // dtype, encoding, rank.
+// name_len, one name byte, dtype/encoding/rank, data_len.
+constexpr uint64_t kMinRecordBytes = 2 + 1 + kTypeBytes + 8;
+constexpr size_t kMaxEncodableName = 0xffff;
+constexpr uint8_t kRawEncoding = 0;
+
+void AppendLE(std::string* out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) {
+    out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  }
+}
+
+uint64_t ReadLE(const char* p, int bytes) {
+  uint64_t value = 0;
+  for (int i = bytes - 1; i >= 0; --i) {
+    value = (value << 8) | static_cast<uint8_t>(p[i]);
+  }
+  return value;
+}
+
+size_t HeaderBytes(const TensorBuffer& t) {
+  return 2 + t.name().size() + kTypeBytes + 8 * t.shape().size() + 8;
+}
+
+void AppendPrefix(std::string* out, size_t tensor_count) {
+  FEDGE_CHECK(tensor_count <= 0xffffffffu) << "too many tensors to encode";
+  out->append(kMagic, kMagicBytes);
+  AppendLE(out, tensor_count, 4);
+}
+
+void AppendHeader(std::string* out, const TensorBuffer& t) {
+  FEDGE_CHECK(!t.name().empty() && t.name().size() <= kMaxEncodableName)
+      << "tensor name of " << t.name().size() << " bytes cannot be encoded";
+  AppendLE(out, t.name().size(), 2);
+  out->append(t.name());
+  out->push_back(static_cast<char>(t.dtype()));
+  out->push_back(static_cast<char>(kRawEncoding));
+  out->push_back(static_cast<char>(t.shape().size()));
+  for (int64_t d : t.shape()) AppendLE(out, static_cast<uint64_t>(d), 8);
+  AppendLE(out, t.num_bytes(), 8);
+}
+
+// Calls sink(data, size) with consecutive pieces of the encoding.
+template <typename Sink>
+void ForEachPiece(const ModelState& state, Sink&& sink) {
+  std::string header;
+  AppendPrefix(&header, state.size());
+  sink(header.data(), header.size());
+  for (const TensorBuffer& t : state.tensors()) {
+    header.clear();
+    AppendHeader(&header, t);
+    sink(header.data(), header.size());
+    if (t.num_bytes() > 0) sink(t.data(), t.num_bytes());
+  }
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+// Structural UTF-8 check: lead bytes announce 0-3 continuation bytes.
+bool IsUtf8(absl::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const uint8_t c = static_cast<uint8_t>(s[i]);
+    const size_t extra = c < 0x80             ? 0
+                         : (c & 0xe0) == 0xc0 ? 1
+                         : (c & 0xf0) == 0xe0 ? 2
+                         : (c & 0xf8) == 0xf0 ? 3
+                                              : 4;
+    if (extra == 4 || i + extra >= s.size()) return false;
+    for (size_t k = 1; k <= extra; ++k) {
+      if ((static_cast<uint8_t>(s[i + k]) & 0xc0) != 0x80) return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+int64_t EncodedSize(const ModelState& state) {
+  int64_t size = kPrefixBytes;
+  for (const TensorBuffer& t : state.tensors()) {
+    size += HeaderBytes(t) + t.num_bytes();
+  }
+  return size;
+}
+
+std::string EncodeModel(const ModelState& state) {
+  std::string out;
+  out.reserve(EncodedSize(state));
+  ForEachPiece(state, [&out](const void* data, size_t size) {
+    out.append(static_cast<const char*>(data), size);
+  });
+  return out;
+}
+
+Sha256Digest ModelDigest(const ModelState& state) {
+  Sha256 hasher;
+  ForEachPiece(state, [&hasher](const void* data, size_t size) {
+    hasher.Update(data, size);
+  });
+  return hasher.Finish();
+}
+
+ModelEncoder::ModelEncoder(const ModelState& state, size_t max_chunk_bytes)
+    : state_(state),
+      max_chunk_bytes_(max_chunk_bytes),
+      total_bytes_(EncodedSize(state)) {
+  FEDGE_CHECK(max_chunk_bytes_ > 0) << "max_chunk_bytes must be positive";
+  Seek(0);
+}
+
+absl::string_view ModelEncoder::Segment() const {
+  if (segment_ % 2 == 1 || segment_ == 0) return header_;
+  const TensorBuffer& t = state_.tensor(segment_ / 2 - 1);
+  return {reinterpret_cast<const char*>(t.data()), t.num_bytes()};
+}
+
+void ModelEncoder::EnterSegment(size_t segment) {
+  segment_ = segment;
+  in_segment_ = 0;
+  header_.clear();
+  if (segment == 0) {
+    AppendPrefix(&header_, state_.size());
+  } else if (segment % 2 == 1 && segment / 2 < state_.size()) {
+    AppendHeader(&header_, state_.tensor(segment / 2));
+  }
+}
+
+bool ModelEncoder::Next(std::string* out) {
+  out->clear();
+  if (offset_ >= total_bytes_) return false;
+  const size_t want = static_cast<size_t>(std::min<int64_t>(
+      static_cast<int64_t>(max_chunk_bytes_), total_bytes_ - offset_));
+  out->reserve(want);
+  while (out->size() < want) {
+    const absl::string_view segment = Segment();
+    const size_t n = std::min(segment.size() - in_segment_, want - out->size());
+    if (n > 0) out->append(segment.data() + in_segment_, n);
+    in_segment_ += n;
+    if (in_segment_ == segment.size()) EnterSegment(segment_ + 1);
+  }
+  offset_ += static_cast<int64_t>(out->size());
+  return true;
+}
+
+void ModelEncoder::Seek(int64_t offset) {
+  FEDGE_CHECK(offset >= 0 && offset <= total_bytes_)
+      << "Seek(" << offset << ") outside [0, " << total_bytes_ << "]";
+  offset_ = offset;
+  EnterSegment(0);
+  uint64_t rest = static_cast<uint64_t>(offset);
+  while (rest > 0) {
+    const size_t size = Segment().size();
+    if (rest < size) {
+      in_segment_ = static_cast<size_t>(rest);
+      return;
+    }
+    rest -= size;
+    EnterSegment(segment_ + 1);
+  }
+}
+
+namespace {
+
+// What the decoder reads next; each phase needs a known number of bytes.
+enum Phase { kPrefix, kNameLen, kName, kType, kDims, kDataLen, kData, kDone };
+
+const char* PhaseName(Phase phase) {
+  static constexpr const char* kNames[] = {"magic and tensor_count",
+                                           "name_len",
+                                           "name",
+                                           "dtype, encoding and rank",
+                                           "dims",
+                                           "data_len",
+                                           "data",
+                                           "nothing"};
+  return kNames[static_cast<int>(phase)];
+}
+
+}  // namespace
+
+struct ModelDecoder::State {
+  DecodeLimits limits;
+  std::optional<ModelSchema> expected;
+  int64_t expected_size = -1;  // Whole input, when declared.
+  absl::Status status;         // First error; sticky.
+  bool finished = false;
+
+  Phase phase = Phase::kPrefix;
+  uint64_t need = kPrefixBytes;  // Bytes the current phase needs.
+  std::string field;             // Bytes of a fixed field gathered so far.
+  uint64_t data_done = 0;        // Bytes of tensor data copied so far.
+  int64_t consumed = 0;
+
+  uint32_t count = 0;
+  std::vector<TensorBuffer> tensors;
+  std::unordered_set<std::string> names;
+  // The tensor being decoded.
+  std::string name;
+  DType dtype = DType::kFloat32;
+  int rank = 0;
+  std::vector<int64_t> dims;
+  int64_t elements = 0;
+  TensorBuffer current;
+
+  absl::Status Step(absl::string_view* bytes);
+  absl::Status CopyData(absl::string_view* bytes);
+  absl::Status Expect(Phase next, uint64_t bytes);
+  absl::Status CheckRoom(uint64_t bytes, absl::string_view what) const;
+  absl::Status Complete();
+  absl::Status OnPrefix();
+  absl::Status StartTensor();
+  absl::Status OnNameLen();
+  absl::Status OnName();
+  absl::Status OnTypeRank();
+  absl::Status OnDims();
+  absl::Status OnDataLen();
+  absl::Status OnData();
+  std::string Where() const;
+  const TensorSpec* ExpectedSpec() const;
+
+  // Errors, prefixed with Where().
+  template <typename... Args>
+  absl::Status Invalid(const Args&... args) const {
+    return absl::InvalidArgumentError(absl::StrCat(Where(), args...));
+  }
+  template <typename... Args>
+  absl::Status OverLimit(const Args&... args) const {
+    return absl::ResourceExhaustedError(absl::StrCat(Where(), args...));
+  }
+};
+
+std::string ModelDecoder::State::Where() const {
+  if (phase == Phase::kPrefix || phase == Phase::kDone) return "";
+  std::string where = absl::StrCat("tensor #", tensors.size());
+  if (phase > Phase::kName) {
+    absl::StrAppend(&where, " '", absl::CHexEscape(name), "'");
+  }
+  return where + ": ";
+}
+
+const TensorSpec* ModelDecoder::State::ExpectedSpec() const {
+  if (!expected.has_value()) return nullptr;
+  return &(*expected)[tensors.size()];
+}
+
+absl::Status ModelDecoder::State::CheckRoom(uint64_t bytes,
+                                            absl::string_view what) const {
+  const uint64_t room = static_cast<uint64_t>(
+      std::max<int64_t>(0, limits.max_total_bytes - consumed));
+  if (bytes > room) {
+    return OverLimit(what, " of ", bytes, " bytes at byte ", consumed,
+                     " would exceed the limit of ", limits.max_total_bytes,
+                     " bytes (max_total_bytes)");
+  }
+  if (expected_size >= 0 &&
+      bytes > static_cast<uint64_t>(expected_size - consumed)) {
+    return Invalid(what, " of ", bytes, " bytes at byte ", consumed,
+                   " runs past the end of the ", expected_size, "-byte input");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelDecoder::State::Expect(Phase next, uint64_t bytes) {
+  phase = next;
+  RETURN_IF_ERROR(CheckRoom(bytes, PhaseName(next)));
+  need = bytes;
+  field.clear();
+  data_done = 0;
+  return bytes == 0 ? Complete() : absl::OkStatus();
+}
+
+absl::Status ModelDecoder::State::Step(absl::string_view* bytes) {
+  if (phase == Phase::kDone) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "trailing bytes: ", bytes->size(),
+        " more bytes after the last tensor, which ends at byte ", consumed));
+  }
+  if (phase == Phase::kData) return CopyData(bytes);
+  const size_t n = std::min<uint64_t>(need - field.size(), bytes->size());
+  field.append(bytes->data(), n);
+  bytes->remove_prefix(n);
+  consumed += static_cast<int64_t>(n);
+  return field.size() == need ? Complete() : absl::OkStatus();
+}
+
+absl::Status ModelDecoder::State::CopyData(absl::string_view* bytes) {
+  const size_t n = std::min<uint64_t>(need - data_done, bytes->size());
+  std::memcpy(current.mutable_data() + data_done, bytes->data(), n);
+  bytes->remove_prefix(n);
+  data_done += n;
+  consumed += static_cast<int64_t>(n);
+  return data_done == need ? Complete() : absl::OkStatus();
+}
+
+absl::Status ModelDecoder::State::Complete() {
+  using Handler = absl::Status (State::*)();
+  static constexpr Handler kHandlers[] = {
+      &State::OnPrefix, &State::OnNameLen, &State::OnName, &State::OnTypeRank,
+      &State::OnDims,   &State::OnDataLen, &State::OnData};
+  if (phase == Phase::kDone) return absl::OkStatus();
+  return (this->*kHandlers[static_cast<int>(phase)])();
+}
+
+absl::Status ModelDecoder::State::OnPrefix() {
+  if (std::memcmp(field.data(), kMagic, kMagicBytes) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad magic \"", absl::CHexEscape(field.substr(0, kMagicBytes)),
+        "\": not a fedge model encoding (expected \"", kMagic, "\")"));
+  }
+  count = static_cast<uint32_t>(ReadLE(field.data() + kMagicBytes, 4));
+  if (count > limits.max_tensors) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tensor_count ", count, " exceeds the limit of ",
+                     limits.max_tensors, " (max_tensors)"));
+  }
+  if (expected.has_value() && count != expected->size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor_count ", count, " does not match the expected ",
+                     expected->size(), " tensors"));
+  }
+  RETURN_IF_ERROR(CheckRoom(count * kMinRecordBytes,
+                            absl::StrCat(count, " tensor records")));
+  if (count == 0) return Expect(Phase::kDone, 0);
+  return StartTensor();
+}
+
+absl::Status ModelDecoder::State::StartTensor() {
+  name.clear();
+  dims.clear();
+  return Expect(Phase::kNameLen, 2);
+}
+
+absl::Status ModelDecoder::State::OnNameLen() {
+  const uint64_t len = ReadLE(field.data(), 2);
+  if (len == 0) {
+    return Invalid("empty name");
+  }
+  if (len > static_cast<uint64_t>(limits.max_name_bytes)) {
+    return OverLimit("name_len ", len, " exceeds the limit of ",
+                     limits.max_name_bytes, " (max_name_bytes)");
+  }
+  return Expect(Phase::kName, len);
+}
+
+absl::Status ModelDecoder::State::OnName() {
+  name = field;
+  phase = Phase::kType;  // So that Where() names the tensor.
+  if (!IsUtf8(name)) {
+    return Invalid("name is not UTF-8");
+  }
+  if (!names.insert(name).second) {
+    return Invalid("duplicate name");
+  }
+  const TensorSpec* spec = ExpectedSpec();
+  if (spec != nullptr && spec->name != name) {
+    return Invalid("name does not match the expected '", spec->name, "'");
+  }
+  return Expect(Phase::kType, kTypeBytes);
+}
+
+absl::Status ModelDecoder::State::OnTypeRank() {
+  const int dtype_value = static_cast<uint8_t>(field[0]);
+  const int encoding = static_cast<uint8_t>(field[1]);
+  rank = static_cast<uint8_t>(field[2]);
+  if (!IsValidDType(dtype_value)) {
+    return Invalid("unknown dtype ", dtype_value);
+  }
+  dtype = static_cast<DType>(dtype_value);
+  if (encoding != kRawEncoding) {
+    return Invalid("unknown encoding ", encoding);
+  }
+  if (rank > kMaxTensorRank) {
+    return Invalid("rank ", rank, " exceeds the limit of ", kMaxTensorRank);
+  }
+  return Expect(Phase::kDims, 8 * static_cast<uint64_t>(rank));
+}
+
+absl::Status ModelDecoder::State::OnDims() {
+  dims.resize(rank);
+  for (int i = 0; i < rank; ++i) {
+    dims[i] = static_cast<int64_t>(ReadLE(field.data() + 8 * i, 8));
+  }
+  absl::StatusOr<int64_t> checked = CheckedNumElements(dims);
+  if (!checked.ok()) return Annotate(checked.status(), Where() + "bad shape");
+  elements = *checked;
+  const TensorSpec* spec = ExpectedSpec();
+  if (spec != nullptr && (spec->dtype != dtype || spec->shape != dims)) {
+    return Invalid(DTypeName(dtype), ShapeString(dims),
+                   " does not match the expected ", DTypeName(spec->dtype),
+                   ShapeString(spec->shape));
+  }
+  return Expect(Phase::kDataLen, 8);
+}
+
+absl::Status ModelDecoder::State::OnDataLen() {
+  const uint64_t data_len = ReadLE(field.data(), 8);
+  // CheckedNumElements bounded the count, so this cannot overflow.
+  const uint64_t want = static_cast<uint64_t>(elements) * DTypeSize(dtype);
+  if (data_len != want) {
+    return Invalid("data_len ", data_len, " does not match shape ",
+                   ShapeString(dims), " ", DTypeName(dtype), " (", want,
+                   " bytes)");
+  }
+  phase = Phase::kData;
+  RETURN_IF_ERROR(CheckRoom(data_len, "data"));
+  absl::StatusOr<TensorBuffer> tensor = TensorBuffer::Zeros(name, dtype, dims);
+  if (!tensor.ok()) return Annotate(tensor.status(), Where());
+  current = *std::move(tensor);
+  return Expect(Phase::kData, data_len);
+}
+
+absl::Status ModelDecoder::State::OnData() {
+  tensors.push_back(std::move(current));
+  if (tensors.size() == count) return Expect(Phase::kDone, 0);
+  return StartTensor();
+}
+
+ModelDecoder::ModelDecoder(DecodeLimits limits,
+                           std::optional<ModelSchema> expected)
+    : state_(std::make_unique<State>()) {
+  state_->limits = limits;
+  state_->expected = std::move(expected);
+  state_->status = state_->CheckRoom(kPrefixBytes, PhaseName(Phase::kPrefix));
+}
+
+ModelDecoder::~ModelDecoder() = default;
+ModelDecoder::ModelDecoder(ModelDecoder&&) noexcept = default;
+ModelDecoder& ModelDecoder::operator=(ModelDecoder&&) noexcept = default;
+
+void ModelDecoder::SetExpectedSize(int64_t total_bytes) {
+  State& s = *state_;
+  FEDGE_CHECK(s.consumed == 0) << "SetExpectedSize after Feed";
+  s.expected_size = std::max<int64_t>(0, total_bytes);
+  if (s.status.ok()) s.status = s.CheckRoom(s.need, PhaseName(s.phase));
+}
+
+absl::Status ModelDecoder::Feed(absl::string_view bytes) {
+  State& s = *state_;
+  if (s.finished) return absl::FailedPreconditionError("Feed after Finish");
+  while (!bytes.empty() && s.status.ok()) s.status = s.Step(&bytes);
+  return s.status;
+}
+
+absl::StatusOr<ModelState> ModelDecoder::Finish() {
+  State& s = *state_;
+  if (s.finished) return absl::FailedPreconditionError("Finish called twice");
+  s.finished = true;
+  if (!s.status.ok()) return s.status;
+  if (s.phase != Phase::kDone) {
+    const uint64_t have =
+        s.phase == Phase::kData ? s.data_done : s.field.size();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "truncated: ", s.Where(), "input ended at byte ", s.consumed, " with ",
+        s.need - have, " bytes of ", PhaseName(s.phase), " missing"));
+  }
+  return ModelState(std::move(s.tensors));
+}
+
+int64_t ModelDecoder::bytes_consumed() const { return state_->consumed; }
+
+absl::StatusOr<ModelState> DecodeModel(absl::string_view bytes,
+                                       DecodeLimits limits,
+                                       std::optional<ModelSchema> expected) {
+  ModelDecoder decoder(limits, std::move(expected));
+  decoder.SetExpectedSize(static_cast<int64_t>(bytes.size()));
+  RETURN_IF_ERROR(decoder.Feed(bytes));
+  return decoder.Finish();
+}
+
+}  // namespace fedge

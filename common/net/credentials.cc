@@ -1,0 +1,194 @@
+#include "common/net/credentials.h"
+
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+constexpr char kServerFix[] =
+    "run deploy/make-certs.sh OUT_DIR and point tls.cert_path, "
+    "tls.key_path (and tls.ca_path) at its files, or pass "
+    "--tls.insecure=true for a developer setup";
+constexpr char kClientFix[] =
+    "set tls.ca_path to the CA that signed the coordinator's certificate "
+    "(ca.pem from deploy/make-certs.sh), or pass --tls.insecure=true for a "
+    "developer setup";
+
+// Client keepalive: ping timeout; reconnect backoff bounds.
+constexpr int kKeepaliveTimeoutMs = 10000;
+constexpr int kInitialReconnectBackoffMs = 100;
+constexpr int kMaxReconnectBackoffMs = 2000;
+// gRPC reads GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as the minimum time given to
+// one connection attempt, so it stays at gRPC's default of 20 s.
+constexpr int kMinConnectTimeoutMs = 20000;
+// Server keepalive: how often it pings idle clients, and the ping timeout.
+constexpr int kServerKeepaliveTimeMs = 60000;
+constexpr int kServerKeepaliveTimeoutMs = 20000;
+
+// INVALID_ARGUMENT naming `field` when `value` is empty.
+absl::Status RequireField(const std::string& value, absl::string_view field,
+                          absl::string_view why, absl::string_view fix) {
+  if (!value.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is required ", why, ": ", fix));
+}
+
+// Reads the PEM file at `path`, configured as `field`.
+absl::StatusOr<std::string> ReadPemFile(absl::string_view field,
+                                        const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", field, " \"", path,
+                                            "\": ", std::strerror(errno)));
+  }
+  std::string pem(kMaxPemFileBytes + 1, '\0');
+  in.read(&pem[0], static_cast<std::streamsize>(pem.size()));
+  pem.resize(static_cast<size_t>(in.gcount()));
+  if (in.bad()) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", field, " \"", path, "\""));
+  }
+  if (static_cast<int64_t>(pem.size()) > kMaxPemFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " \"", path, "\" is larger than ", kMaxPemFileBytes,
+                     " bytes; expected a PEM file"));
+  }
+  if (pem.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " \"", path, "\" is not a PEM file (no -----BEGIN line)"));
+  }
+  return pem;
+}
+
+// Reads the certificate chain and private key named by tls.cert_path and
+// tls.key_path (both set).
+absl::StatusOr<grpc::SslServerCredentialsOptions::PemKeyCertPair>
+ReadKeyCertPair(const v1::TlsConfig& tls) {
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain,
+                   ReadPemFile("tls.cert_path", tls.cert_path()));
+  ASSIGN_OR_RETURN(pair.private_key,
+                   ReadPemFile("tls.key_path", tls.key_path()));
+  return pair;
+}
+
+int ClampToInt(int64_t value, int64_t min) {
+  return static_cast<int>(std::clamp<int64_t>(value, min, INT_MAX));
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const v1::TlsConfig& tls) {
+  if (tls.insecure()) {
+    FEDGE_LOG(WARNING) << "serving plain text (tls.insecure=true): anyone on "
+                          "the network can read and forge traffic";
+    return grpc::InsecureServerCredentials();
+  }
+  const char* why = "unless tls.insecure=true";
+  RETURN_IF_ERROR(
+      RequireField(tls.cert_path(), "tls.cert_path", why, kServerFix));
+  RETURN_IF_ERROR(
+      RequireField(tls.key_path(), "tls.key_path", why, kServerFix));
+  grpc::SslServerCredentialsOptions options(
+      tls.require_client_cert()
+          ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+          : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ASSIGN_OR_RETURN(auto pair, ReadKeyCertPair(tls));
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (tls.require_client_cert()) {
+    RETURN_IF_ERROR(RequireField(
+        tls.ca_path(), "tls.ca_path", "with tls.require_client_cert=true",
+        "set it to the CA that signed the agents' certificates (ca.pem from "
+        "deploy/make-certs.sh)"));
+    ASSIGN_OR_RETURN(options.pem_root_certs,
+                     ReadPemFile("tls.ca_path", tls.ca_path()));
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
+MakeChannelCredentials(const v1::TlsConfig& tls) {
+  if (tls.insecure()) return grpc::InsecureChannelCredentials();
+  RETURN_IF_ERROR(RequireField(tls.ca_path(), "tls.ca_path",
+                               "unless tls.insecure=true", kClientFix));
+  grpc::SslCredentialsOptions options;
+  ASSIGN_OR_RETURN(options.pem_root_certs,
+                   ReadPemFile("tls.ca_path", tls.ca_path()));
+  if (!tls.cert_path().empty() || !tls.key_path().empty()) {
+    const char* why = "for mutual TLS (it goes with the other of the two)";
+    const char* fix = "use agent-<i>.pem and agent-<i>.key from make-certs.sh";
+    RETURN_IF_ERROR(RequireField(tls.cert_path(), "tls.cert_path", why, fix));
+    RETURN_IF_ERROR(RequireField(tls.key_path(), "tls.key_path", why, fix));
+    ASSIGN_OR_RETURN(auto pair, ReadKeyCertPair(tls));
+    options.pem_cert_chain = std::move(pair.cert_chain);
+    options.pem_private_key = std::move(pair.private_key);
+  }
+  return grpc::SslCredentials(options);
+}
+
+grpc::ChannelArguments MakeChannelArguments(const v1::TlsConfig& tls,
+                                            int64_t keepalive_time_ms) {
+  grpc::ChannelArguments args;
+  if (!tls.server_name().empty()) {
+    args.SetSslTargetNameOverride(tls.server_name());
+  }
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
+              ClampToInt(keepalive_time_ms, kMinKeepaliveTimeMs));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              kInitialReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinConnectTimeoutMs);
+  return args;
+}
+
+void ConfigureServerBuilder(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      static_cast<int>(kMinKeepaliveTimeMs / 2));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             kServerKeepaliveTimeMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             kServerKeepaliveTimeoutMs);
+}
+
+std::string PeerCommonName(const grpc::AuthContext& auth_context) {
+  if (!auth_context.IsPeerAuthenticated()) return "";
+  const auto type = auth_context.FindPropertyValues(
+      GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
+  if (type.empty() || type.front() != GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
+    return "";
+  }
+  const auto names =
+      auth_context.FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME);
+  if (names.empty()) return "";
+  return std::string(names.front().data(), names.front().size());
+}
+
+std::string PeerIdentity(const grpc::ServerContextBase& context) {
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  return auth == nullptr ? "" : PeerCommonName(*auth);
+}
+
+}  // namespace fedge

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# make-certs.sh: a private certificate authority and TLS certificates for a
+# fedge deployment, made with the openssl command-line tool (OpenSSL 3).
+#
+#   deploy/make-certs.sh OUT_DIR [--agents N] [--san NAME ...] [--force]
+#
+# Creates in OUT_DIR:
+#   ca.key, ca.pem                    self-signed CA (EC P-256, 10 years)
+#   coordinator.key, coordinator.pem  server certificate signed by the CA,
+#                                     subjectAltName DNS:localhost,
+#                                     IP:127.0.0.1, DNS:fedge-coordinator and
+#                                     every --san NAME (DNS or IP, detected)
+#   agent-<i>.key, agent-<i>.pem      client certificates (CN=agent-<i>,
+#                                     extendedKeyUsage clientAuth), i = 1..N
+#
+# Idempotent: an existing CA is kept (unless --force), and an existing leaf
+# certificate is kept while it is signed by that CA, valid for 30 more days
+# and (for the coordinator) covers every requested name; otherwise it is
+# re-issued. Private keys are mode 600. Exits non-zero with a message on
+# any failure.
+#
+# Coordinator: tls { cert_path: "OUT_DIR/coordinator.pem"
+#                    key_path: "OUT_DIR/coordinator.key"
+#                    ca_path: "OUT_DIR/ca.pem" require_client_cert: true }
+# Agent i:     tls { ca_path: "OUT_DIR/ca.pem"
+#                    cert_path: "OUT_DIR/agent-i.pem"
+#                    key_path: "OUT_DIR/agent-i.key" }
+set -euo pipefail
+
+PROG="$(basename "$0")"
+readonly PROG
+readonly CA_DAYS=3650
+readonly LEAF_DAYS=825
+readonly RENEW_SECONDS=$((30 * 24 * 3600))
+
+usage() {
+  cat >&2 <<EOF
+usage: $PROG OUT_DIR [--agents N] [--san NAME ...] [--force]
+  --agents N   agent client certificates agent-1 .. agent-N (default 2)
+  --san NAME   extra coordinator name (DNS name or IP address), repeatable
+  --force      replace an existing CA and every certificate
+EOF
+  exit 2
+}
+
+die() {
+  echo "$PROG: error: $*" >&2
+  exit 1
+}
+
+# Runs a command, showing its output only when it fails.
+run() {
+  local out
+  if ! out="$("$@" 2>&1)"; then
+    echo "$out" >&2
+    die "'$1' failed (command: $*)"
+  fi
+}
+
+out_dir=""
+agents=2
+force=0
+extra_sans=()
+
+parse_args() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --agents)
+        [[ $# -ge 2 ]] || usage
+        [[ "$2" =~ ^[0-9]+$ ]] || die "--agents wants a number, got '$2'"
+        agents=$((10#$2))
+        shift 2 ;;
+      --agents=*) set -- --agents "${1#--agents=}" "${@:2}" ;;
+      --san)
+        [[ $# -ge 2 ]] || usage
+        extra_sans+=("$2")
+        shift 2 ;;
+      --san=*) set -- --san "${1#--san=}" "${@:2}" ;;
+      --force) force=1; shift ;;
+      -h|--help) usage ;;
+      -*) echo "$PROG: unknown option '$1'" >&2; usage ;;
+      *)
+        [[ -z "$out_dir" ]] || die "only one OUT_DIR, got '$out_dir' and '$1'"
+        out_dir="$1"
+        shift ;;
+    esac
+  done
+  [[ -n "$out_dir" ]] || usage
+}
+
+# Prints "IP:<name>" or "DNS:<name>"; refuses anything that could break out
+# of the openssl extension file (commas, spaces, newlines).
+san_entry() {
+  local name="$1"
+  if [[ "$name" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ || \
+        "$name" =~ ^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$ ]]; then
+    echo "IP:$name"
+  elif [[ "$name" =~ ^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
+    echo "DNS:$name"
+  else
+    die "--san '$name' is neither a DNS name nor an IP address"
+  fi
+}
+
+# Writes a fresh EC P-256 private key to $1 with mode 600.
+new_key() {
+  (umask 077 && run openssl genpkey -algorithm EC \
+      -pkeyopt ec_paramgen_curve:P-256 -out "$1")
+  chmod 600 "$1"
+}
+
+make_ca() {
+  new_key "$out_dir/ca.key"
+  run openssl req -x509 -new -key "$out_dir/ca.key" -sha256 \
+      -days "$CA_DAYS" -subj "/CN=fedge CA" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -out "$out_dir/ca.pem"
+  chmod 644 "$out_dir/ca.pem"
+  echo "created $out_dir/ca.pem (new CA, private key $out_dir/ca.key)"
+}
+
+# issue NAME CN EXTFILE: key NAME.key and certificate NAME.pem signed by the CA.
+issue() {
+  local name="$1" cn="$2" ext="$3"
+  new_key "$out_dir/$name.key"
+  run openssl req -new -key "$out_dir/$name.key" -subj "/CN=$cn" \
+      -out "$tmp/$name.csr"
+  run openssl x509 -req -in "$tmp/$name.csr" -sha256 -days "$LEAF_DAYS" \
+      -CA "$out_dir/ca.pem" -CAkey "$out_dir/ca.key" \
+      -set_serial "0x$(openssl rand -hex 16)" \
+      -extfile "$ext" -out "$out_dir/$name.pem"
+  chmod 644 "$out_dir/$name.pem"
+  echo "created $out_dir/$name.pem (CN=$cn)"
+}
+
+# True when NAME.pem/.key exist, NAME.pem verifies against the CA and is
+# valid for RENEW_SECONDS more.
+leaf_is_current() {
+  local pem="$out_dir/$1.pem"
+  [[ -f "$pem" && -f "$out_dir/$1.key" ]] || return 1
+  openssl verify -CAfile "$out_dir/ca.pem" "$pem" >/dev/null 2>&1 || return 1
+  openssl x509 -in "$pem" -noout -checkend "$RENEW_SECONDS" >/dev/null 2>&1
+}
+
+# True when coordinator.pem covers every name in $sans (DNS:x / IP:y ...).
+coordinator_covers_names() {
+  local pem="$out_dir/coordinator.pem" entry check
+  for entry in "${sans[@]}"; do
+    case "$entry" in
+      IP:*) check=(-checkip "${entry#IP:}") ;;
+      *) check=(-checkhost "${entry#DNS:}") ;;
+    esac
+    openssl x509 -in "$pem" -noout "${check[@]}" 2>/dev/null \
+        | grep -q "does match" || return 1
+  done
+}
+
+write_ext() {  # write_ext FILE EKU [SAN]
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature"
+    echo "extendedKeyUsage=$2"
+    echo "subjectKeyIdentifier=hash"
+    echo "authorityKeyIdentifier=keyid"
+    [[ -z "${3:-}" ]] || echo "subjectAltName=$3"
+  } >"$1"
+}
+
+make_coordinator() {
+  if [[ $force -eq 0 ]] && leaf_is_current coordinator && \
+      coordinator_covers_names; then
+    echo "kept    $out_dir/coordinator.pem (current)"
+    return
+  fi
+  local joined
+  joined="$(IFS=,; echo "${sans[*]}")"
+  write_ext "$tmp/coordinator.ext" serverAuth "$joined"
+  issue coordinator fedge-coordinator "$tmp/coordinator.ext"
+}
+
+make_agents() {
+  write_ext "$tmp/agent.ext" clientAuth
+  local i
+  for ((i = 1; i <= agents; i++)); do
+    if [[ $force -eq 0 ]] && leaf_is_current "agent-$i"; then
+      echo "kept    $out_dir/agent-$i.pem (current)"
+    else
+      issue "agent-$i" "agent-$i" "$tmp/agent.ext"
+    fi
+  done
+  local pem
+  for pem in "$out_dir"/agent-*.pem; do
+    [[ -f "$pem" ]] || continue
+    openssl verify -CAfile "$out_dir/ca.pem" "$pem" >/dev/null 2>&1 || \
+      echo "warning: $pem is not signed by the current CA (stale; remove it)" >&2
+  done
+}
+
+main() {
+  parse_args "$@"
+  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+  sans=(DNS:localhost IP:127.0.0.1 DNS:fedge-coordinator)
+  local name
+  for name in "${extra_sans[@]+"${extra_sans[@]}"}"; do
+    sans+=("$(san_entry "$name")")
+  done
+  mkdir -p "$out_dir" || die "cannot create '$out_dir'"
+  tmp="$(mktemp -d)" || die "cannot create a temporary directory"
+  trap 'rm -rf "$tmp"' EXIT
+  if [[ $force -eq 0 && -f "$out_dir/ca.pem" && -f "$out_dir/ca.key" ]]; then
+    echo "kept    $out_dir/ca.pem (existing CA; --force replaces it)"
+  else
+    make_ca
+  fi
+  make_coordinator
+  make_agents
+}
+
+main "$@"
