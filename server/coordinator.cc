@@ -1,0 +1,571 @@
+#include "server/coordinator.h"
+
+#include <random>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/fl_config.h"
+#include "common/logging.h"
+#include "common/random.h"
+#include "common/status_macros.h"
+#include "server/engine_config.h"
+
+namespace fedge {
+namespace {
+
+constexpr int64_t kMaxExamplesPerUpdate = int64_t{1} << 40;
+
+std::string RandomToken() {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  Rng rng(MixSeed({rd(), rd(), counter++}));
+  const uint64_t words[2] = {rng.Next(), rng.Next()};
+  return absl::BytesToHexString(absl::string_view(
+      reinterpret_cast<const char*>(words), sizeof(words)));
+}
+
+v1::PollResponse WaitResponse(int64_t retry_after_ms) {
+  v1::PollResponse r;
+  r.set_wait_retry_after_ms(retry_after_ms);
+  return r;
+}
+
+std::string ShortHash(const std::string& hex) { return hex.substr(0, 12); }
+
+}  // namespace
+
+Upload::Upload(Coordinator* owner, v1::UpdateMetadata metadata,
+               std::string agent_id, ModelSchema schema, DecodeLimits limits)
+    : owner_(owner),
+      metadata_(std::move(metadata)),
+      agent_id_(std::move(agent_id)),
+      decoder_(limits, std::move(schema)) {}
+
+Upload::~Upload() { owner_->ReleaseSlot(); }
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
+    CoordinatorOptions options) {
+  if (options.clock == nullptr) {
+    return absl::InvalidArgumentError("Coordinator needs a clock");
+  }
+  if (options.initial_model.size() == 0) {
+    return absl::InvalidArgumentError("Coordinator needs an initial model");
+  }
+  const v1::CoordinatorConfig& c = options.config;
+  RETURN_IF_ERROR(FedAvgStrategy::Validate(ToFedAvgOptions(c.strategy())));
+  RoundEngineOptions engine_options =
+      ToRoundEngineOptions(c.strategy(), c.rounds(), c.seed());
+  engine_options.agent_timeout = absl::Milliseconds(c.agent_timeout_ms());
+  ASSIGN_OR_RETURN(auto engine,
+                   RoundEngine::Create(engine_options, options.clock));
+  ASSIGN_OR_RETURN(auto checkpoints,
+                   CheckpointStore::Create({c.state_dir() + "/checkpoints",
+                                            c.keep_checkpoints()}));
+  ASSIGN_OR_RETURN(auto history,
+                   HistoryWriter::Open(c.state_dir() + "/history.csv", true));
+  std::unique_ptr<Coordinator> coordinator(
+      new Coordinator(options, std::move(engine), std::move(checkpoints),
+                      std::move(history)));
+  RETURN_IF_ERROR(coordinator->Restore(std::move(options.initial_model)));
+  return coordinator;
+}
+
+Coordinator::Coordinator(CoordinatorOptions& options,
+                         std::unique_ptr<RoundEngine> engine,
+                         std::unique_ptr<CheckpointStore> checkpoints,
+                         std::unique_ptr<HistoryWriter> history)
+    : config_(options.config),
+      spec_(options.model_spec),
+      clock_(options.clock),
+      evaluator_(std::move(options.evaluator)),
+      schema_(SchemaOf(options.initial_model)),
+      encoded_size_(EncodedSize(options.initial_model)),
+      engine_(std::move(engine)),
+      checkpoints_(std::move(checkpoints)),
+      history_(std::move(history)),
+      strategy_(ToFedAvgOptions(options.config.strategy())),
+      accumulator_(options.initial_model),
+      free_slots_(options.config.max_concurrent_uploads()) {}
+
+Coordinator::~Coordinator() { AnswerParkedPolls(/*expire_all=*/true); }
+
+absl::Status Coordinator::Restore(ModelState initial_model) {
+  std::vector<std::string> skipped;
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> ckpt,
+                   checkpoints_->LoadNewest(&skipped));
+  for (const std::string& s : skipped) {
+    FEDGE_LOG(WARNING) << "skipped corrupt checkpoint: " << s;
+  }
+  if (!ckpt.has_value()) {
+    RETURN_IF_ERROR(Publish(std::move(initial_model), 0));
+    return SaveCheckpoint();
+  }
+  RETURN_IF_ERROR(CheckSchema(schema_, ckpt->model));
+  v1::CoordinatorCheckpointExtra extra;
+  if (!extra.ParseFromString(ckpt->extra)) {
+    return absl::DataLossError("checkpoint extra state does not parse");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [agent, index] : extra.partitions()) {
+      partitions_[agent] = index;
+    }
+  }
+  if (ckpt->completed_rounds > 0 || ckpt->next_round > 1) {
+    RETURN_IF_ERROR(
+        engine_->RestoreProgress(ckpt->next_round, ckpt->completed_rounds));
+  }
+  RETURN_IF_ERROR(Publish(std::move(ckpt->model), ckpt->model_version));
+  FEDGE_LOG(INFO) << "resumed from checkpoint: model version "
+                  << ckpt->model_version << " sha256 "
+                  << latest_model()->sha256_hex << ", next round "
+                  << ckpt->next_round << ", " << ckpt->completed_rounds
+                  << " rounds completed";
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Publish(ModelState model, int64_t version) {
+  auto published = std::make_shared<PublishedModel>();
+  published->version = version;
+  published->sha256_hex = ToHex(ModelDigest(model));
+  published->size_bytes = EncodedSize(model);
+  published->model = std::move(model);
+  absl::MutexLock lock(&mu_);
+  latest_ = std::move(published);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const PublishedModel> Coordinator::latest_model() const {
+  absl::MutexLock lock(&mu_);
+  return latest_;
+}
+
+absl::Status Coordinator::SaveCheckpoint() {
+  Checkpoint ckpt;
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  ckpt.model_version = model->version;
+  ckpt.next_round = engine_->current_round() + 1;
+  ckpt.completed_rounds = engine_->completed_rounds();
+  v1::CoordinatorCheckpointExtra extra;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [agent, index] : partitions_) {
+      (*extra.mutable_partitions())[agent] = index;
+    }
+  }
+  extra.SerializeToString(&ckpt.extra);
+  ckpt.model = model->model.Clone();
+  ASSIGN_OR_RETURN(std::string path, checkpoints_->Save(ckpt));
+  FEDGE_LOG(INFO) << "checkpoint " << path << " (model version "
+                  << ckpt.model_version << ")";
+  return absl::OkStatus();
+}
+
+
+int32_t Coordinator::AssignPartition(const std::string& agent_id) {
+  const v1::SimulationModeConfig& sim = config_.simulation();
+  if (!sim.enabled()) return -1;
+  auto it = partitions_.find(agent_id);
+  if (it != partitions_.end()) return it->second;
+  const int32_t index =
+      static_cast<int32_t>(partitions_.size()) % sim.num_partitions();
+  partitions_[agent_id] = index;
+  return index;
+}
+
+absl::StatusOr<v1::JoinResponse> Coordinator::Join(
+    const v1::JoinRequest& request, const std::string& peer_identity) {
+  const std::string agent_id =
+      peer_identity.empty() ? request.agent_id() : peer_identity;
+  if (agent_id.empty() || agent_id.size() > 256) {
+    return absl::InvalidArgumentError(
+        "agent_id must be 1 to 256 characters (set --agent_id)");
+  }
+  absl::Status added = engine_->AddAgent(agent_id);
+  if (!added.ok() && !absl::IsAlreadyExists(added)) return added;
+  v1::JoinResponse response;
+  response.set_session_token(RandomToken());
+  response.set_agent_id(agent_id);
+  response.set_heartbeat_interval_ms(config_.heartbeat_interval_ms());
+  *response.mutable_model() = spec_;
+  const v1::SimulationModeConfig& sim = config_.simulation();
+  absl::MutexLock lock(&mu_);
+  const int32_t partition = AssignPartition(agent_id);
+  response.set_partition_index(partition);
+  if (partition >= 0) {
+    response.set_num_partitions(sim.num_partitions());
+    response.set_partition_method(sim.partition().method());
+    response.set_partition_seed(sim.partition().seed());
+    response.set_dirichlet_alpha(sim.partition().dirichlet_alpha());
+    response.set_shards_per_agent(sim.partition().shards_per_agent());
+  }
+  sessions_[response.session_token()] = {agent_id, partition};
+  FEDGE_LOG(INFO) << "agent " << agent_id << " joined"
+                  << (added.ok() ? "" : " again")
+                  << (partition >= 0 ? absl::StrCat(" (partition ", partition,
+                                                    ")")
+                                     : "");
+  return response;
+}
+
+absl::StatusOr<Coordinator::Session> Coordinator::FindSession(
+    const std::string& token) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(token);
+  if (it == sessions_.end()) {
+    return absl::UnauthenticatedError("unknown session: join again");
+  }
+  return it->second;
+}
+
+v1::TrainTask Coordinator::MakeTask(int64_t round,
+                                    const std::string& agent_id) const {
+  v1::TrainTask task;
+  task.set_round(round);
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  task.set_model_version(model->version);
+  task.set_model_sha256(model->sha256_hex);
+  task.set_model_size_bytes(model->size_bytes);
+  const TrainPlan plan = ToTrainPlan(config_.train());
+  v1::TrainPlanProto* p = task.mutable_plan();
+  p->set_epochs(plan.epochs);
+  p->set_batch_size(plan.batch_size);
+  p->set_learning_rate(plan.learning_rate);
+  p->set_momentum(plan.momentum);
+  p->set_weight_decay(plan.weight_decay);
+  p->set_proximal_mu(plan.proximal_mu);
+  p->set_seed(MixSeed({config_.seed(), static_cast<uint64_t>(round),
+                       std::hash<std::string>()(agent_id)}));
+  task.set_deadline_unix_ms(absl::ToUnixMillis(engine_->round_deadline_time()));
+  return task;
+}
+
+std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
+    const std::string& agent_id, int64_t cached_version) {
+  v1::PollResponse response;
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  response.set_latest_model_version(model->version);
+  response.set_latest_model_sha256(model->sha256_hex);
+  absl::StatusOr<int64_t> round = engine_->AssignedRound(agent_id);
+  if (round.ok()) {
+    *response.mutable_train() = MakeTask(*round, agent_id);
+    return response;
+  }
+  if (absl::IsFailedPrecondition(round.status())) {  // All rounds done.
+    response.set_finished(true);
+    return response;
+  }
+  return std::nullopt;
+}
+
+void Coordinator::Poll(const v1::PollRequest& request, PollCallback done) {
+  absl::StatusOr<Session> session = FindSession(request.session_token());
+  if (!session.ok()) return done(session.status());
+  if (!engine_->Heartbeat(session->agent_id).ok()) {
+    return done(absl::UnauthenticatedError(
+        "agent was dropped for inactivity: join again"));
+  }
+  auto answer = TryAnswerPoll(session->agent_id, request.cached_model_version());
+  if (answer.has_value()) return done(*std::move(answer));
+  if (request.no_wait()) {
+    v1::PollResponse wait = WaitResponse(config_.heartbeat_interval_ms() / 2);
+    std::shared_ptr<const PublishedModel> model = latest_model();
+    wait.set_latest_model_version(model->version);
+    wait.set_latest_model_sha256(model->sha256_hex);
+    return done(wait);
+  }
+  absl::MutexLock lock(&mu_);
+  parked_.push_back({session->agent_id, request.cached_model_version(),
+                     clock_->Now() + absl::Milliseconds(config_.poll_wait_ms()),
+                     std::move(done)});
+}
+
+void Coordinator::AnswerParkedPolls(bool expire_all) {
+  std::deque<ParkedPoll> parked;
+  {
+    absl::MutexLock lock(&mu_);
+    parked.swap(parked_);
+  }
+  const absl::Time now = clock_->Now();
+  std::deque<ParkedPoll> still_waiting;
+  for (ParkedPoll& p : parked) {
+    auto answer = expire_all ? std::nullopt
+                             : TryAnswerPoll(p.agent_id, p.cached_version);
+    if (answer.has_value()) {
+      p.done(*std::move(answer));
+    } else if (expire_all || now >= p.deadline) {
+      v1::PollResponse wait = WaitResponse(0);  // Poll again at once.
+      std::shared_ptr<const PublishedModel> model = latest_model();
+      wait.set_latest_model_version(model->version);
+      wait.set_latest_model_sha256(model->sha256_hex);
+      p.done(wait);
+    } else {
+      still_waiting.push_back(std::move(p));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  for (ParkedPoll& p : still_waiting) parked_.push_back(std::move(p));
+}
+
+absl::StatusOr<std::shared_ptr<const PublishedModel>> Coordinator::GetModel(
+    const v1::FetchModelRequest& request) {
+  RETURN_IF_ERROR(FindSession(request.session_token()).status());
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  if (request.version() != -1 && request.version() != model->version) {
+    return absl::NotFoundError(
+        absl::StrCat("model version ", request.version(),
+                     " is not published; the newest is ", model->version));
+  }
+  if (request.offset() < 0 || request.offset() > model->size_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("offset ", request.offset(), " is outside the model (",
+                     model->size_bytes, " bytes)"));
+  }
+  return model;
+}
+
+absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
+                                              const std::string& agent) const {
+  RETURN_IF_ERROR(engine_->CheckResult(agent, m.round(), m.upload_id()));
+  const int64_t version = latest_model()->version;
+  if (m.base_version() != version) {
+    return absl::AbortedError(absl::StrCat(
+        "update was trained from model version ", m.base_version(),
+        " but round ", m.round(), " uses version ", version));
+  }
+  if (m.num_examples() <= 0 || m.num_examples() > kMaxExamplesPerUpdate) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_examples must be in [1, ", kMaxExamplesPerUpdate,
+                     "], got ", m.num_examples()));
+  }
+  if (m.total_size_bytes() != encoded_size_ ||
+      m.total_size_bytes() > config_.max_update_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "update size ", m.total_size_bytes(), " bytes does not match the model "
+        "(", encoded_size_, " bytes) or exceeds max_update_bytes (",
+        config_.max_update_bytes(), ")"));
+  }
+  if (m.sha256().size() != 64) {
+    return absl::InvalidArgumentError("sha256 must be 64 hex characters");
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
+                              UploadCallback done) {
+  absl::StatusOr<Session> session = FindSession(metadata.session_token());
+  if (!session.ok()) return done(session.status());
+  absl::Status ok = CheckUploadMetadata(metadata, session->agent_id);
+  if (!ok.ok()) return done(ok);
+  auto start = [this, metadata, agent = session->agent_id,
+                done = std::move(done)]() {
+    DecodeLimits limits;
+    limits.max_total_bytes = encoded_size_;
+    done(std::unique_ptr<Upload>(
+        new Upload(this, metadata, agent, schema_, limits)));
+  };
+  {
+    absl::MutexLock lock(&slots_mu_);
+    if (free_slots_ == 0) {
+      slot_waiters_.push_back(std::move(start));
+      return;
+    }
+    --free_slots_;
+  }
+  start();
+}
+
+void Coordinator::ReleaseSlot() {
+  std::function<void()> next;
+  {
+    absl::MutexLock lock(&slots_mu_);
+    if (slot_waiters_.empty()) {
+      ++free_slots_;
+      return;
+    }
+    next = std::move(slot_waiters_.front());
+    slot_waiters_.pop_front();
+  }
+  next();  // The slot passes straight to the next waiting upload.
+}
+
+absl::Status Coordinator::FeedUpload(Upload& upload, absl::string_view bytes) {
+  upload.received_ += static_cast<int64_t>(bytes.size());
+  if (upload.received_ > upload.metadata_.total_size_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("update is longer than the announced ",
+                     upload.metadata_.total_size_bytes(), " bytes"));
+  }
+  upload.sha_.Update(bytes);
+  return upload.decoder_.Feed(bytes);
+}
+
+absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::FinishUpload(
+    std::unique_ptr<Upload> upload) {
+  const v1::UpdateMetadata& m = upload->metadata_;
+  if (upload->received_ != m.total_size_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("update truncated: ", upload->received_, " of ",
+                     m.total_size_bytes(), " bytes arrived"));
+  }
+  if (ToHex(upload->sha_.Finish()) != m.sha256()) {
+    return absl::InvalidArgumentError(
+        "update bytes do not match their SHA-256 (corrupted in transit?)");
+  }
+  ASSIGN_OR_RETURN(ModelState delta, upload->decoder_.Finish());
+  return Accumulate(*upload, delta);
+}
+
+absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
+    const Upload& upload, const ModelState& delta) {
+  const v1::UpdateMetadata& m = upload.metadata_;
+  const double weight = static_cast<double>(m.num_examples());
+  absl::MutexLock lock(&accumulate_mu_);
+  RETURN_IF_ERROR(accumulator_.Validate(delta, weight));
+  v1::SubmitUpdateResponse response;
+  absl::Status accepted =
+      engine_->AcceptResult(upload.agent_id_, m.round(), m.upload_id());
+  if (absl::IsAlreadyExists(accepted)) {
+    response.set_duplicate(true);
+    return response;
+  }
+  RETURN_IF_ERROR(accepted);
+  FEDGE_CHECK(accumulator_.Add(delta, weight).ok());
+  stats_.loss_sum += weight * m.metrics().loss();
+  stats_.accuracy_sum += weight * m.metrics().accuracy();
+  stats_.bytes_received += upload.received_;
+  stats_.slowest_train_seconds =
+      std::max(stats_.slowest_train_seconds, m.metrics().train_seconds());
+  return response;
+}
+
+absl::Status Coordinator::Leave(const v1::LeaveRequest& request) {
+  ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
+  {
+    absl::MutexLock lock(&mu_);
+    sessions_.erase(request.session_token());
+  }
+  absl::Status removed = engine_->RemoveAgent(session.agent_id);
+  FEDGE_LOG(INFO) << "agent " << session.agent_id << " left";
+  return absl::IsNotFound(removed) ? absl::OkStatus() : removed;
+}
+
+absl::StatusOr<std::vector<RoundRecord>> Coordinator::Tick() {
+  std::vector<RoundRecord> records;
+  for (const RoundOutcome& outcome : engine_->Tick()) {
+    ASSIGN_OR_RETURN(RoundRecord record, FinishRound(outcome));
+    records.push_back(record);
+  }
+  if (engine_->state() == RoundState::kInProgress &&
+      engine_->current_round() != started_round_) {
+    started_round_ = engine_->current_round();
+    round_start_ = clock_->Now();
+  }
+  AnswerParkedPolls(/*expire_all=*/false);
+  return records;
+}
+
+absl::StatusOr<RoundRecord> Coordinator::FinishRound(
+    const RoundOutcome& outcome) {
+  RoundRecord record;
+  record.round = outcome.round;
+  record.num_agents = static_cast<int>(outcome.reported.size());
+  record.num_failed = static_cast<int>(outcome.failed.size());
+  std::optional<ModelState> mean;
+  {
+    absl::MutexLock lock(&accumulate_mu_);
+    record.num_examples = static_cast<int64_t>(accumulator_.total_weight());
+    if (outcome.completed && accumulator_.num_updates() > 0) {
+      ASSIGN_OR_RETURN(mean, accumulator_.Mean());
+      record.train_loss = stats_.loss_sum / accumulator_.total_weight();
+      record.train_accuracy = stats_.accuracy_sum / accumulator_.total_weight();
+    }
+    record.bytes_received = stats_.bytes_received;
+    record.train_seconds = stats_.slowest_train_seconds;
+    accumulator_.Reset();
+    stats_ = RoundStats();
+  }
+  if (mean.has_value()) {
+    ModelState next = latest_model()->model.Clone();
+    RETURN_IF_ERROR(strategy_.Apply(*mean, next));
+    mean.reset();
+    RETURN_IF_ERROR(Publish(std::move(next), outcome.round));
+  }
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  if (evaluator_ != nullptr && outcome.completed) {
+    ASSIGN_OR_RETURN(EvalMetrics eval, evaluator_->Evaluate(model->model));
+    record.test_loss = eval.loss;
+    record.test_accuracy = eval.accuracy;
+  }
+  RETURN_IF_ERROR(SaveCheckpoint());
+  record.bytes_sent = bytes_sent_.exchange(0);
+  record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
+  RETURN_IF_ERROR(history_->Append(record));
+  {
+    absl::MutexLock lock(&mu_);
+    v1::RoundInfo& info = rounds_.emplace_back();
+    info.set_round(record.round);
+    info.set_completed(outcome.completed);
+    info.set_num_agents(record.num_agents);
+    info.set_num_examples(record.num_examples);
+    info.set_test_accuracy(record.test_accuracy.value_or(-1));
+    info.set_round_seconds(record.round_seconds);
+    if (record.test_accuracy.has_value()) last_accuracy_ = *record.test_accuracy;
+  }
+  FEDGE_LOG(INFO) << absl::StrFormat(
+      "round %d %s: %d agents, %d failed, %d examples, test accuracy %s, "
+      "model v%d sha256 %s", record.round,
+      outcome.completed ? "completed" : "abandoned", record.num_agents,
+      record.num_failed, record.num_examples,
+      record.test_accuracy.has_value()
+          ? absl::StrFormat("%.2f%%", 100 * *record.test_accuracy)
+          : "-",
+      model->version, ShortHash(model->sha256_hex));
+  return record;
+}
+
+bool Coordinator::done() const {
+  return engine_->state() == RoundState::kDone;
+}
+
+v1::GetStatusResponse Coordinator::GetStatus() const {
+  v1::GetStatusResponse s;
+  s.set_state(std::string(RoundStateName(engine_->state())));
+  s.set_current_round(engine_->current_round());
+  s.set_completed_rounds(engine_->completed_rounds());
+  s.set_total_rounds(config_.rounds());
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  s.set_model_version(model->version);
+  s.set_model_sha256(model->sha256_hex);
+  s.set_num_agents(static_cast<int32_t>(engine_->AvailableAgents().size()));
+  s.set_num_selected(static_cast<int32_t>(engine_->SelectedAgents().size()));
+  s.set_num_reported(static_cast<int32_t>(engine_->num_reported()));
+  absl::MutexLock lock(&mu_);
+  s.set_last_test_accuracy(last_accuracy_);
+  return s;
+}
+
+v1::ListAgentsResponse Coordinator::ListAgents() const {
+  v1::ListAgentsResponse r;
+  const std::vector<std::string> selected = engine_->SelectedAgents();
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : engine_->AvailableAgents()) {
+    v1::AgentInfo* info = r.add_agents();
+    info->set_agent_id(id);
+    auto it = partitions_.find(id);
+    info->set_partition_index(it == partitions_.end() ? -1 : it->second);
+    info->set_selected(
+        std::binary_search(selected.begin(), selected.end(), id));
+  }
+  return r;
+}
+
+v1::ListRoundsResponse Coordinator::ListRounds() const {
+  v1::ListRoundsResponse r;
+  absl::MutexLock lock(&mu_);
+  for (const v1::RoundInfo& info : rounds_) *r.add_rounds() = info;
+  return r;
+}
+
+}  // namespace fedge

@@ -1,0 +1,231 @@
+// Coordinator: all state and logic of fedge-coordinator, with no gRPC and no
+// LibTorch (TF Serving's ServerCore pattern). The gRPC service adapters
+// convert requests, call these methods and convert statuses back; the
+// in-process tests call them directly.
+//
+// It owns the RoundEngine (roster, selection, round lifecycle), the published
+// global model, one streaming accumulator, the upload slots that bound how
+// many updates are decoded at once, the checkpoint store and the history.
+// Evaluation goes through the LocalTrainer interface.
+//
+// Threading: every public method is thread-safe. Poll() may park its
+// callback; Tick() (called by one driver thread every few milliseconds)
+// finishes rounds, publishes models and answers parked polls.
+#ifndef FEDGE_SERVER_COORDINATOR_H_
+#define FEDGE_SERVER_COORDINATOR_H_
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/aggregation.h"
+#include "common/clock.h"
+#include "common/history.h"
+#include "common/local_trainer.h"
+#include "common/model_codec.h"
+#include "common/strategy.h"
+#include "fedge/v1/config.pb.h"
+#include "fedge/v1/federation.pb.h"
+#include "server/checkpoint_store.h"
+#include "server/round_engine.h"
+
+namespace fedge {
+
+// One immutable global model version, shared by every stream that sends it.
+struct PublishedModel {
+  int64_t version = 0;
+  ModelState model;
+  std::string sha256_hex;
+  int64_t size_bytes = 0;
+};
+
+struct CoordinatorOptions {
+  v1::CoordinatorConfig config;  // Validated by the caller.
+  v1::ModelSpecProto model_spec;  // What agents build.
+  ModelState initial_model;       // Used when no checkpoint exists.
+  // Central evaluation of each new model (may be null: no evaluation).
+  std::unique_ptr<LocalTrainer> evaluator;
+  Clock* clock = nullptr;         // Required; must outlive the coordinator.
+};
+
+class Coordinator;
+
+// An update being received: created by BeginUpload from its metadata, fed
+// with its bytes, finished by FinishUpload. Holds one upload slot (and one
+// model-sized decode buffer) until destroyed.
+class Upload {
+ public:
+  ~Upload();
+  Upload(const Upload&) = delete;
+  Upload& operator=(const Upload&) = delete;
+  const v1::UpdateMetadata& metadata() const { return metadata_; }
+  const std::string& agent_id() const { return agent_id_; }
+  int64_t bytes_received() const { return received_; }
+
+ private:
+  friend class Coordinator;
+  Upload(Coordinator* owner, v1::UpdateMetadata metadata, std::string agent_id,
+         ModelSchema schema, DecodeLimits limits);
+  Coordinator* owner_;
+  v1::UpdateMetadata metadata_;
+  std::string agent_id_;
+  ModelDecoder decoder_;
+  Sha256 sha_;
+  int64_t received_ = 0;
+};
+
+class Coordinator {
+ public:
+  // Builds the coordinator, resuming from the newest checkpoint in
+  // config.state_dir that verifies (corrupt ones are logged and skipped).
+  // INVALID_ARGUMENT for bad options; UNAVAILABLE when the state directory
+  // or history cannot be written.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(
+      CoordinatorOptions options);
+  ~Coordinator();
+
+  // Registers an agent. `peer_identity` (from a verified client
+  // certificate) overrides request.agent_id when set. INVALID_ARGUMENT for
+  // an empty id.
+  absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request,
+                                        const std::string& peer_identity);
+
+  // Heartbeat and task hand-out. Calls `done` exactly once: at once when
+  // there is a task, the federation finished, or the session is unknown
+  // (UNAUTHENTICATED); otherwise when a task appears or poll_wait_ms pass
+  // (with a "wait"). `done` may run on the Tick() thread.
+  using PollCallback =
+      std::function<void(absl::StatusOr<v1::PollResponse> response)>;
+  void Poll(const v1::PollRequest& request, PollCallback done);
+
+  // The model version `request.version` names (-1: newest) for streaming.
+  // UNAUTHENTICATED for an unknown session; NOT_FOUND when that version is
+  // no longer (or not yet) published.
+  absl::StatusOr<std::shared_ptr<const PublishedModel>> GetModel(
+      const v1::FetchModelRequest& request);
+
+  // Starts receiving an update. Checks session, round, base version, size
+  // and upload id before any byte is read: UNAUTHENTICATED (session),
+  // ABORTED (round closed or stale base version), ALREADY_EXISTS (a retry of
+  // an accepted upload: answer "duplicate" without reading it),
+  // FAILED_PRECONDITION (not selected), INVALID_ARGUMENT (bad sizes or
+  // examples). Calls `done` exactly once: at once on error or when an
+  // upload slot is free, else later, from the thread that frees a slot (the
+  // caller must not read the update's bytes before).
+  using UploadCallback =
+      std::function<void(absl::StatusOr<std::unique_ptr<Upload>> upload)>;
+  void BeginUpload(const v1::UpdateMetadata& metadata, UploadCallback done);
+  // Feeds bytes; INVALID_ARGUMENT / RESOURCE_EXHAUSTED as soon as they are
+  // malformed (wrong schema, too long).
+  absl::Status FeedUpload(Upload& upload, absl::string_view bytes);
+  // Verifies size and SHA-256, validates values and folds the update into
+  // the round's sum exactly once. INVALID_ARGUMENT (nothing changed) for a
+  // bad update; ABORTED when the round closed meanwhile.
+  absl::StatusOr<v1::SubmitUpdateResponse> FinishUpload(
+      std::unique_ptr<Upload> upload);
+
+  // Removes the agent (its round counts it as failed). UNAUTHENTICATED for
+  // an unknown session.
+  absl::Status Leave(const v1::LeaveRequest& request);
+
+  // Drives time: liveness, deadlines, round completion (aggregate, evaluate,
+  // checkpoint, history, publish), parked polls. Returns the rounds that
+  // finished during this call. Call from one thread only.
+  absl::StatusOr<std::vector<RoundRecord>> Tick();
+
+  // Operator views.
+  v1::GetStatusResponse GetStatus() const;
+  v1::ListAgentsResponse ListAgents() const;
+  v1::ListRoundsResponse ListRounds() const;
+
+  // True once every round completed.
+  bool done() const;
+  // The newest published model.
+  std::shared_ptr<const PublishedModel> latest_model() const;
+  // Bytes counted for history (model bytes streamed to agents).
+  void AddBytesSent(int64_t n) { bytes_sent_ += n; }
+
+ private:
+  struct Session {
+    std::string agent_id;
+    int32_t partition_index = -1;
+  };
+  struct ParkedPoll {
+    std::string agent_id;
+    int64_t cached_version;
+    absl::Time deadline;
+    PollCallback done;
+  };
+  struct RoundStats {
+    double loss_sum = 0, accuracy_sum = 0;
+    double slowest_train_seconds = 0;
+    int64_t bytes_received = 0;
+  };
+
+  Coordinator(CoordinatorOptions& options, std::unique_ptr<RoundEngine> engine,
+              std::unique_ptr<CheckpointStore> checkpoints,
+              std::unique_ptr<HistoryWriter> history);
+  absl::Status Restore(ModelState initial_model);
+  absl::Status Publish(ModelState model, int64_t version);
+  absl::StatusOr<RoundRecord> FinishRound(const RoundOutcome& outcome);
+  absl::Status SaveCheckpoint();
+  // Answer for a poll now, or nullopt when it should wait.
+  std::optional<absl::StatusOr<v1::PollResponse>> TryAnswerPoll(
+      const std::string& agent_id, int64_t cached_version);
+  void AnswerParkedPolls(bool expire_all);
+  absl::StatusOr<Session> FindSession(const std::string& token) const;
+  absl::Status CheckUploadMetadata(const v1::UpdateMetadata& m,
+                                   const std::string& agent_id) const;
+  absl::StatusOr<v1::SubmitUpdateResponse> Accumulate(const Upload& upload,
+                                                      const ModelState& delta);
+  v1::TrainTask MakeTask(int64_t round, const std::string& agent_id) const;
+  int32_t AssignPartition(const std::string& agent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const v1::CoordinatorConfig config_;
+  const v1::ModelSpecProto spec_;
+  Clock* const clock_;
+  std::unique_ptr<LocalTrainer> evaluator_;
+  ModelSchema schema_;
+  int64_t encoded_size_ = 0;  // Of every model and update.
+  std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<CheckpointStore> checkpoints_;
+  std::unique_ptr<HistoryWriter> history_;
+  FedAvgStrategy strategy_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int32_t> partitions_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const PublishedModel> latest_ ABSL_GUARDED_BY(mu_);
+  std::deque<ParkedPoll> parked_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::RoundInfo> rounds_ ABSL_GUARDED_BY(mu_);
+  double last_accuracy_ ABSL_GUARDED_BY(mu_) = -1;
+
+  // The round's running sum; separately locked so folding one update does
+  // not block polls.
+  absl::Mutex accumulate_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  WeightedMeanAccumulator accumulator_ ABSL_GUARDED_BY(accumulate_mu_);
+  RoundStats stats_ ABSL_GUARDED_BY(accumulate_mu_);
+
+  // Upload slots: each decodes one update into its own model-sized buffer.
+  void ReleaseSlot();
+  absl::Mutex slots_mu_;
+  int free_slots_ ABSL_GUARDED_BY(slots_mu_);
+  std::deque<std::function<void()>> slot_waiters_ ABSL_GUARDED_BY(slots_mu_);
+  friend class Upload;
+
+  std::atomic<int64_t> bytes_sent_{0};
+  int64_t started_round_ = 0;  // Tick thread only.
+  absl::Time round_start_;      // Tick thread only.
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_SERVER_COORDINATOR_H_

@@ -1,0 +1,58 @@
+// CoordinatorServer wires fedge-coordinator together from a validated
+// CoordinatorConfig: builds the initial model (LibTorch zoo), the optional
+// central evaluator, the Coordinator core, and a gRPC server (TLS, callback
+// API) with the Federation and Operator services; then drives the core from
+// one thread until all rounds are done or Shutdown() is called.
+#ifndef FEDGE_SERVER_COORDINATOR_SERVER_H_
+#define FEDGE_SERVER_COORDINATOR_SERVER_H_
+
+#include <memory>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "fedge/v1/config.pb.h"
+#include "server/coordinator.h"
+#include "server/federation_service.h"
+
+namespace fedge {
+
+class CoordinatorServer {
+ public:
+  // Validates `config`, builds everything and starts listening (port 0
+  // picks a free port, written to <state_dir>/port). INVALID_ARGUMENT
+  // naming a bad field; UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
+      const v1::CoordinatorConfig& config);
+  ~CoordinatorServer();
+
+  // The port actually bound.
+  int port() const { return port_; }
+
+  // Drives rounds until they are all done (when exit_when_done) or until
+  // Shutdown(); then stops the gRPC server. Writes the final model to
+  // <state_dir>/final_model.fedge when the federation finished.
+  absl::Status Run();
+
+  // Asks Run() to return soon. Thread-safe; callable once or more.
+  void Shutdown();
+
+  Coordinator& coordinator() { return *coordinator_; }
+
+ private:
+  CoordinatorServer() = default;
+  absl::Status WriteFinalModel();
+
+  v1::CoordinatorConfig config_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<FederationService> federation_;
+  std::unique_ptr<OperatorService> operator_;
+  std::unique_ptr<grpc::Server> server_;
+  absl::Notification stop_;
+  int port_ = 0;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_SERVER_COORDINATOR_SERVER_H_

@@ -1,0 +1,240 @@
+#include "server/federation_service.h"
+
+#include "common/net/credentials.h"
+#include "common/net/grpc_status.h"
+
+namespace fedge {
+namespace {
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context,
+                                 const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Streams one published model in chunks; the first carries its size and
+// hash. Deletes itself when the call is done.
+class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
+ public:
+  ModelWriter(Coordinator* coordinator,
+              std::shared_ptr<const PublishedModel> model, int64_t offset,
+              int chunk_bytes)
+      : coordinator_(coordinator),
+        model_(std::move(model)),
+        encoder_(model_->model, chunk_bytes) {
+    encoder_.Seek(offset);
+    chunk_.set_version(model_->version);
+    chunk_.set_total_size_bytes(model_->size_bytes);
+    chunk_.set_sha256(model_->sha256_hex);
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                        "model stream broken"));
+    chunk_.clear_total_size_bytes();
+    chunk_.clear_sha256();
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    chunk_.set_offset(encoder_.offset());
+    if (!encoder_.Next(chunk_.mutable_data())) {
+      return Finish(grpc::Status::OK);
+    }
+    coordinator_->AddBytesSent(static_cast<int64_t>(chunk_.data().size()));
+    StartWrite(&chunk_);
+  }
+
+  Coordinator* coordinator_;
+  std::shared_ptr<const PublishedModel> model_;
+  ModelEncoder encoder_;
+  v1::ModelChunk chunk_;
+};
+
+// Receives one update: metadata first, then bytes into an upload slot.
+class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
+ public:
+  UpdateReader(Coordinator* coordinator, v1::SubmitUpdateResponse* response)
+      : coordinator_(coordinator),
+        response_(response),
+        shared_(std::make_shared<Shared>()) {
+    shared_->reader = this;
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return FinishUpload();
+    if (upload_ == nullptr) return Begin();
+    if (chunk_.part_case() != v1::UpdateChunk::kData) {
+      return Fail(absl::InvalidArgumentError(
+          "only the first chunk of an upload may hold metadata"));
+    }
+    absl::Status fed = coordinator_->FeedUpload(*upload_, chunk_.data());
+    if (!fed.ok()) return Fail(fed);
+    StartRead(&chunk_);
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&shared_->mu);
+    if (shared_->waiting_for_slot && !shared_->finished) {
+      shared_->finished = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    }
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->reader = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  struct Shared {
+    absl::Mutex mu;
+    UpdateReader* reader = nullptr;  // Null once the call is done.
+    bool waiting_for_slot = false;
+    bool finished = false;
+  };
+
+  void Begin() {
+    if (chunk_.part_case() != v1::UpdateChunk::kMetadata) {
+      return Fail(absl::InvalidArgumentError(
+          "the first chunk of an upload must hold its metadata"));
+    }
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->waiting_for_slot = true;
+    }
+    std::shared_ptr<Shared> shared = shared_;
+    coordinator_->BeginUpload(
+        chunk_.metadata(),
+        [shared](absl::StatusOr<std::unique_ptr<Upload>> upload) {
+          UpdateReader* reader;
+          {
+            absl::MutexLock lock(&shared->mu);
+            shared->waiting_for_slot = false;
+            if (shared->reader == nullptr || shared->finished) return;
+            reader = shared->reader;  // Alive: Finish was not called yet.
+          }
+          reader->OnUploadReady(std::move(upload));
+        });
+  }
+
+  void OnUploadReady(absl::StatusOr<std::unique_ptr<Upload>> upload) {
+    if (absl::IsAlreadyExists(upload.status())) {
+      response_->set_duplicate(true);  // A retry of a counted upload.
+      MarkFinished();
+      return Finish(grpc::Status::OK);
+    }
+    if (!upload.ok()) return Fail(upload.status());
+    upload_ = *std::move(upload);
+    StartRead(&chunk_);
+  }
+
+  void FinishUpload() {
+    if (upload_ == nullptr) {
+      return Fail(absl::InvalidArgumentError("upload without metadata"));
+    }
+    auto result = coordinator_->FinishUpload(std::move(upload_));
+    if (!result.ok()) return Fail(result.status());
+    *response_ = *result;
+    MarkFinished();
+    Finish(grpc::Status::OK);
+  }
+
+  void Fail(const absl::Status& status) {
+    upload_.reset();  // Frees the slot before the reply.
+    MarkFinished();
+    Finish(ToGrpcStatus(status));
+  }
+
+  void MarkFinished() {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->finished = true;
+  }
+
+  Coordinator* coordinator_;
+  v1::SubmitUpdateResponse* response_;
+  std::shared_ptr<Shared> shared_;
+  v1::UpdateChunk chunk_;
+  std::unique_ptr<Upload> upload_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* FederationService::Join(
+    grpc::CallbackServerContext* context, const v1::JoinRequest* request,
+    v1::JoinResponse* response) {
+  auto joined = coordinator_->Join(*request, PeerIdentity(*context));
+  if (joined.ok()) *response = *std::move(joined);
+  return Finish(context, joined.status());
+}
+
+grpc::ServerUnaryReactor* FederationService::Poll(
+    grpc::CallbackServerContext* context, const v1::PollRequest* request,
+    v1::PollResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  coordinator_->Poll(*request, [reactor, response](
+                                   absl::StatusOr<v1::PollResponse> result) {
+    if (result.ok()) *response = *std::move(result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::ModelChunk>* FederationService::FetchModel(
+    grpc::CallbackServerContext* context,
+    const v1::FetchModelRequest* request) {
+  auto model = coordinator_->GetModel(*request);
+  if (!model.ok()) {
+    // A reactor that only reports the error.
+    class Refusal : public grpc::ServerWriteReactor<v1::ModelChunk> {
+     public:
+      explicit Refusal(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+      void OnDone() override { delete this; }
+    };
+    return new Refusal(model.status());
+  }
+  return new ModelWriter(coordinator_, *std::move(model), request->offset(),
+                         chunk_bytes_);
+}
+
+grpc::ServerReadReactor<v1::UpdateChunk>* FederationService::SubmitUpdate(
+    grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) {
+  return new UpdateReader(coordinator_, response);
+}
+
+grpc::ServerUnaryReactor* FederationService::Leave(
+    grpc::CallbackServerContext* context, const v1::LeaveRequest* request,
+    v1::LeaveResponse* response) {
+  return Finish(context, coordinator_->Leave(*request));
+}
+
+grpc::ServerUnaryReactor* OperatorService::GetStatus(
+    grpc::CallbackServerContext* context, const v1::GetStatusRequest* request,
+    v1::GetStatusResponse* response) {
+  *response = coordinator_->GetStatus();
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListAgents(
+    grpc::CallbackServerContext* context, const v1::ListAgentsRequest* request,
+    v1::ListAgentsResponse* response) {
+  *response = coordinator_->ListAgents();
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListRounds(
+    grpc::CallbackServerContext* context, const v1::ListRoundsRequest* request,
+    v1::ListRoundsResponse* response) {
+  *response = coordinator_->ListRounds();
+  return Finish(context, absl::OkStatus());
+}
+
+}  // namespace fedge
