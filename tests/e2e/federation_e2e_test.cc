@@ -1,0 +1,151 @@
+// End-to-end: the real fedge-coordinator and fedge-agent binaries on
+// 127.0.0.1, TLS on, synthetic data (fast), bounded in time.
+#include <signal.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "tests/e2e/federation_fixture.h"
+
+namespace fedge::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+double Number(const std::map<std::string, std::string>& row,
+              const std::string& column) {
+  double v = -1;
+  auto it = row.find(column);
+  if (it == row.end() || !absl::SimpleAtod(it->second, &v)) return -1;
+  return v;
+}
+
+TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
+  int port;
+  auto coordinator = StartCoordinator({"--rounds=3"}, &port);
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= 3; ++i) agents.push_back(StartAgent(i, port));
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
+  for (auto& a : agents) {
+    EXPECT_EQ(a->Wait(absl::Seconds(30)), 0) << a->Log();
+  }
+  auto rows = History();
+  ASSERT_EQ(rows.size(), 3u) << coordinator->Log();
+  for (const auto& row : rows) {
+    EXPECT_EQ(Number(row, "num_agents"), 3);
+    EXPECT_GT(Number(row, "bytes_received"), 0);
+  }
+  EXPECT_GT(Number(rows[2], "test_accuracy"), Number(rows[0], "test_accuracy"))
+      << coordinator->Log();
+  EXPECT_FALSE(ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge").empty());
+  // The agent keeps the last global model and predicts without a coordinator.
+  Process predict({kBinaryDir + "/edge_agent/fedge-agent", "predict",
+                   "--state_dir=" + dir_ + "/agent-1",
+                   "--data.source=synthetic", "--limit=50"},
+                  dir_ + "/predict.log");
+  EXPECT_EQ(predict.Wait(absl::Seconds(60)), 0) << predict.Log();
+  EXPECT_THAT(predict.Log(), HasSubstr("accuracy"));
+}
+
+TEST_F(FederationTest, AgentKilledMidRound_RoundClosesAtDeadlineWithQuorum) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=3", "--strategy.round_deadline_ms=3000",
+       "--agent_timeout_ms=10000"},
+      &port);
+  auto a1 = StartAgent(1, port);
+  auto a2 = StartAgent(2, port);
+  // Agent 3 trains slowly, so it is still busy when it is killed.
+  auto a3 = StartAgent(3, port, {"--profile.compute_slowdown=1000"});
+  ASSERT_TRUE(WaitFor([&] { return coordinator->Log().find("round 1 started") !=
+                                   std::string::npos; },
+                      absl::Seconds(60))) << coordinator->Log();
+  absl::SleepFor(absl::Seconds(1));
+  a3->Signal(SIGKILL);
+  ASSERT_TRUE(WaitForRounds(1, absl::Seconds(30))) << coordinator->Log();
+  auto rows = History();
+  // Round 1 closed at its deadline with the two remaining agents.
+  EXPECT_EQ(Number(rows[0], "num_agents"), 2) << coordinator->Log();
+  EXPECT_EQ(Number(rows[0], "num_failed"), 1);
+  EXPECT_GE(Number(rows[0], "round_seconds"), 2.9);
+  EXPECT_THAT(coordinator->Log(), HasSubstr("round 1 completed: 2 agents"));
+  // The device comes back and the federation carries on.
+  auto a3_again = StartAgent(3, port);
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
+  EXPECT_EQ(History().size(), 3u);
+}
+
+TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
+  int port;
+  auto coordinator = StartCoordinator({"--rounds=4"}, &port);
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= 3; ++i) agents.push_back(StartAgent(i, port));
+  ASSERT_TRUE(WaitForRounds(2, absl::Seconds(90))) << coordinator->Log();
+  coordinator->Signal(SIGKILL);
+  coordinator->Wait(absl::Seconds(10));
+  const std::string log = coordinator->Log();
+  const size_t at = log.find("round 2 completed");
+  ASSERT_NE(at, std::string::npos) << log;
+  const size_t sha_at = log.find("sha256 ", at) + 7;
+  const std::string round2_sha = log.substr(sha_at, 12);
+  const size_t rounds_before = History().size();
+
+  int port2;
+  auto restarted = StartCoordinator(
+      {"--rounds=4", absl::StrCat("--listen_address=127.0.0.1:", port)},
+      &port2, "coordinator-restarted");
+  ASSERT_EQ(port2, port);
+  ASSERT_EQ(restarted->Wait(absl::Seconds(120)), 0) << restarted->Log();
+  const std::string log2 = restarted->Log();
+  EXPECT_THAT(log2, HasSubstr(absl::StrCat("resumed from checkpoint: model "
+                                           "version ", rounds_before,
+                                           " sha256 ")));
+  if (rounds_before == 2) EXPECT_THAT(log2, HasSubstr(round2_sha));
+  EXPECT_THAT(log2, HasSubstr(absl::StrCat("round ", rounds_before + 1,
+                                           " completed")));
+  auto rows = History();
+  ASSERT_EQ(rows.size(), 4u);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(Number(rows[i], "round"), i + 1);
+  }
+  for (auto& a : agents) EXPECT_EQ(a->Wait(absl::Seconds(30)), 0) << a->Log();
+}
+
+TEST_F(FederationTest, MutualTls_AgentsWithCertificatesTrain) {
+  const std::string certs = CertDir();
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--tls.require_client_cert=true",
+       "--tls.ca_path=" + certs + "/ca.pem"},
+      &port);
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= 3; ++i) {
+    agents.push_back(StartAgent(
+        i, port,
+        {absl::StrCat("--tls.cert_path=", certs, "/agent-", i, ".pem"),
+         absl::StrCat("--tls.key_path=", certs, "/agent-", i, ".key"),
+         "--agent_id=self-chosen-name"}));
+  }
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(90)), 0) << coordinator->Log();
+  // Identities come from the certificates, not from --agent_id.
+  EXPECT_THAT(coordinator->Log(), HasSubstr("agent agent-2 joined"));
+  EXPECT_THAT(coordinator->Log(), ::testing::Not(HasSubstr("self-chosen")));
+}
+
+TEST_F(FederationTest, BadConfig_NamesTheField) {
+  Process p({kBinaryDir + "/server/fedge-coordinator",
+             "--config=" + kSourceDir + "/configs/coordinator/mnist_2nn.textproto",
+             "--state_dir=" + dir_ + "/c", "--strategy.min_fit_agents=0"},
+            dir_ + "/bad.log");
+  EXPECT_EQ(p.Wait(absl::Seconds(30)), 2);
+  EXPECT_THAT(p.Log(), HasSubstr("strategy.min_fit_agents"));
+  Process no_tls({kBinaryDir + "/server/fedge-coordinator",
+                  "--state_dir=" + dir_ + "/c"},
+                 dir_ + "/notls.log");
+  EXPECT_EQ(no_tls.Wait(absl::Seconds(30)), 2);
+  EXPECT_THAT(no_tls.Log(), HasSubstr("tls.cert_path"));
+}
+
+}  // namespace
+}  // namespace fedge::testing

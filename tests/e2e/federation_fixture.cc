@@ -1,0 +1,121 @@
+#include "tests/e2e/federation_fixture.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace fedge::testing {
+namespace {
+
+std::string Shell(const std::string& command) {
+  std::string out;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0) << command << "\n" << out;
+  return out;
+}
+
+}  // namespace
+
+std::string FederationTest::CertDir() {
+  static const std::string dir = [] {
+    const std::string d =
+        absl::StrCat(::testing::TempDir(), "/fedge_e2e_certs_", getpid());
+    const std::string script = kSourceDir + "/deploy/make-certs.sh";
+    Shell(absl::StrCat(script, " ", d, " --agents 3"));
+    Shell(absl::StrCat(script, " ", d, "/foreign --agents 1"));
+    return d;
+  }();
+  return dir;
+}
+
+void FederationTest::SetUp() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  dir_ = absl::StrCat(::testing::TempDir(), "/fedge_e2e_", getpid(), "_",
+                      info->name());
+  Shell("rm -rf " + dir_ + " && mkdir -p " + dir_);
+}
+
+std::unique_ptr<Process> FederationTest::StartCoordinator(
+    const std::vector<std::string>& flags, int* port, const std::string& name) {
+  const std::string certs = CertDir();
+  std::vector<std::string> argv = {
+      kBinaryDir + "/server/fedge-coordinator",
+      "--config=" + kSourceDir + "/configs/coordinator/mnist_2nn.textproto",
+      "--listen_address=127.0.0.1:0",
+      "--state_dir=" + dir_ + "/coordinator",
+      "--eval_data.source=synthetic",
+      "--tls.cert_path=" + certs + "/coordinator.pem",
+      "--tls.key_path=" + certs + "/coordinator.key",
+      "--heartbeat_interval_ms=200",
+      "--agent_timeout_ms=3000",
+      "--poll_wait_ms=200"};
+  std::string state_dir = dir_ + "/coordinator";
+  for (const std::string& f : flags) {
+    argv.push_back(f);
+    absl::string_view v = f;
+    if (absl::ConsumePrefix(&v, "--state_dir=")) state_dir = std::string(v);
+  }
+  std::remove((state_dir + "/port").c_str());
+  auto p = std::make_unique<Process>(argv, dir_ + "/" + name + ".log");
+  const bool up = WaitFor(
+      [&] { return !ReadFileOrEmpty(state_dir + "/port").empty() ||
+                   !p->running(); },
+      absl::Seconds(60));
+  EXPECT_TRUE(up && p->running()) << p->Log();
+  *port = 0;
+  absl::SimpleAtoi(absl::StripAsciiWhitespace(
+                       ReadFileOrEmpty(state_dir + "/port")), port);
+  return p;
+}
+
+std::unique_ptr<Process> FederationTest::StartAgent(
+    int i, int port, const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {
+      kBinaryDir + "/edge_agent/fedge-agent",
+      "--config=" + kSourceDir + "/configs/agent/mnist.textproto",
+      absl::StrCat("--coordinator=127.0.0.1:", port),
+      absl::StrCat("--agent_id=agent-", i),
+      absl::StrCat("--state_dir=", dir_, "/agent-", i),
+      "--data.source=synthetic",
+      "--tls.ca_path=" + CertDir() + "/ca.pem",
+      "--initial_backoff_ms=100",
+      "--max_backoff_ms=500"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return std::make_unique<Process>(argv,
+                                   absl::StrCat(dir_, "/agent-", i, ".log"));
+}
+
+std::vector<std::map<std::string, std::string>> FederationTest::History(
+    const std::string& state_dir) const {
+  const std::string path =
+      (state_dir.empty() ? dir_ + "/coordinator" : state_dir) + "/history.csv";
+  std::vector<std::string> lines =
+      absl::StrSplit(ReadFileOrEmpty(path), '\n', absl::SkipEmpty());
+  std::vector<std::map<std::string, std::string>> rows;
+  if (lines.empty()) return rows;
+  std::vector<std::string> header = absl::StrSplit(lines[0], ',');
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> cells = absl::StrSplit(lines[i], ',');
+    std::map<std::string, std::string> row;
+    for (size_t c = 0; c < header.size() && c < cells.size(); ++c) {
+      row[header[c]] = cells[c];
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+bool FederationTest::WaitForRounds(size_t n, absl::Duration timeout,
+                                   const std::string& state_dir) const {
+  return WaitFor([&] { return History(state_dir).size() >= n; }, timeout);
+}
+
+}  // namespace fedge::testing

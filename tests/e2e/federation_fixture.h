@@ -1,0 +1,50 @@
+// Shared set-up for end-to-end tests of the real fedge-coordinator and
+// fedge-agent binaries on 127.0.0.1 (ephemeral ports): a temporary working
+// folder, certificates from deploy/make-certs.sh, helpers to start the
+// binaries and to read the coordinator's history.
+#ifndef FEDGE_TESTS_E2E_FEDERATION_FIXTURE_H_
+#define FEDGE_TESTS_E2E_FEDERATION_FIXTURE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/e2e/process.h"
+
+namespace fedge::testing {
+
+inline const std::string kSourceDir = FEDGE_SOURCE_DIR;
+inline const std::string kBinaryDir = FEDGE_BINARY_DIR;
+
+class FederationTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+
+  // Certificates made once per test binary: ca.pem, coordinator.{pem,key},
+  // agent-1..3.{pem,key}, and foreign/ (another CA with agent-1).
+  static std::string CertDir();
+
+  // Starts fedge-coordinator with the test defaults (synthetic data, 2NN,
+  // simulation mode, TLS) plus `flags`, waits for its port. state_dir is
+  // dir_/coordinator unless given in flags.
+  std::unique_ptr<Process> StartCoordinator(
+      const std::vector<std::string>& flags, int* port,
+      const std::string& name = "coordinator");
+  // Starts fedge-agent number `i` against `port` with `flags`.
+  std::unique_ptr<Process> StartAgent(int i, int port,
+                                      const std::vector<std::string>& flags = {});
+
+  // Rows of <state_dir>/history.csv as column -> value maps.
+  std::vector<std::map<std::string, std::string>> History(
+      const std::string& state_dir = "") const;
+  bool WaitForRounds(size_t n, absl::Duration timeout,
+                     const std::string& state_dir = "") const;
+
+  std::string dir_;  // Fresh per test.
+};
+
+}  // namespace fedge::testing
+
+#endif  // FEDGE_TESTS_E2E_FEDERATION_FIXTURE_H_

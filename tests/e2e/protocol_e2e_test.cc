@@ -1,0 +1,272 @@
+// End-to-end protocol checks against the real fedge-coordinator binary, with
+// a hand-driven client (the stub), so that bad behaviour can be sent on
+// purpose: stale results, duplicate uploads, malformed updates, a model of
+// more than 100 MB, and clients without a valid certificate under mutual TLS.
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/model_codec.h"
+#include "common/net/credentials.h"
+#include "common/net/grpc_status.h"
+#include "fedge/v1/federation.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "tests/e2e/federation_fixture.h"
+
+namespace fedge::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RawClient {
+ public:
+  RawClient(int port, const v1::TlsConfig& tls) {
+    auto creds = MakeChannelCredentials(tls);
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                         *creds, MakeChannelArguments(tls, 0));
+    stub_ = v1::Federation::NewStub(channel_);
+    operator_ = v1::Operator::NewStub(channel_);
+  }
+
+  absl::Status Join(const std::string& id) {
+    v1::JoinRequest req;
+    req.set_agent_id(id);
+    v1::JoinResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    absl::Status s = FromGrpcStatus(stub_->Join(&ctx, req, &resp));
+    token_ = resp.session_token();
+    agent_id_ = resp.agent_id();
+    return s;
+  }
+
+  // Polls until a train task arrives (or 30 s pass).
+  std::optional<v1::TrainTask> WaitForTask() {
+    const absl::Time end = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < end) {
+      v1::PollRequest req;
+      req.set_session_token(token_);
+      req.set_cached_model_version(-1);
+      v1::PollResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      if (!stub_->Poll(&ctx, req, &resp).ok()) return std::nullopt;
+      if (resp.has_train()) return resp.train();
+    }
+    return std::nullopt;
+  }
+
+  absl::StatusOr<ModelState> Fetch(int64_t version, std::string* sha) {
+    v1::FetchModelRequest req;
+    req.set_session_token(token_);
+    req.set_version(version);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    auto reader = stub_->FetchModel(&ctx, req);
+    v1::ModelChunk chunk;
+    ModelDecoder decoder;
+    Sha256 hash;
+    int64_t total = -1, received = 0;
+    while (reader->Read(&chunk)) {
+      if (total < 0) {
+        total = chunk.total_size_bytes();
+        *sha = chunk.sha256();
+      }
+      EXPECT_LE(chunk.data().size(), 1u << 20);  // Chunked, 1 MiB max.
+      received += chunk.data().size();
+      hash.Update(chunk.data());
+      if (auto s = decoder.Feed(chunk.data()); !s.ok()) return s;
+    }
+    if (auto s = FromGrpcStatus(reader->Finish()); !s.ok()) return s;
+    EXPECT_EQ(received, total);
+    EXPECT_EQ(ToHex(hash.Finish()), *sha);
+    return decoder.Finish();
+  }
+
+  // Uploads `bytes` (an encoded delta) with `m` (token, sizes filled here
+  // unless already set).
+  absl::StatusOr<v1::SubmitUpdateResponse> Submit(v1::UpdateMetadata m,
+                                                  const std::string& bytes) {
+    m.set_session_token(token_);
+    if (m.total_size_bytes() == 0) m.set_total_size_bytes(bytes.size());
+    if (m.sha256().empty()) m.set_sha256(ToHex(Sha256Of(bytes)));
+    v1::SubmitUpdateResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    auto writer = stub_->SubmitUpdate(&ctx, &resp);
+    v1::UpdateChunk first;
+    *first.mutable_metadata() = m;
+    writer->Write(first);
+    for (size_t at = 0; at < bytes.size(); at += 1 << 20) {
+      v1::UpdateChunk c;
+      c.set_data(bytes.substr(at, 1 << 20));
+      if (!writer->Write(c)) break;
+    }
+    writer->WritesDone();
+    absl::Status s = FromGrpcStatus(writer->Finish());
+    if (!s.ok()) return s;
+    return resp;
+  }
+
+  v1::GetStatusResponse Status() {
+    v1::GetStatusResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    operator_->GetStatus(&ctx, v1::GetStatusRequest(), &resp);
+    return resp;
+  }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Federation::Stub> stub_;
+  std::unique_ptr<v1::Operator::Stub> operator_;
+  std::string token_, agent_id_;
+};
+
+v1::TlsConfig ClientTls(const std::string& certs, const std::string& agent) {
+  v1::TlsConfig tls;
+  tls.set_ca_path(certs + "/ca.pem");
+  if (!agent.empty()) {
+    tls.set_cert_path(certs + "/" + agent + ".pem");
+    tls.set_key_path(certs + "/" + agent + ".key");
+  }
+  return tls;
+}
+
+// A delta shaped like `model` with every value `v`.
+ModelState Filled(const ModelState& model, float v) {
+  ModelState d = model.Clone();
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (d.tensor(i).dtype() != DType::kFloat32) continue;
+    for (float& x : d.mutable_tensor(i).mutable_floats()) x = v;
+  }
+  return d;
+}
+
+v1::UpdateMetadata Meta(const v1::TrainTask& task, const std::string& upload) {
+  v1::UpdateMetadata m;
+  m.set_round(task.round());
+  m.set_base_version(task.model_version());
+  m.set_upload_id(upload);
+  m.set_num_examples(100);
+  m.set_num_steps(10);
+  return m;
+}
+
+class ProtocolTest : public FederationTest {};
+
+TEST_F(ProtocolTest, StaleDuplicateAndMalformedUpdates) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=2", "--strategy.count=2", "--strategy.min_available_agents=2",
+       "--strategy.min_fit_agents=2"},
+      &port);
+  const std::string certs = CertDir();
+  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  ASSERT_TRUE(a.Join("raw-a").ok());
+  ASSERT_TRUE(b.Join("raw-b").ok());
+  auto task = a.WaitForTask();
+  auto task_b = b.WaitForTask();
+  ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
+  std::string sha;
+  auto model = a.Fetch(task->model_version(), &sha);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(sha, task->model_sha256());
+  const v1::GetStatusResponse before = a.Status();
+
+  // Malformed: a NaN value, a wrong schema, a wrong hash, truncated bytes.
+  ModelState nan = Filled(*model, 0.0f);
+  nan.mutable_tensor(0).mutable_floats()[3] = std::nanf("");
+  auto r = a.Submit(Meta(*task, "bad-1"), EncodeModel(nan));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("finite"));
+  ModelState wrong;
+  wrong.Add(*TensorBuffer::FromFloats("w", {1}, {1.0f}));
+  r = a.Submit(Meta(*task, "bad-2"), EncodeModel(wrong));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  v1::UpdateMetadata bad_hash = Meta(*task, "bad-3");
+  bad_hash.set_sha256(std::string(64, '0'));
+  r = a.Submit(bad_hash, EncodeModel(Filled(*model, 0.0f)));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string cut = EncodeModel(Filled(*model, 0.0f));
+  v1::UpdateMetadata truncated = Meta(*task, "bad-4");
+  truncated.set_total_size_bytes(cut.size());
+  r = a.Submit(truncated, cut.substr(0, cut.size() / 2));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  // ... and nothing changed: same model, nobody reported yet.
+  const v1::GetStatusResponse after = a.Status();
+  EXPECT_EQ(after.model_sha256(), before.model_sha256());
+  EXPECT_EQ(after.num_reported(), 0);
+
+  // Stale: a result for another round is refused with ABORTED.
+  v1::UpdateMetadata stale = Meta(*task, "stale");
+  stale.set_round(task->round() + 7);
+  r = a.Submit(stale, EncodeModel(Filled(*model, 0.0f)));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+
+  // Duplicate: the same upload twice is acknowledged twice, counted once.
+  const std::string good = EncodeModel(Filled(*model, 0.01f));
+  r = a.Submit(Meta(*task, "up-1"), good);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->duplicate());
+  r = a.Submit(Meta(*task, "up-1"), good);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->duplicate());
+  EXPECT_EQ(a.Status().num_reported(), 1);
+  r = b.Submit(Meta(*task_b, "up-b"), good);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(WaitForRounds(1, absl::Seconds(30))) << coordinator->Log();
+  auto rows = History();
+  EXPECT_EQ(rows[0]["num_agents"], "2");
+  EXPECT_EQ(rows[0]["num_examples"], "200");
+  // The closed round refuses late results.
+  r = a.Submit(Meta(*task, "late"), good);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(ProtocolTest, HundredMegabyteModel_TransfersIntact) {
+  int port;
+  // 784-5000-5000-10: 28.9M parameters, 116 MB in fp32.
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--strategy.count=1", "--strategy.min_available_agents=1",
+       "--strategy.min_fit_agents=1", "--model.architecture=mlp",
+       "--model.hidden_units=5000,5000", "--eval_data.synthetic_test_examples=100"},
+      &port);
+  RawClient a(port, ClientTls(CertDir(), ""));
+  ASSERT_TRUE(a.Join("big").ok());
+  auto task = a.WaitForTask();
+  ASSERT_TRUE(task.has_value()) << coordinator->Log();
+  EXPECT_GE(task->model_size_bytes(), 100'000'000);
+  std::string sha;
+  auto model = a.Fetch(task->model_version(), &sha);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(ToHex(ModelDigest(*model)), task->model_sha256());
+  auto r = a.Submit(Meta(*task, "big-1"), EncodeModel(Filled(*model, 0.001f)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
+  auto rows = History();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_GE(std::stoll(rows[0]["bytes_received"]), 100'000'000);
+}
+
+TEST_F(ProtocolTest, MutualTls_RefusesClientsWithoutValidCertificate) {
+  const std::string certs = CertDir();
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--tls.require_client_cert=true",
+       "--tls.ca_path=" + certs + "/ca.pem"},
+      &port);
+  RawClient none(port, ClientTls(certs, ""));
+  EXPECT_EQ(none.Join("x").code(), absl::StatusCode::kUnavailable);
+  v1::TlsConfig foreign = ClientTls(certs, "");
+  foreign.set_cert_path(certs + "/foreign/agent-1.pem");
+  foreign.set_key_path(certs + "/foreign/agent-1.key");
+  RawClient intruder(port, foreign);
+  EXPECT_EQ(intruder.Join("agent-1").code(), absl::StatusCode::kUnavailable);
+  RawClient valid(port, ClientTls(certs, "agent-2"));
+  EXPECT_TRUE(valid.Join("whoever").ok());
+  EXPECT_THAT(coordinator->Log(), HasSubstr("agent agent-2 joined"));
+}
+
+}  // namespace
+}  // namespace fedge::testing
