@@ -1,0 +1,447 @@
+#include "edge_agent/agent.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+// The coordinator did not answer (as opposed to answering with an error).
+bool IsUnreachable(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable ||
+         code == absl::StatusCode::kDeadlineExceeded;
+}
+
+// The session is unknown or expired: join again.
+bool IsSessionLost(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnauthenticated ||
+         code == absl::StatusCode::kFailedPrecondition;
+}
+
+// The coordinator refused the update for good: drop it.
+bool IsRefusal(absl::StatusCode code) {
+  return code == absl::StatusCode::kAborted ||
+         code == absl::StatusCode::kInvalidArgument ||
+         code == absl::StatusCode::kNotFound;
+}
+
+// Join errors that retrying cannot fix.
+bool IsJoinRefusal(absl::StatusCode code) {
+  return code == absl::StatusCode::kPermissionDenied ||
+         code == absl::StatusCode::kInvalidArgument ||
+         code == absl::StatusCode::kUnauthenticated;
+}
+
+TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
+  TrainPlan plan;
+  plan.epochs = p.epochs();
+  plan.batch_size = p.batch_size();
+  plan.learning_rate = p.learning_rate();
+  plan.momentum = p.momentum();
+  plan.weight_decay = p.weight_decay();
+  plan.proximal_mu = p.proximal_mu();
+  plan.seed = p.seed();
+  return plan;
+}
+
+absl::Time Deadline(const v1::TrainTask& task) {
+  if (task.deadline_unix_ms() <= 0) return absl::InfiniteFuture();
+  return absl::FromUnixMillis(task.deadline_unix_ms());
+}
+
+absl::Status ValidateOptions(const AgentOptions& o) {
+  if (o.agent_id.empty()) return absl::InvalidArgumentError("empty agent_id");
+  if (o.initial_backoff <= absl::ZeroDuration() ||
+      o.max_backoff < o.initial_backoff) {
+    return absl::InvalidArgumentError(
+        "backoff: need 0 < initial_backoff <= max_backoff");
+  }
+  if (o.give_up_after < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("give_up_after must be >= 0");
+  }
+  if (!(o.compute_slowdown >= 1.0) || !std::isfinite(o.compute_slowdown)) {
+    return absl::InvalidArgumentError("compute_slowdown must be >= 1");
+  }
+  if (!(o.dropout_probability >= 0.0 && o.dropout_probability <= 1.0)) {
+    return absl::InvalidArgumentError("dropout_probability must be in [0, 1]");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* AgentStateName(AgentState state) {
+  switch (state) {
+    case AgentState::kNotJoined:
+      return "NOT_JOINED";
+    case AgentState::kJoined:
+      return "JOINED";
+    case AgentState::kDone:
+      return "DONE";
+  }
+  return "?";
+}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
+    AgentOptions options, CoordinatorClient* client,
+    TrainerFactory trainer_factory, ModelCache* cache, const Clock* clock,
+    Sleeper sleep) {
+  RETURN_IF_ERROR(ValidateOptions(options));
+  if (client == nullptr || !trainer_factory || cache == nullptr ||
+      clock == nullptr || !sleep) {
+    return absl::InvalidArgumentError("Agent::Create: missing collaborator");
+  }
+  return std::unique_ptr<Agent>(new Agent(std::move(options), client,
+                                          std::move(trainer_factory), cache,
+                                          clock, std::move(sleep)));
+}
+
+Agent::Agent(AgentOptions options, CoordinatorClient* client,
+             TrainerFactory trainer_factory, ModelCache* cache,
+             const Clock* clock, Sleeper sleep)
+    : options_(std::move(options)),
+      client_(client),
+      trainer_factory_(std::move(trainer_factory)),
+      cache_(cache),
+      clock_(clock),
+      sleep_(std::move(sleep)),
+      rng_(options_.seed),
+      backoff_bound_(options_.initial_backoff) {}
+
+void Agent::TransitionTo(AgentState next) {
+  const bool legal =
+      (state_ == AgentState::kNotJoined && next == AgentState::kJoined) ||
+      (state_ == AgentState::kJoined && next == AgentState::kNotJoined) ||
+      (state_ != AgentState::kDone && next == AgentState::kDone);
+  FEDGE_CHECK(legal) << "illegal agent transition " << AgentStateName(state_)
+                     << " -> " << AgentStateName(next);
+  state_ = next;
+}
+
+absl::Status Agent::Run() {
+  FEDGE_CHECK(state_ == AgentState::kNotJoined) << "Run() called twice";
+  last_contact_ = clock_->Now();
+  while (state_ != AgentState::kDone) {
+    if (stop_requested_.load()) {
+      FEDGE_LOG(INFO) << "stopping";
+      LeaveSession();
+      break;
+    }
+    absl::Status s =
+        state_ == AgentState::kNotJoined ? TryJoin() : PollAndAct();
+    if (!s.ok()) {
+      LeaveSession();
+      if (state_ != AgentState::kDone) TransitionTo(AgentState::kDone);
+      return s;
+    }
+  }
+  if (state_ != AgentState::kDone) TransitionTo(AgentState::kDone);
+  return absl::OkStatus();
+}
+
+absl::Status Agent::TryJoin() {
+  v1::JoinRequest request;
+  request.set_agent_id(options_.agent_id);
+  request.set_num_examples(options_.num_examples);
+  for (const std::string& a : options_.architectures) {
+    request.add_architectures(a);
+  }
+  request.set_agent_version(options_.agent_version);
+  absl::StatusOr<v1::JoinResponse> response = client_->Join(request);
+  if (!response.ok()) {
+    if (IsJoinRefusal(response.status().code())) {
+      return Annotate(response.status(), "the coordinator refused Join");
+    }
+    return BackOff("join", response.status());
+  }
+  OnContact();
+  return StartSession(*std::move(response));
+}
+
+absl::Status Agent::StartSession(v1::JoinResponse response) {
+  if (absl::Status s = cache_->PutSpec(response.model()); !s.ok()) {
+    FEDGE_LOG(WARNING) << "could not record the model spec: " << s.message();
+  }
+  absl::StatusOr<std::unique_ptr<LocalTrainer>> trainer =
+      trainer_factory_(response);
+  if (!trainer.ok()) {
+    client_->Leave(response.session_token()).IgnoreError();  // Best effort.
+    return Annotate(trainer.status(), "cannot train the federation's model");
+  }
+  trainer_ = *std::move(trainer);
+  session_ = std::move(response);
+  handled_rounds_.clear();
+  refresh_failed_version_ = -1;
+  ++stats_.joins;
+  TransitionTo(AgentState::kJoined);
+  if (session_.agent_id().empty()) session_.set_agent_id(options_.agent_id);
+  FEDGE_LOG(INFO) << "joined as " << session_.agent_id() << ": model "
+                  << session_.model().architecture()
+                  << (session_.partition_index() >= 0 &&
+                              session_.num_partitions() > 0
+                          ? absl::StrCat(", partition ",
+                                         session_.partition_index(), " of ",
+                                         session_.num_partitions())
+                          : std::string());
+  return absl::OkStatus();
+}
+
+void Agent::LeaveSession() {
+  if (state_ != AgentState::kJoined) return;
+  absl::Status s = client_->Leave(session_.session_token());
+  if (!s.ok() && !IsSessionLost(s.code())) {
+    FEDGE_LOG(WARNING) << "leave failed: " << s;
+  }
+  TransitionTo(AgentState::kDone);
+}
+
+absl::Status Agent::PollAndAct() {
+  v1::PollRequest request;
+  request.set_session_token(session_.session_token());
+  request.set_cached_model_version(cache_->LatestVersion());
+  absl::StatusOr<v1::PollResponse> poll = client_->Poll(request);
+  if (!poll.ok()) return HandleCallError("poll", poll.status());
+  OnContact();
+  if (!poll->has_train()) RefreshLatestModel(*poll);
+  switch (poll->action_case()) {
+    case v1::PollResponse::kTrain:
+      return HandleTask(poll->train());
+    case v1::PollResponse::kWaitRetryAfterMs:
+      sleep_(absl::Milliseconds(
+          std::max<int64_t>(0, poll->wait_retry_after_ms())));
+      return absl::OkStatus();
+    case v1::PollResponse::kFinished:
+      return OnFinished();
+    case v1::PollResponse::ACTION_NOT_SET:
+      break;
+  }
+  sleep_(options_.initial_backoff);  // An empty answer: do not spin.
+  return absl::OkStatus();
+}
+
+absl::Status Agent::OnFinished() {
+  if (!finished_logged_) {
+    FEDGE_LOG(INFO) << "the federation finished";
+    finished_logged_ = true;
+  }
+  if (options_.exit_when_finished) {
+    LeaveSession();
+    return absl::OkStatus();
+  }
+  const absl::Duration heartbeat =
+      absl::Milliseconds(session_.heartbeat_interval_ms());
+  sleep_(heartbeat > absl::ZeroDuration() ? heartbeat / 2
+                                          : options_.max_backoff);
+  return absl::OkStatus();
+}
+
+absl::Status Agent::HandleTask(const v1::TrainTask& task) {
+  if (handled_rounds_.contains(task.round())) {
+    sleep_(options_.initial_backoff);  // Already answered: do not spin.
+    return absl::OkStatus();
+  }
+  if (DropsOut(task.round())) {
+    handled_rounds_.insert(task.round());
+    ++stats_.rounds_skipped;
+    FEDGE_LOG(INFO) << "round " << task.round() << ": skipped (dropout)";
+    return absl::OkStatus();
+  }
+  const absl::Time fetch_start = clock_->Now();
+  bool fetched = false;
+  absl::StatusOr<ModelState> global =
+      GlobalModel(task.model_version(), task.model_sha256(), &fetched);
+  fetch_seconds_ = absl::ToDoubleSeconds(clock_->Now() - fetch_start);
+  if (!global.ok()) {
+    if (global.status().code() != absl::StatusCode::kNotFound) {
+      return HandleCallError("fetch model", global.status());
+    }
+    handled_rounds_.insert(task.round());
+    FEDGE_LOG(WARNING) << "round " << task.round() << ": dropped, "
+                       << global.status().message();
+    return absl::OkStatus();
+  }
+  handled_rounds_.insert(task.round());
+  absl::StatusOr<TrainOutput> output = Train(task, *global);
+  if (!output.ok()) {
+    DropUpdate(absl::StrCat(
+        "round ", task.round(),
+        ": training failed, no update: ", output.status().ToString()));
+    return absl::OkStatus();
+  }
+  absl::Status submitted = Submit(task, *output);
+  // Cached after the upload, off the round's critical path.
+  if (fetched) CacheModel(task.model_version(), *global);
+  return submitted;
+}
+
+bool Agent::DropsOut(int64_t round) {
+  if (dropout_rolled_round_ != round) {  // Decided once per round.
+    dropout_rolled_round_ = round;
+    skip_round_ = rng_.UniformDouble() < options_.dropout_probability;
+  }
+  return skip_round_;
+}
+
+absl::StatusOr<ModelState> Agent::GlobalModel(int64_t version,
+                                              const std::string& sha256_hex,
+                                              bool* fetched) {
+  absl::StatusOr<ModelState> cached = cache_->Get(version, sha256_hex);
+  if (cached.ok()) return cached;
+  ASSIGN_OR_RETURN(
+      ModelState model,
+      client_->FetchModel(session_.session_token(), version, sha256_hex));
+  OnContact();
+  ++stats_.models_fetched;
+  if (fetched != nullptr) {
+    *fetched = true;  // The caller caches it when convenient.
+  } else {
+    CacheModel(version, model);
+  }
+  return model;
+}
+
+void Agent::CacheModel(int64_t version, const ModelState& model) {
+  if (absl::StatusOr<std::string> s = cache_->Put(version, model); !s.ok()) {
+    FEDGE_LOG(WARNING) << "could not cache model version " << version << ": "
+                       << s.status().message();
+  }
+}
+
+absl::StatusOr<TrainOutput> Agent::Train(const v1::TrainTask& task,
+                                         const ModelState& global) {
+  ASSIGN_OR_RETURN(TrainOutput output,
+                   trainer_->Train(global, ToTrainPlan(task.plan()), {}));
+  ++stats_.rounds_trained;
+  if (options_.compute_slowdown > 1.0) {
+    sleep_(absl::Seconds((options_.compute_slowdown - 1.0) *
+                         std::max(0.0, output.metrics.seconds)));
+  }
+  return output;
+}
+
+absl::Status Agent::Submit(const v1::TrainTask& task,
+                           const TrainOutput& output) {
+  const v1::UpdateMetadata metadata = MakeMetadata(task, output.metrics);
+  const TrainMetrics& m = output.metrics;
+  const std::string trained = absl::StrFormat(
+      "round %d: model in %.3f s, trained %d examples in %.3f s, loss %.4g",
+      task.round(), fetch_seconds_, m.num_examples, m.seconds, m.loss);
+  const absl::Time submit_start = clock_->Now();
+  while (true) {
+    absl::StatusOr<v1::SubmitUpdateResponse> response =
+        client_->SubmitUpdate(metadata, output.delta);
+    if (response.ok()) {
+      OnContact();
+      ++stats_.updates_submitted;
+      FEDGE_LOG(INFO) << trained << ", submitted in "
+                      << absl::StrFormat("%.3f s", absl::ToDoubleSeconds(
+                                                        clock_->Now() -
+                                                        submit_start))
+                      << (response->duplicate() ? " (duplicate)" : "");
+      return absl::OkStatus();
+    }
+    const absl::StatusCode code = response.status().code();
+    if (IsSessionLost(code) || IsRefusal(code) || stop_requested_.load() ||
+        clock_->Now() >= Deadline(task)) {
+      DropUpdate(absl::StrCat(
+          trained, ", update dropped: ", response.status().ToString()));
+      if (IsSessionLost(code)) TransitionTo(AgentState::kNotJoined);
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(BackOff("submit", response.status()));
+  }
+}
+
+v1::UpdateMetadata Agent::MakeMetadata(const v1::TrainTask& task,
+                                       const TrainMetrics& metrics) {
+  v1::UpdateMetadata metadata;
+  metadata.set_session_token(session_.session_token());
+  metadata.set_round(task.round());
+  metadata.set_base_version(task.model_version());
+  metadata.set_upload_id(NewUploadId());
+  metadata.set_num_examples(metrics.num_examples);
+  metadata.set_num_steps(metrics.num_steps);
+  metadata.mutable_metrics()->set_loss(metrics.loss);
+  metadata.mutable_metrics()->set_accuracy(metrics.accuracy);
+  metadata.mutable_metrics()->set_train_seconds(metrics.seconds);
+  return metadata;
+}
+
+void Agent::DropUpdate(const std::string& message) {
+  ++stats_.updates_dropped;
+  FEDGE_LOG(WARNING) << message;
+}
+
+void Agent::RefreshLatestModel(const v1::PollResponse& poll) {
+  const int64_t version = poll.latest_model_version();
+  const std::string& sha = poll.latest_model_sha256();
+  if (sha.empty() || version < 0) return;  // Nothing announced.
+  // Cached versions newer than the coordinator's newest are not its own
+  // (its history restarted).
+  cache_->DropNewerThan(version);
+  if (!options_.keep_latest_model || cache_->Has(version, sha) ||
+      version == refresh_failed_version_) {
+    return;
+  }
+  absl::StatusOr<ModelState> model = GlobalModel(version, sha, nullptr);
+  if (model.ok()) return;
+  FEDGE_LOG(WARNING) << "could not fetch the newest global model (version "
+                     << version
+                     << ") for offline prediction: " << model.status();
+  if (!IsUnreachable(model.status().code())) refresh_failed_version_ = version;
+}
+
+absl::Status Agent::HandleCallError(absl::string_view what,
+                                    const absl::Status& error) {
+  if (IsSessionLost(error.code())) {
+    FEDGE_LOG(INFO) << what << ": session lost (" << error.message()
+                    << "), joining again";
+    TransitionTo(AgentState::kNotJoined);
+    return absl::OkStatus();
+  }
+  return BackOff(what, error);
+}
+
+absl::Status Agent::BackOff(absl::string_view what, const absl::Status& error) {
+  ++stats_.call_failures;
+  if (!IsUnreachable(error.code())) {
+    last_contact_ = clock_->Now();  // It answered, with an error.
+  } else if (options_.give_up_after > absl::ZeroDuration() &&
+             clock_->Now() - last_contact_ >= options_.give_up_after) {
+    return absl::UnavailableError(
+        absl::StrCat("gave up: no contact with the coordinator for ",
+                     absl::FormatDuration(clock_->Now() - last_contact_),
+                     " (give_up_after_ms); last error: ", error.ToString()));
+  }
+  const absl::Duration delay = NextBackoff();
+  FEDGE_LOG(WARNING) << what << " failed: " << error << "; retrying in "
+                     << absl::FormatDuration(
+                            absl::Trunc(delay, absl::Milliseconds(1)));
+  sleep_(delay);
+  return absl::OkStatus();
+}
+
+absl::Duration Agent::NextBackoff() {
+  const absl::Duration bound = backoff_bound_;
+  backoff_bound_ = std::min(2 * backoff_bound_, options_.max_backoff);
+  return bound * (0.5 + 0.5 * rng_.UniformDouble());
+}
+
+void Agent::OnContact() {
+  last_contact_ = clock_->Now();
+  backoff_bound_ = options_.initial_backoff;
+}
+
+std::string Agent::NewUploadId() {
+  const uint64_t high = rng_.Next();
+  const uint64_t low = rng_.Next();
+  return absl::StrFormat("%016x%016x", high, low);
+}
+
+}  // namespace fedge

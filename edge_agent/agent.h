@@ -1,0 +1,209 @@
+// Agent: the loop that runs on a device. It joins the federation, polls for
+// tasks, trains on local data and submits updates, through two interfaces:
+// CoordinatorClient (the transport) and LocalTrainer (the ML framework), so
+// it includes neither gRPC nor LibTorch and is tested with fakes.
+//
+//   Join (retry with backoff) -> loop:
+//     Poll -> train task: model from the cache or FetchModel (then cached),
+//                         Train, SubmitUpdate (same upload id on retries)
+//          -> wait:       sleep retry_after
+//          -> finished:   Leave, return OK (exit_when_finished)
+//   and keeps the newest global model in the cache for offline prediction.
+//
+// Errors are handled by what the call's status code says
+// (coordinator_client.h): UNAVAILABLE-like errors back off exponentially
+// with jitter and retry (giving up after give_up_after without contact);
+// a lost session joins again; a refused update (ABORTED, INVALID_ARGUMENT,
+// NOT_FOUND) is dropped and the loop carries on. Time and randomness are
+// injected: the Clock, the Sleeper and AgentOptions::seed.
+//
+// Session state machine (AgentState), legal transitions:
+//   kNotJoined -> kJoined     Join succeeded
+//   kJoined    -> kNotJoined  the session was lost (join again)
+//   kJoined    -> kDone       finished, stopped or failed (after Leave)
+//   kNotJoined -> kDone       stopped, gave up or Join refused
+//
+// Thread-safety: Run() is called once, from one thread; Stop() may be called
+// from any thread. stats() only from Run()'s thread or after it returned.
+#ifndef FEDGE_EDGE_AGENT_AGENT_H_
+#define FEDGE_EDGE_AGENT_AGENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/local_trainer.h"
+#include "common/random.h"
+#include "edge_agent/coordinator_client.h"
+#include "edge_agent/model_cache.h"
+#include "edge_agent/sleeper.h"
+#include "fedge/v1/federation.pb.h"
+
+namespace fedge {
+
+struct AgentOptions {
+  // Self-chosen id sent with Join (required; the coordinator may assign
+  // another, e.g. from the client certificate).
+  std::string agent_id;
+  // Software version reported at Join.
+  std::string agent_version = "fedge-agent";
+  // Local training examples reported at Join.
+  int64_t num_examples = 0;
+  // Zoo architectures this agent can train.
+  std::vector<std::string> architectures;
+  // Backoff after a failed call: the bound starts at initial_backoff and
+  // doubles up to max_backoff; each delay is drawn uniformly from
+  // [bound / 2, bound]. A successful call resets the bound.
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // Run() returns UNAVAILABLE once the coordinator has been unreachable
+  // this long (zero = never give up).
+  absl::Duration give_up_after = absl::ZeroDuration();
+  // Device profile: training takes compute_slowdown (>= 1) times longer
+  // (the difference is slept); a task is skipped silently with probability
+  // dropout_probability (in [0, 1]).
+  double compute_slowdown = 1.0;
+  double dropout_probability = 0.0;
+  // Leave and return when the coordinator says the federation finished
+  // (otherwise keep polling, e.g. to follow the final model).
+  bool exit_when_finished = true;
+  // Fetch each newer global model the coordinator announces, so that
+  // offline prediction uses the newest one.
+  bool keep_latest_model = true;
+  // Seed of backoff jitter, dropout and upload ids.
+  uint64_t seed = 1;
+};
+
+// Builds the trainer for the session: the model the coordinator names and
+// the local data (the whole set, the configured partition, or the partition
+// handed out in simulation mode). Its errors end Run().
+using TrainerFactory =
+    std::function<absl::StatusOr<std::unique_ptr<LocalTrainer>>(
+        const v1::JoinResponse&)>;
+
+// Counters of one Run().
+struct AgentStats {
+  int64_t joins = 0;              // Successful Joins.
+  int64_t rounds_trained = 0;     // Local trainings completed.
+  int64_t updates_submitted = 0;  // Updates acknowledged (once each).
+  int64_t updates_dropped = 0;    // Trained but not acknowledged.
+  int64_t rounds_skipped = 0;     // Skipped by dropout_probability.
+  int64_t models_fetched = 0;     // Successful FetchModel calls.
+  int64_t call_failures = 0;      // Calls that failed and were retried.
+};
+
+enum class AgentState { kNotJoined, kJoined, kDone };
+
+class Agent {
+ public:
+  // `client`, `cache` and `clock` must outlive the agent.
+  // INVALID_ARGUMENT for a missing collaborator or bad options (empty
+  // agent_id, non-positive backoff, max_backoff < initial_backoff, negative
+  // give_up_after, compute_slowdown < 1, dropout outside [0, 1]).
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(
+      AgentOptions options, CoordinatorClient* client,
+      TrainerFactory trainer_factory, ModelCache* cache, const Clock* clock,
+      Sleeper sleep);
+
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Runs the loop until the federation finishes (with exit_when_finished)
+  // or Stop() is called, leaving the federation first; then returns OK.
+  // UNAVAILABLE after give_up_after without reaching the coordinator;
+  // Join's PERMISSION_DENIED / INVALID_ARGUMENT / UNAUTHENTICATED (refused);
+  // the trainer factory's errors (e.g. local data that does not fit the
+  // model).
+  absl::Status Run();
+
+  // Asks Run() to leave and return after the current step. Thread-safe.
+  void Stop() { stop_requested_.store(true); }
+
+  const AgentStats& stats() const { return stats_; }
+  AgentState state() const { return state_; }
+
+ private:
+  Agent(AgentOptions options, CoordinatorClient* client,
+        TrainerFactory trainer_factory, ModelCache* cache, const Clock* clock,
+        Sleeper sleep);
+
+  // Performs a transition listed above; an illegal one is a bug (crash).
+  void TransitionTo(AgentState next);
+
+  // Loop steps. A non-OK status ends Run() with it.
+  absl::Status TryJoin();
+  absl::Status StartSession(v1::JoinResponse response);
+  absl::Status PollAndAct();
+  absl::Status OnFinished();
+  void LeaveSession();
+
+  // Train tasks.
+  absl::Status HandleTask(const v1::TrainTask& task);
+  // Whether the simulated device skips `round` (dropout_probability).
+  bool DropsOut(int64_t round);
+  // The model `version` from the cache or the coordinator. When `fetched`
+  // is given, a fetched model is not cached and *fetched is set: the caller
+  // caches it later (CacheModel).
+  absl::StatusOr<ModelState> GlobalModel(int64_t version,
+                                         const std::string& sha256_hex,
+                                         bool* fetched);
+  void CacheModel(int64_t version, const ModelState& model);
+  absl::StatusOr<TrainOutput> Train(const v1::TrainTask& task,
+                                    const ModelState& global);
+  absl::Status Submit(const v1::TrainTask& task, const TrainOutput& output);
+  v1::UpdateMetadata MakeMetadata(const v1::TrainTask& task,
+                                  const TrainMetrics& metrics);
+  void DropUpdate(const std::string& message);
+  void RefreshLatestModel(const v1::PollResponse& poll);
+
+  // Error handling.
+  absl::Status HandleCallError(absl::string_view what,
+                               const absl::Status& error);
+  absl::Status BackOff(absl::string_view what, const absl::Status& error);
+  absl::Duration NextBackoff();
+  // A call succeeded: records the contact and resets the backoff.
+  void OnContact();
+  std::string NewUploadId();
+
+  AgentOptions options_;
+  CoordinatorClient* client_;
+  TrainerFactory trainer_factory_;
+  ModelCache* cache_;
+  const Clock* clock_;
+  Sleeper sleep_;
+  Rng rng_;
+  std::atomic<bool> stop_requested_{false};
+
+  AgentState state_ = AgentState::kNotJoined;
+  v1::JoinResponse session_;
+  std::unique_ptr<LocalTrainer> trainer_;
+  // Rounds of this session already trained, skipped or dropped.
+  absl::flat_hash_set<int64_t> handled_rounds_;
+  // Round whose dropout was decided, and the decision.
+  int64_t dropout_rolled_round_ = -1;
+  bool skip_round_ = false;
+  double fetch_seconds_ = 0;  // Of the current task's model (for logs).
+  // Newest model version whose best-effort fetch failed for good.
+  int64_t refresh_failed_version_ = -1;
+  bool finished_logged_ = false;
+
+  absl::Duration backoff_bound_;
+  absl::Time last_contact_;
+  AgentStats stats_;
+};
+
+// "NOT_JOINED", "JOINED", "DONE".
+const char* AgentStateName(AgentState state);
+
+}  // namespace fedge
+
+#endif  // FEDGE_EDGE_AGENT_AGENT_H_

@@ -1,0 +1,39 @@
+// fedge-agent's configuration (v1::AgentConfig in proto/fedge/v1/config.proto):
+// validation with errors naming the field, conversion into the option
+// structs of the agent loop and the transport, and the agent's identity.
+// Stateless functions; thread-safe.
+#ifndef FEDGE_EDGE_AGENT_AGENT_CONFIG_H_
+#define FEDGE_EDGE_AGENT_AGENT_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "edge_agent/agent.h"
+#include "edge_agent/link_throttle.h"
+#include "edge_agent/model_cache.h"
+#include "fedge/v1/config.pb.h"
+
+namespace fedge {
+
+// OK, or INVALID_ARGUMENT naming the first bad field (e.g.
+// "config field 'profile.dropout_probability' must be in [0, 1], got 2").
+absl::Status ValidateAgentConfig(const v1::AgentConfig& config);
+
+// The loop's options from a validated config. agent_id, num_examples,
+// architectures and seed are left for the caller.
+AgentOptions ToAgentOptions(const v1::AgentConfig& config);
+
+// The simulated link of config.profile().
+LinkProfile ToLinkProfile(const v1::DeviceProfile& profile);
+
+// The agent's id: config.agent_id() when set; otherwise the one stored in
+// the cache's state directory; otherwise "<hostname>-<pid>", which is then
+// stored so that a restarted agent keeps its identity. Errors of the cache.
+absl::StatusOr<std::string> ResolveAgentId(const v1::AgentConfig& config,
+                                           ModelCache& cache);
+
+}  // namespace fedge
+
+#endif  // FEDGE_EDGE_AGENT_AGENT_CONFIG_H_

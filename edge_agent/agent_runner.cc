@@ -1,0 +1,152 @@
+#include "edge_agent/agent_runner.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/data/data_source.h"
+#include "common/logging.h"
+#include "common/random.h"
+#include "common/status_macros.h"
+#include "edge_agent/agent.h"
+#include "edge_agent/agent_config.h"
+#include "edge_agent/grpc_coordinator_client.h"
+#include "edge_agent/model_cache.h"
+#include "edge_agent/torch_support.h"
+
+namespace fedge {
+namespace {
+
+// Turns the first SIGINT/SIGTERM into `on_signal` (from a thread of its
+// own); a second one exits the process at once. Blocks both signals in the
+// constructing thread and the threads it starts later.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(std::function<void()> on_signal) {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, &old_mask_);
+    thread_ = std::thread(
+        [this, on_signal = std::move(on_signal)] { Watch(on_signal); });
+  }
+  ~SignalWatcher() {
+    done_.store(true);
+    thread_.join();
+    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+ private:
+  void Watch(const std::function<void()>& on_signal) {
+    int received = 0;
+    while (!done_.load()) {
+      const timespec tick = {0, 200 * 1000 * 1000};
+      const int sig = sigtimedwait(&signals_, nullptr, &tick);
+      if (sig <= 0) continue;
+      if (++received > 1) {
+        FEDGE_LOG(WARNING) << "second signal: exiting now";
+        std::_Exit(128 + sig);
+      }
+      FEDGE_LOG(INFO) << "signal " << sig << ": leaving the federation";
+      on_signal();
+    }
+  }
+
+  sigset_t signals_;
+  sigset_t old_mask_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+GrpcCoordinatorClientOptions ToClientOptions(const v1::AgentConfig& c) {
+  GrpcCoordinatorClientOptions o;
+  o.target = c.coordinator();
+  o.tls = c.tls();
+  o.keepalive_time_ms = c.keepalive_time_ms();
+  o.link = ToLinkProfile(c.profile());
+  return o;
+}
+
+// What a signal stops: the agent once it exists, and every sleep.
+struct StopSignal {
+  absl::Notification notification;
+  std::atomic<Agent*> agent{nullptr};
+
+  // Stops the agent before waking its sleep, so that it sees the request.
+  void Fire() {
+    if (Agent* a = agent.load()) a->Stop();
+    if (!notification.HasBeenNotified()) notification.Notify();
+  }
+};
+
+// Runs the agent loop; a signal stops it.
+absl::Status RunLoop(AgentOptions options, CoordinatorClient& client,
+                     TrainerFactory factory, ModelCache& cache,
+                     StopSignal& stop) {
+  auto sleep = [&stop](absl::Duration d) {
+    stop.notification.WaitForNotificationWithTimeout(d);
+  };
+  ASSIGN_OR_RETURN(
+      auto agent, Agent::Create(std::move(options), &client, std::move(factory),
+                                &cache, RealClock::Get(), sleep));
+  stop.agent.store(agent.get());
+  if (stop.notification.HasBeenNotified()) agent->Stop();
+  absl::Status status = agent->Run();
+  stop.agent.store(nullptr);
+  return status;
+}
+
+// The loop's options, from the config and the loaded data.
+absl::StatusOr<AgentOptions> MakeAgentOptions(const v1::AgentConfig& c,
+                                              ModelCache& cache,
+                                              const LoadedData& data) {
+  AgentOptions options = ToAgentOptions(c);
+  ASSIGN_OR_RETURN(options.agent_id, ResolveAgentId(c, cache));
+  ASSIGN_OR_RETURN(options.num_examples, NumLocalExamples(c, data.train));
+  options.agent_version = kAgentVersion;
+  options.architectures = TrainableArchitectures();
+  options.seed = MixSeed({static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())),
+                          static_cast<uint64_t>(getpid()),
+                          std::hash<std::string>()(options.agent_id)});
+  return options;
+}
+
+}  // namespace
+
+absl::Status RunAgent(const v1::AgentConfig& c) {
+  RETURN_IF_ERROR(ValidateAgentConfig(c));
+  StopSignal stop;
+  // Before any thread starts, so that all of them block the signals.
+  SignalWatcher watcher([&stop] { stop.Fire(); });
+  SetTorchThreads(c.num_threads());
+  ModelCacheOptions cache_options;
+  cache_options.state_dir = c.state_dir();
+  ASSIGN_OR_RETURN(auto cache, ModelCache::Open(cache_options));
+  // Certificates are read here: their errors come before the data loads.
+  ASSIGN_OR_RETURN(auto client,
+                   GrpcCoordinatorClient::Create(ToClientOptions(c)));
+  ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
+  if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
+  ASSIGN_OR_RETURN(AgentOptions options, MakeAgentOptions(c, *cache, data));
+  FEDGE_LOG(INFO) << kAgentVersion << " " << options.agent_id << " -> "
+                  << c.coordinator()
+                  << (c.tls().insecure() ? " (INSECURE plain text)" : " (TLS)")
+                  << "; data: " << data.description << "; "
+                  << options.num_examples << " local examples";
+  return RunLoop(std::move(options), *client, MakeTorchTrainerFactory(c, data),
+                 *cache, stop);
+}
+
+}  // namespace fedge

@@ -1,0 +1,26 @@
+// Wiring of fedge-agent: from a validated AgentConfig to a running Agent
+// (local data, the LibTorch trainer factory of torch_support.h, the gRPC
+// client, the model cache, signal handling).
+#ifndef FEDGE_EDGE_AGENT_AGENT_RUNNER_H_
+#define FEDGE_EDGE_AGENT_AGENT_RUNNER_H_
+
+#include "absl/status/status.h"
+#include "fedge/v1/config.pb.h"
+
+namespace fedge {
+
+// Software version reported at Join.
+inline constexpr char kAgentVersion[] = "fedge-agent/0.1.0";
+
+// Runs the agent described by `config` until the federation finishes
+// (exit_when_finished) or SIGINT/SIGTERM (it then leaves the federation and
+// returns OK; a second signal exits at once). Errors: ValidateAgentConfig's
+// INVALID_ARGUMENT naming the field; FAILED_PRECONDITION when another agent
+// uses state_dir; data loading errors naming the file; Agent::Run's errors
+// (UNAVAILABLE after give_up_after_ms, Join refused, local data that does
+// not fit the federation's model).
+absl::Status RunAgent(const v1::AgentConfig& config);
+
+}  // namespace fedge
+
+#endif  // FEDGE_EDGE_AGENT_AGENT_RUNNER_H_

@@ -1,0 +1,94 @@
+// CoordinatorClient: the agent's session with the coordinator, as the agent
+// loop (edge_agent/agent.h) sees it. The loop speaks only to this interface,
+// so the transport (gRPC today: grpc_coordinator_client.h) can change without
+// touching it, and tests drive the loop with a scripted fake.
+//
+// Call order:
+//   Join -> ( Poll -> [FetchModel] -> (train) -> SubmitUpdate )* -> Leave
+// Poll doubles as the heartbeat: call it at least every
+// JoinResponse.heartbeat_interval_ms, or the coordinator drops the agent.
+// FetchModel may also be called outside a task, to keep the newest global
+// model for offline prediction.
+//
+// Status codes, by what the caller should do next (every method):
+//   UNAVAILABLE         the coordinator is unreachable, overloaded or the
+//                       call timed out: retry the same call with backoff.
+//   UNAUTHENTICATED,
+//   FAILED_PRECONDITION the session is unknown or expired (e.g. the
+//                       coordinator restarted): Join again.
+//   ABORTED             the round is over: drop the update, poll again.
+//   INVALID_ARGUMENT    the request is malformed (a bug on our side or bad
+//                       input): do not retry it unchanged; drop it.
+//   NOT_FOUND           the model version is gone: poll again.
+//   DATA_LOSS           a transfer arrived corrupt (size or SHA-256
+//                       mismatch, malformed encoding): retry with backoff.
+//   PERMISSION_DENIED   the coordinator refuses this agent: give up.
+//   Other codes are passed through from the transport; treat them like
+//   UNAVAILABLE.
+//
+// Thread-safety: implementations need not be thread-safe; the agent makes
+// one call at a time.
+#ifndef FEDGE_EDGE_AGENT_COORDINATOR_CLIENT_H_
+#define FEDGE_EDGE_AGENT_COORDINATOR_CLIENT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tensor_buffer.h"
+#include "fedge/v1/federation.pb.h"
+
+namespace fedge {
+
+class CoordinatorClient {
+ public:
+  virtual ~CoordinatorClient() = default;
+
+  // Registers the agent. Returns the session (token, heartbeat interval,
+  // the model spec to train and, in simulation mode, the data partition).
+  // PERMISSION_DENIED or UNAUTHENTICATED (e.g. a rejected client
+  // certificate) when the agent is not allowed in: give up; INVALID_ARGUMENT
+  // for a malformed request (e.g. no architecture the federation trains).
+  virtual absl::StatusOr<v1::JoinResponse> Join(
+      const v1::JoinRequest& request) = 0;
+
+  // Long poll and heartbeat: a train task, "wait" with a retry delay, or
+  // "finished", plus the newest global model version.
+  // UNAUTHENTICATED / FAILED_PRECONDITION when the session is not known.
+  virtual absl::StatusOr<v1::PollResponse> Poll(
+      const v1::PollRequest& request) = 0;
+
+  // Streams global model `version` and decodes it as the chunks arrive.
+  // Verifies that the bytes received add up to the announced total size and
+  // that their SHA-256 equals the announced one and, when not empty,
+  // `expected_sha256_hex` (lower-case hex). Returns the decoded model.
+  // NOT_FOUND when the version is gone; DATA_LOSS when the transfer does not
+  // verify or decode; UNAUTHENTICATED / FAILED_PRECONDITION for a lost
+  // session.
+  virtual absl::StatusOr<ModelState> FetchModel(
+      const std::string& session_token, int64_t version,
+      const std::string& expected_sha256_hex) = 0;
+
+  // Uploads `delta` (local model minus the base version) for the round named
+  // in `metadata`. The caller fills session_token, round, base_version,
+  // upload_id, num_examples, num_steps and metrics; the implementation fills
+  // total_size_bytes and sha256 (of the canonical encoding) and streams the
+  // encoding in chunks. Retrying with the same upload_id is safe: the
+  // coordinator counts it once (response.duplicate is then true).
+  // ABORTED when the round is closed or the agent is not part of it;
+  // INVALID_ARGUMENT when the update was refused as malformed (wrong schema,
+  // non-finite values, too large); UNAUTHENTICATED / FAILED_PRECONDITION for
+  // a lost session.
+  virtual absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
+      v1::UpdateMetadata metadata, const ModelState& delta) = 0;
+
+  // Leaves the federation; the agent's current round counts as failed.
+  // UNAUTHENTICATED / FAILED_PRECONDITION when the session was already gone
+  // (nothing left to do).
+  virtual absl::Status Leave(const std::string& session_token) = 0;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_EDGE_AGENT_COORDINATOR_CLIENT_H_

@@ -1,0 +1,169 @@
+#include "edge_agent/file_util.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+// Closes a file descriptor on scope exit.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+  // Closes now, reporting the error close() may give (delayed write errors).
+  int Close() {
+    const int rc = close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+absl::Status WriteAll(int fd, absl::string_view bytes,
+                      const std::string& path) {
+  while (!bytes.empty()) {
+    const ssize_t n = write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "write", path);
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+std::string DirName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+absl::Status SyncDir(const std::string& dir) {
+  ScopedFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus(errno, "open", dir);
+  if (fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", dir);
+  return absl::OkStatus();
+}
+
+absl::Status WriteAndSync(const std::string& tmp, const ChunkSource& next) {
+  ScopedFd fd(
+      open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return ErrnoStatus(errno, "create", tmp);
+  std::string chunk;
+  while (next(&chunk)) RETURN_IF_ERROR(WriteAll(fd.get(), chunk, tmp));
+  if (fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", tmp);
+  if (fd.Close() != 0) return ErrnoStatus(errno, "close", tmp);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ErrnoStatus(int err, absl::string_view what,
+                         const std::string& path) {
+  const std::string message =
+      absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const ChunkSource& next) {
+  const std::string tmp = path + ".tmp";
+  absl::Status s = WriteAndSync(tmp, next);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
+    s = ErrnoStatus(errno, "rename to", path);
+  }
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  return SyncDir(DirName(path));
+}
+
+absl::Status WriteStringAtomically(const std::string& path,
+                                   absl::string_view contents) {
+  bool done = false;
+  return WriteFileAtomically(path, [&](std::string* out) {
+    if (done) return false;
+    out->assign(contents.data(), contents.size());
+    done = true;
+    return true;
+  });
+}
+
+absl::Status ReadFileChunks(
+    const std::string& path, size_t chunk_bytes,
+    const std::function<absl::Status(absl::string_view)>& consume) {
+  ScopedFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus(errno, "open", path);
+  std::string buffer(chunk_bytes, '\0');
+  while (true) {
+    const ssize_t n = read(fd.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "read", path);
+    if (n == 0) return absl::OkStatus();
+    RETURN_IF_ERROR(consume(absl::string_view(buffer.data(), n)));
+  }
+}
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
+                                          int64_t max_bytes) {
+  std::string contents;
+  RETURN_IF_ERROR(ReadFileChunks(path, 64 << 10, [&](absl::string_view piece) {
+    if (static_cast<int64_t>(contents.size() + piece.size()) > max_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path, " is larger than ", max_bytes, " bytes"));
+    }
+    contents.append(piece.data(), piece.size());
+    return absl::OkStatus();
+  }));
+  return contents;
+}
+
+absl::StatusOr<std::unique_ptr<FileLock>> FileLock::Acquire(
+    const std::string& path) {
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus(errno, "create", path);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path,
+                       " is locked by another process (give each agent its own "
+                       "state_dir)"));
+    }
+    return ErrnoStatus(err, "lock", path);
+  }
+  return std::unique_ptr<FileLock>(new FileLock(fd));
+}
+
+FileLock::~FileLock() { close(fd_); }
+
+}  // namespace fedge

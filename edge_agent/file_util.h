@@ -1,0 +1,72 @@
+// Small POSIX file helpers for the agent's state directory: crash-safe
+// writes (temporary file, fsync, rename, fsync of the directory), chunked
+// reads, and an exclusive lock so that two agents never share one state
+// directory. Errors name the path. Stateless functions; thread-safe.
+#ifndef FEDGE_EDGE_AGENT_FILE_UTIL_H_
+#define FEDGE_EDGE_AGENT_FILE_UTIL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace fedge {
+
+// A status for the failed call `what` on `path` with errno `err`: NOT_FOUND
+// (ENOENT), PERMISSION_DENIED (EACCES, EPERM, EROFS), RESOURCE_EXHAUSTED
+// (ENOSPC, EDQUOT), INTERNAL otherwise. The message reads
+// "<what> <path>: <strerror>".
+absl::Status ErrnoStatus(int err, absl::string_view what,
+                         const std::string& path);
+
+// Produces the next piece of a file's contents into `out` (replacing it);
+// returns false when there is no more (ModelEncoder::Next has this shape).
+using ChunkSource = std::function<bool(std::string* out)>;
+
+// Writes the bytes of `next` to `path` + ".tmp", fsyncs it, renames it over
+// `path` and fsyncs the directory: after a crash `path` holds either the old
+// or the new contents, never a mix. The temporary file is removed on
+// failure. Returns ErrnoStatus errors.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const ChunkSource& next);
+
+// WriteFileAtomically with `contents` as the whole file.
+absl::Status WriteStringAtomically(const std::string& path,
+                                   absl::string_view contents);
+
+// Calls `consume` with consecutive pieces (at most `chunk_bytes` each) of
+// the file at `path`, stopping at the first error it returns.
+// ErrnoStatus errors for the file, or the first error of `consume`.
+absl::Status ReadFileChunks(
+    const std::string& path, size_t chunk_bytes,
+    const std::function<absl::Status(absl::string_view)>& consume);
+
+// The whole file at `path`. RESOURCE_EXHAUSTED when it is larger than
+// `max_bytes`; ErrnoStatus errors otherwise.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
+                                          int64_t max_bytes);
+
+// An exclusive advisory lock (flock) on a file, held until destruction.
+class FileLock {
+ public:
+  // Creates `path` if needed and locks it without waiting.
+  // FAILED_PRECONDITION when another process holds the lock; ErrnoStatus
+  // errors when the file cannot be created.
+  static absl::StatusOr<std::unique_ptr<FileLock>> Acquire(
+      const std::string& path);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_EDGE_AGENT_FILE_UTIL_H_

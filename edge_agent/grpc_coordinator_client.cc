@@ -1,0 +1,225 @@
+#include "edge_agent/grpc_coordinator_client.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/net/credentials.h"
+#include "common/net/grpc_status.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+namespace {
+
+absl::Status Corrupt(absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("model transfer: ", what));
+}
+
+bool IsHexSha256(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// One model stream being received.
+struct GrpcCoordinatorClient::Download {
+  Download(int64_t version, const DecodeLimits& limits)
+      : version(version), decoder(limits) {}
+  int64_t version;       // Requested (-1: the newest).
+  int64_t total = -1;    // Announced size (-1 until the first chunk).
+  std::string sha256;    // Announced hash.
+  int64_t received = 0;  // Bytes so far.
+  Sha256 hasher;
+  ModelDecoder decoder;
+};
+
+absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>>
+GrpcCoordinatorClient::Create(GrpcCoordinatorClientOptions options) {
+  if (options.target.empty()) {
+    return absl::InvalidArgumentError("coordinator address is empty");
+  }
+  if (options.chunk_bytes == 0) {
+    return absl::InvalidArgumentError("chunk_bytes must be positive");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   MakeChannelCredentials(options.tls));
+  grpc::ChannelArguments args =
+      MakeChannelArguments(options.tls, options.keepalive_time_ms);
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.target, credentials, args);
+  return CreateForChannel(std::move(options), std::move(channel));
+}
+
+std::unique_ptr<GrpcCoordinatorClient> GrpcCoordinatorClient::CreateForChannel(
+    GrpcCoordinatorClientOptions options,
+    std::shared_ptr<grpc::ChannelInterface> channel) {
+  return std::unique_ptr<GrpcCoordinatorClient>(
+      new GrpcCoordinatorClient(std::move(options), std::move(channel)));
+}
+
+GrpcCoordinatorClient::GrpcCoordinatorClient(
+    GrpcCoordinatorClientOptions options,
+    std::shared_ptr<grpc::ChannelInterface> channel)
+    : options_(std::move(options)),
+      stub_(v1::Federation::NewStub(std::move(channel))),
+      throttle_(options_.link, options_.clock, options_.sleep) {}
+
+void GrpcCoordinatorClient::SetDeadline(grpc::ClientContext* context,
+                                        int64_t bytes) const {
+  absl::Duration timeout = options_.call_timeout;
+  if (bytes >= 0) {
+    timeout = options_.stream_timeout + throttle_.TransferTime(bytes);
+    if (options_.min_stream_bytes_per_second > 0) {
+      timeout += absl::Seconds(static_cast<double>(bytes) /
+                               options_.min_stream_bytes_per_second);
+    }
+  }
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::StatusOr<v1::JoinResponse> GrpcCoordinatorClient::Join(
+    const v1::JoinRequest& request) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, -1);
+  v1::JoinResponse response;
+  grpc::Status s = stub_->Join(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::StatusOr<v1::PollResponse> GrpcCoordinatorClient::Poll(
+    const v1::PollRequest& request) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, -1);
+  v1::PollResponse response;
+  grpc::Status s = stub_->Poll(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::Status GrpcCoordinatorClient::Leave(const std::string& session_token) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, -1);
+  v1::LeaveRequest request;
+  request.set_session_token(session_token);
+  v1::LeaveResponse response;
+  return FromGrpcStatus(stub_->Leave(&context, request, &response));
+}
+
+absl::Status GrpcCoordinatorClient::Consume(const v1::ModelChunk& chunk,
+                                            Download& d) {
+  if (d.total < 0) {  // The first chunk announces the stream.
+    if (d.version >= 0 && chunk.version() != d.version) {
+      return Corrupt(absl::StrCat("asked for version ", d.version, ", got ",
+                                  chunk.version()));
+    }
+    if (chunk.total_size_bytes() <= 0 ||
+        chunk.total_size_bytes() > options_.limits.max_total_bytes) {
+      return Corrupt(absl::StrCat("bad total size ", chunk.total_size_bytes()));
+    }
+    if (!IsHexSha256(chunk.sha256())) return Corrupt("bad sha256 field");
+    d.total = chunk.total_size_bytes();
+    d.sha256 = chunk.sha256();
+    last_model_bytes_ = d.total;
+    throttle_.StartTransfer();
+  } else if ((chunk.total_size_bytes() != 0 &&
+              chunk.total_size_bytes() != d.total) ||
+             (!chunk.sha256().empty() && chunk.sha256() != d.sha256)) {
+    return Corrupt("size or hash changed in mid-stream");
+  }
+  const int64_t size = static_cast<int64_t>(chunk.data().size());
+  if (chunk.offset() != d.received || d.received + size > d.total) {
+    return Corrupt(absl::StrCat("chunk at offset ", chunk.offset(), " (", size,
+                                " bytes) after ", d.received, " of ", d.total,
+                                " bytes"));
+  }
+  d.hasher.Update(chunk.data());
+  if (absl::Status s = d.decoder.Feed(chunk.data()); !s.ok()) {
+    return Corrupt(s.message());
+  }
+  d.received += size;
+  throttle_.OnBytes(size);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
+    const std::string& session_token, int64_t version,
+    const std::string& expected_sha256_hex) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, last_model_bytes_);
+  v1::FetchModelRequest request;
+  request.set_session_token(session_token);
+  request.set_version(version);
+  auto reader = stub_->FetchModel(&context, request);
+  Download d(version, options_.limits);
+  v1::ModelChunk chunk;
+  absl::Status consumed;
+  while (consumed.ok() && reader->Read(&chunk)) consumed = Consume(chunk, d);
+  if (!consumed.ok()) context.TryCancel();
+  const grpc::Status finished = reader->Finish();
+  RETURN_IF_ERROR(consumed);
+  RETURN_IF_ERROR(FromGrpcStatus(finished));
+  if (d.total < 0) return Corrupt("the coordinator sent no chunks");
+  if (d.received != d.total) {
+    return Corrupt(
+        absl::StrCat("truncated: ", d.received, " of ", d.total, " bytes"));
+  }
+  const std::string actual = ToHex(d.hasher.Finish());
+  if (actual != d.sha256 ||
+      (!expected_sha256_hex.empty() && actual != expected_sha256_hex)) {
+    return Corrupt(absl::StrCat("SHA-256 ", actual, " does not match ",
+                                d.sha256, " / expected ", expected_sha256_hex));
+  }
+  absl::StatusOr<ModelState> model = d.decoder.Finish();
+  if (!model.ok()) return Corrupt(model.status().message());
+  return model;
+}
+
+bool GrpcCoordinatorClient::WriteUpdate(
+    grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
+    v1::UpdateMetadata metadata, const ModelState& delta) {
+  v1::UpdateChunk chunk;
+  *chunk.mutable_metadata() = std::move(metadata);
+  if (!writer.Write(chunk)) return false;
+  throttle_.StartTransfer();
+  ModelEncoder encoder(delta, options_.chunk_bytes);
+  std::string data;
+  while (encoder.Next(&data)) {
+    const int64_t size = static_cast<int64_t>(data.size());
+    chunk.mutable_data()->swap(data);
+    if (!writer.Write(chunk)) return false;
+    throttle_.OnBytes(size);
+  }
+  return writer.WritesDone();
+}
+
+absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
+    v1::UpdateMetadata metadata, const ModelState& delta) {
+  const int64_t size = EncodedSize(delta);
+  metadata.set_total_size_bytes(size);
+  metadata.set_sha256(ToHex(ModelDigest(delta)));
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, size);
+  v1::SubmitUpdateResponse response;
+  auto writer = stub_->SubmitUpdate(&context, &response);
+  // A failed write shows in Finish()'s status; an OK status with a partial
+  // write means the coordinator answered early (e.g. a known upload id).
+  WriteUpdate(*writer, std::move(metadata), delta);
+  RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  return response;
+}
+
+}  // namespace fedge

@@ -1,0 +1,115 @@
+// GrpcCoordinatorClient: CoordinatorClient over gRPC (service
+// fedge.v1.Federation, proto/fedge/v1/federation.proto), with the
+// synchronous client API. Models and updates stream in chunks of the
+// canonical encoding (common/model_codec.h): a fetched model is hashed and
+// decoded as its chunks arrive, an update is encoded chunk by chunk, so
+// neither is ever held twice in memory nor limited by gRPC's message size.
+//
+// Every call has a deadline: call_timeout for unary calls (Poll is a long
+// poll, so it must exceed the coordinator's poll_wait_ms), and for streams
+// stream_timeout plus the time its size takes at min_stream_bytes_per_second
+// and over the simulated link. The channel uses TLS from TlsConfig
+// (common/net/credentials.h) unless tls.insecure, with keepalive pings.
+// A DeviceProfile's link (LinkProfile) is simulated here: added latency
+// before each call, a bandwidth cap between chunks.
+//
+// Status codes are those of coordinator_client.h; a broken or timed-out
+// connection is UNAVAILABLE or DEADLINE_EXCEEDED.
+//
+// Not thread-safe: one call at a time (the agent loop's pattern).
+#ifndef FEDGE_EDGE_AGENT_GRPC_COORDINATOR_CLIENT_H_
+#define FEDGE_EDGE_AGENT_GRPC_COORDINATOR_CLIENT_H_
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/model_codec.h"
+#include "edge_agent/coordinator_client.h"
+#include "edge_agent/link_throttle.h"
+#include "edge_agent/sleeper.h"
+#include "fedge/v1/config.pb.h"
+#include "fedge/v1/federation.grpc.pb.h"
+
+namespace fedge {
+
+struct GrpcCoordinatorClientOptions {
+  // Coordinator address, host:port.
+  std::string target = "127.0.0.1:50051";
+  // TLS (or tls.insecure for plain text, developer mode only).
+  v1::TlsConfig tls;
+  // Keepalive ping interval in milliseconds.
+  int64_t keepalive_time_ms = 20000;
+  // Deadline of Join, Poll and Leave.
+  absl::Duration call_timeout = absl::Seconds(30);
+  // Deadline of FetchModel / SubmitUpdate: this, plus the stream's size at
+  // min_stream_bytes_per_second, plus its time over the simulated link.
+  absl::Duration stream_timeout = absl::Seconds(60);
+  int64_t min_stream_bytes_per_second = 256 << 10;
+  // Bytes of encoded update per uploaded chunk.
+  size_t chunk_bytes = size_t{1} << 20;
+  // Largest message accepted from the coordinator (a model chunk), bytes.
+  int max_receive_message_bytes = 16 << 20;
+  // Limits for decoding fetched models.
+  DecodeLimits limits;
+  // Simulated device link (DeviceProfile).
+  LinkProfile link;
+  // Time and sleeping, for the simulated link.
+  const Clock* clock = RealClock::Get();
+  Sleeper sleep = RealSleeper();
+};
+
+class GrpcCoordinatorClient final : public CoordinatorClient {
+ public:
+  // Creates the channel (it connects lazily, on the first call).
+  // INVALID_ARGUMENT for an empty target or zero chunk_bytes; the errors of
+  // MakeChannelCredentials (e.g. NOT_FOUND for a missing certificate file).
+  static absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> Create(
+      GrpcCoordinatorClientOptions options);
+  // Over an existing channel (tests use an in-process one).
+  static std::unique_ptr<GrpcCoordinatorClient> CreateForChannel(
+      GrpcCoordinatorClientOptions options,
+      std::shared_ptr<grpc::ChannelInterface> channel);
+
+  GrpcCoordinatorClient(const GrpcCoordinatorClient&) = delete;
+  GrpcCoordinatorClient& operator=(const GrpcCoordinatorClient&) = delete;
+
+  absl::StatusOr<v1::JoinResponse> Join(
+      const v1::JoinRequest& request) override;
+  absl::StatusOr<v1::PollResponse> Poll(
+      const v1::PollRequest& request) override;
+  absl::StatusOr<ModelState> FetchModel(
+      const std::string& session_token, int64_t version,
+      const std::string& expected_sha256_hex) override;
+  absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
+      v1::UpdateMetadata metadata, const ModelState& delta) override;
+  absl::Status Leave(const std::string& session_token) override;
+
+ private:
+  struct Download;
+
+  GrpcCoordinatorClient(GrpcCoordinatorClientOptions options,
+                        std::shared_ptr<grpc::ChannelInterface> channel);
+
+  // Sets the deadline of a unary call (`bytes` < 0) or of a stream.
+  void SetDeadline(grpc::ClientContext* context, int64_t bytes) const;
+  absl::Status Consume(const v1::ModelChunk& chunk, Download& download);
+  bool WriteUpdate(grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
+                   v1::UpdateMetadata metadata, const ModelState& delta);
+
+  GrpcCoordinatorClientOptions options_;
+  std::unique_ptr<v1::Federation::StubInterface> stub_;
+  LinkThrottle throttle_;
+  // Size of the last model stream seen, for the next fetch's deadline.
+  int64_t last_model_bytes_ = 0;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_EDGE_AGENT_GRPC_COORDINATOR_CLIENT_H_

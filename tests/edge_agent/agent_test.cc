@@ -1,0 +1,441 @@
+#include "edge_agent/agent.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/model_codec.h"
+#include "common/sha256.h"
+#include "edge_agent/model_cache.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/edge_agent/fake_coordinator_client.h"
+
+namespace fedge {
+namespace {
+
+using ::testing::Each;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+ModelState TinyModel(float value) {
+  std::vector<TensorBuffer> tensors;
+  tensors.push_back(*TensorBuffer::FromFloats("w", {2}, {value, -value}));
+  return ModelState(std::move(tensors));
+}
+
+std::string Sha(const ModelState& model) { return ToHex(ModelDigest(model)); }
+
+v1::PollResponse TaskPoll(int64_t round, int64_t version,
+                          const ModelState& model) {
+  v1::PollResponse poll;
+  v1::TrainTask* task = poll.mutable_train();
+  task->set_round(round);
+  task->set_model_version(version);
+  task->set_model_sha256(Sha(model));
+  task->mutable_plan()->set_epochs(1);
+  task->mutable_plan()->set_batch_size(10);
+  task->mutable_plan()->set_learning_rate(0.1);
+  task->mutable_plan()->set_seed(1000 + round);
+  return poll;
+}
+
+v1::PollResponse WaitPoll(int64_t retry_after_ms) {
+  v1::PollResponse poll;
+  poll.set_wait_retry_after_ms(retry_after_ms);
+  return poll;
+}
+
+class AgentTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(testing::TempDir(), "/fedge_agent_test.", getpid(), ".",
+                        counter_++);
+    std::filesystem::remove_all(dir_);
+    ModelCacheOptions options;
+    options.state_dir = dir_;
+    cache_ = *ModelCache::Open(options);
+    client_.models[0] = TinyModel(1);
+    client_.models[1] = TinyModel(2);
+  }
+  void TearDown() override {
+    cache_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  static AgentOptions DefaultOptions() {
+    AgentOptions o;
+    o.agent_id = "agent-7";
+    o.num_examples = 600;
+    o.architectures = {"2nn"};
+    o.initial_backoff = absl::Milliseconds(200);
+    o.max_backoff = absl::Seconds(1);
+    o.seed = 42;
+    return o;
+  }
+
+  std::unique_ptr<Agent> MakeAgent(AgentOptions options = DefaultOptions()) {
+    auto factory = [this](const v1::JoinResponse& join)
+        -> absl::StatusOr<std::unique_ptr<LocalTrainer>> {
+      ++factory_calls_;
+      if (!factory_error_.ok()) return factory_error_;
+      return std::make_unique<FakeTrainer>(&trainer_log_);
+    };
+    auto sleep = [this](absl::Duration d) {
+      sleeps_.push_back(d);
+      clock_.Advance(d);
+      if (on_sleep_) on_sleep_();
+    };
+    return *Agent::Create(std::move(options), &client_, factory, cache_.get(),
+                          &clock_, sleep);
+  }
+
+  static int counter_;
+  std::string dir_;
+  std::unique_ptr<ModelCache> cache_;
+  FakeCoordinatorClient client_;
+  TrainerLog trainer_log_;
+  int factory_calls_ = 0;
+  absl::Status factory_error_;
+  FakeClock clock_;
+  std::vector<absl::Duration> sleeps_;
+  std::function<void()> on_sleep_;
+};
+
+int AgentTest::counter_ = 0;
+
+TEST_F(AgentTest, OneRound_JoinsFetchesTrainsSubmitsAndLeaves) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  ASSERT_THAT(client_.joins, SizeIs(1));
+  EXPECT_EQ(client_.joins[0].agent_id(), "agent-7");
+  EXPECT_EQ(client_.joins[0].num_examples(), 600);
+  EXPECT_THAT(client_.fetches, ElementsAre(0));
+  EXPECT_THAT(client_.fetch_tokens, ElementsAre("s1"));
+  ASSERT_THAT(trainer_log_.plans, SizeIs(1));
+  EXPECT_EQ(trainer_log_.plans[0].seed, 1001u);
+  EXPECT_THAT(trainer_log_.num_indices, ElementsAre(0u));  // All examples.
+  ASSERT_THAT(client_.submits, SizeIs(1));
+  const v1::UpdateMetadata& m = client_.submits[0];
+  EXPECT_EQ(m.session_token(), "s1");
+  EXPECT_EQ(m.round(), 1);
+  EXPECT_EQ(m.base_version(), 0);
+  EXPECT_EQ(m.num_examples(), 600);
+  EXPECT_EQ(m.num_steps(), 60);
+  EXPECT_DOUBLE_EQ(m.metrics().loss(), 0.31);
+  EXPECT_EQ(m.upload_id().size(), 32u);
+  EXPECT_THAT(client_.leaves, ElementsAre("s1"));
+  EXPECT_EQ(agent->state(), AgentState::kDone);
+  EXPECT_EQ(agent->stats().updates_submitted, 1);
+  EXPECT_EQ(cache_->LatestVersion(), 0);  // The task's model was cached.
+  EXPECT_EQ(cache_->GetSpec()->architecture(), "2nn");
+}
+
+TEST_F(AgentTest, UnreachableAtStart_BacksOffGrowingJitteredCappedThenJoins) {
+  for (int i = 0; i < 6; ++i) {
+    client_.join_results.push_back(
+        absl::UnavailableError("connection refused"));
+  }
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  ASSERT_THAT(sleeps_, SizeIs(6));
+  const std::vector<int> bounds_ms = {200, 400, 800, 1000, 1000, 1000};
+  bool jittered = false;
+  for (size_t i = 0; i < sleeps_.size(); ++i) {
+    const absl::Duration bound = absl::Milliseconds(bounds_ms[i]);
+    EXPECT_GE(sleeps_[i], bound / 2) << i;
+    EXPECT_LE(sleeps_[i], bound) << i;
+    if (sleeps_[i] != bound && sleeps_[i] != bound / 2) jittered = true;
+  }
+  EXPECT_TRUE(jittered);
+  EXPECT_THAT(client_.joins, SizeIs(7));
+  EXPECT_EQ(agent->stats().joins, 1);
+}
+
+TEST_F(AgentTest, SubmitUnavailableTwice_RetriesSameUploadIdCountedOnce) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.submit_results.push_back(absl::UnavailableError("reset"));
+  client_.submit_results.push_back(absl::UnavailableError("reset"));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  ASSERT_THAT(client_.submits, SizeIs(3));
+  EXPECT_EQ(client_.submits[1].upload_id(), client_.submits[0].upload_id());
+  EXPECT_EQ(client_.submits[2].upload_id(), client_.submits[0].upload_id());
+  EXPECT_THAT(client_.accepted_uploads, SizeIs(1));
+  EXPECT_EQ(agent->stats().updates_submitted, 1);
+  EXPECT_EQ(agent->stats().updates_dropped, 0);
+  EXPECT_THAT(trainer_log_.plans, SizeIs(1));  // Trained once.
+}
+
+TEST_F(AgentTest, SubmitAborted_DropsUpdateAndContinues) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(2, 1, client_.models[1]));
+  client_.submit_results.push_back(absl::AbortedError("round 1 is closed"));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  ASSERT_THAT(client_.submits, SizeIs(2));
+  EXPECT_EQ(client_.submits[0].round(), 1);
+  EXPECT_EQ(client_.submits[1].round(), 2);
+  EXPECT_NE(client_.submits[1].upload_id(), client_.submits[0].upload_id());
+  EXPECT_EQ(agent->stats().updates_dropped, 1);
+  EXPECT_EQ(agent->stats().updates_submitted, 1);
+}
+
+TEST_F(AgentTest, SubmitUnavailablePastDeadline_DropsUpdate) {
+  v1::PollResponse poll = TaskPoll(1, 0, client_.models[0]);
+  poll.mutable_train()->set_deadline_unix_ms(
+      absl::ToUnixMillis(clock_.Now() + absl::Seconds(2)));
+  client_.poll_results.push_back(poll);
+  for (int i = 0; i < 100; ++i) {
+    client_.submit_results.push_back(absl::UnavailableError("down"));
+  }
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_GT(client_.submits.size(), 1u);
+  EXPECT_LT(client_.submits.size(), 10u);
+  EXPECT_EQ(agent->stats().updates_dropped, 1);
+  EXPECT_EQ(agent->stats().updates_submitted, 0);
+}
+
+TEST_F(AgentTest, PollUnauthenticated_JoinsAgain) {
+  client_.poll_results.push_back(absl::UnauthenticatedError("unknown session"));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.joins, SizeIs(2));
+  EXPECT_EQ(agent->stats().joins, 2);
+  EXPECT_EQ(factory_calls_, 2);
+  EXPECT_THAT(client_.leaves, ElementsAre("s2"));
+}
+
+TEST_F(AgentTest, SubmitFailedPrecondition_DropsUpdateAndJoinsAgain) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.submit_results.push_back(absl::FailedPreconditionError("not joined"));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.submits, SizeIs(1));
+  EXPECT_EQ(agent->stats().updates_dropped, 1);
+  EXPECT_THAT(client_.joins, SizeIs(2));
+}
+
+TEST_F(AgentTest, CachedModel_NotFetchedAgain) {
+  ASSERT_TRUE(cache_->Put(0, client_.models[0]).ok());
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(2, 1, client_.models[1]));
+  client_.poll_results.push_back(TaskPoll(3, 1, client_.models[1]));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.fetches, ElementsAre(1));  // Version 0 was cached.
+  EXPECT_THAT(client_.submits, SizeIs(3));
+  ASSERT_THAT(client_.polls, SizeIs(4));
+  EXPECT_EQ(client_.polls[0].cached_model_version(), 0);
+  EXPECT_EQ(client_.polls[3].cached_model_version(), 1);
+}
+
+TEST_F(AgentTest, CachedVersionWithOtherHash_FetchedAgain) {
+  ASSERT_TRUE(cache_->Put(0, TinyModel(9)).ok());  // Another federation's.
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.fetches, ElementsAre(0));
+  EXPECT_TRUE(cache_->Has(0, Sha(client_.models[0])));
+}
+
+TEST_F(AgentTest, SameTaskPolledTwice_TrainsOnce) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(trainer_log_.plans, SizeIs(1));
+  EXPECT_THAT(client_.submits, SizeIs(1));
+}
+
+TEST_F(AgentTest, DropoutProbabilityOne_NeverTrains) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(2, 0, client_.models[0]));
+  AgentOptions options = DefaultOptions();
+  options.dropout_probability = 1.0;
+  auto agent = MakeAgent(options);
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(trainer_log_.plans, IsEmpty());
+  EXPECT_THAT(client_.submits, IsEmpty());
+  EXPECT_THAT(client_.fetches, IsEmpty());
+  EXPECT_EQ(agent->stats().rounds_skipped, 2);
+}
+
+TEST_F(AgentTest, GiveUpAfter_ReturnsUnavailable) {
+  client_.join_default = absl::UnavailableError("connection refused");
+  AgentOptions options = DefaultOptions();
+  options.give_up_after = absl::Seconds(10);
+  auto agent = MakeAgent(options);
+  const absl::Time start = clock_.Now();
+  const absl::Status status = agent->Run();
+
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_GE(clock_.Now() - start, absl::Seconds(10));
+  EXPECT_LT(clock_.Now() - start, absl::Seconds(12));
+  EXPECT_THAT(sleeps_, Each(testing::Le(absl::Seconds(1))));
+  EXPECT_THAT(client_.leaves, IsEmpty());
+}
+
+TEST_F(AgentTest, UnreachableMidRun_BacksOffAndCarriesOn) {
+  client_.poll_results.push_back(WaitPoll(100));
+  client_.poll_results.push_back(absl::UnavailableError("down"));
+  client_.poll_results.push_back(absl::DeadlineExceededError("slow"));
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  AgentOptions options = DefaultOptions();
+  options.give_up_after = absl::Seconds(10);
+  auto agent = MakeAgent(options);
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.joins, SizeIs(1));
+  EXPECT_THAT(client_.submits, SizeIs(1));
+  EXPECT_EQ(agent->stats().call_failures, 2);
+}
+
+TEST_F(AgentTest, WaitAnswer_SleepsRetryAfter) {
+  client_.poll_results.push_back(WaitPoll(1500));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(sleeps_, ElementsAre(absl::Milliseconds(1500)));
+}
+
+TEST_F(AgentTest, ComputeSlowdown_SleepsTheDifference) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  trainer_log_.seconds = 2.0;
+  AgentOptions options = DefaultOptions();
+  options.compute_slowdown = 3.0;
+  auto agent = MakeAgent(options);
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(sleeps_, ElementsAre(absl::Seconds(4)));
+}
+
+TEST_F(AgentTest, NewerGlobalModelAnnounced_FetchedForOfflinePrediction) {
+  v1::PollResponse poll = WaitPoll(10);
+  poll.set_latest_model_version(1);
+  poll.set_latest_model_sha256(Sha(client_.models[1]));
+  client_.poll_results.push_back(poll);
+  client_.poll_results.push_back(poll);
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.fetches, ElementsAre(1));  // Once.
+  absl::StatusOr<CachedModel> latest = cache_->Latest();
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->version, 1);
+}
+
+TEST_F(AgentTest, FetchModelNotFound_DropsRoundAndContinues) {
+  client_.poll_results.push_back(TaskPoll(1, 5, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(2, 0, client_.models[0]));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.fetches, ElementsAre(5, 0));
+  ASSERT_THAT(client_.submits, SizeIs(1));
+  EXPECT_EQ(client_.submits[0].round(), 2);
+}
+
+TEST_F(AgentTest, FetchModelUnavailable_RetriesTaskOnNextPoll) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.fetch_errors.push_back(absl::UnavailableError("reset"));
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.fetches, ElementsAre(0, 0));
+  EXPECT_THAT(client_.submits, SizeIs(1));
+}
+
+TEST_F(AgentTest, TrainingFails_NoUpdateAgentContinues) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  trainer_log_.error = absl::InvalidArgumentError("shape mismatch");
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.submits, IsEmpty());
+  EXPECT_EQ(agent->stats().updates_dropped, 1);
+  EXPECT_THAT(client_.leaves, SizeIs(1));
+}
+
+TEST_F(AgentTest, JoinPermissionDenied_ReturnsError) {
+  client_.join_results.push_back(absl::PermissionDeniedError("banned"));
+  auto agent = MakeAgent();
+  EXPECT_EQ(agent->Run().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(client_.joins, SizeIs(1));
+}
+
+TEST_F(AgentTest, TrainerFactoryFails_ReturnsError) {
+  factory_error_ = absl::InvalidArgumentError("data does not fit");
+  auto agent = MakeAgent();
+  EXPECT_EQ(agent->Run().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(client_.polls, IsEmpty());
+  EXPECT_THAT(client_.leaves, ElementsAre("s1"));  // Session not left open.
+}
+
+TEST_F(AgentTest, StopDuringWait_LeavesAndReturnsOk) {
+  for (int i = 0; i < 100; ++i) client_.poll_results.push_back(WaitPoll(1000));
+  auto agent = MakeAgent();
+  on_sleep_ = [&] {
+    if (sleeps_.size() == 3) agent->Stop();
+  };
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.polls, SizeIs(3));
+  EXPECT_THAT(client_.leaves, ElementsAre("s1"));
+}
+
+TEST_F(AgentTest, NotExitWhenFinished_KeepsPolling) {
+  v1::PollResponse finished;
+  finished.set_finished(true);
+  client_.poll_results.push_back(finished);
+  client_.poll_results.push_back(finished);
+  AgentOptions options = DefaultOptions();
+  options.exit_when_finished = false;
+  auto agent = MakeAgent(options);
+  on_sleep_ = [&] {
+    if (client_.polls.size() == 3) agent->Stop();
+  };
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.polls, SizeIs(3));
+  EXPECT_THAT(sleeps_, Each(absl::Seconds(1)));  // Half the heartbeat.
+}
+
+TEST(AgentCreateTest, BadOptions_InvalidArgument) {
+  FakeCoordinatorClient client;
+  FakeClock clock;
+  AgentOptions options;
+  options.agent_id = "a";
+  options.dropout_probability = 2;
+  auto factory = [](const v1::JoinResponse&)
+      -> absl::StatusOr<std::unique_ptr<LocalTrainer>> { return nullptr; };
+  ModelCache* no_cache = nullptr;
+  EXPECT_EQ(Agent::Create(options, &client, factory, no_cache, &clock,
+                          [](absl::Duration) {})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace fedge

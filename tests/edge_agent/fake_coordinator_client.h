@@ -1,0 +1,146 @@
+// FakeCoordinatorClient: a scriptable CoordinatorClient for agent tests.
+// Each method returns the next scripted result (or a default when its queue
+// is empty) and records the call. FakeTrainer: a LocalTrainer that returns
+// the global model as the delta with fixed metrics, and records its plans.
+// Not thread-safe.
+#ifndef FEDGE_TESTS_EDGE_AGENT_FAKE_COORDINATOR_CLIENT_H_
+#define FEDGE_TESTS_EDGE_AGENT_FAKE_COORDINATOR_CLIENT_H_
+
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "common/local_trainer.h"
+#include "edge_agent/coordinator_client.h"
+
+namespace fedge {
+
+class FakeCoordinatorClient final : public CoordinatorClient {
+ public:
+  // Scripts, consumed front first.
+  std::deque<absl::StatusOr<v1::JoinResponse>> join_results;
+  std::deque<absl::StatusOr<v1::PollResponse>> poll_results;
+  std::deque<absl::Status> fetch_errors;  // Returned before serving models.
+  std::deque<absl::StatusOr<v1::SubmitUpdateResponse>> submit_results;
+  // Defaults when a script is empty: Join errs with this when not OK (else
+  // a fresh session "s<n>"); Poll answers "finished"; Submit accepts.
+  absl::Status join_default = absl::OkStatus();
+  // Served by FetchModel.
+  std::map<int64_t, ModelState> models;
+
+  // Recorded calls.
+  std::vector<v1::JoinRequest> joins;
+  std::vector<v1::PollRequest> polls;
+  std::vector<int64_t> fetches;
+  std::vector<std::string> fetch_tokens;
+  std::vector<v1::UpdateMetadata> submits;
+  std::vector<std::string> leaves;
+  // Upload ids acknowledged (each counted once).
+  std::set<std::string> accepted_uploads;
+
+  absl::StatusOr<v1::JoinResponse> Join(
+      const v1::JoinRequest& request) override {
+    joins.push_back(request);
+    if (!join_results.empty()) return Pop(join_results);
+    if (!join_default.ok()) return join_default;
+    v1::JoinResponse response;
+    response.set_session_token(absl::StrCat("s", joins.size()));
+    response.set_agent_id(request.agent_id());
+    response.set_heartbeat_interval_ms(2000);
+    response.mutable_model()->set_architecture("2nn");
+    response.set_partition_index(-1);
+    return response;
+  }
+
+  absl::StatusOr<v1::PollResponse> Poll(
+      const v1::PollRequest& request) override {
+    polls.push_back(request);
+    if (!poll_results.empty()) return Pop(poll_results);
+    v1::PollResponse response;
+    response.set_finished(true);
+    return response;
+  }
+
+  absl::StatusOr<ModelState> FetchModel(
+      const std::string& session_token, int64_t version,
+      const std::string& expected_sha256_hex) override {
+    fetches.push_back(version);
+    fetch_tokens.push_back(session_token);
+    if (!fetch_errors.empty()) return Pop(fetch_errors);
+    auto it = models.find(version);
+    if (it == models.end()) return absl::NotFoundError("no such version");
+    return it->second.Clone();
+  }
+
+  absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
+      v1::UpdateMetadata metadata, const ModelState& delta) override {
+    submits.push_back(metadata);
+    if (!submit_results.empty()) {
+      absl::StatusOr<v1::SubmitUpdateResponse> r = Pop(submit_results);
+      if (!r.ok()) return r;
+    }
+    v1::SubmitUpdateResponse response;
+    response.set_duplicate(
+        !accepted_uploads.insert(metadata.upload_id()).second);
+    return response;
+  }
+
+  absl::Status Leave(const std::string& session_token) override {
+    leaves.push_back(session_token);
+    return absl::OkStatus();
+  }
+
+ private:
+  template <typename T>
+  static T Pop(std::deque<T>& queue) {
+    T front = std::move(queue.front());
+    queue.pop_front();
+    return front;
+  }
+};
+
+// What FakeTrainers did, shared with the test.
+struct TrainerLog {
+  std::vector<TrainPlan> plans;
+  std::vector<size_t> num_indices;  // indices.size() per call.
+  double seconds = 2.0;             // Reported training time.
+  absl::Status error;               // Returned by Train when not OK.
+};
+
+class FakeTrainer final : public LocalTrainer {
+ public:
+  explicit FakeTrainer(TrainerLog* log) : log_(log) {}
+
+  absl::StatusOr<TrainOutput> Train(
+      const ModelState& global, const TrainPlan& plan,
+      absl::Span<const int64_t> indices) override {
+    log_->plans.push_back(plan);
+    log_->num_indices.push_back(indices.size());
+    if (!log_->error.ok()) return log_->error;
+    TrainOutput out;
+    out.delta = global.Clone();
+    out.metrics.num_examples = 600;
+    out.metrics.num_steps = 60;
+    out.metrics.loss = 0.31;
+    out.metrics.accuracy = 0.9;
+    out.metrics.seconds = log_->seconds;
+    return out;
+  }
+
+  absl::StatusOr<EvalMetrics> Evaluate(const ModelState&) override {
+    return absl::FailedPreconditionError("no evaluation set");
+  }
+
+ private:
+  TrainerLog* log_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_TESTS_EDGE_AGENT_FAKE_COORDINATOR_CLIENT_H_
