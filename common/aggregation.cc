@@ -78,6 +78,29 @@ absl::StatusOr<ModelState> WeightedMeanAccumulator::Mean() const {
   return out;
 }
 
+absl::Status WeightedMeanAccumulator::AddMeanTo(ModelState& target,
+                                                double scale) const {
+  if (num_updates_ == 0) {
+    return absl::FailedPreconditionError("no update was added");
+  }
+  RETURN_IF_ERROR(CheckSchema(schema_, target));
+  const double factor = scale / total_weight_;
+  for (size_t i = 0; i < schema_.size(); ++i) {
+    TensorBuffer& t = target.mutable_tensor(i);
+    if (t.dtype() == DType::kFloat32) {
+      absl::Span<float> o = t.mutable_floats();
+      const double* sum = sums_[i].data();
+      for (size_t j = 0; j < o.size(); ++j) {
+        o[j] = static_cast<float>(o[j] + sum[j] * factor);
+      }
+    } else {
+      std::copy(maxima_[i].begin(), maxima_[i].end(),
+                t.mutable_int64s().begin());
+    }
+  }
+  return absl::OkStatus();
+}
+
 void WeightedMeanAccumulator::Reset() {
   for (auto& s : sums_) std::fill(s.begin(), s.end(), 0.0);
   for (auto& m : maxima_) {

@@ -43,6 +43,12 @@ class WeightedMeanAccumulator {
   // like the schema. FAILED_PRECONDITION when nothing was added.
   absl::StatusOr<ModelState> Mean() const;
 
+  // target += scale * Mean() for float32 tensors (int64 tensors take the
+  // maxima), without materializing the mean. INVALID_ARGUMENT (target
+  // unchanged) when target's schema differs; FAILED_PRECONDITION when
+  // nothing was added.
+  absl::Status AddMeanTo(ModelState& target, double scale) const;
+
   // Forgets every update; keeps the schema and the memory.
   void Reset();
 

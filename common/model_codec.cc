@@ -431,7 +431,8 @@ absl::Status ModelDecoder::State::OnDataLen() {
   }
   phase = Phase::kData;
   RETURN_IF_ERROR(CheckRoom(data_len, "data"));
-  absl::StatusOr<TensorBuffer> tensor = TensorBuffer::Zeros(name, dtype, dims);
+  absl::StatusOr<TensorBuffer> tensor =
+      TensorBuffer::Uninitialized(name, dtype, dims);  // Fed below.
   if (!tensor.ok()) return Annotate(tensor.status(), Where());
   current = *std::move(tensor);
   return Expect(Phase::kData, data_len);

@@ -40,4 +40,13 @@ absl::Status FedAvgStrategy::Apply(const ModelState& mean_delta,
   return AddScaledInPlace(global, *velocity_, lr);
 }
 
+absl::Status FedAvgStrategy::ApplyFrom(const WeightedMeanAccumulator& sum,
+                                       ModelState& global) {
+  if (options_.server_momentum == 0) {
+    return sum.AddMeanTo(global, options_.server_learning_rate);
+  }
+  ASSIGN_OR_RETURN(ModelState mean, sum.Mean());
+  return Apply(mean, global);
+}
+
 }  // namespace fedge

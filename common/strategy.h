@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "absl/status/status.h"
+#include "common/aggregation.h"
 #include "common/tensor_buffer.h"
 
 namespace fedge {
@@ -31,6 +32,11 @@ class FedAvgStrategy {
   // Applies `mean_delta` to `global`. INVALID_ARGUMENT (global unchanged)
   // when their schemas differ.
   absl::Status Apply(const ModelState& mean_delta, ModelState& global);
+
+  // The same, with the mean delta taken from `sum` (FedAvg without momentum
+  // folds it in place, never materializing the mean).
+  absl::Status ApplyFrom(const WeightedMeanAccumulator& sum,
+                         ModelState& global);
 
  private:
   FedAvgOptions options_;

@@ -67,6 +67,14 @@ absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
 
 absl::StatusOr<TensorBuffer> TensorBuffer::Zeros(std::string name, DType dtype,
                                                  std::vector<int64_t> shape) {
+  ASSIGN_OR_RETURN(TensorBuffer t, Uninitialized(std::move(name), dtype,
+                                                 std::move(shape)));
+  if (t.num_bytes_ > 0) std::memset(t.bytes_.get(), 0, t.num_bytes_);
+  return t;
+}
+
+absl::StatusOr<TensorBuffer> TensorBuffer::Uninitialized(
+    std::string name, DType dtype, std::vector<int64_t> shape) {
   if (name.empty()) return absl::InvalidArgumentError("tensor name is empty");
   if (!IsValidDType(static_cast<int>(dtype))) {
     return absl::InvalidArgumentError(
@@ -80,7 +88,8 @@ absl::StatusOr<TensorBuffer> TensorBuffer::Zeros(std::string name, DType dtype,
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.num_elements_ = *n;
-  t.bytes_.assign(static_cast<size_t>(*n) * DTypeSize(dtype), 0);
+  t.num_bytes_ = static_cast<size_t>(*n) * DTypeSize(dtype);
+  t.bytes_.reset(new uint8_t[t.num_bytes_]);  // Default-init: not zeroed.
   return t;
 }
 
@@ -95,7 +104,7 @@ absl::StatusOr<TensorBuffer> TensorBuffer::FromFloats(
                      " elements but ", values.size(), " values were given"));
   }
   if (!values.empty()) {
-    std::memcpy(t.bytes_.data(), values.data(), values.size() * sizeof(float));
+    std::memcpy(t.bytes_.get(), values.data(), values.size() * sizeof(float));
   }
   return t;
 }
@@ -106,31 +115,33 @@ TensorBuffer TensorBuffer::Clone() const {
   t.dtype_ = dtype_;
   t.shape_ = shape_;
   t.num_elements_ = num_elements_;
-  t.bytes_ = bytes_;
+  t.num_bytes_ = num_bytes_;
+  t.bytes_.reset(new uint8_t[num_bytes_]);
+  if (num_bytes_ > 0) std::memcpy(t.bytes_.get(), bytes_.get(), num_bytes_);
   return t;
 }
 
 absl::Span<const float> TensorBuffer::floats() const {
   FEDGE_CHECK(dtype_ == DType::kFloat32) << name_ << " is not float32";
-  return {reinterpret_cast<const float*>(bytes_.data()),
+  return {reinterpret_cast<const float*>(bytes_.get()),
           static_cast<size_t>(num_elements_)};
 }
 
 absl::Span<float> TensorBuffer::mutable_floats() {
   FEDGE_CHECK(dtype_ == DType::kFloat32) << name_ << " is not float32";
-  return {reinterpret_cast<float*>(bytes_.data()),
+  return {reinterpret_cast<float*>(bytes_.get()),
           static_cast<size_t>(num_elements_)};
 }
 
 absl::Span<const int64_t> TensorBuffer::int64s() const {
   FEDGE_CHECK(dtype_ == DType::kInt64) << name_ << " is not int64";
-  return {reinterpret_cast<const int64_t*>(bytes_.data()),
+  return {reinterpret_cast<const int64_t*>(bytes_.get()),
           static_cast<size_t>(num_elements_)};
 }
 
 absl::Span<int64_t> TensorBuffer::mutable_int64s() {
   FEDGE_CHECK(dtype_ == DType::kInt64) << name_ << " is not int64";
-  return {reinterpret_cast<int64_t*>(bytes_.data()),
+  return {reinterpret_cast<int64_t*>(bytes_.get()),
           static_cast<size_t>(num_elements_)};
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include "absl/strings/string_view.h"
 #include <vector>
@@ -48,6 +49,11 @@ class TensorBuffer {
   // A zero-filled tensor. INVALID_ARGUMENT for an empty name or a bad shape.
   static absl::StatusOr<TensorBuffer> Zeros(std::string name, DType dtype,
                                             std::vector<int64_t> shape);
+  // Like Zeros, but the contents are left uninitialized: for buffers that
+  // are about to be overwritten whole (decoding, copies), saving a pass.
+  static absl::StatusOr<TensorBuffer> Uninitialized(std::string name,
+                                                    DType dtype,
+                                                    std::vector<int64_t> shape);
   // A float32 tensor holding `values`; INVALID_ARGUMENT when the shape's
   // element count differs from values.size().
   static absl::StatusOr<TensorBuffer> FromFloats(std::string name,
@@ -67,11 +73,11 @@ class TensorBuffer {
   DType dtype() const { return dtype_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t num_elements() const { return num_elements_; }
-  size_t num_bytes() const { return bytes_.size(); }
+  size_t num_bytes() const { return num_bytes_; }
 
   // Raw bytes (host byte order), num_bytes() long.
-  const uint8_t* data() const { return bytes_.data(); }
-  uint8_t* mutable_data() { return bytes_.data(); }
+  const uint8_t* data() const { return bytes_.get(); }
+  uint8_t* mutable_data() { return bytes_.get(); }
 
   // Typed views; the dtype must match (checked: a mismatch is a bug).
   absl::Span<const float> floats() const;
@@ -87,7 +93,8 @@ class TensorBuffer {
   DType dtype_ = DType::kFloat32;
   std::vector<int64_t> shape_;
   int64_t num_elements_ = 0;
-  std::vector<uint8_t> bytes_;
+  size_t num_bytes_ = 0;
+  std::unique_ptr<uint8_t[]> bytes_;
 };
 
 // An ordered list of named tensors: one model's parameters and buffers, or an

@@ -267,11 +267,12 @@ class HashingReader {
 };
 
 absl::Status WriteCheckpointFile(const std::string& path,
-                                 const Checkpoint& ckpt) {
+                                 const Checkpoint& ckpt,
+                                 const ModelState& model) {
   ScopedFd fd(
       open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return IoError(errno, "create", path);
-  ModelEncoder encoder(ckpt.model, kIoChunkBytes);
+  ModelEncoder encoder(model, kIoChunkBytes);
   FileHeader header{ckpt.model_version, ckpt.next_round, ckpt.completed_rounds,
                     ckpt.extra.size(), uint64_t(encoder.total_bytes())};
   HashingWriter out(fd.get(), path);
@@ -379,13 +380,18 @@ std::string CheckpointStore::PathFor(int64_t model_version) const {
 }
 
 absl::StatusOr<std::string> CheckpointStore::Save(const Checkpoint& ckpt) {
+  return Save(ckpt, ckpt.model);
+}
+
+absl::StatusOr<std::string> CheckpointStore::Save(const Checkpoint& ckpt,
+                                                  const ModelState& model) {
   if (ckpt.model_version < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint model_version must be >= 0, got ", ckpt.model_version));
   }
   const std::string path = PathFor(ckpt.model_version);
   const std::string tmp = path + kTempSuffix;
-  absl::Status status = WriteCheckpointFile(tmp, ckpt);
+  absl::Status status = WriteCheckpointFile(tmp, ckpt, model);
   if (status.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
     status = IoError(errno, "rename", tmp);
   }

@@ -65,6 +65,10 @@ class CheckpointStore {
   // errors, in which case no file is left under the final name (an older
   // checkpoint of the same version may remain).
   absl::StatusOr<std::string> Save(const Checkpoint& checkpoint);
+  // The same, with the model given separately (checkpoint.model is
+  // ignored), so a caller that shares its model need not copy it.
+  absl::StatusOr<std::string> Save(const Checkpoint& checkpoint,
+                                   const ModelState& model);
 
   // The newest checkpoint that verifies, or std::nullopt when there is none.
   // Corrupt or truncated files are skipped, logged with FEDGE_LOG(WARNING)

@@ -88,7 +88,10 @@ Coordinator::Coordinator(CoordinatorOptions& options,
       accumulator_(options.initial_model),
       free_slots_(options.config.max_concurrent_uploads()) {}
 
-Coordinator::~Coordinator() { AnswerParkedPolls(/*expire_all=*/true); }
+Coordinator::~Coordinator() {
+  Flush().IgnoreError();
+  AnswerParkedPolls(/*expire_all=*/true);
+}
 
 absl::Status Coordinator::Restore(ModelState initial_model) {
   std::vector<std::string> skipped;
@@ -99,7 +102,7 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
   }
   if (!ckpt.has_value()) {
     RETURN_IF_ERROR(Publish(std::move(initial_model), 0));
-    return SaveCheckpoint();
+    return SaveCheckpoint(CheckpointSnapshot(0), *latest_model());
   }
   RETURN_IF_ERROR(CheckSchema(schema_, ckpt->model));
   v1::CoordinatorCheckpointExtra extra;
@@ -141,10 +144,9 @@ std::shared_ptr<const PublishedModel> Coordinator::latest_model() const {
   return latest_;
 }
 
-absl::Status Coordinator::SaveCheckpoint() {
+Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version) const {
   Checkpoint ckpt;
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  ckpt.model_version = model->version;
+  ckpt.model_version = model_version;
   ckpt.next_round = engine_->current_round() + 1;
   ckpt.completed_rounds = engine_->completed_rounds();
   v1::CoordinatorCheckpointExtra extra;
@@ -155,13 +157,21 @@ absl::Status Coordinator::SaveCheckpoint() {
     }
   }
   extra.SerializeToString(&ckpt.extra);
-  ckpt.model = model->model.Clone();
-  ASSIGN_OR_RETURN(std::string path, checkpoints_->Save(ckpt));
+  return ckpt;
+}
+
+absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
+                                         const PublishedModel& model) {
+  ASSIGN_OR_RETURN(std::string path, checkpoints_->Save(ckpt, model.model));
   FEDGE_LOG(INFO) << "checkpoint " << path << " (model version "
                   << ckpt.model_version << ")";
   return absl::OkStatus();
 }
 
+absl::Status Coordinator::Flush() {
+  if (!persisting_.valid()) return absl::OkStatus();
+  return persisting_.get();
+}
 
 int32_t Coordinator::AssignPartition(const std::string& agent_id) {
   const v1::SimulationModeConfig& sim = config_.simulation();
@@ -253,6 +263,8 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
     return response;
   }
   if (absl::IsFailedPrecondition(round.status())) {  // All rounds done.
+    // Only once the last model is published, so agents leave with it.
+    if (!finished_) return std::nullopt;
     response.set_finished(true);
     return response;
   }
@@ -451,11 +463,9 @@ absl::Status Coordinator::Leave(const v1::LeaveRequest& request) {
   return absl::IsNotFound(removed) ? absl::OkStatus() : removed;
 }
 
-absl::StatusOr<std::vector<RoundRecord>> Coordinator::Tick() {
-  std::vector<RoundRecord> records;
+absl::Status Coordinator::Tick() {
   for (const RoundOutcome& outcome : engine_->Tick()) {
-    ASSIGN_OR_RETURN(RoundRecord record, FinishRound(outcome));
-    records.push_back(record);
+    RETURN_IF_ERROR(FinishRound(outcome));
   }
   if (engine_->state() == RoundState::kInProgress &&
       engine_->current_round() != started_round_) {
@@ -463,21 +473,22 @@ absl::StatusOr<std::vector<RoundRecord>> Coordinator::Tick() {
     round_start_ = clock_->Now();
   }
   AnswerParkedPolls(/*expire_all=*/false);
-  return records;
+  return absl::OkStatus();
 }
 
-absl::StatusOr<RoundRecord> Coordinator::FinishRound(
-    const RoundOutcome& outcome) {
+absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
+  RETURN_IF_ERROR(Flush());  // At most one round is being persisted.
   RoundRecord record;
   record.round = outcome.round;
   record.num_agents = static_cast<int>(outcome.reported.size());
   record.num_failed = static_cast<int>(outcome.failed.size());
-  std::optional<ModelState> mean;
+  std::optional<ModelState> next;
   {
     absl::MutexLock lock(&accumulate_mu_);
     record.num_examples = static_cast<int64_t>(accumulator_.total_weight());
     if (outcome.completed && accumulator_.num_updates() > 0) {
-      ASSIGN_OR_RETURN(mean, accumulator_.Mean());
+      next = latest_model()->model.Clone();
+      RETURN_IF_ERROR(strategy_.ApplyFrom(accumulator_, *next));
       record.train_loss = stats_.loss_sum / accumulator_.total_weight();
       record.train_accuracy = stats_.accuracy_sum / accumulator_.total_weight();
     }
@@ -486,27 +497,45 @@ absl::StatusOr<RoundRecord> Coordinator::FinishRound(
     accumulator_.Reset();
     stats_ = RoundStats();
   }
-  if (mean.has_value()) {
-    ModelState next = latest_model()->model.Clone();
-    RETURN_IF_ERROR(strategy_.Apply(*mean, next));
-    mean.reset();
-    RETURN_IF_ERROR(Publish(std::move(next), outcome.round));
+  if (next.has_value()) {
+    RETURN_IF_ERROR(Publish(*std::move(next), outcome.round));
   }
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  if (evaluator_ != nullptr && outcome.completed) {
-    ASSIGN_OR_RETURN(EvalMetrics eval, evaluator_->Evaluate(model->model));
-    record.test_loss = eval.loss;
-    record.test_accuracy = eval.accuracy;
-  }
-  RETURN_IF_ERROR(SaveCheckpoint());
+  if (engine_->state() == RoundState::kDone) finished_ = true;
   record.bytes_sent = bytes_sent_.exchange(0);
   record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  Checkpoint ckpt = CheckpointSnapshot(model->version);
+  // Evaluation, the checkpoint and the history line are written while the
+  // next round already runs; the history line follows the checkpoint, so a
+  // round in history.csv is always durable.
+  persisting_ = std::async(std::launch::async, [=, ckpt = std::move(ckpt)] {
+    return Persist(record, outcome.completed, *model, ckpt);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Persist(RoundRecord record, bool completed,
+                                  const PublishedModel& model,
+                                  const Checkpoint& ckpt) {
+  if (evaluator_ != nullptr && completed) {
+    absl::StatusOr<EvalMetrics> eval = evaluator_->Evaluate(model.model);
+    if (eval.ok()) {
+      record.test_loss = eval->loss;
+      record.test_accuracy = eval->accuracy;
+    } else {
+      FEDGE_LOG(WARNING) << "round " << record.round
+                         << ": evaluation failed: " << eval.status();
+    }
+  }
+  const absl::Time checkpoint_start = clock_->Now();
+  RETURN_IF_ERROR(SaveCheckpoint(ckpt, model));
+  const absl::Duration checkpoint_time = clock_->Now() - checkpoint_start;
   RETURN_IF_ERROR(history_->Append(record));
   {
     absl::MutexLock lock(&mu_);
     v1::RoundInfo& info = rounds_.emplace_back();
     info.set_round(record.round);
-    info.set_completed(outcome.completed);
+    info.set_completed(completed);
     info.set_num_agents(record.num_agents);
     info.set_num_examples(record.num_examples);
     info.set_test_accuracy(record.test_accuracy.value_or(-1));
@@ -515,14 +544,15 @@ absl::StatusOr<RoundRecord> Coordinator::FinishRound(
   }
   FEDGE_LOG(INFO) << absl::StrFormat(
       "round %d %s: %d agents, %d failed, %d examples, test accuracy %s, "
-      "model v%d sha256 %s", record.round,
-      outcome.completed ? "completed" : "abandoned", record.num_agents,
+      "model v%d sha256 %s, %.3f s (checkpoint %d ms)",
+      record.round, completed ? "completed" : "abandoned", record.num_agents,
       record.num_failed, record.num_examples,
       record.test_accuracy.has_value()
           ? absl::StrFormat("%.2f%%", 100 * *record.test_accuracy)
           : "-",
-      model->version, ShortHash(model->sha256_hex));
-  return record;
+      model.version, ShortHash(model.sha256_hex), record.round_seconds,
+      absl::ToInt64Milliseconds(checkpoint_time));
+  return absl::OkStatus();
 }
 
 bool Coordinator::done() const {

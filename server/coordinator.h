@@ -17,6 +17,7 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -135,10 +136,15 @@ class Coordinator {
   // an unknown session.
   absl::Status Leave(const v1::LeaveRequest& request);
 
-  // Drives time: liveness, deadlines, round completion (aggregate, evaluate,
-  // checkpoint, history, publish), parked polls. Returns the rounds that
-  // finished during this call. Call from one thread only.
-  absl::StatusOr<std::vector<RoundRecord>> Tick();
+  // Drives time: liveness, deadlines, round completion (aggregate and
+  // publish at once; evaluate, checkpoint and history in the background),
+  // parked polls. Returns the first error of the round just closed or of
+  // the previous round's persistence. Call from one thread only.
+  absl::Status Tick();
+
+  // Waits until the last finished round is evaluated, checkpointed and in
+  // the history; returns the first error doing so.
+  absl::Status Flush();
 
   // Operator views.
   v1::GetStatusResponse GetStatus() const;
@@ -174,8 +180,12 @@ class Coordinator {
               std::unique_ptr<HistoryWriter> history);
   absl::Status Restore(ModelState initial_model);
   absl::Status Publish(ModelState model, int64_t version);
-  absl::StatusOr<RoundRecord> FinishRound(const RoundOutcome& outcome);
-  absl::Status SaveCheckpoint();
+  absl::Status FinishRound(const RoundOutcome& outcome);
+  absl::Status Persist(RoundRecord record, bool completed,
+                       const PublishedModel& model, const Checkpoint& ckpt);
+  Checkpoint CheckpointSnapshot(int64_t model_version) const;
+  absl::Status SaveCheckpoint(const Checkpoint& ckpt,
+                              const PublishedModel& model);
   // Answer for a poll now, or nullopt when it should wait.
   std::optional<absl::StatusOr<v1::PollResponse>> TryAnswerPoll(
       const std::string& agent_id, int64_t cached_version);
@@ -222,6 +232,8 @@ class Coordinator {
   friend class Upload;
 
   std::atomic<int64_t> bytes_sent_{0};
+  std::atomic<bool> finished_{false};
+  std::future<absl::Status> persisting_;  // Tick thread only.  // The last round's model is published.
   int64_t started_round_ = 0;  // Tick thread only.
   absl::Time round_start_;      // Tick thread only.
 };

@@ -3,58 +3,24 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <ATen/Parallel.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/data/data_source.h"
 #include "common/file_util.h"
 #include "common/fl_config.h"
 #include "common/logging.h"
-#include "common/ml/torch_converters.h"
-#include "common/ml/torch_trainer.h"
+#include "common/ml/model_init.h"
+#include "common/ml/model_spec.h"
 #include "common/net/credentials.h"
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
+#include "server/evaluator_process.h"
 
 namespace fedge {
 namespace {
 
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
-
-// Evaluates on the eval_data test split; the datasets live as long as it.
-class CentralEvaluator final : public LocalTrainer {
- public:
-  static absl::StatusOr<std::unique_ptr<LocalTrainer>> Create(
-      const v1::DataConfig& data_config, const ml::ModelSpec& spec) {
-    auto self = std::unique_ptr<CentralEvaluator>(new CentralEvaluator());
-    ASSIGN_OR_RETURN(self->data_, LoadData(data_config, /*test_only=*/true));
-    FEDGE_LOG(INFO) << "central evaluation on " << self->data_.description;
-    ml::TorchTrainerOptions options;
-    options.model = spec;
-    options.train = &self->data_.test;
-    options.eval = &self->data_.test;
-    ASSIGN_OR_RETURN(self->trainer_, ml::TorchTrainer::Create(options));
-    return std::unique_ptr<LocalTrainer>(std::move(self));
-  }
-  absl::StatusOr<TrainOutput> Train(const ModelState&, const TrainPlan&,
-                                    absl::Span<const int64_t>) override {
-    return absl::UnimplementedError("the central evaluator does not train");
-  }
-  absl::StatusOr<EvalMetrics> Evaluate(const ModelState& weights) override {
-    return trainer_->Evaluate(weights);
-  }
-
- private:
-  CentralEvaluator() = default;
-  LoadedData data_;
-  std::unique_ptr<ml::TorchTrainer> trainer_;
-};
-
-absl::StatusOr<ModelState> InitialModel(const ml::ModelSpec& spec) {
-  ASSIGN_OR_RETURN(std::shared_ptr<ml::Net> net, ml::BuildModel(spec));
-  return ml::ExportState(*net);
-}
+constexpr int kStreamWindowBytes = 2 << 20;
 
 }  // namespace
 
@@ -62,7 +28,6 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const v1::CoordinatorConfig& config) {
   RETURN_IF_ERROR(ValidateCoordinatorConfig(config));
   RETURN_IF_ERROR(MakeDirs(config.state_dir()));
-  at::set_num_threads(1);
   auto self = std::unique_ptr<CoordinatorServer>(new CoordinatorServer());
   self->config_ = config;
   CoordinatorOptions options;
@@ -70,10 +35,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   options.clock = RealClock::Get();
   const ml::ModelSpec spec = ml::SpecFromConfig(config.model());
   options.model_spec = ml::SpecToProto(spec);
-  ASSIGN_OR_RETURN(options.initial_model, InitialModel(spec));
+  ASSIGN_OR_RETURN(options.initial_model, ml::InitialModelState(spec));
   if (config.has_eval_data()) {
-    ASSIGN_OR_RETURN(options.evaluator,
-                     CentralEvaluator::Create(config.eval_data(), spec));
+    v1::EvaluatorConfig eval;
+    *eval.mutable_data() = config.eval_data();
+    *eval.mutable_model() = config.model();
+    ASSIGN_OR_RETURN(auto evaluator,
+                     EvaluatorProcess::Start(SiblingBinary("fedge-evaluator"),
+                                             eval, config.state_dir()));
+    FEDGE_LOG(INFO) << "central evaluation on " << evaluator->description();
+    options.evaluator = std::move(evaluator);
   }
   ASSIGN_OR_RETURN(self->coordinator_, Coordinator::Create(std::move(options)));
   self->federation_ = std::make_unique<FederationService>(
@@ -82,6 +53,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
   grpc::ServerBuilder builder;
   ConfigureServerBuilder(builder);
+  // Bound what the transport buffers per stream: uploads waiting for a slot
+  // must not pile whole models up in gRPC's receive buffers (the default
+  // window grows with BDP probing to many MB per stream).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                             kStreamWindowBytes);
   builder.AddListeningPort(config.listen_address(), credentials, &self->port_);
   builder.RegisterService(self->federation_.get());
   builder.RegisterService(self->operator_.get());
@@ -110,13 +87,12 @@ void CoordinatorServer::Shutdown() {
 absl::Status CoordinatorServer::Run() {
   absl::Status status;
   while (!stop_.WaitForNotificationWithTimeout(kTickPeriod)) {
-    absl::StatusOr<std::vector<RoundRecord>> rounds = coordinator_->Tick();
-    if (!rounds.ok()) {
-      status = rounds.status();
-      break;
-    }
+    status = coordinator_->Tick();
+    if (!status.ok()) break;
     if (coordinator_->done() && config_.exit_when_done()) break;
   }
+  absl::Status flushed = coordinator_->Flush();
+  if (status.ok()) status = flushed;
   if (status.ok() && coordinator_->done()) status = WriteFinalModel();
   // Let agents see "finished" on their next poll before the port closes.
   const absl::Time grace = absl::Now() + absl::Milliseconds(

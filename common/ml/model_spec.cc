@@ -2,7 +2,40 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
 namespace fedge::ml {
+
+std::vector<std::string> ZooNames() {
+  return {"logreg", "2nn", "mlp", "cnn", "mobile_cnn"};
+}
+
+absl::Status CheckModelSpec(const ModelSpec& spec) {
+  const std::vector<std::string> names = ZooNames();
+  const std::string& arch = spec.architecture;
+  if (std::find(names.begin(), names.end(), arch) == names.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown model architecture '", arch, "'; known: ",
+                     absl::StrJoin(names, ", ")));
+  }
+  if (spec.num_classes < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_classes must be >= 2, got ", spec.num_classes));
+  }
+  if (arch == "mlp" && spec.hidden_units.empty()) {
+    return absl::InvalidArgumentError(
+        "model 'mlp' needs hidden_units (e.g. hidden_units: [200, 200])");
+  }
+  const auto& s = spec.input_shape;
+  if ((arch == "cnn" || arch == "mobile_cnn") &&
+      (s.size() != 3 || s[1] < 4 || s[2] < 4)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", arch, "' needs image input [C,H,W] with H,W >= 4, got [",
+        absl::StrJoin(s, ","), "]"));
+  }
+  return absl::OkStatus();
+}
 
 ModelSpec SpecFromConfig(const v1::ModelConfig& config,
                          const std::vector<int64_t>& data_shape,

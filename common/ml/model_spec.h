@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
 
@@ -20,6 +21,14 @@ struct ModelSpec {
   std::vector<int64_t> hidden_units;  // "mlp" only.
   uint64_t init_seed = 1;             // Seed of the initial weights.
 };
+
+// The zoo's names, for help texts and errors.
+std::vector<std::string> ZooNames();
+
+// OK when the zoo can build `spec`; INVALID_ARGUMENT for an unknown
+// architecture (listing the known ones), fewer than 2 classes, "mlp" without
+// hidden_units, or a CNN on input that is not [C, H, W] with H, W >= 4.
+absl::Status CheckModelSpec(const ModelSpec& spec);
 
 // From the config; input shape and number of classes from the data when
 // given (non-empty / > 0), else from the config (input_shape defaults to

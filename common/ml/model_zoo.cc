@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/ml/torch_status.h"
+#include "common/status_macros.h"
 
 namespace fedge::ml {
 namespace {
@@ -111,47 +112,27 @@ class MobileCnn : public Net {
 absl::StatusOr<std::shared_ptr<Net>> Build(const ModelSpec& spec) {
   const std::string& arch = spec.architecture;
   const int64_t in = Product(spec.input_shape);
-  if (arch == "logreg") return std::make_shared<Mlp>(in, std::vector<int64_t>{}, spec.num_classes);
+  const auto& s = spec.input_shape;
+  if (arch == "logreg") {
+    return std::make_shared<Mlp>(in, std::vector<int64_t>{}, spec.num_classes);
+  }
   if (arch == "2nn") {
     return std::make_shared<Mlp>(in, std::vector<int64_t>{200, 200},
                                  spec.num_classes);
   }
   if (arch == "mlp") {
-    if (spec.hidden_units.empty()) {
-      return absl::InvalidArgumentError(
-          "model 'mlp' needs hidden_units (e.g. hidden_units: [200, 200])");
-    }
     return std::make_shared<Mlp>(in, spec.hidden_units, spec.num_classes);
   }
-  if (arch == "cnn" || arch == "mobile_cnn") {
-    if (spec.input_shape.size() != 3 || spec.input_shape[1] < 4 ||
-        spec.input_shape[2] < 4) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model '", arch, "' needs image input [C,H,W] with H,W >= 4, got [",
-          absl::StrJoin(spec.input_shape, ","), "]"));
-    }
-    const auto& s = spec.input_shape;
-    if (arch == "cnn") {
-      return std::make_shared<FedAvgCnn>(s[0], s[1], s[2], spec.num_classes);
-    }
-    return std::make_shared<MobileCnn>(s[0], spec.num_classes);
+  if (arch == "cnn") {
+    return std::make_shared<FedAvgCnn>(s[0], s[1], s[2], spec.num_classes);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown model architecture '", arch, "'; known: ",
-                   absl::StrJoin(ZooNames(), ", ")));
+  return std::make_shared<MobileCnn>(s[0], spec.num_classes);
 }
 
 }  // namespace
 
-std::vector<std::string> ZooNames() {
-  return {"logreg", "2nn", "mlp", "cnn", "mobile_cnn"};
-}
-
 absl::StatusOr<std::shared_ptr<Net>> BuildModel(const ModelSpec& spec) {
-  if (spec.num_classes < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_classes must be >= 2, got ", spec.num_classes));
-  }
+  RETURN_IF_ERROR(CheckModelSpec(spec));
   return CallTorch([&]() -> absl::StatusOr<std::shared_ptr<Net>> {
     torch::manual_seed(spec.init_seed);
     return Build(spec);

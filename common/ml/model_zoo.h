@@ -39,9 +39,6 @@ absl::StatusOr<std::shared_ptr<Net>> BuildModel(const ModelSpec& spec);
 // Number of trainable parameters.
 int64_t CountParameters(const torch::nn::Module& module);
 
-// The zoo's names, for help texts and errors.
-std::vector<std::string> ZooNames();
-
 }  // namespace fedge::ml
 
 #endif  // FEDGE_COMMON_ML_MODEL_ZOO_H_

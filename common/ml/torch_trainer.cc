@@ -172,7 +172,7 @@ absl::StatusOr<ModelState> TorchTrainer::Delta(const ModelState& global) const {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorBuffer& g = global.tensor(i);
     ASSIGN_OR_RETURN(TensorBuffer d,
-                     TensorBuffer::Zeros(g.name(), g.dtype(), g.shape()));
+                     TensorBuffer::Uninitialized(g.name(), g.dtype(), g.shape()));
     RETURN_IF_ERROR(CallTorch([&]() -> absl::Status {
       torch::NoGradGuard no_grad;
       torch::Tensor out = ViewAsTensor(d);

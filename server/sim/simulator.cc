@@ -117,8 +117,7 @@ absl::Status Simulator::FinishRound(const RoundOutcome& outcome,
   record.num_failed = static_cast<int>(outcome.failed.size());
   record.num_examples = static_cast<int64_t>(accumulator_.total_weight());
   if (outcome.completed) {
-    ASSIGN_OR_RETURN(ModelState mean, accumulator_.Mean());
-    RETURN_IF_ERROR(strategy_.Apply(mean, global_));
+    RETURN_IF_ERROR(strategy_.ApplyFrom(accumulator_, global_));
   }
   accumulator_.Reset();
   const bool last = engine_->state() == RoundState::kDone;
