@@ -18,6 +18,7 @@ while [ $# -gt 0 ]; do
     --agents) agents=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --data_dir) data_dir=$2; shift 2 ;;
+    --data_dir=*) data_dir=${1#--data_dir=}; shift ;;
     --fresh) fresh=1; shift ;;
     --) shift; extra=("$@"); break ;;
     *) echo "local-federation: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
@@ -67,7 +68,7 @@ done
 
 # Progress: the coordinator's round lines as they happen.
 tail -n +1 -f "$run/coordinator.log" --pid "$coordinator" |
-  grep --line-buffered -E "resumed|round [0-9]+ (completed|abandoned)|final model|WARNING|ERROR" |
+  grep --line-buffered -E "central evaluation|resumed|round [0-9]+ (completed|abandoned): [0-9]+ agents|final model|^[WE]" |
   sed -u -E 's/^[IWEF][0-9]{4} [0-9:.]+ [a-z_.]+:[0-9]+\] //' &
 status=0
 wait "$coordinator" || status=$?
