@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -14,28 +15,8 @@
 namespace fedge {
 namespace {
 
-// Closes a file descriptor on scope exit.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, reporting the error close() may give (delayed write errors).
-  int Close() {
-    const int rc = close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
-absl::Status WriteAll(int fd, absl::string_view bytes, const std::string& path) {
+absl::Status WriteAll(int fd, absl::string_view bytes,
+                      const std::string& path) {
   while (!bytes.empty()) {
     const ssize_t n = write(fd, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
@@ -52,12 +33,6 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
-absl::Status SyncDir(const std::string& dir) {
-  ScopedFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoStatus(errno, "open", dir);
-  if (fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", dir);
-  return absl::OkStatus();
-}
 
 absl::Status WriteAndSync(const std::string& tmp, const ChunkSource& next) {
   ScopedFd fd(
@@ -71,6 +46,13 @@ absl::Status WriteAndSync(const std::string& tmp, const ChunkSource& next) {
 }
 
 }  // namespace
+
+absl::Status SyncDir(const std::string& dir) {
+  ScopedFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus(errno, "open", dir);
+  if (fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", dir);
+  return absl::OkStatus();
+}
 
 absl::Status ErrnoStatus(int err, absl::string_view what,
                          const std::string& path) {
@@ -134,15 +116,14 @@ absl::Status ReadFileChunks(
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
                                           int64_t max_bytes) {
   std::string contents;
-  RETURN_IF_ERROR(
-      ReadFileChunks(path, 64 << 10, [&](absl::string_view piece) {
-        if (static_cast<int64_t>(contents.size() + piece.size()) > max_bytes) {
-          return absl::ResourceExhaustedError(absl::StrCat(
-              path, " is larger than ", max_bytes, " bytes"));
-        }
-        contents.append(piece.data(), piece.size());
-        return absl::OkStatus();
-      }));
+  RETURN_IF_ERROR(ReadFileChunks(path, 64 << 10, [&](absl::string_view piece) {
+    if (static_cast<int64_t>(contents.size() + piece.size()) > max_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path, " is larger than ", max_bytes, " bytes"));
+    }
+    contents.append(piece.data(), piece.size());
+    return absl::OkStatus();
+  }));
   return contents;
 }
 
@@ -154,9 +135,10 @@ absl::StatusOr<std::unique_ptr<FileLock>> FileLock::Acquire(
     const int err = errno;
     close(fd);
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, " is locked by another process (give each agent its own "
-                "state_dir)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path,
+                       " is locked by another process (give each agent its own "
+                       "state_dir)"));
     }
     return ErrnoStatus(err, "lock", path);
   }
@@ -166,15 +148,9 @@ absl::StatusOr<std::unique_ptr<FileLock>> FileLock::Acquire(
 FileLock::~FileLock() { close(fd_); }
 
 absl::Status MakeDirs(const std::string& path) {
-  std::string prefix;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i < path.size() && path[i] != '/') continue;
-    prefix = path.substr(0, i);
-    if (prefix.empty()) continue;
-    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return ErrnoStatus(errno, "mkdir", prefix);
-    }
-  }
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) return ErrnoStatus(error.value(), "create directory", path);
   return absl::OkStatus();
 }
 

@@ -50,6 +50,31 @@ absl::Status ReadFileChunks(
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
                                           int64_t max_bytes);
 
+// Fsyncs directory `dir` (so a rename in it is durable). ErrnoStatus
+// errors.
+absl::Status SyncDir(const std::string& dir);
+
+// Closes a file descriptor on scope exit.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+  // Closes now, reporting the error close() may give (delayed write errors).
+  int Close() {
+    const int rc = close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
 // Creates directory `path` and its missing parents (like mkdir -p).
 // ErrnoStatus errors.
 absl::Status MakeDirs(const std::string& path);

@@ -36,12 +36,6 @@ std::optional<int64_t> ParseModelFileName(absl::string_view name) {
   return version;
 }
 
-absl::Status MakeDirs(const std::string& dir) {
-  std::error_code error;
-  fs::create_directories(dir, error);
-  if (error) return ErrnoStatus(error.value(), "create directory", dir);
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::string> HashOfFile(const std::string& path) {
   Sha256 hasher;

@@ -29,7 +29,7 @@
 #include "absl/strings/string_view.h"
 #include "common/model_codec.h"
 #include "common/tensor_buffer.h"
-#include "edge_agent/file_util.h"
+#include "common/file_util.h"
 #include "fedge/v1/federation.pb.h"
 
 namespace fedge {

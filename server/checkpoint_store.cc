@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -41,48 +42,8 @@ absl::Status IoError(int err, absl::string_view what, const std::string& path) {
       absl::StrCat(what, " ", path, ": ", std::strerror(err)));
 }
 
-// Closes a file descriptor on scope exit.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, returning close()'s result (it reports delayed write errors).
-  int Close() {
-    const int rc = close(fd_);
-    fd_ = -1;
-    return rc;
-  }
 
- private:
-  int fd_;
-};
 
-absl::Status MakeDirs(const std::string& path) {
-  for (size_t pos = 1;; ++pos) {
-    pos = path.find('/', pos);
-    const std::string prefix = path.substr(0, pos);
-    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return IoError(errno, "mkdir", prefix);
-    }
-    if (pos == std::string::npos) break;
-  }
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return IoError(errno, "stat", path);
-  if (!S_ISDIR(st.st_mode)) return IoError(ENOTDIR, "mkdir", path);
-  return absl::OkStatus();
-}
-
-absl::Status SyncDir(const std::string& dir) {
-  ScopedFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return IoError(errno, "open", dir);
-  if (fsync(fd.get()) != 0) return IoError(errno, "fsync", dir);
-  return absl::OkStatus();
-}
 
 // Names of the entries of `dir`.
 absl::StatusOr<std::vector<std::string>> ReadDir(const std::string& dir) {
@@ -366,7 +327,9 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Create(
   while (options.dir.size() > 1 && options.dir.back() == '/') {
     options.dir.pop_back();
   }
-  RETURN_IF_ERROR(MakeDirs(options.dir));
+  if (absl::Status made = MakeDirs(options.dir); !made.ok()) {
+    return absl::UnavailableError(made.message());  // As documented.
+  }
   return std::unique_ptr<CheckpointStore>(
       new CheckpointStore(std::move(options)));
 }

@@ -1,4 +1,4 @@
-#include "edge_agent/file_util.h"
+#include "common/file_util.h"
 
 #include <unistd.h>
 
