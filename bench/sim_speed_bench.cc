@@ -41,7 +41,7 @@ double BareLoopExamplesPerSecond(const Dataset& train, const Partition& parts,
   const absl::Time start = absl::Now();
   for (int a = 0; a < agents; ++a) {
     std::vector<int64_t> order = parts[a % parts.size()];
-    Rng(a).Shuffle(absl::MakeSpan(order));
+    DeterministicRng(a).Shuffle(absl::MakeSpan(order));
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
     for (size_t b = 0; b < order.size(); b += 10) {
       const int64_t n = std::min<int64_t>(10, order.size() - b);

@@ -16,49 +16,18 @@
 #define FEDGE_COMMON_PARTITION_H_
 
 #include <cstdint>
-#include <random>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/random.h"
 
 namespace fedge {
 
 // Client id -> sorted example indices of that client.
 using Partition = std::vector<std::vector<int64_t>>;
 
-// Random numbers that are the same for a seed on every platform.
-class DeterministicRng {
- public:
-  explicit DeterministicRng(uint64_t seed) : engine_(seed) {}
-
-  // 64 uniformly random bits.
-  uint64_t NextBits() { return engine_(); }
-  // Uniform integer in [0, n), unbiased (rejection sampling). n > 0
-  // (checked).
-  uint64_t UniformInt(uint64_t n);
-  // Uniform double in [0, 1) with 53 random bits.
-  double UniformDouble();
-  // Standard normal N(0, 1) (Marsaglia polar method).
-  double Normal();
-  // Gamma(shape, 1) (Marsaglia-Tsang; shape < 1 boosted by U^(1/shape)).
-  // shape > 0 (checked).
-  double Gamma(double shape);
-  // Fisher-Yates shuffle of `values` in place.
-  template <typename T>
-  void Shuffle(absl::Span<T> values) {
-    for (size_t i = values.size(); i > 1; --i) {
-      const size_t j = static_cast<size_t>(UniformInt(i));
-      std::swap(values[i - 1], values[j]);
-    }
-  }
-
- private:
-  std::mt19937_64 engine_;
-  bool has_spare_normal_ = false;
-  double spare_normal_ = 0.0;
-};
 
 // IID: shuffles 0..num_examples-1 and deals it into `num_clients` contiguous
 // parts whose sizes differ by at most 1 (the first num_examples % num_clients

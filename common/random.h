@@ -1,15 +1,19 @@
-// Deterministic randomness that gives the same numbers on every machine and
-// standard library (std::*_distribution and std::shuffle do not), for
-// partitions, agent selection and local shuffling.
+// Deterministic randomness that gives the same numbers for a seed on every
+// machine and standard library, for partitions, synthetic data, agent
+// selection, initial weights and local shuffling. Raw bits come from
+// std::mt19937_64 (fully specified by the C++ standard); every distribution
+// is implemented here (std::*_distribution and std::shuffle are
+// implementation-defined).
 //
-// Rng is a 64-bit SplitMix-seeded xoshiro256** generator. Not thread-safe;
-// give each thread its own, derived with MixSeed.
+// DeterministicRng is not thread-safe; give each thread its own, with a seed
+// derived by MixSeed.
 #ifndef FEDGE_COMMON_RANDOM_H_
 #define FEDGE_COMMON_RANDOM_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <random>
 #include <utility>
 
 #include "absl/types/span.h"
@@ -31,49 +35,36 @@ inline uint64_t MixSeed(std::initializer_list<uint64_t> parts) {
   return h;
 }
 
-class Rng {
+// Random numbers that are the same for a seed on every platform.
+class DeterministicRng {
  public:
-  explicit Rng(uint64_t seed) {
-    for (uint64_t& s : s_) s = seed = SplitMix64(seed);
-  }
+  explicit DeterministicRng(uint64_t seed) : engine_(seed) {}
 
-  // Uniform 64 random bits.
-  uint64_t Next() {
-    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = Rotl(s_[3], 45);
-    return result;
-  }
-
-  // Uniform integer in [0, n), n > 0, without modulo bias.
-  uint64_t Uniform(uint64_t n) {
-    const uint64_t limit = -n % n;  // 2^64 mod n
-    uint64_t r;
-    do {
-      r = Next();
-    } while (r < limit);
-    return r % n;
-  }
-
-  // Uniform double in [0, 1).
-  double UniformDouble() { return (Next() >> 11) * 0x1.0p-53; }
-
-  // Fisher-Yates shuffle of `v`.
+  // 64 uniformly random bits.
+  uint64_t NextBits() { return engine_(); }
+  // Uniform integer in [0, n), unbiased (rejection sampling). n > 0
+  // (checked).
+  uint64_t UniformInt(uint64_t n);
+  // Uniform double in [0, 1) with 53 random bits.
+  double UniformDouble();
+  // Standard normal N(0, 1) (Marsaglia polar method).
+  double Normal();
+  // Gamma(shape, 1) (Marsaglia-Tsang; shape < 1 boosted by U^(1/shape)).
+  // shape > 0 (checked).
+  double Gamma(double shape);
+  // Fisher-Yates shuffle of `values` in place.
   template <typename T>
-  void Shuffle(absl::Span<T> v) {
-    for (size_t i = v.size(); i > 1; --i) {
-      std::swap(v[i - 1], v[Uniform(i)]);
+  void Shuffle(absl::Span<T> values) {
+    for (size_t i = values.size(); i > 1; --i) {
+      const size_t j = static_cast<size_t>(UniformInt(i));
+      std::swap(values[i - 1], values[j]);
     }
   }
 
  private:
-  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t s_[4];
+  std::mt19937_64 engine_;
+  bool has_spare_normal_ = false;
+  double spare_normal_ = 0.0;
 };
 
 }  // namespace fedge

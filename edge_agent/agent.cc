@@ -439,8 +439,8 @@ void Agent::OnContact() {
 }
 
 std::string Agent::NewUploadId() {
-  const uint64_t high = rng_.Next();
-  const uint64_t low = rng_.Next();
+  const uint64_t high = rng_.NextBits();
+  const uint64_t low = rng_.NextBits();
   return absl::StrFormat("%016x%016x", high, low);
 }
 

@@ -180,7 +180,7 @@ class Agent {
   ModelCache* cache_;
   const Clock* clock_;
   Sleeper sleep_;
-  Rng rng_;
+  DeterministicRng rng_;
   std::atomic<bool> stop_requested_{false};
 
   AgentState state_ = AgentState::kNotJoined;

@@ -19,8 +19,8 @@ constexpr int64_t kMaxExamplesPerUpdate = int64_t{1} << 40;
 std::string RandomToken() {
   static std::atomic<uint64_t> counter{0};
   std::random_device rd;
-  Rng rng(MixSeed({rd(), rd(), counter++}));
-  const uint64_t words[2] = {rng.Next(), rng.Next()};
+  DeterministicRng rng(MixSeed({rd(), rd(), counter++}));
+  const uint64_t words[2] = {rng.NextBits(), rng.NextBits()};
   return absl::BytesToHexString(absl::string_view(
       reinterpret_cast<const char*>(words), sizeof(words)));
 }

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -62,30 +63,13 @@ bool IsLegalTransition(RoundState from, RoundState to) {
   return false;
 }
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-// Uniform in [0, bound), bound > 0, without modulo bias: rejects the lowest
-// 2^64 mod bound outputs so that the rest is a multiple of bound.
-uint64_t UniformBelow(std::mt19937_64& gen, uint64_t bound) {
-  const uint64_t threshold = (0 - bound) % bound;
-  while (true) {
-    const uint64_t x = gen();
-    if (x >= threshold) return x % bound;
-  }
-}
-
-// Returns `k` of `ids` (partial Fisher-Yates), sorted. std::mt19937_64's
-// output is fixed by the standard, so the choice is portable.
+// Returns `k` of `ids` (partial Fisher-Yates), sorted; portable (see
+// common/random.h).
 std::vector<std::string> Sample(std::vector<std::string> ids, size_t k,
                                 uint64_t seed) {
-  std::mt19937_64 gen(seed);
+  DeterministicRng rng(seed);
   for (size_t i = 0; i < k; ++i) {
-    const size_t j = i + UniformBelow(gen, ids.size() - i);
+    const size_t j = i + rng.UniformInt(ids.size() - i);
     std::swap(ids[i], ids[j]);
   }
   ids.resize(k);

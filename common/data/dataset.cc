@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -467,49 +468,10 @@ namespace {
 
 constexpr int64_t kMaxSyntheticFloats = int64_t{1} << 28;
 
-// Platform-independent random numbers: std::mt19937_64 bits (specified by
-// the standard) and our own distributions, like DeterministicRng in
-// common/partition.h (not linked here).
-class SyntheticRng {
- public:
-  explicit SyntheticRng(uint64_t seed) : engine_(seed) {}
-  double Uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
-  uint64_t UniformInt(uint64_t n) {  // Rejection sampling, n > 0.
-    const uint64_t threshold = (0 - n) % n;
-    while (true) {
-      const uint64_t x = engine_();
-      if (x >= threshold) return x % n;
-    }
-  }
-  double Normal() {  // Marsaglia polar method.
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    double u, v, s;
-    do {
-      u = 2.0 * Uniform() - 1.0;
-      v = 2.0 * Uniform() - 1.0;
-      s = u * u + v * v;
-    } while (s >= 1.0 || s == 0.0);
-    const double m = std::sqrt(-2.0 * std::log(s) / s);
-    spare_ = v * m;
-    has_spare_ = true;
-    return u * m;
-  }
 
- private:
-  std::mt19937_64 engine_;
-  bool has_spare_ = false;
-  double spare_ = 0.0;
-};
-
-// Independent stream `stream` of `seed` (SplitMix64 finalizer).
+// Independent stream `stream` of `seed`.
 uint64_t StreamSeed(uint64_t seed, uint64_t stream) {
-  uint64_t z = seed + (stream + 1) * 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  return SplitMix64(seed + stream * 0x9e3779b97f4a7c15ULL);
 }
 
 absl::Status CheckSyntheticOptions(const SyntheticOptions& o, int64_t rows) {
@@ -547,7 +509,7 @@ Dataset SampleSynthetic(const SyntheticOptions& o,
   dataset.example_shape = o.example_shape;
   dataset.num_classes = o.num_classes;
   const int64_t d = dataset.example_size();
-  SyntheticRng rng(seed);
+  DeterministicRng rng(seed);
   dataset.labels.resize(n);
   for (int64_t i = 0; i < n; ++i) dataset.labels[i] = i % o.num_classes;
   for (int64_t i = n; i > 1; --i) {
@@ -577,7 +539,7 @@ absl::StatusOr<std::pair<Dataset, Dataset>> MakeSyntheticSplit(
   int64_t d = 1;
   for (int64_t dim : options.example_shape) d *= dim;
   std::vector<double> means(options.num_classes * d);
-  SyntheticRng rng(StreamSeed(options.seed, 0));
+  DeterministicRng rng(StreamSeed(options.seed, 0));
   for (double& m : means) m = options.separation * rng.Normal();
   return std::make_pair(
       SampleSynthetic(options, means, options.num_examples,

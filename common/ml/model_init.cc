@@ -68,7 +68,7 @@ class Builder {
     return static_cast<float>((2 * rng_.UniformDouble() - 1) * bound);
   }
 
-  Rng rng_;
+  DeterministicRng rng_;
   std::vector<TensorBuffer> params_, buffers_;
 };
 

@@ -133,7 +133,7 @@ absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
     int64_t correct = 0, seen = 0;
     const int64_t total = m.num_examples;
     for (int epoch = 0; epoch < plan.epochs; ++epoch) {
-      Rng rng(MixSeed({plan.seed, static_cast<uint64_t>(epoch)}));
+      DeterministicRng rng(MixSeed({plan.seed, static_cast<uint64_t>(epoch)}));
       rng.Shuffle(absl::MakeSpan(order));
       for (int64_t begin = 0; begin < total; begin += plan.batch_size) {
         const int64_t size = std::min<int64_t>(plan.batch_size, total - begin);
