@@ -1,8 +1,10 @@
 #include "common/data/data_source.h"
 
+#include <cmath>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -86,6 +88,38 @@ Dataset Truncate(Dataset d, int64_t max_examples) {
   return Subset(d, first);
 }
 
+// (x - mean) / std over every feature of `d`.
+void Standardize(Dataset& d, double mean, double std) {
+  const float m = static_cast<float>(mean), inv = static_cast<float>(1 / std);
+  for (float& x : d.features) x = (x - m) * inv;
+}
+
+// The configured mean/std, or the training set's when not configured.
+absl::Status StandardizeAll(const v1::DataConfig& c, LoadedData& data) {
+  double mean = c.feature_mean(), std = c.feature_std();
+  if (std <= 0) {
+    if (data.train.features.empty()) {
+      return absl::InvalidArgumentError(
+          "data.standardize needs data.feature_mean and data.feature_std "
+          "when there is no training set");
+    }
+    double sum = 0, sum_sq = 0;
+    for (float x : data.train.features) {
+      sum += x;
+      sum_sq += static_cast<double>(x) * x;
+    }
+    const double n = static_cast<double>(data.train.features.size());
+    mean = sum / n;
+    std = std::sqrt(std::max(1e-12, sum_sq / n - mean * mean));
+  }
+  Standardize(data.train, mean, std);
+  Standardize(data.test, mean, std);
+  absl::StrAppend(&data.description,
+                  absl::StrFormat(", standardized (mean %.4f, std %.4f)",
+                                  mean, std));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config,
@@ -101,6 +135,7 @@ absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config,
   RETURN_IF_ERROR(data.status());
   data->train = Truncate(std::move(data->train), config.max_train_examples());
   data->test = Truncate(std::move(data->test), config.max_test_examples());
+  if (config.standardize()) RETURN_IF_ERROR(StandardizeAll(config, *data));
   absl::StrAppend(&data->description, ": ", data->train.num_examples(),
                   " train and ", data->test.num_examples(), " test examples");
   return data;

@@ -39,6 +39,12 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
   EXPECT_GT(Number(rows[2], "test_accuracy"), Number(rows[0], "test_accuracy"))
       << coordinator->Log();
   EXPECT_FALSE(ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge").empty());
+  // The operator tool reads the final model.
+  Process inspect({kBinaryDir + "/server/fedge", "inspect",
+                   dir_ + "/coordinator/final_model.fedge"},
+                  dir_ + "/inspect.log");
+  EXPECT_EQ(inspect.Wait(absl::Seconds(30)), 0) << inspect.Log();
+  EXPECT_THAT(inspect.Log(), HasSubstr("fc1.weight float32[200,784]"));
   // The agent keeps the last global model and predicts without a coordinator.
   Process predict({kBinaryDir + "/edge_agent/fedge-agent", "predict",
                    "--state_dir=" + dir_ + "/agent-1",
@@ -96,6 +102,13 @@ TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
       {"--rounds=4", absl::StrCat("--listen_address=127.0.0.1:", port)},
       &port2, "coordinator-restarted");
   ASSERT_EQ(port2, port);
+  // The operator tool sees the restarted coordinator (TLS).
+  Process status({kBinaryDir + "/server/fedge", "status",
+                  absl::StrCat("--coordinator=127.0.0.1:", port),
+                  "--tls.ca_path=" + CertDir() + "/ca.pem"},
+                 dir_ + "/status.log");
+  EXPECT_EQ(status.Wait(absl::Seconds(30)), 0) << status.Log();
+  EXPECT_THAT(status.Log(), HasSubstr("total_rounds: 4"));
   ASSERT_EQ(restarted->Wait(absl::Seconds(120)), 0) << restarted->Log();
   const std::string log2 = restarted->Log();
   EXPECT_THAT(log2, HasSubstr(absl::StrCat("resumed from checkpoint: model "
