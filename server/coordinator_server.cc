@@ -20,7 +20,7 @@ namespace fedge {
 namespace {
 
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
-constexpr int kStreamWindowBytes = 2 << 20;
+constexpr int kStreamWindowBytes = 512 << 10;
 
 }  // namespace
 
