@@ -199,6 +199,30 @@ TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c) {
   return plan;
 }
 
+TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
+  TrainPlan plan;
+  plan.epochs = p.epochs();
+  plan.batch_size = p.batch_size();
+  plan.learning_rate = p.learning_rate();
+  plan.momentum = p.momentum();
+  plan.weight_decay = p.weight_decay();
+  plan.proximal_mu = p.proximal_mu();
+  plan.seed = p.seed();
+  return plan;
+}
+
+v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan) {
+  v1::TrainPlanProto p;
+  p.set_epochs(plan.epochs);
+  p.set_batch_size(plan.batch_size);
+  p.set_learning_rate(plan.learning_rate);
+  p.set_momentum(plan.momentum);
+  p.set_weight_decay(plan.weight_decay);
+  p.set_proximal_mu(plan.proximal_mu);
+  p.set_seed(plan.seed);
+  return p;
+}
+
 FedAvgOptions ToFedAvgOptions(const v1::StrategyConfig& c) {
   return {c.server_learning_rate(), c.server_momentum()};
 }

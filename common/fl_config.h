@@ -12,6 +12,7 @@
 #include "common/local_trainer.h"
 #include "common/strategy.h"
 #include "fedge/v1/config.pb.h"
+#include "fedge/v1/federation.pb.h"
 
 namespace fedge {
 
@@ -35,6 +36,9 @@ absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
 absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c);
 
 TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c);
+// The train plan as a TrainTask carries it, and back (seed included).
+TrainPlan ToTrainPlan(const v1::TrainPlanProto& p);
+v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan);
 FedAvgOptions ToFedAvgOptions(const v1::StrategyConfig& c);
 
 }  // namespace fedge

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/fl_config.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -36,18 +37,6 @@ bool IsJoinRefusal(absl::StatusCode code) {
   return code == absl::StatusCode::kPermissionDenied ||
          code == absl::StatusCode::kInvalidArgument ||
          code == absl::StatusCode::kUnauthenticated;
-}
-
-TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
-  TrainPlan plan;
-  plan.epochs = p.epochs();
-  plan.batch_size = p.batch_size();
-  plan.learning_rate = p.learning_rate();
-  plan.momentum = p.momentum();
-  plan.weight_decay = p.weight_decay();
-  plan.proximal_mu = p.proximal_mu();
-  plan.seed = p.seed();
-  return plan;
 }
 
 absl::Time Deadline(const v1::TrainTask& task) {

@@ -237,16 +237,10 @@ v1::TrainTask Coordinator::MakeTask(int64_t round,
   task.set_model_version(model->version);
   task.set_model_sha256(model->sha256_hex);
   task.set_model_size_bytes(model->size_bytes);
-  const TrainPlan plan = ToTrainPlan(config_.train());
-  v1::TrainPlanProto* p = task.mutable_plan();
-  p->set_epochs(plan.epochs);
-  p->set_batch_size(plan.batch_size);
-  p->set_learning_rate(plan.learning_rate);
-  p->set_momentum(plan.momentum);
-  p->set_weight_decay(plan.weight_decay);
-  p->set_proximal_mu(plan.proximal_mu);
-  p->set_seed(MixSeed({config_.seed(), static_cast<uint64_t>(round),
-                       std::hash<std::string>()(agent_id)}));
+  TrainPlan plan = ToTrainPlan(config_.train());
+  plan.seed = MixSeed({config_.seed(), static_cast<uint64_t>(round),
+                       std::hash<std::string>()(agent_id)});
+  *task.mutable_plan() = ToTrainPlanProto(plan);
   task.set_deadline_unix_ms(absl::ToUnixMillis(engine_->round_deadline_time()));
   return task;
 }
