@@ -23,7 +23,9 @@ double Number(const std::map<std::string, std::string>& row,
 
 TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
   int port;
-  auto coordinator = StartCoordinator({"--rounds=3"}, &port);
+  // A small learning rate, so that three rounds show a clear rise.
+  auto coordinator =
+      StartCoordinator({"--rounds=3", "--train.learning_rate=0.005"}, &port);
   std::vector<std::unique_ptr<Process>> agents;
   for (int i = 1; i <= 3; ++i) agents.push_back(StartAgent(i, port));
   ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
