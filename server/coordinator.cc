@@ -31,8 +31,6 @@ v1::PollResponse WaitResponse(int64_t retry_after_ms) {
   return r;
 }
 
-std::string ShortHash(const std::string& hex) { return hex.substr(0, 12); }
-
 }  // namespace
 
 Upload::Upload(Coordinator* owner, v1::UpdateMetadata metadata,
@@ -142,35 +140,6 @@ absl::Status Coordinator::Publish(ModelState model, int64_t version) {
 std::shared_ptr<const PublishedModel> Coordinator::latest_model() const {
   absl::MutexLock lock(&mu_);
   return latest_;
-}
-
-Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version) const {
-  Checkpoint ckpt;
-  ckpt.model_version = model_version;
-  ckpt.next_round = engine_->current_round() + 1;
-  ckpt.completed_rounds = engine_->completed_rounds();
-  v1::CoordinatorCheckpointExtra extra;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [agent, index] : partitions_) {
-      (*extra.mutable_partitions())[agent] = index;
-    }
-  }
-  extra.SerializeToString(&ckpt.extra);
-  return ckpt;
-}
-
-absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
-                                         const PublishedModel& model) {
-  ASSIGN_OR_RETURN(std::string path, checkpoints_->Save(ckpt, model.model));
-  FEDGE_LOG(INFO) << "checkpoint " << path << " (model version "
-                  << ckpt.model_version << ")";
-  return absl::OkStatus();
-}
-
-absl::Status Coordinator::Flush() {
-  if (!persisting_.valid()) return absl::OkStatus();
-  return persisting_.get();
 }
 
 int32_t Coordinator::AssignPartition(const std::string& agent_id) {
@@ -470,126 +439,8 @@ absl::Status Coordinator::Tick() {
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
-  RETURN_IF_ERROR(Flush());  // At most one round is being persisted.
-  RoundRecord record;
-  record.round = outcome.round;
-  record.num_agents = static_cast<int>(outcome.reported.size());
-  record.num_failed = static_cast<int>(outcome.failed.size());
-  std::optional<ModelState> next;
-  {
-    absl::MutexLock lock(&accumulate_mu_);
-    record.num_examples = static_cast<int64_t>(accumulator_.total_weight());
-    if (outcome.completed && accumulator_.num_updates() > 0) {
-      next = latest_model()->model.Clone();
-      RETURN_IF_ERROR(strategy_.ApplyFrom(accumulator_, *next));
-      record.train_loss = stats_.loss_sum / accumulator_.total_weight();
-      record.train_accuracy = stats_.accuracy_sum / accumulator_.total_weight();
-    }
-    record.bytes_received = stats_.bytes_received;
-    record.train_seconds = stats_.slowest_train_seconds;
-    accumulator_.Reset();
-    stats_ = RoundStats();
-  }
-  if (next.has_value()) {
-    RETURN_IF_ERROR(Publish(*std::move(next), outcome.round));
-  }
-  if (engine_->state() == RoundState::kDone) finished_ = true;
-  record.bytes_sent = bytes_sent_.exchange(0);
-  record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  Checkpoint ckpt = CheckpointSnapshot(model->version);
-  // Evaluation, the checkpoint and the history line are written while the
-  // next round already runs; the history line follows the checkpoint, so a
-  // round in history.csv is always durable.
-  persisting_ = std::async(std::launch::async, [=, ckpt = std::move(ckpt)] {
-    return Persist(record, outcome.completed, *model, ckpt);
-  });
-  return absl::OkStatus();
-}
-
-absl::Status Coordinator::Persist(RoundRecord record, bool completed,
-                                  const PublishedModel& model,
-                                  const Checkpoint& ckpt) {
-  if (evaluator_ != nullptr && completed) {
-    absl::StatusOr<EvalMetrics> eval = evaluator_->Evaluate(model.model);
-    if (eval.ok()) {
-      record.test_loss = eval->loss;
-      record.test_accuracy = eval->accuracy;
-    } else {
-      FEDGE_LOG(WARNING) << "round " << record.round
-                         << ": evaluation failed: " << eval.status();
-    }
-  }
-  const absl::Time checkpoint_start = clock_->Now();
-  RETURN_IF_ERROR(SaveCheckpoint(ckpt, model));
-  const absl::Duration checkpoint_time = clock_->Now() - checkpoint_start;
-  RETURN_IF_ERROR(history_->Append(record));
-  {
-    absl::MutexLock lock(&mu_);
-    v1::RoundInfo& info = rounds_.emplace_back();
-    info.set_round(record.round);
-    info.set_completed(completed);
-    info.set_num_agents(record.num_agents);
-    info.set_num_examples(record.num_examples);
-    info.set_test_accuracy(record.test_accuracy.value_or(-1));
-    info.set_round_seconds(record.round_seconds);
-    if (record.test_accuracy.has_value()) last_accuracy_ = *record.test_accuracy;
-  }
-  FEDGE_LOG(INFO) << absl::StrFormat(
-      "round %d %s: %d agents, %d failed, %d examples, test accuracy %s, "
-      "model v%d sha256 %s, %.3f s (checkpoint %d ms)",
-      record.round, completed ? "completed" : "abandoned", record.num_agents,
-      record.num_failed, record.num_examples,
-      record.test_accuracy.has_value()
-          ? absl::StrFormat("%.2f%%", 100 * *record.test_accuracy)
-          : "-",
-      model.version, ShortHash(model.sha256_hex), record.round_seconds,
-      absl::ToInt64Milliseconds(checkpoint_time));
-  return absl::OkStatus();
-}
-
 bool Coordinator::done() const {
   return engine_->state() == RoundState::kDone;
-}
-
-v1::GetStatusResponse Coordinator::GetStatus() const {
-  v1::GetStatusResponse s;
-  s.set_state(std::string(RoundStateName(engine_->state())));
-  s.set_current_round(engine_->current_round());
-  s.set_completed_rounds(engine_->completed_rounds());
-  s.set_total_rounds(config_.rounds());
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  s.set_model_version(model->version);
-  s.set_model_sha256(model->sha256_hex);
-  s.set_num_agents(static_cast<int32_t>(engine_->AvailableAgents().size()));
-  s.set_num_selected(static_cast<int32_t>(engine_->SelectedAgents().size()));
-  s.set_num_reported(static_cast<int32_t>(engine_->num_reported()));
-  absl::MutexLock lock(&mu_);
-  s.set_last_test_accuracy(last_accuracy_);
-  return s;
-}
-
-v1::ListAgentsResponse Coordinator::ListAgents() const {
-  v1::ListAgentsResponse r;
-  const std::vector<std::string> selected = engine_->SelectedAgents();
-  absl::MutexLock lock(&mu_);
-  for (const std::string& id : engine_->AvailableAgents()) {
-    v1::AgentInfo* info = r.add_agents();
-    info->set_agent_id(id);
-    auto it = partitions_.find(id);
-    info->set_partition_index(it == partitions_.end() ? -1 : it->second);
-    info->set_selected(
-        std::binary_search(selected.begin(), selected.end(), id));
-  }
-  return r;
-}
-
-v1::ListRoundsResponse Coordinator::ListRounds() const {
-  v1::ListRoundsResponse r;
-  absl::MutexLock lock(&mu_);
-  for (const v1::RoundInfo& info : rounds_) *r.add_rounds() = info;
-  return r;
 }
 
 }  // namespace fedge
