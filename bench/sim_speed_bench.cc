@@ -45,7 +45,8 @@ double BareLoopExamplesPerSecond(const Dataset& train, const Partition& parts,
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
     for (size_t b = 0; b < order.size(); b += 10) {
       const int64_t n = std::min<int64_t>(10, order.size() - b);
-      torch::Tensor idx = torch::from_blob(order.data() + b, {n}, torch::kInt64);
+      torch::Tensor idx =
+          torch::from_blob(order.data() + b, {n}, torch::kInt64);
       torch::Tensor x = x_all.index_select(0, idx);
       torch::Tensor y = y_all.index_select(0, idx);
       sgd.zero_grad();
@@ -59,8 +60,8 @@ double BareLoopExamplesPerSecond(const Dataset& train, const Partition& parts,
 }
 
 struct SimFigures {
-  double train_eps;   // Examples / time spent in the training phase.
-  double round_eps;   // Examples / whole round time (incl. aggregation).
+  double train_eps;  // Examples / time spent in the training phase.
+  double round_eps;  // Examples / whole round time (incl. aggregation).
   double round_seconds_median;
 };
 
@@ -121,16 +122,19 @@ int main(int argc, char** argv) {
       fedge::BareLoopExamplesPerSecond(data->train, *parts, arch, agents);
   absl::PrintF("bare LibTorch loop, 1 thread:   %8.0f examples/s\n", bare);
   auto one = fedge::SimExamplesPerSecond(data_dir, arch, rounds, 1);
-  absl::PrintF("fedge-sim, 1 worker thread:     %8.0f examples/s training "
-               "(%.0f incl. aggregation), median round %.3f s\n",
-               one.train_eps, one.round_eps, one.round_seconds_median);
+  absl::PrintF(
+      "fedge-sim, 1 worker thread:     %8.0f examples/s training "
+      "(%.0f incl. aggregation), median round %.3f s\n",
+      one.train_eps, one.round_eps, one.round_seconds_median);
   auto two = fedge::SimExamplesPerSecond(data_dir, arch, rounds, 2);
-  absl::PrintF("fedge-sim, 2 worker threads:    %8.0f examples/s training "
-               "(%.0f incl. aggregation), median round %.3f s\n",
-               two.train_eps, two.round_eps, two.round_seconds_median);
-  absl::PrintF("model=%s sim1_vs_bare=%.3f sim2_vs_sim1=%.3f "
-               "round_seconds_median_2threads=%.3f\n",
-               arch, one.round_eps / bare, two.round_eps / one.round_eps,
-               two.round_seconds_median);
+  absl::PrintF(
+      "fedge-sim, 2 worker threads:    %8.0f examples/s training "
+      "(%.0f incl. aggregation), median round %.3f s\n",
+      two.train_eps, two.round_eps, two.round_seconds_median);
+  absl::PrintF(
+      "model=%s sim1_vs_bare=%.3f sim2_vs_sim1=%.3f "
+      "round_seconds_median_2threads=%.3f\n",
+      arch, one.round_eps / bare, two.round_eps / one.round_eps,
+      two.round_seconds_median);
   return 0;
 }

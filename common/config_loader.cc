@@ -26,8 +26,8 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
     if (!error_.empty()) return;
-    error_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ",
-                          message);
+    error_ =
+        absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
   }
   const std::string& error() const { return error_; }
 
@@ -37,7 +37,8 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
 
 std::string FieldNames(const Descriptor* d) {
   std::vector<std::string> names;
-  for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+  for (int i = 0; i < d->field_count(); ++i)
+    names.push_back(d->field(i)->name());
   return absl::StrJoin(names, ", ");
 }
 
@@ -87,27 +88,27 @@ absl::Status SetFieldByPath(absl::string_view field_path,
     const Descriptor* d = target->GetDescriptor();
     const FieldDescriptor* field = d->FindFieldByName(parts[i]);
     if (field == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown config field '", field_path, "': '", parts[i],
-          "' is not one of ", d->full_name(), "'s fields (", FieldNames(d),
-          ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown config field '", field_path, "': '", parts[i],
+                       "' is not one of ", d->full_name(), "'s fields (",
+                       FieldNames(d), ")"));
     }
     const bool last = i + 1 == parts.size();
     if (!last) {
       if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
           field->is_repeated()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "config field '", field_path, "': '", parts[i],
-            "' is not a message, so it has no sub-fields"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("config field '", field_path, "': '", parts[i],
+                         "' is not a message, so it has no sub-fields"));
       }
       target = target->GetReflection()->MutableMessage(target, field);
       continue;
     }
     if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config field '", field_path,
-          "' is a message; set one of its fields (", FieldNames(
-              field->message_type()), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config field '", field_path,
+                       "' is a message; set one of its fields (",
+                       FieldNames(field->message_type()), ")"));
     }
     std::string text;
     if (field->is_repeated()) {
@@ -122,16 +123,16 @@ absl::Status SetFieldByPath(absl::string_view field_path,
     // Parse into a scratch message so that a bad value changes nothing and
     // text after the value cannot set other fields.
     std::unique_ptr<Message> scratch(target->New());
-    RETURN_IF_ERROR(ParseInto(
-        text, scratch.get(),
-        absl::StrCat("bad value '", value, "' for config field '", field_path,
-                     "'")));
+    RETURN_IF_ERROR(
+        ParseInto(text, scratch.get(),
+                  absl::StrCat("bad value '", value, "' for config field '",
+                               field_path, "'")));
     std::vector<const FieldDescriptor*> set;
     scratch->GetReflection()->ListFields(*scratch, &set);
     if (set.size() > 1 || (set.size() == 1 && set[0] != field)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("bad value '", value, "' for config field '",
-                       field_path, "': expected a single value"));
+          absl::StrCat("bad value '", value, "' for config field '", field_path,
+                       "': expected a single value"));
     }
     target->GetReflection()->ClearField(target, field);
     target->MergeFrom(*scratch);

@@ -33,7 +33,6 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
-
 absl::Status WriteAndSync(const std::string& tmp, const ChunkSource& next) {
   ScopedFd fd(
       open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));

@@ -10,9 +10,11 @@ namespace {
 
 absl::Status Bad(const std::string& prefix, const char* field,
                  const std::string& rule) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "config field '", prefix, field, "' ", rule, " (set it in the config "
-      "file or with --", prefix, field, "=VALUE)"));
+  return absl::InvalidArgumentError(absl::StrCat("config field '", prefix,
+                                                 field, "' ", rule,
+                                                 " (set it in the config "
+                                                 "file or with --",
+                                                 prefix, field, "=VALUE)"));
 }
 
 template <typename T>
@@ -22,10 +24,10 @@ absl::Status AtLeast(const std::string& prefix, const char* field, T value,
   return Bad(prefix, field, absl::StrCat("must be >= ", min, ", got ", value));
 }
 
-absl::Status InRange(const std::string& prefix, const char* field,
-                     double value, double lo, double hi, bool lo_open) {
-  const bool ok = std::isfinite(value) && (lo_open ? value > lo : value >= lo) &&
-                  value <= hi;
+absl::Status InRange(const std::string& prefix, const char* field, double value,
+                     double lo, double hi, bool lo_open) {
+  const bool ok = std::isfinite(value) &&
+                  (lo_open ? value > lo : value >= lo) && value <= hi;
   if (ok) return absl::OkStatus();
   return Bad(prefix, field,
              absl::StrCat("must be in ", lo_open ? "(" : "[", lo, ", ", hi,
@@ -46,7 +48,8 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& c,
   if (!OneOf(c.architecture(), {"logreg", "2nn", "mlp", "cnn", "mobile_cnn"})) {
     return Bad(p, "architecture",
                absl::StrCat("must be one of logreg, 2nn, mlp, cnn, mobile_cnn;"
-                            " got '", c.architecture(), "'"));
+                            " got '",
+                            c.architecture(), "'"));
   }
   if (c.architecture() == "mlp" && c.hidden_units_size() == 0) {
     return Bad(p, "hidden_units", "must list the hidden widths for 'mlp'");
@@ -59,12 +62,15 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& c,
 
 absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
   if (!OneOf(c.source(), {"mnist", "idx", "csv", "synthetic"})) {
-    return Bad(p, "source", absl::StrCat("must be one of mnist, idx, csv, "
-                                         "synthetic; got '", c.source(), "'"));
+    return Bad(p, "source",
+               absl::StrCat("must be one of mnist, idx, csv, "
+                            "synthetic; got '",
+                            c.source(), "'"));
   }
   if (c.source() == "idx" &&
       (c.idx_train_images().empty() || c.idx_train_labels().empty())) {
-    return Bad(p, "idx_train_images", "and idx_train_labels are required for "
+    return Bad(p, "idx_train_images",
+               "and idx_train_labels are required for "
                "source 'idx'");
   }
   if (c.source() == "csv" && c.csv_train_path().empty()) {
@@ -74,20 +80,22 @@ absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
                                    c.synthetic_train_examples(), 1));
   RETURN_IF_ERROR(AtLeast<int64_t>(p, "synthetic_test_examples",
                                    c.synthetic_test_examples(), 1));
-  RETURN_IF_ERROR(AtLeast(p, "synthetic_num_classes",
-                          c.synthetic_num_classes(), 2));
+  RETURN_IF_ERROR(
+      AtLeast(p, "synthetic_num_classes", c.synthetic_num_classes(), 2));
   RETURN_IF_ERROR(InRange(p, "synthetic_separation", c.synthetic_separation(),
                           0, 1e6, true));
-  RETURN_IF_ERROR(AtLeast<int64_t>(p, "max_train_examples",
-                                   c.max_train_examples(), 0));
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(p, "max_train_examples", c.max_train_examples(), 0));
   return AtLeast<int64_t>(p, "max_test_examples", c.max_test_examples(), 0);
 }
 
 absl::Status ValidatePartitionConfig(const v1::PartitionConfig& c,
                                      const std::string& p) {
   if (!OneOf(c.method(), {"iid", "dirichlet", "shards"})) {
-    return Bad(p, "method", absl::StrCat("must be one of iid, dirichlet, "
-                                         "shards; got '", c.method(), "'"));
+    return Bad(p, "method",
+               absl::StrCat("must be one of iid, dirichlet, "
+                            "shards; got '",
+                            c.method(), "'"));
   }
   RETURN_IF_ERROR(
       InRange(p, "dirichlet_alpha", c.dirichlet_alpha(), 0, 1e9, true));
@@ -108,16 +116,17 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
                                     const std::string& p) {
   RETURN_IF_ERROR(InRange(p, "fraction", c.fraction(), 0, 1, true));
   RETURN_IF_ERROR(AtLeast(p, "count", c.count(), 0));
-  RETURN_IF_ERROR(AtLeast(p, "min_available_agents", c.min_available_agents(), 1));
+  RETURN_IF_ERROR(
+      AtLeast(p, "min_available_agents", c.min_available_agents(), 1));
   RETURN_IF_ERROR(AtLeast(p, "min_fit_agents", c.min_fit_agents(), 1));
   if (c.min_fit_agents() > c.min_available_agents()) {
-    return Bad(p, "min_fit_agents",
-               absl::StrCat("must be <= min_available_agents (",
-                            c.min_available_agents(), "), got ",
-                            c.min_fit_agents()));
+    return Bad(
+        p, "min_fit_agents",
+        absl::StrCat("must be <= min_available_agents (",
+                     c.min_available_agents(), "), got ", c.min_fit_agents()));
   }
-  RETURN_IF_ERROR(AtLeast<int64_t>(p, "round_deadline_ms",
-                                   c.round_deadline_ms(), 1));
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(p, "round_deadline_ms", c.round_deadline_ms(), 1));
   RETURN_IF_ERROR(InRange(p, "server_learning_rate", c.server_learning_rate(),
                           0, 100, true));
   return InRange(p, "server_momentum", c.server_momentum(), 0, 0.999, false);
@@ -141,8 +150,9 @@ absl::Status ValidateSimConfig(const v1::SimConfig& c) {
 absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
                                const std::string& p) {
   if (c.insecure()) return absl::OkStatus();
-  const char* fix = "is required unless tls.insecure=true (developer mode); "
-                    "deploy/make-certs.sh creates certificates";
+  const char* fix =
+      "is required unless tls.insecure=true (developer mode); "
+      "deploy/make-certs.sh creates certificates";
   if (server && c.cert_path().empty()) return Bad(p, "cert_path", fix);
   if (server && c.key_path().empty()) return Bad(p, "key_path", fix);
   if (!server && c.ca_path().empty()) return Bad(p, "ca_path", fix);
@@ -173,8 +183,8 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
       AtLeast(top, "max_concurrent_uploads", c.max_concurrent_uploads(), 1));
   RETURN_IF_ERROR(
       AtLeast<int64_t>(top, "max_update_bytes", c.max_update_bytes(), 1));
-  RETURN_IF_ERROR(InRange(top, "chunk_bytes", c.chunk_bytes(), 1024, 4 << 20,
-                          false));
+  RETURN_IF_ERROR(
+      InRange(top, "chunk_bytes", c.chunk_bytes(), 1024, 4 << 20, false));
   RETURN_IF_ERROR(AtLeast(top, "simulation.num_partitions",
                           c.simulation().num_partitions(), 1));
   RETURN_IF_ERROR(ValidatePartitionConfig(c.simulation().partition(),

@@ -20,7 +20,7 @@ namespace fedge {
 absl::Status ValidateModelConfig(const v1::ModelConfig& c,
                                  const std::string& prefix);
 absl::Status ValidateDataConfig(const v1::DataConfig& c,
-                                 const std::string& prefix);
+                                const std::string& prefix);
 absl::Status ValidatePartitionConfig(const v1::PartitionConfig& c,
                                      const std::string& prefix);
 absl::Status ValidateTrainPlan(const v1::TrainPlanConfig& c,

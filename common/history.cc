@@ -26,8 +26,7 @@ std::string HistoryWriter::Line(const RoundRecord& r, bool with_bytes) {
   std::string line = absl::StrFormat(
       "%d,%d,%d,%d,%.6f,%.6f,%s,%s,%.4f,%.4f", r.round, r.num_agents,
       r.num_failed, r.num_examples, r.train_loss, r.train_accuracy,
-      Opt(r.test_loss), Opt(r.test_accuracy), r.train_seconds,
-      r.round_seconds);
+      Opt(r.test_loss), Opt(r.test_accuracy), r.train_seconds, r.round_seconds);
   if (with_bytes) {
     absl::StrAppend(&line, ",", r.bytes_received.value_or(0), ",",
                     r.bytes_sent.value_or(0));
@@ -44,16 +43,17 @@ absl::StatusOr<std::unique_ptr<HistoryWriter>> HistoryWriter::Open(
   }
   const std::string header = Header(with_bytes);
   if (!first_line.empty() && first_line != header) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "history file '", path, "' has different columns (", first_line,
-        "); move it away or choose another path"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("history file '", path, "' has different columns (",
+                     first_line, "); move it away or choose another path"));
   }
   std::FILE* f = std::fopen(path.c_str(), "a");
   if (f == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("cannot open history file '", path, "' for writing"));
   }
-  auto writer = std::unique_ptr<HistoryWriter>(new HistoryWriter(f, with_bytes));
+  auto writer =
+      std::unique_ptr<HistoryWriter>(new HistoryWriter(f, with_bytes));
   if (first_line.empty()) {
     std::fprintf(f, "%s\n", header.c_str());
     std::fflush(f);

@@ -19,17 +19,17 @@ namespace fedge {
 
 struct RoundRecord {
   int64_t round = 0;
-  int num_agents = 0;          // Agents whose updates were aggregated.
-  int num_failed = 0;          // Selected agents that failed or timed out.
-  int64_t num_examples = 0;    // Total examples behind the aggregate.
-  double train_loss = 0;       // Example-weighted mean of local losses.
-  double train_accuracy = 0;   // Example-weighted mean of local accuracies.
-  std::optional<double> test_loss;      // Unset when not evaluated.
+  int num_agents = 0;         // Agents whose updates were aggregated.
+  int num_failed = 0;         // Selected agents that failed or timed out.
+  int64_t num_examples = 0;   // Total examples behind the aggregate.
+  double train_loss = 0;      // Example-weighted mean of local losses.
+  double train_accuracy = 0;  // Example-weighted mean of local accuracies.
+  std::optional<double> test_loss;  // Unset when not evaluated.
   std::optional<double> test_accuracy;
   // Wall time of the round's local training (fedge-sim: the parallel
   // training phase; coordinator: the slowest agent's reported time).
   double train_seconds = 0;
-  double round_seconds = 0;    // Wall time of the whole round.
+  double round_seconds = 0;               // Wall time of the whole round.
   std::optional<int64_t> bytes_received;  // Coordinator only.
   std::optional<int64_t> bytes_sent;
 };

@@ -29,11 +29,11 @@ struct TrainPlan {
 };
 
 struct TrainMetrics {
-  int64_t num_examples = 0;    // Distinct local examples (FedAvg weight).
-  int64_t num_steps = 0;       // Optimizer steps taken.
-  double loss = 0;             // Mean training loss over all steps.
-  double accuracy = 0;         // Training accuracy over all steps.
-  double seconds = 0;          // Wall time of the training loop.
+  int64_t num_examples = 0;  // Distinct local examples (FedAvg weight).
+  int64_t num_steps = 0;     // Optimizer steps taken.
+  double loss = 0;           // Mean training loss over all steps.
+  double accuracy = 0;       // Training accuracy over all steps.
+  double seconds = 0;        // Wall time of the training loop.
 };
 
 struct TrainOutput {

@@ -47,20 +47,20 @@ struct LogVoidify {
 #define FEDGE_LOG_LEVEL_ERROR ::fedge::LogLevel::kError
 #define FEDGE_LOG_LEVEL_FATAL ::fedge::LogLevel::kFatal
 
-#define FEDGE_LOG(severity)                                        \
-  (FEDGE_LOG_LEVEL_##severity < ::fedge::MinLogLevel())            \
-      ? (void)0                                                    \
-      : ::fedge::internal::LogVoidify() &                          \
+#define FEDGE_LOG(severity)                                           \
+  (FEDGE_LOG_LEVEL_##severity < ::fedge::MinLogLevel())               \
+      ? (void)0                                                       \
+      : ::fedge::internal::LogVoidify() &                             \
             ::fedge::internal::LogMessage(FEDGE_LOG_LEVEL_##severity, \
-                                          __FILE__, __LINE__)      \
+                                          __FILE__, __LINE__)         \
                 .stream()
 
-#define FEDGE_CHECK(condition)                                          \
-  (condition) ? (void)0                                                 \
-              : ::fedge::internal::LogVoidify() &                       \
-                    ::fedge::internal::LogMessage(                      \
-                        ::fedge::LogLevel::kFatal, __FILE__, __LINE__)  \
-                            .stream()                                   \
+#define FEDGE_CHECK(condition)                                               \
+  (condition) ? (void)0                                                      \
+              : ::fedge::internal::LogVoidify() &                            \
+                    ::fedge::internal::LogMessage(::fedge::LogLevel::kFatal, \
+                                                  __FILE__, __LINE__)        \
+                            .stream()                                        \
                         << "Check failed: " #condition " "
 
 #endif  // FEDGE_COMMON_LOGGING_H_

@@ -28,7 +28,6 @@ namespace fedge {
 // Client id -> sorted example indices of that client.
 using Partition = std::vector<std::vector<int64_t>>;
 
-
 // IID: shuffles 0..num_examples-1 and deals it into `num_clients` contiguous
 // parts whose sizes differ by at most 1 (the first num_examples % num_clients
 // clients get one more).

@@ -19,16 +19,16 @@
 #define FEDGE_STATUS_CONCAT_(a, b) FEDGE_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status of `expr` from the enclosing function if it is not OK.
-#define RETURN_IF_ERROR(expr)                                    \
-  do {                                                           \
+#define RETURN_IF_ERROR(expr)                                         \
+  do {                                                                \
     ::absl::Status fedge_status_ = ::fedge::internal::ToStatus(expr); \
-    if (!fedge_status_.ok()) return fedge_status_;               \
+    if (!fedge_status_.ok()) return fedge_status_;                    \
   } while (0)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status from
 // the enclosing function, otherwise moves the value into `lhs`.
-#define ASSIGN_OR_RETURN(lhs, rexpr)                                         \
-  FEDGE_ASSIGN_OR_RETURN_IMPL_(                                              \
+#define ASSIGN_OR_RETURN(lhs, rexpr) \
+  FEDGE_ASSIGN_OR_RETURN_IMPL_(      \
       FEDGE_STATUS_CONCAT_(fedge_statusor_, __LINE__), lhs, rexpr)
 
 #define FEDGE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
@@ -51,8 +51,8 @@ namespace fedge {
 inline absl::Status Annotate(const absl::Status& status,
                              absl::string_view context) {
   if (status.ok()) return status;
-  return absl::Status(status.code(),
-                      std::string(context) + ": " + std::string(status.message()));
+  return absl::Status(status.code(), std::string(context) + ": " +
+                                         std::string(status.message()));
 }
 
 }  // namespace fedge

@@ -38,9 +38,9 @@ bool IsValidDType(int value) {
 
 absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
   if (shape.size() > static_cast<size_t>(kMaxTensorRank)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor rank ", shape.size(), " exceeds the limit of ",
-                     kMaxTensorRank));
+    return absl::InvalidArgumentError(absl::StrCat("tensor rank ", shape.size(),
+                                                   " exceeds the limit of ",
+                                                   kMaxTensorRank));
   }
   bool has_zero = false;
   for (int64_t d : shape) {
@@ -55,10 +55,9 @@ absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
     if (n > kMaxTensorElements / d) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("shape [", absl::StrJoin(shape, ","),
-                       "] exceeds the limit of ", kMaxTensorElements,
-                       " elements"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shape [", absl::StrJoin(shape, ","), "] exceeds the limit of ",
+          kMaxTensorElements, " elements"));
     }
     n *= d;
   }
@@ -67,8 +66,8 @@ absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
 
 absl::StatusOr<TensorBuffer> TensorBuffer::Zeros(std::string name, DType dtype,
                                                  std::vector<int64_t> shape) {
-  ASSIGN_OR_RETURN(TensorBuffer t, Uninitialized(std::move(name), dtype,
-                                                 std::move(shape)));
+  ASSIGN_OR_RETURN(TensorBuffer t,
+                   Uninitialized(std::move(name), dtype, std::move(shape)));
   if (t.num_bytes_ > 0) std::memset(t.bytes_.get(), 0, t.num_bytes_);
   return t;
 }
@@ -77,9 +76,8 @@ absl::StatusOr<TensorBuffer> TensorBuffer::Uninitialized(
     std::string name, DType dtype, std::vector<int64_t> shape) {
   if (name.empty()) return absl::InvalidArgumentError("tensor name is empty");
   if (!IsValidDType(static_cast<int>(dtype))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "': unknown dtype ",
-                     static_cast<int>(dtype)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", name, "': unknown dtype ", static_cast<int>(dtype)));
   }
   auto n = CheckedNumElements(shape);
   if (!n.ok()) return Annotate(n.status(), absl::StrCat("tensor '", name, "'"));
@@ -204,8 +202,8 @@ absl::Status CheckSchema(const ModelSchema& schema,
     if (want.name != got.name() || want.dtype != got.dtype() ||
         want.shape != got.shape()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor #", i, ": expected ", SpecString(want),
-                       ", got ", got.DebugString()));
+          absl::StrCat("tensor #", i, ": expected ", SpecString(want), ", got ",
+                       got.DebugString()));
     }
   }
   return absl::OkStatus();

@@ -12,11 +12,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace fedge {
@@ -56,9 +56,9 @@ class TensorBuffer {
                                                     std::vector<int64_t> shape);
   // A float32 tensor holding `values`; INVALID_ARGUMENT when the shape's
   // element count differs from values.size().
-  static absl::StatusOr<TensorBuffer> FromFloats(std::string name,
-                                                 std::vector<int64_t> shape,
-                                                 absl::Span<const float> values);
+  static absl::StatusOr<TensorBuffer> FromFloats(
+      std::string name, std::vector<int64_t> shape,
+      absl::Span<const float> values);
 
   TensorBuffer() = default;
   TensorBuffer(TensorBuffer&&) = default;

@@ -329,9 +329,9 @@ absl::Status Agent::Submit(const v1::TrainTask& task,
       OnContact();
       ++stats_.updates_submitted;
       FEDGE_LOG(INFO) << trained << ", submitted in "
-                      << absl::StrFormat("%.3f s", absl::ToDoubleSeconds(
-                                                        clock_->Now() -
-                                                        submit_start))
+                      << absl::StrFormat("%.3f s",
+                                         absl::ToDoubleSeconds(clock_->Now() -
+                                                               submit_start))
                       << (response->duplicate() ? " (duplicate)" : "");
       return absl::OkStatus();
     }

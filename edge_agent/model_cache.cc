@@ -36,7 +36,6 @@ std::optional<int64_t> ParseModelFileName(absl::string_view name) {
   return version;
 }
 
-
 absl::StatusOr<std::string> HashOfFile(const std::string& path) {
   Sha256 hasher;
   RETURN_IF_ERROR(ReadFileChunks(path, kChunkBytes, [&](absl::string_view b) {

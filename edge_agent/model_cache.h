@@ -27,9 +27,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/file_util.h"
 #include "common/model_codec.h"
 #include "common/tensor_buffer.h"
-#include "common/file_util.h"
 #include "fedge/v1/federation.pb.h"
 
 namespace fedge {

@@ -42,9 +42,6 @@ absl::Status IoError(int err, absl::string_view what, const std::string& path) {
       absl::StrCat(what, " ", path, ": ", std::strerror(err)));
 }
 
-
-
-
 // Names of the entries of `dir`.
 absl::StatusOr<std::vector<std::string>> ReadDir(const std::string& dir) {
   DIR* d = opendir(dir.c_str());

@@ -21,8 +21,8 @@ std::string RandomToken() {
   std::random_device rd;
   DeterministicRng rng(MixSeed({rd(), rd(), counter++}));
   const uint64_t words[2] = {rng.NextBits(), rng.NextBits()};
-  return absl::BytesToHexString(absl::string_view(
-      reinterpret_cast<const char*>(words), sizeof(words)));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(words), sizeof(words)));
 }
 
 v1::PollResponse WaitResponse(int64_t retry_after_ms) {
@@ -58,13 +58,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   ASSIGN_OR_RETURN(auto engine,
                    RoundEngine::Create(engine_options, options.clock));
   ASSIGN_OR_RETURN(auto checkpoints,
-                   CheckpointStore::Create({c.state_dir() + "/checkpoints",
-                                            c.keep_checkpoints()}));
+                   CheckpointStore::Create(
+                       {c.state_dir() + "/checkpoints", c.keep_checkpoints()}));
   ASSIGN_OR_RETURN(auto history,
                    HistoryWriter::Open(c.state_dir() + "/history.csv", true));
-  std::unique_ptr<Coordinator> coordinator(
-      new Coordinator(options, std::move(engine), std::move(checkpoints),
-                      std::move(history)));
+  std::unique_ptr<Coordinator> coordinator(new Coordinator(
+      options, std::move(engine), std::move(checkpoints), std::move(history)));
   RETURN_IF_ERROR(coordinator->Restore(std::move(options.initial_model)));
   return coordinator;
 }
@@ -182,9 +181,9 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
   sessions_[response.session_token()] = {agent_id, partition};
   FEDGE_LOG(INFO) << "agent " << agent_id << " joined"
                   << (added.ok() ? "" : " again")
-                  << (partition >= 0 ? absl::StrCat(" (partition ", partition,
-                                                    ")")
-                                     : "");
+                  << (partition >= 0
+                          ? absl::StrCat(" (partition ", partition, ")")
+                          : "");
   return response;
 }
 
@@ -241,7 +240,8 @@ void Coordinator::Poll(const v1::PollRequest& request, PollCallback done) {
     return done(absl::UnauthenticatedError(
         "agent was dropped for inactivity: join again"));
   }
-  auto answer = TryAnswerPoll(session->agent_id, request.cached_model_version());
+  auto answer =
+      TryAnswerPoll(session->agent_id, request.cached_model_version());
   if (answer.has_value()) return done(*std::move(answer));
   if (request.no_wait()) {
     v1::PollResponse wait = WaitResponse(config_.heartbeat_interval_ms() / 2);
@@ -265,8 +265,8 @@ void Coordinator::AnswerParkedPolls(bool expire_all) {
   const absl::Time now = clock_->Now();
   std::deque<ParkedPoll> still_waiting;
   for (ParkedPoll& p : parked) {
-    auto answer = expire_all ? std::nullopt
-                             : TryAnswerPoll(p.agent_id, p.cached_version);
+    auto answer =
+        expire_all ? std::nullopt : TryAnswerPoll(p.agent_id, p.cached_version);
     if (answer.has_value()) {
       p.done(*std::move(answer));
     } else if (expire_all || now >= p.deadline) {
@@ -288,9 +288,9 @@ absl::StatusOr<std::shared_ptr<const PublishedModel>> Coordinator::GetModel(
   RETURN_IF_ERROR(FindSession(request.session_token()).status());
   std::shared_ptr<const PublishedModel> model = latest_model();
   if (request.version() != -1 && request.version() != model->version) {
-    return absl::NotFoundError(
-        absl::StrCat("model version ", request.version(),
-                     " is not published; the newest is ", model->version));
+    return absl::NotFoundError(absl::StrCat("model version ", request.version(),
+                                            " is not published; the newest is ",
+                                            model->version));
   }
   if (request.offset() < 0 || request.offset() > model->size_bytes) {
     return absl::InvalidArgumentError(
@@ -305,9 +305,9 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
   RETURN_IF_ERROR(engine_->CheckResult(agent, m.round(), m.upload_id()));
   const int64_t version = latest_model()->version;
   if (m.base_version() != version) {
-    return absl::AbortedError(absl::StrCat(
-        "update was trained from model version ", m.base_version(),
-        " but round ", m.round(), " uses version ", version));
+    return absl::AbortedError(
+        absl::StrCat("update was trained from model version ", m.base_version(),
+                     " but round ", m.round(), " uses version ", version));
   }
   if (m.num_examples() <= 0 || m.num_examples() > kMaxExamplesPerUpdate) {
     return absl::InvalidArgumentError(
@@ -316,10 +316,12 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
   }
   if (m.total_size_bytes() != encoded_size_ ||
       m.total_size_bytes() > config_.max_update_bytes()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "update size ", m.total_size_bytes(), " bytes does not match the model "
-        "(", encoded_size_, " bytes) or exceeds max_update_bytes (",
-        config_.max_update_bytes(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("update size ", m.total_size_bytes(),
+                     " bytes does not match the model "
+                     "(",
+                     encoded_size_, " bytes) or exceeds max_update_bytes (",
+                     config_.max_update_bytes(), ")"));
   }
   if (m.sha256().size() != 64) {
     return absl::InvalidArgumentError("sha256 must be 64 hex characters");
@@ -439,8 +441,6 @@ absl::Status Coordinator::Tick() {
   return absl::OkStatus();
 }
 
-bool Coordinator::done() const {
-  return engine_->state() == RoundState::kDone;
-}
+bool Coordinator::done() const { return engine_->state() == RoundState::kDone; }
 
 }  // namespace fedge

@@ -48,12 +48,12 @@ struct PublishedModel {
 };
 
 struct CoordinatorOptions {
-  v1::CoordinatorConfig config;  // Validated by the caller.
+  v1::CoordinatorConfig config;   // Validated by the caller.
   v1::ModelSpecProto model_spec;  // What agents build.
   ModelState initial_model;       // Used when no checkpoint exists.
   // Central evaluation of each new model (may be null: no evaluation).
   std::unique_ptr<LocalTrainer> evaluator;
-  Clock* clock = nullptr;         // Required; must outlive the coordinator.
+  Clock* clock = nullptr;  // Required; must outlive the coordinator.
 };
 
 class Coordinator;
@@ -233,9 +233,10 @@ class Coordinator {
 
   std::atomic<int64_t> bytes_sent_{0};
   std::atomic<bool> finished_{false};
-  std::future<absl::Status> persisting_;  // Tick thread only.  // The last round's model is published.
-  int64_t started_round_ = 0;  // Tick thread only.
-  absl::Time round_start_;      // Tick thread only.
+  std::future<absl::Status> persisting_;  // Tick thread only.  // The last
+                                          // round's model is published.
+  int64_t started_round_ = 0;             // Tick thread only.
+  absl::Time round_start_;                // Tick thread only.
 };
 
 }  // namespace fedge

@@ -28,8 +28,8 @@ constexpr char kUsage[] =
     "from deploy/make-certs.sh. Every field of CoordinatorConfig\n"
     "(proto/fedge/v1/config.proto) can be set by a flag named by its path:\n";
 
-// Blocks SIGTERM/SIGINT (and SIGUSR1) in every thread and returns their set; one thread
-// waits for them with sigwait.
+// Blocks SIGTERM/SIGINT (and SIGUSR1) in every thread and returns their set;
+// one thread waits for them with sigwait.
 sigset_t BlockStopSignals() {
   sigset_t set;
   sigemptyset(&set);
@@ -59,15 +59,16 @@ int main(int argc, char** argv) {
     args.push_back(std::string(argv[i]) == "--insecure" ? "--insecure=true"
                                                         : argv[i]);
   }
-  auto cmd = fedge::ParseCommandLine(static_cast<int>(args.size()),
-                                     args.data(), spec);
+  auto cmd =
+      fedge::ParseCommandLine(static_cast<int>(args.size()), args.data(), spec);
   if (!cmd.ok()) {
     absl::FPrintF(stderr, "fedge-coordinator: %s\n", cmd.status().message());
     return 2;
   }
   if (cmd->help) {
-    absl::PrintF("%s%s", kUsage,
-                 fedge::DescribeFlags(fedge::v1::CoordinatorConfig::descriptor()));
+    absl::PrintF(
+        "%s%s", kUsage,
+        fedge::DescribeFlags(fedge::v1::CoordinatorConfig::descriptor()));
     return 0;
   }
   fedge::v1::CoordinatorConfig config;

@@ -109,7 +109,8 @@ absl::Status Coordinator::Persist(RoundRecord record, bool completed,
     info.set_num_examples(record.num_examples);
     info.set_test_accuracy(record.test_accuracy.value_or(-1));
     info.set_round_seconds(record.round_seconds);
-    if (record.test_accuracy.has_value()) last_accuracy_ = *record.test_accuracy;
+    if (record.test_accuracy.has_value())
+      last_accuracy_ = *record.test_accuracy;
   }
   FEDGE_LOG(INFO) << absl::StrFormat(
       "round %d %s: %d agents, %d failed, %d examples, test accuracy %s, "

@@ -64,12 +64,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   builder.RegisterService(self->operator_.get());
   self->server_ = builder.BuildAndStart();
   if (self->server_ == nullptr || self->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on '", config.listen_address(),
-        "' (address in use or invalid? set --listen_address)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", config.listen_address(),
+                     "' (address in use or invalid? set --listen_address)"));
   }
   RETURN_IF_ERROR(WriteStringAtomically(config.state_dir() + "/port",
-                                      absl::StrCat(self->port_, "\n")));
+                                        absl::StrCat(self->port_, "\n")));
   FEDGE_LOG(INFO) << "fedge-coordinator listening on port " << self->port_
                   << (config.tls().insecure() ? " (INSECURE: plain text)"
                                               : " (TLS)");
@@ -95,8 +95,9 @@ absl::Status CoordinatorServer::Run() {
   if (status.ok()) status = flushed;
   if (status.ok() && coordinator_->done()) status = WriteFinalModel();
   // Let agents see "finished" on their next poll before the port closes.
-  const absl::Time grace = absl::Now() + absl::Milliseconds(
-      coordinator_->done() ? 2 * config_.poll_wait_ms() : 0);
+  const absl::Time grace =
+      absl::Now() +
+      absl::Milliseconds(coordinator_->done() ? 2 * config_.poll_wait_ms() : 0);
   while (absl::Now() < grace && !stop_.HasBeenNotified()) {
     coordinator_->Tick().IgnoreError();
     absl::SleepFor(kTickPeriod);

@@ -1,14 +1,15 @@
 // CoordinatorServer wires fedge-coordinator together from a validated
 // CoordinatorConfig: builds the initial model (torch-free initializer), the
-// optional central evaluator (a fedge-evaluator child process), the Coordinator core, and a gRPC server (TLS, callback
-// API) with the Federation and Operator services; then drives the core from
-// one thread until all rounds are done or Shutdown() is called.
+// optional central evaluator (a fedge-evaluator child process), the Coordinator
+// core, and a gRPC server (TLS, callback API) with the Federation and Operator
+// services; then drives the core from one thread until all rounds are done or
+// Shutdown() is called.
 #ifndef FEDGE_SERVER_COORDINATOR_SERVER_H_
 #define FEDGE_SERVER_COORDINATOR_SERVER_H_
 
-#include <memory>
-
 #include <grpcpp/grpcpp.h>
+
+#include <memory>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"

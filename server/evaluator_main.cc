@@ -32,7 +32,8 @@ bool ReadModel(fedge::ModelDecoder& decoder, absl::Status* status) {
   decoder.SetExpectedSize(static_cast<int64_t>(size));
   std::string buf(1 << 20, '\0');
   while (size > 0 && status->ok()) {
-    const size_t n = std::fread(buf.data(), 1, std::min<uint64_t>(size, buf.size()), stdin);
+    const size_t n =
+        std::fread(buf.data(), 1, std::min<uint64_t>(size, buf.size()), stdin);
     if (n == 0) {
       *status = absl::DataLossError("truncated model on stdin");
       return false;
@@ -71,7 +72,8 @@ int main(int argc, char** argv) {
     absl::Status status;
     if (!ReadModel(decoder, &status)) break;
     absl::StatusOr<fedge::ModelState> model =
-        status.ok() ? decoder.Finish() : absl::StatusOr<fedge::ModelState>(status);
+        status.ok() ? decoder.Finish()
+                    : absl::StatusOr<fedge::ModelState>(status);
     absl::StatusOr<fedge::EvalMetrics> m =
         model.ok() ? (*trainer)->Evaluate(*model)
                    : absl::StatusOr<fedge::EvalMetrics>(model.status());

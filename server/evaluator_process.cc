@@ -29,7 +29,8 @@ absl::StatusOr<std::unique_ptr<EvaluatorProcess>> EvaluatorProcess::Start(
     const std::string& binary, const v1::EvaluatorConfig& config,
     const std::string& work_dir) {
   const std::string config_path = work_dir + "/evaluator.binpb";
-  RETURN_IF_ERROR(WriteStringAtomically(config_path, config.SerializeAsString()));
+  RETURN_IF_ERROR(
+      WriteStringAtomically(config_path, config.SerializeAsString()));
   int in[2], out[2];
   if (pipe(in) != 0 || pipe(out) != 0) {
     return absl::UnavailableError("cannot create pipes for fedge-evaluator");
@@ -77,8 +78,9 @@ absl::StatusOr<std::string> EvaluatorProcess::ReadLine() {
   return line;
 }
 
-absl::StatusOr<TrainOutput> EvaluatorProcess::Train(
-    const ModelState&, const TrainPlan&, absl::Span<const int64_t>) {
+absl::StatusOr<TrainOutput> EvaluatorProcess::Train(const ModelState&,
+                                                    const TrainPlan&,
+                                                    absl::Span<const int64_t>) {
   return absl::UnimplementedError("the central evaluator does not train");
 }
 

@@ -31,8 +31,9 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                        "model stream broken"));
+    if (!ok)
+      return Finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "model stream broken"));
     chunk_.clear_total_size_bytes();
     chunk_.clear_sha256();
     WriteNext();
@@ -180,11 +181,11 @@ grpc::ServerUnaryReactor* FederationService::Poll(
     grpc::CallbackServerContext* context, const v1::PollRequest* request,
     v1::PollResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  coordinator_->Poll(*request, [reactor, response](
-                                   absl::StatusOr<v1::PollResponse> result) {
-    if (result.ok()) *response = *std::move(result);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
+  coordinator_->Poll(
+      *request, [reactor, response](absl::StatusOr<v1::PollResponse> result) {
+        if (result.ok()) *response = *std::move(result);
+        reactor->Finish(ToGrpcStatus(result.status()));
+      });
   return reactor;
 }
 

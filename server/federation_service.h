@@ -42,10 +42,9 @@ class OperatorService final : public v1::Operator::CallbackService {
   explicit OperatorService(Coordinator* coordinator)
       : coordinator_(coordinator) {}
 
-  grpc::ServerUnaryReactor* GetStatus(
-      grpc::CallbackServerContext* context,
-      const v1::GetStatusRequest* request,
-      v1::GetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusResponse* response) override;
   grpc::ServerUnaryReactor* ListAgents(
       grpc::CallbackServerContext* context,
       const v1::ListAgentsRequest* request,

@@ -4,7 +4,8 @@
 //       The coordinator's state (Operator.GetStatus); exit 0 when it answers
 //       (usable as a container health check), 1 otherwise.
 //   fedge agents | rounds [...]      Operator.ListAgents / ListRounds.
-//   fedge inspect MODEL.fedge        Tensors, sizes and SHA-256 of a model file.
+//   fedge inspect MODEL.fedge        Tensors, sizes and SHA-256 of a model
+//   file.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -24,7 +25,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: fedge status|agents|rounds [--coordinator HOST:PORT]\n"
-    "                  [--tls.ca_path CA.pem | --insecure] [--tls.server_name N]\n"
+    "                  [--tls.ca_path CA.pem | --insecure] [--tls.server_name "
+    "N]\n"
     "       fedge inspect MODEL.fedge\n";
 
 int Fail(int code, absl::string_view message) {
@@ -35,8 +37,8 @@ int Fail(int code, absl::string_view message) {
 int Inspect(const std::string& path) {
   fedge::ModelDecoder decoder;
   fedge::Sha256 sha;
-  absl::Status fed = fedge::ReadFileChunks(
-      path, 1 << 20, [&](absl::string_view bytes) {
+  absl::Status fed =
+      fedge::ReadFileChunks(path, 1 << 20, [&](absl::string_view bytes) {
         sha.Update(bytes);
         return decoder.Feed(bytes);
       });
@@ -56,16 +58,18 @@ template <typename Request, typename Response, typename Method>
 int Call(const fedge::v1::ToolConfig& config, Method method) {
   auto creds = fedge::MakeChannelCredentials(config.tls());
   if (!creds.ok()) return Fail(2, creds.status().message());
-  auto channel = grpc::CreateCustomChannel(
-      config.coordinator(), *creds, fedge::MakeChannelArguments(config.tls(), 0));
+  auto channel =
+      grpc::CreateCustomChannel(config.coordinator(), *creds,
+                                fedge::MakeChannelArguments(config.tls(), 0));
   auto stub = fedge::v1::Operator::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(
       absl::Now() + absl::Seconds(config.timeout_seconds())));
   Response response;
-  absl::Status s = fedge::FromGrpcStatus(
-      ((*stub).*method)(&context, Request(), &response));
-  if (!s.ok()) return Fail(1, absl::StrCat(config.coordinator(), ": ", s.ToString()));
+  absl::Status s =
+      fedge::FromGrpcStatus(((*stub).*method)(&context, Request(), &response));
+  if (!s.ok())
+    return Fail(1, absl::StrCat(config.coordinator(), ": ", s.ToString()));
   std::string text;
   google::protobuf::TextFormat::PrintToString(response, &text);
   absl::PrintF("%s", text);
@@ -80,8 +84,8 @@ int main(int argc, char** argv) {
     args.push_back(std::string(argv[i]) == "--insecure" ? "--tls.insecure=true"
                                                         : argv[i]);
   }
-  auto cmd = fedge::ParseCommandLine(static_cast<int>(args.size()),
-                                     args.data(), {});
+  auto cmd =
+      fedge::ParseCommandLine(static_cast<int>(args.size()), args.data(), {});
   if (!cmd.ok()) return Fail(2, cmd.status().message());
   if (cmd->help || cmd->positional.empty()) {
     absl::PrintF("%s\nflags:\n%s", kUsage,
@@ -90,7 +94,8 @@ int main(int argc, char** argv) {
   }
   const std::string& verb = cmd->positional[0];
   if (verb == "inspect") {
-    if (cmd->positional.size() != 2) return Fail(2, "usage: fedge inspect FILE");
+    if (cmd->positional.size() != 2)
+      return Fail(2, "usage: fedge inspect FILE");
     return Inspect(cmd->positional[1]);
   }
   fedge::v1::ToolConfig config;

@@ -23,10 +23,10 @@ absl::StatusOr<LoadedData> LoadSynthetic(const v1::DataConfig& c,
   LoadedData data;
   data.train = std::move(split.first);
   data.test = std::move(split.second);
-  data.description = absl::StrCat(
-      "synthetic data (seed ", c.synthetic_seed(), ", ",
-      c.synthetic_num_classes(), " classes, separation ",
-      c.synthetic_separation(), ")");
+  data.description =
+      absl::StrCat("synthetic data (seed ", c.synthetic_seed(), ", ",
+                   c.synthetic_num_classes(), " classes, separation ",
+                   c.synthetic_separation(), ")");
   return data;
 }
 
@@ -66,7 +66,8 @@ absl::StatusOr<LoadedData> LoadFiles(const v1::DataConfig& c, bool test_only) {
       ASSIGN_OR_RETURN(data.test,
                        ReadIdx(c.idx_test_images(), c.idx_test_labels()));
     }
-    data.description = absl::StrCat("IDX data from '", c.idx_train_images(), "'");
+    data.description =
+        absl::StrCat("IDX data from '", c.idx_train_images(), "'");
     return data;
   }
   CsvOptions options;
@@ -114,9 +115,9 @@ absl::Status StandardizeAll(const v1::DataConfig& c, LoadedData& data) {
   }
   Standardize(data.train, mean, std);
   Standardize(data.test, mean, std);
-  absl::StrAppend(&data.description,
-                  absl::StrFormat(", standardized (mean %.4f, std %.4f)",
-                                  mean, std));
+  absl::StrAppend(
+      &data.description,
+      absl::StrFormat(", standardized (mean %.4f, std %.4f)", mean, std));
   return absl::OkStatus();
 }
 

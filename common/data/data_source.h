@@ -15,8 +15,8 @@ namespace fedge {
 
 struct LoadedData {
   Dataset train;
-  Dataset test;           // Empty (0 examples) when the source has none.
-  std::string description;  // e.g. "MNIST from data/mnist: 60000 train ..."
+  Dataset test;                // Empty (0 examples) when the source has none.
+  std::string description;     // e.g. "MNIST from data/mnist: 60000 train ..."
   bool used_fallback = false;  // True when synthetic data replaced MNIST.
 };
 

@@ -468,7 +468,6 @@ namespace {
 
 constexpr int64_t kMaxSyntheticFloats = int64_t{1} << 28;
 
-
 // Independent stream `stream` of `seed`.
 uint64_t StreamSeed(uint64_t seed, uint64_t stream) {
   return SplitMix64(seed + stream * 0x9e3779b97f4a7c15ULL);

@@ -19,8 +19,8 @@ class Builder {
   absl::Status Linear(const std::string& name, int64_t in, int64_t out) {
     return Uniform(name, {out, in}, in, /*bias=*/true);
   }
-  absl::Status Conv(const std::string& name, int64_t in, int64_t out,
-                    int64_t k, int64_t groups, bool bias) {
+  absl::Status Conv(const std::string& name, int64_t in, int64_t out, int64_t k,
+                    int64_t groups, bool bias) {
     return Uniform(name, {out, in / groups, k, k}, (in / groups) * k * k, bias);
   }
   absl::Status BatchNorm(const std::string& name, int64_t channels) {
@@ -28,9 +28,9 @@ class Builder {
     RETURN_IF_ERROR(Filled(params_, name + ".bias", channels, 0.0f));
     RETURN_IF_ERROR(Filled(buffers_, name + ".running_mean", channels, 0.0f));
     RETURN_IF_ERROR(Filled(buffers_, name + ".running_var", channels, 1.0f));
-    ASSIGN_OR_RETURN(TensorBuffer n, TensorBuffer::Zeros(
-                                         name + ".num_batches_tracked",
-                                         DType::kInt64, {}));
+    ASSIGN_OR_RETURN(
+        TensorBuffer n,
+        TensorBuffer::Zeros(name + ".num_batches_tracked", DType::kInt64, {}));
     buffers_.push_back(std::move(n));
     return absl::OkStatus();
   }
@@ -44,14 +44,15 @@ class Builder {
                        int64_t fan_in, bool bias) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
     const int64_t out = shape[0];
-    ASSIGN_OR_RETURN(TensorBuffer w, TensorBuffer::Zeros(
-                                         name + ".weight", DType::kFloat32,
+    ASSIGN_OR_RETURN(TensorBuffer w,
+                     TensorBuffer::Zeros(name + ".weight", DType::kFloat32,
                                          std::move(shape)));
     for (float& v : w.mutable_floats()) v = Draw(bound);
     params_.push_back(std::move(w));
     if (!bias) return absl::OkStatus();
-    ASSIGN_OR_RETURN(TensorBuffer b, TensorBuffer::Zeros(
-                                         name + ".bias", DType::kFloat32, {out}));
+    ASSIGN_OR_RETURN(
+        TensorBuffer b,
+        TensorBuffer::Zeros(name + ".bias", DType::kFloat32, {out}));
     for (float& v : b.mutable_floats()) v = Draw(bound);
     params_.push_back(std::move(b));
     return absl::OkStatus();

@@ -16,8 +16,8 @@ absl::Status CheckModelSpec(const ModelSpec& spec) {
   const std::string& arch = spec.architecture;
   if (std::find(names.begin(), names.end(), arch) == names.end()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown model architecture '", arch, "'; known: ",
-                     absl::StrJoin(names, ", ")));
+        absl::StrCat("unknown model architecture '", arch,
+                     "'; known: ", absl::StrJoin(names, ", ")));
   }
   if (spec.num_classes < 2) {
     return absl::InvalidArgumentError(
@@ -59,7 +59,8 @@ ModelSpec SpecFromConfig(const v1::ModelConfig& config,
 v1::ModelSpecProto SpecToProto(const ModelSpec& spec) {
   v1::ModelSpecProto p;
   p.set_architecture(spec.architecture);
-  for (int64_t h : spec.hidden_units) p.add_hidden_units(static_cast<int32_t>(h));
+  for (int64_t h : spec.hidden_units)
+    p.add_hidden_units(static_cast<int32_t>(h));
   for (int64_t d : spec.input_shape) p.add_input_shape(d);
   p.set_num_classes(static_cast<int32_t>(spec.num_classes));
   return p;

@@ -44,8 +44,9 @@ class FedAvgCnn : public Net {
  public:
   FedAvgCnn(int64_t channels, int64_t h, int64_t w, int64_t classes)
       : conv1_(register_module(
-            "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 32, 5)
-                                           .padding(2)))),
+            "conv1",
+            torch::nn::Conv2d(
+                torch::nn::Conv2dOptions(channels, 32, 5).padding(2)))),
         conv2_(register_module(
             "conv2",
             torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 5).padding(2)))),
@@ -70,15 +71,20 @@ class FedAvgCnn : public Net {
 class MobileCnn : public Net {
  public:
   MobileCnn(int64_t channels, int64_t classes) {
-    stem_ = register_module("stem", torch::nn::Conv2d(
-        torch::nn::Conv2dOptions(channels, 16, 3).stride(2).padding(1)
-            .bias(false)));
+    stem_ = register_module(
+        "stem", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 16, 3)
+                                      .stride(2)
+                                      .padding(1)
+                                      .bias(false)));
     stem_bn_ = register_module("stem_bn", torch::nn::BatchNorm2d(16));
     const int64_t widths[] = {16, 32, 64, 128};
     for (int i = 0; i < 3; ++i) {
-      auto dw = torch::nn::Conv2d(
-          torch::nn::Conv2dOptions(widths[i], widths[i], 3)
-              .stride(i == 0 ? 1 : 2).padding(1).groups(widths[i]).bias(false));
+      auto dw =
+          torch::nn::Conv2d(torch::nn::Conv2dOptions(widths[i], widths[i], 3)
+                                .stride(i == 0 ? 1 : 2)
+                                .padding(1)
+                                .groups(widths[i])
+                                .bias(false));
       auto pw = torch::nn::Conv2d(
           torch::nn::Conv2dOptions(widths[i], widths[i + 1], 1).bias(false));
       depthwise_.push_back(register_module(absl::StrCat("dw", i + 1), dw));

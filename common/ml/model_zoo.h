@@ -15,11 +15,11 @@
 #ifndef FEDGE_COMMON_ML_MODEL_ZOO_H_
 #define FEDGE_COMMON_ML_MODEL_ZOO_H_
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "common/ml/model_spec.h"

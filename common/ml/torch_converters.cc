@@ -30,8 +30,8 @@ absl::Status CheckFits(const TensorBuffer& b, const std::string& name,
       b.shape() != shape) {
     return absl::InvalidArgumentError(absl::StrCat(
         "state tensor ", b.DebugString(), " does not fit model tensor ", name,
-        " ", c10::toString(t.scalar_type()), "[",
-        absl::StrJoin(shape, ","), "]"));
+        " ", c10::toString(t.scalar_type()), "[", absl::StrJoin(shape, ","),
+        "]"));
   }
   return absl::OkStatus();
 }
@@ -55,16 +55,18 @@ absl::StatusOr<TensorBuffer> ToTensorBuffer(const std::string& name,
 }
 
 torch::Tensor ViewAsTensor(const TensorBuffer& buffer) {
-  return torch::from_blob(const_cast<uint8_t*>(buffer.data()), buffer.shape(),
-                          torch::TensorOptions().dtype(
-                              ToTorchDType(buffer.dtype())));
+  return torch::from_blob(
+      const_cast<uint8_t*>(buffer.data()), buffer.shape(),
+      torch::TensorOptions().dtype(ToTorchDType(buffer.dtype())));
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> StateTensors(
     const torch::nn::Module& module) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& p : module.named_parameters()) out.emplace_back(p.key(), p.value());
-  for (const auto& b : module.named_buffers()) out.emplace_back(b.key(), b.value());
+  for (const auto& p : module.named_parameters())
+    out.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers())
+    out.emplace_back(b.key(), b.value());
   return out;
 }
 
@@ -84,8 +86,8 @@ absl::Status ImportState(const ModelState& state, torch::nn::Module& module) {
         "state has ", state.size(), " tensors, the model ", tensors.size()));
   }
   for (size_t i = 0; i < tensors.size(); ++i) {
-    RETURN_IF_ERROR(CheckFits(state.tensor(i), tensors[i].first,
-                              tensors[i].second));
+    RETURN_IF_ERROR(
+        CheckFits(state.tensor(i), tensors[i].first, tensors[i].second));
   }
   return CallTorch([&]() -> absl::Status {
     torch::NoGradGuard no_grad;

@@ -5,10 +5,10 @@
 #ifndef FEDGE_COMMON_ML_TORCH_STATUS_H_
 #define FEDGE_COMMON_ML_TORCH_STATUS_H_
 
+#include <c10/util/Exception.h>
+
 #include <exception>
 #include <string>
-
-#include <c10/util/Exception.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

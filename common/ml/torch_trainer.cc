@@ -23,9 +23,9 @@ absl::Status CheckDataset(const Dataset& d, const ModelSpec& spec,
         "] but the model takes [", absl::StrJoin(spec.input_shape, ","), "]"));
   }
   if (d.num_classes > spec.num_classes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " has ", d.num_classes, " classes, the model ",
-                     spec.num_classes));
+    return absl::InvalidArgumentError(absl::StrCat(what, " has ", d.num_classes,
+                                                   " classes, the model ",
+                                                   spec.num_classes));
   }
   return absl::OkStatus();
 }
@@ -34,7 +34,8 @@ absl::Status CheckPlan(const TrainPlan& plan) {
   if (plan.epochs < 1 || plan.batch_size < 1 || !(plan.learning_rate > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "train plan needs epochs >= 1, batch_size >= 1, learning_rate > 0; "
-        "got epochs=", plan.epochs, " batch_size=", plan.batch_size,
+        "got epochs=",
+        plan.epochs, " batch_size=", plan.batch_size,
         " learning_rate=", plan.learning_rate));
   }
   return absl::OkStatus();
@@ -171,8 +172,8 @@ absl::StatusOr<ModelState> TorchTrainer::Delta(const ModelState& global) const {
   auto tensors = StateTensors(*net_);
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorBuffer& g = global.tensor(i);
-    ASSIGN_OR_RETURN(TensorBuffer d,
-                     TensorBuffer::Uninitialized(g.name(), g.dtype(), g.shape()));
+    ASSIGN_OR_RETURN(TensorBuffer d, TensorBuffer::Uninitialized(
+                                         g.name(), g.dtype(), g.shape()));
     RETURN_IF_ERROR(CallTorch([&]() -> absl::Status {
       torch::NoGradGuard no_grad;
       torch::Tensor out = ViewAsTensor(d);
@@ -205,10 +206,10 @@ absl::StatusOr<EvalMetrics> TorchTrainer::Evaluate(const ModelState& weights) {
       const int64_t end = std::min(m.num_examples, begin + bs);
       torch::Tensor logits = net_->forward(eval_x_.slice(0, begin, end));
       torch::Tensor y = eval_y_.slice(0, begin, end);
-      loss_sum += F::cross_entropy(logits, y,
-                                   F::CrossEntropyFuncOptions().reduction(
-                                       torch::kSum))
-                      .item<double>();
+      loss_sum +=
+          F::cross_entropy(logits, y,
+                           F::CrossEntropyFuncOptions().reduction(torch::kSum))
+              .item<double>();
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     }
     net_->train();

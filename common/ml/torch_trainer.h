@@ -19,10 +19,10 @@
 namespace fedge::ml {
 
 struct TorchTrainerOptions {
-  ModelSpec model;                  // Network to build.
-  const Dataset* train = nullptr;   // Local training examples (required).
-  const Dataset* eval = nullptr;    // Evaluation examples (optional).
-  int64_t eval_batch_size = 1000;   // Examples per evaluation forward pass.
+  ModelSpec model;                 // Network to build.
+  const Dataset* train = nullptr;  // Local training examples (required).
+  const Dataset* eval = nullptr;   // Evaluation examples (optional).
+  int64_t eval_batch_size = 1000;  // Examples per evaluation forward pass.
 };
 
 class TorchTrainer final : public LocalTrainer {

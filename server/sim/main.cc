@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
                summary->rounds.size(), summary->total_seconds,
                100 * summary->best_accuracy);
   if (summary->first_round_at_target > 0) {
-    absl::PrintF(", reached %.2f%% at round %d", 100 * config.stop_at_accuracy(),
+    absl::PrintF(", reached %.2f%% at round %d",
+                 100 * config.stop_at_accuracy(),
                  summary->first_round_at_target);
   }
   absl::PrintF("\n");

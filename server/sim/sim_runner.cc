@@ -1,8 +1,8 @@
 #include "server/sim/sim_runner.h"
 
-#include <thread>
-
 #include <ATen/Parallel.h>
+
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -74,8 +74,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   RETURN_IF_ERROR(ValidateSimConfig(c));
   const absl::Time start = absl::Now();
   ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
-  absl::FPrintF(out, "%s%s\n", data.used_fallback ? "WARNING: " : "data: ",
-                data.description);
+  absl::FPrintF(out, "%s%s\n",
+                data.used_fallback ? "WARNING: " : "data: ", data.description);
   if (data.test.num_examples() == 0) {
     return absl::InvalidArgumentError(
         "the simulation needs a test set to report accuracy (data.*_test_*)");
@@ -85,10 +85,9 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   const int threads = NumThreads(c);
   at::set_num_threads(threads);  // Evaluation on the main thread.
   ASSIGN_OR_RETURN(auto trainers, MakeTrainers(c, data, threads));
-  ASSIGN_OR_RETURN(
-      ModelState initial,
-      ml::InitialModelState(ml::SpecFromConfig(
-          c.model(), data.train.example_shape, data.train.num_classes)));
+  ASSIGN_OR_RETURN(ModelState initial, ml::InitialModelState(ml::SpecFromConfig(
+                                           c.model(), data.train.example_shape,
+                                           data.train.num_classes)));
   absl::FPrintF(out,
                 "model %s (%d parameters), %d agents (%s split), C=%g, E=%d, "
                 "B=%d, lr=%g, %d worker threads\n",
@@ -104,10 +103,10 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   options.seed = c.seed();
   options.eval_every_rounds = c.eval_every_rounds();
   options.stop_at_accuracy = c.stop_at_accuracy();
-  ASSIGN_OR_RETURN(
-      auto sim, Simulator::Create(options, std::move(partition),
-                                  std::move(initial), std::move(trainers),
-                                  [](int) { at::set_num_threads(1); }));
+  ASSIGN_OR_RETURN(auto sim,
+                   Simulator::Create(options, std::move(partition),
+                                     std::move(initial), std::move(trainers),
+                                     [](int) { at::set_num_threads(1); }));
 
   std::unique_ptr<HistoryWriter> history;
   if (!c.history_out().empty()) {

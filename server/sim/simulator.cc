@@ -20,7 +20,8 @@ std::string SimAgentId(int index) {
 int SimAgentIndex(const std::string& agent_id) {
   absl::string_view rest = agent_id;
   int index;
-  if (!absl::ConsumePrefix(&rest, "agent-") || !absl::SimpleAtoi(rest, &index)) {
+  if (!absl::ConsumePrefix(&rest, "agent-") ||
+      !absl::SimpleAtoi(rest, &index)) {
     return -1;
   }
   return index;
@@ -35,7 +36,8 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
     return absl::InvalidArgumentError("the simulation needs at least 1 agent");
   }
   if (trainers.empty()) {
-    return absl::InvalidArgumentError("the simulation needs at least 1 trainer");
+    return absl::InvalidArgumentError(
+        "the simulation needs at least 1 trainer");
   }
   if (options.eval_every_rounds < 1) {
     return absl::InvalidArgumentError("eval_every_rounds must be >= 1");

@@ -46,7 +46,8 @@ TensorBuffer Zeros(const std::string& name, DType dtype,
 
 TensorBuffer Floats(const std::string& name, std::vector<int64_t> shape,
                     std::vector<float> values) {
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats(name, shape, values);
+  absl::StatusOr<TensorBuffer> t =
+      TensorBuffer::FromFloats(name, shape, values);
   EXPECT_TRUE(t.ok()) << t.status();
   return std::move(t).value();
 }
@@ -143,7 +144,8 @@ TEST(WeightedMeanAccumulatorTest, ThousandUpdates_MatchesFloat64Reference) {
   EXPECT_DOUBLE_EQ(acc.total_weight(), static_cast<double>(ref_weight));
   absl::StatusOr<ModelState> mean = acc.Mean();
   ASSERT_TRUE(mean.ok()) << mean.status();
-  ASSERT_TRUE(CheckSameSchema(schema, *mean).ok()) << CheckSameSchema(schema, *mean);
+  ASSERT_TRUE(CheckSameSchema(schema, *mean).ok())
+      << CheckSameSchema(schema, *mean);
   for (size_t i = 0; i < mean->size(); ++i) {
     const TensorBuffer& t = mean->tensor(i);
     if (t.dtype() == DType::kInt64) {
@@ -349,7 +351,8 @@ TEST(WeightedMeanAccumulatorTest,
     ASSERT_TRUE(reference.Add(u1, 10).ok());
 
     absl::Status validated = acc.Validate(bad, bad_weight);
-    EXPECT_EQ(validated.code(), absl::StatusCode::kInvalidArgument) << validated;
+    EXPECT_EQ(validated.code(), absl::StatusCode::kInvalidArgument)
+        << validated;
     absl::Status added = acc.Add(bad, bad_weight);
     EXPECT_EQ(added.code(), absl::StatusCode::kInvalidArgument) << added;
     EXPECT_EQ(acc.num_updates(), 1);
@@ -364,7 +367,8 @@ TEST(WeightedMeanAccumulatorTest,
   }
 }
 
-TEST(WeightedMeanAccumulatorTest, InvalidFirstUpdate_MeanStaysFailedPrecondition) {
+TEST(WeightedMeanAccumulatorTest,
+     InvalidFirstUpdate_MeanStaysFailedPrecondition) {
   for (const InvalidCase& c : InvalidCases()) {
     SCOPED_TRACE(c.label);
     std::mt19937_64 rng(8);
@@ -434,7 +438,8 @@ TEST(WeightedMeanAccumulatorTest, MoveKeepsState) {
   ExpectIdentical(moved.Mean().value(), u);
 }
 
-TEST(WeightedMeanAccumulatorTest, ThousandUpdatesOfOneMegabyteModel_MemoryStaysFlat) {
+TEST(WeightedMeanAccumulatorTest,
+     ThousandUpdatesOfOneMegabyteModel_MemoryStaysFlat) {
   // 1 MiB of float32 in three tensors, plus a counter.
   ModelState schema;
   schema.Add(Zeros("a", DType::kFloat32, {512, 256}));  // 512 KiB

@@ -252,7 +252,8 @@ TEST(SetFieldByPathTest, UnknownField_NamesItAndListsValidOnes) {
 
 TEST(SetFieldByPathTest, BadValue_NamesTheField) {
   SimConfig config;
-  for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& [field, value] :
+       std::vector<std::pair<std::string, std::string>>{
            {"train.batch_size", "abc"},
            {"train.batch_size", "3.5"},
            {"train.batch_size", "3000000000"},  // Over int32.
@@ -320,10 +321,10 @@ TEST(ParseCommandLineTest, ConfigAliasesOwnFlagsAndPositional) {
             spec);
   ASSERT_TRUE(cmd.ok()) << cmd.status();
   EXPECT_EQ(cmd->config_path, "configs/sim/a.textproto");
-  EXPECT_THAT(cmd->overrides,
-              ElementsAre(Pair("data.data_dir", "../shared/data/mnist"),
-                          Pair("train.learning_rate", "0.05"),
-                          Pair("rounds", "3")));
+  EXPECT_THAT(
+      cmd->overrides,
+      ElementsAre(Pair("data.data_dir", "../shared/data/mnist"),
+                  Pair("train.learning_rate", "0.05"), Pair("rounds", "3")));
   EXPECT_THAT(cmd->flags, UnorderedElementsAre(Pair("port_file", "/tmp/p"),
                                                Pair("log_level", "WARNING")));
   EXPECT_THAT(cmd->positional, ElementsAre("run", "extra"));
@@ -379,10 +380,10 @@ TEST(BuildConfigTest, FileThenOverridesInOrder) {
   SimConfig config;
   absl::Status s = BuildConfig(*cmd, &config);
   ASSERT_TRUE(s.ok()) << s;
-  EXPECT_EQ(config.num_agents(), 20);             // File.
-  EXPECT_EQ(config.train().epochs(), 2);          // File.
-  EXPECT_EQ(config.train().batch_size(), 32);     // Flag over file.
-  EXPECT_EQ(config.rounds(), 9);                  // Last flag wins.
+  EXPECT_EQ(config.num_agents(), 20);                  // File.
+  EXPECT_EQ(config.train().epochs(), 2);               // File.
+  EXPECT_EQ(config.train().batch_size(), 32);          // Flag over file.
+  EXPECT_EQ(config.rounds(), 9);                       // Last flag wins.
   EXPECT_EQ(config.data().data_dir(), "/data/mnist");  // Alias.
   EXPECT_EQ(config.data().source(), "synthetic");      // File.
   EXPECT_FALSE(config.data().synthetic_fallback());
@@ -411,7 +412,8 @@ TEST(BuildConfigTest, MissingConfigFile_IsNotFound) {
 
 TEST(BuildConfigTest, BadFile_IsInvalidArgumentWithLine) {
   CommandLine cmd;
-  cmd.config_path = WriteTempFile("rounds: 3\nmodel {\n  architecture: 2nn\n}\n");
+  cmd.config_path =
+      WriteTempFile("rounds: 3\nmodel {\n  architecture: 2nn\n}\n");
   SimConfig config;
   absl::Status s = BuildConfig(cmd, &config);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;

@@ -117,10 +117,9 @@ TEST(CheckedNumElementsTest, NegativeDimension_IsInvalidArgument) {
   absl::StatusOr<int64_t> n = CheckedNumElements({4, -1});
   EXPECT_EQ(n.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(n.status().message()), HasSubstr("negative"));
-  EXPECT_EQ(CheckedNumElements({std::numeric_limits<int64_t>::min()})
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      CheckedNumElements({std::numeric_limits<int64_t>::min()}).status().code(),
+      absl::StatusCode::kInvalidArgument);
   // A zero dimension does not hide a negative one.
   EXPECT_EQ(CheckedNumElements({0, -3}).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -200,10 +199,9 @@ TEST(TensorBufferTest, Zeros_NegativeDim_IsInvalidArgumentNamingTensor) {
 }
 
 TEST(TensorBufferTest, Zeros_RankOverLimit_IsInvalidArgument) {
-  EXPECT_TRUE(
-      TensorBuffer::Zeros("r8", DType::kFloat32,
-                          std::vector<int64_t>(kMaxTensorRank, 1))
-          .ok());
+  EXPECT_TRUE(TensorBuffer::Zeros("r8", DType::kFloat32,
+                                  std::vector<int64_t>(kMaxTensorRank, 1))
+                  .ok());
   absl::StatusOr<TensorBuffer> t = TensorBuffer::Zeros(
       "r9", DType::kFloat32, std::vector<int64_t>(kMaxTensorRank + 1, 1));
   EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
@@ -219,7 +217,8 @@ TEST(TensorBufferTest, Zeros_TooManyElements_FailsWithoutAllocating) {
              {kInt64Max, 2},
              {65536, 65536, 65536},
          }) {
-      absl::StatusOr<TensorBuffer> t = TensorBuffer::Zeros("huge", dtype, shape);
+      absl::StatusOr<TensorBuffer> t =
+          TensorBuffer::Zeros("huge", dtype, shape);
       EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
       EXPECT_THAT(std::string(t.status().message()), HasSubstr("huge"));
     }
@@ -236,7 +235,8 @@ TEST(TensorBufferTest, Zeros_TooManyElements_FailsWithoutAllocating) {
 
 TEST(TensorBufferTest, FromFloats_CopiesValues) {
   std::vector<float> values = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -0.5f};
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats("w", {2, 3}, values);
+  absl::StatusOr<TensorBuffer> t =
+      TensorBuffer::FromFloats("w", {2, 3}, values);
   ASSERT_TRUE(t.ok()) << t.status();
   values[0] = 99.0f;  // The buffer owns its own copy.
   EXPECT_THAT(t->floats(), ElementsAre(1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -0.5f));
@@ -253,12 +253,14 @@ TEST(TensorBufferTest, FromFloats_EmptyShapeZeroValues) {
 
 TEST(TensorBufferTest, FromFloats_CountMismatch_IsInvalidArgument) {
   const std::vector<float> values = {1, 2, 3, 4, 5};
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats("w", {2, 3}, values);
+  absl::StatusOr<TensorBuffer> t =
+      TensorBuffer::FromFloats("w", {2, 3}, values);
   EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(t.status().message()), HasSubstr("'w'"));
-  EXPECT_EQ(
-      TensorBuffer::FromFloats("w", {}, absl::Span<const float>()).status().code(),
-      absl::StatusCode::kInvalidArgument);  // A scalar needs one value.
+  EXPECT_EQ(TensorBuffer::FromFloats("w", {}, absl::Span<const float>())
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // A scalar needs one value.
 }
 
 TEST(TensorBufferTest, FromFloats_BadNameOrShape_IsInvalidArgument) {
@@ -374,8 +376,8 @@ TEST(ModelStateTest, SchemaOf_ListsSpecsInOrder) {
 
 TEST(CheckSchemaTest, SameSchemaDifferentValues_IsOk) {
   EXPECT_TRUE(CheckSameSchema(SmallModel(1, 2, 3), SmallModel(-4, 5, 6)).ok());
-  EXPECT_TRUE(CheckSchema(SchemaOf(SmallModel(1, 2, 3)), SmallModel(0, 0, 0))
-                  .ok());
+  EXPECT_TRUE(
+      CheckSchema(SchemaOf(SmallModel(1, 2, 3)), SmallModel(0, 0, 0)).ok());
   EXPECT_TRUE(CheckSameSchema(ModelState(), ModelState()).ok());
 }
 
@@ -438,7 +440,8 @@ TEST(CheckSchemaTest, WrongOrder_IsInvalidArgument) {
 // CheckFinite.
 
 TEST(CheckFiniteTest, FiniteValues_IsOk) {
-  ModelState m = SmallModel(1e30f, -1e-30f, std::numeric_limits<int64_t>::min());
+  ModelState m =
+      SmallModel(1e30f, -1e-30f, std::numeric_limits<int64_t>::min());
   EXPECT_TRUE(CheckFinite(m).ok());
   EXPECT_TRUE(CheckFinite(ModelState()).ok());
 }
@@ -526,7 +529,8 @@ TEST(AddScaledInPlaceTest, InvertsSubtract) {
   EXPECT_THAT(base.tensor(2).int64s(), ElementsAre(11));
 }
 
-TEST(AddScaledInPlaceTest, SchemaMismatch_IsInvalidArgumentAndLeavesTargetUnchanged) {
+TEST(AddScaledInPlaceTest,
+     SchemaMismatch_IsInvalidArgumentAndLeavesTargetUnchanged) {
   ModelState a = SmallModel(1, 2, 5);
   ModelState wrong;
   wrong.Add(Floats("w", {2, 2}, {9, 9, 9, 9}));

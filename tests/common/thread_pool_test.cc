@@ -135,7 +135,9 @@ TEST(ThreadPoolTest, OnStart_RunsOncePerWorkerBeforeItsTasks) {
 
 TEST(ThreadPoolTest, OnStart_RunsEvenWithoutBatches) {
   std::atomic<int> calls{0};
-  { ThreadPool pool(3, [&](int) { calls.fetch_add(1); }); }
+  {
+    ThreadPool pool(3, [&](int) { calls.fetch_add(1); });
+  }
   EXPECT_EQ(calls.load(), 3);
 }
 

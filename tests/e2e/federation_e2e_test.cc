@@ -40,7 +40,8 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
   }
   EXPECT_GT(Number(rows[2], "test_accuracy"), Number(rows[0], "test_accuracy"))
       << coordinator->Log();
-  EXPECT_FALSE(ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge").empty());
+  EXPECT_FALSE(
+      ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge").empty());
   // The operator tool reads the final model.
   Process inspect({kBinaryDir + "/server/fedge", "inspect",
                    dir_ + "/coordinator/final_model.fedge"},
@@ -58,17 +59,20 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
 
 TEST_F(FederationTest, AgentKilledMidRound_RoundClosesAtDeadlineWithQuorum) {
   int port;
-  auto coordinator = StartCoordinator(
-      {"--rounds=3", "--strategy.round_deadline_ms=3000",
-       "--agent_timeout_ms=10000"},
-      &port);
+  auto coordinator =
+      StartCoordinator({"--rounds=3", "--strategy.round_deadline_ms=3000",
+                        "--agent_timeout_ms=10000"},
+                       &port);
   auto a1 = StartAgent(1, port);
   auto a2 = StartAgent(2, port);
   // Agent 3 trains slowly, so it is still busy when it is killed.
   auto a3 = StartAgent(3, port, {"--profile.compute_slowdown=1000"});
-  ASSERT_TRUE(WaitFor([&] { return coordinator->Log().find("round 1 started") !=
-                                   std::string::npos; },
-                      absl::Seconds(60))) << coordinator->Log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return coordinator->Log().find("round 1 started") != std::string::npos;
+      },
+      absl::Seconds(60)))
+      << coordinator->Log();
   absl::SleepFor(absl::Seconds(1));
   a3->Signal(SIGKILL);
   ASSERT_TRUE(WaitForRounds(1, absl::Seconds(30))) << coordinator->Log();
@@ -101,8 +105,8 @@ TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
 
   int port2;
   auto restarted = StartCoordinator(
-      {"--rounds=4", absl::StrCat("--listen_address=127.0.0.1:", port)},
-      &port2, "coordinator-restarted");
+      {"--rounds=4", absl::StrCat("--listen_address=127.0.0.1:", port)}, &port2,
+      "coordinator-restarted");
   ASSERT_EQ(port2, port);
   // The operator tool sees the restarted coordinator (TLS).
   Process status({kBinaryDir + "/server/fedge", "status",
@@ -114,11 +118,11 @@ TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
   ASSERT_EQ(restarted->Wait(absl::Seconds(120)), 0) << restarted->Log();
   const std::string log2 = restarted->Log();
   EXPECT_THAT(log2, HasSubstr(absl::StrCat("resumed from checkpoint: model "
-                                           "version ", rounds_before,
-                                           " sha256 ")));
+                                           "version ",
+                                           rounds_before, " sha256 ")));
   if (rounds_before == 2) EXPECT_THAT(log2, HasSubstr(round2_sha));
-  EXPECT_THAT(log2, HasSubstr(absl::StrCat("round ", rounds_before + 1,
-                                           " completed")));
+  EXPECT_THAT(
+      log2, HasSubstr(absl::StrCat("round ", rounds_before + 1, " completed")));
   auto rows = History();
   ASSERT_EQ(rows.size(), 4u);
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -130,10 +134,10 @@ TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
 TEST_F(FederationTest, MutualTls_AgentsWithCertificatesTrain) {
   const std::string certs = CertDir();
   int port;
-  auto coordinator = StartCoordinator(
-      {"--rounds=1", "--tls.require_client_cert=true",
-       "--tls.ca_path=" + certs + "/ca.pem"},
-      &port);
+  auto coordinator =
+      StartCoordinator({"--rounds=1", "--tls.require_client_cert=true",
+                        "--tls.ca_path=" + certs + "/ca.pem"},
+                       &port);
   std::vector<std::unique_ptr<Process>> agents;
   for (int i = 1; i <= 3; ++i) {
     agents.push_back(StartAgent(
@@ -149,15 +153,16 @@ TEST_F(FederationTest, MutualTls_AgentsWithCertificatesTrain) {
 }
 
 TEST_F(FederationTest, BadConfig_NamesTheField) {
-  Process p({kBinaryDir + "/server/fedge-coordinator",
-             "--config=" + kSourceDir + "/configs/coordinator/mnist_2nn.textproto",
-             "--state_dir=" + dir_ + "/c", "--strategy.min_fit_agents=0"},
-            dir_ + "/bad.log");
+  Process p(
+      {kBinaryDir + "/server/fedge-coordinator",
+       "--config=" + kSourceDir + "/configs/coordinator/mnist_2nn.textproto",
+       "--state_dir=" + dir_ + "/c", "--strategy.min_fit_agents=0"},
+      dir_ + "/bad.log");
   EXPECT_EQ(p.Wait(absl::Seconds(30)), 2);
   EXPECT_THAT(p.Log(), HasSubstr("strategy.min_fit_agents"));
-  Process no_tls({kBinaryDir + "/server/fedge-coordinator",
-                  "--state_dir=" + dir_ + "/c"},
-                 dir_ + "/notls.log");
+  Process no_tls(
+      {kBinaryDir + "/server/fedge-coordinator", "--state_dir=" + dir_ + "/c"},
+      dir_ + "/notls.log");
   EXPECT_EQ(no_tls.Wait(absl::Seconds(30)), 2);
   EXPECT_THAT(no_tls.Log(), HasSubstr("tls.cert_path"));
 }

@@ -66,13 +66,14 @@ std::unique_ptr<Process> FederationTest::StartCoordinator(
   std::remove((state_dir + "/port").c_str());
   auto p = std::make_unique<Process>(argv, dir_ + "/" + name + ".log");
   const bool up = WaitFor(
-      [&] { return !ReadFileOrEmpty(state_dir + "/port").empty() ||
-                   !p->running(); },
+      [&] {
+        return !ReadFileOrEmpty(state_dir + "/port").empty() || !p->running();
+      },
       absl::Seconds(60));
   EXPECT_TRUE(up && p->running()) << p->Log();
   *port = 0;
-  absl::SimpleAtoi(absl::StripAsciiWhitespace(
-                       ReadFileOrEmpty(state_dir + "/port")), port);
+  absl::SimpleAtoi(
+      absl::StripAsciiWhitespace(ReadFileOrEmpty(state_dir + "/port")), port);
   return p;
 }
 

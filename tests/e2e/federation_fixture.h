@@ -33,8 +33,8 @@ class FederationTest : public ::testing::Test {
       const std::vector<std::string>& flags, int* port,
       const std::string& name = "coordinator");
   // Starts fedge-agent number `i` against `port` with `flags`.
-  std::unique_ptr<Process> StartAgent(int i, int port,
-                                      const std::vector<std::string>& flags = {});
+  std::unique_ptr<Process> StartAgent(
+      int i, int port, const std::vector<std::string>& flags = {});
 
   // Rows of <state_dir>/history.csv as column -> value maps.
   std::vector<std::map<std::string, std::string>> History(

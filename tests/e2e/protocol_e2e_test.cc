@@ -230,7 +230,8 @@ TEST_F(ProtocolTest, HundredMegabyteModel_TransfersIntact) {
   auto coordinator = StartCoordinator(
       {"--rounds=1", "--strategy.count=1", "--strategy.min_available_agents=1",
        "--strategy.min_fit_agents=1", "--model.architecture=mlp",
-       "--model.hidden_units=5000,5000", "--eval_data.synthetic_test_examples=100"},
+       "--model.hidden_units=5000,5000",
+       "--eval_data.synthetic_test_examples=100"},
       &port);
   RawClient a(port, ClientTls(CertDir(), ""));
   ASSERT_TRUE(a.Join("big").ok());
@@ -252,10 +253,10 @@ TEST_F(ProtocolTest, HundredMegabyteModel_TransfersIntact) {
 TEST_F(ProtocolTest, MutualTls_RefusesClientsWithoutValidCertificate) {
   const std::string certs = CertDir();
   int port;
-  auto coordinator = StartCoordinator(
-      {"--rounds=1", "--tls.require_client_cert=true",
-       "--tls.ca_path=" + certs + "/ca.pem"},
-      &port);
+  auto coordinator =
+      StartCoordinator({"--rounds=1", "--tls.require_client_cert=true",
+                        "--tls.ca_path=" + certs + "/ca.pem"},
+                       &port);
   RawClient none(port, ClientTls(certs, ""));
   EXPECT_EQ(none.Join("x").code(), absl::StatusCode::kUnavailable);
   v1::TlsConfig foreign = ClientTls(certs, "");

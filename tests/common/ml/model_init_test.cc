@@ -43,7 +43,8 @@ TEST(ModelInitTest, Values_FollowPyTorchDefaultBounds) {
     sum_sq += v * v;
   }
   // Uniform(-b, b) has variance b^2 / 3.
-  EXPECT_NEAR(sum_sq / w.num_elements(), bound * bound / 3, 0.05 * bound * bound);
+  EXPECT_NEAR(sum_sq / w.num_elements(), bound * bound / 3,
+              0.05 * bound * bound);
 }
 
 TEST(ModelInitTest, BatchNorm_StartsAsIdentity) {

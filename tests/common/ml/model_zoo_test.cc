@@ -35,8 +35,8 @@ TEST(ModelZooTest, Mlp_FollowsHiddenUnits) {
 TEST(ModelZooTest, MobileCnn_IsSmallDepthwiseSeparable) {
   // stem 3x3x1x16; per block depthwise 3x3xC + pointwise CxC'; BN gamma and
   // beta per channel; fc 128x10 + 10.
-  const int64_t convs = 9 * 16 + (9 * 16 + 16 * 32) + (9 * 32 + 32 * 64) +
-                        (9 * 64 + 64 * 128);
+  const int64_t convs =
+      9 * 16 + (9 * 16 + 16 * 32) + (9 * 32 + 32 * 64) + (9 * 64 + 64 * 128);
   const int64_t bns = 2 * (16 + 16 + 32 + 32 + 64 + 64 + 128);
   EXPECT_EQ(Params("mobile_cnn"), convs + bns + 128 * 10 + 10);
 }
@@ -67,8 +67,7 @@ TEST(ModelZooTest, UnknownArchitecture_ListsKnownOnes) {
   spec.architecture = "resnet9000";
   auto net = BuildModel(spec);
   EXPECT_EQ(net.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(net.status().message()),
-              testing::HasSubstr("2nn"));
+  EXPECT_THAT(std::string(net.status().message()), testing::HasSubstr("2nn"));
 }
 
 TEST(ModelZooTest, CnnOnFlatInput_IsRefused) {

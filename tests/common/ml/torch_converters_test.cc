@@ -61,7 +61,8 @@ TEST(TorchConvertersTest, ImportOfWrongSchema_LeavesModelUnchanged) {
   auto state = ExportState(**b);
   ASSERT_TRUE(state.ok());
   torch::Tensor before = (*a)->parameters()[0].clone();
-  EXPECT_EQ(ImportState(*state, **a).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ImportState(*state, **a).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(torch::equal(before, (*a)->parameters()[0]));
 }
 

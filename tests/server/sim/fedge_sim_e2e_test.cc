@@ -14,7 +14,8 @@
 namespace fedge {
 namespace {
 
-const std::string kSim = std::string(FEDGE_BINARY_DIR) + "/server/sim/fedge-sim";
+const std::string kSim =
+    std::string(FEDGE_BINARY_DIR) + "/server/sim/fedge-sim";
 const std::string kConfigs = std::string(FEDGE_SOURCE_DIR) + "/configs/sim/";
 
 struct Result {
@@ -47,8 +48,9 @@ TEST(FedgeSimE2eTest, SyntheticRun_AccuracyRises) {
   const std::string history = testing::TempDir() + "/sim_history.csv";
   std::remove(history.c_str());
   Result r = RunSim(absl::StrCat("--config ", kConfigs,
-                              "synthetic_smoke.textproto --rounds 6 "
-                              "--num_threads 2 --history_out ", history));
+                                 "synthetic_smoke.textproto --rounds 6 "
+                                 "--num_threads 2 --history_out ",
+                                 history));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, testing::HasSubstr("round    6/6"));
   auto rows = ReadCsv(history);
@@ -78,15 +80,15 @@ TEST(FedgeSimE2eTest, MissingMnist_FallsBackToSyntheticAndSaysSo) {
 }
 
 TEST(FedgeSimE2eTest, BadValue_NamesTheField) {
-  Result r = RunSim(absl::StrCat("--config ", kConfigs,
-                              "synthetic_smoke.textproto --train.batch_size=0"));
+  Result r = RunSim(absl::StrCat(
+      "--config ", kConfigs, "synthetic_smoke.textproto --train.batch_size=0"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, testing::HasSubstr("train.batch_size"));
 }
 
 TEST(FedgeSimE2eTest, UnknownFlag_NamesIt) {
   Result r = RunSim(absl::StrCat("--config ", kConfigs,
-                              "synthetic_smoke.textproto --trian.epochs=2"));
+                                 "synthetic_smoke.textproto --trian.epochs=2"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, testing::HasSubstr("trian"));
 }

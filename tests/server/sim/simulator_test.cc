@@ -16,9 +16,9 @@ class FakeTrainer : public LocalTrainer {
                        std::vector<int64_t>* sizes)
       : target_(target), mu_(mu), sizes_(sizes) {}
 
-  absl::StatusOr<TrainOutput> Train(const ModelState& global,
-                                    const TrainPlan& plan,
-                                    absl::Span<const int64_t> indices) override {
+  absl::StatusOr<TrainOutput> Train(
+      const ModelState& global, const TrainPlan& plan,
+      absl::Span<const int64_t> indices) override {
     TrainOutput out;
     out.delta = global.Clone();
     for (float& v : out.delta.mutable_tensor(0).mutable_floats()) {
@@ -125,7 +125,8 @@ TEST(SimulatorTest, EvalEvery_SkipsEvaluationButNotTheLastRound) {
   auto records = (*sim)->Run(nullptr);
   ASSERT_TRUE(records.ok());
   std::vector<bool> evaluated;
-  for (const auto& r : *records) evaluated.push_back(r.test_accuracy.has_value());
+  for (const auto& r : *records)
+    evaluated.push_back(r.test_accuracy.has_value());
   EXPECT_EQ(evaluated, (std::vector<bool>{false, true, false, true, true}));
 }
 
