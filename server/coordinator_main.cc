@@ -1,6 +1,6 @@
 // fedge-coordinator: the federation's server.
 //
-//   fedge-coordinator --config configs/coordinator/mnist_2nn.textproto \
+//   fedge-coordinator --config configs/coordinator/mnist_2nn.textproto
 //       [--listen_address 0.0.0.0:50051] [--state_dir DIR] [--insecure]
 //       [--field.path=VALUE ...]
 // SIGTERM or SIGINT stops it cleanly (checkpoints are written every round).

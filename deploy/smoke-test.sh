@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# smoke-test.sh: end-to-end test of the docker-compose federation
+# (deploy/docker-compose.yml). Bounded in time; exits non-zero with a message
+# on the first failure; always tears everything down (docker-compose down -v).
+#
+#   deploy/smoke-test.sh [--synthetic] [--keep-results]
+#
+#  1. docker: installs docker.io and docker-compose when missing and starts
+#     dockerd when none answers (both only as root);
+#  2. seeds debian:bookworm-slim when missing (deploy/seed-base-image.sh);
+#  3. builds the images (layer cache: a re-run after a source edit only
+#     recompiles; nothing changed: seconds);
+#  4. starts the coordinator and 3 agents (MNIST from ../shared/data/mnist
+#     or $FEDGE_SMOKE_MNIST_DIR when present, else the synthetic set), and
+#     waits for 3 rounds with a test accuracy in history.csv;
+#  5. kills one agent container and waits for 2 more rounds completed by the
+#     other two;
+#  6. restarts the coordinator container, checks its log says "resumed from
+#     checkpoint" and waits for a further round;
+#  7. prints the history, the wall time and the image sizes.
+#
+# Environment: FEDGE_SMOKE_TIMEOUT (overall limit in seconds, default 3600,
+# the first image build included), FEDGE_SMOKE_MNIST_DIR, FEDGE_MTLS=1 (run
+# it with mutual TLS), FEDGE_BUILD_JOBS.
+set -Eeuo pipefail
+
+PROG="smoke-test"
+deploy="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$deploy")"
+project="fedge-smoke"
+limit="${FEDGE_SMOKE_TIMEOUT:-3600}"
+synthetic=0
+keep_results=0
+for arg in "$@"; do
+  case "$arg" in
+    --synthetic) synthetic=1 ;;
+    --keep-results) keep_results=1 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "$PROG: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+start=$SECONDS
+step() { printf '\n[%s +%ds] %s\n' "$PROG" "$((SECONDS - start))" "$*"; }
+info() { echo "  $*"; }
+fail() {
+  echo >&2
+  echo "$PROG: FAILED after $((SECONDS - start)) s: $*" >&2
+  exit 1
+}
+# Seconds left of the overall limit, at most $1 (at least 1: a step started
+# after the limit times out at once and fails with its own message).
+left() {
+  local rest=$((limit - (SECONDS - start)))
+  ((rest > 1)) || rest=1
+  echo $((rest < $1 ? rest : $1))
+}
+
+# ---------------------------------------------------------------- 1. docker
+step "docker"
+if ! command -v docker >/dev/null || ! { command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; }; then
+  [[ "$(id -u)" -eq 0 ]] || fail "docker or docker-compose missing; as root: apt-get install docker.io docker-compose"
+  info "installing docker.io docker-compose"
+  DEBIAN_FRONTEND=noninteractive timeout "$(left 900)" apt-get install -y -qq docker.io docker-compose >/dev/null ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive timeout "$(left 900)" apt-get install -y -qq docker.io docker-compose >/dev/null; } ||
+    fail "apt-get install docker.io docker-compose failed"
+fi
+if ! docker info >/dev/null 2>&1; then
+  [[ "$(id -u)" -eq 0 ]] || fail "the docker daemon does not answer (and only root may start it here)"
+  info "starting dockerd (log: /tmp/fedge-smoke-dockerd.log)"
+  nohup dockerd >/tmp/fedge-smoke-dockerd.log 2>&1 &
+  started_dockerd=$!
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { tail -n 20 /tmp/fedge-smoke-dockerd.log >&2; fail "dockerd did not come up in 60 s"; }
+fi
+if command -v docker-compose >/dev/null; then
+  compose=(docker-compose)
+else
+  compose=(docker compose)
+fi
+info "$(docker version -f 'docker engine {{.Server.Version}}' 2>/dev/null), $("${compose[@]}" version 2>/dev/null | sed -n 1p)"
+
+# Every compose call: this project, deploy/.env, and a time limit.
+dc() {
+  local t="$1"; shift
+  (cd "$deploy" && timeout "$(left "$t")" "${compose[@]}" -p "$project" "$@")
+}
+
+# ---------------------------------------------------------------- settings
+results="$root/runs/docker-smoke"
+mnist="${FEDGE_SMOKE_MNIST_DIR:-$root/../shared/data/mnist}"
+if [[ $synthetic -eq 0 ]] && compgen -G "$mnist/train-images-idx3-ubyte*" >/dev/null; then
+  mnist="$(cd "$mnist" && pwd)"
+  export FEDGE_MNIST_DIR="$mnist"
+  data="MNIST from $mnist"
+else
+  export FEDGE_MNIST_DIR=""
+  data="the synthetic set (no MNIST)"
+fi
+# Many rounds (the test stops the federation itself), 3 agents, rounds
+# closing with 2 updates, a short deadline, dead agents noticed in 5 s.
+export FEDGE_ROUNDS=1000 FEDGE_NUM_PARTITIONS=3 FEDGE_AGENTS_PER_ROUND=3 \
+  FEDGE_MIN_AVAILABLE_AGENTS=2 FEDGE_MIN_FIT_AGENTS=2 \
+  FEDGE_ROUND_DEADLINE_MS=10000 FEDGE_AGENT_TIMEOUT_MS=5000 \
+  FEDGE_RESULTS_DIR="$results" FEDGE_HOST_PORT="" \
+  FEDGE_COMPUTE_SLOWDOWN=1.0 FEDGE_BANDWIDTH_BPS=0 FEDGE_LATENCY_MS=0 \
+  FEDGE_DROPOUT_PROBABILITY=0.0 FEDGE_COORDINATOR_FLAGS="" \
+  FEDGE_AGENT_FLAGS="${FEDGE_SMOKE_AGENT_FLAGS:-}"
+export FEDGE_MTLS="${FEDGE_MTLS:-0}"
+mkdir -p "$results"
+rm -f "$results/history.csv" "$results/final_model.fedge" "$results/final_model.spec"
+
+# ---------------------------------------------------------------- teardown
+dump_logs() {
+  echo "---- docker-compose ps" >&2
+  (cd "$deploy" && "${compose[@]}" -p "$project" ps -a >&2) || true
+  echo "---- coordinator log (last 40 lines)" >&2
+  (cd "$deploy" && "${compose[@]}" -p "$project" logs --no-color --tail=40 coordinator >&2) || true
+  echo "---- agent logs (last 10 lines each)" >&2
+  (cd "$deploy" && "${compose[@]}" -p "$project" logs --no-color --tail=10 agent >&2) || true
+  echo "---- history.csv" >&2
+  cat "$results/history.csv" >&2 2>/dev/null || true
+}
+teardown() {
+  local status=$?
+  trap - EXIT INT TERM ERR
+  if [[ $status -ne 0 ]]; then dump_logs; fi
+  echo "[$PROG] tearing down (docker-compose down -v)"
+  (cd "$deploy" && timeout 120 "${compose[@]}" -p "$project" down -v --remove-orphans -t 10 \
+     >/dev/null 2>&1) || echo "$PROG: warning: docker-compose down failed" >&2
+  [[ $keep_results -eq 1 || $status -ne 0 ]] || rm -rf "$results"
+  if [[ -n "${started_dockerd:-}" ]]; then  # Stop what this script started.
+    kill "$started_dockerd" 2>/dev/null || true
+    timeout 30 tail --pid "$started_dockerd" -f /dev/null 2>/dev/null || true
+  fi
+  exit "$status"
+}
+trap teardown EXIT
+trap 'fail "interrupted"' INT TERM
+# Any other failing command (set -e) says where it happened.
+trap 'fail "command failed at line $LINENO: $BASH_COMMAND"' ERR
+
+# ---------------------------------------------------------------- 2. base image
+step "base image debian:bookworm-slim"
+if docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
+  info "present"
+else
+  timeout "$(left 600)" "$deploy/seed-base-image.sh" || fail "cannot seed debian:bookworm-slim"
+fi
+
+# ---------------------------------------------------------------- 3. images
+step "building the images (fedge-coordinator, fedge-agent)"
+build_start=$SECONDS
+if ! dc 3000 build >/tmp/fedge-smoke-build.log 2>&1; then
+  tail -n 40 /tmp/fedge-smoke-build.log >&2
+  fail "the image build failed (log: /tmp/fedge-smoke-build.log)"
+fi
+build_seconds=$((SECONDS - build_start))
+info "built in ${build_seconds} s (log: /tmp/fedge-smoke-build.log)"
+
+# ---------------------------------------------------------------- helpers
+history() { cat "$results/history.csv" 2>/dev/null || true; }
+# Rounds with a test accuracy (completed and evaluated).
+evaluated_rounds() { history | awk -F, 'NR > 1 && $8 != "" { n++ } END { print n + 0 }'; }
+# The newest round in history.csv (0: none yet).
+last_round() { history | awk -F, 'NR > 1 { r = $1 } END { print r + 0 }'; }
+# The field $2 (1-based) of round $1's line.
+round_field() { history | awk -F, -v r="$1" -v f="$2" 'NR > 1 && $1 == r { v = $f } END { print v }'; }
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND every second.
+wait_for() {
+  local t="$1" what="$2"; shift 2
+  local until=$((SECONDS + $(left "$t")))
+  until "$@"; do
+    ((SECONDS - start < limit)) || fail "overall time limit of ${limit}s reached waiting for $what"
+    ((SECONDS < until)) || fail "timed out after ${t}s waiting for $what"
+    sleep 1
+  done
+}
+# The first log line matching the regular expression $1, without glog's
+# prefix. Reads all its input (an early exit would SIGPIPE the writer,
+# which pipefail turns into a failure).
+first_log_line() {
+  awk -v re="$1" '$0 ~ re && !done { sub(/^[IWEF][0-9]+ [0-9:.]+ +([0-9]+ +)?[a-z_.]+:[0-9]+\] /, ""); print; done = 1 }'
+}
+coordinator_id() { (cd "$deploy" && "${compose[@]}" -p "$project" ps -q coordinator); }
+show_rounds() {  # show_rounds FROM: round lines from FROM on
+  history | awk -F, -v from="$1" 'NR > 1 && $1 >= from {
+    printf "  round %3d: %d agents reported, %d failed, test accuracy %s, %.1f s\n",
+      $1, $2, $3, ($8 == "" ? "-" : sprintf("%.2f%%", 100 * $8)), $10 }'
+}
+
+# ---------------------------------------------------------------- 4. federation
+step "starting the coordinator and 3 agents on $data (mutual TLS: $FEDGE_MTLS)"
+dc 300 up -d --no-build --scale agent=3 coordinator agent >/tmp/fedge-smoke-up.log 2>&1 ||
+  { cat /tmp/fedge-smoke-up.log >&2; fail "docker-compose up failed"; }
+run_start=$SECONDS
+info "coordinator $(docker inspect -f '{{.State.Health.Status}}' "$(coordinator_id)"), published on 127.0.0.1:$(dc 30 port coordinator 50051 | cut -d: -f2)"
+
+three_rounds() { [[ "$(evaluated_rounds)" -ge 3 ]]; }
+wait_for 240 "3 rounds with a test accuracy in $results/history.csv" three_rounds
+show_rounds 1
+accuracy="$(history | awk -F, 'NR > 1 && $8 != "" { a = $8 } END { print a }')"
+awk -v a="$accuracy" 'BEGIN { exit !(a > 0 && a <= 1) }' || fail "implausible test accuracy '$accuracy'"
+
+# ---------------------------------------------------------------- 5. agent dies
+agents="$(dc 30 ps -q agent)"
+victim="${agents%%$'\n'*}"
+[[ -n "$victim" ]] || fail "no agent container found"
+victim_name="$(docker inspect -f '{{.Name}}' "$victim")"
+killed_after="$(last_round)"
+step "killing agent ${victim_name#/} (after round $killed_after)"
+docker kill "$victim" >/dev/null || fail "docker kill $victim failed"
+# history.csv may lag a round behind the coordinator (evaluation, the copy
+# to the results folder): the round killed_after + 3 surely started after
+# the kill.
+check_round=$((killed_after + 3))
+more_rounds() { [[ -n "$(round_field "$check_round" 8)" ]]; }
+wait_for 150 "round $check_round (completed after the kill)" more_rounds
+show_rounds "$((killed_after + 1))"
+[[ "$(docker inspect -f '{{.State.Running}}' "$victim")" == false ]] ||
+  fail "the killed agent ${victim_name#/} runs again"
+reported="$(round_field "$check_round" 2)"
+[[ "$reported" == 2 ]] ||
+  fail "round $check_round had $reported reporting agents, expected the 2 survivors"
+info "$(docker logs "$(coordinator_id)" 2>&1 | first_log_line "agent [^ ]+ timed out")"
+info "the federation went on with the 2 remaining agents"
+
+# ---------------------------------------------------------------- 6. coordinator restart
+before="$(last_round)"
+since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+step "restarting the coordinator container (after round $before)"
+dc 90 restart -t 30 coordinator >/dev/null 2>&1 || fail "docker-compose restart coordinator failed"
+resumed() { [[ -n "$(docker logs --since "$since" "$(coordinator_id)" 2>&1 | first_log_line "resumed from checkpoint")" ]]; }
+wait_for 90 "'resumed from checkpoint' in the coordinator's log" resumed
+resumed_line="$(docker logs --since "$since" "$(coordinator_id)" 2>&1 |
+  first_log_line "resumed from checkpoint")"
+info "$resumed_line"
+# The first round run by the restarted coordinator ("next round N").
+next_round="$(sed -nE 's/.*next round ([0-9]+).*/\1/p' <<<"$resumed_line")"
+[[ "$next_round" =~ ^[0-9]+$ ]] || fail "no 'next round N' in the resume message"
+further_round() {
+  history | awk -F, -v n="$next_round" 'NR > 1 && $1 >= n && $8 != "" { ok = 1 } END { exit !ok }'
+}
+wait_for 150 "a completed round >= $next_round (after the restart)" further_round
+show_rounds "$((before + 1))"
+healthy() { [[ "$(docker inspect -f '{{.State.Health.Status}}' "$(coordinator_id)")" == healthy ]]; }
+wait_for 60 "the coordinator's healthcheck to pass again" healthy
+
+# ---------------------------------------------------------------- 7. summary
+run_seconds=$((SECONDS - run_start))
+step "PASSED"
+info "history.csv ($results):"
+history | sed 's/^/    /'
+info "federation run: ${run_seconds} s; image build: ${build_seconds} s; wall time: $((SECONDS - start)) s"
+info "images:"
+docker images --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' |
+  grep -E '^(fedge-(coordinator|agent)|debian):' | sed 's/^/    /'
