@@ -22,14 +22,8 @@ while [ $# -gt 0 ]; do
     *) echo "round_overhead: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
-work=$(mktemp -d /tmp/fedge-overhead.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$root/scripts/lib.sh"
+fedge_work_dir overhead
 server_tls=(--insecure)
 agent_tls=(--tls.insecure=true)
 if [ "$tls" = 1 ]; then
@@ -44,8 +38,7 @@ fi
   --eval_data.data_dir "$data_dir" 2> "$work/coordinator.log" &
 coordinator=$!
 pids+=("$coordinator")
-for _ in $(seq 600); do [ -s "$work/coordinator/port" ] && break; sleep 0.1; done
-port=$(cat "$work/coordinator/port")
+port=$(fedge_wait_port "$work/coordinator" "$coordinator" "$work/coordinator.log")
 for i in $(seq "$agents"); do
   "$root/build/edge_agent/fedge-agent" --config "$root/configs/agent/mnist.textproto" \
     --coordinator "127.0.0.1:$port" --agent_id "agent-$i" --state_dir "$work/agent-$i" \

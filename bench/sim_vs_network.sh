@@ -17,14 +17,8 @@ while [ $# -gt 0 ]; do
     *) echo "sim_vs_network: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
-work=$(mktemp -d /tmp/fedge-simnet.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$root/scripts/lib.sh"
+fedge_work_dir simnet
 
 "$root/build/server/sim/fedge-sim" --config "$root/configs/sim/mnist_2nn_iid.textproto" \
   --data_dir "$data_dir" --data.synthetic_fallback=false --num_agents 10 \
@@ -42,11 +36,7 @@ trap cleanup EXIT INT TERM
   2> "$work/coordinator.log" &
 coordinator=$!
 pids+=("$coordinator")
-for _ in $(seq 600); do
-  [ -s "$work/coordinator/port" ] && break
-  sleep 0.1
-done
-port=$(cat "$work/coordinator/port")
+port=$(fedge_wait_port "$work/coordinator" "$coordinator" "$work/coordinator.log")
 for i in $(seq 10); do
   "$root/build/edge_agent/fedge-agent" --config "$root/configs/agent/mnist.textproto" \
     --coordinator "127.0.0.1:$port" --agent_id "agent-$i" --state_dir "$work/agent-$i" \

@@ -27,14 +27,8 @@ agent_bin="$root/build/edge_agent/fedge-agent"
 for b in "$coordinator_bin" "$agent_bin"; do
   [ -x "$b" ] || { echo "transfer_bench: $b missing: run scripts/build.sh fedge-coordinator fedge-agent" >&2; exit 2; }
 done
-work=$(mktemp -d /tmp/fedge-transfer.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${FEDGE_KEEP_WORK:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$root/scripts/lib.sh"
+fedge_work_dir transfer
 
 # run_once N: prints "<median round seconds> <peak rss MB>".
 run_once() {
@@ -53,13 +47,8 @@ run_once() {
     2> "$dir/coordinator.log" &
   local coordinator=$!
   pids+=("$coordinator")
-  for _ in $(seq 600); do
-    [ -s "$dir/coordinator/port" ] && break
-    kill -0 "$coordinator" 2>/dev/null || { cat "$dir/coordinator.log" >&2; exit 1; }
-    sleep 0.1
-  done
   local port
-  port=$(cat "$dir/coordinator/port")
+  port=$(fedge_wait_port "$dir/coordinator" "$coordinator" "$dir/coordinator.log")
   for i in $(seq "$n"); do
     "$agent_bin" --coordinator "127.0.0.1:$port" --agent_id "agent-$i" \
       --state_dir "$dir/agent-$i" "${tls_agent[@]}" --data.source synthetic \

@@ -50,12 +50,8 @@ rm -f "$run/coordinator/port"
   2> "$run/coordinator.log" &
 coordinator=$!
 pids+=("$coordinator")
-for _ in $(seq 600); do
-  [ -s "$run/coordinator/port" ] && break
-  kill -0 "$coordinator" 2>/dev/null || { cat "$run/coordinator.log" >&2; exit 1; }
-  sleep 0.1
-done
-port=$(cat "$run/coordinator/port")
+. "$root/scripts/lib.sh"
+port=$(fedge_wait_port "$run/coordinator" "$coordinator" "$run/coordinator.log")
 echo "coordinator on 127.0.0.1:$port (TLS); starting $agents agents"
 
 for i in $(seq "$agents"); do
