@@ -180,6 +180,8 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
                                    c.heartbeat_interval_ms()));
   RETURN_IF_ERROR(AtLeast<int64_t>(top, "poll_wait_ms", c.poll_wait_ms(), 1));
   RETURN_IF_ERROR(
+      AtLeast<int64_t>(top, "eval_timeout_ms", c.eval_timeout_ms(), 100));
+  RETURN_IF_ERROR(
       AtLeast(top, "max_concurrent_uploads", c.max_concurrent_uploads(), 1));
   RETURN_IF_ERROR(
       AtLeast<int64_t>(top, "max_update_bytes", c.max_update_bytes(), 1));

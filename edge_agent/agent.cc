@@ -39,11 +39,6 @@ bool IsJoinRefusal(absl::StatusCode code) {
          code == absl::StatusCode::kUnauthenticated;
 }
 
-absl::Time Deadline(const v1::TrainTask& task) {
-  if (task.deadline_unix_ms() <= 0) return absl::InfiniteFuture();
-  return absl::FromUnixMillis(task.deadline_unix_ms());
-}
-
 absl::Status ValidateOptions(const AgentOptions& o) {
   if (o.agent_id.empty()) return absl::InvalidArgumentError("empty agent_id");
   if (o.initial_backoff <= absl::ZeroDuration() ||
@@ -230,11 +225,28 @@ absl::Status Agent::OnFinished() {
   return absl::OkStatus();
 }
 
+std::unique_ptr<HeartbeatThread> Agent::StartHeartbeat() {
+  const absl::Duration interval =
+      absl::Milliseconds(session_.heartbeat_interval_ms());
+  if (!options_.heartbeat_while_busy || interval <= absl::ZeroDuration()) {
+    return nullptr;
+  }
+  return std::make_unique<HeartbeatThread>(client_, session_.session_token(),
+                                           interval);
+}
+
 absl::Status Agent::HandleTask(const v1::TrainTask& task) {
   if (handled_rounds_.contains(task.round())) {
     sleep_(options_.initial_backoff);  // Already answered: do not spin.
     return absl::OkStatus();
   }
+  // Measured on this device's monotonic clock from when the task arrived.
+  task_deadline_ =
+      task.deadline_remaining_ms() > 0
+          ? clock_->Now() + absl::Milliseconds(task.deadline_remaining_ms())
+          : absl::InfiniteFuture();
+  // Stays live while it fetches, trains and uploads.
+  std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   if (DropsOut(task.round())) {
     handled_rounds_.insert(task.round());
     ++stats_.rounds_skipped;
@@ -337,7 +349,7 @@ absl::Status Agent::Submit(const v1::TrainTask& task,
     }
     const absl::StatusCode code = response.status().code();
     if (IsSessionLost(code) || IsRefusal(code) || stop_requested_.load() ||
-        clock_->Now() >= Deadline(task)) {
+        clock_->Now() >= task_deadline_) {
       DropUpdate(absl::StrCat(
           trained, ", update dropped: ", response.status().ToString()));
       if (IsSessionLost(code)) TransitionTo(AgentState::kNotJoined);
@@ -378,6 +390,7 @@ void Agent::RefreshLatestModel(const v1::PollResponse& poll) {
       version == refresh_failed_version_) {
     return;
   }
+  std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   absl::StatusOr<ModelState> model = GlobalModel(version, sha, nullptr);
   if (model.ok()) return;
   FEDGE_LOG(WARNING) << "could not fetch the newest global model (version "

@@ -5,7 +5,8 @@
 //
 //   Join (retry with backoff) -> loop:
 //     Poll -> train task: model from the cache or FetchModel (then cached),
-//                         Train, SubmitUpdate (same upload id on retries)
+//                         Train, SubmitUpdate (same upload id on retries),
+//                         with heartbeats from a thread of its own meanwhile
 //          -> wait:       sleep retry_after
 //          -> finished:   Leave, return OK (exit_when_finished)
 //   and keeps the newest global model in the cache for offline prediction.
@@ -44,6 +45,7 @@
 #include "common/local_trainer.h"
 #include "common/random.h"
 #include "edge_agent/coordinator_client.h"
+#include "edge_agent/heartbeat.h"
 #include "edge_agent/model_cache.h"
 #include "edge_agent/sleeper.h"
 #include "fedge/v1/federation.pb.h"
@@ -79,6 +81,10 @@ struct AgentOptions {
   // Fetch each newer global model the coordinator announces, so that
   // offline prediction uses the newest one.
   bool keep_latest_model = true;
+  // Send heartbeats from a thread of its own while busy (fetching,
+  // training, uploading), every JoinResponse.heartbeat_interval_ms, so a
+  // slow device is not dropped for not polling.
+  bool heartbeat_while_busy = true;
   // Seed of backoff jitter, dropout and upload ids.
   uint64_t seed = 1;
 };
@@ -148,6 +154,8 @@ class Agent {
 
   // Train tasks.
   absl::Status HandleTask(const v1::TrainTask& task);
+  // A heartbeat thread for the busy step ahead (null when disabled).
+  std::unique_ptr<HeartbeatThread> StartHeartbeat();
   // Whether the simulated device skips `round` (dropout_probability).
   bool DropsOut(int64_t round);
   // The model `version` from the cache or the coordinator. When `fetched`
@@ -192,6 +200,8 @@ class Agent {
   int64_t dropout_rolled_round_ = -1;
   bool skip_round_ = false;
   double fetch_seconds_ = 0;  // Of the current task's model (for logs).
+  // When the current task's round closes (on clock_).
+  absl::Time task_deadline_ = absl::InfiniteFuture();
   // Newest model version whose best-effort fetch failed for good.
   int64_t refresh_failed_version_ = -1;
   bool finished_logged_ = false;

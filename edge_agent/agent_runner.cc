@@ -12,8 +12,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/data/data_source.h"
 #include "common/logging.h"
 #include "common/random.h"
@@ -79,25 +79,40 @@ GrpcCoordinatorClientOptions ToClientOptions(const v1::AgentConfig& c) {
   return o;
 }
 
-// What a signal stops: the agent once it exists, and every sleep.
+// What a signal stops: the agent once it exists, its call in progress, and
+// every sleep.
 struct StopSignal {
-  absl::Notification notification;
+  Event notification;
   std::atomic<Agent*> agent{nullptr};
+  std::atomic<GrpcCoordinatorClient*> client{nullptr};
 
-  // Stops the agent before waking its sleep, so that it sees the request.
+  // Stops the agent before cancelling its call and waking its sleep, so
+  // that it sees the request.
   void Fire() {
     if (Agent* a = agent.load()) a->Stop();
+    if (GrpcCoordinatorClient* c = client.load()) c->CancelActiveCall();
     if (!notification.HasBeenNotified()) notification.Notify();
   }
+};
+
+// Makes the client known to a StopSignal for its lifetime.
+class ClientRegistration {
+ public:
+  ClientRegistration(StopSignal& stop, GrpcCoordinatorClient* client)
+      : stop_(stop) {
+    stop_.client.store(client);
+  }
+  ~ClientRegistration() { stop_.client.store(nullptr); }
+
+ private:
+  StopSignal& stop_;
 };
 
 // Runs the agent loop; a signal stops it.
 absl::Status RunLoop(AgentOptions options, CoordinatorClient& client,
                      TrainerFactory factory, ModelCache& cache,
                      StopSignal& stop) {
-  auto sleep = [&stop](absl::Duration d) {
-    stop.notification.WaitForNotificationWithTimeout(d);
-  };
+  auto sleep = [&stop](absl::Duration d) { stop.notification.WaitFor(d); };
   ASSIGN_OR_RETURN(
       auto agent, Agent::Create(std::move(options), &client, std::move(factory),
                                 &cache, RealClock::Get(), sleep));
@@ -137,6 +152,7 @@ absl::Status RunAgent(const v1::AgentConfig& c) {
   // Certificates are read here: their errors come before the data loads.
   ASSIGN_OR_RETURN(auto client,
                    GrpcCoordinatorClient::Create(ToClientOptions(c)));
+  ClientRegistration registration(stop, client.get());
   ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
   if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
   ASSIGN_OR_RETURN(AgentOptions options, MakeAgentOptions(c, *cache, data));

@@ -5,10 +5,11 @@
 //
 // Call order:
 //   Join -> ( Poll -> [FetchModel] -> (train) -> SubmitUpdate )* -> Leave
-// Poll doubles as the heartbeat: call it at least every
-// JoinResponse.heartbeat_interval_ms, or the coordinator drops the agent.
-// FetchModel may also be called outside a task, to keep the newest global
-// model for offline prediction.
+// Poll doubles as the heartbeat; while the agent is busy between two polls
+// (fetching, training, uploading) it calls Heartbeat from a thread of its
+// own, at least every JoinResponse.heartbeat_interval_ms, or the
+// coordinator drops it. FetchModel may also be called outside a task, to
+// keep the newest global model for offline prediction.
 //
 // Status codes, by what the caller should do next (every method):
 //   UNAVAILABLE         the coordinator is unreachable, overloaded or the
@@ -26,8 +27,8 @@
 //   Other codes are passed through from the transport; treat them like
 //   UNAVAILABLE.
 //
-// Thread-safety: implementations need not be thread-safe; the agent makes
-// one call at a time.
+// Thread-safety: the agent makes one call at a time, except Heartbeat,
+// which implementations must allow concurrently with any other call.
 #ifndef FEDGE_EDGE_AGENT_COORDINATOR_CLIENT_H_
 #define FEDGE_EDGE_AGENT_COORDINATOR_CLIENT_H_
 
@@ -87,6 +88,11 @@ class CoordinatorClient {
   // UNAUTHENTICATED / FAILED_PRECONDITION when the session was already gone
   // (nothing left to do).
   virtual absl::Status Leave(const std::string& session_token) = 0;
+
+  // A sign of life while busy; thread-safe (see above). UNAUTHENTICATED /
+  // FAILED_PRECONDITION when the session is gone (the coordinator dropped
+  // the agent or restarted).
+  virtual absl::Status Heartbeat(const std::string& session_token) = 0;
 };
 
 }  // namespace fedge

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/net/credentials.h"
+#include "common/net/grpc_deadline.h"
 #include "common/net/grpc_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -82,7 +83,30 @@ void GrpcCoordinatorClient::SetDeadline(grpc::ClientContext* context,
                                options_.min_stream_bytes_per_second);
     }
   }
-  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  context->set_deadline(MonotonicDeadline(timeout));
+  // Wait (until the deadline) for the channel to connect instead of failing
+  // at once while it is down: the waiting call drives the reconnection, so
+  // the agent is back within moments of a coordinator restart (with the
+  // synchronous API nothing else polls the connection but a 5 s backup
+  // poller, and failed-fast calls left it half-connected for ~20 s).
+  context->set_wait_for_ready(true);
+}
+
+GrpcCoordinatorClient::ActiveCall::ActiveCall(GrpcCoordinatorClient* client,
+                                              grpc::ClientContext* context)
+    : client_(client) {
+  absl::MutexLock lock(&client_->active_mu_);
+  client_->active_ = context;
+}
+
+GrpcCoordinatorClient::ActiveCall::~ActiveCall() {
+  absl::MutexLock lock(&client_->active_mu_);
+  client_->active_ = nullptr;
+}
+
+void GrpcCoordinatorClient::CancelActiveCall() {
+  absl::MutexLock lock(&active_mu_);
+  if (active_ != nullptr) active_->TryCancel();
 }
 
 absl::StatusOr<v1::JoinResponse> GrpcCoordinatorClient::Join(
@@ -90,6 +114,7 @@ absl::StatusOr<v1::JoinResponse> GrpcCoordinatorClient::Join(
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, -1);
+  ActiveCall active(this, &context);
   v1::JoinResponse response;
   grpc::Status s = stub_->Join(&context, request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
@@ -101,16 +126,31 @@ absl::StatusOr<v1::PollResponse> GrpcCoordinatorClient::Poll(
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, -1);
+  ActiveCall active(this, &context);
   v1::PollResponse response;
   grpc::Status s = stub_->Poll(&context, request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
   return response;
 }
 
+absl::Status GrpcCoordinatorClient::Heartbeat(
+    const std::string& session_token) {
+  // No simulated link here: this runs beside the working thread, and the
+  // throttle is not thread-safe (a heartbeat is a few bytes).
+  grpc::ClientContext context;
+  context.set_deadline(MonotonicDeadline(options_.call_timeout));
+  context.set_wait_for_ready(true);
+  v1::HeartbeatRequest request;
+  request.set_session_token(session_token);
+  v1::HeartbeatResponse response;
+  return FromGrpcStatus(stub_->Heartbeat(&context, request, &response));
+}
+
 absl::Status GrpcCoordinatorClient::Leave(const std::string& session_token) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, -1);
+  context.set_wait_for_ready(false);  // Best effort: never wait to leave.
   v1::LeaveRequest request;
   request.set_session_token(session_token);
   v1::LeaveResponse response;
@@ -159,6 +199,7 @@ absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, last_model_bytes_);
+  ActiveCall active(this, &context);
   v1::FetchModelRequest request;
   request.set_session_token(session_token);
   request.set_version(version);
@@ -213,6 +254,7 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, size);
+  ActiveCall active(this, &context);
   v1::SubmitUpdateResponse response;
   auto writer = stub_->SubmitUpdate(&context, &response);
   // A failed write shows in Finish()'s status; an OK status with a partial

@@ -13,10 +13,14 @@
 // A DeviceProfile's link (LinkProfile) is simulated here: added latency
 // before each call, a bandwidth cap between chunks.
 //
-// Status codes are those of coordinator_client.h; a broken or timed-out
-// connection is UNAVAILABLE or DEADLINE_EXCEEDED.
+// Calls wait for the channel to connect (gRPC's wait_for_ready) until their
+// deadline, so a call made while the coordinator restarts completes as soon
+// as it is back. Status codes are those of coordinator_client.h; a broken
+// connection is UNAVAILABLE, a coordinator that stayed unreachable until
+// the deadline DEADLINE_EXCEEDED.
 //
-// Not thread-safe: one call at a time (the agent loop's pattern).
+// Not thread-safe: one call at a time (the agent loop's pattern), except
+// Heartbeat, which may run beside any other call.
 #ifndef FEDGE_EDGE_AGENT_GRPC_COORDINATOR_CLIENT_H_
 #define FEDGE_EDGE_AGENT_GRPC_COORDINATOR_CLIENT_H_
 
@@ -28,6 +32,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/model_codec.h"
@@ -90,6 +95,13 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
       v1::UpdateMetadata metadata, const ModelState& delta) override;
   absl::Status Leave(const std::string& session_token) override;
+  // Thread-safe (gRPC stubs are); does not go through the simulated link.
+  absl::Status Heartbeat(const std::string& session_token) override;
+
+  // Cancels the call in progress, if any (it returns CANCELLED), so that a
+  // stopping agent does not wait for a long poll or a reconnection.
+  // Thread-safe.
+  void CancelActiveCall();
 
  private:
   struct Download;
@@ -103,8 +115,20 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   bool WriteUpdate(grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
                    v1::UpdateMetadata metadata, const ModelState& delta);
 
+  // Registers a call's context as the one CancelActiveCall() cancels.
+  class ActiveCall {
+   public:
+    ActiveCall(GrpcCoordinatorClient* client, grpc::ClientContext* context);
+    ~ActiveCall();
+
+   private:
+    GrpcCoordinatorClient* client_;
+  };
+
   GrpcCoordinatorClientOptions options_;
   std::unique_ptr<v1::Federation::StubInterface> stub_;
+  absl::Mutex active_mu_;
+  grpc::ClientContext* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;
   LinkThrottle throttle_;
   // Size of the last model stream seen, for the next fetch's deadline.
   int64_t last_model_bytes_ = 0;

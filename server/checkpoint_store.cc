@@ -125,11 +125,12 @@ absl::StatusOr<FileHeader> ParseHeader(absl::string_view bytes,
 }
 
 // OK when the header's counters are plausible (checked after the digest).
-absl::Status CheckCounters(const FileHeader& h, int64_t file_version) {
-  if (h.model_version != file_version) {
+absl::Status CheckCounters(const FileHeader& h,
+                           std::optional<int64_t> file_version) {
+  if (file_version.has_value() && h.model_version != *file_version) {
     return absl::DataLossError(absl::StrCat("header says model version ",
                                             h.model_version, ", file name ",
-                                            file_version));
+                                            *file_version));
   }
   if (h.next_round < 1 || h.completed_rounds < 0 ||
       h.completed_rounds > INT_MAX) {
@@ -270,9 +271,9 @@ absl::StatusOr<ModelState> ReadModelAndVerify(HashingReader& in,
 
 // The checkpoint in `path`: DATA_LOSS when it is corrupt, UNAVAILABLE when
 // it cannot be read.
-absl::StatusOr<Checkpoint> ReadCheckpointFile(const std::string& path,
-                                              int64_t file_version,
-                                              const DecodeLimits& limits) {
+absl::StatusOr<Checkpoint> ReadCheckpointFile(
+    const std::string& path, std::optional<int64_t> file_version,
+    const DecodeLimits& limits) {
   ScopedFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return IoError(errno, "open", path);
   struct stat st;
@@ -387,6 +388,15 @@ void CheckpointStore::RemoveTempFiles() {
     FEDGE_LOG(WARNING) << "deleting unfinished checkpoint " << path;
     unlink(path.c_str());
   }
+}
+
+absl::StatusOr<Checkpoint> CheckpointStore::ReadFile(
+    const std::string& path, const DecodeLimits& limits) {
+  const size_t slash = path.rfind('/');
+  return ReadCheckpointFile(
+      path,
+      VersionOf(slash == std::string::npos ? path : path.substr(slash + 1)),
+      limits);
 }
 
 absl::StatusOr<std::optional<Checkpoint>> CheckpointStore::LoadNewest(

@@ -78,6 +78,12 @@ class CheckpointStore {
   absl::StatusOr<std::optional<Checkpoint>> LoadNewest(
       std::vector<std::string>* skipped = nullptr);
 
+  // Reads and verifies one checkpoint file (e.g. for `fedge inspect`); a
+  // canonical file name must agree with the version inside. DATA_LOSS when
+  // it is corrupt, UNAVAILABLE when it cannot be read.
+  static absl::StatusOr<Checkpoint> ReadFile(const std::string& path,
+                                             const DecodeLimits& limits = {});
+
   // Paths of the checkpoint files, oldest (lowest version) first. Empty when
   // the directory cannot be read.
   std::vector<std::string> ListCheckpoints() const;

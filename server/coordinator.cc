@@ -1,5 +1,6 @@
 #include "server/coordinator.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/escaping.h"
@@ -98,8 +99,11 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     FEDGE_LOG(WARNING) << "skipped corrupt checkpoint: " << s;
   }
   if (!ckpt.has_value()) {
-    RETURN_IF_ERROR(Publish(std::move(initial_model), 0));
-    return SaveCheckpoint(CheckpointSnapshot(0), *latest_model());
+    std::shared_ptr<PublishedModel> initial =
+        MakePublished(std::move(initial_model), 0);
+    RETURN_IF_ERROR(SaveCheckpoint(CheckpointSnapshot(0), *initial));
+    Publish(std::move(initial));  // Durable first.
+    return absl::OkStatus();
   }
   RETURN_IF_ERROR(CheckSchema(schema_, ckpt->model));
   v1::CoordinatorCheckpointExtra extra;
@@ -116,7 +120,7 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     RETURN_IF_ERROR(
         engine_->RestoreProgress(ckpt->next_round, ckpt->completed_rounds));
   }
-  RETURN_IF_ERROR(Publish(std::move(ckpt->model), ckpt->model_version));
+  Publish(MakePublished(std::move(ckpt->model), ckpt->model_version));
   FEDGE_LOG(INFO) << "resumed from checkpoint: model version "
                   << ckpt->model_version << " sha256 "
                   << latest_model()->sha256_hex << ", next round "
@@ -125,15 +129,19 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::Publish(ModelState model, int64_t version) {
+std::shared_ptr<PublishedModel> Coordinator::MakePublished(ModelState model,
+                                                           int64_t version) {
   auto published = std::make_shared<PublishedModel>();
   published->version = version;
   published->sha256_hex = ToHex(ModelDigest(model));
   published->size_bytes = EncodedSize(model);
   published->model = std::move(model);
+  return published;
+}
+
+void Coordinator::Publish(std::shared_ptr<const PublishedModel> model) {
   absl::MutexLock lock(&mu_);
-  latest_ = std::move(published);
-  return absl::OkStatus();
+  latest_ = std::move(model);
 }
 
 std::shared_ptr<const PublishedModel> Coordinator::latest_model() const {
@@ -209,7 +217,10 @@ v1::TrainTask Coordinator::MakeTask(int64_t round,
   plan.seed = MixSeed({config_.seed(), static_cast<uint64_t>(round),
                        std::hash<std::string>()(agent_id)});
   *task.mutable_plan() = ToTrainPlanProto(plan);
-  task.set_deadline_unix_ms(absl::ToUnixMillis(engine_->round_deadline_time()));
+  const absl::Duration left = engine_->round_deadline_time() - clock_->Now();
+  task.set_deadline_remaining_ms(
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(left)));
+  task.set_deadline_unix_ms(absl::ToUnixMillis(clock_->WallNow() + left));
   return task;
 }
 
@@ -234,6 +245,9 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
 }
 
 void Coordinator::Poll(const v1::PollRequest& request, PollCallback done) {
+  if (shutting_down_) {
+    return done(absl::UnavailableError("the coordinator is shutting down"));
+  }
   absl::StatusOr<Session> session = FindSession(request.session_token());
   if (!session.ok()) return done(session.status());
   if (!engine_->Heartbeat(session->agent_id).ok()) {
@@ -250,10 +264,17 @@ void Coordinator::Poll(const v1::PollRequest& request, PollCallback done) {
     wait.set_latest_model_sha256(model->sha256_hex);
     return done(wait);
   }
-  absl::MutexLock lock(&mu_);
-  parked_.push_back({session->agent_id, request.cached_model_version(),
-                     clock_->Now() + absl::Milliseconds(config_.poll_wait_ms()),
-                     std::move(done)});
+  {
+    absl::MutexLock lock(&mu_);
+    if (!shutting_down_) {  // Else BeginShutdown() already drained parked_.
+      parked_.push_back(
+          {session->agent_id, request.cached_model_version(),
+           clock_->Now() + absl::Milliseconds(config_.poll_wait_ms()),
+           std::move(done)});
+      return;
+    }
+  }
+  done(absl::UnavailableError("the coordinator is shutting down"));
 }
 
 void Coordinator::AnswerParkedPolls(bool expire_all) {
@@ -285,7 +306,8 @@ void Coordinator::AnswerParkedPolls(bool expire_all) {
 
 absl::StatusOr<std::shared_ptr<const PublishedModel>> Coordinator::GetModel(
     const v1::FetchModelRequest& request) {
-  RETURN_IF_ERROR(FindSession(request.session_token()).status());
+  ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
+  engine_->Heartbeat(session.agent_id).IgnoreError();
   std::shared_ptr<const PublishedModel> model = latest_model();
   if (request.version() != -1 && request.version() != model->version) {
     return absl::NotFoundError(absl::StrCat("model version ", request.version(),
@@ -331,30 +353,36 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
 
 void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
                               UploadCallback done) {
+  if (shutting_down_) {
+    return done(absl::UnavailableError("the coordinator is shutting down"));
+  }
   absl::StatusOr<Session> session = FindSession(metadata.session_token());
   if (!session.ok()) return done(session.status());
+  engine_->Heartbeat(session->agent_id).IgnoreError();
   absl::Status ok = CheckUploadMetadata(metadata, session->agent_id);
   if (!ok.ok()) return done(ok);
-  auto start = [this, metadata, agent = session->agent_id,
-                done = std::move(done)]() {
+  auto shared_done = std::make_shared<UploadCallback>(std::move(done));
+  SlotWaiter waiter;
+  waiter.start = [this, metadata, agent = session->agent_id, shared_done]() {
     DecodeLimits limits;
     limits.max_total_bytes = encoded_size_;
-    done(std::unique_ptr<Upload>(
+    (*shared_done)(std::unique_ptr<Upload>(
         new Upload(this, metadata, agent, schema_, limits)));
   };
+  waiter.fail = [shared_done](absl::Status s) { (*shared_done)(s); };
   {
     absl::MutexLock lock(&slots_mu_);
     if (free_slots_ == 0) {
-      slot_waiters_.push_back(std::move(start));
+      slot_waiters_.push_back(std::move(waiter));
       return;
     }
     --free_slots_;
   }
-  start();
+  waiter.start();
 }
 
 void Coordinator::ReleaseSlot() {
-  std::function<void()> next;
+  SlotWaiter next;
   {
     absl::MutexLock lock(&slots_mu_);
     if (slot_waiters_.empty()) {
@@ -364,7 +392,7 @@ void Coordinator::ReleaseSlot() {
     next = std::move(slot_waiters_.front());
     slot_waiters_.pop_front();
   }
-  next();  // The slot passes straight to the next waiting upload.
+  next.start();  // The slot passes straight to the next waiting upload.
 }
 
 absl::Status Coordinator::FeedUpload(Upload& upload, absl::string_view bytes) {
@@ -428,8 +456,42 @@ absl::Status Coordinator::Leave(const v1::LeaveRequest& request) {
   return absl::IsNotFound(removed) ? absl::OkStatus() : removed;
 }
 
+absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+  ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
+  if (!engine_->Heartbeat(session.agent_id).ok()) {
+    return absl::UnauthenticatedError(
+        "agent was dropped for inactivity: join again");
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::BeginShutdown() {
+  if (shutting_down_.exchange(true)) return;
+  {
+    // Parks after this point answer at once (Poll checks under mu_).
+    absl::MutexLock lock(&mu_);
+  }
+  AnswerParkedPolls(/*expire_all=*/true);
+  std::deque<SlotWaiter> waiters;
+  {
+    absl::MutexLock lock(&slots_mu_);
+    waiters.swap(slot_waiters_);
+  }
+  for (SlotWaiter& w : waiters) {
+    w.fail(absl::UnavailableError("the coordinator is shutting down"));
+  }
+  if (engine_->CloseRoundNow().ok()) {
+    for (const RoundOutcome& outcome : engine_->Tick(false)) {
+      absl::Status s = FinishRound(outcome);
+      if (!s.ok()) FEDGE_LOG(ERROR) << "closing the last round: " << s;
+    }
+  }
+}
+
 absl::Status Coordinator::Tick() {
-  for (const RoundOutcome& outcome : engine_->Tick()) {
+  RETURN_IF_ERROR(PollPersistence());
+  const bool may_start = !pending_.has_value() && !shutting_down_;
+  for (const RoundOutcome& outcome : engine_->Tick(may_start)) {
     RETURN_IF_ERROR(FinishRound(outcome));
   }
   if (engine_->state() == RoundState::kInProgress &&

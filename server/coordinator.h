@@ -11,6 +11,19 @@
 // Threading: every public method is thread-safe. Poll() may park its
 // callback; Tick() (called by one driver thread every few milliseconds)
 // finishes rounds, publishes models and answers parked polls.
+//
+// Durability: a new global model is announced (published to polls, tasks
+// and the operator) only once the checkpoint that holds it is on disk, so a
+// version agents have seen is never lost and versions never go backward
+// across restarts. The checkpoint is written, the model evaluated and the
+// history line appended in the background; the next round starts as soon
+// as the checkpoint is durable, while the evaluation still runs.
+//
+// Shutdown: BeginShutdown() answers every parked call, refuses new work and
+// closes the round in progress (completed with what arrived when it has a
+// quorum, else abandoned); Flush() then waits for its checkpoint and
+// history line. Nothing is left that could keep the gRPC server's
+// Shutdown() waiting.
 #ifndef FEDGE_SERVER_COORDINATOR_H_
 #define FEDGE_SERVER_COORDINATOR_H_
 
@@ -19,6 +32,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -136,6 +150,10 @@ class Coordinator {
   // an unknown session.
   absl::Status Leave(const v1::LeaveRequest& request);
 
+  // A sign of life of a busy agent. UNAUTHENTICATED for an unknown session
+  // or an agent dropped meanwhile (join again).
+  absl::Status Heartbeat(const v1::HeartbeatRequest& request);
+
   // Drives time: liveness, deadlines, round completion (aggregate and
   // publish at once; evaluate, checkpoint and history in the background),
   // parked polls. Returns the first error of the round just closed or of
@@ -143,8 +161,12 @@ class Coordinator {
   absl::Status Tick();
 
   // Waits until the last finished round is evaluated, checkpointed and in
-  // the history; returns the first error doing so.
+  // the history, and publishes its model; returns the first error doing so.
   absl::Status Flush();
+
+  // Stops taking work (see the header comment). Call from the Tick thread;
+  // Tick() must not be called afterwards, Flush() should.
+  void BeginShutdown();
 
   // Operator views.
   v1::GetStatusResponse GetStatus() const;
@@ -178,9 +200,23 @@ class Coordinator {
   Coordinator(CoordinatorOptions& options, std::unique_ptr<RoundEngine> engine,
               std::unique_ptr<CheckpointStore> checkpoints,
               std::unique_ptr<HistoryWriter> history);
+  // A closed round whose model waits for its checkpoint to be durable.
+  struct PendingRound {
+    std::shared_ptr<const PublishedModel> model;
+    bool new_version = false;  // A completed round's new model.
+    bool last = false;         // The federation is done after it.
+  };
+
   absl::Status Restore(ModelState initial_model);
-  absl::Status Publish(ModelState model, int64_t version);
+  static std::shared_ptr<PublishedModel> MakePublished(ModelState model,
+                                                       int64_t version);
+  void Publish(std::shared_ptr<const PublishedModel> model);
   absl::Status FinishRound(const RoundOutcome& outcome);
+  // Publishes the pending round's model once its checkpoint is durable;
+  // returns the background work's error once it failed.
+  absl::Status PollPersistence();
+  // The background work of one round: checkpoint (then `durable_` is set),
+  // evaluation, history line.
   absl::Status Persist(RoundRecord record, bool completed,
                        const PublishedModel& model, const Checkpoint& ckpt);
   Checkpoint CheckpointSnapshot(int64_t model_version) const;
@@ -225,18 +261,27 @@ class Coordinator {
   RoundStats stats_ ABSL_GUARDED_BY(accumulate_mu_);
 
   // Upload slots: each decodes one update into its own model-sized buffer.
+  // A waiter is started with its Upload, or failed (at shutdown).
+  struct SlotWaiter {
+    std::function<void()> start;
+    std::function<void(absl::Status)> fail;
+  };
   void ReleaseSlot();
   absl::Mutex slots_mu_;
   int free_slots_ ABSL_GUARDED_BY(slots_mu_);
-  std::deque<std::function<void()>> slot_waiters_ ABSL_GUARDED_BY(slots_mu_);
+  std::deque<SlotWaiter> slot_waiters_ ABSL_GUARDED_BY(slots_mu_);
   friend class Upload;
 
   std::atomic<int64_t> bytes_sent_{0};
   std::atomic<bool> finished_{false};
-  std::future<absl::Status> persisting_;  // Tick thread only.  // The last
-                                          // round's model is published.
-  int64_t started_round_ = 0;             // Tick thread only.
-  absl::Time round_start_;                // Tick thread only.
+  std::atomic<bool> shutting_down_{false};
+  // Background work of the last closed round (Tick thread only), and
+  // whether its checkpoint is durable yet.
+  std::future<absl::Status> persisting_;
+  std::atomic<bool> durable_{false};
+  std::optional<PendingRound> pending_;  // Tick thread only.
+  int64_t started_round_ = 0;            // Tick thread only.
+  absl::Time round_start_;               // Tick thread only.
 };
 
 }  // namespace fedge

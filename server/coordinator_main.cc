@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
   // blocks in per-thread arenas (which grows the resident set with the
   // number of concurrent uploads).
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  // A file-size limit makes writes fail with EFBIG (reported with the path)
+  // instead of killing the process mid-write.
+  signal(SIGXFSZ, SIG_IGN);
   const sigset_t stop_signals = BlockStopSignals();
   fedge::CommandLineSpec spec;
   spec.aliases = {{"insecure", "tls.insecure"}};
@@ -81,12 +85,20 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "fedge-coordinator: %s\n", server.status().message());
     return absl::IsInvalidArgument(server.status()) ? 2 : 1;
   }
+  // The first SIGTERM/SIGINT shuts down cleanly (within seconds); a second
+  // one exits at once.
   std::thread signals([&stop_signals, s = server->get()] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    if (sig == SIGUSR1) return;  // Sent by main at exit.
-    FEDGE_LOG(INFO) << "signal " << sig << ": shutting down";
-    s->Shutdown();
+    for (int received = 0;; ++received) {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      if (sig == SIGUSR1) return;  // Sent by main at exit.
+      if (received > 0) {
+        FEDGE_LOG(WARNING) << "second signal " << sig << ": exiting now";
+        std::_Exit(128 + sig);
+      }
+      FEDGE_LOG(INFO) << "signal " << sig << ": shutting down";
+      s->Shutdown();
+    }
   });
   absl::Status status = (*server)->Run();
   pthread_kill(signals.native_handle(), SIGUSR1);

@@ -42,7 +42,33 @@ absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
 
 absl::Status Coordinator::Flush() {
   if (!persisting_.valid()) return absl::OkStatus();
-  return persisting_.get();
+  absl::Status status = persisting_.get();
+  if (status.ok() || durable_) {
+    if (pending_.has_value()) {
+      Publish(pending_->model);
+      if (pending_->last) finished_ = true;
+      pending_.reset();
+    }
+  }
+  return status;
+}
+
+absl::Status Coordinator::PollPersistence() {
+  if (!persisting_.valid()) return absl::OkStatus();
+  if (pending_.has_value() && durable_) {
+    Publish(pending_->model);
+    if (pending_->new_version) {
+      FEDGE_LOG(INFO) << "model version " << pending_->model->version
+                      << " published (checkpoint durable)";
+    }
+    if (pending_->last) finished_ = true;
+    pending_.reset();
+  }
+  if (persisting_.wait_for(std::chrono::seconds(0)) ==
+      std::future_status::ready) {
+    return Flush();
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
@@ -66,17 +92,22 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
     accumulator_.Reset();
     stats_ = RoundStats();
   }
-  if (next.has_value()) {
-    RETURN_IF_ERROR(Publish(*std::move(next), outcome.round));
-  }
-  if (engine_->state() == RoundState::kDone) finished_ = true;
+  PendingRound pending;
+  pending.new_version = next.has_value();
+  pending.model = next.has_value()
+                      ? MakePublished(*std::move(next), outcome.round)
+                      : latest_model();
+  pending.last = engine_->state() == RoundState::kDone;
   record.bytes_sent = bytes_sent_.exchange(0);
   record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  Checkpoint ckpt = CheckpointSnapshot(model->version);
-  // Evaluation, the checkpoint and the history line are written while the
-  // next round already runs; the history line follows the checkpoint, so a
-  // round in history.csv is always durable.
+  Checkpoint ckpt = CheckpointSnapshot(pending.model->version);
+  // The checkpoint is written, then the model evaluated and the history
+  // line appended, while the next round already runs: it starts once the
+  // checkpoint is durable (PollPersistence publishes the model then), so a
+  // round in history.csv and an announced version are always durable.
+  durable_ = false;
+  std::shared_ptr<const PublishedModel> model = pending.model;
+  pending_ = std::move(pending);
   persisting_ = std::async(std::launch::async, [=, ckpt = std::move(ckpt)] {
     return Persist(record, outcome.completed, *model, ckpt);
   });
@@ -86,6 +117,15 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
 absl::Status Coordinator::Persist(RoundRecord record, bool completed,
                                   const PublishedModel& model,
                                   const Checkpoint& ckpt) {
+  const absl::Time checkpoint_start = clock_->Now();
+  absl::Status saved = SaveCheckpoint(ckpt, model);
+  if (!saved.ok()) {
+    FEDGE_LOG(ERROR) << "round " << record.round
+                     << ": cannot write the checkpoint: " << saved;
+    return saved;
+  }
+  durable_ = true;
+  const absl::Duration checkpoint_time = clock_->Now() - checkpoint_start;
   if (evaluator_ != nullptr && completed) {
     absl::StatusOr<EvalMetrics> eval = evaluator_->Evaluate(model.model);
     if (eval.ok()) {
@@ -93,13 +133,16 @@ absl::Status Coordinator::Persist(RoundRecord record, bool completed,
       record.test_accuracy = eval->accuracy;
     } else {
       FEDGE_LOG(WARNING) << "round " << record.round
-                         << ": evaluation failed: " << eval.status();
+                         << ": evaluation failed, recorded without accuracy: "
+                         << eval.status();
     }
   }
-  const absl::Time checkpoint_start = clock_->Now();
-  RETURN_IF_ERROR(SaveCheckpoint(ckpt, model));
-  const absl::Duration checkpoint_time = clock_->Now() - checkpoint_start;
-  RETURN_IF_ERROR(history_->Append(record));
+  absl::Status appended = history_->Append(record);
+  if (!appended.ok()) {
+    FEDGE_LOG(ERROR) << "round " << record.round
+                     << ": cannot append to the history: " << appended;
+    return appended;
+  }
   {
     absl::MutexLock lock(&mu_);
     v1::RoundInfo& info = rounds_.emplace_back();

@@ -12,6 +12,7 @@
 #include "common/ml/model_init.h"
 #include "common/ml/model_spec.h"
 #include "common/net/credentials.h"
+#include "common/net/grpc_deadline.h"
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
 #include "server/evaluator_process.h"
@@ -21,6 +22,8 @@ namespace {
 
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
 constexpr int kStreamWindowBytes = 512 << 10;
+// Time open streams get to finish once the coordinator shuts down.
+constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
 
 }  // namespace
 
@@ -37,13 +40,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   options.model_spec = ml::SpecToProto(spec);
   ASSIGN_OR_RETURN(options.initial_model, ml::InitialModelState(spec));
   if (config.has_eval_data()) {
-    v1::EvaluatorConfig eval;
-    *eval.mutable_data() = config.eval_data();
-    *eval.mutable_model() = config.model();
-    ASSIGN_OR_RETURN(auto evaluator,
-                     EvaluatorProcess::Start(SiblingBinary("fedge-evaluator"),
-                                             eval, config.state_dir()));
+    EvaluatorProcess::Options eval;
+    *eval.config.mutable_data() = config.eval_data();
+    *eval.config.mutable_model() = config.model();
+    eval.binary = config.evaluator_path().empty()
+                      ? SiblingBinary("fedge-evaluator")
+                      : config.evaluator_path();
+    eval.work_dir = config.state_dir();
+    eval.timeout = absl::Milliseconds(config.eval_timeout_ms());
+    ASSIGN_OR_RETURN(auto evaluator, EvaluatorProcess::Start(std::move(eval)));
     FEDGE_LOG(INFO) << "central evaluation on " << evaluator->description();
+    self->evaluator_ = evaluator.get();
     options.evaluator = std::move(evaluator);
   }
   ASSIGN_OR_RETURN(self->coordinator_, Coordinator::Create(std::move(options)));
@@ -77,32 +84,45 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
 }
 
 CoordinatorServer::~CoordinatorServer() {
-  if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now()));
+  if (server_ != nullptr) {
+    if (coordinator_ != nullptr) coordinator_->BeginShutdown();
+    server_->Shutdown(MonotonicDeadline(absl::ZeroDuration()));
+  }
 }
 
 void CoordinatorServer::Shutdown() {
-  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (stop_.HasBeenNotified()) return;
+  stop_.Notify();
+  if (evaluator_ != nullptr) evaluator_->Cancel();
 }
 
 absl::Status CoordinatorServer::Run() {
   absl::Status status;
-  while (!stop_.WaitForNotificationWithTimeout(kTickPeriod)) {
+  while (!stop_.WaitFor(kTickPeriod)) {
     status = coordinator_->Tick();
-    if (!status.ok()) break;
+    if (!status.ok()) {
+      FEDGE_LOG(ERROR) << "stopping: " << status;
+      break;
+    }
     if (coordinator_->done() && config_.exit_when_done()) break;
   }
+  if (status.ok() && coordinator_->done()) {
+    status = coordinator_->Flush();
+    if (status.ok()) status = WriteFinalModel();
+    // Let agents see "finished" on their next poll before the port closes.
+    const absl::Time grace = RealClock::Get()->Now() +
+                             2 * absl::Milliseconds(config_.poll_wait_ms());
+    while (status.ok() && RealClock::Get()->Now() < grace &&
+           !stop_.WaitFor(kTickPeriod)) {
+      coordinator_->Tick().IgnoreError();
+    }
+  }
+  coordinator_->BeginShutdown();
   absl::Status flushed = coordinator_->Flush();
   if (status.ok()) status = flushed;
-  if (status.ok() && coordinator_->done()) status = WriteFinalModel();
-  // Let agents see "finished" on their next poll before the port closes.
-  const absl::Time grace =
-      absl::Now() +
-      absl::Milliseconds(coordinator_->done() ? 2 * config_.poll_wait_ms() : 0);
-  while (absl::Now() < grace && !stop_.HasBeenNotified()) {
-    coordinator_->Tick().IgnoreError();
-    absl::SleepFor(kTickPeriod);
-  }
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  // Parked calls are answered; streams still open get a moment to finish,
+  // then are cancelled.
+  server_->Shutdown(MonotonicDeadline(kShutdownGrace));
   return status;
 }
 

@@ -12,9 +12,10 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/notification.h"
+#include "common/clock.h"
 #include "fedge/v1/config.pb.h"
 #include "server/coordinator.h"
+#include "server/evaluator_process.h"
 #include "server/federation_service.h"
 
 namespace fedge {
@@ -31,12 +32,19 @@ class CoordinatorServer {
   // The port actually bound.
   int port() const { return port_; }
 
-  // Drives rounds until they are all done (when exit_when_done) or until
-  // Shutdown(); then stops the gRPC server. Writes the final model to
-  // <state_dir>/final_model.fedge when the federation finished.
+  // Drives rounds until they are all done (when exit_when_done), until
+  // Shutdown() or until persisting a round fails (a full disk: the error,
+  // naming the path, is returned so the process exits non-zero). Then: the
+  // coordinator answers every parked call and closes the round in progress,
+  // its checkpoint and history line are flushed, and the gRPC server stops
+  // (streams still open after a grace period are cancelled). Writes the
+  // final model to <state_dir>/final_model.fedge when the federation
+  // finished. Returns within a few seconds of Shutdown().
   absl::Status Run();
 
-  // Asks Run() to return soon. Thread-safe; callable once or more.
+  // Asks Run() to return soon; an evaluation in progress is cancelled (the
+  // round is recorded without accuracy). Thread-safe; callable more than
+  // once.
   void Shutdown();
 
   Coordinator& coordinator() { return *coordinator_; }
@@ -50,7 +58,8 @@ class CoordinatorServer {
   std::unique_ptr<FederationService> federation_;
   std::unique_ptr<OperatorService> operator_;
   std::unique_ptr<grpc::Server> server_;
-  absl::Notification stop_;
+  EvaluatorProcess* evaluator_ = nullptr;  // Owned by the coordinator.
+  Event stop_;
   int port_ = 0;
 };
 

@@ -217,6 +217,12 @@ grpc::ServerUnaryReactor* FederationService::Leave(
   return Finish(context, coordinator_->Leave(*request));
 }
 
+grpc::ServerUnaryReactor* FederationService::Heartbeat(
+    grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
+    v1::HeartbeatResponse* response) {
+  return Finish(context, coordinator_->Heartbeat(*request));
+}
+
 grpc::ServerUnaryReactor* OperatorService::GetStatus(
     grpc::CallbackServerContext* context, const v1::GetStatusRequest* request,
     v1::GetStatusResponse* response) {

@@ -16,10 +16,12 @@
 #include "common/file_util.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
+#include "common/net/grpc_deadline.h"
 #include "common/net/grpc_status.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.grpc.pb.h"
 #include "google/protobuf/text_format.h"
+#include "server/checkpoint_store.h"
 
 namespace {
 
@@ -27,14 +29,48 @@ constexpr char kUsage[] =
     "usage: fedge status|agents|rounds [--coordinator HOST:PORT]\n"
     "                  [--tls.ca_path CA.pem | --insecure] [--tls.server_name "
     "N]\n"
-    "       fedge inspect MODEL.fedge\n";
+    "       fedge inspect MODEL.fedge|CHECKPOINT.fedge\n";
 
 int Fail(int code, absl::string_view message) {
   absl::FPrintF(stderr, "fedge: %s\n", message);
   return code;
 }
 
+void PrintModel(const fedge::ModelState& model) {
+  for (const fedge::TensorBuffer& t : model.tensors()) {
+    absl::PrintF("%s\n", t.DebugString());
+  }
+}
+
+// A checkpoint file (magic FEDGECK1): its header, then its model.
+int InspectCheckpoint(const std::string& path) {
+  absl::StatusOr<fedge::Checkpoint> ckpt =
+      fedge::CheckpointStore::ReadFile(path);
+  if (!ckpt.ok()) return Fail(1, ckpt.status().message());
+  absl::PrintF(
+      "checkpoint: model version %d, next round %d, %d rounds completed, "
+      "%d bytes of coordinator state\n",
+      ckpt->model_version, ckpt->next_round, ckpt->completed_rounds,
+      ckpt->extra.size());
+  PrintModel(ckpt->model);
+  absl::PrintF("%d tensors, %d elements, model sha256 %s\n", ckpt->model.size(),
+               ckpt->model.NumElements(),
+               fedge::ToHex(fedge::ModelDigest(ckpt->model)));
+  return 0;
+}
+
+// A model (MODEL.fedge, a cached model) or a checkpoint.
 int Inspect(const std::string& path) {
+  std::string magic;
+  absl::Status peeked =
+      fedge::ReadFileChunks(path, 8, [&magic](absl::string_view bytes) {
+        magic.assign(bytes.data(), bytes.size());
+        return absl::CancelledError("");  // Only the first 8 bytes.
+      });
+  if (!peeked.ok() && !absl::IsCancelled(peeked)) {
+    return Fail(1, peeked.message());
+  }
+  if (magic == "FEDGECK1") return InspectCheckpoint(path);
   fedge::ModelDecoder decoder;
   fedge::Sha256 sha;
   absl::Status fed =
@@ -45,9 +81,7 @@ int Inspect(const std::string& path) {
   if (!fed.ok()) return Fail(1, fed.message());
   auto model = decoder.Finish();
   if (!model.ok()) return Fail(1, model.status().message());
-  for (const fedge::TensorBuffer& t : model->tensors()) {
-    absl::PrintF("%s\n", t.DebugString());
-  }
+  PrintModel(*model);
   absl::PrintF("%d tensors, %d elements, %d bytes encoded, sha256 %s\n",
                model->size(), model->NumElements(), decoder.bytes_consumed(),
                fedge::ToHex(sha.Finish()));
@@ -63,8 +97,8 @@ int Call(const fedge::v1::ToolConfig& config, Method method) {
                                 fedge::MakeChannelArguments(config.tls(), 0));
   auto stub = fedge::v1::Operator::NewStub(channel);
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(
-      absl::Now() + absl::Seconds(config.timeout_seconds())));
+  context.set_deadline(
+      fedge::MonotonicDeadline(absl::Seconds(config.timeout_seconds())));
   Response response;
   absl::Status s =
       fedge::FromGrpcStatus(((*stub).*method)(&context, Request(), &response));

@@ -158,7 +158,7 @@ absl::Status RoundEngine::RemoveAgent(const std::string& agent_id) {
   return absl::OkStatus();
 }
 
-std::vector<RoundOutcome> RoundEngine::Tick() {
+std::vector<RoundOutcome> RoundEngine::Tick(bool may_start_round) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   DropStaleAgentsLocked(now);
@@ -168,8 +168,18 @@ std::vector<RoundOutcome> RoundEngine::Tick() {
   }
   std::vector<RoundOutcome> outcomes;
   outcomes.swap(finished_);
-  if (outcomes.empty()) MaybeStartRoundLocked(now);
+  if (outcomes.empty() && may_start_round) MaybeStartRoundLocked(now);
   return outcomes;
+}
+
+absl::Status RoundEngine::CloseRoundNow() {
+  absl::MutexLock lock(&mu_);
+  if (state_ != RoundState::kInProgress) {
+    return absl::FailedPreconditionError("no round in progress");
+  }
+  FEDGE_LOG(INFO) << "round " << round_.id << ": closed early";
+  CloseRoundLocked();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> RoundEngine::AssignedRound(

@@ -125,8 +125,16 @@ class RoundEngine {
   // failed). Only if it returns no outcome does it start the next round, when
   // waiting, >= min_available_agents agents are available and rounds remain;
   // so a single driver thread can apply an outcome (aggregate, publish the
-  // new model) before the next round's tasks are handed out.
-  std::vector<RoundOutcome> Tick();
+  // new model) before the next round's tasks are handed out. With
+  // `may_start_round` false it never starts one (the driver is still
+  // publishing, is paused or shuts down).
+  std::vector<RoundOutcome> Tick(bool may_start_round = true);
+
+  // Closes the round in progress now, as its deadline would: completed if
+  // at least min_fit_agents reported, else abandoned (for shutdown). Its
+  // outcome is returned by the next Tick(). FAILED_PRECONDITION when no
+  // round is in progress.
+  absl::Status CloseRoundNow();
 
   // Returns the round id the agent must train for: it is selected in the
   // round in progress and has neither reported nor failed. Returns NOT_FOUND

@@ -43,8 +43,8 @@ void FederationTest::SetUp() {
   Shell("rm -rf " + dir_ + " && mkdir -p " + dir_);
 }
 
-std::unique_ptr<Process> FederationTest::StartCoordinator(
-    const std::vector<std::string>& flags, int* port, const std::string& name) {
+std::vector<std::string> FederationTest::CoordinatorArgv(
+    const std::vector<std::string>& flags) const {
   const std::string certs = CertDir();
   std::vector<std::string> argv = {
       kBinaryDir + "/server/fedge-coordinator",
@@ -57,11 +57,24 @@ std::unique_ptr<Process> FederationTest::StartCoordinator(
       "--heartbeat_interval_ms=200",
       "--agent_timeout_ms=3000",
       "--poll_wait_ms=200"};
-  std::string state_dir = dir_ + "/coordinator";
-  for (const std::string& f : flags) {
-    argv.push_back(f);
-    absl::string_view v = f;
-    if (absl::ConsumePrefix(&v, "--state_dir=")) state_dir = std::string(v);
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return argv;
+}
+
+std::unique_ptr<Process> FederationTest::StartCoordinator(
+    const std::vector<std::string>& flags, int* port, const std::string& name) {
+  return StartCoordinatorProcess(CoordinatorArgv(flags), port, name);
+}
+
+std::unique_ptr<Process> FederationTest::StartCoordinatorProcess(
+    const std::vector<std::string>& argv, int* port, const std::string& name,
+    const std::string& state_dir_arg) {
+  std::string state_dir = state_dir_arg;
+  if (state_dir.empty()) {
+    for (const std::string& f : argv) {
+      absl::string_view v = f;
+      if (absl::ConsumePrefix(&v, "--state_dir=")) state_dir = std::string(v);
+    }
   }
   std::remove((state_dir + "/port").c_str());
   auto p = std::make_unique<Process>(argv, dir_ + "/" + name + ".log");

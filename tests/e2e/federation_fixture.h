@@ -32,6 +32,14 @@ class FederationTest : public ::testing::Test {
   std::unique_ptr<Process> StartCoordinator(
       const std::vector<std::string>& flags, int* port,
       const std::string& name = "coordinator");
+  // The command line StartCoordinator runs (binary, test defaults, flags).
+  std::vector<std::string> CoordinatorArgv(
+      const std::vector<std::string>& flags) const;
+  // Runs `argv` (e.g. CoordinatorArgv() behind a wrapper) and waits for the
+  // port file in `state_dir` (the last --state_dir= of argv when empty).
+  std::unique_ptr<Process> StartCoordinatorProcess(
+      const std::vector<std::string>& argv, int* port, const std::string& name,
+      const std::string& state_dir = "");
   // Starts fedge-agent number `i` against `port` with `flags`.
   std::unique_ptr<Process> StartAgent(
       int i, int port, const std::vector<std::string>& flags = {});

@@ -32,7 +32,8 @@ Process::Process(const std::vector<std::string>& argv,
 
 Process::~Process() {
   if (running()) {
-    Signal(SIGKILL);
+    // The whole group: wrappers (env, sh, unshare) and what they started.
+    if (pid_ > 0) kill(-pid_, SIGKILL);
     Wait(absl::Seconds(10));
   }
 }

@@ -1,7 +1,8 @@
 // Child processes for end-to-end tests: start a real binary with its output
 // in a log file, signal it, wait for it with a time limit. Every process
-// still running when its Process object dies is killed (SIGKILL) and
-// reaped, so a failing test never leaves servers behind.
+// still running when its Process object dies is killed (SIGKILL, with its
+// process group: what a wrapper started too) and reaped, so a failing test
+// never leaves servers behind.
 #ifndef FEDGE_TESTS_E2E_PROCESS_H_
 #define FEDGE_TESTS_E2E_PROCESS_H_
 

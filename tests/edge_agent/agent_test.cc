@@ -194,8 +194,8 @@ TEST_F(AgentTest, SubmitAborted_DropsUpdateAndContinues) {
 
 TEST_F(AgentTest, SubmitUnavailablePastDeadline_DropsUpdate) {
   v1::PollResponse poll = TaskPoll(1, 0, client_.models[0]);
-  poll.mutable_train()->set_deadline_unix_ms(
-      absl::ToUnixMillis(clock_.Now() + absl::Seconds(2)));
+  // Measured from when the task arrives, on the agent's own clock.
+  poll.mutable_train()->set_deadline_remaining_ms(2000);
   client_.poll_results.push_back(poll);
   for (int i = 0; i < 100; ++i) {
     client_.submit_results.push_back(absl::UnavailableError("down"));
@@ -207,6 +207,39 @@ TEST_F(AgentTest, SubmitUnavailablePastDeadline_DropsUpdate) {
   EXPECT_LT(client_.submits.size(), 10u);
   EXPECT_EQ(agent->stats().updates_dropped, 1);
   EXPECT_EQ(agent->stats().updates_submitted, 0);
+}
+
+TEST_F(AgentTest, LongTraining_HeartbeatsFromAnotherThread) {
+  v1::JoinResponse join;
+  join.set_session_token("s1");
+  join.set_agent_id("agent-7");
+  join.set_heartbeat_interval_ms(10);
+  join.mutable_model()->set_architecture("2nn");
+  client_.join_results.push_back(join);
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  trainer_log_.real_delay = absl::Milliseconds(300);  // Really busy.
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  // While the loop's thread trained, another kept the agent live.
+  EXPECT_GE(client_.heartbeats.load(), 3);
+  EXPECT_EQ(agent->stats().updates_submitted, 1);
+}
+
+TEST_F(AgentTest, HeartbeatDisabled_NoHeartbeats) {
+  v1::JoinResponse join;
+  join.set_session_token("s1");
+  join.set_agent_id("agent-7");
+  join.set_heartbeat_interval_ms(10);
+  join.mutable_model()->set_architecture("2nn");
+  client_.join_results.push_back(join);
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  trainer_log_.real_delay = absl::Milliseconds(100);
+  AgentOptions options = DefaultOptions();
+  options.heartbeat_while_busy = false;
+  auto agent = MakeAgent(options);
+  ASSERT_TRUE(agent->Run().ok());
+  EXPECT_EQ(client_.heartbeats.load(), 0);
 }
 
 TEST_F(AgentTest, PollUnauthenticated_JoinsAgain) {

@@ -2,10 +2,11 @@
 // Each method returns the next scripted result (or a default when its queue
 // is empty) and records the call. FakeTrainer: a LocalTrainer that returns
 // the global model as the delta with fixed metrics, and records its plans.
-// Not thread-safe.
+// Not thread-safe, except Heartbeat.
 #ifndef FEDGE_TESTS_EDGE_AGENT_FAKE_COORDINATOR_CLIENT_H_
 #define FEDGE_TESTS_EDGE_AGENT_FAKE_COORDINATOR_CLIENT_H_
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <set>
@@ -16,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/local_trainer.h"
 #include "edge_agent/coordinator_client.h"
 
@@ -96,6 +98,13 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     return absl::OkStatus();
   }
 
+  // Thread-safe, like the real one.
+  absl::Status Heartbeat(const std::string& session_token) override {
+    heartbeats.fetch_add(1);
+    return absl::OkStatus();
+  }
+  std::atomic<int> heartbeats{0};
+
  private:
   template <typename T>
   static T Pop(std::deque<T>& queue) {
@@ -111,6 +120,8 @@ struct TrainerLog {
   std::vector<size_t> num_indices;  // indices.size() per call.
   double seconds = 2.0;             // Reported training time.
   absl::Status error;               // Returned by Train when not OK.
+  // Really blocks this long in Train (a slow device, in real time).
+  absl::Duration real_delay = absl::ZeroDuration();
 };
 
 class FakeTrainer final : public LocalTrainer {
@@ -122,6 +133,9 @@ class FakeTrainer final : public LocalTrainer {
       absl::Span<const int64_t> indices) override {
     log_->plans.push_back(plan);
     log_->num_indices.push_back(indices.size());
+    if (log_->real_delay > absl::ZeroDuration()) {
+      absl::SleepFor(log_->real_delay);
+    }
     if (!log_->error.ok()) return log_->error;
     TrainOutput out;
     out.delta = global.Clone();
