@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -64,19 +66,57 @@ void MaxOfInt64(absl::Span<const ModelState* const> updates, size_t index,
   }
 }
 
-// Builds the model whose every float32 coordinate is reduce(values, n),
-// where `values` are that coordinate's n values (one per update, in update
-// order, in a scratch row the reducer may permute); int64 coordinates take
-// the maximum. For each block of coordinates the updates are read
-// sequentially and transposed into a scratch matrix, so that each
-// coordinate's values are contiguous. `updates` must be validated.
-template <typename Reduce>
-ModelState ReduceCoordinates(absl::Span<const ModelState* const> updates,
-                             Reduce reduce) {
+// Batcher's odd-even merge sort network for n inputs (Knuth, TAOCP 5.3.4),
+// in its form for arbitrary n: applying the comparators (a, b), a < b, in
+// order, each putting the smaller value at a, sorts any n values.
+std::vector<std::pair<uint32_t, uint32_t>> SortingNetwork(size_t n) {
+  std::vector<std::pair<uint32_t, uint32_t>> network;
+  for (size_t p = 1; p < n; p *= 2) {
+    for (size_t k = p; k >= 1; k /= 2) {
+      for (size_t j = k % p; j + k < n; j += 2 * k) {
+        for (size_t i = 0; i < std::min(k, n - j - k); ++i) {
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) {
+            network.emplace_back(i + j, i + j + k);
+          }
+        }
+      }
+    }
+  }
+  return network;
+}
+
+// Sorts each column of the n x len matrix whose row r starts at
+// rows + r * stride. Each comparator runs along two whole rows, so the work
+// is branch-free and vectorizes across the columns (coordinates).
+void SortColumns(absl::Span<const std::pair<uint32_t, uint32_t>> network,
+                 float* rows, size_t stride, size_t len) {
+  for (const auto& [a, b] : network) {
+    float* __restrict lo = rows + a * stride;
+    float* __restrict hi = rows + b * stride;
+    for (size_t j = 0; j < len; ++j) {
+      const float x = lo[j];
+      const float y = hi[j];
+      lo[j] = std::min(x, y);
+      hi[j] = std::max(x, y);
+    }
+  }
+}
+
+// Builds the model whose float32 coordinates are computed from their n
+// values sorted ascending, and whose int64 coordinates are the maxima.
+// Coordinates go in blocks: each update's block is copied into one row of a
+// scratch matrix (sequential reads), the columns are sorted, and
+// finish(rows, stride, len, out) writes out[0, len) from the sorted rows
+// (row r, holding the r-th smallest values, starts at rows + r * stride).
+// `updates` must be validated.
+template <typename Finish>
+ModelState ReduceSortedCoordinates(absl::Span<const ModelState* const> updates,
+                                   Finish finish) {
   const size_t n = updates.size();
   const size_t block = BlockElements(n);
+  const std::vector<std::pair<uint32_t, uint32_t>> network = SortingNetwork(n);
   ModelState out = UninitializedLike(*updates[0]);
-  std::vector<float> scratch(block * n);
+  std::vector<float> scratch(n * block);
   std::vector<const float*> src(n);
   for (size_t t = 0; t < out.size(); ++t) {
     TensorBuffer& tensor = out.mutable_tensor(t);
@@ -92,38 +132,13 @@ ModelState ReduceCoordinates(absl::Span<const ModelState* const> updates,
     for (size_t begin = 0; begin < size; begin += block) {
       const size_t len = std::min(block, size - begin);
       for (size_t k = 0; k < n; ++k) {
-        const float* in = src[k] + begin;
-        for (size_t j = 0; j < len; ++j) scratch[j * n + k] = in[j];
+        std::memcpy(&scratch[k * block], src[k] + begin, len * sizeof(float));
       }
-      for (size_t j = 0; j < len; ++j) {
-        dst[begin + j] = reduce(&scratch[j * n], n);
-      }
+      SortColumns(network, scratch.data(), block, len);
+      finish(scratch.data(), block, len, dst + begin);
     }
   }
   return out;
-}
-
-// The median of v[0, n); permutes v.
-float MedianOf(float* v, size_t n) {
-  const size_t mid = n / 2;
-  std::nth_element(v, v + mid, v + n);
-  if (n % 2 == 1) return v[mid];
-  // v[0, mid) are all <= v[mid]; the lower middle value is their maximum.
-  const double lower = *std::max_element(v, v + mid);
-  return static_cast<float>((lower + v[mid]) / 2);
-}
-
-// The mean of v[0, n) without its `trim` smallest and `trim` largest
-// values (n > 2 * trim); permutes v.
-float TrimmedMeanOf(float* v, size_t n, size_t trim) {
-  if (trim > 0) {
-    std::nth_element(v, v + trim, v + n);  // v[0, trim): smallest.
-    std::nth_element(v + trim, v + n - trim,
-                     v + n);  // v[n - trim, n): largest.
-  }
-  double sum = 0;
-  for (size_t j = trim; j < n - trim; ++j) sum += v[j];
-  return static_cast<float>(sum / static_cast<double>(n - 2 * trim));
 }
 
 // Sum over j < len of (a[j] - b[j])^2 in float64, with four accumulators
@@ -185,8 +200,20 @@ std::vector<double> PairwiseSquaredDistances(
 absl::StatusOr<ModelState> CoordinateMedian(
     absl::Span<const ModelState* const> updates) {
   RETURN_IF_ERROR(ValidateUpdates(updates));
-  return ReduceCoordinates(updates,
-                           [](float* v, size_t n) { return MedianOf(v, n); });
+  const size_t n = updates.size();
+  return ReduceSortedCoordinates(updates, [n](const float* rows, size_t stride,
+                                              size_t len, float* out) {
+    const float* upper = rows + (n / 2) * stride;
+    if (n % 2 == 1) {
+      std::copy(upper, upper + len, out);
+      return;
+    }
+    const float* lower = upper - stride;
+    for (size_t j = 0; j < len; ++j) {
+      out[j] =
+          static_cast<float>((static_cast<double>(lower[j]) + upper[j]) / 2);
+    }
+  });
 }
 
 absl::StatusOr<ModelState> TrimmedMean(
@@ -204,9 +231,19 @@ absl::StatusOr<ModelState> TrimmedMean(
         "beta = ", beta, " trims ", trim, " values from each side of ", n,
         "; at least one must remain"));
   }
-  return ReduceCoordinates(updates, [trim](float* v, size_t count) {
-    return TrimmedMeanOf(v, count, trim);
-  });
+  const double kept = static_cast<double>(n - 2 * trim);
+  std::vector<double> sums(BlockElements(n));
+  return ReduceSortedCoordinates(
+      updates, [&](const float* rows, size_t stride, size_t len, float* out) {
+        std::fill(sums.begin(), sums.begin() + len, 0.0);
+        for (size_t r = trim; r < n - trim; ++r) {
+          const float* row = rows + r * stride;
+          for (size_t j = 0; j < len; ++j) sums[j] += row[j];
+        }
+        for (size_t j = 0; j < len; ++j) {
+          out[j] = static_cast<float>(sums[j] / kept);
+        }
+      });
 }
 
 absl::StatusOr<std::vector<size_t>> MultiKrumSelect(

@@ -7,10 +7,11 @@
 //   L2Norm,
 //   ClipToL2Norm      norm bounding of updates (Sun et al. 2019).
 //
-// float32 tensors are aggregated; int64 tensors (counters such as
-// BatchNorm's num_batches_tracked) take the element-wise maximum over all
-// updates in every rule. Sums are taken in float64; results are float32
-// ModelStates shaped like the inputs.
+// float32 tensors are aggregated; in the models CoordinateMedian and
+// TrimmedMean build, int64 tensors (counters such as BatchNorm's
+// num_batches_tracked) take the element-wise maximum over all updates.
+// Krum's distances and the norms ignore int64 tensors. Sums are taken in
+// float64; results are float32 ModelStates shaped like the inputs.
 //
 // The aggregation functions validate their inputs before doing any work: at
 // least one update, every update with the first one's schema (names, dtypes,
@@ -18,11 +19,13 @@
 // naming the offending update ("update #3: ..."). A null pointer in
 // `updates` is a caller bug (checked).
 //
-// Cost: memory O(model) beyond the inputs plus O(n) (O(n^2) for Krum)
-// scratch. Coordinates are processed in cache-sized blocks so that each
-// update is streamed from memory once. Time O(n * d) for median and trimmed
-// mean (selection, not sorting), O(n^2 * d) for Krum, where n is the number
-// of updates and d the number of float32 elements.
+// Cost: memory O(model) for the result plus a few hundred KiB of scratch
+// (and O(n^2) for Krum). Coordinates are processed in cache-sized blocks so
+// that each update is streamed from memory once. Median and trimmed mean sort
+// each coordinate's n values with a sorting network applied across a block of
+// coordinates at once (branch-free, vectorized): O(d * n log^2 n) simple
+// operations, where d is the number of float32 elements. Krum computes the
+// n(n-1)/2 pairwise distances once: O(n^2 * d).
 //
 // Stateless functions; thread-safe as long as no other thread mutates the
 // inputs meanwhile.

@@ -101,25 +101,44 @@ TEST(CoordinateMedianTest, SingleUpdate_IsItself) {
   EXPECT_THAT(FloatsOf(*median, 2), ElementsAre(1e-3f));
 }
 
-TEST(CoordinateMedianTest, LargeRandomModel_MatchesSortingReference) {
-  // Several blocks long, with odd and even counts.
-  for (int n : {5, 6}) {
-    std::mt19937 rng(n);
-    std::normal_distribution<float> normal;
-    const size_t size = 20000;
-    std::vector<ModelState> ms;
-    for (int k = 0; k < n; ++k) {
-      std::vector<float> values(size);
-      for (float& x : values) x = normal(rng);
-      ms.push_back(Vector(values));
+// n updates of one float32 tensor of `size` values: normal noise, with a
+// third of the values rounded to a few levels so that ties are common.
+std::vector<ModelState> RandomUpdates(int n, size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<ModelState> ms;
+  for (int k = 0; k < n; ++k) {
+    std::vector<float> values(size);
+    for (size_t j = 0; j < size; ++j) {
+      values[j] = normal(rng);
+      if (j % 3 == 0) values[j] = std::round(values[j]);
     }
+    ms.push_back(Vector(values));
+  }
+  return ms;
+}
+
+// Coordinate j's values across `ms`, sorted ascending.
+std::vector<float> SortedColumn(const std::vector<ModelState>& ms, size_t j) {
+  std::vector<float> column;
+  for (const ModelState& m : ms) column.push_back(m.tensor(0).floats()[j]);
+  std::sort(column.begin(), column.end());
+  return column;
+}
+
+constexpr int kCounts[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,
+                           10, 11, 16, 17, 31, 33, 64, 100};
+
+TEST(CoordinateMedianTest, RandomModels_MatchSortingReference) {
+  // Many counts (sorting-network shapes), several blocks of coordinates.
+  for (int n : kCounts) {
+    const size_t size = 5000;
+    const std::vector<ModelState> ms = RandomUpdates(n, size, n);
     absl::StatusOr<ModelState> median = CoordinateMedian(Pointers(ms));
     ASSERT_TRUE(median.ok()) << median.status();
     absl::Span<const float> got = median->tensor(0).floats();
     for (size_t j = 0; j < size; ++j) {
-      std::vector<float> column;
-      for (const ModelState& m : ms) column.push_back(m.tensor(0).floats()[j]);
-      std::sort(column.begin(), column.end());
+      const std::vector<float> column = SortedColumn(ms, j);
       const float want =
           n % 2 == 1
               ? column[n / 2]
@@ -127,6 +146,27 @@ TEST(CoordinateMedianTest, LargeRandomModel_MatchesSortingReference) {
                     (static_cast<double>(column[n / 2 - 1]) + column[n / 2]) /
                     2);
       ASSERT_EQ(got[j], want) << "n = " << n << ", coordinate " << j;
+    }
+  }
+}
+
+TEST(TrimmedMeanTest, RandomModels_MatchSortingReference) {
+  for (int n : kCounts) {
+    for (double beta : {0.0, 0.1, 0.25, 0.49}) {
+      const size_t size = 3000;
+      const std::vector<ModelState> ms = RandomUpdates(n, size, 1000 + n);
+      absl::StatusOr<ModelState> mean = TrimmedMean(Pointers(ms), beta);
+      ASSERT_TRUE(mean.ok()) << mean.status();
+      const size_t trim = static_cast<size_t>(std::floor(beta * n));
+      absl::Span<const float> got = mean->tensor(0).floats();
+      for (size_t j = 0; j < size; ++j) {
+        const std::vector<float> column = SortedColumn(ms, j);
+        double sum = 0;
+        for (size_t r = trim; r < n - trim; ++r) sum += column[r];
+        const float want = static_cast<float>(sum / (n - 2 * trim));
+        ASSERT_EQ(got[j], want)
+            << "n = " << n << ", beta = " << beta << ", coordinate " << j;
+      }
     }
   }
 }
