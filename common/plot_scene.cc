@@ -164,9 +164,11 @@ void DrawAxes(const Frame& f, Scene* scene) {
   AddRect(scene, b.x1, b.y0, 1, b.y1 - b.y0, kAxisColor);
 }
 
-// The pixel polylines of a series, one per run of points without gaps.
-std::vector<std::vector<Vec2>> Runs(const Series& series, const Frame& f) {
-  std::vector<std::vector<Vec2>> runs(1);
+// Pixel polylines, e.g. of one series (one per run of points without gaps).
+using Polylines = std::vector<std::vector<Vec2>>;
+
+Polylines SeriesRuns(const Series& series, const Frame& f) {
+  Polylines runs(1);
   for (const SeriesPoint& p : series.points) {
     if (p.y.has_value()) {
       runs.back().push_back(f.Map(p.x, *p.y));
@@ -178,9 +180,14 @@ std::vector<std::vector<Vec2>> Runs(const Series& series, const Frame& f) {
   return runs;
 }
 
+// Whether a series gets a marker on each point: when they do not crowd.
+bool WantsMarkers(const Series& series, const Frame& f) {
+  return f.px.x1 - f.px.x0 >=
+         kMinPixelsPerMarker * static_cast<double>(series.points.size());
+}
+
 void DrawSeries(const std::string& panel, const Series& series,
-                const std::vector<std::vector<Vec2>>& runs, bool markers,
-                Scene* scene) {
+                const Polylines& runs, bool markers, Scene* scene) {
   for (const auto& run : runs) {
     if (run.size() >= 2) {
       scene->items.emplace_back(LineItem{run, series.color, kLineWidth,
@@ -197,8 +204,7 @@ void DrawSeries(const std::string& panel, const Series& series,
 }
 
 // How many sampled points of the lines fall into `box`.
-int Overlap(const std::vector<std::vector<std::vector<Vec2>>>& all_runs,
-            const Box& box) {
+int Overlap(const std::vector<Polylines>& all_runs, const Box& box) {
   int hits = 0;
   for (const auto& runs : all_runs) {
     for (const auto& run : runs) {
@@ -218,8 +224,7 @@ int Overlap(const std::vector<std::vector<std::vector<Vec2>>>& all_runs,
 
 // A legend in the corner of the plot area that covers the fewest data.
 void DrawLegend(const Panel& panel, const Frame& f,
-                const std::vector<std::vector<std::vector<Vec2>>>& all_runs,
-                Scene* scene) {
+                const std::vector<Polylines>& all_runs, Scene* scene) {
   constexpr double kPad = 8, kRow = 22, kSwatch = 30, kInset = 10;
   double text_w = 0;
   for (const Series& s : panel.series) {
@@ -249,8 +254,10 @@ void DrawLegend(const Panel& panel, const Frame& f,
     const Vec2 a{at.x + kPad, mid}, z{at.x + kPad + kSwatch, mid};
     scene->items.emplace_back(
         LineItem{{a, z}, s.color, kLineWidth, s.style, "", ""});
-    scene->items.emplace_back(
-        MarkerItem{{(a.x + z.x) / 2, mid}, kMarkerRadius, s.color, "", ""});
+    if (WantsMarkers(s, f)) {
+      scene->items.emplace_back(
+          MarkerItem{{(a.x + z.x) / 2, mid}, kMarkerRadius, s.color, "", ""});
+    }
     AddText(scene, {z.x + kPad, mid + kTextHeight / 2.0}, s.name,
             Anchor::kStart, kTextColor);
   }
@@ -260,21 +267,17 @@ void DrawPanel(const Panel& panel, const Frame& f, Scene* scene) {
   DrawAxes(f, scene);
   AddText(scene, {f.px.x0, f.px.y0 - 8}, panel.title, Anchor::kStart,
           kTextColor, /*bold=*/true);
-  std::vector<std::vector<std::vector<Vec2>>> all_runs;
-  size_t max_points = 0;
-  for (const Series& s : panel.series) {
-    all_runs.push_back(Runs(s, f));
-    max_points = std::max(max_points, s.points.size());
-  }
+  std::vector<Polylines> all_runs;
+  for (const Series& s : panel.series) all_runs.push_back(SeriesRuns(s, f));
   if (!YExtent(panel).has_value()) {
     AddText(scene, {(f.px.x0 + f.px.x1) / 2, (f.px.y0 + f.px.y1) / 2},
             "no data", Anchor::kMiddle, kMutedColor);
     return;
   }
-  const bool markers = (f.px.x1 - f.px.x0) >=
-                       kMinPixelsPerMarker * static_cast<double>(max_points);
-  for (size_t i = 0; i < panel.series.size(); ++i) {
-    DrawSeries(panel.title, panel.series[i], all_runs[i], markers, scene);
+  // The first series (listed first in the legend) is painted last, on top.
+  for (size_t i = panel.series.size(); i-- > 0;) {
+    DrawSeries(panel.title, panel.series[i], all_runs[i],
+               WantsMarkers(panel.series[i], f), scene);
   }
   DrawLegend(panel, f, all_runs, scene);
 }
