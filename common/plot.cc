@@ -61,7 +61,7 @@ absl::StatusOr<Columns> ParseHeader(absl::string_view line,
   }
   if (!round.has_value() || columns.plotted.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(source, ":1: the header (", line,
+        absl::StrCat(source, ":1: the header (", line.substr(0, 100),
                      ") needs a 'round' column and one of ",
                      absl::StrJoin(kPlottedHistoryColumns, ", "),
                      "; is this a history file (fedge-sim --history_out, or "
@@ -284,6 +284,7 @@ absl::StatusOr<History> ParseHistoryCsv(absl::string_view csv,
                                         absl::string_view source) {
   std::vector<absl::string_view> lines = absl::StrSplit(csv, '\n');
   for (auto& line : lines) absl::ConsumeSuffix(&line, "\r");
+  absl::ConsumePrefix(&lines[0], "\xEF\xBB\xBF");  // A UTF-8 byte order mark.
   if (absl::StripAsciiWhitespace(csv).empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         source,

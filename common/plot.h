@@ -89,7 +89,7 @@ enum class ValueFormat {
 
 struct SeriesPoint {
   double x = 0;
-  std::optional<double> y;  // Unset: a gap in the line.
+  std::optional<double> y;  // Finite; unset for a gap in the line.
 };
 
 // One line of a panel: a polyline through the points (broken at gaps) with a

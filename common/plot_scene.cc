@@ -323,7 +323,10 @@ std::vector<double> NiceTicks(double lo, double hi, int max_ticks, bool expand,
           expand ? std::ceil(hi / step - eps) : std::floor(hi / step + eps);
       if (last - first + 1 > max_ticks) continue;
       std::vector<double> ticks;
-      for (double k = first; k <= last; ++k) ticks.push_back(k * step);
+      // Counted, not stepped: k + 1 == k for huge k.
+      for (int i = 0; i <= static_cast<int>(last - first); ++i) {
+        ticks.push_back((first + i) * step);
+      }
       return ticks;
     }
   }

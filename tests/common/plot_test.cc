@@ -66,7 +66,7 @@ TEST(ParseHistoryCsvTest, ReadsPlottedColumnsByName) {
 
 TEST(ParseHistoryCsvTest, ColumnsInAnyOrder_UnknownOnesIgnored) {
   const History h = ParseOrDie(
-      "version,test_accuracy,round,comment,fed_eval_accuracy\r\n"
+      "\xEF\xBB\xBFversion,test_accuracy,round,comment,fed_eval_accuracy\r\n"
       "v7,0.5,1,anything at all,0.4\r\n"
       "\r\n"
       "v8,nan,2,,0.45\r\n");
@@ -229,6 +229,13 @@ TEST(NiceTicksTest, ExpandsToRoundSteps) {
   EXPECT_THAT(NiceTicks(1, 4, 10, false, true), ElementsAre(1, 2, 3, 4));
   EXPECT_THAT(NiceTicks(0, 1000, 5, false, true),
               ElementsAre(0, 250, 500, 750, 1000));
+}
+
+TEST(NiceTicksTest, HugeValuesTerminate) {
+  // Where k + 1 == k in doubles: still a handful of ticks.
+  EXPECT_LE(plot_internal::NiceTicks(1e17, 1e17 + 64, 5, false, true).size(),
+            5u);
+  EXPECT_LE(plot_internal::NiceTicks(-1e300, 1e300, 5, true, false).size(), 5u);
 }
 
 TEST(NiceTicksTest, FormatTickUsesFewestDecimals) {
