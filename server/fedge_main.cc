@@ -6,10 +6,16 @@
 //   fedge agents | rounds [...]      Operator.ListAgents / ListRounds.
 //   fedge inspect MODEL.fedge        Tensors, sizes and SHA-256 of a model
 //   file.
+//   fedge plot HISTORY.csv -o FILE.png|FILE.svg
+//       Accuracy and loss over rounds from a history CSV (fedge-sim
+//       --history_out, or history.csv in the coordinator's state_dir) as a
+//       PNG or SVG image; prints the path written.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
+#include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/config_loader.h"
@@ -18,6 +24,7 @@
 #include "common/net/credentials.h"
 #include "common/net/grpc_deadline.h"
 #include "common/net/grpc_status.h"
+#include "common/plot.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.grpc.pb.h"
 #include "google/protobuf/text_format.h"
@@ -29,7 +36,15 @@ constexpr char kUsage[] =
     "usage: fedge status|agents|rounds [--coordinator HOST:PORT]\n"
     "                  [--tls.ca_path CA.pem | --insecure] [--tls.server_name "
     "N]\n"
-    "       fedge inspect MODEL.fedge|CHECKPOINT.fedge\n";
+    "       fedge inspect MODEL.fedge|CHECKPOINT.fedge\n"
+    "       fedge plot HISTORY.csv -o FILE.png|FILE.svg\n";
+
+constexpr char kPlotUsage[] =
+    "usage: fedge plot HISTORY.csv -o FILE.png|FILE.svg\n"
+    "  Draws accuracy and loss over rounds from a history CSV (fedge-sim\n"
+    "  --history_out, or history.csv in fedge-coordinator's --state_dir)\n"
+    "  into a PNG or an SVG, by the extension of FILE, and prints the path\n"
+    "  written.\n";
 
 int Fail(int code, absl::string_view message) {
   absl::FPrintF(stderr, "fedge: %s\n", message);
@@ -88,6 +103,72 @@ int Inspect(const std::string& path) {
   return 0;
 }
 
+// Parses `fedge plot` arguments: HISTORY.csv and -o/--output FILE (or
+// -o=FILE). Returns 0, -1 after printing help, or 2 after printing the
+// usage error.
+int ParsePlotArgs(const std::vector<std::string>& args, std::string* input,
+                  std::string* output) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      absl::PrintF("%s", kPlotUsage);
+      return -1;
+    } else if (arg == "-o" || arg == "--output") {
+      if (i + 1 == args.size()) {
+        return Fail(2, absl::StrCat("plot: ", arg,
+                                    " needs a value: FILE.png or FILE.svg"));
+      }
+      *output = args[++i];
+    } else if (absl::StartsWith(arg, "-o=") ||
+               absl::StartsWith(arg, "--output=")) {
+      *output = arg.substr(arg.find('=') + 1);
+    } else if (absl::StartsWith(arg, "-")) {
+      return Fail(2,
+                  absl::StrCat("plot: unknown flag ", arg, "\n", kPlotUsage));
+    } else if (!input->empty()) {
+      return Fail(2, absl::StrCat("plot: one HISTORY.csv at a time, got ",
+                                  *input, " and ", arg));
+    } else {
+      *input = arg;
+    }
+  }
+  if (input->empty()) {
+    return Fail(2, absl::StrCat("plot: no HISTORY.csv given\n", kPlotUsage));
+  }
+  if (output->empty()) {
+    return Fail(2, "plot: missing -o FILE.png or -o FILE.svg (what to write)");
+  }
+  return 0;
+}
+
+int Plot(const std::vector<std::string>& args) {
+  std::string input, output;
+  if (int rc = ParsePlotArgs(args, &input, &output); rc != 0) {
+    return rc < 0 ? 0 : rc;
+  }
+  auto format = fedge::PlotFormatForPath(output);
+  if (!format.ok()) {
+    return Fail(2, absl::StrCat("plot -o: ", format.status().message()));
+  }
+  auto history = fedge::ReadHistoryFile(input);
+  if (!history.ok()) return Fail(1, history.status().message());
+  const fedge::Figure figure = fedge::HistoryFigure(
+      *history, std::filesystem::path(input).filename().string());
+  std::string bytes;
+  if (*format == fedge::PlotFormat::kSvg) {
+    bytes = fedge::RenderSvg(figure);
+  } else {
+    auto png = fedge::RenderPng(figure);
+    if (!png.ok()) return Fail(1, png.status().message());
+    bytes = *std::move(png);
+  }
+  if (auto s = fedge::WriteStringAtomically(output, bytes); !s.ok()) {
+    return Fail(1, s.message());
+  }
+  absl::PrintF("%s\n", output);
+  return 0;
+}
+
 template <typename Request, typename Response, typename Method>
 int Call(const fedge::v1::ToolConfig& config, Method method) {
   auto creds = fedge::MakeChannelCredentials(config.tls());
@@ -113,6 +194,10 @@ int Call(const fedge::v1::ToolConfig& config, Method method) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // plot takes POSIX-style flags (-o FILE) and no ToolConfig.
+  if (argc >= 2 && std::string(argv[1]) == "plot") {
+    return Plot(std::vector<std::string>(argv + 2, argv + argc));
+  }
   std::vector<const char*> args;
   for (int i = 1; i < argc; ++i) {
     args.push_back(std::string(argv[i]) == "--insecure" ? "--tls.insecure=true"
