@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
-  openssl
+  openssl libcpp-httplib-dev chromium
 )
 
 SUDO=""
