@@ -9,6 +9,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
   openssl
+  # The coordinator's HTTP listener; the status page's browser test.
+  libcpp-httplib-dev chromium
   # Tests: wall-clock steps under libfaketime.
   faketime
 )

@@ -1,0 +1,302 @@
+#include "server/status_snapshot.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+
+namespace fedge {
+namespace {
+
+// Length of the valid UTF-8 sequence at the start of `s`, or 0 when it is
+// not one (overlong forms, surrogates and code points past U+10FFFF count
+// as invalid).
+size_t Utf8SequenceLength(absl::string_view s) {
+  const auto byte = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
+  const uint8_t lead = byte(0);
+  if (lead < 0x80) return 1;
+  size_t length;
+  uint8_t min_second = 0x80, max_second = 0xbf;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) min_second = 0xa0;
+    if (lead == 0xed) max_second = 0x9f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) min_second = 0x90;
+    if (lead == 0xf4) max_second = 0x8f;
+  } else {
+    return 0;
+  }
+  if (s.size() < length) return 0;
+  if (byte(1) < min_second || byte(1) > max_second) return 0;
+  for (size_t i = 2; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return 0;
+  }
+  return length;
+}
+
+// Builds a JSON text. Callers write keys and values in order; commas are
+// inserted between members and elements.
+class JsonWriter {
+ public:
+  void BeginObject() { Open('{'); }
+  void EndObject() { Close('}'); }
+  void BeginArray() { Open('['); }
+  void EndArray() { Close(']'); }
+
+  // Starts the member `key` of the current object.
+  void Key(absl::string_view key) {
+    Separate();
+    AppendString(key);
+    out_.push_back(':');
+    after_key_ = true;
+  }
+
+  void String(absl::string_view value) {
+    Separate();
+    AppendString(value);
+  }
+  void Bool(bool value) {
+    Separate();
+    out_.append(value ? "true" : "false");
+  }
+  void Int(int64_t value) {
+    Separate();
+    absl::StrAppend(&out_, value);
+  }
+  // Shortest round-trip form; NaN and infinities (not JSON) become null.
+  void Double(double value) {
+    Separate();
+    if (!std::isfinite(value)) {
+      out_.append("null");
+      return;
+    }
+    char buffer[32];
+    out_.append(buffer,
+                std::to_chars(buffer, buffer + sizeof(buffer), value).ptr);
+  }
+  void OptionalDouble(const std::optional<double>& value) {
+    if (value.has_value()) {
+      Double(*value);
+    } else {
+      Null();
+    }
+  }
+  void Null() {
+    Separate();
+    out_.append("null");
+  }
+
+  std::string Release() && { return std::move(out_); }
+
+ private:
+  void Open(char bracket) {
+    Separate();
+    out_.push_back(bracket);
+    first_ = true;
+  }
+  void Close(char bracket) {
+    out_.push_back(bracket);
+    first_ = false;
+  }
+  // A comma before every value but the first of its container; none
+  // between a key and its value.
+  void Separate() {
+    if (after_key_) {
+      after_key_ = false;
+    } else if (!first_) {
+      out_.push_back(',');
+    }
+    first_ = false;
+  }
+
+  void AppendString(absl::string_view s) {
+    out_.push_back('"');
+    while (!s.empty()) {
+      const size_t length = Utf8SequenceLength(s);
+      if (length == 0) {
+        out_.append("\xef\xbf\xbd");  // U+FFFD for an invalid byte.
+        s.remove_prefix(1);
+        continue;
+      }
+      const unsigned char c = s[0];
+      switch (c) {
+        case '"':
+          out_.append("\\\"");
+          break;
+        case '\\':
+          out_.append("\\\\");
+          break;
+        case '\b':
+          out_.append("\\b");
+          break;
+        case '\f':
+          out_.append("\\f");
+          break;
+        case '\n':
+          out_.append("\\n");
+          break;
+        case '\r':
+          out_.append("\\r");
+          break;
+        case '\t':
+          out_.append("\\t");
+          break;
+        default:
+          if (c < 0x20 || c == 0x7f) {
+            absl::StrAppendFormat(&out_, "\\u%04x", c);
+          } else {
+            out_.append(s.data(), length);
+          }
+      }
+      s.remove_prefix(length);
+    }
+    out_.push_back('"');
+  }
+
+  std::string out_;
+  bool first_ = true;
+  bool after_key_ = false;
+};
+
+void WriteFederation(const FederationStatus& f, JsonWriter* json) {
+  json->BeginObject();
+  json->Key("state");
+  json->String(f.state);
+  json->Key("paused");
+  json->Bool(f.paused);
+  json->Key("current_round");
+  json->Int(f.current_round);
+  json->Key("completed_rounds");
+  json->Int(f.completed_rounds);
+  json->Key("total_rounds");
+  json->Int(f.total_rounds);
+  json->Key("model_version");
+  json->Int(f.model_version);
+  json->Key("model_sha256");
+  json->String(f.model_sha256);
+  json->Key("strategy");
+  json->String(f.strategy);
+  json->Key("started_unix_ms");
+  json->Int(f.started_unix_ms);
+  json->Key("now_unix_ms");
+  json->Int(f.now_unix_ms);
+  json->EndObject();
+}
+
+void WriteCurrentRound(const std::optional<CurrentRoundStatus>& r,
+                       JsonWriter* json) {
+  if (!r.has_value()) {
+    json->Null();
+    return;
+  }
+  json->BeginObject();
+  json->Key("round");
+  json->Int(r->round);
+  json->Key("selected");
+  json->Int(r->selected);
+  json->Key("reported");
+  json->Int(r->reported);
+  json->Key("failed");
+  json->Int(r->failed);
+  json->Key("deadline_remaining_ms");
+  json->Int(r->deadline_remaining_ms);
+  json->Key("elapsed_ms");
+  json->Int(r->elapsed_ms);
+  json->EndObject();
+}
+
+void WriteAgent(const AgentStatus& a, JsonWriter* json) {
+  json->BeginObject();
+  json->Key("id");
+  json->String(a.id);
+  json->Key("device_class");
+  json->String(a.device_class);
+  json->Key("state");
+  json->String(a.state);
+  json->Key("last_seen_ms_ago");
+  json->Int(a.last_seen_ms_ago);
+  json->Key("rounds_contributed");
+  json->Int(a.rounds_contributed);
+  json->EndObject();
+}
+
+void WriteRound(const RoundStatus& r, JsonWriter* json) {
+  json->BeginObject();
+  json->Key("round");
+  json->Int(r.round);
+  json->Key("completed");
+  json->Bool(r.completed);
+  json->Key("num_agents");
+  json->Int(r.num_agents);
+  json->Key("num_failed");
+  json->Int(r.num_failed);
+  json->Key("num_examples");
+  json->Int(r.num_examples);
+  json->Key("train_loss");
+  json->Double(r.train_loss);
+  json->Key("train_accuracy");
+  json->Double(r.train_accuracy);
+  json->Key("test_loss");
+  json->OptionalDouble(r.test_loss);
+  json->Key("test_accuracy");
+  json->OptionalDouble(r.test_accuracy);
+  json->Key("fed_eval_loss");
+  json->OptionalDouble(r.fed_eval_loss);
+  json->Key("fed_eval_accuracy");
+  json->OptionalDouble(r.fed_eval_accuracy);
+  json->Key("bytes_received");
+  json->Int(r.bytes_received);
+  json->Key("bytes_sent");
+  json->Int(r.bytes_sent);
+  json->Key("round_seconds");
+  json->Double(r.round_seconds);
+  json->EndObject();
+}
+
+void WriteRefusal(const RefusalStatus& r, JsonWriter* json) {
+  json->BeginObject();
+  json->Key("unix_ms");
+  json->Int(r.unix_ms);
+  json->Key("agent_id");
+  json->String(r.agent_id);
+  json->Key("reason");
+  json->String(r.reason);
+  json->EndObject();
+}
+
+}  // namespace
+
+std::string ToJson(const FederationSnapshot& snapshot) {
+  JsonWriter json;
+  json.BeginObject();
+  json.Key("federation");
+  WriteFederation(snapshot.federation, &json);
+  json.Key("current_round");
+  WriteCurrentRound(snapshot.current_round, &json);
+  json.Key("agents");
+  json.BeginArray();
+  for (const AgentStatus& a : snapshot.agents) WriteAgent(a, &json);
+  json.EndArray();
+  json.Key("rounds");
+  json.BeginArray();
+  for (const RoundStatus& r : snapshot.rounds) WriteRound(r, &json);
+  json.EndArray();
+  json.Key("refusals");
+  json.BeginArray();
+  for (const RefusalStatus& r : snapshot.refusals) WriteRefusal(r, &json);
+  json.EndArray();
+  json.EndObject();
+  return std::move(json).Release();
+}
+
+}  // namespace fedge
