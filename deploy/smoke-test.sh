@@ -21,7 +21,8 @@
 #
 # Environment: FEDGE_SMOKE_TIMEOUT (overall limit in seconds, default 3600,
 # the first image build included), FEDGE_SMOKE_MNIST_DIR, FEDGE_MTLS=1 (run
-# it with mutual TLS), FEDGE_BUILD_JOBS.
+# it with mutual TLS), FEDGE_BUILD_JOBS, FEDGE_SMOKE_COMPUTE_SLOWDOWN (train
+# N times slower, as on a slower machine).
 set -Eeuo pipefail
 
 PROG="smoke-test"
@@ -99,12 +100,18 @@ else
   data="the synthetic set (no MNIST)"
 fi
 # Many rounds (the test stops the federation itself), 3 agents, rounds
-# closing with 2 updates, a short deadline, dead agents noticed in 5 s.
+# closing with 2 updates, dead agents noticed in 5 s (live agents heartbeat
+# every second while they train, however long that takes), and a round
+# deadline far above a round's training time on a slow machine: a killed
+# agent's round closes when it is dropped, not at the deadline.
+# FEDGE_SMOKE_COMPUTE_SLOWDOWN (default 1) makes every agent train that many
+# times slower, to check the test on a slower machine.
 export FEDGE_ROUNDS=1000 FEDGE_NUM_PARTITIONS=3 FEDGE_AGENTS_PER_ROUND=3 \
   FEDGE_MIN_AVAILABLE_AGENTS=2 FEDGE_MIN_FIT_AGENTS=2 \
-  FEDGE_ROUND_DEADLINE_MS=10000 FEDGE_AGENT_TIMEOUT_MS=5000 \
+  FEDGE_ROUND_DEADLINE_MS=120000 FEDGE_AGENT_TIMEOUT_MS=5000 \
   FEDGE_RESULTS_DIR="$results" FEDGE_HOST_PORT="" \
-  FEDGE_COMPUTE_SLOWDOWN=1.0 FEDGE_BANDWIDTH_BPS=0 FEDGE_LATENCY_MS=0 \
+  FEDGE_COMPUTE_SLOWDOWN="${FEDGE_SMOKE_COMPUTE_SLOWDOWN:-1.0}" \
+  FEDGE_BANDWIDTH_BPS=0 FEDGE_LATENCY_MS=0 \
   FEDGE_DROPOUT_PROBABILITY=0.0 FEDGE_COORDINATOR_FLAGS="" \
   FEDGE_AGENT_FLAGS="${FEDGE_SMOKE_AGENT_FLAGS:-}"
 export FEDGE_MTLS="${FEDGE_MTLS:-0}"
