@@ -160,6 +160,31 @@ TEST(ModelCodecTest, Encoding_FollowsDocumentedLayout) {
   EXPECT_EQ(EncodeModel(model), want);
 }
 
+// A fixed model whose encoding is pinned by a golden SHA-256, so that any
+// change to the raw (encoding 0) bytes -- and with them every stored
+// checkpoint, cached model and model identity -- is caught.
+ModelState GoldenModel() {
+  ModelState m = SmallModel();
+  TensorBuffer w =
+      *TensorBuffer::Zeros("conv.weight", DType::kFloat32, {8, 3, 3, 3});
+  absl::Span<float> v = w.mutable_floats();
+  for (size_t i = 0; i < v.size(); ++i) {
+    v[i] = static_cast<float>((i * 37) % 1001) / 7.0f - 71.5f;
+  }
+  m.Add(std::move(w));
+  return m;
+}
+
+TEST(ModelCodecTest, RawEncoding_MatchesGoldenHash) {
+  // Computed with the codec before lossy encodings existed (main @ 0881086)
+  // and checked against the documented layout by an independent script.
+  EXPECT_EQ(ToHex(ModelDigest(SmallModel())),
+            "bf241d3300604da51353d48cc01516bf9bce3c5d2797d161c39a213da0b4cb92");
+  EXPECT_EQ(ToHex(Sha256Of(EncodeModel(GoldenModel()))),
+            "97d5a862783345a9b8a99c2326f27e7ac313fd6e2ef761869b647f3965b4736d");
+  EXPECT_EQ(EncodeModel(GoldenModel()).size(), 1224u);
+}
+
 TEST(ModelCodecTest, EncodedSize_EqualsEncodingLength) {
   const ModelState model = SmallModel();
   EXPECT_EQ(EncodedSize(model),
