@@ -80,9 +80,9 @@ inline uint16_t FloatToHalfBits(float f) {
 inline float HalfBitsToFloat(uint16_t half) {
   const int32_t sign = static_cast<int32_t>(half & 0x8000) << 16;
   const int32_t em = static_cast<int32_t>(half & 0x7fff);
-  // Normal, infinite and NaN halves: move the bits into place with the
-  // exponent raised by 224 - 112 = 112 (31 becomes 255 after the scaling,
-  // which keeps infinities and NaNs), then scale by 2^-112.
+  // Normal, infinite and NaN halves: shift the bits into place, add 224 to
+  // the exponent (31 becomes 255: infinities and NaNs stay so) and scale
+  // by 2^-112, which leaves the exponent rebiased by 112 (15 -> 127).
   const float normal = BitsFloat((em << 13) + (224 << 23)) * 0x1p-112f;
   // Subnormal or zero: 0.5 * (1 + m * 2^-23) - 0.5 = m * 2^-24, exactly.
   const float subnormal = BitsFloat(em | (126 << 23)) - 0.5f;
@@ -167,8 +167,7 @@ absl::Status ValidateEncodingOptions(const EncodingOptions& options) {
 
 LossyDataDecoder::LossyDataDecoder(TensorEncoding encoding, uint64_t data_len,
                                    TensorBuffer* out)
-    : encoding_(encoding),
-      data_len_(data_len),
+    : data_len_(data_len),
       out_(out->mutable_floats().data()),
       num_elements_(out->num_elements()) {
   FEDGE_CHECK(num_elements_ > 0) << "lossy data for an empty tensor";
@@ -241,7 +240,7 @@ absl::Status LossyDataDecoder::Items(const char* p, uint64_t count) {
       break;
     case Section::kScale:
     case Section::kChannelScales:
-      RETURN_IF_ERROR(ChannelScales(p, count));
+      RETURN_IF_ERROR(Scales(p, count));
       break;
     case Section::kInt8s:
       Int8sToFloats(p, count, scale_, out_ + items_done_);
@@ -264,7 +263,7 @@ absl::Status LossyDataDecoder::Items(const char* p, uint64_t count) {
 
 // Checks each scale; the tensor's goes to scale_, a slice's waits in the
 // slice's first element until ChannelInt8s reaches it.
-absl::Status LossyDataDecoder::ChannelScales(const char* p, uint64_t count) {
+absl::Status LossyDataDecoder::Scales(const char* p, uint64_t count) {
   for (uint64_t i = 0; i < count; ++i) {
     float scale;
     std::memcpy(&scale, p + 4 * i, 4);
@@ -384,12 +383,14 @@ struct TensorJob {
 };
 
 void EncodeFp16(const TensorJob& job) {
-  uint16_t* out = reinterpret_cast<uint16_t*>(job.data);
-  for (int64_t i = 0; i < job.n; ++i) out[i] = FloatToHalfBits(job.x[i]);
-  if (job.residual == nullptr) return;
   for (int64_t i = 0; i < job.n; ++i) {
-    const float decoded = HalfBitsToFloat(out[i]);
-    job.residual[i] = job.x[i] - decoded;
+    const uint16_t half = FloatToHalfBits(job.x[i]);
+    std::memcpy(job.data + 2 * i, &half, 2);
+  }
+  if (job.residual == nullptr) return;
+  HalvesToFloats(reinterpret_cast<const char*>(job.data), job.n, job.residual);
+  for (int64_t i = 0; i < job.n; ++i) {
+    job.residual[i] = job.x[i] - job.residual[i];
   }
 }
 
@@ -418,9 +419,9 @@ inline uint32_t BlockRandom(uint64_t key, uint32_t i) {
 
 // q = floor(v) + 1 with probability frac(v), else floor(v), for v = x /
 // scale: E[q] = v. The probability is drawn as u < frac(v) with u uniform
-// on multiples of 2^-24 in [0, 1), which is exact for every fraction a
-// float v in [1, 128) can have; with Stochastic = false, u = 1/2 rounds to
-// nearest (ties down).
+// on multiples of 2^-24 in [0, 1): exact for |v| >= 1, whose fractions are
+// multiples of 2^-23, and off by less than 2^-24 below. With Stochastic =
+// false, u = 1/2 rounds to nearest (ties down).
 template <bool Stochastic>
 void QuantizeBlock(const float* x, int64_t n, float inverse, uint64_t key,
                    int8_t* q) {

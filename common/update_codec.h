@@ -144,12 +144,11 @@ class LossyDataDecoder {
   void Enter(Section section, uint64_t items);
   void EnterNextSection();
   absl::Status Items(const char* p, uint64_t count);
-  absl::Status ChannelScales(const char* p, uint64_t count);
+  absl::Status Scales(const char* p, uint64_t count);
   void ChannelInt8s(const char* p, uint64_t count);
   absl::Status TopKCount(const char* p);
   absl::Status TopKPairs(const char* p, uint64_t count);
 
-  const TensorEncoding encoding_;
   const uint64_t data_len_;
   float* const out_;
   const int64_t num_elements_;
