@@ -120,7 +120,9 @@ void FuzzRoundTrip(absl::string_view input) {
   options.seed = static_cast<uint8_t>(input[2]);
   const int rows = 1 + static_cast<uint8_t>(input[3]) % 8;
   std::vector<float> values((input.size() - 4) / 4);
-  std::memcpy(values.data(), input.data() + 4, 4 * values.size());
+  if (!values.empty()) {
+    std::memcpy(values.data(), input.data() + 4, 4 * values.size());
+  }
   bool finite = true;
   for (float v : values) finite &= std::isfinite(v);
   const int64_t n = static_cast<int64_t>(values.size());
