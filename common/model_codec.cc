@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/update_codec.h"
 
 namespace fedge {
 namespace {
@@ -27,7 +28,8 @@ constexpr size_t kTypeBytes = 3;                  // dtype, encoding, rank.
 // name_len, one name byte, dtype/encoding/rank, data_len.
 constexpr uint64_t kMinRecordBytes = 2 + 1 + kTypeBytes + 8;
 constexpr size_t kMaxEncodableName = 0xffff;
-constexpr uint8_t kRawEncoding = 0;
+
+using codec_internal::WireTensor;
 
 void AppendLE(std::string* out, uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) {
@@ -43,8 +45,8 @@ uint64_t ReadLE(const char* p, int bytes) {
   return value;
 }
 
-size_t HeaderBytes(const TensorBuffer& t) {
-  return 2 + t.name().size() + kTypeBytes + 8 * t.shape().size() + 8;
+size_t HeaderBytes(const WireTensor& t) {
+  return 2 + t.name.size() + kTypeBytes + 8 * t.shape.size() + 8;
 }
 
 void AppendPrefix(std::string* out, size_t tensor_count) {
@@ -53,34 +55,118 @@ void AppendPrefix(std::string* out, size_t tensor_count) {
   AppendLE(out, tensor_count, 4);
 }
 
-void AppendHeader(std::string* out, const TensorBuffer& t) {
-  FEDGE_CHECK(!t.name().empty() && t.name().size() <= kMaxEncodableName)
-      << "tensor name of " << t.name().size() << " bytes cannot be encoded";
-  AppendLE(out, t.name().size(), 2);
-  out->append(t.name());
-  out->push_back(static_cast<char>(t.dtype()));
-  out->push_back(static_cast<char>(kRawEncoding));
-  out->push_back(static_cast<char>(t.shape().size()));
-  for (int64_t d : t.shape()) AppendLE(out, static_cast<uint64_t>(d), 8);
-  AppendLE(out, t.num_bytes(), 8);
+void AppendHeader(std::string* out, const WireTensor& t) {
+  FEDGE_CHECK(!t.name.empty() && t.name.size() <= kMaxEncodableName)
+      << "tensor name of " << t.name.size() << " bytes cannot be encoded";
+  AppendLE(out, t.name.size(), 2);
+  out->append(t.name.data(), t.name.size());
+  out->push_back(static_cast<char>(t.dtype));
+  out->push_back(static_cast<char>(t.encoding));
+  out->push_back(static_cast<char>(t.shape.size()));
+  for (int64_t d : t.shape) AppendLE(out, static_cast<uint64_t>(d), 8);
+  AppendLE(out, t.data.size(), 8);
+}
+
+std::vector<WireTensor> WireTensorsOf(const ModelState& state) {
+  std::vector<WireTensor> out;
+  out.reserve(state.size());
+  for (const TensorBuffer& t : state.tensors()) {
+    out.push_back({t.name(),
+                   t.dtype(),
+                   t.shape(),
+                   TensorEncoding::kRaw,
+                   {reinterpret_cast<const char*>(t.data()), t.num_bytes()}});
+  }
+  return out;
+}
+
+// An EncodedModel that breaks the layout's rules is a bug in its maker.
+std::vector<WireTensor> WireTensorsOf(const EncodedModel& model) {
+  std::vector<WireTensor> out;
+  out.reserve(model.tensors.size());
+  for (const EncodedTensor& t : model.tensors) {
+    const int64_t k = t.encoding == TensorEncoding::kTopK && t.data_len >= 4
+                          ? static_cast<int64_t>(ReadLE(
+                                reinterpret_cast<const char*>(t.data.get()), 4))
+                          : 0;
+    const absl::StatusOr<uint64_t> want =
+        EncodedDataLen(t.encoding, t.spec.dtype, t.spec.shape, k);
+    FEDGE_CHECK(want.ok() && *want == t.data_len)
+        << "bad EncodedTensor '" << t.spec.name << "': data_len " << t.data_len
+        << ", " << (want.ok() ? "" : want.status().ToString());
+    out.push_back({t.spec.name,
+                   t.spec.dtype,
+                   t.spec.shape,
+                   t.encoding,
+                   {reinterpret_cast<const char*>(t.data.get()), t.data_len}});
+  }
+  return out;
+}
+
+int64_t EncodedSizeOf(const std::vector<WireTensor>& tensors) {
+  int64_t size = kPrefixBytes;
+  for (const WireTensor& t : tensors) size += HeaderBytes(t) + t.data.size();
+  return size;
 }
 
 // Calls sink(data, size) with consecutive pieces of the encoding.
 template <typename Sink>
-void ForEachPiece(const ModelState& state, Sink&& sink) {
+void ForEachPiece(const std::vector<WireTensor>& tensors, Sink&& sink) {
   std::string header;
-  AppendPrefix(&header, state.size());
+  AppendPrefix(&header, tensors.size());
   sink(header.data(), header.size());
-  for (const TensorBuffer& t : state.tensors()) {
+  for (const WireTensor& t : tensors) {
     header.clear();
     AppendHeader(&header, t);
     sink(header.data(), header.size());
-    if (t.num_bytes() > 0) sink(t.data(), t.num_bytes());
+    if (!t.data.empty()) sink(t.data.data(), t.data.size());
   }
+}
+
+std::string EncodeWhole(const std::vector<WireTensor>& tensors) {
+  std::string out;
+  out.reserve(EncodedSizeOf(tensors));
+  ForEachPiece(tensors, [&out](const void* data, size_t size) {
+    out.append(static_cast<const char*>(data), size);
+  });
+  return out;
+}
+
+Sha256Digest DigestOf(const std::vector<WireTensor>& tensors) {
+  Sha256 hasher;
+  ForEachPiece(tensors, [&hasher](const void* data, size_t size) {
+    hasher.Update(data, size);
+  });
+  return hasher.Finish();
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+// OK when the lossy `encoding` may encode a tensor of `dtype` and `shape`
+// with `n` elements; otherwise INVALID_ARGUMENT naming the rule.
+absl::Status CheckLossyApplies(TensorEncoding encoding, DType dtype,
+                               absl::Span<const int64_t> shape, int64_t n) {
+  const int value = static_cast<int>(encoding);
+  const std::string what =
+      absl::StrCat("encoding ", value, " (", TensorEncodingName(encoding), ")");
+  if (value <= 0 || value >= kNumTensorEncodings) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown encoding ", value));
+  }
+  if (dtype != DType::kFloat32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " applies only to float32 tensors, not ", DTypeName(dtype)));
+  }
+  if (n == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " does not apply to an empty tensor (only raw)"));
+  }
+  if (encoding == TensorEncoding::kInt8PerChannel && shape.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " needs rank >= 1, not a scalar"));
+  }
+  return absl::OkStatus();
 }
 
 // Structural UTF-8 check: lead bytes announce 0-3 continuation bytes.
@@ -103,43 +189,81 @@ bool IsUtf8(absl::string_view s) {
 
 }  // namespace
 
-int64_t EncodedSize(const ModelState& state) {
-  int64_t size = kPrefixBytes;
-  for (const TensorBuffer& t : state.tensors()) {
-    size += HeaderBytes(t) + t.num_bytes();
+const char* TensorEncodingName(TensorEncoding encoding) {
+  static constexpr const char* kNames[kNumTensorEncodings] = {
+      "raw", "fp16", "int8", "int8_per_channel", "topk"};
+  const int value = static_cast<int>(encoding);
+  return value < kNumTensorEncodings ? kNames[value] : "invalid";
+}
+
+absl::StatusOr<uint64_t> EncodedDataLen(TensorEncoding encoding, DType dtype,
+                                        absl::Span<const int64_t> shape,
+                                        int64_t topk_k) {
+  ASSIGN_OR_RETURN(const int64_t n, CheckedNumElements(shape));
+  const uint64_t un = static_cast<uint64_t>(n);
+  if (encoding == TensorEncoding::kRaw) return un * DTypeSize(dtype);
+  RETURN_IF_ERROR(CheckLossyApplies(encoding, dtype, shape, n));
+  switch (encoding) {
+    case TensorEncoding::kFp16:
+      return 2 * un;
+    case TensorEncoding::kInt8:
+      return 4 + un;
+    case TensorEncoding::kInt8PerChannel:
+      return 4 * static_cast<uint64_t>(shape[0]) + un;
+    case TensorEncoding::kTopK:
+      if (topk_k < 1 || topk_k > n) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("top-k k ", topk_k, " is outside [1, ", n, "]"));
+      }
+      return 4 + 8 * static_cast<uint64_t>(topk_k);
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown encoding ", static_cast<int>(encoding)));
   }
-  return size;
+}
+
+int64_t EncodedSize(const ModelState& state) {
+  return EncodedSizeOf(WireTensorsOf(state));
+}
+
+int64_t EncodedSize(const EncodedModel& model) {
+  return EncodedSizeOf(WireTensorsOf(model));
 }
 
 std::string EncodeModel(const ModelState& state) {
-  std::string out;
-  out.reserve(EncodedSize(state));
-  ForEachPiece(state, [&out](const void* data, size_t size) {
-    out.append(static_cast<const char*>(data), size);
-  });
-  return out;
+  return EncodeWhole(WireTensorsOf(state));
+}
+
+std::string EncodeModel(const EncodedModel& model) {
+  return EncodeWhole(WireTensorsOf(model));
 }
 
 Sha256Digest ModelDigest(const ModelState& state) {
-  Sha256 hasher;
-  ForEachPiece(state, [&hasher](const void* data, size_t size) {
-    hasher.Update(data, size);
-  });
-  return hasher.Finish();
+  return DigestOf(WireTensorsOf(state));
+}
+
+Sha256Digest ModelDigest(const EncodedModel& model) {
+  return DigestOf(WireTensorsOf(model));
 }
 
 ModelEncoder::ModelEncoder(const ModelState& state, size_t max_chunk_bytes)
-    : state_(state),
+    : ModelEncoder(WireTensorsOf(state), max_chunk_bytes) {}
+
+ModelEncoder::ModelEncoder(const EncodedModel& model, size_t max_chunk_bytes)
+    : ModelEncoder(WireTensorsOf(model), max_chunk_bytes) {}
+
+ModelEncoder::ModelEncoder(std::vector<WireTensor> tensors,
+                           size_t max_chunk_bytes)
+    : tensors_(std::move(tensors)),
       max_chunk_bytes_(max_chunk_bytes),
-      total_bytes_(EncodedSize(state)) {
+      total_bytes_(EncodedSizeOf(tensors_)) {
   FEDGE_CHECK(max_chunk_bytes_ > 0) << "max_chunk_bytes must be positive";
   Seek(0);
 }
 
 absl::string_view ModelEncoder::Segment() const {
   if (segment_ % 2 == 1 || segment_ == 0) return header_;
-  const TensorBuffer& t = state_.tensor(segment_ / 2 - 1);
-  return {reinterpret_cast<const char*>(t.data()), t.num_bytes()};
+  return tensors_[segment_ / 2 - 1].data;
 }
 
 void ModelEncoder::EnterSegment(size_t segment) {
@@ -147,9 +271,9 @@ void ModelEncoder::EnterSegment(size_t segment) {
   in_segment_ = 0;
   header_.clear();
   if (segment == 0) {
-    AppendPrefix(&header_, state_.size());
-  } else if (segment % 2 == 1 && segment / 2 < state_.size()) {
-    AppendHeader(&header_, state_.tensor(segment / 2));
+    AppendPrefix(&header_, tensors_.size());
+  } else if (segment % 2 == 1 && segment / 2 < tensors_.size()) {
+    AppendHeader(&header_, tensors_[segment / 2]);
   }
 }
 
@@ -222,13 +346,16 @@ struct ModelDecoder::State {
   uint32_t count = 0;
   std::vector<TensorBuffer> tensors;
   std::unordered_set<std::string> names;
+  int64_t decoded_bytes = 0;  // Allocated for tensor data so far.
   // The tensor being decoded.
   std::string name;
   DType dtype = DType::kFloat32;
+  TensorEncoding encoding = TensorEncoding::kRaw;
   int rank = 0;
   std::vector<int64_t> dims;
   int64_t elements = 0;
   TensorBuffer current;
+  std::optional<LossyDataDecoder> lossy;  // Unless encoding is kRaw.
 
   absl::Status Step(absl::string_view* bytes);
   absl::Status CopyData(absl::string_view* bytes);
@@ -242,6 +369,8 @@ struct ModelDecoder::State {
   absl::Status OnTypeRank();
   absl::Status OnDims();
   absl::Status OnDataLen();
+  absl::Status CheckDataLen(uint64_t data_len) const;
+  absl::Status AllocateTensor();
   absl::Status OnData();
   std::string Where() const;
   const TensorSpec* ExpectedSpec() const;
@@ -313,7 +442,12 @@ absl::Status ModelDecoder::State::Step(absl::string_view* bytes) {
 
 absl::Status ModelDecoder::State::CopyData(absl::string_view* bytes) {
   const size_t n = std::min<uint64_t>(need - data_done, bytes->size());
-  std::memcpy(current.mutable_data() + data_done, bytes->data(), n);
+  if (lossy.has_value()) {
+    const absl::Status decoded = lossy->Feed(bytes->substr(0, n));
+    if (!decoded.ok()) return Invalid(decoded.message());
+  } else {
+    std::memcpy(current.mutable_data() + data_done, bytes->data(), n);
+  }
   bytes->remove_prefix(n);
   data_done += n;
   consumed += static_cast<int64_t>(n);
@@ -388,15 +522,16 @@ absl::Status ModelDecoder::State::OnName() {
 
 absl::Status ModelDecoder::State::OnTypeRank() {
   const int dtype_value = static_cast<uint8_t>(field[0]);
-  const int encoding = static_cast<uint8_t>(field[1]);
+  const int encoding_value = static_cast<uint8_t>(field[1]);
   rank = static_cast<uint8_t>(field[2]);
   if (!IsValidDType(dtype_value)) {
     return Invalid("unknown dtype ", dtype_value);
   }
   dtype = static_cast<DType>(dtype_value);
-  if (encoding != kRawEncoding) {
-    return Invalid("unknown encoding ", encoding);
+  if (encoding_value >= kNumTensorEncodings) {
+    return Invalid("unknown encoding ", encoding_value);
   }
+  encoding = static_cast<TensorEncoding>(encoding_value);
   if (rank > kMaxTensorRank) {
     return Invalid("rank ", rank, " exceeds the limit of ", kMaxTensorRank);
   }
@@ -417,28 +552,74 @@ absl::Status ModelDecoder::State::OnDims() {
                    " does not match the expected ", DTypeName(spec->dtype),
                    ShapeString(spec->shape));
   }
+  if (encoding != TensorEncoding::kRaw) {
+    const absl::Status applies =
+        CheckLossyApplies(encoding, dtype, dims, elements);
+    if (!applies.ok()) return Invalid(applies.message());
+  }
   return Expect(Phase::kDataLen, 8);
 }
 
 absl::Status ModelDecoder::State::OnDataLen() {
   const uint64_t data_len = ReadLE(field.data(), 8);
-  // CheckedNumElements bounded the count, so this cannot overflow.
-  const uint64_t want = static_cast<uint64_t>(elements) * DTypeSize(dtype);
-  if (data_len != want) {
+  RETURN_IF_ERROR(CheckDataLen(data_len));
+  phase = Phase::kData;
+  RETURN_IF_ERROR(CheckRoom(data_len, "data"));
+  RETURN_IF_ERROR(AllocateTensor());
+  if (encoding != TensorEncoding::kRaw) {
+    lossy.emplace(encoding, data_len, &current);
+  }
+  return Expect(Phase::kData, data_len);
+}
+
+// Top-k's data_len depends on k, which comes first in the data: here it
+// only has to leave room for k and at most n pairs.
+absl::Status ModelDecoder::State::CheckDataLen(uint64_t data_len) const {
+  if (encoding == TensorEncoding::kTopK) {
+    const uint64_t most = 4 + 8 * static_cast<uint64_t>(elements);
+    if (data_len < 4 || data_len > most) {
+      return Invalid("data_len ", data_len, " is outside [4, ", most,
+                     "] for top-k of shape ", ShapeString(dims),
+                     " (4 + 8k bytes, 1 <= k <= ", elements, ")");
+    }
+    return absl::OkStatus();
+  }
+  // The shape and encoding were checked, so this cannot fail or overflow.
+  const uint64_t want = *EncodedDataLen(encoding, dtype, dims);
+  if (data_len == want) return absl::OkStatus();
+  if (encoding == TensorEncoding::kRaw) {
     return Invalid("data_len ", data_len, " does not match shape ",
                    ShapeString(dims), " ", DTypeName(dtype), " (", want,
                    " bytes)");
   }
-  phase = Phase::kData;
-  RETURN_IF_ERROR(CheckRoom(data_len, "data"));
+  return Invalid("data_len ", data_len, " does not match shape ",
+                 ShapeString(dims), " ", DTypeName(dtype), " encoded as ",
+                 TensorEncodingName(encoding), " (", want, " bytes)");
+}
+
+// The decoded tensor, at its final size, within max_decoded_bytes.
+absl::Status ModelDecoder::State::AllocateTensor() {
+  const uint64_t size = static_cast<uint64_t>(elements) * DTypeSize(dtype);
+  const uint64_t room = static_cast<uint64_t>(
+      std::max<int64_t>(0, limits.max_decoded_bytes - decoded_bytes));
+  if (size > room) {
+    return OverLimit("decoded data of ", size, " bytes would bring the model ",
+                     "past the limit of ", limits.max_decoded_bytes,
+                     " bytes (max_decoded_bytes)");
+  }
+  decoded_bytes += static_cast<int64_t>(size);
+  // Top-k leaves unsent elements at zero; the others are overwritten whole.
   absl::StatusOr<TensorBuffer> tensor =
-      TensorBuffer::Uninitialized(name, dtype, dims);  // Fed below.
+      encoding == TensorEncoding::kTopK
+          ? TensorBuffer::Zeros(name, dtype, dims)
+          : TensorBuffer::Uninitialized(name, dtype, dims);
   if (!tensor.ok()) return Annotate(tensor.status(), Where());
   current = *std::move(tensor);
-  return Expect(Phase::kData, data_len);
+  return absl::OkStatus();
 }
 
 absl::Status ModelDecoder::State::OnData() {
+  lossy.reset();
   tensors.push_back(std::move(current));
   if (tensors.size() == count) return Expect(Phase::kDone, 0);
   return StartTensor();

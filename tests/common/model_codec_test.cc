@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -20,12 +21,15 @@
 namespace {
 std::atomic<bool> g_track_allocations{false};
 std::atomic<size_t> g_largest_allocation{0};
+std::atomic<size_t> g_total_allocated{0};
 }  // namespace
 
 void* operator new(size_t size) {
-  if (g_track_allocations.load(std::memory_order_relaxed) &&
-      size > g_largest_allocation.load(std::memory_order_relaxed)) {
-    g_largest_allocation.store(size, std::memory_order_relaxed);
+  if (g_track_allocations.load(std::memory_order_relaxed)) {
+    g_total_allocated.fetch_add(size, std::memory_order_relaxed);
+    if (size > g_largest_allocation.load(std::memory_order_relaxed)) {
+      g_largest_allocation.store(size, std::memory_order_relaxed);
+    }
   }
   void* p = std::malloc(size == 0 ? 1 : size);
   if (p == nullptr) throw std::bad_alloc();
@@ -47,6 +51,16 @@ size_t LargestAllocationDuring(Fn fn) {
   fn();
   g_track_allocations = false;
   return g_largest_allocation;
+}
+
+// The sum of all allocations made while `fn` runs.
+template <typename Fn>
+size_t TotalAllocatedDuring(Fn fn) {
+  g_total_allocated = 0;
+  g_track_allocations = true;
+  fn();
+  g_track_allocations = false;
+  return g_total_allocated;
 }
 
 TensorBuffer Floats(const std::string& name, std::vector<int64_t> shape) {
@@ -114,6 +128,7 @@ DecodeLimits SmallLimits() {
   limits.max_tensors = 8;
   limits.max_name_bytes = 32;
   limits.max_total_bytes = 4096;
+  limits.max_decoded_bytes = 1 << 16;
   return limits;
 }
 
@@ -158,6 +173,31 @@ TEST(ModelCodecTest, Encoding_FollowsDocumentedLayout) {
   std::string want = Prefix(1) + TensorHeader("w", 1, {2}, 8);
   want.append(reinterpret_cast<const char*>(model.tensor(0).data()), 8);
   EXPECT_EQ(EncodeModel(model), want);
+}
+
+// A fixed model whose encoding is pinned by a golden SHA-256, so that any
+// change to the raw (encoding 0) bytes -- and with them every stored
+// checkpoint, cached model and model identity -- is caught.
+ModelState GoldenModel() {
+  ModelState m = SmallModel();
+  TensorBuffer w =
+      *TensorBuffer::Zeros("conv.weight", DType::kFloat32, {8, 3, 3, 3});
+  absl::Span<float> v = w.mutable_floats();
+  for (size_t i = 0; i < v.size(); ++i) {
+    v[i] = static_cast<float>((i * 37) % 1001) / 7.0f - 71.5f;
+  }
+  m.Add(std::move(w));
+  return m;
+}
+
+TEST(ModelCodecTest, RawEncoding_MatchesGoldenHash) {
+  // Computed with the codec before lossy encodings existed (main @ 0881086)
+  // and checked against the documented layout by an independent script.
+  EXPECT_EQ(ToHex(ModelDigest(SmallModel())),
+            "bf241d3300604da51353d48cc01516bf9bce3c5d2797d161c39a213da0b4cb92");
+  EXPECT_EQ(ToHex(Sha256Of(EncodeModel(GoldenModel()))),
+            "97d5a862783345a9b8a99c2326f27e7ac313fd6e2ef761869b647f3965b4736d");
+  EXPECT_EQ(EncodeModel(GoldenModel()).size(), 1224u);
 }
 
 TEST(ModelCodecTest, EncodedSize_EqualsEncodingLength) {
@@ -356,10 +396,10 @@ TEST(ModelCodecTest, UnknownDtypeAndEncoding_Rejected) {
   EXPECT_THAT(
       StreamDecode(Prefix(1) + TensorHeader("w", 3, {1}, 4)).status().message(),
       HasSubstr("unknown dtype 3"));
-  EXPECT_THAT(StreamDecode(Prefix(1) + TensorHeader("w", 1, {1}, 4, 1))
+  EXPECT_THAT(StreamDecode(Prefix(1) + TensorHeader("w", 1, {1}, 4, 5))
                   .status()
                   .message(),
-              HasSubstr("unknown encoding 1"));
+              HasSubstr("tensor #0 'w': unknown encoding 5"));
 }
 
 TEST(ModelCodecTest, BadNames_Rejected) {
@@ -427,6 +467,273 @@ TEST(ModelCodecTest, TotalBytesLimit_AppliesToWholeEncoding) {
   EXPECT_TRUE(DecodeModel(bytes, limits).ok());
 }
 
+// ---------------------------------------------------------------------------
+// Lossy encodings (made by common/update_codec.h; decoded here).
+
+std::string Float32LE(float value) {
+  std::string out(4, '\0');
+  std::memcpy(&out[0], &value, 4);
+  return out;
+}
+
+// Top-k data: k, then (index, value) pairs.
+std::string TopKData(uint32_t k, std::vector<uint32_t> indices) {
+  std::string out;
+  PutLE(&out, k, 4);
+  for (uint32_t index : indices) {
+    PutLE(&out, index, 4);
+    out += Float32LE(1.5f);
+  }
+  return out;
+}
+
+// One tensor 'w' of `shape` with `encoding` and `data`, data_len announced
+// as `data_len` (default: data's size).
+std::string OneTensor(std::vector<int64_t> shape, uint8_t encoding,
+                      const std::string& data, int64_t data_len = -1,
+                      uint8_t dtype = 1) {
+  return Prefix(1) +
+         TensorHeader("w", dtype, shape,
+                      data_len < 0 ? data.size() : uint64_t(data_len),
+                      encoding) +
+         data;
+}
+
+// The decode error of `bytes`, which must be INVALID_ARGUMENT and name
+// tensor #0 'w', both whole and streamed byte by byte.
+std::string LossyError(const std::string& bytes) {
+  const absl::Status whole = DecodeModel(bytes).status();
+  ModelDecoder decoder;
+  absl::Status streamed;
+  for (size_t i = 0; i < bytes.size() && streamed.ok(); ++i) {
+    streamed = decoder.Feed(absl::string_view(bytes).substr(i, 1));
+  }
+  EXPECT_EQ(streamed, whole);
+  EXPECT_EQ(whole.code(), absl::StatusCode::kInvalidArgument) << whole;
+  EXPECT_THAT(whole.message(), HasSubstr("tensor #0 'w': "));
+  return std::string(whole.message());
+}
+
+ModelState LossyModel() {
+  ModelState m = SmallModel();
+  TensorBuffer w =
+      *TensorBuffer::Zeros("conv.weight", DType::kFloat32, {4, 2, 3, 3});
+  absl::Span<float> v = w.mutable_floats();
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.7f * i) * (i % 5);
+  m.Add(std::move(w));
+  return m;
+}
+
+// LossyModel encoded as each kind (int8 per channel included).
+std::vector<std::string> LossyEncodings() {
+  std::vector<std::string> out;
+  for (UpdateEncoding kind :
+       {UpdateEncoding::kFp16, UpdateEncoding::kInt8, UpdateEncoding::kTopK}) {
+    for (bool per_channel : {false, true}) {
+      EncodingOptions options;
+      options.kind = kind;
+      options.per_channel = per_channel;
+      options.topk_fraction = 0.2;
+      out.push_back(EncodeModel(*EncodeForWire(LossyModel(), options)));
+    }
+  }
+  return out;
+}
+
+TEST(ModelCodecTest, LossyEncodings_DecodeToFloat32WithTheSchema) {
+  const ModelSchema schema = SchemaOf(LossyModel());
+  for (const std::string& bytes : LossyEncodings()) {
+    absl::StatusOr<ModelState> decoded = DecodeModel(bytes, {}, schema);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_TRUE(CheckSchema(schema, *decoded).ok());
+  }
+}
+
+TEST(ModelCodecTest, LossyHeader_DataLenMustMatchTheEncoding) {
+  EXPECT_EQ(LossyError(OneTensor({3, 4}, 1, "", 48)),
+            "tensor #0 'w': data_len 48 does not match shape [3,4] float32 "
+            "encoded as fp16 (24 bytes)");
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 2, "", 12)),
+              HasSubstr("encoded as int8 (16 bytes)"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 3, "", 16)),
+              HasSubstr("encoded as int8_per_channel (24 bytes)"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 4, "", 3)),
+              HasSubstr("data_len 3 is outside [4, 100] for top-k"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 4, "", 108)),
+              HasSubstr("data_len 108 is outside [4, 100] for top-k"));
+}
+
+TEST(ModelCodecTest, LossyHeader_WrongSizeFailsWithoutAllocating) {
+  // 2^28 elements would be 1 GiB decoded.
+  const std::vector<int64_t> huge = {int64_t{1} << 28};
+  absl::Status fp16, topk;
+  const size_t largest = LargestAllocationDuring([&] {
+    fp16 = StreamDecode(OneTensor(huge, 1, "", 4)).status();
+    topk = StreamDecode(OneTensor(huge, 4, "", 3)).status();
+  });
+  EXPECT_THAT(fp16.message(), HasSubstr("tensor #0 'w': data_len 4"));
+  EXPECT_THAT(topk.message(), HasSubstr("tensor #0 'w': data_len 3"));
+  EXPECT_LT(largest, 4096u);
+}
+
+TEST(ModelCodecTest, LossyEncodingOfInt64EmptyOrScalar_Rejected) {
+  absl::Status int64, empty, scalar;
+  const size_t largest = LargestAllocationDuring([&] {
+    int64 = DecodeModel(OneTensor({1 << 20}, 2, "", 4 + (1 << 20), 2)).status();
+    empty = DecodeModel(OneTensor({0, 3}, 1, "", 0)).status();
+    scalar = DecodeModel(OneTensor({}, 3, "", 5)).status();
+  });
+  EXPECT_EQ(int64.message(),
+            "tensor #0 'w': encoding 2 (int8) applies only to float32 "
+            "tensors, not int64");
+  EXPECT_EQ(empty.message(),
+            "tensor #0 'w': encoding 1 (fp16) does not apply to an empty "
+            "tensor (only raw)");
+  EXPECT_THAT(scalar.message(),
+              HasSubstr("tensor #0 'w': encoding 3 (int8_per_channel) needs "
+                        "rank >= 1"));
+  EXPECT_LT(largest, 4096u);
+}
+
+TEST(ModelCodecTest, TopK_BadKRejected) {
+  EXPECT_EQ(LossyError(OneTensor({3, 4}, 4, TopKData(0, {}))),
+            "tensor #0 'w': top-k k 0 is outside [1, 12]");
+  EXPECT_THAT(LossyError(OneTensor({2}, 4, TopKData(3, {0}))),
+              HasSubstr("top-k k 3 is outside [1, 2]"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 4, TopKData(1, {0, 1}))),
+              HasSubstr("top-k k 1 does not match data_len 20"));
+}
+
+TEST(ModelCodecTest, TopK_BadIndicesRejected) {
+  EXPECT_EQ(LossyError(OneTensor({3, 4}, 4, TopKData(2, {5, 3}))),
+            "tensor #0 'w': top-k index 3 of pair #1 is not above the "
+            "previous index 5 (indices must increase strictly)");
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 4, TopKData(3, {1, 5, 5}))),
+              HasSubstr("top-k index 5 of pair #2 is not above"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 4, TopKData(2, {4, 12}))),
+              HasSubstr("top-k index 12 of pair #1 is out of range for 12 "
+                        "elements"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 4, TopKData(1, {0xffffffff}))),
+              HasSubstr("out of range"));
+}
+
+TEST(ModelCodecTest, TopK_DensifiesWithZeros) {
+  absl::StatusOr<ModelState> decoded =
+      DecodeModel(OneTensor({2, 3}, 4, TopKData(2, {1, 4})));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_THAT(decoded->tensor(0).floats(),
+              ::testing::ElementsAre(0, 1.5f, 0, 0, 1.5f, 0));
+}
+
+TEST(ModelCodecTest, Int8_BadScalesRejected) {
+  const std::string values(12, '\1');
+  EXPECT_EQ(LossyError(OneTensor({3, 4}, 2, Float32LE(NAN) + values)),
+            "tensor #0 'w': int8 scale nan is outside [0, FLT_MAX / 128]");
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 2, Float32LE(-1) + values)),
+              HasSubstr("int8 scale -1 is outside"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 2, Float32LE(INFINITY) + values)),
+              HasSubstr("int8 scale inf is outside"));
+  const std::string scales = Float32LE(1) + Float32LE(1) + Float32LE(NAN);
+  EXPECT_EQ(LossyError(OneTensor({3, 4}, 3, scales + values)),
+            "tensor #0 'w': int8 scale of channel 2 nan is outside [0, "
+            "FLT_MAX / 128]");
+  // 128 * 1e37 would overflow float32.
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 2, Float32LE(1e37f) + values)),
+              HasSubstr("int8 scale 1e+37 is outside"));
+}
+
+TEST(ModelCodecTest, Int8PerChannel_EachSliceUsesItsScale) {
+  std::string data = Float32LE(1) + Float32LE(0.5f) + Float32LE(0);
+  for (int8_t q : {1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12}) {
+    data.push_back(static_cast<char>(q));
+  }
+  absl::StatusOr<ModelState> decoded = DecodeModel(OneTensor({3, 4}, 3, data));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_THAT(
+      decoded->tensor(0).floats(),
+      ::testing::ElementsAre(1, -2, 3, -4, 2.5f, -3, 3.5f, -4, 0, 0, 0, 0));
+}
+
+TEST(ModelCodecTest, Fp16_DecodesHalves) {
+  std::string data;
+  for (uint16_t h : {0x3c00, 0xc000, 0x7bff, 0x0001}) PutLE(&data, h, 2);
+  absl::StatusOr<ModelState> decoded = DecodeModel(OneTensor({4}, 1, data));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_THAT(decoded->tensor(0).floats(),
+              ::testing::ElementsAre(1.0f, -2.0f, 65504.0f, 0x1p-24f));
+}
+
+TEST(ModelCodecTest, MaxDecodedBytes_BoundsSmallTopKOfHugeTensors) {
+  DecodeLimits limits;
+  limits.max_decoded_bytes = 1 << 20;
+  // 12 bytes of data that would decode to 1 GiB.
+  const std::string bytes = OneTensor({int64_t{1} << 28}, 4, TopKData(1, {7}));
+  absl::Status status;
+  const size_t largest = LargestAllocationDuring(
+      [&] { status = DecodeModel(bytes, limits).status(); });
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("tensor #0 'w': decoded data of "
+                                          "1073741824 bytes"));
+  EXPECT_THAT(status.message(), HasSubstr("max_decoded_bytes"));
+  EXPECT_LT(largest, 4096u);
+  limits.max_decoded_bytes = int64_t{1} << 30;
+  ModelState small;
+  small.Add(Floats("w", {1 << 10}));
+  limits.max_decoded_bytes = 4 << 10;
+  EXPECT_TRUE(DecodeModel(EncodeModel(small), limits).ok());
+  limits.max_decoded_bytes -= 1;
+  EXPECT_EQ(DecodeModel(EncodeModel(small), limits).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST(ModelCodecTest, LossySchemaMismatch_DetectedBeforeAllocating) {
+  ModelState model;
+  model.Add(Floats("w", {1 << 18}));
+  EncodingOptions options;
+  options.kind = UpdateEncoding::kFp16;
+  const std::string bytes = EncodeModel(*EncodeForWire(model, options));
+  ModelSchema other = SchemaOf(model);
+  other[0].shape = {1 << 17, 2};
+  absl::Status status;
+  const size_t largest = LargestAllocationDuring(
+      [&] { status = DecodeModel(bytes, {}, other).status(); });
+  EXPECT_THAT(status.message(),
+              HasSubstr("float32[262144] does not match the expected"));
+  EXPECT_LT(largest, 4096u);
+}
+
+// The coordinator's memory stays O(model): a streamed fp16 tensor is
+// decoded into its float32 buffer, and its encoded bytes are not gathered.
+TEST(ModelCodecTest, LossyStreamingDecode_AllocatesOnlyTheDecodedTensor) {
+  ModelState model;
+  model.Add(Floats("w", {1 << 18}));  // 1 MiB float32, 512 KiB fp16.
+  EncodingOptions options;
+  options.kind = UpdateEncoding::kFp16;
+  const std::string bytes = EncodeModel(*EncodeForWire(model, options));
+  const size_t total = TotalAllocatedDuring([&] {
+    ModelDecoder decoder;
+    for (size_t at = 0; at < bytes.size(); at += 4096) {
+      ASSERT_TRUE(decoder.Feed(absl::string_view(bytes).substr(at, 4096)).ok());
+    }
+    ASSERT_TRUE(decoder.Finish().ok());
+  });
+  EXPECT_GE(total, size_t{1} << 20);
+  EXPECT_LT(total, (size_t{1} << 20) + 16384);
+}
+
+TEST(ModelCodecTest, LossyTruncations_FailCleanly) {
+  for (const std::string& bytes : LossyEncodings()) {
+    for (size_t len = 0; len < bytes.size(); ++len) {
+      const absl::string_view prefix = absl::string_view(bytes).substr(0, len);
+      EXPECT_EQ(DecodeModel(prefix).status().code(),
+                absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(StreamDecode(prefix).status().message(),
+                  HasSubstr("truncated"))
+          << len;
+    }
+  }
+}
+
 // Mutates `bytes` once: a bit flip, a truncation or an insertion.
 std::string Mutate(std::string bytes, std::mt19937& rng) {
   const size_t at = bytes.empty() ? 0 : rng() % bytes.size();
@@ -460,6 +767,29 @@ TEST(ModelCodecTest, MiniFuzz_MutationsDecodeOrFailCleanly) {
     EXPECT_EQ(EncodeModel(*decoded), input) << i;
   }
   EXPECT_GT(decoded_ok, 0);  // Flips inside tensor data still decode.
+}
+
+TEST(ModelCodecTest, MiniFuzz_LossyMutationsDecodeOrFailCleanly) {
+  std::mt19937 rng(20240612);
+  int decoded_ok = 0;
+  for (const std::string& valid : LossyEncodings()) {
+    for (int i = 0; i < 1000; ++i) {
+      std::string input = Mutate(valid, rng);
+      if (i % 3 == 0) input = Mutate(input, rng);
+      absl::StatusOr<ModelState> decoded = DecodeModel(input, SmallLimits());
+      ModelDecoder decoder(SmallLimits());
+      absl::Status streamed;
+      for (size_t at = 0; at < input.size() && streamed.ok(); at += 5) {
+        streamed = decoder.Feed(absl::string_view(input).substr(at, 5));
+      }
+      absl::StatusOr<ModelState> finished = decoder.Finish();
+      ASSERT_EQ(decoded.ok(), finished.ok()) << i;
+      if (!decoded.ok()) continue;
+      ++decoded_ok;
+      EXPECT_EQ(EncodeModel(*decoded), EncodeModel(*finished)) << i;
+    }
+  }
+  EXPECT_GT(decoded_ok, 0);
 }
 
 }  // namespace
