@@ -129,7 +129,17 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
       AtLeast<int64_t>(p, "round_deadline_ms", c.round_deadline_ms(), 1));
   RETURN_IF_ERROR(InRange(p, "server_learning_rate", c.server_learning_rate(),
                           0, 100, true));
-  return InRange(p, "server_momentum", c.server_momentum(), 0, 0.999, false);
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(p, "evaluate_deadline_ms", c.evaluate_deadline_ms(), 1));
+  for (int i = 0; i < c.device_plans_size(); ++i) {
+    const v1::DeviceClassPlanConfig& d = c.device_plans(i);
+    const std::string dp = absl::StrCat(p, "device_plans[", i, "].");
+    RETURN_IF_ERROR(AtLeast(dp, "epochs", d.epochs(), 0));
+    RETURN_IF_ERROR(AtLeast<int64_t>(dp, "max_steps", d.max_steps(), 0));
+  }
+  // The strategy's own ranges (its messages name strategy.<field>).
+  StrategyOptions options = ToStrategyOptions(c, v1::TrainPlanConfig(), 0);
+  return ValidateStrategyOptions(options);
 }
 
 absl::Status ValidateSimConfig(const v1::SimConfig& c) {
@@ -140,6 +150,8 @@ absl::Status ValidateSimConfig(const v1::SimConfig& c) {
       AtLeast(std::string(), "eval_every_rounds", c.eval_every_rounds(), 1));
   RETURN_IF_ERROR(InRange(std::string(), "stop_at_accuracy",
                           c.stop_at_accuracy(), 0, 1, false));
+  RETURN_IF_ERROR(InRange(std::string(), "agent_dropout_probability",
+                          c.agent_dropout_probability(), 0, 1, false));
   RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
   RETURN_IF_ERROR(ValidateDataConfig(c.data(), "data."));
   RETURN_IF_ERROR(ValidatePartitionConfig(c.partition(), "partition."));
@@ -220,6 +232,7 @@ TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
   plan.weight_decay = p.weight_decay();
   plan.proximal_mu = p.proximal_mu();
   plan.seed = p.seed();
+  plan.max_steps = p.max_steps();
   return plan;
 }
 
@@ -232,11 +245,40 @@ v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan) {
   p.set_weight_decay(plan.weight_decay);
   p.set_proximal_mu(plan.proximal_mu);
   p.set_seed(plan.seed);
+  p.set_max_steps(plan.max_steps);
   return p;
 }
 
-FedAvgOptions ToFedAvgOptions(const v1::StrategyConfig& c) {
-  return {c.server_learning_rate(), c.server_momentum()};
+StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,
+                                  const v1::TrainPlanConfig& train,
+                                  uint64_t seed) {
+  StrategyOptions o;
+  o.name = c.name();
+  o.fraction = c.fraction();
+  o.count = c.count();
+  o.min_fit_agents = c.min_fit_agents();
+  o.seed = seed;
+  o.plan = ToTrainPlan(train);
+  for (const v1::DeviceClassPlanConfig& d : c.device_plans()) {
+    o.device_plans.push_back({d.device_class(), d.epochs(), d.max_steps()});
+  }
+  o.local_time_budget_ms = c.local_time_budget_ms();
+  // Unset: the strategy's own default (1, or 0.01 for the adaptive ones).
+  o.server_learning_rate =
+      c.has_server_learning_rate() ? c.server_learning_rate() : -1;
+  o.server_momentum = c.server_momentum();
+  o.proximal_mu = c.proximal_mu();
+  o.beta1 = c.beta1();
+  o.beta2 = c.beta2();
+  o.tau = c.tau();
+  o.trim_beta = c.trim_beta();
+  o.krum_f = c.krum_f();
+  o.krum_m = c.krum_m();
+  o.max_update_norm = c.max_update_norm();
+  o.max_buffered_updates = c.max_buffered_updates();
+  o.fraction_evaluate = c.fraction_evaluate();
+  o.min_evaluate_agents = c.min_evaluate_agents();
+  return o;
 }
 
 }  // namespace fedge

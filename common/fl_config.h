@@ -39,7 +39,11 @@ TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c);
 // The train plan as a TrainTask carries it, and back (seed included).
 TrainPlan ToTrainPlan(const v1::TrainPlanProto& p);
 v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan);
-FedAvgOptions ToFedAvgOptions(const v1::StrategyConfig& c);
+// The strategy's options: the StrategyConfig, the base plan of every agent,
+// and the federation's seed (selection and per-agent plan seeds).
+StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,
+                                  const v1::TrainPlanConfig& train,
+                                  uint64_t seed);
 
 }  // namespace fedge
 

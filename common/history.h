@@ -1,6 +1,9 @@
 // Round history as CSV: one line per round, flushed as it is written so that
 // nothing is lost on a crash. Shared by fedge-sim and fedge-coordinator, so
-// their files have the same columns (the coordinator adds byte counts).
+// their files have the same columns (the coordinator adds byte counts):
+//   round,num_agents,num_failed,num_examples,train_loss,train_accuracy,
+//   test_loss,test_accuracy,train_seconds,round_seconds,fed_eval_loss,
+//   fed_eval_accuracy[,bytes_received,bytes_sent]
 //
 // Thread-compatible: one writer per file.
 #ifndef FEDGE_COMMON_HISTORY_H_
@@ -26,6 +29,10 @@ struct RoundRecord {
   double train_accuracy = 0;  // Example-weighted mean of local accuracies.
   std::optional<double> test_loss;  // Unset when not evaluated.
   std::optional<double> test_accuracy;
+  // Federated evaluation: the example-weighted loss and accuracy of this
+  // round's model on the evaluating agents' held-out data (unset: none).
+  std::optional<double> fed_eval_loss;
+  std::optional<double> fed_eval_accuracy;
   // Wall time of the round's local training (fedge-sim: the parallel
   // training phase; coordinator: the slowest agent's reported time).
   double train_seconds = 0;
@@ -46,7 +53,8 @@ class HistoryWriter {
   HistoryWriter(const HistoryWriter&) = delete;
   HistoryWriter& operator=(const HistoryWriter&) = delete;
 
-  // Writes and flushes one line. UNAVAILABLE on a write error.
+  // Writes and flushes one line. The errno status of a failed write
+  // (RESOURCE_EXHAUSTED for a full disk), naming the path.
   absl::Status Append(const RoundRecord& record);
 
   // The header line (without newline).
@@ -55,9 +63,10 @@ class HistoryWriter {
   static std::string Line(const RoundRecord& record, bool with_bytes);
 
  private:
-  HistoryWriter(std::FILE* file, bool with_bytes)
-      : file_(file), with_bytes_(with_bytes) {}
+  HistoryWriter(std::FILE* file, std::string path, bool with_bytes)
+      : file_(file), path_(std::move(path)), with_bytes_(with_bytes) {}
   std::FILE* file_;
+  std::string path_;
   bool with_bytes_;
 };
 

@@ -26,6 +26,14 @@ struct TrainPlan {
   double weight_decay = 0.0;   // L2 penalty.
   double proximal_mu = 0.0;    // FedProx term mu/2 * |w - w_global|^2.
   uint64_t seed = 0;           // Shuffling seed (derive per agent and round).
+  // Stop after this many optimizer steps (0 = after `epochs` epochs): the
+  // local-work cap of slow devices.
+  int64_t max_steps = 0;
+  // SCAFFOLD: added to every trainable parameter's gradient at every step
+  // (c - c_i: server minus agent control variate), with the model's schema
+  // (tensors without gradients, e.g. running statistics, are ignored);
+  // null for plain local training. Not owned.
+  const ModelState* gradient_correction = nullptr;
 };
 
 struct TrainMetrics {

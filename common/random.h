@@ -35,6 +35,17 @@ inline uint64_t MixSeed(std::initializer_list<uint64_t> parts) {
   return h;
 }
 
+// A 64-bit hash of `bytes` that is the same on every platform and standard
+// library (FNV-1a, then SplitMix64): for seeds derived from names (std::hash
+// is implementation-defined).
+inline uint64_t StableHash64(const char* bytes, size_t size) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < size; ++i) {
+    h = (h ^ static_cast<uint8_t>(bytes[i])) * 0x100000001b3ULL;
+  }
+  return SplitMix64(h);
+}
+
 // Random numbers that are the same for a seed on every platform.
 class DeterministicRng {
  public:

@@ -1,6 +1,7 @@
 #include "server/coordinator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "absl/strings/escaping.h"
@@ -52,9 +53,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     return absl::InvalidArgumentError("Coordinator needs an initial model");
   }
   const v1::CoordinatorConfig& c = options.config;
-  RETURN_IF_ERROR(FedAvgStrategy::Validate(ToFedAvgOptions(c.strategy())));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Strategy> strategy,
+      CreateStrategy(ToStrategyOptions(c.strategy(), c.train(), c.seed()),
+                     options.initial_model));
   RoundEngineOptions engine_options =
-      ToRoundEngineOptions(c.strategy(), c.rounds(), c.seed());
+      ToRoundEngineOptions(c.strategy(), c.rounds());
   engine_options.agent_timeout = absl::Milliseconds(c.agent_timeout_ms());
   ASSIGN_OR_RETURN(auto engine,
                    RoundEngine::Create(engine_options, options.clock));
@@ -63,14 +67,37 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
                        {c.state_dir() + "/checkpoints", c.keep_checkpoints()}));
   ASSIGN_OR_RETURN(auto history,
                    HistoryWriter::Open(c.state_dir() + "/history.csv", true));
-  std::unique_ptr<Coordinator> coordinator(new Coordinator(
-      options, std::move(engine), std::move(checkpoints), std::move(history)));
+  std::unique_ptr<Coordinator> coordinator(
+      new Coordinator(options, std::move(engine), std::move(strategy),
+                      std::move(checkpoints), std::move(history)));
   RETURN_IF_ERROR(coordinator->Restore(std::move(options.initial_model)));
   return coordinator;
 }
 
+namespace {
+
+// Zeros shaped like `schema`, for sizes.
+ModelState ZerosOf(const ModelSchema& schema) {
+  ModelState out;
+  for (const TensorSpec& t : schema) {
+    absl::StatusOr<TensorBuffer> z =
+        TensorBuffer::Zeros(t.name, t.dtype, t.shape);
+    FEDGE_CHECK(z.ok()) << z.status();
+    out.Add(*std::move(z));
+  }
+  return out;
+}
+
+ModelSchema Concat(ModelSchema a, const ModelSchema& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
 Coordinator::Coordinator(CoordinatorOptions& options,
                          std::unique_ptr<RoundEngine> engine,
+                         std::unique_ptr<Strategy> strategy,
                          std::unique_ptr<CheckpointStore> checkpoints,
                          std::unique_ptr<HistoryWriter> history)
     : config_(options.config),
@@ -78,12 +105,13 @@ Coordinator::Coordinator(CoordinatorOptions& options,
       clock_(options.clock),
       evaluator_(std::move(options.evaluator)),
       schema_(SchemaOf(options.initial_model)),
-      encoded_size_(EncodedSize(options.initial_model)),
+      update_schema_(Concat(schema_, strategy->ExtrasSchema(schema_))),
+      update_size_(EncodedSize(ZerosOf(update_schema_))),
       engine_(std::move(engine)),
+      strategy_(std::move(strategy)),
       checkpoints_(std::move(checkpoints)),
       history_(std::move(history)),
-      strategy_(ToFedAvgOptions(options.config.strategy())),
-      accumulator_(options.initial_model),
+      accumulator_(strategy_.get()),
       free_slots_(options.config.max_concurrent_uploads()) {}
 
 Coordinator::~Coordinator() {
@@ -116,6 +144,18 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
       partitions_[agent] = index;
     }
   }
+  const std::string written_by =
+      extra.has_strategy_name() ? extra.strategy_name() : "fedavg";
+  if (written_by != strategy_->name()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the checkpoint in ", config_.state_dir(),
+                     "/checkpoints was written by strategy '", written_by,
+                     "'; resume it with strategy.name=", written_by,
+                     " or start a new run in another state_dir"));
+  }
+  RETURN_IF_ERROR(
+      Annotate(strategy_->RestoreState(extra.strategy_state(), schema_),
+               "restoring the strategy's state from the checkpoint"));
   if (ckpt->completed_rounds > 0 || ckpt->next_round > 1) {
     RETURN_IF_ERROR(
         engine_->RestoreProgress(ckpt->next_round, ckpt->completed_rounds));
@@ -129,13 +169,18 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
   return absl::OkStatus();
 }
 
-std::shared_ptr<PublishedModel> Coordinator::MakePublished(ModelState model,
-                                                           int64_t version) {
+std::shared_ptr<PublishedModel> Coordinator::MakePublished(
+    ModelState model, int64_t version) const {
   auto published = std::make_shared<PublishedModel>();
   published->version = version;
-  published->sha256_hex = ToHex(ModelDigest(model));
-  published->size_bytes = EncodedSize(model);
+  if (const ModelState* extras = strategy_->BroadcastExtras()) {
+    ModelState download = model.Clone();
+    for (const TensorBuffer& t : extras->tensors()) download.Add(t.Clone());
+    published->with_extras = std::move(download);
+  }
   published->model = std::move(model);
+  published->sha256_hex = ToHex(ModelDigest(published->download()));
+  published->size_bytes = EncodedSize(published->download());
   return published;
 }
 
@@ -187,6 +232,14 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
     response.set_shards_per_agent(sim.partition().shards_per_agent());
   }
   sessions_[response.session_token()] = {agent_id, partition};
+  AgentInfo& info = agents_[agent_id];
+  info.id = agent_id;
+  info.num_examples = std::max<int64_t>(0, request.num_examples());
+  info.device_class = request.device_class();
+  info.examples_per_second = std::isfinite(request.examples_per_second()) &&
+                                     request.examples_per_second() > 0
+                                 ? request.examples_per_second()
+                                 : 0;
   FEDGE_LOG(INFO) << "agent " << agent_id << " joined"
                   << (added.ok() ? "" : " again")
                   << (partition >= 0
@@ -213,10 +266,12 @@ v1::TrainTask Coordinator::MakeTask(int64_t round,
   task.set_model_version(model->version);
   task.set_model_sha256(model->sha256_hex);
   task.set_model_size_bytes(model->size_bytes);
-  TrainPlan plan = ToTrainPlan(config_.train());
-  plan.seed = MixSeed({config_.seed(), static_cast<uint64_t>(round),
-                       std::hash<std::string>()(agent_id)});
-  *task.mutable_plan() = ToTrainPlanProto(plan);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = plans_.find(agent_id);
+    if (it != plans_.end()) *task.mutable_plan() = ToTrainPlanProto(it->second);
+  }
+  task.set_client_algorithm(std::string(strategy_->client_algorithm()));
   const absl::Duration left = engine_->round_deadline_time() - clock_->Now();
   task.set_deadline_remaining_ms(
       std::max<int64_t>(0, absl::ToInt64Milliseconds(left)));
@@ -336,13 +391,13 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
         absl::StrCat("num_examples must be in [1, ", kMaxExamplesPerUpdate,
                      "], got ", m.num_examples()));
   }
-  if (m.total_size_bytes() != encoded_size_ ||
+  if (m.total_size_bytes() != update_size_ ||
       m.total_size_bytes() > config_.max_update_bytes()) {
     return absl::InvalidArgumentError(
         absl::StrCat("update size ", m.total_size_bytes(),
                      " bytes does not match the model "
                      "(",
-                     encoded_size_, " bytes) or exceeds max_update_bytes (",
+                     update_size_, " bytes) or exceeds max_update_bytes (",
                      config_.max_update_bytes(), ")"));
   }
   if (m.sha256().size() != 64) {
@@ -365,9 +420,9 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
   SlotWaiter waiter;
   waiter.start = [this, metadata, agent = session->agent_id, shared_done]() {
     DecodeLimits limits;
-    limits.max_total_bytes = encoded_size_;
+    limits.max_total_bytes = update_size_;
     (*shared_done)(std::unique_ptr<Upload>(
-        new Upload(this, metadata, agent, schema_, limits)));
+        new Upload(this, metadata, agent, update_schema_, limits)));
   };
   waiter.fail = [shared_done](absl::Status s) { (*shared_done)(s); };
   {
@@ -418,16 +473,32 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::FinishUpload(
     return absl::InvalidArgumentError(
         "update bytes do not match their SHA-256 (corrupted in transit?)");
   }
-  ASSIGN_OR_RETURN(ModelState delta, upload->decoder_.Finish());
-  return Accumulate(*upload, delta);
+  ASSIGN_OR_RETURN(ModelState update, upload->decoder_.Finish());
+  return Accumulate(*upload, update);
 }
 
 absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
-    const Upload& upload, const ModelState& delta) {
+    const Upload& upload, ModelState& update) {
   const v1::UpdateMetadata& m = upload.metadata_;
-  const double weight = static_cast<double>(m.num_examples());
+  // The update holds the delta, then the strategy's extras.
+  ModelState delta, extras;
+  for (size_t i = 0; i < update.size(); ++i) {
+    (i < schema_.size() ? delta : extras)
+        .Add(std::move(update.mutable_tensor(i)));
+  }
+  FitResult result;
+  result.agent_id = upload.agent_id_;
+  result.num_examples = static_cast<double>(m.num_examples());
+  result.num_steps = m.num_steps();
+  result.metrics.num_examples = m.num_examples();
+  result.metrics.num_steps = m.num_steps();
+  result.metrics.loss = m.metrics().loss();
+  result.metrics.accuracy = m.metrics().accuracy();
+  result.metrics.seconds = m.metrics().train_seconds();
+  result.delta = &delta;
+  result.extras = extras.size() > 0 ? &extras : nullptr;
   absl::MutexLock lock(&accumulate_mu_);
-  RETURN_IF_ERROR(accumulator_.Validate(delta, weight));
+  RETURN_IF_ERROR(accumulator_.Check(result));
   v1::SubmitUpdateResponse response;
   absl::Status accepted =
       engine_->AcceptResult(upload.agent_id_, m.round(), m.upload_id());
@@ -436,12 +507,9 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
     return response;
   }
   RETURN_IF_ERROR(accepted);
-  FEDGE_CHECK(accumulator_.Add(delta, weight).ok());
-  stats_.loss_sum += weight * m.metrics().loss();
-  stats_.accuracy_sum += weight * m.metrics().accuracy();
-  stats_.bytes_received += upload.received_;
-  stats_.slowest_train_seconds =
-      std::max(stats_.slowest_train_seconds, m.metrics().train_seconds());
+  // Checked under the same lock: folding cannot fail now.
+  absl::Status added = accumulator_.Add(result, upload.received_);
+  FEDGE_CHECK(added.ok()) << added;
   return response;
 }
 
@@ -481,19 +549,59 @@ void Coordinator::BeginShutdown() {
     w.fail(absl::UnavailableError("the coordinator is shutting down"));
   }
   if (engine_->CloseRoundNow().ok()) {
-    for (const RoundOutcome& outcome : engine_->Tick(false)) {
+    for (const RoundOutcome& outcome : engine_->Tick()) {
       absl::Status s = FinishRound(outcome);
       if (!s.ok()) FEDGE_LOG(ERROR) << "closing the last round: " << s;
     }
   }
 }
 
+std::vector<AgentInfo> Coordinator::AvailableAgentInfos() const {
+  const std::vector<std::string> ids = engine_->AvailableAgents();
+  std::vector<AgentInfo> infos;
+  infos.reserve(ids.size());
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : ids) {
+    auto it = agents_.find(id);
+    infos.push_back(it != agents_.end() ? it->second : AgentInfo{id});
+  }
+  return infos;
+}
+
+absl::Status Coordinator::MaybeStartRound() {
+  if (pending_.has_value() || shutting_down_ || !engine_->CanStartRound()) {
+    return absl::OkStatus();
+  }
+  const std::vector<AgentInfo> available = AvailableAgentInfos();
+  const int64_t round = engine_->current_round() + 1;
+  std::vector<FitInstruction> instructions =
+      strategy_->ConfigureFit(round, available);
+  std::vector<std::string> selected;
+  {
+    absl::MutexLock lock(&mu_);
+    plans_.clear();
+    for (FitInstruction& f : instructions) {
+      selected.push_back(f.agent_id);
+      plans_[f.agent_id] = f.plan;
+    }
+    num_available_ = static_cast<int64_t>(available.size());
+  }
+  absl::StatusOr<int64_t> started = engine_->StartRound(std::move(selected));
+  // The roster may have changed meanwhile (an agent dropped): the next tick
+  // tries again.
+  if (!started.ok()) {
+    FEDGE_LOG(WARNING) << "round " << round
+                       << " not started: " << started.status();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Coordinator::Tick() {
   RETURN_IF_ERROR(PollPersistence());
-  const bool may_start = !pending_.has_value() && !shutting_down_;
-  for (const RoundOutcome& outcome : engine_->Tick(may_start)) {
+  for (const RoundOutcome& outcome : engine_->Tick()) {
     RETURN_IF_ERROR(FinishRound(outcome));
   }
+  RETURN_IF_ERROR(MaybeStartRound());
   if (engine_->state() == RoundState::kInProgress &&
       engine_->current_round() != started_round_) {
     started_round_ = engine_->current_round();

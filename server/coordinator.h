@@ -3,10 +3,13 @@
 // convert requests, call these methods and convert statuses back; the
 // in-process tests call them directly.
 //
-// It owns the RoundEngine (roster, selection, round lifecycle), the published
-// global model, one streaming accumulator, the upload slots that bound how
-// many updates are decoded at once, the checkpoint store and the history.
-// Evaluation goes through the LocalTrainer interface.
+// It owns the RoundEngine (roster, round lifecycle), the strategy
+// (common/strategy.h: selection, plans, aggregation, its checkpointed
+// state), the round accumulator and round close it shares with fedge-sim
+// (server/round_accumulator.h), the published global model, the upload
+// slots that bound how many updates are decoded at once, the checkpoint
+// store and the history. Evaluation goes through the LocalTrainer
+// interface.
 //
 // Threading: every public method is thread-safe. Poll() may park its
 // callback; Tick() (called by one driver thread every few milliseconds)
@@ -40,7 +43,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/aggregation.h"
 #include "common/clock.h"
 #include "common/history.h"
 #include "common/local_trainer.h"
@@ -49,6 +51,7 @@
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
 #include "server/checkpoint_store.h"
+#include "server/round_accumulator.h"
 #include "server/round_engine.h"
 
 namespace fedge {
@@ -57,8 +60,16 @@ namespace fedge {
 struct PublishedModel {
   int64_t version = 0;
   ModelState model;
+  // What agents download when it differs from `model`: the model followed
+  // by the strategy's broadcast tensors (SCAFFOLD's control variate).
+  std::optional<ModelState> with_extras;
+  // SHA-256 and size of the canonical encoding of what agents download.
   std::string sha256_hex;
   int64_t size_bytes = 0;
+
+  const ModelState& download() const {
+    return with_extras.has_value() ? *with_extras : model;
+  }
 };
 
 struct CoordinatorOptions {
@@ -191,13 +202,8 @@ class Coordinator {
     absl::Time deadline;
     PollCallback done;
   };
-  struct RoundStats {
-    double loss_sum = 0, accuracy_sum = 0;
-    double slowest_train_seconds = 0;
-    int64_t bytes_received = 0;
-  };
-
   Coordinator(CoordinatorOptions& options, std::unique_ptr<RoundEngine> engine,
+              std::unique_ptr<Strategy> strategy,
               std::unique_ptr<CheckpointStore> checkpoints,
               std::unique_ptr<HistoryWriter> history);
   // A closed round whose model waits for its checkpoint to be durable.
@@ -208,8 +214,12 @@ class Coordinator {
   };
 
   absl::Status Restore(ModelState initial_model);
-  static std::shared_ptr<PublishedModel> MakePublished(ModelState model,
-                                                       int64_t version);
+  // The model as agents get it: with the strategy's broadcast tensors.
+  std::shared_ptr<PublishedModel> MakePublished(ModelState model,
+                                                int64_t version) const;
+  // Starts a round when the engine can: the strategy picks the agents and
+  // their plans.
+  absl::Status MaybeStartRound();
   void Publish(std::shared_ptr<const PublishedModel> model);
   absl::Status FinishRound(const RoundOutcome& outcome);
   // Publishes the pending round's model once its checkpoint is durable;
@@ -229,9 +239,13 @@ class Coordinator {
   absl::StatusOr<Session> FindSession(const std::string& token) const;
   absl::Status CheckUploadMetadata(const v1::UpdateMetadata& m,
                                    const std::string& agent_id) const;
+  // Folds a decoded update (the delta, then the strategy's extras) into
+  // the round, exactly once.
   absl::StatusOr<v1::SubmitUpdateResponse> Accumulate(const Upload& upload,
-                                                      const ModelState& delta);
+                                                      ModelState& update);
   v1::TrainTask MakeTask(int64_t round, const std::string& agent_id) const;
+  // The declared AgentInfo of each agent in the roster, sorted by id.
+  std::vector<AgentInfo> AvailableAgentInfos() const;
   int32_t AssignPartition(const std::string& agent_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -240,25 +254,32 @@ class Coordinator {
   Clock* const clock_;
   std::unique_ptr<LocalTrainer> evaluator_;
   ModelSchema schema_;
-  int64_t encoded_size_ = 0;  // Of every model and update.
+  // An update: the model's tensors, then the strategy's extras.
+  ModelSchema update_schema_;
+  int64_t update_size_ = 0;  // Encoded size of every update.
   std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<Strategy> strategy_;
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<HistoryWriter> history_;
-  FedAvgStrategy strategy_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int32_t> partitions_ ABSL_GUARDED_BY(mu_);
+  // What each agent declared at its last join.
+  absl::flat_hash_map<std::string, AgentInfo> agents_ ABSL_GUARDED_BY(mu_);
+  // The plans of the round in progress, by agent.
+  absl::flat_hash_map<std::string, TrainPlan> plans_ ABSL_GUARDED_BY(mu_);
+  int64_t num_available_ ABSL_GUARDED_BY(mu_) = 0;  // At the round's start.
   std::shared_ptr<const PublishedModel> latest_ ABSL_GUARDED_BY(mu_);
   std::deque<ParkedPoll> parked_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::RoundInfo> rounds_ ABSL_GUARDED_BY(mu_);
   double last_accuracy_ ABSL_GUARDED_BY(mu_) = -1;
 
-  // The round's running sum; separately locked so folding one update does
-  // not block polls.
+  // Serializes accepting an update (check, the engine's exactly-once
+  // record, folding) against closing the round, so an accepted update is
+  // never missed by its round's aggregate. Not held while bytes stream.
   absl::Mutex accumulate_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  WeightedMeanAccumulator accumulator_ ABSL_GUARDED_BY(accumulate_mu_);
-  RoundStats stats_ ABSL_GUARDED_BY(accumulate_mu_);
+  RoundAccumulator accumulator_;
 
   // Upload slots: each decodes one update into its own model-sized buffer.
   // A waiter is started with its Upload, or failed (at shutdown).

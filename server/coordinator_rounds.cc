@@ -28,6 +28,8 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version) const {
       (*extra.mutable_partitions())[agent] = index;
     }
   }
+  extra.set_strategy_name(std::string(strategy_->name()));
+  extra.set_strategy_state(strategy_->SaveState());
   extra.SerializeToString(&ckpt.extra);
   return ckpt;
 }
@@ -73,33 +75,28 @@ absl::Status Coordinator::PollPersistence() {
 
 absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
   RETURN_IF_ERROR(Flush());  // At most one round is being persisted.
-  RoundRecord record;
-  record.round = outcome.round;
-  record.num_agents = static_cast<int>(outcome.reported.size());
-  record.num_failed = static_cast<int>(outcome.failed.size());
-  std::optional<ModelState> next;
+  std::shared_ptr<const PublishedModel> current = latest_model();
+  int64_t num_available;
+  {
+    absl::MutexLock lock(&mu_);
+    num_available = num_available_;
+  }
+  RoundClose close;
   {
     absl::MutexLock lock(&accumulate_mu_);
-    record.num_examples = static_cast<int64_t>(accumulator_.total_weight());
-    if (outcome.completed && accumulator_.num_updates() > 0) {
-      next = latest_model()->model.Clone();
-      RETURN_IF_ERROR(strategy_.ApplyFrom(accumulator_, *next));
-      record.train_loss = stats_.loss_sum / accumulator_.total_weight();
-      record.train_accuracy = stats_.accuracy_sum / accumulator_.total_weight();
-    }
-    record.bytes_received = stats_.bytes_received;
-    record.train_seconds = stats_.slowest_train_seconds;
-    accumulator_.Reset();
-    stats_ = RoundStats();
+    close = accumulator_.Close(outcome, current->model, num_available);
   }
+  RoundRecord record = std::move(close.record);
+  const bool completed = close.next.has_value();
   PendingRound pending;
-  pending.new_version = next.has_value();
-  pending.model = next.has_value()
-                      ? MakePublished(*std::move(next), outcome.round)
-                      : latest_model();
+  pending.new_version = completed;
+  pending.model = completed
+                      ? MakePublished(*std::move(close.next), outcome.round)
+                      : current;
   pending.last = engine_->state() == RoundState::kDone;
   record.bytes_sent = bytes_sent_.exchange(0);
   record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
+  // The strategy's state after this round goes into the same checkpoint.
   Checkpoint ckpt = CheckpointSnapshot(pending.model->version);
   // The checkpoint is written, then the model evaluated and the history
   // line appended, while the next round already runs: it starts once the
@@ -109,7 +106,7 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
   std::shared_ptr<const PublishedModel> model = pending.model;
   pending_ = std::move(pending);
   persisting_ = std::async(std::launch::async, [=, ckpt = std::move(ckpt)] {
-    return Persist(record, outcome.completed, *model, ckpt);
+    return Persist(record, completed, *model, ckpt);
   });
   return absl::OkStatus();
 }

@@ -9,7 +9,7 @@
 namespace fedge {
 
 RoundEngineOptions ToRoundEngineOptions(const v1::StrategyConfig& strategy,
-                                        int num_rounds, uint64_t seed);
+                                        int num_rounds);
 
 }  // namespace fedge
 

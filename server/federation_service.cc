@@ -22,7 +22,7 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
               int chunk_bytes)
       : coordinator_(coordinator),
         model_(std::move(model)),
-        encoder_(model_->model, chunk_bytes) {
+        encoder_(model_->download(), chunk_bytes) {
     encoder_.Seek(offset);
     chunk_.set_version(model_->version);
     chunk_.set_total_size_bytes(model_->size_bytes);

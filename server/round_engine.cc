@@ -17,10 +17,6 @@ absl::Status ValidateOptions(const RoundEngineOptions& o) {
   auto invalid = [](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat(parts...));
   };
-  if (!(o.fraction > 0.0 && o.fraction <= 1.0)) {
-    return invalid("fraction must be in (0, 1], got ", o.fraction);
-  }
-  if (o.count < 0) return invalid("count must be >= 0, got ", o.count);
   if (o.min_available_agents < 1) {
     return invalid("min_available_agents must be >= 1, got ",
                    o.min_available_agents);
@@ -32,10 +28,6 @@ absl::Status ValidateOptions(const RoundEngineOptions& o) {
     return invalid("min_fit_agents (", o.min_fit_agents,
                    ") must be <= min_available_agents (",
                    o.min_available_agents, ")");
-  }
-  if (o.count > 0 && o.count < o.min_fit_agents) {
-    return invalid("count (", o.count, ") must be 0 or >= min_fit_agents (",
-                   o.min_fit_agents, ")");
   }
   if (o.round_deadline <= absl::ZeroDuration()) {
     return invalid("round_deadline must be > 0, got ",
@@ -61,20 +53,6 @@ bool IsLegalTransition(RoundState from, RoundState to) {
       return false;
   }
   return false;
-}
-
-// Returns `k` of `ids` (partial Fisher-Yates), sorted; portable (see
-// common/random.h).
-std::vector<std::string> Sample(std::vector<std::string> ids, size_t k,
-                                uint64_t seed) {
-  DeterministicRng rng(seed);
-  for (size_t i = 0; i < k; ++i) {
-    const size_t j = i + rng.UniformInt(ids.size() - i);
-    std::swap(ids[i], ids[j]);
-  }
-  ids.resize(k);
-  std::sort(ids.begin(), ids.end());
-  return ids;
 }
 
 }  // namespace
@@ -158,7 +136,7 @@ absl::Status RoundEngine::RemoveAgent(const std::string& agent_id) {
   return absl::OkStatus();
 }
 
-std::vector<RoundOutcome> RoundEngine::Tick(bool may_start_round) {
+std::vector<RoundOutcome> RoundEngine::Tick() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   DropStaleAgentsLocked(now);
@@ -168,8 +146,54 @@ std::vector<RoundOutcome> RoundEngine::Tick(bool may_start_round) {
   }
   std::vector<RoundOutcome> outcomes;
   outcomes.swap(finished_);
-  if (outcomes.empty() && may_start_round) MaybeStartRoundLocked(now);
   return outcomes;
+}
+
+bool RoundEngine::CanStartRound() const {
+  absl::MutexLock lock(&mu_);
+  return CanStartRoundLocked();
+}
+
+bool RoundEngine::CanStartRoundLocked() const {
+  return state_ == RoundState::kWaitingForAgents && finished_.empty() &&
+         static_cast<int>(agents_.size()) >= options_.min_available_agents;
+}
+
+absl::StatusOr<int64_t> RoundEngine::StartRound(
+    std::vector<std::string> selected) {
+  absl::MutexLock lock(&mu_);
+  if (!CanStartRoundLocked()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot start a round now (", RoundStateName(state_), ", ",
+                     agents_.size(), " of ", options_.min_available_agents,
+                     " agents available)"));
+  }
+  std::sort(selected.begin(), selected.end());
+  selected.erase(std::unique(selected.begin(), selected.end()), selected.end());
+  if (selected.empty()) {
+    return absl::InvalidArgumentError("a round needs at least one agent");
+  }
+  for (const std::string& id : selected) {
+    if (!agents_.contains(id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("agent ", id, " is not in the roster"));
+    }
+  }
+  Round next;
+  next.id = round_.id + 1;
+  next.deadline = clock_->Now() + options_.round_deadline;
+  next.selected = std::move(selected);
+  for (const std::string& id : next.selected) next.participants[id];
+  next.num_pending = next.selected.size();
+  next.outcome.round = next.id;
+  previous_round_ = std::move(round_);
+  round_ = std::move(next);
+  started_any_round_ = true;
+  TransitionLocked(RoundState::kInProgress);
+  FEDGE_LOG(INFO) << "round " << round_.id
+                  << " started: " << round_.selected.size() << " of "
+                  << agents_.size() << " agents selected";
+  return round_.id;
 }
 
 absl::Status RoundEngine::CloseRoundNow() {
@@ -300,34 +324,6 @@ void RoundEngine::DropStaleAgentsLocked(absl::Time now) {
   }
 }
 
-void RoundEngine::MaybeStartRoundLocked(absl::Time now) {
-  const int available = static_cast<int>(agents_.size());
-  if (state_ != RoundState::kWaitingForAgents ||
-      available < options_.min_available_agents) {
-    return;
-  }
-  std::vector<std::string> ids;
-  ids.reserve(agents_.size());
-  for (const auto& [id, last_seen] : agents_) ids.push_back(id);
-  std::sort(ids.begin(), ids.end());
-
-  Round next;
-  next.id = round_.id + 1;
-  next.deadline = now + options_.round_deadline;
-  next.selected = Sample(std::move(ids), SelectionSize(available),
-                         SplitMix64(options_.seed ^ SplitMix64(next.id)));
-  for (const std::string& id : next.selected) next.participants[id];
-  next.num_pending = next.selected.size();
-  next.outcome.round = next.id;
-  previous_round_ = std::move(round_);
-  round_ = std::move(next);
-  started_any_round_ = true;
-  TransitionLocked(RoundState::kInProgress);
-  FEDGE_LOG(INFO) << "round " << round_.id
-                  << " started: " << round_.selected.size() << " of "
-                  << available << " agents selected";
-}
-
 void RoundEngine::FinishParticipantLocked(const std::string& agent_id,
                                           Progress progress,
                                           const std::string& upload_id) {
@@ -423,14 +419,6 @@ bool RoundEngine::IsPendingLocked(const std::string& agent_id) const {
   auto it = round_.participants.find(agent_id);
   return it != round_.participants.end() &&
          it->second.progress == Progress::kPending;
-}
-
-int RoundEngine::SelectionSize(int available) const {
-  int k = options_.count > 0 ? options_.count
-                             : std::max(1, static_cast<int>(std::lround(
-                                               options_.fraction * available)));
-  k = std::max(k, options_.min_fit_agents);
-  return std::min(k, available);
 }
 
 }  // namespace fedge

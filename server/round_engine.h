@@ -5,13 +5,15 @@
 // bytes; the caller validates and aggregates updates and publishes models.
 //
 // Driven by the gRPC coordinator in production and by the in-process
-// simulator in research. Time comes from an injected Clock; agent selection
-// is a pure function of (seed, round id, sorted roster), so it is the same on
-// every standard library and after a resume.
+// simulator in research. Time comes from an injected Clock. Which agents a
+// round selects is the strategy's decision (common/strategy.h,
+// ConfigureFit); the engine runs the round it is given.
 //
 // Typical driver: one thread calls Tick() periodically and applies the
-// outcomes it returns; any number of request threads call AddAgent,
-// Heartbeat, AssignedRound, CheckResult, AcceptResult and ReportFailure.
+// outcomes it returns, then, when CanStartRound(), asks the strategy for a
+// selection and calls StartRound(); any number of request threads call
+// AddAgent, Heartbeat, AssignedRound, CheckResult, AcceptResult and
+// ReportFailure.
 //
 // Thread-safety: all methods are thread-safe (one internal absl::Mutex).
 #ifndef FEDGE_SERVER_ROUND_ENGINE_H_
@@ -35,32 +37,25 @@
 namespace fedge {
 
 struct RoundEngineOptions {
-  // Fraction of available agents selected per round, in (0, 1]. Used when
-  // `count` is 0. Selected = max(1, round(fraction * available)).
-  double fraction = 0.1;
-  // If > 0, select exactly this many agents (capped by the number available).
-  // Must then be >= min_fit_agents.
-  int count = 0;
   // A round starts only when at least this many agents are available (>= 1).
   int min_available_agents = 1;
   // Quorum: accepted results needed for a round to complete (>= 1, and
-  // <= min_available_agents). The selection is never smaller than this.
+  // <= min_available_agents).
   int min_fit_agents = 1;
   // Time from a round's start to its deadline (> 0).
   absl::Duration round_deadline = absl::Minutes(10);
   // Completed rounds to run (>= 1); abandoned rounds do not count. The engine
   // is kDone afterwards.
   int num_rounds = 1;
-  // Seed of the agent selection.
-  uint64_t seed = 0;
   // Liveness: an agent not seen (AddAgent, Heartbeat, AcceptResult) for this
   // long is dropped by Tick() (> 0).
   absl::Duration agent_timeout = absl::Seconds(60);
 };
 
 // Phase of the engine. Legal transitions (TransitionLocked() enforces them):
-//   kWaitingForAgents -> kInProgress        Tick(): >= min_available_agents
-//                                           agents and rounds remain
+//   kWaitingForAgents -> kInProgress        StartRound(): >=
+//                                           min_available_agents agents and
+//                                           rounds remain
 //   kInProgress       -> kWaitingForAgents  round closed or abandoned, rounds
 //                                           remain
 //   kInProgress       -> kDone              the last round completed
@@ -122,13 +117,19 @@ class RoundEngine {
   // round in progress), closes or abandons the round if its deadline passed,
   // then returns the outcomes of the rounds finished since the last Tick (in
   // order; rounds also finish as soon as every selected agent has reported or
-  // failed). Only if it returns no outcome does it start the next round, when
-  // waiting, >= min_available_agents agents are available and rounds remain;
-  // so a single driver thread can apply an outcome (aggregate, publish the
-  // new model) before the next round's tasks are handed out. With
-  // `may_start_round` false it never starts one (the driver is still
-  // publishing, is paused or shuts down).
-  std::vector<RoundOutcome> Tick(bool may_start_round = true);
+  // failed). Never starts a round (StartRound does).
+  std::vector<RoundOutcome> Tick();
+
+  // True when StartRound() would start a round now: waiting for agents, at
+  // least min_available_agents in the roster, rounds remain, and no outcome
+  // is waiting for Tick().
+  bool CanStartRound() const;
+
+  // Starts the next round with the agents `selected` (each in the roster;
+  // duplicates ignored) and returns its id. FAILED_PRECONDITION unless
+  // CanStartRound(); INVALID_ARGUMENT for an empty selection or an agent
+  // not in the roster (naming it).
+  absl::StatusOr<int64_t> StartRound(std::vector<std::string> selected);
 
   // Closes the round in progress now, as its deadline would: completed if
   // at least min_fit_agents reported, else abandoned (for shutdown). Its
@@ -206,7 +207,7 @@ class RoundEngine {
   // Performs `to`, or crashes if the transition is not legal.
   void TransitionLocked(RoundState to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropStaleAgentsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MaybeStartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool CanStartRoundLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks a pending participant of the round in progress reported or failed,
   // and closes the round if nobody is pending any more.
   void FinishParticipantLocked(const std::string& agent_id, Progress progress,
@@ -227,8 +228,6 @@ class RoundEngine {
   // True if a round is in progress and `agent_id` is pending in it.
   bool IsPendingLocked(const std::string& agent_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Number of agents to select out of `available`.
-  int SelectionSize(int available) const;
 
   const RoundEngineOptions options_;
   Clock* const clock_;

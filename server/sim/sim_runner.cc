@@ -89,20 +89,20 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
                                            c.model(), data.train.example_shape,
                                            data.train.num_classes)));
   absl::FPrintF(out,
-                "model %s (%d parameters), %d agents (%s split), C=%g, E=%d, "
-                "B=%d, lr=%g, %d worker threads\n",
+                "model %s (%d parameters), %d agents (%s split), strategy %s, "
+                "C=%g, E=%d, B=%d, lr=%g, %d worker threads\n",
                 c.model().architecture(), initial.NumElements(), c.num_agents(),
-                c.partition().method(), c.strategy().fraction(),
+                c.partition().method(), c.strategy().name(),
+                c.strategy().fraction(),
                 c.train().epochs(), c.train().batch_size(),
                 c.train().learning_rate(), threads);
 
   SimulatorOptions options;
-  options.engine = ToRoundEngineOptions(c.strategy(), c.rounds(), c.seed());
-  options.strategy = ToFedAvgOptions(c.strategy());
-  options.plan = ToTrainPlan(c.train());
-  options.seed = c.seed();
+  options.engine = ToRoundEngineOptions(c.strategy(), c.rounds());
+  options.strategy = ToStrategyOptions(c.strategy(), c.train(), c.seed());
   options.eval_every_rounds = c.eval_every_rounds();
   options.stop_at_accuracy = c.stop_at_accuracy();
+  options.dropout_probability = c.agent_dropout_probability();
   ASSIGN_OR_RETURN(auto sim,
                    Simulator::Create(options, std::move(partition),
                                      std::move(initial), std::move(trainers),

@@ -5,7 +5,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/random.h"
@@ -42,12 +41,18 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
   if (options.eval_every_rounds < 1) {
     return absl::InvalidArgumentError("eval_every_rounds must be >= 1");
   }
-  RETURN_IF_ERROR(FedAvgStrategy::Validate(options.strategy));
+  if (!(options.dropout_probability >= 0 && options.dropout_probability <= 1)) {
+    return absl::InvalidArgumentError("dropout_probability must be in [0, 1]");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
+                   CreateStrategy(options.strategy, initial_model));
   // The simulator drives time itself: nobody times out, no deadline passes.
   options.engine.agent_timeout = absl::InfiniteDuration();
   options.engine.round_deadline = absl::InfiniteDuration();
   options.engine.min_available_agents =
       std::min<int>(options.engine.min_available_agents, partitions.size());
+  options.engine.min_fit_agents = std::min(options.engine.min_fit_agents,
+                                           options.engine.min_available_agents);
   ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine,
                    RoundEngine::Create(options.engine, RealClock::Get()));
   for (size_t i = 0; i < partitions.size(); ++i) {
@@ -55,7 +60,8 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
   }
   return std::unique_ptr<Simulator>(new Simulator(
       std::move(options), std::move(partitions), std::move(initial_model),
-      std::move(trainers), std::move(engine), std::move(on_worker_start)));
+      std::move(trainers), std::move(engine), std::move(strategy),
+      std::move(on_worker_start)));
 }
 
 Simulator::Simulator(SimulatorOptions options,
@@ -63,72 +69,84 @@ Simulator::Simulator(SimulatorOptions options,
                      ModelState initial_model,
                      std::vector<std::unique_ptr<LocalTrainer>> trainers,
                      std::unique_ptr<RoundEngine> engine,
+                     std::unique_ptr<Strategy> strategy,
                      std::function<void(int)> on_worker_start)
     : options_(std::move(options)),
       partitions_(std::move(partitions)),
       global_(std::move(initial_model)),
       trainers_(std::move(trainers)),
       engine_(std::move(engine)),
-      strategy_(options_.strategy),
-      accumulator_(global_),
-      pool_(static_cast<int>(trainers_.size()), std::move(on_worker_start)) {}
-
-absl::Status Simulator::TrainRound(int64_t round, RoundRecord& record) {
-  const std::vector<std::string> selected = engine_->SelectedAgents();
-  absl::Mutex mu;
-  absl::Status first_error;
-  double loss_sum = 0, accuracy_sum = 0;
-  const absl::Time start = absl::Now();
-  pool_.RunBatch(selected.size(), [&](size_t task, int worker) {
-    const std::string& agent = selected[task];
-    const int index = SimAgentIndex(agent);
-    TrainPlan plan = options_.plan;
-    plan.seed = MixSeed({options_.seed, static_cast<uint64_t>(round),
-                         static_cast<uint64_t>(index)});
-    absl::StatusOr<TrainOutput> out =
-        trainers_[worker]->Train(global_, plan, partitions_[index]);
-    absl::MutexLock lock(&mu);
-    if (!out.ok()) {
-      if (first_error.ok()) first_error = Annotate(out.status(), agent);
-      engine_->ReportFailure(agent, round).IgnoreError();
-      return;
+      strategy_(std::move(strategy)),
+      accumulator_(strategy_.get()),
+      scaffold_(partitions_.size()),
+      pool_(static_cast<int>(trainers_.size()), std::move(on_worker_start)) {
+  for (size_t i = 0; i < partitions_.size(); ++i) {
+    AgentInfo info;
+    info.id = SimAgentId(i);
+    info.num_examples = static_cast<int64_t>(partitions_[i].size());
+    if (i < options_.device_classes.size()) {
+      info.device_class = options_.device_classes[i];
     }
-    const double n = static_cast<double>(out->metrics.num_examples);
-    absl::Status added = accumulator_.Add(out->delta, n);
-    if (!added.ok()) {
-      FEDGE_LOG(WARNING) << agent << ": update refused: " << added;
-      engine_->ReportFailure(agent, round).IgnoreError();
-      return;
-    }
-    engine_->AcceptResult(agent, round, "sim").IgnoreError();
-    loss_sum += n * out->metrics.loss;
-    accuracy_sum += n * out->metrics.accuracy;
-  });
-  record.train_seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  if (accumulator_.total_weight() > 0) {
-    record.train_loss = loss_sum / accumulator_.total_weight();
-    record.train_accuracy = accuracy_sum / accumulator_.total_weight();
+    agents_.push_back(std::move(info));
   }
-  return first_error;
 }
 
-absl::Status Simulator::FinishRound(const RoundOutcome& outcome,
-                                    RoundRecord& record) {
-  record.round = outcome.round;
-  record.num_agents = static_cast<int>(outcome.reported.size());
-  record.num_failed = static_cast<int>(outcome.failed.size());
-  record.num_examples = static_cast<int64_t>(accumulator_.total_weight());
-  if (outcome.completed) {
-    RETURN_IF_ERROR(strategy_.ApplyFrom(accumulator_, global_));
+bool Simulator::DropsOut(int64_t round, int agent) const {
+  if (options_.dropout_probability <= 0) return false;
+  DeterministicRng rng(
+      MixSeed({options_.strategy.seed, 0x64726f70ULL,
+               static_cast<uint64_t>(round), static_cast<uint64_t>(agent)}));
+  return rng.UniformDouble() < options_.dropout_probability;
+}
+
+absl::Status Simulator::TrainAgent(int64_t round,
+                                   const FitInstruction& instruction,
+                                   LocalTrainer& trainer) {
+  const int index = SimAgentIndex(instruction.agent_id);
+  if (DropsOut(round, index)) {
+    return absl::UnavailableError("dropped out (simulated)");
   }
-  accumulator_.Reset();
-  const bool last = engine_->state() == RoundState::kDone;
-  if (last || engine_->completed_rounds() % options_.eval_every_rounds == 0) {
-    ASSIGN_OR_RETURN(EvalMetrics eval, trainers_[0]->Evaluate(global_));
-    record.test_loss = eval.loss;
-    record.test_accuracy = eval.accuracy;
+  TrainPlan plan = instruction.plan;
+  const ModelState* server_control = strategy_->BroadcastExtras();
+  std::optional<ModelState> correction;
+  if (strategy_->client_algorithm() == "scaffold") {
+    if (!scaffold_[index].has_value()) {
+      ASSIGN_OR_RETURN(ScaffoldClient c,
+                       ScaffoldClient::Create(SchemaOf(global_), ModelState()));
+      scaffold_[index] = std::move(c);
+    }
+    ASSIGN_OR_RETURN(correction, scaffold_[index]->Correction(*server_control));
+    plan.gradient_correction = &*correction;
   }
-  return absl::OkStatus();
+  ASSIGN_OR_RETURN(TrainOutput out,
+                   trainer.Train(global_, plan, partitions_[index]));
+  std::optional<ModelState> extras;
+  if (correction.has_value()) {
+    ASSIGN_OR_RETURN(extras, scaffold_[index]->Finish(
+                                 out.delta, *server_control,
+                                 out.metrics.num_steps, plan.learning_rate));
+  }
+  FitResult result;
+  result.agent_id = instruction.agent_id;
+  result.num_examples = static_cast<double>(out.metrics.num_examples);
+  result.num_steps = out.metrics.num_steps;
+  result.metrics = out.metrics;
+  result.delta = &out.delta;
+  result.extras = extras.has_value() ? &*extras : nullptr;
+  RETURN_IF_ERROR(accumulator_.Add(result, 0));
+  return engine_->AcceptResult(instruction.agent_id, round, "sim");
+}
+
+void Simulator::TrainRound(int64_t round,
+                           const std::vector<FitInstruction>& plan) {
+  pool_.RunBatch(plan.size(), [&](size_t task, int worker) {
+    absl::Status s = TrainAgent(round, plan[task], *trainers_[worker]);
+    if (s.ok()) return;
+    // A failed agent is data: the round goes on without it.
+    FEDGE_LOG(WARNING) << "round " << round << ": " << plan[task].agent_id
+                       << " failed: " << s;
+    engine_->ReportFailure(plan[task].agent_id, round).IgnoreError();
+  });
 }
 
 absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
@@ -136,19 +154,35 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
   std::vector<RoundRecord> records;
   while (true) {
     const absl::Time start = absl::Now();
-    // Starts the next round (the previous one's outcome was consumed).
     if (!engine_->Tick().empty()) {
       return absl::InternalError("round finished outside the simulator loop");
     }
-    if (engine_->state() != RoundState::kInProgress) break;
-    const int64_t round = engine_->current_round();
-    RoundRecord record;
-    RETURN_IF_ERROR(TrainRound(round, record));
+    if (!engine_->CanStartRound()) break;  // Done.
+    const int64_t round = engine_->current_round() + 1;
+    const std::vector<FitInstruction> plan =
+        strategy_->ConfigureFit(round, agents_);
+    std::vector<std::string> selected;
+    for (const FitInstruction& f : plan) selected.push_back(f.agent_id);
+    ASSIGN_OR_RETURN(const int64_t started, engine_->StartRound(selected));
+    FEDGE_CHECK(started == round);
+    const absl::Time train_start = absl::Now();
+    TrainRound(round, plan);
+    const double train_seconds =
+        absl::ToDoubleSeconds(absl::Now() - train_start);
     std::vector<RoundOutcome> outcomes = engine_->Tick();
     if (outcomes.size() != 1) {
       return absl::InternalError("round did not close after all agents ran");
     }
-    RETURN_IF_ERROR(FinishRound(outcomes[0], record));
+    RoundClose close = accumulator_.Close(outcomes[0], global_, agents_.size());
+    RoundRecord record = std::move(close.record);
+    record.train_seconds = train_seconds;
+    if (close.next.has_value()) global_ = *std::move(close.next);
+    const bool last = engine_->state() == RoundState::kDone;
+    if (last || engine_->completed_rounds() % options_.eval_every_rounds == 0) {
+      ASSIGN_OR_RETURN(EvalMetrics eval, trainers_[0]->Evaluate(global_));
+      record.test_loss = eval.loss;
+      record.test_accuracy = eval.accuracy;
+    }
     record.round_seconds = absl::ToDoubleSeconds(absl::Now() - start);
     records.push_back(record);
     if (on_round) on_round(record);

@@ -1,12 +1,16 @@
 // Simulator: N virtual agents in one process, driven by the same RoundEngine,
-// aggregation and strategy as the networked coordinator, with no network.
+// strategy (common/strategy.h) and round close (server/round_accumulator.h)
+// as the networked coordinator, with no network.
 //
-// Each round the engine selects agents; the selected agents train in
-// parallel on a thread pool (one LocalTrainer per worker thread); each update
-// is folded into one streaming accumulator as soon as it is ready (memory
-// O(model), not O(agents x model)); the strategy makes the next global model,
-// which worker 0's trainer then evaluates. Torch-free: trainers come in
-// through the LocalTrainer interface.
+// Each round the strategy selects agents and plans their local work; the
+// selected agents train in parallel on a thread pool (one LocalTrainer per
+// worker thread); each update is folded into the round as soon as it is
+// ready (memory O(model) for the streaming strategies); the round close
+// makes the next global model, which worker 0's trainer then evaluates. An
+// agent whose training fails (an error in training, an injected dropout) is
+// recorded as a failure of that round, as in the coordinator, and the run
+// goes on. SCAFFOLD's agent-side state lives here per virtual agent.
+// Torch-free: trainers come in through the LocalTrainer interface.
 //
 // Not thread-safe: one thread calls Run().
 #ifndef FEDGE_SERVER_SIM_SIMULATOR_H_
@@ -14,30 +18,36 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/aggregation.h"
 #include "common/history.h"
 #include "common/local_trainer.h"
+#include "common/scaffold.h"
 #include "common/strategy.h"
 #include "common/tensor_buffer.h"
 #include "common/thread_pool.h"
+#include "server/round_accumulator.h"
 #include "server/round_engine.h"
 
 namespace fedge {
 
 struct SimulatorOptions {
-  // Selection and quorum (num_rounds is the number of rounds to run).
+  // Quorum and the number of rounds (num_rounds).
   RoundEngineOptions engine;
-  FedAvgOptions strategy;
-  // Local training; plan.seed is replaced per agent and round.
-  TrainPlan plan;
-  uint64_t seed = 1;
+  // The strategy, with the base plan, selection and the run's seed.
+  StrategyOptions strategy;
   // Evaluate every this many rounds (and always after the last).
   int eval_every_rounds = 1;
   // Stop once the test accuracy reaches this (0 = never).
   double stop_at_accuracy = 0;
+  // Each selected agent drops out of a round with this probability
+  // (decided from the seed, the round and the agent): a failure.
+  double dropout_probability = 0;
+  // Device class of agent i (missing or "" = default), for the strategy's
+  // per-class plans.
+  std::vector<std::string> device_classes;
 };
 
 class Simulator {
@@ -54,11 +64,12 @@ class Simulator {
 
   // Runs until num_rounds rounds completed or the accuracy target is met,
   // calling `on_round` after each finished round. Returns the records, or
-  // the first training/evaluation error.
+  // the first evaluation error (a training error is a failed agent).
   absl::StatusOr<std::vector<RoundRecord>> Run(
       const std::function<void(const RoundRecord&)>& on_round);
 
   const ModelState& global_model() const { return global_; }
+  Strategy& strategy() { return *strategy_; }
 
  private:
   Simulator(SimulatorOptions options,
@@ -66,18 +77,25 @@ class Simulator {
             ModelState initial_model,
             std::vector<std::unique_ptr<LocalTrainer>> trainers,
             std::unique_ptr<RoundEngine> engine,
+            std::unique_ptr<Strategy> strategy,
             std::function<void(int)> on_worker_start);
-  // Trains the selected agents of `round` and folds their updates.
-  absl::Status TrainRound(int64_t round, RoundRecord& record);
-  absl::Status FinishRound(const RoundOutcome& outcome, RoundRecord& record);
+  // Trains the agents of `round` on the pool and folds their updates.
+  void TrainRound(int64_t round, const std::vector<FitInstruction>& plan);
+  // One agent's local training: its update, or why it failed.
+  absl::Status TrainAgent(int64_t round, const FitInstruction& instruction,
+                          LocalTrainer& trainer);
+  bool DropsOut(int64_t round, int agent) const;
 
   SimulatorOptions options_;
   std::vector<std::vector<int64_t>> partitions_;
+  std::vector<AgentInfo> agents_;
   ModelState global_;
   std::vector<std::unique_ptr<LocalTrainer>> trainers_;
   std::unique_ptr<RoundEngine> engine_;
-  FedAvgStrategy strategy_;
-  WeightedMeanAccumulator accumulator_;
+  std::unique_ptr<Strategy> strategy_;
+  RoundAccumulator accumulator_;
+  // SCAFFOLD: each agent's control variate, created at its first round.
+  std::vector<std::optional<ScaffoldClient>> scaffold_;
   ThreadPool pool_;
 };
 

@@ -31,10 +31,9 @@ constexpr absl::StatusCode kFailedPrecondition =
 constexpr absl::StatusCode kInvalidArgument =
     absl::StatusCode::kInvalidArgument;
 
-// Every agent is selected and nobody times out unless a test says otherwise.
+// Nobody times out unless a test says otherwise.
 RoundEngineOptions TestOptions() {
   RoundEngineOptions options;
-  options.fraction = 1.0;
   options.round_deadline = absl::Minutes(10);
   options.agent_timeout = absl::Hours(1);
   options.num_rounds = 3;
@@ -59,6 +58,17 @@ void AddAgents(RoundEngine& engine, int first, int n) {
 
 std::string Upload(const std::string& agent_id) { return "up-" + agent_id; }
 
+// What a driver does each tick: apply outcomes, else start the next round
+// when the engine can, selecting every available agent (selection itself
+// is the strategy's, tested in tests/common/strategy_test.cc).
+std::vector<RoundOutcome> Drive(RoundEngine& engine) {
+  std::vector<RoundOutcome> outcomes = engine.Tick();
+  if (outcomes.empty() && engine.CanStartRound()) {
+    EXPECT_TRUE(engine.StartRound(engine.AvailableAgents()).ok());
+  }
+  return outcomes;
+}
+
 absl::Status Accept(RoundEngine& engine, const std::string& agent_id,
                     int64_t round) {
   return engine.AcceptResult(agent_id, round, Upload(agent_id));
@@ -67,28 +77,9 @@ absl::Status Accept(RoundEngine& engine, const std::string& agent_id,
 // Starts a round with all of `n` fresh agents and returns its id.
 int64_t StartRound(RoundEngine& engine, int n) {
   AddAgents(engine, 0, n);
-  EXPECT_THAT(engine.Tick(), IsEmpty());
+  EXPECT_THAT(Drive(engine), IsEmpty());
   EXPECT_EQ(engine.state(), RoundState::kInProgress);
   return engine.current_round();
-}
-
-// Selections of the first `rounds` rounds (each completed by all selected).
-std::vector<std::vector<std::string>> Selections(RoundEngineOptions options,
-                                                 int num_agents, int rounds) {
-  FakeClock clock;
-  options.num_rounds = rounds;
-  std::unique_ptr<RoundEngine> engine = MakeEngine(options, &clock);
-  AddAgents(*engine, 0, num_agents);
-  std::vector<std::vector<std::string>> selections;
-  for (int r = 0; r < rounds; ++r) {
-    engine->Tick();
-    selections.push_back(engine->SelectedAgents());
-    for (const std::string& id : selections.back()) {
-      EXPECT_EQ(Accept(*engine, id, engine->current_round()).code(), kOk);
-    }
-    EXPECT_THAT(engine->Tick(), SizeIs(1));
-  }
-  return selections;
 }
 
 TEST(RoundEngineTest, Create_InvalidOptions_NameTheOption) {
@@ -97,19 +88,11 @@ TEST(RoundEngineTest, Create_InvalidOptions_NameTheOption) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {[](auto& o) { o.fraction = 0; }, "fraction must be in (0, 1], got 0"},
-      {[](auto& o) { o.fraction = 1.5; }, "fraction must be in (0, 1]"},
-      {[](auto& o) { o.fraction = std::nan(""); }, "fraction"},
-      {[](auto& o) { o.count = -1; }, "count must be >= 0"},
       {[](auto& o) { o.min_available_agents = 0; }, "min_available_agents"},
       {[](auto& o) { o.min_fit_agents = 0; }, "min_fit_agents must be >= 1"},
       {[](auto& o) { o.min_fit_agents = 2; },
        "min_fit_agents (2) must be <= min_available_agents (1)"},
-      {[](auto& o) {
-         o.min_available_agents = o.min_fit_agents = 3;
-         o.count = 2;
-       },
-       "count (2) must be 0 or >= min_fit_agents (3)"},
+
       {[](auto& o) { o.round_deadline = absl::ZeroDuration(); },
        "round_deadline"},
       {[](auto& o) { o.num_rounds = 0; }, "num_rounds"},
@@ -150,69 +133,18 @@ TEST(RoundEngineTest, WaitsForMinAvailableAgents) {
   options.min_available_agents = 3;
   std::unique_ptr<RoundEngine> engine = MakeEngine(options, &clock);
   AddAgents(*engine, 0, 2);
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_EQ(engine->state(), RoundState::kWaitingForAgents);
   EXPECT_EQ(engine->current_round(), 0);
   EXPECT_EQ(engine->AssignedRound(AgentId(0)).status().code(), kNotFound);
   EXPECT_EQ(engine->round_deadline_time(), absl::InfinitePast());
 
   AddAgents(*engine, 2, 1);
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_EQ(engine->state(), RoundState::kInProgress);
   EXPECT_EQ(engine->current_round(), 1);
   EXPECT_EQ(engine->round_deadline_time(), clock.Now() + absl::Minutes(10));
   EXPECT_EQ(*engine->AssignedRound(AgentId(0)), 1);
-}
-
-TEST(RoundEngineTest, SelectsByFraction) {
-  RoundEngineOptions options = TestOptions();
-  options.fraction = 0.25;
-  std::vector<std::string> selected = Selections(options, 20, 1)[0];
-  EXPECT_THAT(selected, SizeIs(5));
-  EXPECT_TRUE(std::is_sorted(selected.begin(), selected.end()));
-  EXPECT_EQ(std::adjacent_find(selected.begin(), selected.end()),
-            selected.end());
-
-  options.fraction = 0.01;  // round(0.2) = 0, but at least one.
-  EXPECT_THAT(Selections(options, 20, 1)[0], SizeIs(1));
-}
-
-TEST(RoundEngineTest, SelectsByCount_CappedByAvailable) {
-  RoundEngineOptions options = TestOptions();
-  options.count = 3;
-  EXPECT_THAT(Selections(options, 10, 1)[0], SizeIs(3));
-  options.count = 5;
-  EXPECT_THAT(Selections(options, 3, 1)[0], SizeIs(3));
-}
-
-TEST(RoundEngineTest, Selection_NeverFewerThanMinFit) {
-  RoundEngineOptions options = TestOptions();
-  options.fraction = 0.1;
-  options.min_available_agents = 5;
-  options.min_fit_agents = 3;
-  EXPECT_THAT(Selections(options, 10, 1)[0], SizeIs(3));
-}
-
-TEST(RoundEngineTest,
-     Selection_DeterministicForSeed_DiffersAcrossSeedsAndRounds) {
-  RoundEngineOptions options = TestOptions();
-  options.fraction = 0.1;
-  options.seed = 42;
-  const auto first = Selections(options, 100, 3);
-  EXPECT_EQ(Selections(options, 100, 3), first);
-  EXPECT_NE(first[0], first[1]);
-  EXPECT_NE(first[1], first[2]);
-  options.seed = 43;
-  EXPECT_NE(Selections(options, 100, 3)[0], first[0]);
-}
-
-TEST(RoundEngineTest, Selection_IsPinnedForSeed) {
-  // Our own sampler over std::mt19937_64: the same on every standard library.
-  RoundEngineOptions options = TestOptions();
-  options.count = 4;
-  options.seed = 7;
-  EXPECT_THAT(Selections(options, 20, 1)[0],
-              ElementsAre("a02", "a03", "a06", "a14"));
 }
 
 TEST(RoundEngineTest, AllReport_ClosesRoundCompleted) {
@@ -229,7 +161,7 @@ TEST(RoundEngineTest, AllReport_ClosesRoundCompleted) {
   EXPECT_EQ(engine->state(), RoundState::kWaitingForAgents);
   EXPECT_EQ(engine->completed_rounds(), 1);
   EXPECT_THAT(engine->SelectedAgents(), IsEmpty());
-  std::vector<RoundOutcome> outcomes = engine->Tick();
+  std::vector<RoundOutcome> outcomes = Drive(*engine);
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_EQ(outcomes[0].round, round);
   EXPECT_TRUE(outcomes[0].completed);
@@ -244,9 +176,9 @@ TEST(RoundEngineTest, TickReturningOutcome_StartsNextRoundOnlyOnNextTick) {
   for (const std::string& id : engine->SelectedAgents()) {
     ASSERT_EQ(Accept(*engine, id, round).code(), kOk);
   }
-  EXPECT_THAT(engine->Tick(), SizeIs(1));
+  EXPECT_THAT(Drive(*engine), SizeIs(1));
   EXPECT_EQ(engine->state(), RoundState::kWaitingForAgents);
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_EQ(engine->state(), RoundState::kInProgress);
   EXPECT_EQ(engine->current_round(), round + 1);
 }
@@ -259,7 +191,7 @@ TEST(RoundEngineTest, RemoveAgent_SelectedAgentCountsAsFailed) {
   ASSERT_EQ(engine->RemoveAgent("a01").code(), kOk);
   EXPECT_EQ(Accept(*engine, "a01", round).code(), kNotFound);
   ASSERT_EQ(Accept(*engine, "a02", round).code(), kOk);
-  std::vector<RoundOutcome> outcomes = engine->Tick();
+  std::vector<RoundOutcome> outcomes = Drive(*engine);
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_TRUE(outcomes[0].completed);
   EXPECT_THAT(outcomes[0].reported, ElementsAre("a00", "a02"));
@@ -276,14 +208,14 @@ TEST(RoundEngineTest, AgentTimeout_DropsAgentAndCountsAsFailed) {
   ASSERT_EQ(engine->Heartbeat("a00").code(), kOk);
   ASSERT_EQ(engine->AddAgent("a01").code(), kAlreadyExists);  // Re-join.
   clock.Advance(absl::Seconds(30));
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_THAT(engine->AvailableAgents(), ElementsAre("a00", "a01"));
   EXPECT_EQ(engine->Heartbeat("a02").code(), kNotFound);
   EXPECT_EQ(engine->AssignedRound("a02").status().code(), kNotFound);
 
   ASSERT_EQ(Accept(*engine, "a00", round).code(), kOk);
   ASSERT_EQ(Accept(*engine, "a01", round).code(), kOk);
-  std::vector<RoundOutcome> outcomes = engine->Tick();
+  std::vector<RoundOutcome> outcomes = Drive(*engine);
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_TRUE(outcomes[0].completed);
   EXPECT_THAT(outcomes[0].failed, ElementsAre("a02"));
@@ -300,9 +232,9 @@ TEST(RoundEngineTest, DeadlineWithQuorum_ClosesRound) {
   ASSERT_EQ(Accept(*engine, "a01", round).code(), kOk);
   EXPECT_EQ(engine->num_reported(), 2u);
   clock.Advance(absl::Minutes(10) - absl::Seconds(1));
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   clock.Advance(absl::Seconds(1));
-  std::vector<RoundOutcome> outcomes = engine->Tick();
+  std::vector<RoundOutcome> outcomes = Drive(*engine);
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_EQ(outcomes[0].round, round);
   EXPECT_TRUE(outcomes[0].completed);
@@ -322,7 +254,7 @@ TEST(RoundEngineTest, DeadlineWithoutQuorum_AbandonsAndNextRoundGetsNewId) {
   const int64_t round = StartRound(*engine, 3);
   ASSERT_EQ(Accept(*engine, "a00", round).code(), kOk);
   clock.Advance(absl::Minutes(10));
-  std::vector<RoundOutcome> outcomes = engine->Tick();
+  std::vector<RoundOutcome> outcomes = Drive(*engine);
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_FALSE(outcomes[0].completed);
   EXPECT_THAT(outcomes[0].reported, ElementsAre("a00"));
@@ -330,7 +262,7 @@ TEST(RoundEngineTest, DeadlineWithoutQuorum_AbandonsAndNextRoundGetsNewId) {
   EXPECT_EQ(engine->completed_rounds(), 0);
   EXPECT_EQ(engine->state(), RoundState::kWaitingForAgents);
 
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_EQ(engine->state(), RoundState::kInProgress);
   EXPECT_EQ(engine->current_round(), round + 1);
   EXPECT_EQ(*engine->AssignedRound("a00"), round + 1);
@@ -346,7 +278,7 @@ TEST(RoundEngineTest, AllFailed_AbandonsAtOnce) {
   EXPECT_EQ(engine->AssignedRound("a00").status().code(), kNotFound);
   EXPECT_EQ(Accept(*engine, "a00", round).code(), kFailedPrecondition);
   EXPECT_EQ(engine->RemoveAgent("a01").code(), kOk);
-  std::vector<RoundOutcome> outcomes = engine->Tick();
+  std::vector<RoundOutcome> outcomes = Drive(*engine);
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_FALSE(outcomes[0].completed);
   EXPECT_THAT(outcomes[0].reported, IsEmpty());
@@ -355,10 +287,9 @@ TEST(RoundEngineTest, AllFailed_AbandonsAtOnce) {
 
 TEST(RoundEngineTest, ReportFailure_StaleUnselectedOrReported_Refused) {
   FakeClock clock;
-  RoundEngineOptions options = TestOptions();
-  options.count = 2;
-  std::unique_ptr<RoundEngine> engine = MakeEngine(options, &clock);
-  const int64_t round = StartRound(*engine, 3);
+  std::unique_ptr<RoundEngine> engine = MakeEngine(TestOptions(), &clock);
+  AddAgents(*engine, 0, 3);
+  const int64_t round = *engine->StartRound({"a01", "a00"});
   const std::vector<std::string> selected = engine->SelectedAgents();
   std::string unselected;
   for (const std::string& id : engine->AvailableAgents()) {
@@ -381,12 +312,12 @@ TEST(RoundEngineTest, LateResultAfterClose_AbortedAndNotCounted) {
   const int64_t round = StartRound(*engine, 2);
   ASSERT_EQ(Accept(*engine, "a00", round).code(), kOk);
   clock.Advance(absl::Minutes(10));
-  std::vector<RoundOutcome> outcomes = engine->Tick();
+  std::vector<RoundOutcome> outcomes = Drive(*engine);
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_EQ(engine->CheckResult("a01", round, "late").code(), kAborted);
   EXPECT_EQ(engine->AcceptResult("a01", round, "late").code(), kAborted);
 
-  EXPECT_THAT(engine->Tick(), IsEmpty());  // Round 2 starts.
+  EXPECT_THAT(Drive(*engine), IsEmpty());  // Round 2 starts.
   EXPECT_EQ(engine->AcceptResult("a01", round, "late").code(), kAborted);
   EXPECT_EQ(engine->AcceptResult("a01", round + 5, "early").code(), kAborted);
   EXPECT_EQ(engine->num_reported(), 0u);
@@ -404,8 +335,8 @@ TEST(RoundEngineTest, DuplicateUpload_AlreadyExistsAndCountedOnce) {
   EXPECT_EQ(engine->AcceptResult("a01", round, "u9").code(), kOk);
   // The retry of the result that closed the round is still recognized.
   EXPECT_EQ(engine->AcceptResult("a01", round, "u9").code(), kAlreadyExists);
-  EXPECT_THAT(engine->Tick(), SizeIs(1));
-  EXPECT_THAT(engine->Tick(), IsEmpty());  // Round 2 starts.
+  EXPECT_THAT(Drive(*engine), SizeIs(1));
+  EXPECT_THAT(Drive(*engine), IsEmpty());  // Round 2 starts.
   EXPECT_EQ(engine->AcceptResult("a00", round, "u1").code(), kAlreadyExists);
   EXPECT_EQ(engine->num_reported(), 0u);
 }
@@ -424,10 +355,9 @@ TEST(RoundEngineTest, DifferentUploadIdAfterReport_Refused) {
 
 TEST(RoundEngineTest, ResultFromUnselectedOrUnknownAgent_Refused) {
   FakeClock clock;
-  RoundEngineOptions options = TestOptions();
-  options.count = 1;
-  std::unique_ptr<RoundEngine> engine = MakeEngine(options, &clock);
-  const int64_t round = StartRound(*engine, 3);
+  std::unique_ptr<RoundEngine> engine = MakeEngine(TestOptions(), &clock);
+  AddAgents(*engine, 0, 3);
+  const int64_t round = *engine->StartRound({"a02"});
   ASSERT_EQ(engine->AddAgent("late-joiner").code(), kOk);
   const std::string chosen = engine->SelectedAgents().at(0);
   for (const std::string& id : engine->AvailableAgents()) {
@@ -438,6 +368,27 @@ TEST(RoundEngineTest, ResultFromUnselectedOrUnknownAgent_Refused) {
   EXPECT_EQ(Accept(*engine, "zz", round).code(), kNotFound);
   EXPECT_EQ(engine->AcceptResult(chosen, round, "").code(), kInvalidArgument);
   EXPECT_EQ(engine->num_reported(), 0u);
+}
+
+TEST(RoundEngineTest, StartRound_RefusesBadSelectionsAndWrongPhase) {
+  FakeClock clock;
+  RoundEngineOptions options = TestOptions();
+  options.min_available_agents = 2;
+  std::unique_ptr<RoundEngine> engine = MakeEngine(options, &clock);
+  AddAgents(*engine, 0, 1);
+  EXPECT_FALSE(engine->CanStartRound());
+  EXPECT_EQ(engine->StartRound({"a00"}).status().code(), kFailedPrecondition);
+  AddAgents(*engine, 1, 1);
+  EXPECT_TRUE(engine->CanStartRound());
+  EXPECT_EQ(engine->StartRound({}).status().code(), kInvalidArgument);
+  EXPECT_THAT(
+      std::string(engine->StartRound({"a00", "ghost"}).status().message()),
+      HasSubstr("ghost"));
+  // Duplicates are ignored; the selection is kept sorted.
+  EXPECT_EQ(*engine->StartRound({"a01", "a00", "a01"}), 1);
+  EXPECT_THAT(engine->SelectedAgents(), ElementsAre("a00", "a01"));
+  EXPECT_FALSE(engine->CanStartRound());
+  EXPECT_EQ(engine->StartRound({"a00"}).status().code(), kFailedPrecondition);
 }
 
 TEST(RoundEngineTest, CheckResult_DoesNotRecord) {
@@ -459,19 +410,19 @@ TEST(RoundEngineTest, ReachesDoneAfterNumRounds_AbandonedRoundsDoNotCount) {
   int64_t round = StartRound(*engine, 2);
   for (const char* id : {"a00", "a01"})
     ASSERT_EQ(Accept(*engine, id, round).code(), kOk);
-  EXPECT_THAT(engine->Tick(), SizeIs(1));
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), SizeIs(1));
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   round = engine->current_round();
   clock.Advance(absl::Minutes(10));  // Nobody reports: abandoned.
-  ASSERT_THAT(engine->Tick(),
+  ASSERT_THAT(Drive(*engine),
               ElementsAre(testing::Field(&RoundOutcome::completed, false)));
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_EQ(engine->current_round(), 3);
   for (const char* id : {"a00", "a01"})
     ASSERT_EQ(Accept(*engine, id, 3).code(), kOk);
   EXPECT_EQ(engine->state(), RoundState::kDone);
-  EXPECT_THAT(engine->Tick(), SizeIs(1));
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), SizeIs(1));
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_EQ(engine->state(), RoundState::kDone);
   EXPECT_EQ(engine->completed_rounds(), 2);
   EXPECT_EQ(engine->current_round(), 3);
@@ -504,21 +455,9 @@ TEST(RoundEngineTest, RestoreProgress_AllRoundsDone_IsDone) {
   ASSERT_EQ(engine->RestoreProgress(4, 3).code(), kOk);
   EXPECT_EQ(engine->state(), RoundState::kDone);
   AddAgents(*engine, 0, 1);
-  EXPECT_THAT(engine->Tick(), IsEmpty());
+  EXPECT_THAT(Drive(*engine), IsEmpty());
   EXPECT_EQ(engine->state(), RoundState::kDone);
   EXPECT_EQ(engine->RestoreProgress(1, 0).code(), kFailedPrecondition);
-}
-
-TEST(RoundEngineTest, RestoreProgress_SelectsAsAnUninterruptedRun) {
-  RoundEngineOptions options = TestOptions();
-  options.fraction = 0.2;
-  options.seed = 5;
-  const auto uninterrupted = Selections(options, 30, 2);
-  FakeClock clock;
-  std::unique_ptr<RoundEngine> engine = MakeEngine(options, &clock);
-  ASSERT_EQ(engine->RestoreProgress(2, 1).code(), kOk);
-  StartRound(*engine, 30);
-  EXPECT_EQ(engine->SelectedAgents(), uninterrupted[1]);
 }
 
 TEST(RoundEngineTest, ConcurrentCalls_AreSafe) {
@@ -553,7 +492,7 @@ TEST(RoundEngineTest, ConcurrentCalls_AreSafe) {
   }
   std::vector<RoundOutcome> outcomes;
   while (engine->state() != RoundState::kDone || outcomes.size() < 5) {
-    for (RoundOutcome& o : engine->Tick()) outcomes.push_back(std::move(o));
+    for (RoundOutcome& o : Drive(*engine)) outcomes.push_back(std::move(o));
     std::this_thread::yield();
   }
   for (std::thread& w : workers) w.join();

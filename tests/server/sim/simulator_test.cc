@@ -1,5 +1,6 @@
 #include "server/sim/simulator.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/synchronization/mutex.h"
@@ -13,12 +14,21 @@ namespace {
 class FakeTrainer : public LocalTrainer {
  public:
   explicit FakeTrainer(float target, absl::Mutex* mu,
-                       std::vector<int64_t>* sizes)
-      : target_(target), mu_(mu), sizes_(sizes) {}
+                       std::vector<int64_t>* sizes,
+                       std::vector<uint64_t>* seeds = nullptr)
+      : target_(target), mu_(mu), sizes_(sizes), seeds_(seeds) {}
 
   absl::StatusOr<TrainOutput> Train(
       const ModelState& global, const TrainPlan& plan,
       absl::Span<const int64_t> indices) override {
+    // The agent holding 3 examples always fails (a crash in training).
+    if (fail_on_three_ && indices.size() == 3) {
+      return absl::InternalError("simulated training crash");
+    }
+    {
+      absl::MutexLock lock(mu_);
+      if (seeds_ != nullptr) seeds_->push_back(plan.seed);
+    }
     TrainOutput out;
     out.delta = global.Clone();
     for (float& v : out.delta.mutable_tensor(0).mutable_floats()) {
@@ -38,10 +48,13 @@ class FakeTrainer : public LocalTrainer {
     return m;
   }
 
+  bool fail_on_three_ = false;
+
  private:
   float target_;
   absl::Mutex* mu_;
   std::vector<int64_t>* sizes_;
+  std::vector<uint64_t>* seeds_;
 };
 
 ModelState OneWeight(float value) {
@@ -53,6 +66,8 @@ ModelState OneWeight(float value) {
 struct Fixture {
   absl::Mutex mu;
   std::vector<int64_t> sizes;
+  std::vector<uint64_t> seeds;
+  bool fail_on_three = false;
 
   absl::StatusOr<std::unique_ptr<Simulator>> Make(SimulatorOptions options,
                                                   int agents, int threads) {
@@ -60,7 +75,9 @@ struct Fixture {
     for (int i = 0; i < agents; ++i) partitions[i].assign(i + 1, 0);
     std::vector<std::unique_ptr<LocalTrainer>> trainers;
     for (int i = 0; i < threads; ++i) {
-      trainers.push_back(std::make_unique<FakeTrainer>(1.0f, &mu, &sizes));
+      auto t = std::make_unique<FakeTrainer>(1.0f, &mu, &sizes, &seeds);
+      t->fail_on_three_ = fail_on_three;
+      trainers.push_back(std::move(t));
     }
     return Simulator::Create(options, std::move(partitions), OneWeight(0),
                              std::move(trainers));
@@ -70,7 +87,7 @@ struct Fixture {
 TEST(SimulatorTest, Rounds_SelectFractionAndConverge) {
   Fixture f;
   SimulatorOptions options;
-  options.engine.fraction = 0.1;
+  options.strategy.fraction = 0.1;
   options.engine.num_rounds = 8;
   auto sim = f.Make(options, 50, 2);
   ASSERT_TRUE(sim.ok()) << sim.status();
@@ -93,7 +110,7 @@ TEST(SimulatorTest, Rounds_SelectFractionAndConverge) {
 TEST(SimulatorTest, Update_IsWeightedByExamples) {
   Fixture f;
   SimulatorOptions options;
-  options.engine.count = 3;
+  options.strategy.count = 3;
   options.engine.num_rounds = 1;
   auto sim = f.Make(options, 3, 1);
   ASSERT_TRUE(sim.ok());
@@ -105,7 +122,7 @@ TEST(SimulatorTest, Update_IsWeightedByExamples) {
 TEST(SimulatorTest, StopAtAccuracy_EndsEarly) {
   Fixture f;
   SimulatorOptions options;
-  options.engine.fraction = 0.5;
+  options.strategy.fraction = 0.5;
   options.engine.num_rounds = 50;
   options.stop_at_accuracy = 0.9;  // Reached after 4 halvings (0.9375).
   auto sim = f.Make(options, 10, 2);
@@ -128,6 +145,75 @@ TEST(SimulatorTest, EvalEvery_SkipsEvaluationButNotTheLastRound) {
   for (const auto& r : *records)
     evaluated.push_back(r.test_accuracy.has_value());
   EXPECT_EQ(evaluated, (std::vector<bool>{false, true, false, true, true}));
+}
+
+TEST(SimulatorTest, TrainingError_IsAFailedAgentAndTheRunGoesOn) {
+  Fixture f;
+  f.fail_on_three = true;  // Agent 2 holds 3 examples.
+  SimulatorOptions options;
+  options.strategy.count = 3;
+  options.engine.num_rounds = 4;
+  auto sim = f.Make(options, 3, 2);
+  ASSERT_TRUE(sim.ok());
+  auto records = (*sim)->Run(nullptr);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 4u);
+  for (const RoundRecord& r : *records) {
+    EXPECT_EQ(r.num_agents, 2);
+    EXPECT_EQ(r.num_failed, 1);
+    EXPECT_EQ(r.num_examples, 1 + 2);
+  }
+}
+
+TEST(SimulatorTest, InjectedDropouts_RecordedAsFailures) {
+  Fixture f;
+  SimulatorOptions options;
+  options.strategy.count = 10;
+  options.engine.num_rounds = 5;
+  options.dropout_probability = 0.3;
+  auto sim = f.Make(options, 10, 2);
+  ASSERT_TRUE(sim.ok());
+  auto records = (*sim)->Run(nullptr);
+  ASSERT_TRUE(records.ok()) << records.status();
+  int failed = 0;
+  for (const RoundRecord& r : *records) {
+    EXPECT_EQ(r.num_agents + r.num_failed, 10);
+    failed += r.num_failed;
+  }
+  EXPECT_GT(failed, 0);  // About 15 of 50 expected.
+  EXPECT_LT(failed, 40);
+}
+
+TEST(SimulatorTest, PlanSeeds_AreTheOneDerivation) {
+  Fixture f;
+  SimulatorOptions options;
+  options.strategy.count = 4;
+  options.strategy.seed = 99;
+  options.engine.num_rounds = 1;
+  auto sim = f.Make(options, 4, 1);
+  ASSERT_TRUE(sim.ok());
+  ASSERT_TRUE((*sim)->Run(nullptr).ok());
+  std::vector<uint64_t> expected;
+  for (int i = 0; i < 4; ++i) {
+    expected.push_back(AgentPlanSeed(99, 1, SimAgentId(i)));
+  }
+  std::sort(expected.begin(), expected.end());
+  std::sort(f.seeds.begin(), f.seeds.end());
+  EXPECT_EQ(f.seeds, expected);
+}
+
+TEST(SimulatorTest, FedAvgM_ByName_UsesServerMomentum) {
+  Fixture f;
+  SimulatorOptions options;
+  options.strategy.name = "fedavgm";
+  options.strategy.server_momentum = 0.5;
+  options.strategy.count = 2;
+  options.engine.num_rounds = 2;
+  auto sim = f.Make(options, 2, 1);
+  ASSERT_TRUE(sim.ok());
+  ASSERT_TRUE((*sim)->Run(nullptr).ok());
+  // Round 1: v = 0.5, w = 0.5. Round 2: mean delta 0.25, v = 0.25 + 0.25.
+  EXPECT_NEAR((*sim)->global_model().tensor(0).floats()[0], 1.0, 1e-6);
 }
 
 TEST(SimulatorTest, Create_RefusesEmptyInputs) {

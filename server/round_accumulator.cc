@@ -1,0 +1,71 @@
+#include "server/round_accumulator.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace fedge {
+
+absl::Status RoundAccumulator::Check(const FitResult& result) const {
+  absl::MutexLock lock(&mu_);
+  return strategy_->CheckUpdate(result);
+}
+
+absl::Status RoundAccumulator::Add(const FitResult& result, int64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(strategy_->AddUpdate(result));
+  const double n = result.num_examples;
+  examples_ += n;
+  loss_sum_ += n * result.metrics.loss;
+  accuracy_sum_ += n * result.metrics.accuracy;
+  slowest_train_seconds_ =
+      std::max(slowest_train_seconds_, result.metrics.seconds);
+  bytes_ += bytes;
+  return absl::OkStatus();
+}
+
+int64_t RoundAccumulator::num_updates() const {
+  absl::MutexLock lock(&mu_);
+  return strategy_->num_updates();
+}
+
+RoundClose RoundAccumulator::Close(const RoundOutcome& outcome,
+                                   const ModelState& global,
+                                   int64_t num_available) {
+  absl::MutexLock lock(&mu_);
+  RoundClose close;
+  RoundRecord& r = close.record;
+  r.round = outcome.round;
+  r.num_agents = static_cast<int>(outcome.reported.size());
+  r.num_failed = static_cast<int>(outcome.failed.size());
+  r.num_examples = static_cast<int64_t>(examples_);
+  if (examples_ > 0) {
+    r.train_loss = loss_sum_ / examples_;
+    r.train_accuracy = accuracy_sum_ / examples_;
+  }
+  r.train_seconds = slowest_train_seconds_;
+  r.bytes_received = bytes_;
+  if (outcome.completed && strategy_->num_updates() > 0) {
+    FitRound round;
+    round.round = outcome.round;
+    round.num_available = num_available;
+    round.failures = outcome.failed;
+    absl::StatusOr<ModelState> next = strategy_->AggregateFit(round, global);
+    if (next.ok()) {
+      close.next = *std::move(next);
+    } else {
+      close.aggregation_error = next.status();
+      FEDGE_LOG(WARNING) << "round " << outcome.round
+                         << ": no new model, the global model is kept: "
+                         << next.status();
+    }
+  } else {
+    strategy_->DiscardRound();
+  }
+  examples_ = loss_sum_ = accuracy_sum_ = slowest_train_seconds_ = 0;
+  bytes_ = 0;
+  return close;
+}
+
+}  // namespace fedge

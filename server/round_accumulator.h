@@ -1,0 +1,79 @@
+// RoundAccumulator: one round's accepted updates and statistics, and the
+// round close, written once and used by both fedge-coordinator and fedge-sim
+// (the coordinator and the simulator share everything but the transport).
+//
+// During a round, Add() hands each accepted update to the strategy
+// (common/strategy.h: validated, then folded) and keeps the round's
+// statistics (example-weighted training loss and accuracy, examples, bytes,
+// the slowest agent's training time). Close() turns the round's outcome
+// into the next global model (the strategy's aggregate_fit) and the history
+// record; an abandoned round leaves the model unchanged.
+//
+// Thread-safe: updates may arrive from many threads (the coordinator's
+// upload handlers, the simulator's workers).
+#ifndef FEDGE_SERVER_ROUND_ACCUMULATOR_H_
+#define FEDGE_SERVER_ROUND_ACCUMULATOR_H_
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/history.h"
+#include "common/strategy.h"
+#include "server/round_engine.h"
+
+namespace fedge {
+
+// What a closed round produced.
+struct RoundClose {
+  // The next global model (unset: the round was abandoned, or its
+  // aggregate was refused, and the model stays as it was).
+  std::optional<ModelState> next;
+  // Why a round with a quorum still produced no model (e.g. a non-finite
+  // aggregate, too few updates for Krum); OK otherwise.
+  absl::Status aggregation_error;
+  // The history line, without evaluation and timings (the driver adds
+  // them).
+  RoundRecord record;
+};
+
+class RoundAccumulator {
+ public:
+  // `strategy` must outlive the accumulator.
+  explicit RoundAccumulator(Strategy* strategy) : strategy_(strategy) {}
+  RoundAccumulator(const RoundAccumulator&) = delete;
+  RoundAccumulator& operator=(const RoundAccumulator&) = delete;
+
+  // The strategy's checks of an update, without recording it:
+  // INVALID_ARGUMENT naming the problem.
+  absl::Status Check(const FitResult& result) const;
+
+  // Folds an accepted update (once per accepted upload) and counts its
+  // statistics; `bytes` is the size it had on the wire. The strategy's
+  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED leave everything unchanged.
+  absl::Status Add(const FitResult& result, int64_t bytes);
+
+  // Closes the round of `outcome`: for a completed round with updates, the
+  // strategy's aggregate from `global`; then the round's state is reset.
+  // `num_available` is the roster size when the round started.
+  RoundClose Close(const RoundOutcome& outcome, const ModelState& global,
+                   int64_t num_available);
+
+  // Updates folded in the round so far.
+  int64_t num_updates() const;
+
+ private:
+  Strategy* const strategy_;
+  mutable absl::Mutex mu_;
+  double examples_ ABSL_GUARDED_BY(mu_) = 0;
+  double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;
+  double accuracy_sum_ ABSL_GUARDED_BY(mu_) = 0;
+  double slowest_train_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_SERVER_ROUND_ACCUMULATOR_H_
