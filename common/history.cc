@@ -4,7 +4,9 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 
 namespace fedge {
@@ -66,6 +68,50 @@ absl::StatusOr<std::unique_ptr<HistoryWriter>> HistoryWriter::Open(
 }
 
 HistoryWriter::~HistoryWriter() { std::fclose(file_); }
+
+absl::StatusOr<std::vector<RoundRecord>> HistoryWriter::Read(
+    const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::string line;
+  std::vector<RoundRecord> records;
+  if (!std::getline(in, line)) return records;
+  const std::vector<std::string> header = absl::StrSplit(line, ',');
+  int line_number = 1;
+  while (std::getline(in, line)) {
+    ++line_number;
+    if (line.empty()) continue;
+    const std::vector<std::string> cells = absl::StrSplit(line, ',');
+    RoundRecord r;
+    for (size_t c = 0; c < header.size() && c < cells.size(); ++c) {
+      const std::string& name = header[c];
+      const std::string& cell = cells[c];
+      if (cell.empty()) continue;
+      double v;
+      if (!absl::SimpleAtod(cell, &v)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ":", line_number, ": column ", name, ": not a number: '",
+            cell, "'"));
+      }
+      if (name == "round") r.round = static_cast<int64_t>(v);
+      if (name == "num_agents") r.num_agents = static_cast<int>(v);
+      if (name == "num_failed") r.num_failed = static_cast<int>(v);
+      if (name == "num_examples") r.num_examples = static_cast<int64_t>(v);
+      if (name == "train_loss") r.train_loss = v;
+      if (name == "train_accuracy") r.train_accuracy = v;
+      if (name == "test_loss") r.test_loss = v;
+      if (name == "test_accuracy") r.test_accuracy = v;
+      if (name == "train_seconds") r.train_seconds = v;
+      if (name == "round_seconds") r.round_seconds = v;
+      if (name == "fed_eval_loss") r.fed_eval_loss = v;
+      if (name == "fed_eval_accuracy") r.fed_eval_accuracy = v;
+      if (name == "bytes_received") r.bytes_received = static_cast<int64_t>(v);
+      if (name == "bytes_sent") r.bytes_sent = static_cast<int64_t>(v);
+    }
+    records.push_back(r);
+  }
+  return records;
+}
 
 absl::Status HistoryWriter::Append(const RoundRecord& record) {
   const std::string line = Line(record, with_bytes_) + "\n";

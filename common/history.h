@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -57,8 +58,13 @@ class HistoryWriter {
   // (RESOURCE_EXHAUSTED for a full disk), naming the path.
   absl::Status Append(const RoundRecord& record);
 
-  // The header line (without newline).
+    // The header line (without newline).
   static std::string Header(bool with_bytes);
+  // Reads back a history file written by HistoryWriter (any of its column
+  // sets; columns found by name). NOT_FOUND when missing (an empty list
+  // for an empty file); INVALID_ARGUMENT naming the line and column of a
+  // malformed cell.
+  static absl::StatusOr<std::vector<RoundRecord>> Read(const std::string& path);
   // One CSV line for `record` (without newline).
   static std::string Line(const RoundRecord& record, bool with_bytes);
 

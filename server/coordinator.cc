@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fl_config.h"
+#include "common/version.h"
 #include "common/logging.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -112,7 +113,11 @@ Coordinator::Coordinator(CoordinatorOptions& options,
       checkpoints_(std::move(checkpoints)),
       history_(std::move(history)),
       accumulator_(strategy_.get()),
-      free_slots_(options.config.max_concurrent_uploads()) {}
+      started_wall_(options.clock->WallNow()),
+      metrics_(registry_),
+      free_slots_(options.config.max_concurrent_uploads()) {
+  RegisterBuildInfo(&registry_, kFedgeVersion);
+}
 
 Coordinator::~Coordinator() {
   Flush().IgnoreError();
@@ -123,6 +128,18 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
   std::vector<std::string> skipped;
   ASSIGN_OR_RETURN(std::optional<Checkpoint> ckpt,
                    checkpoints_->LoadNewest(&skipped));
+  // The rounds before a restart, for the operator's views.
+  absl::StatusOr<std::vector<RoundRecord>> past =
+      HistoryWriter::Read(config_.state_dir() + "/history.csv");
+  if (past.ok()) {
+    absl::MutexLock lock(&mu_);
+    for (RoundRecord& r : *past) {
+      const bool completed =
+          r.num_agents >= config_.strategy().min_fit_agents();
+      if (r.test_accuracy.has_value()) last_accuracy_ = *r.test_accuracy;
+      records_.emplace_back(std::move(r), completed);
+    }
+  }
   for (const std::string& s : skipped) {
     FEDGE_LOG(WARNING) << "skipped corrupt checkpoint: " << s;
   }
@@ -153,9 +170,19 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
                      "'; resume it with strategy.name=", written_by,
                      " or start a new run in another state_dir"));
   }
-  RETURN_IF_ERROR(
-      Annotate(strategy_->RestoreState(extra.strategy_state(), schema_),
-               "restoring the strategy's state from the checkpoint"));
+  RETURN_IF_ERROR(Annotate(
+      strategy_->RestoreState(extra.strategy_state(), schema_),
+      "restoring the strategy's state from the checkpoint"));
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& id : extra.evicted_agents()) evicted_.insert(id);
+  }
+  if (extra.has_total_rounds() && extra.total_rounds() != config_.rounds()) {
+    FEDGE_LOG(INFO) << "rounds: " << extra.total_rounds()
+                    << " (set by an operator; the config says "
+                    << config_.rounds() << ")";
+    RETURN_IF_ERROR(engine_->SetNumRounds(extra.total_rounds()));
+  }
   if (ckpt->completed_rounds > 0 || ckpt->next_round > 1) {
     RETURN_IF_ERROR(
         engine_->RestoreProgress(ckpt->next_round, ckpt->completed_rounds));
@@ -213,8 +240,21 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
     return absl::InvalidArgumentError(
         "agent_id must be 1 to 256 characters (set --agent_id)");
   }
+  bool evicted;
+  {
+    absl::MutexLock lock(&mu_);
+    evicted = evicted_.contains(agent_id);
+  }
+  if (evicted) {
+    return Refuse(agent_id, "join", "evicted",
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "agent ", agent_id,
+                      " was evicted by an operator (fedge allow ID lets it "
+                      "back)")));
+  }
   absl::Status added = engine_->AddAgent(agent_id);
   if (!added.ok() && !absl::IsAlreadyExists(added)) return added;
+  metrics_.agents_joined.Increment();
   v1::JoinResponse response;
   response.set_session_token(RandomToken());
   response.set_agent_id(agent_id);
@@ -412,9 +452,22 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
     return done(absl::UnavailableError("the coordinator is shutting down"));
   }
   absl::StatusOr<Session> session = FindSession(metadata.session_token());
-  if (!session.ok()) return done(session.status());
+  if (!session.ok()) {
+    return done(Refuse("?", "unauthenticated", "session", session.status()));
+  }
   engine_->Heartbeat(session->agent_id).IgnoreError();
   absl::Status ok = CheckUploadMetadata(metadata, session->agent_id);
+  if (absl::IsAlreadyExists(ok)) metrics_.Update("duplicate", "retry");
+  if (!ok.ok() && !absl::IsAlreadyExists(ok)) {
+    const absl::StatusCode code = ok.code();
+    ok = Refuse(session->agent_id,
+                code == absl::StatusCode::kAborted            ? "stale"
+                : code == absl::StatusCode::kInvalidArgument  ? "invalid"
+                : code == absl::StatusCode::kUnauthenticated ? "unauthenticated"
+                                                              : "refused",
+                code == absl::StatusCode::kAborted ? "round closed" : "metadata",
+                ok);
+  }
   if (!ok.ok()) return done(ok);
   auto shared_done = std::make_shared<UploadCallback>(std::move(done));
   SlotWaiter waiter;
@@ -453,28 +506,37 @@ void Coordinator::ReleaseSlot() {
 absl::Status Coordinator::FeedUpload(Upload& upload, absl::string_view bytes) {
   upload.received_ += static_cast<int64_t>(bytes.size());
   if (upload.received_ > upload.metadata_.total_size_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("update is longer than the announced ",
-                     upload.metadata_.total_size_bytes(), " bytes"));
+    return Refuse(upload.agent_id_, "invalid", "size",
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "update is longer than the announced ",
+                      upload.metadata_.total_size_bytes(), " bytes")));
   }
   upload.sha_.Update(bytes);
-  return upload.decoder_.Feed(bytes);
+  absl::Status fed = upload.decoder_.Feed(bytes);
+  if (!fed.ok()) return Refuse(upload.agent_id_, "invalid", "malformed", fed);
+  return fed;
 }
 
 absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::FinishUpload(
     std::unique_ptr<Upload> upload) {
   const v1::UpdateMetadata& m = upload->metadata_;
   if (upload->received_ != m.total_size_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("update truncated: ", upload->received_, " of ",
-                     m.total_size_bytes(), " bytes arrived"));
+    return Refuse(upload->agent_id_, "invalid", "truncated",
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "update truncated: ", upload->received_, " of ",
+                      m.total_size_bytes(), " bytes arrived")));
   }
   if (ToHex(upload->sha_.Finish()) != m.sha256()) {
-    return absl::InvalidArgumentError(
-        "update bytes do not match their SHA-256 (corrupted in transit?)");
+    return Refuse(upload->agent_id_, "invalid", "sha256",
+                  absl::InvalidArgumentError("update bytes do not match their "
+                                             "SHA-256 (corrupted in "
+                                             "transit?)"));
   }
-  ASSIGN_OR_RETURN(ModelState update, upload->decoder_.Finish());
-  return Accumulate(*upload, update);
+  absl::StatusOr<ModelState> update = upload->decoder_.Finish();
+  if (!update.ok()) {
+    return Refuse(upload->agent_id_, "invalid", "malformed", update.status());
+  }
+  return Accumulate(*upload, *update);
 }
 
 absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
@@ -498,18 +560,31 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
   result.delta = &delta;
   result.extras = extras.size() > 0 ? &extras : nullptr;
   absl::MutexLock lock(&accumulate_mu_);
-  RETURN_IF_ERROR(accumulator_.Check(result));
+  absl::Status checked = accumulator_.Check(result);
+  if (!checked.ok()) {
+    return Refuse(upload.agent_id_,
+                  absl::IsResourceExhausted(checked) ? "refused" : "invalid",
+                  absl::IsResourceExhausted(checked) ? "limit" : "values",
+                  checked);
+  }
   v1::SubmitUpdateResponse response;
   absl::Status accepted =
       engine_->AcceptResult(upload.agent_id_, m.round(), m.upload_id());
   if (absl::IsAlreadyExists(accepted)) {
+    metrics_.Update("duplicate", "retry");
     response.set_duplicate(true);
     return response;
   }
-  RETURN_IF_ERROR(accepted);
+  if (!accepted.ok()) {
+    return Refuse(upload.agent_id_,
+                  absl::IsAborted(accepted) ? "stale" : "refused", "round",
+                  accepted);
+  }
   // Checked under the same lock: folding cannot fail now.
   absl::Status added = accumulator_.Add(result, upload.received_);
   FEDGE_CHECK(added.ok()) << added;
+  metrics_.Update("accepted", "");
+  metrics_.bytes_received.IncrementBy(upload.received_);
   return response;
 }
 
@@ -569,7 +644,8 @@ std::vector<AgentInfo> Coordinator::AvailableAgentInfos() const {
 }
 
 absl::Status Coordinator::MaybeStartRound() {
-  if (pending_.has_value() || shutting_down_ || !engine_->CanStartRound()) {
+  if (pending_.has_value() || shutting_down_ || paused_ ||
+      !engine_->CanStartRound()) {
     return absl::OkStatus();
   }
   const std::vector<AgentInfo> available = AvailableAgentInfos();
@@ -602,6 +678,12 @@ absl::Status Coordinator::Tick() {
     RETURN_IF_ERROR(FinishRound(outcome));
   }
   RETURN_IF_ERROR(MaybeStartRound());
+  const EngineSnapshot e = engine_->Snapshot();
+  metrics_.agents_live.Set(static_cast<double>(e.agents.size()));
+  metrics_.agents_selected.Set(
+      static_cast<double>(e.pending.size() + e.reported.size() +
+                          e.failed.size()));
+  metrics_.current_round.Set(static_cast<double>(e.current_round));
   if (engine_->state() == RoundState::kInProgress &&
       engine_->current_round() != started_round_) {
     started_round_ = engine_->current_round();

@@ -41,6 +41,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
@@ -50,9 +51,12 @@
 #include "common/strategy.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
+#include "common/metrics.h"
 #include "server/checkpoint_store.h"
+#include "server/coordinator_metrics.h"
 #include "server/round_accumulator.h"
 #include "server/round_engine.h"
+#include "server/status_snapshot.h"
 
 namespace fedge {
 
@@ -179,17 +183,38 @@ class Coordinator {
   // Tick() must not be called afterwards, Flush() should.
   void BeginShutdown();
 
-  // Operator views.
+    // Operator views.
   v1::GetStatusResponse GetStatus() const;
   v1::ListAgentsResponse ListAgents() const;
   v1::ListRoundsResponse ListRounds() const;
+  // The live status page's data (server/status_snapshot.h).
+  FederationSnapshot Snapshot() const;
+  // The Prometheus metrics (server/coordinator_metrics.h).
+  MetricsRegistry& metrics_registry() { return registry_; }
+
+  // Operator actions, each logged with `who` asked (an identity from a
+  // credential). Pause: no new round starts (the current one finishes).
+  // StopAfterRound: the federation ends when the round in progress closes.
+  // SetRounds: FAILED_PRECONDITION below the completed rounds or once done.
+  // EvictAgent: removes the agent (failed in its round) and refuses its
+  // joins until AllowAgent; NOT_FOUND for an id never seen. Evictions and
+  // the number of rounds survive a restart (checkpoint).
+  absl::Status Pause(const std::string& who);
+  absl::Status Resume(const std::string& who);
+  absl::Status StopAfterRound(const std::string& who);
+  absl::Status SetRounds(int rounds, const std::string& who);
+  absl::Status EvictAgent(const std::string& agent_id, const std::string& who);
+  absl::Status AllowAgent(const std::string& agent_id, const std::string& who);
 
   // True once every round completed.
   bool done() const;
   // The newest published model.
   std::shared_ptr<const PublishedModel> latest_model() const;
-  // Bytes counted for history (model bytes streamed to agents).
-  void AddBytesSent(int64_t n) { bytes_sent_ += n; }
+    // Bytes counted for history (model bytes streamed to agents).
+  void AddBytesSent(int64_t n) {
+    bytes_sent_ += n;
+    metrics_.bytes_sent.IncrementBy(n);
+  }
 
  private:
   struct Session {
@@ -236,7 +261,14 @@ class Coordinator {
   std::optional<absl::StatusOr<v1::PollResponse>> TryAnswerPoll(
       const std::string& agent_id, int64_t cached_version);
   void AnswerParkedPolls(bool expire_all);
-  absl::StatusOr<Session> FindSession(const std::string& token) const;
+    absl::StatusOr<Session> FindSession(const std::string& token) const;
+  // Counts and records a refused update or join (metrics, the status
+  // page's list) and returns `status`.
+  absl::Status Refuse(const std::string& agent_id, absl::string_view result,
+                      absl::string_view reason, absl::Status status);
+  // Logs and counts an operator action.
+  void Audit(absl::string_view action, const std::string& who,
+             const std::string& detail);
   absl::Status CheckUploadMetadata(const v1::UpdateMetadata& m,
                                    const std::string& agent_id) const;
   // Folds a decoded update (the delta, then the strategy's extras) into
@@ -272,8 +304,19 @@ class Coordinator {
   int64_t num_available_ ABSL_GUARDED_BY(mu_) = 0;  // At the round's start.
   std::shared_ptr<const PublishedModel> latest_ ABSL_GUARDED_BY(mu_);
   std::deque<ParkedPoll> parked_ ABSL_GUARDED_BY(mu_);
-  std::vector<v1::RoundInfo> rounds_ ABSL_GUARDED_BY(mu_);
+    // Every round's record (those before a restart read back from
+  // history.csv), and whether it made a new model.
+  std::vector<std::pair<RoundRecord, bool>> records_ ABSL_GUARDED_BY(mu_);
   double last_accuracy_ ABSL_GUARDED_BY(mu_) = -1;
+  // Recent refusals, newest last (for the status page).
+  std::deque<RefusalStatus> refusals_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> evicted_ ABSL_GUARDED_BY(mu_);
+  // Rounds whose aggregate included each agent's update.
+  absl::flat_hash_map<std::string, int64_t> contributed_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> paused_{false};
+  absl::Time started_wall_;
+  MetricsRegistry registry_;
+  CoordinatorMetrics metrics_;
 
   // Serializes accepting an update (check, the engine's exactly-once
   // record, folding) against closing the round, so an accepted update is

@@ -1,6 +1,7 @@
 // Coordinator: closing rounds (aggregate, publish, then evaluate,
 // checkpoint and record in the background) and the operator views. The
 // rest of the class is in coordinator.cc.
+#include <algorithm>
 #include <future>
 
 #include "absl/strings/str_format.h"
@@ -28,8 +29,15 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version) const {
       (*extra.mutable_partitions())[agent] = index;
     }
   }
-  extra.set_strategy_name(std::string(strategy_->name()));
+    extra.set_strategy_name(std::string(strategy_->name()));
   extra.set_strategy_state(strategy_->SaveState());
+  extra.set_total_rounds(engine_->num_rounds());
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> evicted(evicted_.begin(), evicted_.end());
+    std::sort(evicted.begin(), evicted.end());
+    for (const std::string& id : evicted) extra.add_evicted_agents(id);
+  }
   extra.SerializeToString(&ckpt.extra);
   return ckpt;
 }
@@ -57,8 +65,9 @@ absl::Status Coordinator::Flush() {
 
 absl::Status Coordinator::PollPersistence() {
   if (!persisting_.valid()) return absl::OkStatus();
-  if (pending_.has_value() && durable_) {
+    if (pending_.has_value() && durable_) {
     Publish(pending_->model);
+    metrics_.model_version.Set(pending_->model->version);
     if (pending_->new_version) {
       FEDGE_LOG(INFO) << "model version " << pending_->model->version
                       << " published (checkpoint durable)";
@@ -81,21 +90,32 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
     absl::MutexLock lock(&mu_);
     num_available = num_available_;
   }
-  RoundClose close;
+    RoundClose close;
+  const absl::Time aggregation_start = clock_->Now();
   {
     absl::MutexLock lock(&accumulate_mu_);
     close = accumulator_.Close(outcome, current->model, num_available);
   }
   RoundRecord record = std::move(close.record);
   const bool completed = close.next.has_value();
+  if (completed) {
+    metrics_.aggregation_seconds.Observe(
+        absl::ToDoubleSeconds(clock_->Now() - aggregation_start));
+    metrics_.rounds_completed.Increment();
+    absl::MutexLock lock(&mu_);
+    for (const std::string& id : outcome.reported) ++contributed_[id];
+  } else {
+    metrics_.rounds_abandoned.Increment();
+  }
   PendingRound pending;
   pending.new_version = completed;
   pending.model = completed
                       ? MakePublished(*std::move(close.next), outcome.round)
                       : current;
   pending.last = engine_->state() == RoundState::kDone;
-  record.bytes_sent = bytes_sent_.exchange(0);
+    record.bytes_sent = bytes_sent_.exchange(0);
   record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
+  metrics_.round_duration.Observe(record.round_seconds);
   // The strategy's state after this round goes into the same checkpoint.
   Checkpoint ckpt = CheckpointSnapshot(pending.model->version);
   // The checkpoint is written, then the model evaluated and the history
@@ -114,21 +134,29 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
 absl::Status Coordinator::Persist(RoundRecord record, bool completed,
                                   const PublishedModel& model,
                                   const Checkpoint& ckpt) {
-  const absl::Time checkpoint_start = clock_->Now();
+    const absl::Time checkpoint_start = clock_->Now();
   absl::Status saved = SaveCheckpoint(ckpt, model);
   if (!saved.ok()) {
+    metrics_.checkpoint_failures.Increment();
     FEDGE_LOG(ERROR) << "round " << record.round
                      << ": cannot write the checkpoint: " << saved;
     return saved;
   }
   durable_ = true;
   const absl::Duration checkpoint_time = clock_->Now() - checkpoint_start;
+  metrics_.checkpoint_seconds.Observe(absl::ToDoubleSeconds(checkpoint_time));
   if (evaluator_ != nullptr && completed) {
+    const absl::Time eval_start = clock_->Now();
     absl::StatusOr<EvalMetrics> eval = evaluator_->Evaluate(model.model);
+    metrics_.evaluation_seconds.Observe(
+        absl::ToDoubleSeconds(clock_->Now() - eval_start));
     if (eval.ok()) {
       record.test_loss = eval->loss;
       record.test_accuracy = eval->accuracy;
+      metrics_.central_accuracy.Set(eval->accuracy);
+      metrics_.central_loss.Set(eval->loss);
     } else {
+      metrics_.evaluation_failures.Increment();
       FEDGE_LOG(WARNING) << "round " << record.round
                          << ": evaluation failed, recorded without accuracy: "
                          << eval.status();
@@ -140,17 +168,12 @@ absl::Status Coordinator::Persist(RoundRecord record, bool completed,
                      << ": cannot append to the history: " << appended;
     return appended;
   }
-  {
+    {
     absl::MutexLock lock(&mu_);
-    v1::RoundInfo& info = rounds_.emplace_back();
-    info.set_round(record.round);
-    info.set_completed(completed);
-    info.set_num_agents(record.num_agents);
-    info.set_num_examples(record.num_examples);
-    info.set_test_accuracy(record.test_accuracy.value_or(-1));
-    info.set_round_seconds(record.round_seconds);
-    if (record.test_accuracy.has_value())
+    records_.emplace_back(record, completed);
+    if (record.test_accuracy.has_value()) {
       last_accuracy_ = *record.test_accuracy;
+    }
   }
   FEDGE_LOG(INFO) << absl::StrFormat(
       "round %d %s: %d agents, %d failed, %d examples, test accuracy %s, "
@@ -163,45 +186,6 @@ absl::Status Coordinator::Persist(RoundRecord record, bool completed,
       model.version, ShortHash(model.sha256_hex), record.round_seconds,
       absl::ToInt64Milliseconds(checkpoint_time));
   return absl::OkStatus();
-}
-
-v1::GetStatusResponse Coordinator::GetStatus() const {
-  v1::GetStatusResponse s;
-  s.set_state(std::string(RoundStateName(engine_->state())));
-  s.set_current_round(engine_->current_round());
-  s.set_completed_rounds(engine_->completed_rounds());
-  s.set_total_rounds(config_.rounds());
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  s.set_model_version(model->version);
-  s.set_model_sha256(model->sha256_hex);
-  s.set_num_agents(static_cast<int32_t>(engine_->AvailableAgents().size()));
-  s.set_num_selected(static_cast<int32_t>(engine_->SelectedAgents().size()));
-  s.set_num_reported(static_cast<int32_t>(engine_->num_reported()));
-  absl::MutexLock lock(&mu_);
-  s.set_last_test_accuracy(last_accuracy_);
-  return s;
-}
-
-v1::ListAgentsResponse Coordinator::ListAgents() const {
-  v1::ListAgentsResponse r;
-  const std::vector<std::string> selected = engine_->SelectedAgents();
-  absl::MutexLock lock(&mu_);
-  for (const std::string& id : engine_->AvailableAgents()) {
-    v1::AgentInfo* info = r.add_agents();
-    info->set_agent_id(id);
-    auto it = partitions_.find(id);
-    info->set_partition_index(it == partitions_.end() ? -1 : it->second);
-    info->set_selected(
-        std::binary_search(selected.begin(), selected.end(), id));
-  }
-  return r;
-}
-
-v1::ListRoundsResponse Coordinator::ListRounds() const {
-  v1::ListRoundsResponse r;
-  absl::MutexLock lock(&mu_);
-  for (const v1::RoundInfo& info : rounds_) *r.add_rounds() = info;
-  return r;
 }
 
 }  // namespace fedge

@@ -9,6 +9,7 @@
 #include "common/file_util.h"
 #include "common/fl_config.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/ml/model_init.h"
 #include "common/ml/model_spec.h"
 #include "common/net/credentials.h"
@@ -16,6 +17,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
 #include "server/evaluator_process.h"
+#include "server/status_page.h"
 
 namespace fedge {
 namespace {
@@ -56,7 +58,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   ASSIGN_OR_RETURN(self->coordinator_, Coordinator::Create(std::move(options)));
   self->federation_ = std::make_unique<FederationService>(
       self->coordinator_.get(), config.chunk_bytes());
-  self->operator_ = std::make_unique<OperatorService>(self->coordinator_.get());
+  self->operator_ = std::make_unique<OperatorService>(
+      self->coordinator_.get(), config.tls().require_client_cert(),
+      config.chunk_bytes());
   ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
   grpc::ServerBuilder builder;
   ConfigureServerBuilder(builder);
@@ -77,6 +81,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   }
   RETURN_IF_ERROR(WriteStringAtomically(config.state_dir() + "/port",
                                         absl::StrCat(self->port_, "\n")));
+  RETURN_IF_ERROR(self->StartHttp());
   FEDGE_LOG(INFO) << "fedge-coordinator listening on port " << self->port_
                   << (config.tls().insecure() ? " (INSECURE: plain text)"
                                               : " (TLS)");
@@ -123,7 +128,38 @@ absl::Status CoordinatorServer::Run() {
   // Parked calls are answered; streams still open get a moment to finish,
   // then are cancelled.
   server_->Shutdown(MonotonicDeadline(kShutdownGrace));
+  if (http_ != nullptr) http_->Stop();
   return status;
+}
+
+absl::Status CoordinatorServer::StartHttp() {
+  if (config_.http_address().empty()) return absl::OkStatus();
+  HttpServerOptions o;
+  o.address = config_.http_address();
+  o.insecure = config_.tls().insecure();
+  if (!o.insecure) {
+    o.tls_cert_path = config_.tls().cert_path();
+    o.tls_key_path = config_.tls().key_path();
+  }
+  o.port_file = config_.state_dir() + "/http_port";
+  Coordinator* coordinator = coordinator_.get();
+  o.routes["/metrics"] = [coordinator](const HttpRequest&) {
+    HttpResponse r;
+    r.content_type = std::string(kPrometheusContentType);
+    r.body = coordinator->metrics_registry().Render();
+    return r;
+  };
+  AddStatusPageRoutes([coordinator] { return coordinator->Snapshot(); },
+                      &o.routes);
+  absl::StatusOr<std::unique_ptr<HttpServer>> http =
+      HttpServer::Create(std::move(o));
+  if (!http.ok()) return Annotate(http.status(), "http_address");
+  http_ = *std::move(http);
+  FEDGE_LOG(INFO) << "status page at " << (http_->tls() ? "https" : "http")
+                  << "://" << config_.http_address().substr(
+                                  0, config_.http_address().rfind(':'))
+                  << ":" << http_->port() << "/ (metrics at /metrics)";
+  return absl::OkStatus();
 }
 
 absl::Status CoordinatorServer::WriteFinalModel() {

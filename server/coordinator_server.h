@@ -1,9 +1,10 @@
 // CoordinatorServer wires fedge-coordinator together from a validated
 // CoordinatorConfig: builds the initial model (torch-free initializer), the
 // optional central evaluator (a fedge-evaluator child process), the Coordinator
-// core, and a gRPC server (TLS, callback API) with the Federation and Operator
-// services; then drives the core from one thread until all rounds are done or
-// Shutdown() is called.
+// core, a gRPC server (TLS, callback API) with the Federation and Operator
+// services, and the operators' HTTP listener (metrics, status page); then
+// drives the core from one thread until all rounds are done or Shutdown() is
+// called.
 #ifndef FEDGE_SERVER_COORDINATOR_SERVER_H_
 #define FEDGE_SERVER_COORDINATOR_SERVER_H_
 
@@ -17,6 +18,7 @@
 #include "server/coordinator.h"
 #include "server/evaluator_process.h"
 #include "server/federation_service.h"
+#include "server/http_server.h"
 
 namespace fedge {
 
@@ -31,6 +33,8 @@ class CoordinatorServer {
 
   // The port actually bound.
   int port() const { return port_; }
+  // The HTTP listener's port (0 when off).
+  int http_port() const { return http_ == nullptr ? 0 : http_->port(); }
 
   // Drives rounds until they are all done (when exit_when_done), until
   // Shutdown() or until persisting a round fails (a full disk: the error,
@@ -52,12 +56,15 @@ class CoordinatorServer {
  private:
   CoordinatorServer() = default;
   absl::Status WriteFinalModel();
+  // The operators' HTTP listener, when http_address is set.
+  absl::Status StartHttp();
 
   v1::CoordinatorConfig config_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<FederationService> federation_;
   std::unique_ptr<OperatorService> operator_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
   EvaluatorProcess* evaluator_ = nullptr;  // Owned by the coordinator.
   Event stop_;
   int port_ = 0;

@@ -1,7 +1,9 @@
 #include "server/federation_service.h"
 
 #include "common/net/credentials.h"
+#include "common/logging.h"
 #include "common/net/grpc_status.h"
+#include "absl/strings/str_cat.h"
 
 namespace fedge {
 namespace {
@@ -15,18 +17,21 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context,
 
 // Streams one published model in chunks; the first carries its size and
 // hash. Deletes itself when the call is done.
+// (For an export, the model alone: `model_only`.)
 class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
  public:
   ModelWriter(Coordinator* coordinator,
               std::shared_ptr<const PublishedModel> model, int64_t offset,
-              int chunk_bytes)
+              int chunk_bytes, bool model_only = false)
       : coordinator_(coordinator),
         model_(std::move(model)),
-        encoder_(model_->download(), chunk_bytes) {
+        encoder_(model_only ? model_->model : model_->download(),
+                 chunk_bytes) {
     encoder_.Seek(offset);
     chunk_.set_version(model_->version);
-    chunk_.set_total_size_bytes(model_->size_bytes);
-    chunk_.set_sha256(model_->sha256_hex);
+    chunk_.set_total_size_bytes(encoder_.total_bytes());
+    chunk_.set_sha256(model_only ? ToHex(ModelDigest(model_->model))
+                                 : model_->sha256_hex);
     WriteNext();
   }
 
@@ -54,6 +59,13 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
   std::shared_ptr<const PublishedModel> model_;
   ModelEncoder encoder_;
   v1::ModelChunk chunk_;
+};
+
+// A model stream that only reports an error.
+class Refusal : public grpc::ServerWriteReactor<v1::ModelChunk> {
+ public:
+  explicit Refusal(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
 };
 
 // Receives one update: metadata first, then bytes into an upload slot.
@@ -172,7 +184,13 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
 grpc::ServerUnaryReactor* FederationService::Join(
     grpc::CallbackServerContext* context, const v1::JoinRequest* request,
     v1::JoinResponse* response) {
-  auto joined = coordinator_->Join(*request, PeerIdentity(*context));
+  const std::string peer = PeerIdentity(*context);
+  if (IsOperatorIdentity(peer)) {
+    return Finish(context, absl::PermissionDeniedError(
+                               "an operator certificate cannot join as an "
+                               "agent; use an agent certificate"));
+  }
+  auto joined = coordinator_->Join(*request, peer);
   if (joined.ok()) *response = *std::move(joined);
   return Finish(context, joined.status());
 }
@@ -193,15 +211,7 @@ grpc::ServerWriteReactor<v1::ModelChunk>* FederationService::FetchModel(
     grpc::CallbackServerContext* context,
     const v1::FetchModelRequest* request) {
   auto model = coordinator_->GetModel(*request);
-  if (!model.ok()) {
-    // A reactor that only reports the error.
-    class Refusal : public grpc::ServerWriteReactor<v1::ModelChunk> {
-     public:
-      explicit Refusal(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
-      void OnDone() override { delete this; }
-    };
-    return new Refusal(model.status());
-  }
+  if (!model.ok()) return new Refusal(model.status());
   return new ModelWriter(coordinator_, *std::move(model), request->offset(),
                          chunk_bytes_);
 }
@@ -223,9 +233,37 @@ grpc::ServerUnaryReactor* FederationService::Heartbeat(
   return Finish(context, coordinator_->Heartbeat(*request));
 }
 
+absl::StatusOr<std::string> OperatorService::Operator(
+    grpc::CallbackServerContext* context) const {
+  const std::string cn = PeerIdentity(*context);
+  if (require_operator_cert_ && !IsOperatorIdentity(cn)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the Operator service needs an operator certificate (common name "
+        "operator or operator-*, from deploy/make-certs.sh --operators N); "
+        "got ",
+        cn.empty() ? "none" : "'" + cn + "'"));
+  }
+  return cn.empty() ? absl::StrCat("peer ", context->peer())
+                    : absl::StrCat(cn, " (", context->peer(), ")");
+}
+
+grpc::ServerUnaryReactor* OperatorService::Act(
+    grpc::CallbackServerContext* context, v1::OperatorActionResponse* response,
+    const std::function<absl::Status(const std::string& who)>& action,
+    const std::string& done) {
+  absl::StatusOr<std::string> who = Operator(context);
+  if (!who.ok()) return Finish(context, who.status());
+  absl::Status s = action(*who);
+  if (s.ok()) response->set_message(done);
+  return Finish(context, s);
+}
+
 grpc::ServerUnaryReactor* OperatorService::GetStatus(
     grpc::CallbackServerContext* context, const v1::GetStatusRequest* request,
     v1::GetStatusResponse* response) {
+  if (auto who = Operator(context); !who.ok()) {
+    return Finish(context, who.status());
+  }
   *response = coordinator_->GetStatus();
   return Finish(context, absl::OkStatus());
 }
@@ -233,6 +271,9 @@ grpc::ServerUnaryReactor* OperatorService::GetStatus(
 grpc::ServerUnaryReactor* OperatorService::ListAgents(
     grpc::CallbackServerContext* context, const v1::ListAgentsRequest* request,
     v1::ListAgentsResponse* response) {
+  if (auto who = Operator(context); !who.ok()) {
+    return Finish(context, who.status());
+  }
   *response = coordinator_->ListAgents();
   return Finish(context, absl::OkStatus());
 }
@@ -240,8 +281,90 @@ grpc::ServerUnaryReactor* OperatorService::ListAgents(
 grpc::ServerUnaryReactor* OperatorService::ListRounds(
     grpc::CallbackServerContext* context, const v1::ListRoundsRequest* request,
     v1::ListRoundsResponse* response) {
+  if (auto who = Operator(context); !who.ok()) {
+    return Finish(context, who.status());
+  }
   *response = coordinator_->ListRounds();
   return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* OperatorService::Pause(
+    grpc::CallbackServerContext* context, const v1::PauseRequest* request,
+    v1::OperatorActionResponse* response) {
+  return Act(
+      context, response,
+      [this](const std::string& who) { return coordinator_->Pause(who); },
+      "paused: no new round starts; the round in progress finishes");
+}
+
+grpc::ServerUnaryReactor* OperatorService::Resume(
+    grpc::CallbackServerContext* context, const v1::ResumeRequest* request,
+    v1::OperatorActionResponse* response) {
+  return Act(
+      context, response,
+      [this](const std::string& who) { return coordinator_->Resume(who); },
+      "resumed");
+}
+
+grpc::ServerUnaryReactor* OperatorService::StopAfterRound(
+    grpc::CallbackServerContext* context,
+    const v1::StopAfterRoundRequest* request,
+    v1::OperatorActionResponse* response) {
+  return Act(
+      context, response,
+      [this](const std::string& who) {
+        return coordinator_->StopAfterRound(who);
+      },
+      "the federation ends after the round in progress");
+}
+
+grpc::ServerUnaryReactor* OperatorService::SetRounds(
+    grpc::CallbackServerContext* context, const v1::SetRoundsRequest* request,
+    v1::OperatorActionResponse* response) {
+  const int rounds = request->rounds();
+  return Act(
+      context, response,
+      [this, rounds](const std::string& who) {
+        return coordinator_->SetRounds(rounds, who);
+      },
+      absl::StrCat("rounds set to ", rounds));
+}
+
+grpc::ServerUnaryReactor* OperatorService::EvictAgent(
+    grpc::CallbackServerContext* context, const v1::EvictAgentRequest* request,
+    v1::OperatorActionResponse* response) {
+  const std::string id = request->agent_id();
+  return Act(
+      context, response,
+      [this, id](const std::string& who) {
+        return coordinator_->EvictAgent(id, who);
+      },
+      absl::StrCat("agent ", id, " evicted; its joins are refused until "
+                   "allowed"));
+}
+
+grpc::ServerUnaryReactor* OperatorService::AllowAgent(
+    grpc::CallbackServerContext* context, const v1::AllowAgentRequest* request,
+    v1::OperatorActionResponse* response) {
+  const std::string id = request->agent_id();
+  return Act(
+      context, response,
+      [this, id](const std::string& who) {
+        return coordinator_->AllowAgent(id, who);
+      },
+      absl::StrCat("agent ", id, " may join again"));
+}
+
+grpc::ServerWriteReactor<v1::ModelChunk>* OperatorService::ExportModel(
+    grpc::CallbackServerContext* context,
+    const v1::ExportModelRequest* request) {
+  absl::StatusOr<std::string> who = Operator(context);
+  if (!who.ok()) return new Refusal(who.status());
+  std::shared_ptr<const PublishedModel> model = coordinator_->latest_model();
+  FEDGE_LOG(INFO) << "operator action export by " << *who << ": model version "
+                  << model->version;
+  return new ModelWriter(coordinator_, std::move(model), 0, chunk_bytes_,
+                         /*model_only=*/true);
 }
 
 }  // namespace fedge

@@ -5,11 +5,16 @@
 #ifndef FEDGE_SERVER_FEDERATION_SERVICE_H_
 #define FEDGE_SERVER_FEDERATION_SERVICE_H_
 
+#include <functional>
+#include <string>
+
 #include "fedge/v1/federation.grpc.pb.h"
 #include "server/coordinator.h"
 
 namespace fedge {
 
+// Under mutual TLS an operator's certificate is not an agent's: Join
+// refuses it with PERMISSION_DENIED.
 class FederationService final : public v1::Federation::CallbackService {
  public:
   // `coordinator` must outlive the service.
@@ -40,10 +45,16 @@ class FederationService final : public v1::Federation::CallbackService {
   const int chunk_bytes_;
 };
 
+// Under mutual TLS (require_operator_cert) every call needs an operator
+// certificate (common name "operator" or "operator-*"); agents' are
+// refused with PERMISSION_DENIED. Actions are logged with the caller.
 class OperatorService final : public v1::Operator::CallbackService {
  public:
-  explicit OperatorService(Coordinator* coordinator)
-      : coordinator_(coordinator) {}
+  OperatorService(Coordinator* coordinator, bool require_operator_cert,
+                  int chunk_bytes)
+      : coordinator_(coordinator),
+        require_operator_cert_(require_operator_cert),
+        chunk_bytes_(chunk_bytes) {}
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const v1::GetStatusRequest* request,
@@ -56,9 +67,45 @@ class OperatorService final : public v1::Operator::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ListRoundsRequest* request,
       v1::ListRoundsResponse* response) override;
+  grpc::ServerUnaryReactor* Pause(grpc::CallbackServerContext* context,
+                                  const v1::PauseRequest* request,
+                                  v1::OperatorActionResponse* response) override;
+  grpc::ServerUnaryReactor* Resume(
+      grpc::CallbackServerContext* context, const v1::ResumeRequest* request,
+      v1::OperatorActionResponse* response) override;
+  grpc::ServerUnaryReactor* StopAfterRound(
+      grpc::CallbackServerContext* context,
+      const v1::StopAfterRoundRequest* request,
+      v1::OperatorActionResponse* response) override;
+  grpc::ServerUnaryReactor* SetRounds(
+      grpc::CallbackServerContext* context, const v1::SetRoundsRequest* request,
+      v1::OperatorActionResponse* response) override;
+  grpc::ServerUnaryReactor* EvictAgent(
+      grpc::CallbackServerContext* context,
+      const v1::EvictAgentRequest* request,
+      v1::OperatorActionResponse* response) override;
+  grpc::ServerUnaryReactor* AllowAgent(
+      grpc::CallbackServerContext* context,
+      const v1::AllowAgentRequest* request,
+      v1::OperatorActionResponse* response) override;
+  grpc::ServerWriteReactor<v1::ModelChunk>* ExportModel(
+      grpc::CallbackServerContext* context,
+      const v1::ExportModelRequest* request) override;
 
  private:
+  // The caller as the audit log names it, or PERMISSION_DENIED.
+  absl::StatusOr<std::string> Operator(
+      grpc::CallbackServerContext* context) const;
+  // Runs an action for an authorized operator and answers with `done`.
+  grpc::ServerUnaryReactor* Act(
+      grpc::CallbackServerContext* context,
+      v1::OperatorActionResponse* response,
+      const std::function<absl::Status(const std::string& who)>& action,
+      const std::string& done);
+
   Coordinator* const coordinator_;
+  const bool require_operator_cert_;
+  const int chunk_bytes_;
 };
 
 }  // namespace fedge

@@ -144,8 +144,11 @@ std::vector<RoundOutcome> RoundEngine::Tick() {
     FEDGE_LOG(INFO) << "round " << round_.id << ": deadline reached";
     CloseRoundLocked();
   }
-  std::vector<RoundOutcome> outcomes;
+    std::vector<RoundOutcome> outcomes;
   outcomes.swap(finished_);
+  if (stop_after_round_ && state_ == RoundState::kWaitingForAgents) {
+    TransitionLocked(RoundState::kDone);
+  }
   return outcomes;
 }
 
@@ -155,7 +158,8 @@ bool RoundEngine::CanStartRound() const {
 }
 
 bool RoundEngine::CanStartRoundLocked() const {
-  return state_ == RoundState::kWaitingForAgents && finished_.empty() &&
+    return state_ == RoundState::kWaitingForAgents && finished_.empty() &&
+         !stop_after_round_ &&
          static_cast<int>(agents_.size()) >= options_.min_available_agents;
 }
 
@@ -181,7 +185,8 @@ absl::StatusOr<int64_t> RoundEngine::StartRound(
   }
   Round next;
   next.id = round_.id + 1;
-  next.deadline = clock_->Now() + options_.round_deadline;
+    next.started = clock_->Now();
+  next.deadline = next.started + options_.round_deadline;
   next.selected = std::move(selected);
   for (const std::string& id : next.selected) next.participants[id];
   next.num_pending = next.selected.size();
@@ -194,6 +199,44 @@ absl::StatusOr<int64_t> RoundEngine::StartRound(
                   << " started: " << round_.selected.size() << " of "
                   << agents_.size() << " agents selected";
   return round_.id;
+}
+
+absl::Status RoundEngine::SetNumRounds(int n) {
+  if (n < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("rounds must be >= 1, got ",
+                                                   n));
+  }
+  absl::MutexLock lock(&mu_);
+  if (state_ == RoundState::kDone) {
+    return absl::FailedPreconditionError("the federation is done");
+  }
+  if (n < completed_rounds_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rounds cannot be ", n, ": ", completed_rounds_,
+                     " rounds are already completed"));
+  }
+  options_.num_rounds = n;
+  if (state_ == RoundState::kWaitingForAgents && completed_rounds_ >= n) {
+    TransitionLocked(RoundState::kDone);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::StopAfterCurrentRound() {
+  absl::MutexLock lock(&mu_);
+  if (state_ == RoundState::kDone) {
+    return absl::FailedPreconditionError("the federation is done");
+  }
+  stop_after_round_ = true;
+  if (state_ == RoundState::kWaitingForAgents && finished_.empty()) {
+    TransitionLocked(RoundState::kDone);
+  }
+  return absl::OkStatus();
+}
+
+int RoundEngine::num_rounds() const {
+  absl::MutexLock lock(&mu_);
+  return options_.num_rounds;
 }
 
 absl::Status RoundEngine::CloseRoundNow() {
@@ -302,6 +345,36 @@ size_t RoundEngine::num_reported() const {
   return round_.outcome.reported.size();
 }
 
+EngineSnapshot RoundEngine::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  EngineSnapshot s;
+  s.state = state_;
+  s.current_round = round_.id;
+  s.completed_rounds = completed_rounds_;
+  s.num_rounds = options_.num_rounds;
+  s.stopping = stop_after_round_;
+  for (const auto& [id, seen] : agents_) s.agents.emplace_back(id, seen);
+  std::sort(s.agents.begin(), s.agents.end());
+  if (state_ == RoundState::kInProgress) {
+    s.round_started = round_.started;
+    s.round_deadline = round_.deadline;
+    for (const std::string& id : round_.selected) {
+      switch (round_.participants.at(id).progress) {
+        case Progress::kPending:
+          s.pending.push_back(id);
+          break;
+        case Progress::kReported:
+          s.reported.push_back(id);
+          break;
+        case Progress::kFailed:
+          s.failed.push_back(id);
+          break;
+      }
+    }
+  }
+  return s;
+}
+
 void RoundEngine::TransitionLocked(RoundState to) {
   FEDGE_CHECK(IsLegalTransition(state_, to))
       << "illegal round state transition " << RoundStateName(state_) << " -> "
@@ -354,8 +427,8 @@ void RoundEngine::CloseRoundLocked() {
                   << (outcome.completed ? " completed: " : " abandoned: ")
                   << outcome.reported.size() << " reported, "
                   << outcome.failed.size() << " failed";
-  finished_.push_back(outcome);
-  TransitionLocked(completed_rounds_ >= options_.num_rounds
+    finished_.push_back(outcome);
+  TransitionLocked(completed_rounds_ >= options_.num_rounds || stop_after_round_
                        ? RoundState::kDone
                        : RoundState::kWaitingForAgents);
 }

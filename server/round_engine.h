@@ -60,7 +60,11 @@ struct RoundEngineOptions {
 //                                           remain
 //   kInProgress       -> kDone              the last round completed
 //   kWaitingForAgents -> kDone              RestoreProgress() with all rounds
-//                                           already completed
+//                                           already completed, or
+//                                           SetNumRounds/StopAfterCurrentRound
+//                                           between rounds
+//   kInProgress       -> kDone              also: the round closes after
+//                                           StopAfterCurrentRound()
 // kDone is final.
 enum class RoundState { kWaitingForAgents, kInProgress, kDone };
 
@@ -79,6 +83,21 @@ struct RoundOutcome {
   // Selected agents that reported failure, were removed or dropped (in that
   // order of events), then those still pending at the deadline (by id).
   std::vector<std::string> failed;
+};
+
+// Everything the engine knows, at one instant (for status pages).
+struct EngineSnapshot {
+  RoundState state = RoundState::kWaitingForAgents;
+  int64_t current_round = 0;
+  int completed_rounds = 0;
+  int num_rounds = 0;
+  bool stopping = false;  // StopAfterCurrentRound() was called.
+  absl::Time round_started = absl::InfinitePast();
+  absl::Time round_deadline = absl::InfinitePast();  // When in progress.
+  // Agents in the roster with when they were last seen, sorted by id.
+  std::vector<std::pair<std::string, absl::Time>> agents;
+  // The round in progress: agents pending, reported and failed (sorted).
+  std::vector<std::string> pending, reported, failed;
 };
 
 class RoundEngine {
@@ -130,6 +149,16 @@ class RoundEngine {
   // CanStartRound(); INVALID_ARGUMENT for an empty selection or an agent
   // not in the roster (naming it).
   absl::StatusOr<int64_t> StartRound(std::vector<std::string> selected);
+
+    // Changes the number of completed rounds to run. INVALID_ARGUMENT for
+  // n < 1; FAILED_PRECONDITION when the engine is done or n is below the
+  // rounds already completed (n equal to them ends the run: at once when
+  // waiting, at the close of the round in progress otherwise).
+  absl::Status SetNumRounds(int n);
+  // The run ends when the round in progress closes (completed or not), or
+  // at once when none is in progress. FAILED_PRECONDITION when done.
+  absl::Status StopAfterCurrentRound();
+  int num_rounds() const;
 
   // Closes the round in progress now, as its deadline would: completed if
   // at least min_fit_agents reported, else abandoned (for shutdown). Its
@@ -184,8 +213,9 @@ class RoundEngine {
   std::vector<std::string> AvailableAgents() const;
   // Deadline of the round in progress; InfinitePast() if none.
   absl::Time round_deadline_time() const;
-  // Results accepted in the round in progress; 0 if none.
+    // Results accepted in the round in progress; 0 if none.
   size_t num_reported() const;
+  EngineSnapshot Snapshot() const;
 
  private:
   enum class Progress { kPending, kReported, kFailed };
@@ -193,8 +223,9 @@ class RoundEngine {
     Progress progress = Progress::kPending;
     std::string upload_id;  // Set when kReported.
   };
-  struct Round {
+    struct Round {
     int64_t id = 0;
+    absl::Time started = absl::InfinitePast();
     absl::Time deadline = absl::InfinitePast();
     std::vector<std::string> selected;  // Sorted.
     absl::flat_hash_map<std::string, Participant> participants;
@@ -229,10 +260,10 @@ class RoundEngine {
   bool IsPendingLocked(const std::string& agent_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const RoundEngineOptions options_;
+      mutable absl::Mutex mu_;
+  RoundEngineOptions options_ ABSL_GUARDED_BY(mu_);
   Clock* const clock_;
-
-  mutable absl::Mutex mu_;
+  bool stop_after_round_ ABSL_GUARDED_BY(mu_) = false;
   RoundState state_ ABSL_GUARDED_BY(mu_) = RoundState::kWaitingForAgents;
   int completed_rounds_ ABSL_GUARDED_BY(mu_) = 0;
   bool started_any_round_ ABSL_GUARDED_BY(mu_) = false;

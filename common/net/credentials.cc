@@ -191,4 +191,9 @@ std::string PeerIdentity(const grpc::ServerContextBase& context) {
   return auth == nullptr ? "" : PeerCommonName(*auth);
 }
 
+bool IsOperatorIdentity(const std::string& common_name) {
+  return common_name == "operator" ||
+         common_name.rfind("operator-", 0) == 0;
+}
+
 }  // namespace fedge

@@ -95,6 +95,10 @@ std::string PeerCommonName(const grpc::AuthContext& auth_context);
 // agent's id, e.g. "agent-1".
 std::string PeerIdentity(const grpc::ServerContextBase& context);
 
+// True for an operator's certificate identity: "operator" or "operator-*"
+// (deploy/make-certs.sh --operators N makes operator-1...).
+bool IsOperatorIdentity(const std::string& common_name);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_NET_CREDENTIALS_H_

@@ -1,0 +1,251 @@
+// Coordinator: what operators see (status, agents, rounds, the status
+// page's snapshot) and what they do (pause, resume, stop, rounds, evict,
+// allow), each action logged with who asked. The rest of the class is in
+// coordinator.cc and coordinator_rounds.cc.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/coordinator.h"
+
+namespace fedge {
+namespace {
+
+constexpr size_t kMaxRefusalsKept = 50;
+
+// Ids and reasons come from agents: keep them on one printable line.
+std::string Printable(absl::string_view s, size_t max = 200) {
+  std::string out;
+  for (char c : s.substr(0, max)) {
+    out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status Coordinator::Refuse(const std::string& agent_id,
+                                 absl::string_view result,
+                                 absl::string_view reason,
+                                 absl::Status status) {
+  metrics_.Update(result, reason);
+  RefusalStatus r;
+  r.unix_ms = absl::ToUnixMillis(clock_->WallNow());
+  r.agent_id = Printable(agent_id, 64);
+  r.reason = Printable(absl::StrCat(reason, ": ", status.message()));
+  FEDGE_LOG(INFO) << "refused " << result << " from " << r.agent_id << ": "
+                  << r.reason;
+  absl::MutexLock lock(&mu_);
+  refusals_.push_back(std::move(r));
+  while (refusals_.size() > kMaxRefusalsKept) refusals_.pop_front();
+  return status;
+}
+
+void Coordinator::Audit(absl::string_view action, const std::string& who,
+                        const std::string& detail) {
+  metrics_.operator_actions.WithLabels({std::string(action)}).Increment();
+  FEDGE_LOG(INFO) << "operator action " << action << " by " << Printable(who)
+                  << (detail.empty() ? "" : ": ") << Printable(detail);
+}
+
+absl::Status Coordinator::Pause(const std::string& who) {
+  paused_ = true;
+  metrics_.paused.Set(1);
+  Audit("pause", who, "no new round starts until resumed");
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Resume(const std::string& who) {
+  paused_ = false;
+  metrics_.paused.Set(0);
+  Audit("resume", who, "");
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::StopAfterRound(const std::string& who) {
+  RETURN_IF_ERROR(engine_->StopAfterCurrentRound());
+  Audit("stop", who, "the federation ends after the round in progress");
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::SetRounds(int rounds, const std::string& who) {
+  RETURN_IF_ERROR(engine_->SetNumRounds(rounds));
+  Audit("set_rounds", who, absl::StrCat("rounds = ", rounds));
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::EvictAgent(const std::string& agent_id,
+                                     const std::string& who) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!agents_.contains(agent_id) && !partitions_.contains(agent_id)) {
+      return absl::NotFoundError(
+          absl::StrCat("no agent '", Printable(agent_id, 64), "' has joined"));
+    }
+    evicted_.insert(agent_id);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->second.agent_id == agent_id) {
+        sessions_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  engine_->RemoveAgent(agent_id).IgnoreError();  // Gone already is fine.
+  Audit("evict", who, agent_id);
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::AllowAgent(const std::string& agent_id,
+                                     const std::string& who) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (evicted_.erase(agent_id) == 0) {
+      return absl::NotFoundError(absl::StrCat(
+          "agent '", Printable(agent_id, 64), "' is not evicted"));
+    }
+  }
+  Audit("allow", who, agent_id);
+  return absl::OkStatus();
+}
+
+v1::GetStatusResponse Coordinator::GetStatus() const {
+  const EngineSnapshot e = engine_->Snapshot();
+  v1::GetStatusResponse s;
+  s.set_state(std::string(RoundStateName(e.state)));
+  s.set_current_round(e.current_round);
+  s.set_completed_rounds(e.completed_rounds);
+  s.set_total_rounds(e.num_rounds);
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  s.set_model_version(model->version);
+  s.set_model_sha256(model->sha256_hex);
+  s.set_num_agents(static_cast<int32_t>(e.agents.size()));
+  s.set_num_selected(
+      static_cast<int32_t>(e.pending.size() + e.reported.size() +
+                           e.failed.size()));
+  s.set_num_reported(static_cast<int32_t>(e.reported.size()));
+  s.set_paused(paused_);
+  s.set_stopping(e.stopping);
+  s.set_strategy(std::string(strategy_->name()));
+  absl::MutexLock lock(&mu_);
+  s.set_last_test_accuracy(last_accuracy_);
+  return s;
+}
+
+v1::ListAgentsResponse Coordinator::ListAgents() const {
+  const FederationSnapshot snap = Snapshot();
+  const EngineSnapshot e = engine_->Snapshot();
+  v1::ListAgentsResponse r;
+  absl::MutexLock lock(&mu_);
+  for (const AgentStatus& a : snap.agents) {
+    v1::AgentInfo* info = r.add_agents();
+    info->set_agent_id(a.id);
+    auto it = partitions_.find(a.id);
+    info->set_partition_index(it == partitions_.end() ? -1 : it->second);
+    info->set_selected(a.state == "training" || a.state == "reported" ||
+                       (a.state == "failed" &&
+                        std::binary_search(e.failed.begin(), e.failed.end(),
+                                           a.id)));
+    info->set_device_class(a.device_class);
+    info->set_state(a.state);
+    info->set_rounds_contributed(a.rounds_contributed);
+    info->set_last_seen_unix_ms(snap.federation.now_unix_ms -
+                                a.last_seen_ms_ago);
+  }
+  return r;
+}
+
+v1::ListRoundsResponse Coordinator::ListRounds() const {
+  v1::ListRoundsResponse r;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [record, completed] : records_) {
+    v1::RoundInfo* info = r.add_rounds();
+    info->set_round(record.round);
+    info->set_completed(completed);
+    info->set_num_agents(record.num_agents);
+    info->set_num_examples(record.num_examples);
+    info->set_test_accuracy(record.test_accuracy.value_or(-1));
+    info->set_round_seconds(record.round_seconds);
+  }
+  return r;
+}
+
+FederationSnapshot Coordinator::Snapshot() const {
+  const EngineSnapshot e = engine_->Snapshot();
+  const absl::Time now = clock_->Now();
+  std::shared_ptr<const PublishedModel> model = latest_model();
+  FederationSnapshot s;
+  FederationStatus& f = s.federation;
+  f.state = std::string(RoundStateName(e.state));
+  f.paused = paused_;
+  f.current_round = e.current_round;
+  f.completed_rounds = e.completed_rounds;
+  f.total_rounds = e.num_rounds;
+  f.model_version = model->version;
+  f.model_sha256 = model->sha256_hex;
+  f.strategy = std::string(strategy_->name());
+  f.started_unix_ms = absl::ToUnixMillis(started_wall_);
+  f.now_unix_ms = absl::ToUnixMillis(clock_->WallNow());
+  if (e.state == RoundState::kInProgress) {
+    CurrentRoundStatus c;
+    c.round = e.current_round;
+    c.selected = static_cast<int>(e.pending.size() + e.reported.size() +
+                                  e.failed.size());
+    c.reported = static_cast<int>(e.reported.size());
+    c.failed = static_cast<int>(e.failed.size());
+    c.deadline_remaining_ms = std::max<int64_t>(
+        0, absl::ToInt64Milliseconds(e.round_deadline - now));
+    c.elapsed_ms = absl::ToInt64Milliseconds(now - e.round_started);
+    s.current_round = c;
+  }
+  auto in = [](const std::vector<std::string>& v, const std::string& id) {
+    return std::binary_search(v.begin(), v.end(), id);
+  };
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, seen] : e.agents) {
+    AgentStatus a;
+    a.id = Printable(id, 64);
+    auto info = agents_.find(id);
+    if (info != agents_.end()) a.device_class = info->second.device_class;
+    a.state = in(e.pending, id)    ? "training"
+              : in(e.reported, id) ? "reported"
+              : in(e.failed, id)   ? "failed"
+                                   : "idle";
+    a.last_seen_ms_ago = std::max<int64_t>(0, absl::ToInt64Milliseconds(now -
+                                                                      seen));
+    auto c = contributed_.find(id);
+    a.rounds_contributed = c == contributed_.end() ? 0 : c->second;
+    s.agents.push_back(std::move(a));
+  }
+  for (const std::string& id : evicted_) {
+    AgentStatus a;
+    a.id = Printable(id, 64);
+    a.state = "evicted";
+    auto c = contributed_.find(id);
+    a.rounds_contributed = c == contributed_.end() ? 0 : c->second;
+    s.agents.push_back(std::move(a));
+  }
+  for (const auto& [record, completed] : records_) {
+    RoundStatus r;
+    r.round = record.round;
+    r.completed = completed;
+    r.num_agents = record.num_agents;
+    r.num_failed = record.num_failed;
+    r.num_examples = record.num_examples;
+    r.train_loss = record.train_loss;
+    r.train_accuracy = record.train_accuracy;
+    r.test_loss = record.test_loss;
+    r.test_accuracy = record.test_accuracy;
+    r.fed_eval_loss = record.fed_eval_loss;
+    r.fed_eval_accuracy = record.fed_eval_accuracy;
+    r.bytes_received = record.bytes_received.value_or(0);
+    r.bytes_sent = record.bytes_sent.value_or(0);
+    r.round_seconds = record.round_seconds;
+    s.rounds.push_back(std::move(r));
+  }
+  s.refusals.assign(refusals_.begin(), refusals_.end());
+  return s;
+}
+
+}  // namespace fedge
