@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
@@ -124,6 +125,7 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(
   Ed25519PublicKey key;
   std::memcpy(key.raw_.data(), raw.data(), raw.size());
   if (PublicPkey(key.raw_) == nullptr) {
+    ERR_clear_error();
     return absl::InvalidArgumentError("OpenSSL refuses the Ed25519 key bytes");
   }
   return key;
@@ -135,6 +137,7 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromPem(
   if (bio == nullptr) return absl::InvalidArgumentError("PEM too large");
   PkeyPtr pkey(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
   if (pkey == nullptr) {
+    ERR_clear_error();
     return absl::InvalidArgumentError("not a PEM PUBLIC KEY block");
   }
   if (EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) {
@@ -184,6 +187,7 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(
   PkeyPtr pkey(PEM_read_bio_PrivateKey(
       bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr));
   if (pkey == nullptr) {
+    ERR_clear_error();
     return absl::InvalidArgumentError(
         "not an unencrypted PEM PRIVATE KEY block");
   }
@@ -264,6 +268,7 @@ absl::Status Verify(const Ed25519PublicKey& key, absl::string_view message,
           ctx.get(), reinterpret_cast<const uint8_t*>(signature.data()),
           signature.size(), reinterpret_cast<const uint8_t*>(message.data()),
           message.size()) != 1) {
+    ERR_clear_error();
     return absl::UnauthenticatedError("the Ed25519 signature does not verify");
   }
   return absl::OkStatus();

@@ -36,7 +36,7 @@
 // inconsistent with what this client saw) leaves the state unchanged, so the
 // caller may abandon the client or retry with a correct message.
 //
-// Not thread-safe: one caller drives a client. Move-only (owned through
+// Not thread-safe: one caller drives a client. Not copyable (owned through
 // unique_ptr); key material is wiped on destruction.
 #ifndef FEDGE_COMMON_SECAGG_CLIENT_H_
 #define FEDGE_COMMON_SECAGG_CLIENT_H_

@@ -9,16 +9,22 @@
 //     O(n + D), server O(n^2 + n D) with n clients and D elements.
 //   - k-regular (neighbors == k > 0, k even): Bell et al., CCS 2020
 //     ("SecAgg+"). Clients sit on a ring in a pseudo-random order derived
-//     from the session (a Harary graph H(k, n)) and each pairs with the k
-//     nearest on the ring. Per-client cost O(k + D). With k = O(log n) and t
-//     chosen per Bell et al. (Theorem 3.6: e.g. k ~ 2 log2 n + slack) the
-//     guarantees hold with high probability instead of always: the
-//     choice of k and t for a target failure probability is the caller's.
+//     from ConfigDigest (a Harary graph H(k, n) under a random relabelling)
+//     and each pairs with the k nearest on the ring. Per-client cost
+//     O(k + D), server O(n k + n D). The guarantees then hold with high
+//     probability rather than always, for k = O(log n) and t chosen from
+//     Bell et al.'s analysis for the tolerated fractions of corrupt and
+//     dropped clients: choosing them is the caller's job (bench/secagg_bench
+//     uses k = 2 ceil(log2 n), t = k/2 + 1 as a cost illustration only).
+//     The order is public and fixed by the session id, which the server
+//     picks: fine for an honest-but-curious server, not against one that
+//     would grind session ids for a favourable graph.
 // The threshold t applies to each client's closed neighbourhood N[u] (u and
 // its neighbours; all clients for the complete graph): each client's secrets
 // are split t-of-|N[u]|, and 2t > |N[u]| so that no server can collect t
 // shares of both secrets of one client from honest clients, each of whom
-// reveals one kind per peer (Bonawitz et al., section 4).
+// reveals one kind per peer (the reason Bonawitz et al. ask each client for
+// one kind of share per peer).
 //
 // Everything here is a value type or a pure function: thread-safe.
 #ifndef FEDGE_COMMON_SECAGG_CONFIG_H_
@@ -58,8 +64,9 @@ struct SecAggConfig {
   // D: float32 elements in each client's input, 1..kMaxVectorLength.
   int64_t vector_length = 0;
   // C: each input element is clipped to [-C, C] before quantization (after
-  // whatever weighting the caller applies). Finite, > 0. See
-  // quantization.h for the resulting precision.
+  // whatever weighting the caller applies). Finite, > 0. Inputs are
+  // quantized with QuantizationOptions{num_clients, max_abs_value}: see
+  // quantization.h for the scale and the precision of the sum.
   double max_abs_value = 0.0;
 };
 

@@ -147,58 +147,47 @@ std::vector<int> SecAggServer::NeighbourhoodWhere(int u, bool include_self,
   return out;
 }
 
-std::vector<int> SecAggServer::PruneBelowThreshold(
-    std::vector<bool> members) const {
-  bool changed = true;
-  while (changed) {
-    changed = false;
+absl::Status SecAggServer::PruneSet(bool ClientRecord::*flag,
+                                    const char* what) {
+  const int count = static_cast<int>(Members(flag).size());
+  for (bool changed = true; changed;) {
     std::vector<int> drop;
     for (int u = 1; u <= config_.num_clients; ++u) {
-      if (!members[u]) continue;
-      int count = 1;
-      for (int v : graph_.Neighbours(u)) count += members[v] ? 1 : 0;
-      if (count < config_.threshold) drop.push_back(u);
+      if (!(clients_[u].*flag)) continue;
+      int members = 1;
+      for (int v : graph_.Neighbours(u)) members += clients_[v].*flag;
+      if (members < config_.threshold) drop.push_back(u);
     }
-    for (int u : drop) members[u] = false;
+    for (int u : drop) clients_[u].*flag = false;
     changed = !drop.empty();
   }
-  std::vector<int> kept;
-  for (int u = 1; u <= config_.num_clients; ++u) {
-    if (members[u]) kept.push_back(u);
+  if (Members(flag).empty()) {
+    return Fail(absl::AbortedError(absl::StrCat(
+        "secagg: ", count, " of ", config_.num_clients, " clients ", what,
+        ", too few for the threshold ", config_.threshold)));
   }
-  return kept;
+  return absl::OkStatus();
+}
+
+std::vector<int> SecAggServer::Members(bool ClientRecord::*flag) const {
+  std::vector<int> out;
+  for (size_t u = 1; u < clients_.size(); ++u) {
+    if (clients_[u].*flag) out.push_back(static_cast<int>(u));
+  }
+  return out;
 }
 
 std::vector<int> SecAggServer::KeysAdvertised() const {
-  std::vector<int> out;
-  for (size_t u = 1; u < clients_.size(); ++u) {
-    if (clients_[u].advertised) out.push_back(static_cast<int>(u));
-  }
-  return out;
+  return Members(&ClientRecord::advertised);
 }
-
 std::vector<int> SecAggServer::SharesReceived() const {
-  std::vector<int> out;
-  for (size_t u = 1; u < clients_.size(); ++u) {
-    if (clients_[u].shared) out.push_back(static_cast<int>(u));
-  }
-  return out;
+  return Members(&ClientRecord::shared);
 }
-
 std::vector<int> SecAggServer::InputsReceived() const {
-  std::vector<int> out;
-  for (size_t u = 1; u < clients_.size(); ++u) {
-    if (clients_[u].input) out.push_back(static_cast<int>(u));
-  }
-  return out;
+  return Members(&ClientRecord::input);
 }
-
 std::vector<int> SecAggServer::UnmaskingResponders() const {
-  std::vector<int> out;
-  for (size_t u = 1; u < clients_.size(); ++u) {
-    if (clients_[u].responded) out.push_back(static_cast<int>(u));
-  }
-  return out;
+  return Members(&ClientRecord::responded);
 }
 
 // ---- Round 0: AdvertiseKeys ----
@@ -240,21 +229,7 @@ absl::Status SecAggServer::ReceiveAdvertiseKeys(int client_id,
 absl::Status SecAggServer::CloseAdvertiseKeys() {
   RETURN_IF_ERROR(
       CheckState(ServerState::kCollectingKeys, "CloseAdvertiseKeys"));
-  std::vector<bool> members(clients_.size());
-  int count = 0;
-  for (size_t u = 1; u < clients_.size(); ++u) {
-    members[u] = clients_[u].advertised;
-    count += members[u];
-  }
-  const std::vector<int> kept = PruneBelowThreshold(members);
-  if (kept.empty()) {
-    return Fail(absl::AbortedError(
-        absl::StrCat("secagg: ", count, " of ", config_.num_clients,
-                     " clients advertised keys, too few for the threshold ",
-                     config_.threshold)));
-  }
-  for (size_t u = 1; u < clients_.size(); ++u) clients_[u].advertised = false;
-  for (int u : kept) clients_[u].advertised = true;
+  RETURN_IF_ERROR(PruneSet(&ClientRecord::advertised, "advertised keys"));
   state_ = ServerState::kCollectingShares;
   return absl::OkStatus();
 }
@@ -324,20 +299,7 @@ absl::Status SecAggServer::ReceiveShareKeys(int client_id,
 
 absl::Status SecAggServer::CloseShareKeys() {
   RETURN_IF_ERROR(CheckState(ServerState::kCollectingShares, "CloseShareKeys"));
-  std::vector<bool> members(clients_.size());
-  int count = 0;
-  for (size_t u = 1; u < clients_.size(); ++u) {
-    members[u] = clients_[u].shared;
-    count += members[u];
-  }
-  const std::vector<int> kept = PruneBelowThreshold(members);
-  if (kept.empty()) {
-    return Fail(absl::AbortedError(absl::StrCat(
-        "secagg: ", count, " clients shared keys, too few for the threshold ",
-        config_.threshold)));
-  }
-  for (size_t u = 1; u < clients_.size(); ++u) clients_[u].shared = false;
-  for (int u : kept) clients_[u].shared = true;
+  RETURN_IF_ERROR(PruneSet(&ClientRecord::shared, "shared keys"));
   for (ClientRecord& record : clients_) {
     // Keep only ciphertexts from U2, in sender order.
     auto& inbox = record.inbox;

@@ -170,15 +170,18 @@ class SecAggServer {
   explicit SecAggServer(Options options, Quantizer quantizer);
 
   absl::Status CheckState(ServerState expected, const char* step) const;
+  // The ids whose record has `flag` set, ascending.
+  std::vector<int> Members(bool ClientRecord::*flag) const;
   // The record of `client_id` if it is in range; else INVALID_ARGUMENT.
   absl::StatusOr<ClientRecord*> Record(int client_id, const char* step);
   // Enters kFailed (releasing buffers) and returns `status`.
   absl::Status Fail(absl::Status status);
   // Frees the sum, ciphertexts and shares; keeps the membership flags.
   void ReleaseBuffers();
-  // Removes members whose neighbourhood in the set has fewer than t
-  // members, until none does; returns the members left.
-  std::vector<int> PruneBelowThreshold(std::vector<bool> members) const;
+  // Clears `flag` of every client whose closed neighbourhood has fewer
+  // than t clients with `flag` set, until none has. ABORTED (via Fail,
+  // naming `what` the set's members did) when nobody is left.
+  absl::Status PruneSet(bool ClientRecord::*flag, const char* what);
   // Members of the set `in` in u's closed neighbourhood N[u], ascending.
   template <typename Pred>
   std::vector<int> NeighbourhoodWhere(int u, bool include_self, Pred in) const;

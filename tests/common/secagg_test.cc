@@ -656,6 +656,18 @@ TEST(SecAggProtocolTest, SparseGraph_SecAggPlus) {
   session.ExpectSum(*result, Range(1, 60, dropped));
 }
 
+TEST(SecAggProtocolTest, SparseGraph_IsolatedSurvivorAborts) {
+  // |N[u]| = 5, t = 3: if 3 of client 1's 4 neighbours drop, its input
+  // would be unmasked with a single partner; the round refuses to go on.
+  SecAggConfig config = MakeConfig(10, 3, 16, /*neighbors=*/4);
+  Session session(config);
+  ASSERT_TRUE(session.ShareKeys().ok());
+  const std::vector<int> nb = CommunicationGraph(config).Neighbours(1);
+  absl::Status status = session.MaskInputs({nb[0], nb[1], nb[2]});
+  EXPECT_EQ(status.code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(status.message(), HasSubstr("client 1 has 2"));
+}
+
 TEST(SecAggProtocolTest, RandBytesDefaultSource) {
   const SecAggConfig config = MakeConfig(3, 2, 10);
   auto server = *SecAggServer::Create({config});
