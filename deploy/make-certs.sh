@@ -12,12 +12,19 @@
 #                                     every --san NAME (DNS or IP, detected)
 #   agent-<i>.key, agent-<i>.pem      client certificates (CN=agent-<i>,
 #                                     extendedKeyUsage clientAuth), i = 1..N
+#   model-signing.key                 Ed25519 private key the coordinator
+#                                     signs global models with (PKCS#8 PEM)
+#   model-signing.pub.pem             its public key, for every agent
 #
 # Idempotent: an existing CA is kept (unless --force), and an existing leaf
 # certificate is kept while it is signed by that CA, valid for 30 more days
 # and (for the coordinator) covers every requested name; otherwise it is
-# re-issued. Private keys are mode 600. Exits non-zero with a message on
-# any failure.
+# re-issued. The model-signing key pair is kept while it is a valid Ed25519
+# pair (even with --force: replacing it makes agents refuse new models until
+# they get the new public key); --rotate-model-key moves the old pair to
+# model-signing.<UTC time>.key/.pub.pem and writes a new one (see
+# docs/model-signing.md). Private keys are mode 600. Exits non-zero with a
+# message on any failure.
 #
 # Coordinator: tls { cert_path: "OUT_DIR/coordinator.pem"
 #                    key_path: "OUT_DIR/coordinator.key"
@@ -25,6 +32,8 @@
 # Agent i:     tls { ca_path: "OUT_DIR/ca.pem"
 #                    cert_path: "OUT_DIR/agent-i.pem"
 #                    key_path: "OUT_DIR/agent-i.key" }
+# Model signing: the coordinator signs with OUT_DIR/model-signing.key, each
+# agent verifies with OUT_DIR/model-signing.pub.pem.
 set -euo pipefail
 
 PROG="$(basename "$0")"
@@ -36,9 +45,18 @@ readonly RENEW_SECONDS=$((30 * 24 * 3600))
 usage() {
   cat >&2 <<EOF
 usage: $PROG OUT_DIR [--agents N] [--san NAME ...] [--force]
-  --agents N   agent client certificates agent-1 .. agent-N (default 2)
-  --san NAME   extra coordinator name (DNS name or IP address), repeatable
-  --force      replace an existing CA and every certificate
+                    [--rotate-model-key]
+  --agents N          agent client certificates agent-1 .. agent-N (default 2)
+  --san NAME          extra coordinator name (DNS name or IP address),
+                      repeatable
+  --force             replace an existing CA and every certificate (not the
+                      model-signing key)
+  --rotate-model-key  archive the Ed25519 model-signing key pair as
+                      model-signing.<UTC time>.key / .pub.pem and create a new
+                      one (docs/model-signing.md: rotation)
+Also writes model-signing.key (Ed25519, mode 600; the coordinator signs
+global models with it) and model-signing.pub.pem (for the agents) unless a
+valid pair exists.
 EOF
   exit 2
 }
@@ -60,6 +78,7 @@ run() {
 out_dir=""
 agents=2
 force=0
+rotate_model_key=0
 extra_sans=()
 
 parse_args() {
@@ -77,6 +96,7 @@ parse_args() {
         shift 2 ;;
       --san=*) set -- --san "${1#--san=}" "${@:2}" ;;
       --force) force=1; shift ;;
+      --rotate-model-key) rotate_model_key=1; shift ;;
       -h|--help) usage ;;
       -*) echo "$PROG: unknown option '$1'" >&2; usage ;;
       *)
@@ -197,6 +217,40 @@ make_agents() {
   done
 }
 
+# True when model-signing.key is an Ed25519 private key and
+# model-signing.pub.pem is its public key.
+model_key_is_valid() {
+  local key="$out_dir/model-signing.key" pub="$out_dir/model-signing.pub.pem"
+  [[ -f "$key" && -f "$pub" ]] || return 1
+  openssl pkey -in "$key" -noout -text 2>/dev/null | grep -q '^ED25519 Private' \
+    || return 1
+  local derived
+  derived="$(openssl pkey -in "$key" -pubout 2>/dev/null)" || return 1
+  [[ "$derived" == "$(openssl pkey -pubin -in "$pub" 2>/dev/null)" ]]
+}
+
+make_model_signing_key() {
+  local key="$out_dir/model-signing.key" pub="$out_dir/model-signing.pub.pem"
+  if [[ $rotate_model_key -eq 1 && ( -f "$key" || -f "$pub" ) ]]; then
+    local stamp
+    stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+    [[ ! -f "$key" ]] || mv "$key" "$out_dir/model-signing.$stamp.key"
+    [[ ! -f "$pub" ]] || mv "$pub" "$out_dir/model-signing.$stamp.pub.pem"
+    echo "moved   the old model-signing key pair to model-signing.$stamp.*"
+  elif model_key_is_valid; then
+    echo "kept    $pub (existing model-signing key pair)"
+    return
+  elif [[ -f "$key" || -f "$pub" ]]; then
+    die "$key / $pub exist but are not a matching Ed25519 pair;" \
+        "move them away or use --rotate-model-key"
+  fi
+  (umask 077 && run openssl genpkey -algorithm ed25519 -out "$key")
+  chmod 600 "$key"
+  run openssl pkey -in "$key" -pubout -out "$pub"
+  chmod 644 "$pub"
+  echo "created $pub (Ed25519 model-signing key, private key $key)"
+}
+
 main() {
   parse_args "$@"
   command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
@@ -215,6 +269,7 @@ main() {
   fi
   make_coordinator
   make_agents
+  make_model_signing_key
 }
 
 main "$@"
