@@ -2,7 +2,7 @@
 # make-certs.sh: a private certificate authority and TLS certificates for a
 # fedge deployment, made with the openssl command-line tool (OpenSSL 3).
 #
-#   deploy/make-certs.sh OUT_DIR [--agents N] [--san NAME ...] [--force]
+#   deploy/make-certs.sh OUT_DIR [--agents N] [--operators N] [--san NAME ...] [--force]
 #
 # Creates in OUT_DIR:
 #   ca.key, ca.pem                    self-signed CA (EC P-256, 10 years)
@@ -44,9 +44,12 @@ readonly RENEW_SECONDS=$((30 * 24 * 3600))
 
 usage() {
   cat >&2 <<EOF
-usage: $PROG OUT_DIR [--agents N] [--san NAME ...] [--force]
+usage: $PROG OUT_DIR [--agents N] [--operators N] [--san NAME ...] [--force]
                     [--rotate-model-key]
   --agents N          agent client certificates agent-1 .. agent-N (default 2)
+  --operators N       operator client certificates operator-1 .. operator-N
+                      (default 1): under mutual TLS only these may call the
+                      coordinator's Operator service (fedge status, pause...)
   --san NAME          extra coordinator name (DNS name or IP address),
                       repeatable
   --force             replace an existing CA and every certificate (not the
@@ -77,6 +80,7 @@ run() {
 
 out_dir=""
 agents=2
+operators=1
 force=0
 rotate_model_key=0
 extra_sans=()
@@ -90,6 +94,12 @@ parse_args() {
         agents=$((10#$2))
         shift 2 ;;
       --agents=*) set -- --agents "${1#--agents=}" "${@:2}" ;;
+      --operators)
+        [[ $# -ge 2 ]] || die "--operators needs a number"
+        [[ "$2" =~ ^[0-9]+$ ]] || die "--operators wants a number, got '$2'"
+        operators=$((10#$2))
+        shift 2 ;;
+      --operators=*) set -- --operators "${1#--operators=}" "${@:2}" ;;
       --san)
         [[ $# -ge 2 ]] || usage
         extra_sans+=("$2")
@@ -217,6 +227,20 @@ make_agents() {
   done
 }
 
+# Operator certificates: the common name operator-<i> is what the
+# coordinator's Operator service accepts under mutual TLS.
+make_operators() {
+  write_ext "$tmp/operator.ext" clientAuth
+  local i
+  for ((i = 1; i <= operators; i++)); do
+    if [[ $force -eq 0 ]] && leaf_is_current "operator-$i"; then
+      echo "kept    $out_dir/operator-$i.pem (current)"
+    else
+      issue "operator-$i" "operator-$i" "$tmp/operator.ext"
+    fi
+  done
+}
+
 # True when model-signing.key is an Ed25519 private key and
 # model-signing.pub.pem is its public key.
 model_key_is_valid() {
@@ -269,6 +293,7 @@ main() {
   fi
   make_coordinator
   make_agents
+  make_operators
   make_model_signing_key
 }
 

@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/config_loader.h"
@@ -33,11 +34,21 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: fedge status|agents|rounds [--coordinator HOST:PORT]\n"
-    "                  [--tls.ca_path CA.pem | --insecure] [--tls.server_name "
-    "N]\n"
-    "       fedge inspect MODEL.fedge|CHECKPOINT.fedge\n"
-    "       fedge plot HISTORY.csv -o FILE.png|FILE.svg\n";
+    "fedge: operator and data tooling for a fedge federation.\n"
+    "\n"
+    "  see:    fedge status|agents|rounds\n"
+    "  steer:  fedge pause|resume|stop          (stop: after the current "
+    "round)\n"
+    "          fedge set-rounds N\n"
+    "          fedge evict AGENT_ID | allow AGENT_ID\n"
+    "          fedge export-model FILE.fedge    (the current global model)\n"
+    "  each with [--coordinator HOST:PORT] [--tls.ca_path CA.pem | "
+    "--insecure]\n"
+    "           [--tls.cert_path operator-1.pem --tls.key_path operator-1.key]"
+    " (mutual TLS)\n"
+    "           [--tls.server_name N]\n"
+    "  files:  fedge inspect MODEL.fedge|CHECKPOINT.fedge\n"
+    "          fedge plot HISTORY.csv -o FILE.png|FILE.svg\n";
 
 constexpr char kPlotUsage[] =
     "usage: fedge plot HISTORY.csv -o FILE.png|FILE.svg\n"
@@ -169,25 +180,79 @@ int Plot(const std::vector<std::string>& args) {
   return 0;
 }
 
-template <typename Request, typename Response, typename Method>
-int Call(const fedge::v1::ToolConfig& config, Method method) {
+std::unique_ptr<fedge::v1::Operator::Stub> Connect(
+    const fedge::v1::ToolConfig& config, absl::Status* error) {
   auto creds = fedge::MakeChannelCredentials(config.tls());
-  if (!creds.ok()) return Fail(2, creds.status().message());
+  if (!creds.ok()) {
+    *error = creds.status();
+    return nullptr;
+  }
   auto channel =
       grpc::CreateCustomChannel(config.coordinator(), *creds,
                                 fedge::MakeChannelArguments(config.tls(), 0));
-  auto stub = fedge::v1::Operator::NewStub(channel);
+  return fedge::v1::Operator::NewStub(channel);
+}
+
+template <typename Request, typename Response, typename Method>
+int Call(const fedge::v1::ToolConfig& config, Method method,
+         Request request = Request()) {
+  absl::Status error;
+  auto stub = Connect(config, &error);
+  if (stub == nullptr) return Fail(2, error.message());
   grpc::ClientContext context;
   context.set_deadline(
       fedge::MonotonicDeadline(absl::Seconds(config.timeout_seconds())));
   Response response;
   absl::Status s =
-      fedge::FromGrpcStatus(((*stub).*method)(&context, Request(), &response));
+      fedge::FromGrpcStatus(((*stub).*method)(&context, request, &response));
   if (!s.ok())
     return Fail(1, absl::StrCat(config.coordinator(), ": ", s.ToString()));
   std::string text;
   google::protobuf::TextFormat::PrintToString(response, &text);
   absl::PrintF("%s", text);
+  return 0;
+}
+
+// Streams the current global model into `path` (atomically).
+int ExportModel(const fedge::v1::ToolConfig& config, const std::string& path) {
+  absl::Status error;
+  auto stub = Connect(config, &error);
+  if (stub == nullptr) return Fail(2, error.message());
+  grpc::ClientContext context;
+  context.set_deadline(
+      fedge::MonotonicDeadline(absl::Seconds(config.timeout_seconds() + 600)));
+  auto reader = stub->ExportModel(&context, fedge::v1::ExportModelRequest());
+  fedge::v1::ModelChunk chunk;
+  fedge::ModelDecoder decoder;
+  fedge::Sha256 sha;
+  std::string bytes, expected_sha;
+  int64_t version = -1;
+  while (reader->Read(&chunk)) {
+    if (version < 0) {
+      version = chunk.version();
+      expected_sha = chunk.sha256();
+    }
+    sha.Update(chunk.data());
+    if (auto s = decoder.Feed(chunk.data()); !s.ok()) {
+      return Fail(1, absl::StrCat("export: ", s.message()));
+    }
+    bytes += chunk.data();
+  }
+  absl::Status s = fedge::FromGrpcStatus(reader->Finish());
+  if (!s.ok()) {
+    return Fail(1, absl::StrCat(config.coordinator(), ": ", s.ToString()));
+  }
+  if (fedge::ToHex(sha.Finish()) != expected_sha) {
+    return Fail(1, "export: the model's SHA-256 does not verify");
+  }
+  if (auto m = decoder.Finish(); !m.ok()) {
+    return Fail(1, absl::StrCat("export: ", m.status().message()));
+  }
+  if (auto w = fedge::WriteStringAtomically(path, bytes); !w.ok()) {
+    return Fail(1, w.message());
+  }
+  absl::PrintF("model version %d (sha256 %s) written to %s\n", version,
+               expected_sha, path);
   return 0;
 }
 
@@ -234,6 +299,45 @@ int main(int argc, char** argv) {
   if (verb == "rounds") {
     return Call<v1::ListRoundsRequest, v1::ListRoundsResponse>(
         config, &Stub::ListRounds);
+  }
+  using Action = v1::OperatorActionResponse;
+  const auto& pos = cmd->positional;
+  if (verb == "pause" && pos.size() == 1) {
+    return Call<v1::PauseRequest, Action>(config, &Stub::Pause);
+  }
+  if (verb == "resume" && pos.size() == 1) {
+    return Call<v1::ResumeRequest, Action>(config, &Stub::Resume);
+  }
+  if (verb == "stop" && pos.size() == 1) {
+    return Call<v1::StopAfterRoundRequest, Action>(config,
+                                                   &Stub::StopAfterRound);
+  }
+  if (verb == "set-rounds") {
+    int rounds = 0;
+    if (pos.size() != 2 || !absl::SimpleAtoi(pos[1], &rounds) || rounds < 1) {
+      return Fail(2, "usage: fedge set-rounds N (N >= 1)");
+    }
+    v1::SetRoundsRequest request;
+    request.set_rounds(rounds);
+    return Call<v1::SetRoundsRequest, Action>(config, &Stub::SetRounds,
+                                              request);
+  }
+  if (verb == "evict" || verb == "allow") {
+    if (pos.size() != 2) return Fail(2, "usage: fedge evict|allow AGENT_ID");
+    if (verb == "evict") {
+      v1::EvictAgentRequest request;
+      request.set_agent_id(pos[1]);
+      return Call<v1::EvictAgentRequest, Action>(config, &Stub::EvictAgent,
+                                                 request);
+    }
+    v1::AllowAgentRequest request;
+    request.set_agent_id(pos[1]);
+    return Call<v1::AllowAgentRequest, Action>(config, &Stub::AllowAgent,
+                                               request);
+  }
+  if (verb == "export-model") {
+    if (pos.size() != 2) return Fail(2, "usage: fedge export-model FILE.fedge");
+    return ExportModel(config, pos[1]);
   }
   return Fail(2, absl::StrCat("unknown command '", verb, "'\n", kUsage));
 }
