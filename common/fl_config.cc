@@ -61,9 +61,9 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& c,
 }
 
 absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
-  if (!OneOf(c.source(), {"mnist", "idx", "csv", "synthetic"})) {
+  if (!OneOf(c.source(), {"mnist", "idx", "csv", "npy", "synthetic"})) {
     return Bad(p, "source",
-               absl::StrCat("must be one of mnist, idx, csv, "
+               absl::StrCat("must be one of mnist, idx, csv, npy, "
                             "synthetic; got '",
                             c.source(), "'"));
   }
@@ -75,6 +75,16 @@ absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
   }
   if (c.source() == "csv" && c.csv_train_path().empty()) {
     return Bad(p, "csv_train_path", "is required for source 'csv'");
+  }
+  if (c.source() == "npy" &&
+      (c.npy_train_features().empty() || c.npy_train_labels().empty())) {
+    return Bad(p, "npy_train_features",
+               "and npy_train_labels are required for source 'npy'");
+  }
+  if (c.source() == "npy" &&
+      c.npy_test_features().empty() != c.npy_test_labels().empty()) {
+    return Bad(p, "npy_test_features",
+               "and npy_test_labels must be set together");
   }
   RETURN_IF_ERROR(AtLeast<int64_t>(p, "synthetic_train_examples",
                                    c.synthetic_train_examples(), 1));
