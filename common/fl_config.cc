@@ -45,10 +45,12 @@ bool OneOf(const std::string& v, std::initializer_list<const char*> options) {
 
 absl::Status ValidateModelConfig(const v1::ModelConfig& c,
                                  const std::string& p) {
-  if (!OneOf(c.architecture(), {"logreg", "2nn", "mlp", "cnn", "mobile_cnn"})) {
+  if (!OneOf(c.architecture(),
+             {"logreg", "2nn", "mlp", "cnn", "mobile_cnn", "mobilenet_v2",
+              "shufflenet_v2", "squeezenet"})) {
     return Bad(p, "architecture",
-               absl::StrCat("must be one of logreg, 2nn, mlp, cnn, mobile_cnn;"
-                            " got '",
+               absl::StrCat("must be one of logreg, 2nn, mlp, cnn, mobile_cnn,"
+                            " mobilenet_v2, shufflenet_v2, squeezenet; got '",
                             c.architecture(), "'"));
   }
   if (c.architecture() == "mlp" && c.hidden_units_size() == 0) {
@@ -57,7 +59,7 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& c,
   for (int h : c.hidden_units()) {
     RETURN_IF_ERROR(AtLeast(p, "hidden_units", h, 1));
   }
-  return absl::OkStatus();
+  return InRange(p, "width_multiplier", c.width_multiplier(), 0, 4, true);
 }
 
 absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
