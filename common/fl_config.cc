@@ -45,10 +45,12 @@ bool OneOf(const std::string& v, std::initializer_list<const char*> options) {
 
 absl::Status ValidateModelConfig(const v1::ModelConfig& c,
                                  const std::string& p) {
-  if (!OneOf(c.architecture(), {"logreg", "2nn", "mlp", "cnn", "mobile_cnn"})) {
+  if (!OneOf(c.architecture(),
+             {"logreg", "2nn", "mlp", "cnn", "mobile_cnn", "mobilenet_v2",
+              "shufflenet_v2", "squeezenet"})) {
     return Bad(p, "architecture",
-               absl::StrCat("must be one of logreg, 2nn, mlp, cnn, mobile_cnn;"
-                            " got '",
+               absl::StrCat("must be one of logreg, 2nn, mlp, cnn, mobile_cnn,"
+                            " mobilenet_v2, shufflenet_v2, squeezenet; got '",
                             c.architecture(), "'"));
   }
   if (c.architecture() == "mlp" && c.hidden_units_size() == 0) {
@@ -57,13 +59,13 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& c,
   for (int h : c.hidden_units()) {
     RETURN_IF_ERROR(AtLeast(p, "hidden_units", h, 1));
   }
-  return absl::OkStatus();
+  return InRange(p, "width_multiplier", c.width_multiplier(), 0, 4, true);
 }
 
 absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
-  if (!OneOf(c.source(), {"mnist", "idx", "csv", "synthetic"})) {
+  if (!OneOf(c.source(), {"mnist", "idx", "csv", "npy", "synthetic"})) {
     return Bad(p, "source",
-               absl::StrCat("must be one of mnist, idx, csv, "
+               absl::StrCat("must be one of mnist, idx, csv, npy, "
                             "synthetic; got '",
                             c.source(), "'"));
   }
@@ -75,6 +77,16 @@ absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
   }
   if (c.source() == "csv" && c.csv_train_path().empty()) {
     return Bad(p, "csv_train_path", "is required for source 'csv'");
+  }
+  if (c.source() == "npy" &&
+      (c.npy_train_features().empty() || c.npy_train_labels().empty())) {
+    return Bad(p, "npy_train_features",
+               "and npy_train_labels are required for source 'npy'");
+  }
+  if (c.source() == "npy" &&
+      c.npy_test_features().empty() != c.npy_test_labels().empty()) {
+    return Bad(p, "npy_test_features",
+               "and npy_test_labels must be set together");
   }
   RETURN_IF_ERROR(AtLeast<int64_t>(p, "synthetic_train_examples",
                                    c.synthetic_train_examples(), 1));

@@ -1,10 +1,12 @@
 #include "common/data/data_source.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -82,6 +84,35 @@ absl::StatusOr<LoadedData> LoadFiles(const v1::DataConfig& c, bool test_only) {
   return data;
 }
 
+// Source "npy": both splits share one num_classes (the larger inferred one)
+// and must have the same example shape.
+absl::StatusOr<LoadedData> LoadNpy(const v1::DataConfig& c, bool test_only) {
+  LoadedData data;
+  if (!test_only) {
+    ASSIGN_OR_RETURN(data.train,
+                     ReadNpy(c.npy_train_features(), c.npy_train_labels()));
+  }
+  if (!c.npy_test_features().empty()) {
+    ASSIGN_OR_RETURN(data.test,
+                     ReadNpy(c.npy_test_features(), c.npy_test_labels()));
+  }
+  if (!test_only && data.test.num_examples() > 0) {
+    if (data.test.example_shape != data.train.example_shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(c.npy_test_features(), ": examples of shape [",
+                       absl::StrJoin(data.test.example_shape, ", "), "] but ",
+                       c.npy_train_features(), " has examples of shape [",
+                       absl::StrJoin(data.train.example_shape, ", "), "]"));
+    }
+    const int classes = std::max(data.train.num_classes, data.test.num_classes);
+    data.train.num_classes = data.test.num_classes = classes;
+  }
+  data.description = absl::StrCat(
+      "NumPy data from '",
+      test_only ? c.npy_test_features() : c.npy_train_features(), "'");
+  return data;
+}
+
 Dataset Truncate(Dataset d, int64_t max_examples) {
   if (max_examples <= 0 || d.num_examples() <= max_examples) return d;
   std::vector<int64_t> first(max_examples);
@@ -130,6 +161,8 @@ absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config,
     data = LoadSynthetic(config, test_only);
   } else if (config.source() == "mnist") {
     data = LoadMnist(config, test_only);
+  } else if (config.source() == "npy") {
+    data = LoadNpy(config, test_only);
   } else {
     data = LoadFiles(config, test_only);
   }

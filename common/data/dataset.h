@@ -1,6 +1,7 @@
 // Datasets for training and evaluation, without LibTorch: readers for IDX
-// files (MNIST, gzipped or not) and numeric CSV, a seeded synthetic
-// classification generator, and row subsets (for a client's partition).
+// files (MNIST, gzipped or not), numeric CSV and NumPy .npy, a seeded
+// synthetic classification generator, and row subsets (for a client's
+// partition).
 //
 // A Dataset is a plain value: float features, row-major, plus int64 labels.
 // The ML layer converts it to tensors at its edge. Every reader treats its
@@ -126,6 +127,56 @@ absl::StatusOr<Dataset> ParseCsv(absl::string_view text,
 // and ParseCsv's.
 absl::StatusOr<Dataset> ReadCsv(const std::string& path,
                                 const CsvOptions& options = {});
+
+// ---------------------------------------------------------------------------
+// NumPy .npy (format versions 1.0, 2.0 and 3.0)
+//
+// A features file and a labels file, as written by numpy.save. Features are
+// an array [N, ...]: float32 ('<f4') and float64 ('<f8') values are kept as
+// they are (and must be finite and, for float64, within float32 range),
+// uint8 ('|u1') values are scaled to [0, 1] (value / 255) like IDX images,
+// and other integer dtypes (int8/16/32/64, uint16/32/64) are kept as their
+// values. One example has shape [...]: [N, H, W] gives [1, H, W], [N, C, H,
+// W] gives [C, H, W], [N, D] gives [D] and [N] gives [1]. Image arrays must
+// be channels-first (NCHW): transpose NHWC arrays before saving.
+// Labels are an array [N] (or [N, 1]) of any integer dtype, or a float
+// dtype holding integral values. Big-endian dtypes ('>f4') are converted;
+// fortran_order arrays are transposed to row-major order. Structured
+// dtypes, complex, bool, float16 and object arrays are refused.
+
+// Largest (decompressed) .npy file, and largest header, the readers accept.
+// (NumPy itself refuses headers over 10000 bytes unless told otherwise.)
+inline constexpr int64_t kMaxNpyBytes = int64_t{1} << 30;  // 1 GiB
+inline constexpr int64_t kMaxNpyHeaderBytes = int64_t{1} << 16;
+// Most dimensions an .npy array may have (NumPy 2's limit).
+inline constexpr int kMaxNpyDims = 64;
+
+// Parses in-memory, already decompressed .npy bytes of features and labels.
+// Keeps the first `max_examples` examples (-1: all); the headers, sizes and
+// every label are validated either way (feature values only where they are
+// converted). num_classes = 0 infers the number of classes as max label + 1;
+// a positive num_classes requires every label to lie in [0, num_classes).
+// Returns INVALID_ARGUMENT for a short file, a wrong magic string, an
+// unsupported format version, an over-long or malformed header dictionary
+// (missing, unknown or repeated keys, a bad descr, fortran_order or shape),
+// an unsupported dtype, a shape whose data is larger than kMaxNpyBytes or
+// does not match the bytes that follow the header, no examples or a zero
+// example dimension, a non-finite feature, labels that are not [N] or [N, 1],
+// a label that is negative, not integral or out of range, differing example
+// and label counts, or a bad max_examples or num_classes. Messages start
+// with `features_name` or `labels_name`.
+absl::StatusOr<Dataset> ParseNpy(absl::string_view features_bytes,
+                                 absl::string_view labels_bytes,
+                                 int64_t max_examples = -1, int num_classes = 0,
+                                 absl::string_view features_name = "features",
+                                 absl::string_view labels_name = "labels");
+
+// Reads a features .npy file and a labels .npy file (each gzipped or not)
+// and parses them as ParseNpy does. Returns ReadFileMaybeGzipped's errors
+// (with max_bytes = kMaxNpyBytes) and ParseNpy's, each naming the file.
+absl::StatusOr<Dataset> ReadNpy(const std::string& features_path,
+                                const std::string& labels_path,
+                                int64_t max_examples = -1, int num_classes = 0);
 
 // ---------------------------------------------------------------------------
 // Synthetic data

@@ -1,9 +1,10 @@
 #include "common/ml/model_init.h"
 
 #include <cmath>
+#include <string>
+#include <vector>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "common/ml/model_cost.h"
 #include "common/random.h"
 #include "common/status_macros.h"
 
@@ -73,59 +74,25 @@ class Builder {
   std::vector<TensorBuffer> params_, buffers_;
 };
 
-absl::Status Mlp(Builder& b, int64_t in, const std::vector<int64_t>& hidden,
-                 int64_t out) {
-  int64_t prev = in;
-  for (size_t i = 0; i <= hidden.size(); ++i) {
-    const int64_t next = i < hidden.size() ? hidden[i] : out;
-    RETURN_IF_ERROR(b.Linear(absl::StrCat("fc", i + 1), prev, next));
-    prev = next;
+absl::Status Add(Builder& b, const ModelLayer& layer) {
+  switch (layer.kind) {
+    case ModelLayer::Kind::kLinear:
+      return b.Linear(layer.name, layer.in, layer.out);
+    case ModelLayer::Kind::kConv:
+      return b.Conv(layer.name, layer.in, layer.out, layer.kernel, layer.groups,
+                    layer.bias);
+    case ModelLayer::Kind::kBatchNorm:
+      return b.BatchNorm(layer.name, layer.out);
   }
-  return absl::OkStatus();
-}
-
-absl::Status FedAvgCnn(Builder& b, const ModelSpec& s) {
-  const auto& in = s.input_shape;
-  RETURN_IF_ERROR(b.Conv("conv1", in[0], 32, 5, 1, true));
-  RETURN_IF_ERROR(b.Conv("conv2", 32, 64, 5, 1, true));
-  RETURN_IF_ERROR(b.Linear("fc1", (in[1] / 4) * (in[2] / 4) * 64, 512));
-  return b.Linear("fc2", 512, s.num_classes);
-}
-
-absl::Status MobileCnn(Builder& b, const ModelSpec& s) {
-  RETURN_IF_ERROR(b.Conv("stem", s.input_shape[0], 16, 3, 1, false));
-  RETURN_IF_ERROR(b.BatchNorm("stem_bn", 16));
-  const int64_t widths[] = {16, 32, 64, 128};
-  for (int i = 0; i < 3; ++i) {
-    const std::string dw = absl::StrCat("dw", i + 1);
-    const std::string pw = absl::StrCat("pw", i + 1);
-    RETURN_IF_ERROR(b.Conv(dw, widths[i], widths[i], 3, widths[i], false));
-    RETURN_IF_ERROR(b.BatchNorm(dw + "_bn", widths[i]));
-    RETURN_IF_ERROR(b.Conv(pw, widths[i], widths[i + 1], 1, 1, false));
-    RETURN_IF_ERROR(b.BatchNorm(pw + "_bn", widths[i + 1]));
-  }
-  return b.Linear("fc", 128, s.num_classes);
+  return absl::InternalError("unknown layer kind");
 }
 
 }  // namespace
 
 absl::StatusOr<ModelState> InitialModelState(const ModelSpec& spec) {
-  RETURN_IF_ERROR(CheckModelSpec(spec));
+  ASSIGN_OR_RETURN(const std::vector<ModelLayer> layers, ModelLayers(spec));
   Builder b(MixSeed({spec.init_seed, 0x1417}));
-  int64_t in = 1;
-  for (int64_t d : spec.input_shape) in *= d;
-  const std::string& arch = spec.architecture;
-  if (arch == "logreg") {
-    RETURN_IF_ERROR(Mlp(b, in, {}, spec.num_classes));
-  } else if (arch == "2nn") {
-    RETURN_IF_ERROR(Mlp(b, in, {200, 200}, spec.num_classes));
-  } else if (arch == "mlp") {
-    RETURN_IF_ERROR(Mlp(b, in, spec.hidden_units, spec.num_classes));
-  } else if (arch == "cnn") {
-    RETURN_IF_ERROR(FedAvgCnn(b, spec));
-  } else {
-    RETURN_IF_ERROR(MobileCnn(b, spec));
-  }
+  for (const ModelLayer& layer : layers) RETURN_IF_ERROR(Add(b, layer));
   return b.Finish();
 }
 

@@ -9,9 +9,31 @@
 //                (1,663,370 parameters on MNIST)
 //   "mobile_cnn" a small depthwise-separable CNN for constrained devices
 //
+// Three lightweight image networks for [C, H, W] input with H, W >= 8, cut
+// down for 28x28 to 32x32 images (three stride-2 steps, no stride-2 stem);
+// ModelSpec::width_multiplier scales their channels. Layouts are in
+// model_spec.h; sizes at width 1 on 1x28x28 / 3x32x32 input, with 10
+// classes (MACs: multiply-accumulates per example, see model_cost.h):
+//   "mobilenet_v2"  MobileNetV2 (Sandler et al. 2018): inverted residual
+//                   blocks (1x1 expansion, depthwise 3x3, linear 1x1
+//                   bottleneck), BatchNorm, ReLU6. 231,434 / 232,010
+//                   parameters, 9.5M / 12.2M MACs.
+//   "shufflenet_v2" ShuffleNet V2 (Ma et al. 2018): channel split, channel
+//                   shuffle, stride-2 units with both branches, BatchNorm.
+//                   183,082 / 183,514 parameters, 5.3M / 6.7M MACs.
+//   "squeezenet"    SqueezeNet 1.1 (Iandola et al. 2016): fire modules
+//                   (squeeze 1x1, expand 1x1 and 3x3, concatenated), a 1x1
+//                   classifier and global average pooling. Adds BatchNorm
+//                   after each convolution but the classifier (the original
+//                   has none and did not train at usual learning rates
+//                   here). 420,202 / 421,354 parameters, 14.5M / 18.6M MACs.
+// Dropout is left out of all three.
+//
 // Every network maps a float batch [N, C, H, W] to logits [N, num_classes];
 // MLPs flatten their input. A Net is a torch::nn::Module; one instance is not
-// thread-safe (give each thread its own).
+// thread-safe (give each thread its own). Its tensors are exactly those of
+// InitialModelState (model_init.h), which builds them without LibTorch from
+// the same layer list (model_cost.h).
 #ifndef FEDGE_COMMON_ML_MODEL_ZOO_H_
 #define FEDGE_COMMON_ML_MODEL_ZOO_H_
 

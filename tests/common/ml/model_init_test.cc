@@ -2,8 +2,11 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/ml/model_zoo.h"
 #include "common/ml/torch_converters.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace fedge::ml {
@@ -16,19 +19,62 @@ ModelSpec Spec(const std::string& arch) {
   return spec;
 }
 
+void ExpectSameSchemaAsLibTorch(const ModelSpec& spec) {
+  const std::string what = absl::StrCat(spec.architecture, " [",
+                                        absl::StrJoin(spec.input_shape, ","),
+                                        "] x", spec.width_multiplier);
+  auto init = InitialModelState(spec);
+  ASSERT_TRUE(init.ok()) << what << ": " << init.status();
+  auto net = BuildModel(spec);
+  ASSERT_TRUE(net.ok()) << what << ": " << net.status();
+  auto exported = ExportState(**net);
+  ASSERT_TRUE(exported.ok());
+  EXPECT_TRUE(CheckSameSchema(*exported, *init).ok())
+      << what << ": " << CheckSameSchema(*exported, *init);
+  // Same names in the same order (CheckSameSchema also checks dtypes and
+  // shapes).
+  ASSERT_EQ(exported->size(), init->size()) << what;
+  for (size_t i = 0; i < init->size(); ++i) {
+    EXPECT_EQ(exported->tensor(i).name(), init->tensor(i).name()) << what;
+  }
+  // And LibTorch accepts it.
+  EXPECT_TRUE(ImportState(*init, **net).ok()) << what;
+}
+
 TEST(ModelInitTest, Schema_MatchesLibTorchExportForEveryArchitecture) {
   for (const std::string& arch : ZooNames()) {
-    auto init = InitialModelState(Spec(arch));
-    ASSERT_TRUE(init.ok()) << arch << ": " << init.status();
-    auto net = BuildModel(Spec(arch));
-    ASSERT_TRUE(net.ok());
-    auto exported = ExportState(**net);
-    ASSERT_TRUE(exported.ok());
-    EXPECT_TRUE(CheckSameSchema(*exported, *init).ok())
-        << arch << ": " << CheckSameSchema(*exported, *init);
-    // And LibTorch accepts it.
-    EXPECT_TRUE(ImportState(*init, **net).ok()) << arch;
+    ExpectSameSchemaAsLibTorch(Spec(arch));
+    ModelSpec cifar = Spec(arch);
+    cifar.input_shape = {3, 32, 32};
+    cifar.num_classes = 7;
+    ExpectSameSchemaAsLibTorch(cifar);
   }
+}
+
+TEST(ModelInitTest, Schema_MatchesLibTorchAtOtherWidthsAndSizes) {
+  for (const std::string arch :
+       {"mobilenet_v2", "shufflenet_v2", "squeezenet"}) {
+    for (double width : {0.25, 0.5, 1.5, 2.0}) {
+      ModelSpec spec = Spec(arch);
+      spec.width_multiplier = width;
+      spec.input_shape = {2, 8, 11};
+      ExpectSameSchemaAsLibTorch(spec);
+    }
+  }
+}
+
+TEST(ModelInitTest, BatchNorm_InLightweightModels) {
+  auto mobilenet = InitialModelState(Spec("mobilenet_v2"));
+  auto shufflenet = InitialModelState(Spec("shufflenet_v2"));
+  auto squeezenet = InitialModelState(Spec("squeezenet"));
+  ASSERT_TRUE(mobilenet.ok() && shufflenet.ok() && squeezenet.ok());
+  EXPECT_NE(mobilenet->Find("block2.expand_bn.running_var"), nullptr);
+  EXPECT_EQ(mobilenet->Find("block1.expand.weight"), nullptr);  // t = 1
+  EXPECT_NE(shufflenet->Find("unit1.branch1_dw_bn.weight"), nullptr);
+  EXPECT_EQ(shufflenet->Find("unit2.branch1_dw.weight"), nullptr);  // stride 1
+  EXPECT_NE(squeezenet->Find("fire1.expand3x3_bn.running_mean"), nullptr);
+  EXPECT_EQ(squeezenet->Find("fire1.expand3x3.bias"), nullptr);
+  EXPECT_NE(squeezenet->Find("classifier.bias"), nullptr);
 }
 
 TEST(ModelInitTest, Values_FollowPyTorchDefaultBounds) {
