@@ -1,0 +1,1148 @@
+// The coordinator's core, driven directly (no gRPC) with a FakeClock: what
+// the gRPC adapters and the agents would do, call by call.
+#include "server/coordinator.h"
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/local_trainer.h"
+#include "common/model_codec.h"
+#include "common/sha256.h"
+#include "common/strategy.h"
+#include "common/tensor_buffer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/checkpoint_store.h"
+
+namespace fedge {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::FloatEq;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+constexpr absl::StatusCode kInvalidArgument =
+    absl::StatusCode::kInvalidArgument;
+constexpr absl::StatusCode kAborted = absl::StatusCode::kAborted;
+constexpr absl::StatusCode kAlreadyExists = absl::StatusCode::kAlreadyExists;
+constexpr absl::StatusCode kUnauthenticated =
+    absl::StatusCode::kUnauthenticated;
+constexpr absl::StatusCode kUnavailable = absl::StatusCode::kUnavailable;
+constexpr absl::StatusCode kNotFound = absl::StatusCode::kNotFound;
+constexpr absl::StatusCode kFailedPrecondition =
+    absl::StatusCode::kFailedPrecondition;
+
+// Ticks until the published model version is `version`. A new model is
+// published only once its checkpoint is durable, which a background thread
+// writes in milliseconds: the wait is bounded by a number of ticks, not by
+// time.
+constexpr int kMaxTicks = 2'000'000;
+
+// ---------------------------------------------------------------------------
+// Models and updates.
+
+TensorBuffer Floats(const std::string& name, std::vector<float> values) {
+  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats(
+      name, {static_cast<int64_t>(values.size())}, values);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return std::move(t).value();
+}
+
+// float32 "w" [2], int64 "count" [1], float32 "b" [1].
+ModelState Model(float w0, float w1, float b, int64_t count = 0) {
+  ModelState m;
+  m.Add(Floats("w", {w0, w1}));
+  TensorBuffer c = *TensorBuffer::Zeros("count", DType::kInt64, {1});
+  c.mutable_int64s()[0] = count;
+  m.Add(std::move(c));
+  m.Add(Floats("b", {b}));
+  return m;
+}
+
+std::vector<float> Values(const ModelState& m, const std::string& name) {
+  const TensorBuffer* t = m.Find(name);
+  EXPECT_NE(t, nullptr) << name;
+  if (t == nullptr) return {};
+  return std::vector<float>(t->floats().begin(), t->floats().end());
+}
+
+// A SCAFFOLD update: the delta, then its control-variate delta.
+ModelState WithDc(const ModelState& delta, float w0, float w1, float b) {
+  ModelState u = delta.Clone();
+  u.Add(Floats("scaffold.dc/w", {w0, w1}));
+  u.Add(Floats("scaffold.dc/b", {b}));
+  return u;
+}
+
+// An evaluator that returns fixed metrics and records what it saw.
+class FakeEvaluator : public LocalTrainer {
+ public:
+  struct Calls {
+    absl::Mutex mu;
+    std::vector<std::string> models ABSL_GUARDED_BY(mu);  // Encoded.
+  };
+  explicit FakeEvaluator(std::shared_ptr<Calls> calls)
+      : calls_(std::move(calls)) {}
+  absl::StatusOr<TrainOutput> Train(const ModelState&, const TrainPlan&,
+                                    absl::Span<const int64_t>) override {
+    return absl::UnimplementedError("an evaluator does not train");
+  }
+  absl::StatusOr<EvalMetrics> Evaluate(const ModelState& weights) override {
+    absl::MutexLock lock(&calls_->mu);
+    calls_->models.push_back(EncodeModel(weights));
+    return EvalMetrics{100, 0.5, 0.75};
+  }
+
+ private:
+  std::shared_ptr<Calls> calls_;
+};
+
+// ---------------------------------------------------------------------------
+// The agents' side of the protocol.
+
+struct Agent {
+  std::string id;
+  std::string token;
+};
+
+// What an upload says about itself; the overrides make malformed ones.
+// Set fields with the chained setters: Sub().set_round(2).
+struct Submission {
+  int64_t round = 1;
+  int64_t base_version = 0;
+  std::string upload_id;  // Empty: "<agent>-<round>".
+  int64_t num_examples = 10;
+  int64_t num_steps = 1;
+  double loss = 0;
+  double train_seconds = 0;
+  std::optional<int64_t> total_size_bytes;
+  std::optional<std::string> sha256;
+  std::optional<size_t> bytes_sent;  // Fewer bytes than encoded.
+
+  Submission& set_round(int64_t v) {
+    round = v;
+    return *this;
+  }
+  Submission& set_base_version(int64_t v) {
+    base_version = v;
+    return *this;
+  }
+  Submission& set_upload_id(std::string v) {
+    upload_id = std::move(v);
+    return *this;
+  }
+  Submission& set_num_examples(int64_t v) {
+    num_examples = v;
+    return *this;
+  }
+  Submission& set_loss(double v) {
+    loss = v;
+    return *this;
+  }
+  Submission& set_train_seconds(double v) {
+    train_seconds = v;
+    return *this;
+  }
+  Submission& set_total_size_bytes(int64_t v) {
+    total_size_bytes = v;
+    return *this;
+  }
+  Submission& set_sha256(std::string v) {
+    sha256 = std::move(v);
+    return *this;
+  }
+  Submission& set_bytes_sent(size_t v) {
+    bytes_sent = v;
+    return *this;
+  }
+};
+Submission Sub() { return Submission(); }
+
+v1::UpdateMetadata Metadata(const Agent& agent, const std::string& bytes,
+                            const Submission& s) {
+  v1::UpdateMetadata m;
+  m.set_session_token(agent.token);
+  m.set_round(s.round);
+  m.set_base_version(s.base_version);
+  m.set_upload_id(s.upload_id.empty() ? absl::StrCat(agent.id, "-", s.round)
+                                      : s.upload_id);
+  m.set_num_examples(s.num_examples);
+  m.set_num_steps(s.num_steps);
+  m.mutable_metrics()->set_loss(s.loss);
+  m.mutable_metrics()->set_train_seconds(s.train_seconds);
+  m.set_total_size_bytes(s.total_size_bytes.value_or(bytes.size()));
+  m.set_sha256(s.sha256.value_or(ToHex(Sha256Of(bytes))));
+  return m;
+}
+
+// BeginUpload; with free upload slots the callback runs at once.
+absl::StatusOr<std::unique_ptr<Upload>> Begin(Coordinator& c,
+                                              const Agent& agent,
+                                              const std::string& bytes,
+                                              const Submission& s) {
+  std::optional<absl::StatusOr<std::unique_ptr<Upload>>> got;
+  c.BeginUpload(Metadata(agent, bytes, s),
+                [&got](absl::StatusOr<std::unique_ptr<Upload>> upload) {
+                  got = std::move(upload);
+                });
+  if (!got.has_value()) return absl::InternalError("no upload slot");
+  return *std::move(got);
+}
+
+// Feeds `bytes` in small chunks, then FinishUpload.
+absl::StatusOr<v1::SubmitUpdateResponse> Complete(
+    Coordinator& c, std::unique_ptr<Upload> upload, absl::string_view bytes) {
+  for (size_t at = 0; at < bytes.size(); at += 7) {
+    absl::Status fed = c.FeedUpload(*upload, bytes.substr(at, 7));
+    if (!fed.ok()) return fed;
+  }
+  return c.FinishUpload(std::move(upload));
+}
+
+absl::StatusOr<v1::SubmitUpdateResponse> Submit(Coordinator& c,
+                                                const Agent& agent,
+                                                const ModelState& update,
+                                                const Submission& s) {
+  const std::string bytes = EncodeModel(update);
+  absl::StatusOr<std::unique_ptr<Upload>> upload = Begin(c, agent, bytes, s);
+  if (!upload.ok()) return upload.status();
+  return Complete(
+      c, *std::move(upload),
+      absl::string_view(bytes).substr(0, s.bytes_sent.value_or(bytes.size())));
+}
+
+absl::StatusOr<v1::PollResponse> PollNow(Coordinator& c, const Agent& agent) {
+  v1::PollRequest request;
+  request.set_session_token(agent.token);
+  request.set_no_wait(true);
+  std::optional<absl::StatusOr<v1::PollResponse>> got;
+  c.Poll(request, [&got](absl::StatusOr<v1::PollResponse> response) {
+    got = std::move(response);
+  });
+  EXPECT_TRUE(got.has_value()) << "a no_wait poll is answered at once";
+  if (!got.has_value()) return absl::InternalError("not answered");
+  return *std::move(got);
+}
+
+// A long poll that may be parked: counts its answers.
+struct ParkedPoll {
+  absl::Mutex mu;
+  int answers ABSL_GUARDED_BY(mu) = 0;
+  std::optional<absl::StatusOr<v1::PollResponse>> response ABSL_GUARDED_BY(mu);
+
+  void Start(Coordinator& c, const Agent& agent) {
+    v1::PollRequest request;
+    request.set_session_token(agent.token);
+    c.Poll(request, [this](absl::StatusOr<v1::PollResponse> r) {
+      absl::MutexLock lock(&mu);
+      ++answers;
+      response = std::move(r);
+    });
+  }
+  int num_answers() {
+    absl::MutexLock lock(&mu);
+    return answers;
+  }
+  absl::StatusOr<v1::PollResponse> last() {
+    absl::MutexLock lock(&mu);
+    return response.value_or(absl::InternalError("not answered"));
+  }
+};
+
+// ---------------------------------------------------------------------------
+// The fixture: a fresh state directory and a FakeClock per test.
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root_ = fs::path(::testing::TempDir()) /
+            absl::StrCat("coordinator_", info->name(), "_", getpid());
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  std::string StateDir(const std::string& name = "state") const {
+    return (root_ / name).string();
+  }
+
+  // Every joined agent trains (fraction 1); rounds start with 2 agents and
+  // close at their 10 s deadline with 1 result; nobody times out unless a
+  // test says so.
+  v1::CoordinatorConfig Config(const std::string& strategy = "fedavg") const {
+    v1::CoordinatorConfig c;
+    c.set_state_dir(StateDir());
+    c.set_rounds(3);
+    c.set_seed(11);
+    c.set_heartbeat_interval_ms(1000);
+    c.set_agent_timeout_ms(600000);
+    c.set_poll_wait_ms(1000);
+    v1::StrategyConfig* s = c.mutable_strategy();
+    s->set_name(strategy);
+    s->set_fraction(1.0);
+    s->set_min_available_agents(2);
+    s->set_min_fit_agents(1);
+    s->set_round_deadline_ms(10000);
+    v1::TrainPlanConfig* t = c.mutable_train();
+    t->set_epochs(2);
+    t->set_batch_size(16);
+    t->set_learning_rate(0.05);
+    return c;
+  }
+
+  std::unique_ptr<Coordinator> Make(
+      const v1::CoordinatorConfig& config,
+      std::unique_ptr<LocalTrainer> evaluator = nullptr) {
+    absl::StatusOr<std::unique_ptr<Coordinator>> c =
+        Create(config, std::move(evaluator));
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  absl::StatusOr<std::unique_ptr<Coordinator>> Create(
+      const v1::CoordinatorConfig& config,
+      std::unique_ptr<LocalTrainer> evaluator = nullptr) {
+    CoordinatorOptions o;
+    o.config = config;
+    o.model_spec.set_architecture("logreg");
+    o.initial_model = Model(1, 2, 0.5f);
+    o.evaluator = std::move(evaluator);
+    o.clock = &clock_;
+    return Coordinator::Create(std::move(o));
+  }
+
+  Agent Join(Coordinator& c, const std::string& id, int64_t num_examples = 10,
+             const std::string& device_class = "") {
+    v1::JoinRequest request;
+    request.set_agent_id(id);
+    request.set_num_examples(num_examples);
+    request.set_device_class(device_class);
+    absl::StatusOr<v1::JoinResponse> r = c.Join(request, "");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return {id, r.ok() ? r->session_token() : ""};
+  }
+
+  void Tick(Coordinator& c) { EXPECT_EQ(c.Tick(), absl::OkStatus()); }
+
+  bool TickUntilVersion(Coordinator& c, int64_t version) {
+    for (int i = 0; i < kMaxTicks; ++i) {
+      if (c.GetStatus().model_version() == version) return true;
+      EXPECT_EQ(c.Tick(), absl::OkStatus());
+      std::this_thread::yield();
+    }
+    return c.GetStatus().model_version() == version;
+  }
+
+  // The task of a selected agent.
+  v1::TrainTask TaskOf(Coordinator& c, const Agent& agent) {
+    absl::StatusOr<v1::PollResponse> r = PollNow(c, agent);
+    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r.ok() && r->has_train()) << agent.id;
+    return r.ok() ? r->train() : v1::TrainTask();
+  }
+
+  std::vector<std::vector<std::string>> History() const {
+    std::ifstream in(StateDir() + "/history.csv");
+    std::vector<std::vector<std::string>> lines;
+    std::string line;
+    while (std::getline(in, line)) {
+      lines.push_back(absl::StrSplit(line, ','));
+    }
+    return lines;
+  }
+
+  std::string CheckpointPath(int64_t version,
+                             const std::string& state = "state") const {
+    char name[32];
+    std::snprintf(name, sizeof(name), "ckpt-%08lld.fedge",
+                  static_cast<long long>(version));
+    return (root_ / state / "checkpoints" / name).string();
+  }
+
+  FakeClock clock_;
+  fs::path root_;
+};
+
+// ---------------------------------------------------------------------------
+// Joining and polling.
+
+TEST_F(CoordinatorTest, Join_GivesASession) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  v1::JoinRequest request;
+  request.set_agent_id("a");
+  absl::StatusOr<v1::JoinResponse> first = c->Join(request, "");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->agent_id(), "a");
+  EXPECT_FALSE(first->session_token().empty());
+  EXPECT_EQ(first->heartbeat_interval_ms(), 1000);
+  EXPECT_EQ(first->model().architecture(), "logreg");
+  EXPECT_EQ(first->partition_index(), -1);  // No simulation mode.
+  // A second join of the same agent gets another session; both work.
+  absl::StatusOr<v1::JoinResponse> again = c->Join(request, "");
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->session_token(), first->session_token());
+  EXPECT_TRUE(PollNow(*c, {"a", first->session_token()}).ok());
+  EXPECT_EQ(c->GetStatus().num_agents(), 1);
+  // A verified identity overrides the id the agent chose.
+  absl::StatusOr<v1::JoinResponse> cert = c->Join(request, "cert-name");
+  ASSERT_TRUE(cert.ok());
+  EXPECT_EQ(cert->agent_id(), "cert-name");
+
+  request.set_agent_id("");
+  EXPECT_EQ(c->Join(request, "").status().code(), kInvalidArgument);
+  EXPECT_EQ(PollNow(*c, {"x", "no-such-token"}).status().code(),
+            kUnauthenticated);
+  v1::HeartbeatRequest hb;
+  hb.set_session_token("no-such-token");
+  EXPECT_EQ(c->Heartbeat(hb).code(), kUnauthenticated);
+}
+
+TEST_F(CoordinatorTest, Poll_GetsTaskWithPlan_OnceMinAvailableJoined) {
+  v1::CoordinatorConfig config = Config();
+  v1::DeviceClassPlanConfig* slow =
+      config.mutable_strategy()->add_device_plans();
+  slow->set_device_class("slow");
+  slow->set_epochs(1);
+  slow->set_max_steps(5);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a", 10, "slow");
+  Tick(*c);
+  absl::StatusOr<v1::PollResponse> wait = PollNow(*c, a);
+  ASSERT_TRUE(wait.ok()) << wait.status();
+  EXPECT_FALSE(wait->has_train());  // 1 of min_available_agents = 2.
+  EXPECT_EQ(wait->action_case(), v1::PollResponse::kWaitRetryAfterMs);
+  EXPECT_EQ(wait->latest_model_version(), 0);
+
+  const Agent b = Join(*c, "b", 30);
+  Tick(*c);
+  EXPECT_EQ(c->GetStatus().state(), "IN_PROGRESS");
+  EXPECT_EQ(c->GetStatus().num_selected(), 2);
+  v1::TrainTask ta = TaskOf(*c, a);
+  v1::TrainTask tb = TaskOf(*c, b);
+  EXPECT_EQ(ta.round(), 1);
+  EXPECT_EQ(ta.model_version(), 0);
+  EXPECT_EQ(ta.model_sha256(), c->latest_model()->sha256_hex);
+  EXPECT_EQ(ta.model_size_bytes(), EncodedSize(Model(1, 2, 0.5f)));
+  EXPECT_EQ(ta.deadline_remaining_ms(), 10000);
+  EXPECT_EQ(ta.client_algorithm(), "");
+  // The strategy's plans: the config's, the agent's seed, its class.
+  EXPECT_EQ(ta.plan().seed(), AgentPlanSeed(11, 1, "a"));
+  EXPECT_EQ(tb.plan().seed(), AgentPlanSeed(11, 1, "b"));
+  EXPECT_EQ(ta.plan().epochs(), 1);
+  EXPECT_EQ(ta.plan().max_steps(), 5);
+  EXPECT_EQ(tb.plan().epochs(), 2);
+  EXPECT_EQ(tb.plan().max_steps(), 0);
+  EXPECT_EQ(tb.plan().batch_size(), 16);
+  EXPECT_DOUBLE_EQ(tb.plan().learning_rate(), 0.05);
+  // The deadline counts down with the clock.
+  clock_.Advance(absl::Seconds(4));
+  EXPECT_EQ(TaskOf(*c, a).deadline_remaining_ms(), 6000);
+}
+
+TEST_F(CoordinatorTest, ParkedPoll_AnsweredWithTheTask_OrWaitAfterPollWait) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a");
+  ParkedPoll parked;
+  parked.Start(*c, a);
+  Tick(*c);
+  EXPECT_EQ(parked.num_answers(), 0);  // Parked: no round yet.
+  const Agent b = Join(*c, "b");
+  Tick(*c);  // Round 1 starts: the parked poll gets its task.
+  ASSERT_EQ(parked.num_answers(), 1);
+  ASSERT_TRUE(parked.last().ok());
+  EXPECT_TRUE(parked.last()->has_train());
+  EXPECT_EQ(parked.last()->train().round(), 1);
+
+  // b reports; a poll of b then waits, and expires after poll_wait_ms.
+  ASSERT_TRUE(Submit(*c, b, Model(0, 0, 0), Sub()).ok());
+  ParkedPoll idle;
+  idle.Start(*c, b);
+  Tick(*c);
+  EXPECT_EQ(idle.num_answers(), 0);
+  clock_.Advance(absl::Milliseconds(999));
+  Tick(*c);
+  EXPECT_EQ(idle.num_answers(), 0);
+  clock_.Advance(absl::Milliseconds(1));
+  Tick(*c);
+  ASSERT_EQ(idle.num_answers(), 1);
+  ASSERT_TRUE(idle.last().ok());
+  EXPECT_EQ(idle.last()->action_case(), v1::PollResponse::kWaitRetryAfterMs);
+}
+
+// ---------------------------------------------------------------------------
+// Rounds.
+
+TEST_F(CoordinatorTest, AllSelectedReport_RoundClosed_NextVersionPublished) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(
+      Submit(*c, a, Model(1, 0, 2, 5),
+             Sub().set_num_examples(10).set_loss(2).set_train_seconds(3))
+          .ok());
+  EXPECT_EQ(c->GetStatus().num_reported(), 1);
+  ASSERT_TRUE(
+      Submit(*c, b, Model(4, 3, -1, 7),
+             Sub().set_num_examples(30).set_loss(1).set_train_seconds(5))
+          .ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+
+  // (10 [1, 0 | 2] + 30 [4, 3 | -1]) / 40 = [3.25, 2.25 | -0.25].
+  std::shared_ptr<const PublishedModel> v1 = c->latest_model();
+  EXPECT_EQ(v1->version, 1);
+  EXPECT_THAT(Values(v1->model, "w"), ElementsAre(FloatEq(4.25f), 4.25f));
+  EXPECT_THAT(Values(v1->model, "b"), ElementsAre(FloatEq(0.25f)));
+  EXPECT_EQ(v1->model.Find("count")->int64s()[0], 7);
+  EXPECT_EQ(v1->sha256_hex, ToHex(ModelDigest(v1->model)));
+  EXPECT_FALSE(v1->with_extras.has_value());
+
+  // Published only once durable: its checkpoint is on disk.
+  absl::StatusOr<Checkpoint> ckpt =
+      CheckpointStore::ReadFile(CheckpointPath(1));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  EXPECT_EQ(ckpt->model_version, 1);
+  EXPECT_EQ(ckpt->next_round, 2);
+  EXPECT_EQ(ckpt->completed_rounds, 1);
+  EXPECT_EQ(EncodeModel(ckpt->model), EncodeModel(v1->model));
+  v1::CoordinatorCheckpointExtra extra;
+  ASSERT_TRUE(extra.ParseFromString(ckpt->extra));
+  EXPECT_EQ(extra.strategy_name(), "fedavg");
+  EXPECT_EQ(extra.strategy_state(), "");
+
+  // Agents fetch the new version; the old one is gone.
+  v1::FetchModelRequest fetch;
+  fetch.set_session_token(a.token);
+  fetch.set_version(-1);
+  absl::StatusOr<std::shared_ptr<const PublishedModel>> got =
+      c->GetModel(fetch);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ((*got)->version, 1);
+  fetch.set_version(0);
+  EXPECT_EQ(c->GetModel(fetch).status().code(), kNotFound);
+
+  // Round 2 started from version 1.
+  EXPECT_EQ(c->GetStatus().current_round(), 2);
+  EXPECT_EQ(TaskOf(*c, a).model_version(), 1);
+
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  v1::ListRoundsResponse rounds = c->ListRounds();
+  ASSERT_THAT(rounds.rounds(), SizeIs(1));
+  EXPECT_TRUE(rounds.rounds(0).completed());
+  EXPECT_EQ(rounds.rounds(0).num_agents(), 2);
+  EXPECT_EQ(rounds.rounds(0).num_examples(), 40);
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(2));
+  EXPECT_EQ(history[0][0], "round");
+  EXPECT_EQ(history[0][4], "train_loss");
+  EXPECT_EQ(history[1][0], "1");  // round
+  EXPECT_EQ(history[1][1], "2");  // num_agents
+  EXPECT_EQ(history[1][2], "0");  // num_failed
+  EXPECT_EQ(history[1][3], "40");
+  EXPECT_DOUBLE_EQ(std::stod(history[1][4]), (10 * 2.0 + 30 * 1.0) / 40);
+  EXPECT_DOUBLE_EQ(std::stod(history[1][8]), 5.0);  // Slowest agent.
+}
+
+TEST_F(CoordinatorTest, LastRound_PollSaysFinished) {
+  v1::CoordinatorConfig config = Config();
+  config.set_rounds(1);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_TRUE(c->done());
+  EXPECT_EQ(c->GetStatus().state(), "DONE");
+  absl::StatusOr<v1::PollResponse> r = PollNow(*c, a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->finished());
+  EXPECT_EQ(r->latest_model_version(), 1);
+}
+
+TEST_F(CoordinatorTest, Deadline_WithQuorum_ClosesRound) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->set_min_available_agents(3);
+  config.mutable_strategy()->set_min_fit_agents(2);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Join(*c, "c");
+  Tick(*c);
+  ASSERT_EQ(c->GetStatus().num_selected(), 3);
+  ASSERT_TRUE(Submit(*c, a, Model(2, 0, 0), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(0, 2, 0), Sub()).ok());
+  clock_.Advance(absl::Milliseconds(9999));
+  Tick(*c);
+  EXPECT_EQ(c->GetStatus().current_round(), 1);  // Still open.
+  clock_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(2), FloatEq(3)));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(2));
+  EXPECT_EQ(history[1][1], "2");  // num_agents
+  EXPECT_EQ(history[1][2], "1");  // num_failed: c.
+  EXPECT_TRUE(c->ListRounds().rounds(0).completed());
+}
+
+TEST_F(CoordinatorTest, Deadline_WithoutQuorum_Abandoned_ModelUnchanged) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->set_min_fit_agents(2);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const std::string v0 = c->latest_model()->sha256_hex;
+  ASSERT_TRUE(Submit(*c, a, Model(100, 100, 100), Sub()).ok());
+  clock_.Advance(absl::Seconds(10));
+  Tick(*c);  // Abandoned: persisted in the background.
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  Tick(*c);  // Round 2 starts.
+  EXPECT_EQ(c->GetStatus().model_version(), 0);
+  EXPECT_EQ(c->latest_model()->sha256_hex, v0);
+  EXPECT_EQ(c->GetStatus().current_round(), 2);
+  EXPECT_EQ(c->GetStatus().completed_rounds(), 0);
+  v1::ListRoundsResponse rounds = c->ListRounds();
+  ASSERT_THAT(rounds.rounds(), SizeIs(1));
+  EXPECT_FALSE(rounds.rounds(0).completed());
+  EXPECT_EQ(rounds.rounds(0).num_agents(), 1);
+
+  // The abandoned update is not in round 2's model, and a late retry of
+  // it is refused.
+  EXPECT_EQ(Submit(*c, a, Model(100, 100, 100), Sub().set_upload_id("late"))
+                .status()
+                .code(),
+            kAborted);
+  ASSERT_TRUE(Submit(*c, a, Model(2, 0, 0), Sub().set_round(2)).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(0, 2, 0), Sub().set_round(2)).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 2));
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(2), FloatEq(3)));
+  EXPECT_THAT(Values(c->latest_model()->model, "b"), ElementsAre(0.5f));
+}
+
+TEST_F(CoordinatorTest, Heartbeats_KeepBusyAgentLive_SilentOneDropped) {
+  v1::CoordinatorConfig config = Config();
+  config.set_agent_timeout_ms(10000);
+  config.mutable_strategy()->set_round_deadline_ms(60000);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_EQ(c->GetStatus().num_selected(), 2);
+  v1::HeartbeatRequest hb;
+  hb.set_session_token(a.token);
+  for (int i = 0; i < 3; ++i) {  // a trains for 18 s, b is silent.
+    clock_.Advance(absl::Seconds(6));
+    EXPECT_EQ(c->Heartbeat(hb), absl::OkStatus());
+    Tick(*c);
+  }
+  EXPECT_EQ(c->GetStatus().num_agents(), 1);
+  hb.set_session_token(b.token);
+  EXPECT_EQ(c->Heartbeat(hb).code(), kUnauthenticated);
+  EXPECT_EQ(PollNow(*c, b).status().code(), kUnauthenticated);
+  EXPECT_EQ(c->GetStatus().current_round(), 1);
+
+  // a's update completes the round; b counts as failed.
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(2));
+  EXPECT_EQ(history[1][1], "1");
+  EXPECT_EQ(history[1][2], "1");
+}
+
+TEST_F(CoordinatorTest, Leave_CountsAsFailed) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  v1::LeaveRequest leave;
+  leave.set_session_token(b.token);
+  EXPECT_EQ(c->Leave(leave), absl::OkStatus());
+  EXPECT_EQ(c->Leave(leave).code(), kUnauthenticated);  // Session gone.
+  EXPECT_EQ(c->GetStatus().num_agents(), 1);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(History()[1][2], "1");
+}
+
+// ---------------------------------------------------------------------------
+// Updates that must not count.
+
+TEST_F(CoordinatorTest, StaleRoundOrBaseVersion_Aborted) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->GetStatus().current_round(), 2);
+  const std::string v1 = EncodeModel(c->latest_model()->model);
+
+  // Round 1 is closed: a new upload for it is stale.
+  absl::StatusOr<v1::SubmitUpdateResponse> stale =
+      Submit(*c, a, Model(9, 9, 9), Sub().set_round(1).set_upload_id("a-late"));
+  EXPECT_EQ(stale.status().code(), kAborted);
+  // A retry of round 1's counted upload is acknowledged as a duplicate.
+  EXPECT_EQ(Submit(*c, a, Model(1, 1, 1), Sub().set_round(1)).status().code(),
+            kAlreadyExists);
+  // Trained from version 0 for round 2 (which uses version 1).
+  absl::StatusOr<v1::SubmitUpdateResponse> old_base =
+      Submit(*c, a, Model(9, 9, 9), Sub().set_round(2).set_base_version(0));
+  EXPECT_EQ(old_base.status().code(), kAborted);
+  EXPECT_THAT(old_base.status().message(), HasSubstr("version"));
+
+  // Nothing was counted: round 2 aggregates only its own updates.
+  ASSERT_TRUE(
+      Submit(*c, a, Model(0, 0, 0), Sub().set_round(2).set_base_version(1))
+          .ok());
+  ASSERT_TRUE(
+      Submit(*c, b, Model(0, 0, 0), Sub().set_round(2).set_base_version(1))
+          .ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 2));
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(2), FloatEq(3)));
+}
+
+TEST_F(CoordinatorTest, DuplicateUpload_CountedOnce) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(2, 2, 2), Sub().set_upload_id("u1")).ok());
+  // A retry once counted: refused before reading it.
+  EXPECT_EQ(
+      Submit(*c, a, Model(2, 2, 2), Sub().set_upload_id("u1")).status().code(),
+      kAlreadyExists);
+  // Another upload id from an agent that already reported.
+  EXPECT_EQ(
+      Submit(*c, a, Model(2, 2, 2), Sub().set_upload_id("u9")).status().code(),
+      kFailedPrecondition);
+
+  // Two streams of the same upload at once: one counts, one is a duplicate.
+  const std::string bytes = EncodeModel(Model(4, 4, 4));
+  absl::StatusOr<std::unique_ptr<Upload>> first =
+      Begin(*c, b, bytes, Sub().set_upload_id("u2"));
+  absl::StatusOr<std::unique_ptr<Upload>> second =
+      Begin(*c, b, bytes, Sub().set_upload_id("u2"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  absl::StatusOr<v1::SubmitUpdateResponse> r1 =
+      Complete(*c, *std::move(first), bytes);
+  absl::StatusOr<v1::SubmitUpdateResponse> r2 =
+      Complete(*c, *std::move(second), bytes);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_FALSE(r1->duplicate());
+  EXPECT_TRUE(r2->duplicate());
+
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  // (2 + 4) / 2 + the initial [1, 2 | 0.5]: each update once.
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(4), FloatEq(5)));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(History()[1][3], "20");  // Examples counted once each.
+}
+
+TEST_F(CoordinatorTest, MalformedUploads_InvalidArgument_ModelUnchanged) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const ModelState good = Model(2, 0, 0);
+  const int64_t size = EncodedSize(good);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+
+  EXPECT_EQ(
+      Submit(*c, a, good, Sub().set_total_size_bytes(size + 1)).status().code(),
+      kInvalidArgument);
+  EXPECT_EQ(Submit(*c, a, good, Sub().set_num_examples(0)).status().code(),
+            kInvalidArgument);
+  EXPECT_EQ(
+      Submit(*c, a, good, Sub().set_sha256(ToHex(Sha256Of("other bytes"))))
+          .status()
+          .code(),
+      kInvalidArgument);
+  EXPECT_EQ(Submit(*c, a, good, Sub().set_bytes_sent(size - 5)).status().code(),
+            kInvalidArgument);
+  EXPECT_EQ(Submit(*c, a, Model(nan, 0, 0), Sub()).status().code(),
+            kInvalidArgument);
+  ModelState renamed;  // Same size, another name.
+  renamed.Add(Floats("v", {2, 0}));
+  renamed.Add(Model(0, 0, 0).tensor(1).Clone());
+  renamed.Add(Floats("b", {0}));
+  ASSERT_EQ(EncodedSize(renamed), size);
+  EXPECT_EQ(Submit(*c, a, renamed, Sub()).status().code(), kInvalidArgument);
+  ModelState longer = Model(2, 0, 0);  // An extra tensor.
+  longer.Add(Floats("x", {1}));
+  EXPECT_EQ(Submit(*c, a, longer, Sub()).status().code(), kInvalidArgument);
+  EXPECT_EQ(c->GetStatus().num_reported(), 0);
+
+  // Nothing was counted: a's good update is still welcome.
+  ASSERT_TRUE(Submit(*c, a, good, Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(0, 2, 0), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(2), FloatEq(3)));
+  EXPECT_THAT(Values(c->latest_model()->model, "b"), ElementsAre(0.5f));
+}
+
+TEST_F(CoordinatorTest, RoundClosedDuringUpload_Aborted_NotCounted) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const std::string bytes = EncodeModel(Model(100, 100, 100));
+  absl::StatusOr<std::unique_ptr<Upload>> slow = Begin(*c, a, bytes, Sub());
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  ASSERT_TRUE(Submit(*c, b, Model(2, 2, 2), Sub()).ok());
+  clock_.Advance(absl::Seconds(10));  // The deadline: b is a quorum.
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  EXPECT_EQ(Complete(*c, *std::move(slow), bytes).status().code(), kAborted);
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(3), FloatEq(4)));
+}
+
+TEST_F(CoordinatorTest, RefusedAggregate_KeepsTheModel_NextRoundRuns) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const float max = std::numeric_limits<float>::max();
+  ASSERT_TRUE(Submit(*c, a, Model(max, 0, 0), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(max, 0, 0), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));  // w[0] = 1 + FLT_MAX = FLT_MAX.
+  const std::string v1 = EncodeModel(c->latest_model()->model);
+  // FLT_MAX + FLT_MAX is not finite: the aggregate is refused.
+  ASSERT_TRUE(
+      Submit(*c, a, Model(max, 0, 0), Sub().set_round(2).set_base_version(1))
+          .ok());
+  ASSERT_TRUE(
+      Submit(*c, b, Model(max, 0, 0), Sub().set_round(2).set_base_version(1))
+          .ok());
+  Tick(*c);
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  Tick(*c);
+  EXPECT_EQ(c->GetStatus().model_version(), 1);
+  EXPECT_EQ(EncodeModel(c->latest_model()->model), v1);
+  ASSERT_THAT(c->ListRounds().rounds(), SizeIs(2));
+  EXPECT_FALSE(c->ListRounds().rounds(1).completed());
+  // The federation goes on from version 1.
+  EXPECT_EQ(c->GetStatus().current_round(), 3);
+  EXPECT_EQ(TaskOf(*c, a).model_version(), 1);
+}
+
+TEST_F(CoordinatorTest, UploadSlots_BoundConcurrentUploads) {
+  v1::CoordinatorConfig config = Config();
+  config.set_max_concurrent_uploads(1);
+  config.mutable_strategy()->set_min_available_agents(3);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b"), d = Join(*c, "d");
+  Tick(*c);
+  const std::string bytes = EncodeModel(Model(3, 3, 3));
+  absl::StatusOr<std::unique_ptr<Upload>> first = Begin(*c, a, bytes, Sub());
+  ASSERT_TRUE(first.ok()) << first.status();
+  // b waits for the only slot; d's wait ends with the shutdown.
+  struct Waiting {
+    int calls = 0;
+    absl::StatusOr<std::unique_ptr<Upload>> upload = absl::UnknownError("");
+  };
+  Waiting wb, wd;
+  for (auto [agent, w] : {std::pair{&b, &wb}, {&d, &wd}}) {
+    c->BeginUpload(Metadata(*agent, bytes, Sub()),
+                   [w = w](absl::StatusOr<std::unique_ptr<Upload>> u) {
+                     ++w->calls;
+                     w->upload = std::move(u);
+                   });
+  }
+  EXPECT_EQ(wb.calls, 0);
+  EXPECT_EQ(wd.calls, 0);
+  // Finishing a's upload hands its slot to b.
+  ASSERT_TRUE(Complete(*c, *std::move(first), bytes).ok());
+  ASSERT_EQ(wb.calls, 1);
+  ASSERT_TRUE(wb.upload.ok()) << wb.upload.status();
+  EXPECT_EQ(wd.calls, 0);
+  ASSERT_TRUE(Complete(*c, *std::move(wb.upload), bytes).ok());
+  ASSERT_EQ(wd.calls, 1);  // Then to d.
+  ASSERT_TRUE(wd.upload.ok()) << wd.upload.status();
+  ASSERT_TRUE(Complete(*c, *std::move(wd.upload), bytes).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(4), FloatEq(5)));
+
+  // At shutdown a waiting upload is answered UNAVAILABLE.
+  ASSERT_EQ(c->GetStatus().current_round(), 2);
+  first = Begin(*c, a, bytes, Sub().set_round(2).set_base_version(1));
+  ASSERT_TRUE(first.ok()) << first.status();
+  Waiting late;
+  c->BeginUpload(Metadata(b, bytes, Sub().set_round(2).set_base_version(1)),
+                 [&late](absl::StatusOr<std::unique_ptr<Upload>> u) {
+                   ++late.calls;
+                   late.upload = std::move(u);
+                 });
+  EXPECT_EQ(late.calls, 0);
+  c->BeginShutdown();
+  ASSERT_EQ(late.calls, 1);
+  EXPECT_EQ(late.upload.status().code(), kUnavailable);
+  first->reset();  // a gives up: its slot is released.
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown.
+
+TEST_F(CoordinatorTest, BeginShutdown_AnswersParkedPoll_ClosesRoundWithQuorum) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->set_min_available_agents(3);
+  config.mutable_strategy()->set_min_fit_agents(2);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Join(*c, "c");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(2, 0, 0), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(0, 2, 0), Sub()).ok());
+  ParkedPoll parked;  // a has reported: its poll waits for work.
+  parked.Start(*c, a);
+  Tick(*c);
+  ASSERT_EQ(parked.num_answers(), 0);
+
+  c->BeginShutdown();
+  // Answered, without work (no parked call keeps gRPC's Shutdown waiting).
+  ASSERT_EQ(parked.num_answers(), 1);
+  absl::StatusOr<v1::PollResponse> answer = parked.last();
+  if (answer.ok()) {
+    EXPECT_FALSE(answer->has_train());
+  } else {
+    EXPECT_EQ(answer.status().code(), kUnavailable);
+  }
+  // New work is refused.
+  EXPECT_EQ(PollNow(*c, a).status().code(), kUnavailable);
+  EXPECT_EQ(Submit(*c, b, Model(1, 1, 1), Sub()).status().code(), kUnavailable);
+
+  // The round closed with what arrived (2 of 3, a quorum).
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(c->GetStatus().model_version(), 1);
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(2), FloatEq(3)));
+  absl::StatusOr<Checkpoint> ckpt =
+      CheckpointStore::ReadFile(CheckpointPath(1));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  EXPECT_EQ(EncodeModel(ckpt->model), EncodeModel(c->latest_model()->model));
+  EXPECT_EQ(History()[1][2], "1");  // c failed.
+}
+
+TEST_F(CoordinatorTest, BeginShutdown_WithoutQuorum_AbandonsRound) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->set_min_fit_agents(2);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a");
+  Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(2, 0, 0), Sub()).ok());
+  c->BeginShutdown();
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(c->GetStatus().model_version(), 0);
+  EXPECT_THAT(Values(c->latest_model()->model, "w"), ElementsAre(1, 2));
+  ASSERT_THAT(c->ListRounds().rounds(), SizeIs(1));
+  EXPECT_FALSE(c->ListRounds().rounds(0).completed());
+}
+
+// ---------------------------------------------------------------------------
+// Resume.
+
+// A fedavgm federation of one agent, momentum 0.5: rounds with the deltas
+// [1, 0 | 2], [0, 2 | 0], [1, 1 | 0] from [1, 2 | 0.5] end at
+// [3.75, 6 | 4.0] (v = [1, 0 | 2], [0.5, 2 | 1], [1.25, 2 | 0.5]).
+v1::CoordinatorConfig MomentumConfig(v1::CoordinatorConfig c,
+                                     const std::string& state_dir) {
+  c.set_state_dir(state_dir);
+  c.mutable_strategy()->set_name("fedavgm");
+  c.mutable_strategy()->set_server_momentum(0.5);
+  c.mutable_strategy()->set_min_available_agents(1);
+  return c;
+}
+
+ModelState MomentumDelta(int round) {
+  switch (round) {
+    case 1:
+      return Model(1, 0, 2);
+    case 2:
+      return Model(0, 2, 0);
+    default:
+      return Model(1, 1, 0);
+  }
+}
+
+TEST_F(CoordinatorTest, Resume_RestoresVersionAndMomentum_BitForBit) {
+  // Uninterrupted.
+  std::unique_ptr<Coordinator> whole =
+      Make(MomentumConfig(Config(), StateDir("whole")));
+  Agent a = Join(*whole, "a");
+  for (int round = 1; round <= 3; ++round) {
+    Tick(*whole);
+    ASSERT_TRUE(Submit(*whole, a, MomentumDelta(round),
+                       Sub().set_round(round).set_base_version(round - 1))
+                    .ok());
+    ASSERT_TRUE(TickUntilVersion(*whole, round));
+  }
+  const std::string want = EncodeModel(whole->latest_model()->model);
+  EXPECT_THAT(Values(whole->latest_model()->model, "w"),
+              ElementsAre(FloatEq(3.75f), FloatEq(6)));
+  EXPECT_THAT(Values(whole->latest_model()->model, "b"),
+              ElementsAre(FloatEq(4.0f)));
+
+  // Two rounds, a restart on the same state directory, the third round.
+  const v1::CoordinatorConfig config =
+      MomentumConfig(Config(), StateDir("resumed"));
+  {
+    std::unique_ptr<Coordinator> first = Make(config);
+    a = Join(*first, "a");
+    for (int round = 1; round <= 2; ++round) {
+      Tick(*first);
+      ASSERT_TRUE(Submit(*first, a, MomentumDelta(round),
+                         Sub().set_round(round).set_base_version(round - 1))
+                      .ok());
+      ASSERT_TRUE(TickUntilVersion(*first, round));
+    }
+  }
+  std::unique_ptr<Coordinator> second = Make(config);
+  EXPECT_EQ(second->GetStatus().model_version(), 2);
+  EXPECT_EQ(second->GetStatus().completed_rounds(), 2);
+  a = Join(*second, "a");
+  Tick(*second);
+  v1::TrainTask task = TaskOf(*second, a);
+  EXPECT_EQ(task.round(), 3);
+  EXPECT_EQ(task.model_version(), 2);
+  EXPECT_EQ(task.plan().seed(), AgentPlanSeed(11, 3, "a"));
+  ASSERT_TRUE(Submit(*second, a, MomentumDelta(3),
+                     Sub().set_round(3).set_base_version(2))
+                  .ok());
+  ASSERT_TRUE(TickUntilVersion(*second, 3));
+  EXPECT_EQ(EncodeModel(second->latest_model()->model), want);
+  EXPECT_EQ(second->latest_model()->sha256_hex,
+            whole->latest_model()->sha256_hex);
+}
+
+TEST_F(CoordinatorTest, CheckpointOfAnotherStrategy_FailedPrecondition) {
+  { Make(Config("fedavg")); }
+  absl::StatusOr<std::unique_ptr<Coordinator>> other =
+      Create(Config("fedavgm"));
+  EXPECT_EQ(other.status().code(), kFailedPrecondition);
+  EXPECT_THAT(other.status().message(), HasSubstr("'fedavg'"));
+  EXPECT_THAT(other.status().message(), HasSubstr("strategy.name=fedavg"));
+  // The same strategy resumes.
+  EXPECT_TRUE(Create(Config("fedavg")).ok());
+}
+
+// ---------------------------------------------------------------------------
+// SCAFFOLD's extra tensors on the wire.
+
+TEST_F(CoordinatorTest, Scaffold_DownloadCarriesControl_UpdateCarriesDc) {
+  std::unique_ptr<Coordinator> c = Make(Config("scaffold"));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  v1::FetchModelRequest fetch;
+  fetch.set_session_token(a.token);
+  fetch.set_version(-1);
+  absl::StatusOr<std::shared_ptr<const PublishedModel>> v0 = c->GetModel(fetch);
+  ASSERT_TRUE(v0.ok()) << v0.status();
+  const ModelState& download = (*v0)->download();
+  ASSERT_EQ(download.size(), 5u);
+  EXPECT_EQ(download.tensor(0).name(), "w");
+  EXPECT_EQ(download.tensor(1).name(), "count");
+  EXPECT_EQ(download.tensor(2).name(), "b");
+  EXPECT_EQ(download.tensor(3).name(), "scaffold.c/w");
+  EXPECT_EQ(download.tensor(4).name(), "scaffold.c/b");
+  EXPECT_THAT(Values(download, "scaffold.c/w"), ElementsAre(0, 0));
+  EXPECT_EQ((*v0)->sha256_hex, ToHex(ModelDigest(download)));
+  EXPECT_EQ((*v0)->size_bytes, EncodedSize(download));
+  EXPECT_EQ((*v0)->model.size(), 3u);
+  v1::TrainTask task = TaskOf(*c, a);
+  EXPECT_EQ(task.client_algorithm(), "scaffold");
+  EXPECT_EQ(task.model_size_bytes(), EncodedSize(download));
+
+  // A plain delta lacks scaffold.dc/*: refused by its size.
+  EXPECT_EQ(Submit(*c, a, Model(1, 1, 1), Sub()).status().code(),
+            kInvalidArgument);
+  // The delta's tensors twice: the right size, the wrong names.
+  ModelState wrong = WithDc(Model(1, 1, 1), 0, 0, 0);
+  wrong.mutable_tensor(3) = Floats("scaffold.c/w", {0, 0});
+  wrong.mutable_tensor(4) = Floats("scaffold.c/b", {0});
+  EXPECT_EQ(Submit(*c, a, wrong, Sub()).status().code(), kInvalidArgument);
+
+  ASSERT_TRUE(Submit(*c, a, WithDc(Model(2, 0, 0), 2, 0, 4), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, WithDc(Model(0, 2, 0), 0, 2, 0), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  std::shared_ptr<const PublishedModel> v1 = c->latest_model();
+  EXPECT_THAT(Values(v1->model, "w"), ElementsAre(FloatEq(2), FloatEq(3)));
+  // c += |S| / N * mean(dc), N = 2 agents in the roster: [1, 1 | 2].
+  EXPECT_THAT(Values(v1->download(), "scaffold.c/w"),
+              ElementsAre(FloatEq(1), FloatEq(1)));
+  EXPECT_THAT(Values(v1->download(), "scaffold.c/b"), ElementsAre(FloatEq(2)));
+  EXPECT_EQ(v1->sha256_hex, ToHex(ModelDigest(v1->download())));
+
+  // The control variate is checkpointed with the model.
+  absl::StatusOr<Checkpoint> ckpt =
+      CheckpointStore::ReadFile(CheckpointPath(1));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  v1::CoordinatorCheckpointExtra extra;
+  ASSERT_TRUE(extra.ParseFromString(ckpt->extra));
+  EXPECT_EQ(extra.strategy_name(), "scaffold");
+  absl::StatusOr<ModelState> control = DecodeModel(extra.strategy_state());
+  ASSERT_TRUE(control.ok()) << control.status();
+  EXPECT_THAT(Values(*control, "scaffold.c/b"), ElementsAre(FloatEq(2)));
+}
+
+// ---------------------------------------------------------------------------
+// Central evaluation.
+
+TEST_F(CoordinatorTest, Evaluator_EvaluatesEachNewModel) {
+  auto calls = std::make_shared<FakeEvaluator::Calls>();
+  std::unique_ptr<Coordinator> c =
+      Make(Config(), std::make_unique<FakeEvaluator>(calls));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  {
+    absl::MutexLock lock(&calls->mu);
+    ASSERT_THAT(calls->models, SizeIs(1));
+    EXPECT_EQ(calls->models[0], EncodeModel(c->latest_model()->model));
+  }
+  EXPECT_DOUBLE_EQ(c->GetStatus().last_test_accuracy(), 0.75);
+  EXPECT_DOUBLE_EQ(c->ListRounds().rounds(0).test_accuracy(), 0.75);
+  const auto history = History();
+  EXPECT_EQ(history[0][7], "test_accuracy");
+  EXPECT_DOUBLE_EQ(std::stod(history[1][7]), 0.75);
+
+  // An abandoned round has no new model to evaluate.
+  Tick(*c);
+  clock_.Advance(absl::Seconds(10));
+  Tick(*c);
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  ASSERT_THAT(c->ListRounds().rounds(), SizeIs(2));
+  EXPECT_FALSE(c->ListRounds().rounds(1).completed());
+  absl::MutexLock lock(&calls->mu);
+  EXPECT_THAT(calls->models, SizeIs(1));
+}
+
+}  // namespace
+}  // namespace fedge
