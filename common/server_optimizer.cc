@@ -304,4 +304,8 @@ absl::Status AdaptiveServerOptimizer::RestoreState(absl::string_view bytes,
   return absl::OkStatus();
 }
 
+absl::Status AdaptiveServerOptimizer::CheckState() const {
+  return CheckMoments(m_, v_);
+}
+
 }  // namespace fedge

@@ -84,6 +84,10 @@ class AdaptiveServerOptimizer {
   // non-finite value, or global's float32 tensors differ from those of the
   // model the state was built for.
   absl::Status Step(const ModelState& mean_delta, ModelState& global);
+  // OK when every moment is finite (and v >= 0): a step on a huge but
+  // finite delta can overflow them in float32. DATA_LOSS naming the tensor
+  // otherwise.
+  absl::Status CheckState() const;
 
   // The state (kind, step count, m, v) as bytes, for RestoreState:
   //   magic "FEDGEAOS", uint32 version (1), uint8 kind, int64 step_count,

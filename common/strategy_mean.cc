@@ -270,6 +270,16 @@ class Adaptive final : public MeanStrategy {
     backup_ = optimizer_->SaveState();
     ModelState next = global.Clone();
     absl::Status stepped = optimizer_->Step(mean, next);
+    // Moments that overflowed float32 would poison every later round (and
+    // the checkpoint): refuse the round instead.
+    if (stepped.ok()) {
+      absl::Status state = optimizer_->CheckState();
+      if (!state.ok()) {
+        stepped = absl::InvalidArgumentError(absl::StrCat(
+            "the server optimizer's moments would not be finite (",
+            state.message(), "); the round is refused"));
+      }
+    }
     if (stepped.ok()) {
       // Counters (int64) take the agents' maxima, as in FedAvg.
       for (size_t i = 0; i < next.size(); ++i) {
