@@ -20,6 +20,13 @@ struct ModelSpec {
   int64_t num_classes = 10;
   std::vector<int64_t> hidden_units;  // "mlp" only.
   uint64_t init_seed = 1;             // Seed of the initial weights.
+  // Architecture "torchscript" (common/ml/torchscript_model.h): the archive
+  // on this machine (not on the wire: each party has its own copy), and the
+  // SHA-256 (lower-case hex) and size of the archive the coordinator
+  // publishes (StampArchive), which a copy must match (VerifyArchive).
+  std::string torchscript_path;
+  std::string torchscript_sha256;
+  int64_t torchscript_size_bytes = 0;
 };
 
 // The zoo's names, for help texts and errors.
@@ -38,6 +45,16 @@ ModelSpec SpecFromConfig(const v1::ModelConfig& config,
                          int data_num_classes = 0);
 v1::ModelSpecProto SpecToProto(const ModelSpec& spec);
 ModelSpec SpecFromProto(const v1::ModelSpecProto& proto);
+
+// Sets spec.torchscript_sha256 and torchscript_size_bytes from the file at
+// spec.torchscript_path. INVALID_ARGUMENT when the path is empty; the file's
+// read errors (common/file_util.h ErrnoStatus: NOT_FOUND, ...).
+absl::Status StampArchive(ModelSpec& spec);
+
+// OK when the file at spec.torchscript_path has spec.torchscript_sha256 and
+// torchscript_size_bytes. DATA_LOSS (naming the file, expected vs found)
+// when it differs (fetch it again); the file's read errors.
+absl::Status VerifyArchive(const ModelSpec& spec);
 
 }  // namespace fedge::ml
 
