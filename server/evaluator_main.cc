@@ -30,7 +30,6 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/ml/model_spec.h"
-#include "common/ml/torch_converters.h"
 #include "common/ml/torch_trainer.h"
 #include "common/ml/torchscript_model.h"
 #include "common/model_codec.h"
@@ -154,11 +153,7 @@ absl::Status ParseExportArgs(int argc, char** argv, fedge::ml::ModelSpec* spec,
 // The archive's state, written to `out`; its model digest.
 absl::StatusOr<std::string> ExportInitial(const fedge::ml::ModelSpec& spec,
                                           const std::string& out) {
-  ASSIGN_OR_RETURN(std::shared_ptr<fedge::ml::Net> net,
-                   fedge::ml::BuildNet(spec));
-  ASSIGN_OR_RETURN(fedge::ModelState state, fedge::ml::ExportState(*net));
-  RETURN_IF_ERROR(
-      fedge::Annotate(fedge::CheckFinite(state), spec.torchscript_path));
+  ASSIGN_OR_RETURN(fedge::ModelState state, fedge::ml::InitialState(spec));
   fedge::ModelEncoder encoder(state);
   RETURN_IF_ERROR(fedge::WriteFileAtomically(
       out, [&encoder](std::string* chunk) { return encoder.Next(chunk); }));

@@ -14,6 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/ml/model_init.h"
+#include "common/ml/torch_converters.h"
 #include "common/ml/torch_status.h"
 #include "common/status_macros.h"
 
@@ -245,6 +247,14 @@ absl::StatusOr<std::shared_ptr<Net>> BuildNet(const ModelSpec& spec) {
   ASSIGN_OR_RETURN(std::shared_ptr<TorchScriptNet> net,
                    TorchScriptNet::Create(options));
   return std::shared_ptr<Net>(std::move(net));
+}
+
+absl::StatusOr<ModelState> InitialState(const ModelSpec& spec) {
+  if (spec.architecture != "torchscript") return InitialModelState(spec);
+  ASSIGN_OR_RETURN(std::shared_ptr<Net> net, BuildNet(spec));
+  ASSIGN_OR_RETURN(ModelState state, ExportState(*net));
+  RETURN_IF_ERROR(Annotate(CheckFinite(state), spec.torchscript_path));
+  return state;
 }
 
 }  // namespace fedge::ml

@@ -40,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "common/ml/model_spec.h"
 #include "common/ml/model_zoo.h"
+#include "common/tensor_buffer.h"
 
 namespace fedge::ml {
 
@@ -91,6 +92,12 @@ class TorchScriptNet final : public Net {
 // architecture "torchscript" (TorchScriptNet::Create's statuses), else the
 // zoo's (BuildModel's statuses).
 absl::StatusOr<std::shared_ptr<Net>> BuildNet(const ModelSpec& spec);
+
+// The global model of round 0 for `spec`: an archive's own weights for
+// architecture "torchscript" (TorchScriptNet::Create's statuses, and
+// INVALID_ARGUMENT for a non-finite value), else the zoo's seeded
+// initializer (model_init.h, as the coordinator uses it).
+absl::StatusOr<ModelState> InitialState(const ModelSpec& spec);
 
 }  // namespace fedge::ml
 

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/data/dataset.h"
+#include "common/ml/model_init.h"
 #include "common/ml/torch_converters.h"
 #include "common/ml/torch_trainer.h"
 #include "gmock/gmock.h"
@@ -553,6 +554,26 @@ TEST_F(TorchScriptModelTest, BuildNet_ZooSpecsStillBuildTheZoo) {
   const absl::Status s = BuildModel(Spec("model.pt")).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("--export-initial"));
+}
+
+TEST_F(TorchScriptModelTest, InitialState_ArchiveWeightsOrZooInitializer) {
+  auto from_archive = InitialState(Spec("model.pt"));
+  ASSERT_TRUE(from_archive.ok()) << from_archive.status();
+  std::string bytes;
+  for (const TensorBuffer& t : from_archive->tensors()) {
+    bytes.append(reinterpret_cast<const char*>(t.data()), t.num_bytes());
+  }
+  EXPECT_TRUE(bytes == ReadAll(Path("state.bin")));
+
+  ModelSpec zoo;
+  zoo.architecture = "mobile_cnn";
+  auto a = InitialState(zoo);
+  auto b = InitialModelState(zoo);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(SameBytes(*a, *b));
+
+  EXPECT_EQ(InitialState(Spec("nope.pt")).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(TorchScriptModelTest, SpecCarriesArchiveIdentity) {
