@@ -115,6 +115,19 @@ absl::Status CheckForwardSignature(const std::string& path,
   return absl::OkStatus();
 }
 
+// OK for a float32 tensor, or an int64 buffer.
+absl::Status CheckDType(const std::string& path, const std::string& name,
+                        const torch::Tensor& t, bool parameter) {
+  if (t.scalar_type() == torch::kFloat32 ||
+      (!parameter && t.scalar_type() == torch::kInt64)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": ", parameter ? "parameter '" : "buffer '", name, "' is ",
+      Describe(t),
+      "; fedge trains float32 parameters and float32 or int64 buffers"));
+}
+
 }  // namespace
 
 TorchScriptNet::TorchScriptNet(std::string path, torch::jit::Module module)
@@ -124,12 +137,12 @@ absl::StatusOr<std::shared_ptr<TorchScriptNet>> TorchScriptNet::Create(
     const Options& options) {
   RETURN_IF_ERROR(CheckOptions(options));
   ASSIGN_OR_RETURN(torch::jit::Module module, LoadArchive(options.path));
-  RETURN_IF_ERROR(CheckForwardSignature(options.path, module));
+  RETURN_IF_ERROR(
+      CallTorch([&]() { return CheckForwardSignature(options.path, module); }));
   std::shared_ptr<TorchScriptNet> net(
       new TorchScriptNet(options.path, std::move(module)));
   RETURN_IF_ERROR(net->Mirror());
-  RETURN_IF_ERROR(net->Probe(options));
-  net->train();
+  RETURN_IF_ERROR(net->Probe(options));  // Leaves the net in training mode.
   return net;
 }
 
@@ -148,31 +161,12 @@ void TorchScriptNet::train(bool on) {
 
 absl::Status TorchScriptNet::Mirror() {
   return CallTorch([&]() -> absl::Status {
-    // One empty module per archive module, registered in the archive's
-    // (pre-)order, so that named_parameters() / named_buffers() list the
-    // tensors in the archive's order.
-    std::map<std::string, torch::nn::Module*> mirror = {{"", this}};
-    for (const auto& m : module_.named_modules()) {
-      if (m.name.empty()) continue;
-      const size_t dot = m.name.rfind('.');
-      const std::string parent =
-          dot == std::string::npos ? "" : m.name.substr(0, dot);
-      auto child = std::make_shared<torch::nn::Module>();
-      mirror.at(parent)->register_module(m.name.substr(dot + 1), child);
-      mirror[m.name] = child.get();
-    }
+    const std::map<std::string, torch::nn::Module*> mirror = MirrorModules();
     std::set<const void*> seen;  // A tensor shared by two names counts once.
     std::vector<std::string> expected;
     auto add = [&](const std::string& name, const torch::Tensor& t,
                    bool parameter) -> absl::Status {
-      const bool ok = t.scalar_type() == torch::kFloat32 ||
-                      (!parameter && t.scalar_type() == torch::kInt64);
-      if (!ok) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path_, ": ", parameter ? "parameter '" : "buffer '", name, "' is ",
-            Describe(t), "; fedge trains float32 parameters and float32 or ",
-            "int64 buffers"));
-      }
+      RETURN_IF_ERROR(CheckDType(path_, name, t, parameter));
       if (!seen.insert(t.unsafeGetTensorImpl()).second) return absl::OkStatus();
       const size_t dot = name.rfind('.');
       torch::nn::Module* owner =
@@ -191,43 +185,63 @@ absl::Status TorchScriptNet::Mirror() {
     for (const auto& b : module_.named_buffers()) {
       RETURN_IF_ERROR(add(b.name, b.value, false));
     }
-    std::vector<std::string> found;
-    for (const auto& p : named_parameters()) found.push_back(p.key());
-    for (const auto& b : named_buffers()) found.push_back(b.key());
-    if (found != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": cannot list the archive's tensors in its own order (",
-          absl::StrJoin(expected, ","), " vs ", absl::StrJoin(found, ","),
-          ")"));
-    }
-    return absl::OkStatus();
+    return CheckOrder(expected);
   });
+}
+
+std::map<std::string, torch::nn::Module*> TorchScriptNet::MirrorModules() {
+  // One empty module per archive module, registered in the archive's
+  // (pre-)order, so that named_parameters() / named_buffers() list the
+  // tensors in the archive's order.
+  std::map<std::string, torch::nn::Module*> mirror = {{"", this}};
+  for (const auto& m : module_.named_modules()) {
+    if (m.name.empty()) continue;
+    const size_t dot = m.name.rfind('.');
+    const std::string parent =
+        dot == std::string::npos ? "" : m.name.substr(0, dot);
+    auto child = std::make_shared<torch::nn::Module>();
+    mirror.at(parent)->register_module(m.name.substr(dot + 1), child);
+    mirror[m.name] = child.get();
+  }
+  return mirror;
+}
+
+absl::Status TorchScriptNet::CheckOrder(
+    const std::vector<std::string>& expected) const {
+  std::vector<std::string> found;
+  for (const auto& p : named_parameters()) found.push_back(p.key());
+  for (const auto& b : named_buffers()) found.push_back(b.key());
+  if (found == expected) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      path_, ": cannot list the archive's tensors in its own order (",
+      absl::StrJoin(expected, ","), " vs ", absl::StrJoin(found, ","), ")"));
 }
 
 absl::Status TorchScriptNet::Probe(const Options& options) {
   std::vector<int64_t> shape = {2};
   shape.insert(shape.end(), options.input_shape.begin(),
                options.input_shape.end());
-  torch::Tensor out;
+  torch::jit::IValue result;
   try {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> saved;  // A traced model may update buffers.
     for (const auto& b : module_.buffers()) saved.push_back(b.clone());
-    module_.eval();
-    torch::jit::IValue result = module_.forward({torch::zeros(shape)});
+    eval();
+    result = module_.forward({torch::zeros(shape)});
     size_t i = 0;
     for (const auto& b : module_.buffers()) b.copy_(saved[i++]);
-    if (!result.isTensor()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": forward must return a Tensor of logits, returned ",
-          result.tagKind()));
-    }
-    out = result.toTensor();
+    train();
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(path_, ": forward failed on a batch of zeros ",
                      ShapeString(shape), ": ", Gist(e)));
   }
+  if (!result.isTensor()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": forward must return a Tensor of logits, ",
+                     "returned ", result.tagKind()));
+  }
+  const torch::Tensor out = result.toTensor();
   const std::vector<int64_t> want = {2, options.num_classes};
   if (out.scalar_type() != torch::kFloat32 || out.sizes().vec() != want) {
     return absl::InvalidArgumentError(absl::StrCat(

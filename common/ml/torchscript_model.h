@@ -33,6 +33,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,6 +82,11 @@ class TorchScriptNet final : public Net {
   TorchScriptNet(std::string path, torch::jit::Module module);
   // Registers the archive's tensors in a mirror of its module tree.
   absl::Status Mirror();
+  // The mirror's modules by the archive's module names ("" is this one).
+  std::map<std::string, torch::nn::Module*> MirrorModules();
+  // OK when this module lists its tensors as `expected` (the archive's
+  // order: parameters, then buffers).
+  absl::Status CheckOrder(const std::vector<std::string>& expected) const;
   // Runs forward once on zeros and checks the logits' dtype and shape.
   absl::Status Probe(const Options& options);
 
