@@ -48,10 +48,9 @@ namespace fedge::ml {
 class TorchScriptNet final : public Net {
  public:
   struct Options {
-    std::string path;  // The archive (a .pt file).
-    std::vector<int64_t>
-        input_shape;          // [C, H, W] (or any shape) of one example.
-    int64_t num_classes = 0;  // Logits per example (>= 2).
+    std::string path;                  // The archive (a .pt file).
+    std::vector<int64_t> input_shape;  // Shape of one example, e.g. [C,H,W].
+    int64_t num_classes = 0;           // Logits per example (>= 2).
   };
 
   // Loads and checks the archive. Returns, naming the file:
