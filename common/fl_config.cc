@@ -47,11 +47,17 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& c,
                                  const std::string& p) {
   if (!OneOf(c.architecture(),
              {"logreg", "2nn", "mlp", "cnn", "mobile_cnn", "mobilenet_v2",
-              "shufflenet_v2", "squeezenet"})) {
+              "shufflenet_v2", "squeezenet", "torchscript"})) {
     return Bad(p, "architecture",
                absl::StrCat("must be one of logreg, 2nn, mlp, cnn, mobile_cnn,"
-                            " mobilenet_v2, shufflenet_v2, squeezenet; got '",
+                            " mobilenet_v2, shufflenet_v2, squeezenet, "
+                            "torchscript; got '",
                             c.architecture(), "'"));
+  }
+  if (c.architecture() == "torchscript" && c.torchscript_path().empty()) {
+    return Bad(p, "torchscript_path",
+               "must name the TorchScript archive for architecture "
+               "'torchscript' (see examples/torchscript_cnn/)");
   }
   if (c.architecture() == "mlp" && c.hidden_units_size() == 0) {
     return Bad(p, "hidden_units", "must list the hidden widths for 'mlp'");

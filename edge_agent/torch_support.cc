@@ -87,25 +87,46 @@ absl::StatusOr<std::vector<int64_t>> LocalIndices(
 }
 
 // The spec the coordinator names; unset input shape and classes come from
-// the data.
-ml::ModelSpec ToModelSpec(const v1::ModelSpecProto& p, const Dataset& data) {
+// the data. A TorchScript archive must be at `archive_path`, matching the
+// spec.
+absl::StatusOr<ml::ModelSpec> ToModelSpec(const v1::ModelSpecProto& p,
+                                          const Dataset& data,
+                                          const std::string& archive_path) {
   ml::ModelSpec spec = ml::SpecFromProto(p);
   if (spec.input_shape.empty()) spec.input_shape = data.example_shape;
   if (spec.num_classes <= 0) spec.num_classes = std::max(data.num_classes, 2);
+  if (spec.architecture == "torchscript") {
+    spec.torchscript_path = archive_path;
+    RETURN_IF_ERROR(ml::VerifyArchive(spec));
+  }
   return spec;
+}
+
+// Where the archive of a TorchScript spec is ("" for a zoo spec).
+absl::StatusOr<std::string> ArchivePath(const v1::ModelSpecProto& spec,
+                                        const ArchiveResolver& archives) {
+  if (spec.architecture() != "torchscript") return std::string();
+  if (archives == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the federation trains TorchScript archive ", spec.torchscript_sha256(),
+        " and this agent cannot fetch archives"));
+  }
+  return archives(spec);
 }
 
 absl::StatusOr<std::unique_ptr<LocalTrainer>> MakeTrainer(
     const v1::AgentConfig& c, const LoadedData& data,
-    const v1::JoinResponse& join) {
+    const v1::JoinResponse& join, const ArchiveResolver& archives) {
   ASSIGN_OR_RETURN(std::vector<int64_t> indices,
                    LocalIndices(c, data.train, join));
   std::unique_ptr<Dataset> owned;
   if (!indices.empty()) {
     owned = std::make_unique<Dataset>(Subset(data.train, indices));
   }
+  ASSIGN_OR_RETURN(std::string archive, ArchivePath(join.model(), archives));
   ml::TorchTrainerOptions options;
-  options.model = ToModelSpec(join.model(), data.train);
+  ASSIGN_OR_RETURN(options.model,
+                   ToModelSpec(join.model(), data.train, archive));
   options.train = owned != nullptr ? owned.get() : &data.train;
   options.eval = data.test.num_examples() > 0 ? &data.test : nullptr;
   absl::StatusOr<std::unique_ptr<ml::TorchTrainer>> trainer =
@@ -169,10 +190,10 @@ absl::StatusOr<v1::ModelSpecProto> CachedSpec(const ModelCache& cache) {
 
 // Builds the cached model's network, checked against `set`.
 absl::StatusOr<std::unique_ptr<ml::TorchTrainer>> LoadNet(
-    const v1::ModelSpecProto& spec, const ModelState& weights,
-    const Dataset& set) {
+    const v1::ModelSpecProto& spec, const std::string& archive,
+    const ModelState& weights, const Dataset& set) {
   ml::TorchTrainerOptions options;
-  options.model = ToModelSpec(spec, set);
+  ASSIGN_OR_RETURN(options.model, ToModelSpec(spec, set, archive));
   options.train = &set;
   absl::StatusOr<std::unique_ptr<ml::TorchTrainer>> trainer =
       ml::TorchTrainer::Create(options);
@@ -194,9 +215,11 @@ absl::StatusOr<int64_t> NumLocalExamples(const v1::AgentConfig& c,
 }
 
 TrainerFactory MakeTorchTrainerFactory(const v1::AgentConfig& config,
-                                       const LoadedData& data) {
-  return [&config, &data](const v1::JoinResponse& join) {
-    return MakeTrainer(config, data, join);
+                                       const LoadedData& data,
+                                       ArchiveResolver archives) {
+  return [&config, &data,
+          archives = std::move(archives)](const v1::JoinResponse& join) {
+    return MakeTrainer(config, data, join, archives);
   };
 }
 
@@ -220,7 +243,8 @@ absl::StatusOr<PredictSummary> Predict(const PredictOptions& o,
   if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
   const bool use_train = o.split == "train" || data.test.num_examples() == 0;
   const Dataset& set = use_train ? data.train : data.test;
-  ASSIGN_OR_RETURN(auto trainer, LoadNet(spec, cached.model, set));
+  ASSIGN_OR_RETURN(auto trainer,
+                   LoadNet(spec, o.torchscript_path, cached.model, set));
   const int64_t n =
       o.limit > 0 ? std::min(o.limit, set.num_examples()) : set.num_examples();
   ASSIGN_OR_RETURN(std::vector<int64_t> predicted,

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,17 +23,29 @@
 
 namespace fedge {
 
+// Where the TorchScript archive that `spec` names (architecture
+// "torchscript", spec.torchscript_sha256) lies on this device, fetched from
+// the coordinator when needed; or the status to fail the trainer with.
+using ArchiveResolver =
+    std::function<absl::StatusOr<std::string>(const v1::ModelSpecProto& spec)>;
+
 // A TrainerFactory (agent.h) for LibTorch trainers. Local examples: the
 // configured partition (config.partition_index of config.num_partitions,
 // split with config.partition) when set, else the partition the
 // coordinator hands out in simulation mode (JoinResponse.partition_index
 // >= 0 with num_partitions > 0, index taken modulo num_partitions), else
 // the whole training set. The model's input shape and classes default to
-// the data's when the spec leaves them unset. The factory returns
-// INVALID_ARGUMENT when the data does not fit the model or the partition
-// cannot be made. `config` and `data` must outlive the factory.
+// the data's when the spec leaves them unset. A TorchScript model is
+// loaded from the path `archives` gives, once the file matches the spec's
+// SHA-256 and size. The factory returns INVALID_ARGUMENT when the data does
+// not fit the model or the partition cannot be made; for a TorchScript
+// model FAILED_PRECONDITION without `archives`, the resolver's error,
+// DATA_LOSS when the file does not match the spec, and the archive's load
+// errors (common/ml/torchscript_model.h). `config` and `data` must outlive
+// the factory.
 TrainerFactory MakeTorchTrainerFactory(const v1::AgentConfig& config,
-                                       const LoadedData& data);
+                                       const LoadedData& data,
+                                       ArchiveResolver archives = nullptr);
 
 // Local examples reported at Join: the configured partition's size, else
 // the whole training set's. INVALID_ARGUMENT when the partition cannot be
@@ -40,7 +53,8 @@ TrainerFactory MakeTorchTrainerFactory(const v1::AgentConfig& config,
 absl::StatusOr<int64_t> NumLocalExamples(const v1::AgentConfig& config,
                                          const Dataset& train);
 
-// Zoo architectures this build can train.
+// Zoo architectures this build can train ("torchscript" too once the agent
+// passes an ArchiveResolver to MakeTorchTrainerFactory).
 std::vector<std::string> TrainableArchitectures();
 
 // LibTorch intra-op threads (at least 1).
@@ -58,6 +72,9 @@ struct PredictOptions {
   int64_t limit = 0;
   // LibTorch threads.
   int num_threads = 1;
+  // For a TorchScript model: the archive, which must match the cached
+  // spec's SHA-256 and size.
+  std::string torchscript_path;
 };
 
 struct PredictSummary {

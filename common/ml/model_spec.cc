@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 
 namespace fedge::ml {
@@ -51,6 +53,12 @@ absl::Status CheckWidthMultiplier(const ModelSpec& spec) {
 absl::Status CheckModelSpec(const ModelSpec& spec) {
   const std::vector<std::string> names = ZooNames();
   const std::string& arch = spec.architecture;
+  if (arch == "torchscript") {
+    return absl::InvalidArgumentError(
+        "model 'torchscript' is not built by the zoo: its network and initial "
+        "weights come from the archive (ml::BuildNet in "
+        "common/ml/torchscript_model.h, fedge-evaluator --export-initial)");
+  }
   if (std::find(names.begin(), names.end(), arch) == names.end()) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown model architecture '", arch,
@@ -80,6 +88,7 @@ ModelSpec SpecFromConfig(const v1::ModelConfig& config,
                            config.hidden_units().end());
   spec.init_seed = config.init_seed();
   spec.width_multiplier = config.width_multiplier();
+  spec.torchscript_path = config.torchscript_path();
   if (!data_shape.empty()) {
     spec.input_shape = data_shape;
   } else if (config.input_shape_size() > 0) {
@@ -99,6 +108,8 @@ v1::ModelSpecProto SpecToProto(const ModelSpec& spec) {
   for (int64_t d : spec.input_shape) p.add_input_shape(d);
   p.set_num_classes(static_cast<int32_t>(spec.num_classes));
   p.set_width_multiplier(spec.width_multiplier);
+  p.set_torchscript_sha256(spec.torchscript_sha256);
+  p.set_torchscript_size_bytes(spec.torchscript_size_bytes);
   return p;
 }
 
@@ -191,6 +202,53 @@ SqueezeNetLayout SqueezeNetLayoutOf(const ModelSpec& spec) {
     in = 2 * expand;
   }
   return layout;
+  spec.torchscript_sha256 = p.torchscript_sha256();
+  spec.torchscript_size_bytes = p.torchscript_size_bytes();
+  return spec;
+}
+
+namespace {
+
+struct ArchiveDigest {
+  std::string sha256;
+  int64_t size_bytes = 0;
+};
+
+absl::StatusOr<ArchiveDigest> DigestArchive(const std::string& path) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "model 'torchscript' needs torchscript_path (the archive)");
+  }
+  Sha256 sha;
+  ArchiveDigest digest;
+  RETURN_IF_ERROR(ReadFileChunks(path, 1 << 20, [&](absl::string_view chunk) {
+    sha.Update(chunk);
+    digest.size_bytes += static_cast<int64_t>(chunk.size());
+    return absl::OkStatus();
+  }));
+  digest.sha256 = ToHex(sha.Finish());
+  return digest;
+}
+
+}  // namespace
+
+absl::Status StampArchive(ModelSpec& spec) {
+  ASSIGN_OR_RETURN(ArchiveDigest digest, DigestArchive(spec.torchscript_path));
+  spec.torchscript_sha256 = std::move(digest.sha256);
+  spec.torchscript_size_bytes = digest.size_bytes;
+  return absl::OkStatus();
+}
+
+absl::Status VerifyArchive(const ModelSpec& spec) {
+  ASSIGN_OR_RETURN(ArchiveDigest digest, DigestArchive(spec.torchscript_path));
+  if (digest.sha256 != spec.torchscript_sha256 ||
+      digest.size_bytes != spec.torchscript_size_bytes) {
+    return absl::DataLossError(absl::StrCat(
+        "torchscript archive ", spec.torchscript_path, " has sha256 ",
+        digest.sha256, " (", digest.size_bytes, " bytes), expected ",
+        spec.torchscript_sha256, " (", spec.torchscript_size_bytes, " bytes)"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace fedge::ml

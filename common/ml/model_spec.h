@@ -28,6 +28,13 @@ struct ModelSpec {
   // Scales the channel widths of "mobilenet_v2", "shufflenet_v2" and
   // "squeezenet" (see ScaledChannels); must be 1 for the other networks.
   double width_multiplier = 1.0;
+  // Architecture "torchscript" (common/ml/torchscript_model.h): the archive
+  // on this machine (not on the wire: each party has its own copy), and the
+  // SHA-256 (lower-case hex) and size of the archive the coordinator
+  // publishes (StampArchive), which a copy must match (VerifyArchive).
+  std::string torchscript_path;
+  std::string torchscript_sha256;
+  int64_t torchscript_size_bytes = 0;
 };
 
 // The zoo's names, for help texts and errors.
@@ -101,6 +108,15 @@ struct SqueezeNetLayout {
   std::vector<FireModule> fires;
 };
 SqueezeNetLayout SqueezeNetLayoutOf(const ModelSpec& spec);
+// Sets spec.torchscript_sha256 and torchscript_size_bytes from the file at
+// spec.torchscript_path. INVALID_ARGUMENT when the path is empty; the file's
+// read errors (common/file_util.h ErrnoStatus: NOT_FOUND, ...).
+absl::Status StampArchive(ModelSpec& spec);
+
+// OK when the file at spec.torchscript_path has spec.torchscript_sha256 and
+// torchscript_size_bytes. DATA_LOSS (naming the file, expected vs found)
+// when it differs (fetch it again); the file's read errors.
+absl::Status VerifyArchive(const ModelSpec& spec);
 
 }  // namespace fedge::ml
 

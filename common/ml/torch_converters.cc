@@ -1,5 +1,6 @@
 #include "common/ml/torch_converters.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -30,8 +31,8 @@ absl::Status CheckFits(const TensorBuffer& b, const std::string& name,
       b.shape() != shape) {
     return absl::InvalidArgumentError(absl::StrCat(
         "state tensor ", b.DebugString(), " does not fit model tensor ", name,
-        " ", c10::toString(t.scalar_type()), "[", absl::StrJoin(shape, ","),
-        "]"));
+        " ", dtype.ok() ? DTypeName(*dtype) : c10::toString(t.scalar_type()),
+        "[", absl::StrJoin(shape, ","), "]"));
   }
   return absl::OkStatus();
 }
@@ -81,13 +82,17 @@ absl::StatusOr<ModelState> ExportState(const torch::nn::Module& module) {
 
 absl::Status ImportState(const ModelState& state, torch::nn::Module& module) {
   auto tensors = StateTensors(module);
-  if (tensors.size() != state.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "state has ", state.size(), " tensors, the model ", tensors.size()));
-  }
-  for (size_t i = 0; i < tensors.size(); ++i) {
+  const size_t common = std::min(tensors.size(), state.size());
+  for (size_t i = 0; i < common; ++i) {
     RETURN_IF_ERROR(
         CheckFits(state.tensor(i), tensors[i].first, tensors[i].second));
+  }
+  if (tensors.size() != state.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "state has ", state.size(), " tensors, the model ", tensors.size(),
+        "; first unmatched: ",
+        state.size() > common ? "state tensor " + state.tensor(common).name()
+                              : "model tensor " + tensors[common].first));
   }
   return CallTorch([&]() -> absl::Status {
     torch::NoGradGuard no_grad;

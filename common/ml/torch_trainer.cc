@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/ml/torch_converters.h"
 #include "common/ml/torch_status.h"
+#include "common/ml/torchscript_model.h"
 #include "common/random.h"
 #include "common/status_macros.h"
 
@@ -75,7 +76,7 @@ absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(
   if (options.eval != nullptr) {
     RETURN_IF_ERROR(CheckDataset(*options.eval, options.model, "eval set"));
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<Net> net, BuildModel(options.model));
+  ASSIGN_OR_RETURN(std::shared_ptr<Net> net, BuildNet(options.model));
   return std::unique_ptr<TorchTrainer>(
       new TorchTrainer(std::move(options), std::move(net)));
 }

@@ -1,5 +1,6 @@
 // TorchTrainer: the LibTorch implementation of LocalTrainer. It owns one
-// network from the zoo and trains it with SGD (momentum, weight decay,
+// network, from the zoo or a TorchScript archive (torchscript_model.h),
+// and trains it with SGD (momentum, weight decay,
 // optional FedProx term) on examples of a Dataset it is bound to, then
 // returns the delta from the global model it started from.
 //
@@ -19,7 +20,7 @@
 namespace fedge::ml {
 
 struct TorchTrainerOptions {
-  ModelSpec model;                 // Network to build.
+  ModelSpec model;                 // Network to build or archive to load.
   const Dataset* train = nullptr;  // Local training examples (required).
   const Dataset* eval = nullptr;   // Evaluation examples (optional).
   int64_t eval_batch_size = 1000;  // Examples per evaluation forward pass.
@@ -28,7 +29,8 @@ struct TorchTrainerOptions {
 class TorchTrainer final : public LocalTrainer {
  public:
   // INVALID_ARGUMENT when the model cannot be built or the datasets do not
-  // fit it (example shape, classes).
+  // fit it (example shape, classes); for architecture "torchscript" the
+  // statuses of TorchScriptNet::Create too (e.g. NOT_FOUND: no archive).
   static absl::StatusOr<std::unique_ptr<TorchTrainer>> Create(
       TorchTrainerOptions options);
 

@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "common/data/data_source.h"
 #include "common/fl_config.h"
-#include "common/ml/model_init.h"
+#include "common/ml/torchscript_model.h"
 #include "common/ml/torch_trainer.h"
 #include "common/partition.h"
 #include "common/status_macros.h"
@@ -85,7 +85,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   const int threads = NumThreads(c);
   at::set_num_threads(threads);  // Evaluation on the main thread.
   ASSIGN_OR_RETURN(auto trainers, MakeTrainers(c, data, threads));
-  ASSIGN_OR_RETURN(ModelState initial, ml::InitialModelState(ml::SpecFromConfig(
+  ASSIGN_OR_RETURN(ModelState initial, ml::InitialState(ml::SpecFromConfig(
                                            c.model(), data.train.example_shape,
                                            data.train.num_classes)));
   absl::FPrintF(out,
