@@ -275,9 +275,9 @@ class Adaptive final : public MeanStrategy {
     if (stepped.ok()) {
       absl::Status state = optimizer_->CheckState();
       if (!state.ok()) {
-        stepped = absl::InvalidArgumentError(absl::StrCat(
-            "the server optimizer's moments would not be finite (",
-            state.message(), "); the round is refused"));
+        stepped = absl::InvalidArgumentError(
+            absl::StrCat("the server optimizer's moments would not be finite (",
+                         state.message(), "); the round is refused"));
       }
     }
     if (stepped.ok()) {

@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fl_config.h"
-#include "common/version.h"
 #include "common/logging.h"
 #include "common/random.h"
 #include "common/status_macros.h"
+#include "common/version.h"
 #include "server/engine_config.h"
 
 namespace fedge {
@@ -170,9 +170,9 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
                      "'; resume it with strategy.name=", written_by,
                      " or start a new run in another state_dir"));
   }
-  RETURN_IF_ERROR(Annotate(
-      strategy_->RestoreState(extra.strategy_state(), schema_),
-      "restoring the strategy's state from the checkpoint"));
+  RETURN_IF_ERROR(
+      Annotate(strategy_->RestoreState(extra.strategy_state(), schema_),
+               "restoring the strategy's state from the checkpoint"));
   {
     absl::MutexLock lock(&mu_);
     for (const std::string& id : extra.evicted_agents()) evicted_.insert(id);
@@ -460,13 +460,13 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
   if (absl::IsAlreadyExists(ok)) metrics_.Update("duplicate", "retry");
   if (!ok.ok() && !absl::IsAlreadyExists(ok)) {
     const absl::StatusCode code = ok.code();
-    ok = Refuse(session->agent_id,
-                code == absl::StatusCode::kAborted            ? "stale"
-                : code == absl::StatusCode::kInvalidArgument  ? "invalid"
-                : code == absl::StatusCode::kUnauthenticated ? "unauthenticated"
-                                                              : "refused",
-                code == absl::StatusCode::kAborted ? "round closed" : "metadata",
-                ok);
+    ok = Refuse(
+        session->agent_id,
+        code == absl::StatusCode::kAborted           ? "stale"
+        : code == absl::StatusCode::kInvalidArgument ? "invalid"
+        : code == absl::StatusCode::kUnauthenticated ? "unauthenticated"
+                                                     : "refused",
+        code == absl::StatusCode::kAborted ? "round closed" : "metadata", ok);
   }
   if (!ok.ok()) return done(ok);
   auto shared_done = std::make_shared<UploadCallback>(std::move(done));
@@ -680,9 +680,8 @@ absl::Status Coordinator::Tick() {
   RETURN_IF_ERROR(MaybeStartRound());
   const EngineSnapshot e = engine_->Snapshot();
   metrics_.agents_live.Set(static_cast<double>(e.agents.size()));
-  metrics_.agents_selected.Set(
-      static_cast<double>(e.pending.size() + e.reported.size() +
-                          e.failed.size()));
+  metrics_.agents_selected.Set(static_cast<double>(
+      e.pending.size() + e.reported.size() + e.failed.size()));
   metrics_.current_round.Set(static_cast<double>(e.current_round));
   if (engine_->state() == RoundState::kInProgress &&
       engine_->current_round() != started_round_) {

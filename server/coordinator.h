@@ -47,11 +47,11 @@
 #include "common/clock.h"
 #include "common/history.h"
 #include "common/local_trainer.h"
+#include "common/metrics.h"
 #include "common/model_codec.h"
 #include "common/strategy.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
-#include "common/metrics.h"
 #include "server/checkpoint_store.h"
 #include "server/coordinator_metrics.h"
 #include "server/round_accumulator.h"
@@ -183,7 +183,7 @@ class Coordinator {
   // Tick() must not be called afterwards, Flush() should.
   void BeginShutdown();
 
-    // Operator views.
+  // Operator views.
   v1::GetStatusResponse GetStatus() const;
   v1::ListAgentsResponse ListAgents() const;
   v1::ListRoundsResponse ListRounds() const;
@@ -210,7 +210,7 @@ class Coordinator {
   bool done() const;
   // The newest published model.
   std::shared_ptr<const PublishedModel> latest_model() const;
-    // Bytes counted for history (model bytes streamed to agents).
+  // Bytes counted for history (model bytes streamed to agents).
   void AddBytesSent(int64_t n) {
     bytes_sent_ += n;
     metrics_.bytes_sent.IncrementBy(n);
@@ -261,7 +261,7 @@ class Coordinator {
   std::optional<absl::StatusOr<v1::PollResponse>> TryAnswerPoll(
       const std::string& agent_id, int64_t cached_version);
   void AnswerParkedPolls(bool expire_all);
-    absl::StatusOr<Session> FindSession(const std::string& token) const;
+  absl::StatusOr<Session> FindSession(const std::string& token) const;
   // Counts and records a refused update or join (metrics, the status
   // page's list) and returns `status`.
   absl::Status Refuse(const std::string& agent_id, absl::string_view result,
@@ -304,7 +304,7 @@ class Coordinator {
   int64_t num_available_ ABSL_GUARDED_BY(mu_) = 0;  // At the round's start.
   std::shared_ptr<const PublishedModel> latest_ ABSL_GUARDED_BY(mu_);
   std::deque<ParkedPoll> parked_ ABSL_GUARDED_BY(mu_);
-    // Every round's record (those before a restart read back from
+  // Every round's record (those before a restart read back from
   // history.csv), and whether it made a new model.
   std::vector<std::pair<RoundRecord, bool>> records_ ABSL_GUARDED_BY(mu_);
   double last_accuracy_ ABSL_GUARDED_BY(mu_) = -1;

@@ -8,8 +8,8 @@ namespace {
 
 // Seconds buckets from 1 ms to ~17 min.
 std::vector<double> SecondsBuckets() {
-  return {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-          1,     2.5,   5,    10,    30,   60,  120, 300, 1000};
+  return {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+          2.5,   5,     10,   30,    60,   120, 300,  1000};
 }
 
 }  // namespace
@@ -94,8 +94,7 @@ CoordinatorMetrics::CoordinatorMetrics(MetricsRegistry& r)
                                 "federated evaluation.")
                          .Get()),
       operator_actions(r.AddCounter("fedge_operator_actions_total",
-                                    "Operator actions by kind.",
-                                    {"action"})) {}
+                                    "Operator actions by kind.", {"action"})) {}
 
 void CoordinatorMetrics::Update(absl::string_view result,
                                 absl::string_view reason) {

@@ -102,8 +102,8 @@ absl::Status Coordinator::AllowAgent(const std::string& agent_id,
   {
     absl::MutexLock lock(&mu_);
     if (evicted_.erase(agent_id) == 0) {
-      return absl::NotFoundError(absl::StrCat(
-          "agent '", Printable(agent_id, 64), "' is not evicted"));
+      return absl::NotFoundError(
+          absl::StrCat("agent '", Printable(agent_id, 64), "' is not evicted"));
     }
   }
   Audit("allow", who, agent_id);
@@ -121,9 +121,8 @@ v1::GetStatusResponse Coordinator::GetStatus() const {
   s.set_model_version(model->version);
   s.set_model_sha256(model->sha256_hex);
   s.set_num_agents(static_cast<int32_t>(e.agents.size()));
-  s.set_num_selected(
-      static_cast<int32_t>(e.pending.size() + e.reported.size() +
-                           e.failed.size()));
+  s.set_num_selected(static_cast<int32_t>(e.pending.size() + e.reported.size() +
+                                          e.failed.size()));
   s.set_num_reported(static_cast<int32_t>(e.reported.size()));
   s.set_paused(paused_);
   s.set_stopping(e.stopping);
@@ -143,10 +142,10 @@ v1::ListAgentsResponse Coordinator::ListAgents() const {
     info->set_agent_id(a.id);
     auto it = partitions_.find(a.id);
     info->set_partition_index(it == partitions_.end() ? -1 : it->second);
-    info->set_selected(a.state == "training" || a.state == "reported" ||
-                       (a.state == "failed" &&
-                        std::binary_search(e.failed.begin(), e.failed.end(),
-                                           a.id)));
+    info->set_selected(
+        a.state == "training" || a.state == "reported" ||
+        (a.state == "failed" &&
+         std::binary_search(e.failed.begin(), e.failed.end(), a.id)));
     info->set_device_class(a.device_class);
     info->set_state(a.state);
     info->set_rounds_contributed(a.rounds_contributed);
@@ -194,8 +193,8 @@ FederationSnapshot Coordinator::Snapshot() const {
                                   e.failed.size());
     c.reported = static_cast<int>(e.reported.size());
     c.failed = static_cast<int>(e.failed.size());
-    c.deadline_remaining_ms = std::max<int64_t>(
-        0, absl::ToInt64Milliseconds(e.round_deadline - now));
+    c.deadline_remaining_ms =
+        std::max<int64_t>(0, absl::ToInt64Milliseconds(e.round_deadline - now));
     c.elapsed_ms = absl::ToInt64Milliseconds(now - e.round_started);
     s.current_round = c;
   }
@@ -212,8 +211,8 @@ FederationSnapshot Coordinator::Snapshot() const {
               : in(e.reported, id) ? "reported"
               : in(e.failed, id)   ? "failed"
                                    : "idle";
-    a.last_seen_ms_ago = std::max<int64_t>(0, absl::ToInt64Milliseconds(now -
-                                                                      seen));
+    a.last_seen_ms_ago =
+        std::max<int64_t>(0, absl::ToInt64Milliseconds(now - seen));
     auto c = contributed_.find(id);
     a.rounds_contributed = c == contributed_.end() ? 0 : c->second;
     s.agents.push_back(std::move(a));

@@ -29,7 +29,7 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version) const {
       (*extra.mutable_partitions())[agent] = index;
     }
   }
-    extra.set_strategy_name(std::string(strategy_->name()));
+  extra.set_strategy_name(std::string(strategy_->name()));
   extra.set_strategy_state(strategy_->SaveState());
   extra.set_total_rounds(engine_->num_rounds());
   {
@@ -65,7 +65,7 @@ absl::Status Coordinator::Flush() {
 
 absl::Status Coordinator::PollPersistence() {
   if (!persisting_.valid()) return absl::OkStatus();
-    if (pending_.has_value() && durable_) {
+  if (pending_.has_value() && durable_) {
     Publish(pending_->model);
     metrics_.model_version.Set(pending_->model->version);
     if (pending_->new_version) {
@@ -90,7 +90,7 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
     absl::MutexLock lock(&mu_);
     num_available = num_available_;
   }
-    RoundClose close;
+  RoundClose close;
   const absl::Time aggregation_start = clock_->Now();
   {
     absl::MutexLock lock(&accumulate_mu_);
@@ -113,7 +113,7 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
                       ? MakePublished(*std::move(close.next), outcome.round)
                       : current;
   pending.last = engine_->state() == RoundState::kDone;
-    record.bytes_sent = bytes_sent_.exchange(0);
+  record.bytes_sent = bytes_sent_.exchange(0);
   record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
   metrics_.round_duration.Observe(record.round_seconds);
   // The strategy's state after this round goes into the same checkpoint.
@@ -134,7 +134,7 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
 absl::Status Coordinator::Persist(RoundRecord record, bool completed,
                                   const PublishedModel& model,
                                   const Checkpoint& ckpt) {
-    const absl::Time checkpoint_start = clock_->Now();
+  const absl::Time checkpoint_start = clock_->Now();
   absl::Status saved = SaveCheckpoint(ckpt, model);
   if (!saved.ok()) {
     metrics_.checkpoint_failures.Increment();
@@ -168,7 +168,7 @@ absl::Status Coordinator::Persist(RoundRecord record, bool completed,
                      << ": cannot append to the history: " << appended;
     return appended;
   }
-    {
+  {
     absl::MutexLock lock(&mu_);
     records_.emplace_back(record, completed);
     if (record.test_accuracy.has_value()) {

@@ -156,8 +156,9 @@ absl::Status CoordinatorServer::StartHttp() {
   if (!http.ok()) return Annotate(http.status(), "http_address");
   http_ = *std::move(http);
   FEDGE_LOG(INFO) << "status page at " << (http_->tls() ? "https" : "http")
-                  << "://" << config_.http_address().substr(
-                                  0, config_.http_address().rfind(':'))
+                  << "://"
+                  << config_.http_address().substr(
+                         0, config_.http_address().rfind(':'))
                   << ":" << http_->port() << "/ (metrics at /metrics)";
   return absl::OkStatus();
 }

@@ -1,9 +1,9 @@
 #include "server/federation_service.h"
 
-#include "common/net/credentials.h"
-#include "common/logging.h"
-#include "common/net/grpc_status.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/net/credentials.h"
+#include "common/net/grpc_status.h"
 
 namespace fedge {
 namespace {
@@ -25,8 +25,7 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
               int chunk_bytes, bool model_only = false)
       : coordinator_(coordinator),
         model_(std::move(model)),
-        encoder_(model_only ? model_->model : model_->download(),
-                 chunk_bytes) {
+        encoder_(model_only ? model_->model : model_->download(), chunk_bytes) {
     encoder_.Seek(offset);
     chunk_.set_version(model_->version);
     chunk_.set_total_size_bytes(encoder_.total_bytes());
@@ -339,7 +338,8 @@ grpc::ServerUnaryReactor* OperatorService::EvictAgent(
       [this, id](const std::string& who) {
         return coordinator_->EvictAgent(id, who);
       },
-      absl::StrCat("agent ", id, " evicted; its joins are refused until "
+      absl::StrCat("agent ", id,
+                   " evicted; its joins are refused until "
                    "allowed"));
 }
 

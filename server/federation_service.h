@@ -67,9 +67,9 @@ class OperatorService final : public v1::Operator::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ListRoundsRequest* request,
       v1::ListRoundsResponse* response) override;
-  grpc::ServerUnaryReactor* Pause(grpc::CallbackServerContext* context,
-                                  const v1::PauseRequest* request,
-                                  v1::OperatorActionResponse* response) override;
+  grpc::ServerUnaryReactor* Pause(
+      grpc::CallbackServerContext* context, const v1::PauseRequest* request,
+      v1::OperatorActionResponse* response) override;
   grpc::ServerUnaryReactor* Resume(
       grpc::CallbackServerContext* context, const v1::ResumeRequest* request,
       v1::OperatorActionResponse* response) override;

@@ -144,7 +144,7 @@ std::vector<RoundOutcome> RoundEngine::Tick() {
     FEDGE_LOG(INFO) << "round " << round_.id << ": deadline reached";
     CloseRoundLocked();
   }
-    std::vector<RoundOutcome> outcomes;
+  std::vector<RoundOutcome> outcomes;
   outcomes.swap(finished_);
   if (stop_after_round_ && state_ == RoundState::kWaitingForAgents) {
     TransitionLocked(RoundState::kDone);
@@ -158,7 +158,7 @@ bool RoundEngine::CanStartRound() const {
 }
 
 bool RoundEngine::CanStartRoundLocked() const {
-    return state_ == RoundState::kWaitingForAgents && finished_.empty() &&
+  return state_ == RoundState::kWaitingForAgents && finished_.empty() &&
          !stop_after_round_ &&
          static_cast<int>(agents_.size()) >= options_.min_available_agents;
 }
@@ -185,7 +185,7 @@ absl::StatusOr<int64_t> RoundEngine::StartRound(
   }
   Round next;
   next.id = round_.id + 1;
-    next.started = clock_->Now();
+  next.started = clock_->Now();
   next.deadline = next.started + options_.round_deadline;
   next.selected = std::move(selected);
   for (const std::string& id : next.selected) next.participants[id];
@@ -203,8 +203,8 @@ absl::StatusOr<int64_t> RoundEngine::StartRound(
 
 absl::Status RoundEngine::SetNumRounds(int n) {
   if (n < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("rounds must be >= 1, got ",
-                                                   n));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rounds must be >= 1, got ", n));
   }
   absl::MutexLock lock(&mu_);
   if (state_ == RoundState::kDone) {
@@ -427,7 +427,7 @@ void RoundEngine::CloseRoundLocked() {
                   << (outcome.completed ? " completed: " : " abandoned: ")
                   << outcome.reported.size() << " reported, "
                   << outcome.failed.size() << " failed";
-    finished_.push_back(outcome);
+  finished_.push_back(outcome);
   TransitionLocked(completed_rounds_ >= options_.num_rounds || stop_after_round_
                        ? RoundState::kDone
                        : RoundState::kWaitingForAgents);

@@ -150,7 +150,7 @@ class RoundEngine {
   // not in the roster (naming it).
   absl::StatusOr<int64_t> StartRound(std::vector<std::string> selected);
 
-    // Changes the number of completed rounds to run. INVALID_ARGUMENT for
+  // Changes the number of completed rounds to run. INVALID_ARGUMENT for
   // n < 1; FAILED_PRECONDITION when the engine is done or n is below the
   // rounds already completed (n equal to them ends the run: at once when
   // waiting, at the close of the round in progress otherwise).
@@ -213,7 +213,7 @@ class RoundEngine {
   std::vector<std::string> AvailableAgents() const;
   // Deadline of the round in progress; InfinitePast() if none.
   absl::Time round_deadline_time() const;
-    // Results accepted in the round in progress; 0 if none.
+  // Results accepted in the round in progress; 0 if none.
   size_t num_reported() const;
   EngineSnapshot Snapshot() const;
 
@@ -223,7 +223,7 @@ class RoundEngine {
     Progress progress = Progress::kPending;
     std::string upload_id;  // Set when kReported.
   };
-    struct Round {
+  struct Round {
     int64_t id = 0;
     absl::Time started = absl::InfinitePast();
     absl::Time deadline = absl::InfinitePast();
@@ -260,7 +260,7 @@ class RoundEngine {
   bool IsPendingLocked(const std::string& agent_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-      mutable absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   RoundEngineOptions options_ ABSL_GUARDED_BY(mu_);
   Clock* const clock_;
   bool stop_after_round_ ABSL_GUARDED_BY(mu_) = false;

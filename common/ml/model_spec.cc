@@ -120,6 +120,8 @@ ModelSpec SpecFromProto(const v1::ModelSpecProto& p) {
   spec.input_shape.assign(p.input_shape().begin(), p.input_shape().end());
   spec.num_classes = p.num_classes();
   if (p.width_multiplier() != 0) spec.width_multiplier = p.width_multiplier();
+  spec.torchscript_sha256 = p.torchscript_sha256();
+  spec.torchscript_size_bytes = p.torchscript_size_bytes();
   return spec;
 }
 
@@ -202,9 +204,6 @@ SqueezeNetLayout SqueezeNetLayoutOf(const ModelSpec& spec) {
     in = 2 * expand;
   }
   return layout;
-  spec.torchscript_sha256 = p.torchscript_sha256();
-  spec.torchscript_size_bytes = p.torchscript_size_bytes();
-  return spec;
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include "common/ml/torch_trainer.h"
 
+#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -107,6 +108,10 @@ absl::StatusOr<TrainOutput> TorchTrainer::Train(
     return absl::FailedPreconditionError("no local examples to train on");
   }
   RETURN_IF_ERROR(ImportState(global, *net_));
+  if (plan.gradient_correction != nullptr) {
+    RETURN_IF_ERROR(Annotate(CheckSameSchema(global, *plan.gradient_correction),
+                             "gradient correction"));
+  }
   TrainOutput out;
   ASSIGN_OR_RETURN(out.metrics, RunSgd(global, plan, std::move(order)));
   ASSIGN_OR_RETURN(out.delta, Delta(global));
@@ -129,15 +134,29 @@ absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
         anchors.push_back(ViewAsTensor(global.tensor(i)));
       }
     }
+    // SCAFFOLD: the correction of each parameter's gradient (parameters
+    // come first in the state, in order).
+    std::vector<torch::Tensor> corrections;
+    if (plan.gradient_correction != nullptr) {
+      for (size_t i = 0; i < params.size(); ++i) {
+        corrections.push_back(
+            ViewAsTensor(plan.gradient_correction->tensor(i)));
+      }
+    }
+    const int64_t max_steps = plan.max_steps > 0
+                                  ? plan.max_steps
+                                  : std::numeric_limits<int64_t>::max();
     TrainMetrics m;
     m.num_examples = static_cast<int64_t>(order.size());
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     const int64_t total = m.num_examples;
-    for (int epoch = 0; epoch < plan.epochs; ++epoch) {
+    for (int epoch = 0; epoch < plan.epochs && m.num_steps < max_steps;
+         ++epoch) {
       DeterministicRng rng(MixSeed({plan.seed, static_cast<uint64_t>(epoch)}));
       rng.Shuffle(absl::MakeSpan(order));
-      for (int64_t begin = 0; begin < total; begin += plan.batch_size) {
+      for (int64_t begin = 0; begin < total && m.num_steps < max_steps;
+           begin += plan.batch_size) {
         const int64_t size = std::min<int64_t>(plan.batch_size, total - begin);
         torch::Tensor idx =
             torch::from_blob(order.data() + begin, {size}, torch::kInt64);
@@ -154,6 +173,9 @@ absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
           loss = loss + 0.5 * plan.proximal_mu * prox;
         }
         loss.backward();
+        for (size_t i = 0; i < corrections.size(); ++i) {
+          if (params[i].grad().defined()) params[i].grad().add_(corrections[i]);
+        }
         sgd.step();
         loss_sum += loss.item<double>() * size;
         correct += logits.argmax(1).eq(y).sum().item<int64_t>();
@@ -161,6 +183,8 @@ absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
         ++m.num_steps;
       }
     }
+    // A step cap may stop before every example was used once.
+    m.num_examples = std::min<int64_t>(total, seen);
     m.loss = loss_sum / seen;
     m.accuracy = static_cast<double>(correct) / seen;
     m.seconds = absl::ToDoubleSeconds(absl::Now() - start);
