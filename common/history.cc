@@ -3,8 +3,8 @@
 #include <cerrno>
 #include <fstream>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
@@ -89,9 +89,9 @@ absl::StatusOr<std::vector<RoundRecord>> HistoryWriter::Read(
       if (cell.empty()) continue;
       double v;
       if (!absl::SimpleAtod(cell, &v)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path, ":", line_number, ": column ", name, ": not a number: '",
-            cell, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ":", line_number, ": column ", name,
+                         ": not a number: '", cell, "'"));
       }
       if (name == "round") r.round = static_cast<int64_t>(v);
       if (name == "num_agents") r.num_agents = static_cast<int>(v);

@@ -58,7 +58,7 @@ class HistoryWriter {
   // (RESOURCE_EXHAUSTED for a full disk), naming the path.
   absl::Status Append(const RoundRecord& record);
 
-    // The header line (without newline).
+  // The header line (without newline).
   static std::string Header(bool with_bytes);
   // Reads back a history file written by HistoryWriter (any of its column
   // sets; columns found by name). NOT_FOUND when missing (an empty list

@@ -71,6 +71,14 @@ class LocalTrainer {
   // when `weights` does not fit the model; FAILED_PRECONDITION when there is
   // no evaluation set.
   virtual absl::StatusOr<EvalMetrics> Evaluate(const ModelState& weights) = 0;
+
+  // Evaluates `weights` on the examples `indices` of the evaluation set
+  // (an agent's held-out share, in simulations). INVALID_ARGUMENT for an
+  // index out of range; UNIMPLEMENTED when the trainer cannot.
+  virtual absl::StatusOr<EvalMetrics> EvaluateOn(
+      const ModelState& weights, absl::Span<const int64_t> indices) {
+    return absl::UnimplementedError("this trainer evaluates its whole set");
+  }
 };
 
 }  // namespace fedge

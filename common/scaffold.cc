@@ -50,6 +50,16 @@ absl::Status SplitScaffoldDownload(ModelState download, ModelState* model,
   return absl::OkStatus();
 }
 
+ModelState StripScaffoldTensors(ModelState download) {
+  ModelState out;
+  for (TensorBuffer& t : download.mutable_tensors()) {
+    if (!absl::StartsWith(t.name(), kScaffoldControlPrefix)) {
+      out.Add(std::move(t));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<ScaffoldClient> ScaffoldClient::Create(const ModelSchema& model,
                                                       ModelState control) {
   if (control.size() == 0) {

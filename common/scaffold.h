@@ -38,6 +38,10 @@ ModelState ScaffoldZeros(const ModelSchema& model, const std::string& prefix);
 absl::Status SplitScaffoldDownload(ModelState download, ModelState* model,
                                    ModelState* control);
 
+// `download` without its "scaffold.c/" tensors (the model alone, e.g. for
+// prediction and evaluation); a model without them is returned unchanged.
+ModelState StripScaffoldTensors(ModelState download);
+
 // The agent's side: holds c_i (zeros at first, or restored from its state
 // directory).
 class ScaffoldClient {

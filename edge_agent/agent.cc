@@ -137,6 +137,8 @@ absl::Status Agent::TryJoin() {
     request.add_architectures(a);
   }
   request.set_agent_version(options_.agent_version);
+  request.set_device_class(options_.device_class);
+  request.set_examples_per_second(options_.examples_per_second);
   absl::StatusOr<v1::JoinResponse> response = client_->Join(request);
   if (!response.ok()) {
     if (IsJoinRefusal(response.status().code())) {
@@ -161,6 +163,7 @@ absl::Status Agent::StartSession(v1::JoinResponse response) {
   trainer_ = *std::move(trainer);
   session_ = std::move(response);
   handled_rounds_.clear();
+  evaluated_rounds_.clear();
   refresh_failed_version_ = -1;
   ++stats_.joins;
   TransitionTo(AgentState::kJoined);
@@ -192,10 +195,12 @@ absl::Status Agent::PollAndAct() {
   absl::StatusOr<v1::PollResponse> poll = client_->Poll(request);
   if (!poll.ok()) return HandleCallError("poll", poll.status());
   OnContact();
-  if (!poll->has_train()) RefreshLatestModel(*poll);
+  if (!poll->has_train() && !poll->has_evaluate()) RefreshLatestModel(*poll);
   switch (poll->action_case()) {
     case v1::PollResponse::kTrain:
       return HandleTask(poll->train());
+    case v1::PollResponse::kEvaluate:
+      return HandleEvaluation(poll->evaluate());
     case v1::PollResponse::kWaitRetryAfterMs:
       sleep_(absl::Milliseconds(
           std::max<int64_t>(0, poll->wait_retry_after_ms())));
@@ -314,16 +319,121 @@ void Agent::CacheModel(int64_t version, const ModelState& model) {
   }
 }
 
+absl::StatusOr<ScaffoldClient> Agent::LoadScaffold(const ModelSchema& model) {
+  absl::StatusOr<ModelState> saved = cache_->LoadState("scaffold_control");
+  if (saved.ok()) {
+    absl::StatusOr<ScaffoldClient> client =
+        ScaffoldClient::Create(model, *std::move(saved));
+    if (client.ok()) return client;
+    FEDGE_LOG(WARNING) << "the saved SCAFFOLD control variate does not fit "
+                          "this model, starting from zero: "
+                       << client.status().message();
+  } else if (!absl::IsNotFound(saved.status())) {
+    FEDGE_LOG(WARNING) << "cannot read the SCAFFOLD control variate, "
+                          "starting from zero: "
+                       << saved.status().message();
+  }
+  return ScaffoldClient::Create(model, ModelState());
+}
+
 absl::StatusOr<TrainOutput> Agent::Train(const v1::TrainTask& task,
                                          const ModelState& global) {
-  ASSIGN_OR_RETURN(TrainOutput output,
-                   trainer_->Train(global, ToTrainPlan(task.plan()), {}));
+  TrainPlan plan = ToTrainPlan(task.plan());
+  TrainOutput output;
+  if (task.client_algorithm().empty()) {
+    ASSIGN_OR_RETURN(output, trainer_->Train(global, plan, {}));
+  } else if (task.client_algorithm() == "scaffold") {
+    // The download is the model, then the server's control variate c.
+    ModelState model, control;
+    RETURN_IF_ERROR(SplitScaffoldDownload(global.Clone(), &model, &control));
+    ASSIGN_OR_RETURN(ScaffoldClient client, LoadScaffold(SchemaOf(model)));
+    ASSIGN_OR_RETURN(ModelState correction, client.Correction(control));
+    plan.gradient_correction = &correction;
+    ASSIGN_OR_RETURN(output, trainer_->Train(model, plan, {}));
+    ASSIGN_OR_RETURN(ModelState dc, client.Finish(output.delta, control,
+                                                  output.metrics.num_steps,
+                                                  plan.learning_rate));
+    // Kept across rounds and restarts.
+    if (absl::Status s =
+            cache_->SaveState("scaffold_control", client.control());
+        !s.ok()) {
+      FEDGE_LOG(WARNING) << "cannot save the SCAFFOLD control variate: " << s;
+    }
+    for (TensorBuffer& t : dc.mutable_tensors()) output.delta.Add(std::move(t));
+  } else {
+    return absl::UnimplementedError(
+        absl::StrCat("this agent does not run the client algorithm '",
+                     task.client_algorithm(), "' (upgrade fedge-agent)"));
+  }
   ++stats_.rounds_trained;
   if (options_.compute_slowdown > 1.0) {
     sleep_(absl::Seconds((options_.compute_slowdown - 1.0) *
                          std::max(0.0, output.metrics.seconds)));
   }
   return output;
+}
+
+absl::Status Agent::HandleEvaluation(const v1::EvaluateTask& task) {
+  if (evaluated_rounds_.contains(task.round())) {
+    sleep_(options_.initial_backoff);  // Already answered: do not spin.
+    return absl::OkStatus();
+  }
+  task_deadline_ =
+      task.deadline_remaining_ms() > 0
+          ? clock_->Now() + absl::Milliseconds(task.deadline_remaining_ms())
+          : absl::InfiniteFuture();
+  std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
+  bool fetched = false;
+  absl::StatusOr<ModelState> global =
+      GlobalModel(task.model_version(), task.model_sha256(), &fetched);
+  if (!global.ok()) {
+    if (global.status().code() != absl::StatusCode::kNotFound) {
+      return HandleCallError("fetch model", global.status());
+    }
+    evaluated_rounds_.insert(task.round());
+    return absl::OkStatus();
+  }
+  if (fetched) CacheModel(task.model_version(), *global);
+  evaluated_rounds_.insert(task.round());
+  absl::StatusOr<EvalMetrics> metrics =
+      trainer_->Evaluate(StripScaffoldTensors(global->Clone()));
+  if (!metrics.ok()) {
+    FEDGE_LOG(WARNING) << "round " << task.round()
+                       << ": evaluation failed: " << metrics.status();
+    return absl::OkStatus();
+  }
+  return SubmitEvaluation(task, *metrics);
+}
+
+absl::Status Agent::SubmitEvaluation(const v1::EvaluateTask& task,
+                                     const EvalMetrics& metrics) {
+  v1::SubmitEvaluationRequest request;
+  request.set_session_token(session_.session_token());
+  request.set_round(task.round());
+  request.set_model_version(task.model_version());
+  request.set_num_examples(metrics.num_examples);
+  request.set_loss(metrics.loss);
+  request.set_accuracy(metrics.accuracy);
+  while (true) {
+    absl::Status s = client_->SubmitEvaluation(request);
+    if (s.ok()) {
+      OnContact();
+      FEDGE_LOG(INFO) << absl::StrFormat(
+          "round %d: evaluated model %d on %d local examples: accuracy "
+          "%.4f, loss %.4f",
+          task.round(), task.model_version(), metrics.num_examples,
+          metrics.accuracy, metrics.loss);
+      return absl::OkStatus();
+    }
+    if (IsSessionLost(s.code()) || IsRefusal(s.code()) ||
+        stop_requested_.load() || clock_->Now() >= task_deadline_) {
+      FEDGE_LOG(WARNING) << "round " << task.round()
+                         << ": evaluation not delivered: " << s;
+      if (IsSessionLost(s.code())) TransitionTo(AgentState::kNotJoined);
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(BackOff("submit evaluation", s));
+  }
 }
 
 absl::Status Agent::Submit(const v1::TrainTask& task,

@@ -7,6 +7,8 @@
 //     Poll -> train task: model from the cache or FetchModel (then cached),
 //                         Train, SubmitUpdate (same upload id on retries),
 //                         with heartbeats from a thread of its own meanwhile
+//          -> evaluate:   the model on the local held-out data,
+//                         SubmitEvaluation (federated evaluation)
 //          -> wait:       sleep retry_after
 //          -> finished:   Leave, return OK (exit_when_finished)
 //   and keeps the newest global model in the cache for offline prediction.
@@ -44,6 +46,7 @@
 #include "common/clock.h"
 #include "common/local_trainer.h"
 #include "common/random.h"
+#include "common/scaffold.h"
 #include "edge_agent/coordinator_client.h"
 #include "edge_agent/heartbeat.h"
 #include "edge_agent/model_cache.h"
@@ -62,6 +65,10 @@ struct AgentOptions {
   int64_t num_examples = 0;
   // Zoo architectures this agent can train.
   std::vector<std::string> architectures;
+  // Declared at Join for strategies that plan by device: its class and the
+  // examples per second it trains (0 = unknown).
+  std::string device_class;
+  double examples_per_second = 0;
   // Backoff after a failed call: the bound starts at initial_backoff and
   // doubles up to max_backoff; each delay is drawn uniformly from
   // [bound / 2, bound]. A successful call resets the bound.
@@ -156,6 +163,13 @@ class Agent {
   absl::Status HandleTask(const v1::TrainTask& task);
   // A heartbeat thread for the busy step ahead (null when disabled).
   std::unique_ptr<HeartbeatThread> StartHeartbeat();
+  // Federated evaluation: the model on the local held-out data.
+  absl::Status HandleEvaluation(const v1::EvaluateTask& task);
+  absl::Status SubmitEvaluation(const v1::EvaluateTask& task,
+                                const EvalMetrics& metrics);
+  // SCAFFOLD: the agent's control variate from its state directory (zeros
+  // the first time, or when it belongs to another model).
+  absl::StatusOr<ScaffoldClient> LoadScaffold(const ModelSchema& model);
   // Whether the simulated device skips `round` (dropout_probability).
   bool DropsOut(int64_t round);
   // The model `version` from the cache or the coordinator. When `fetched`
@@ -194,8 +208,10 @@ class Agent {
   AgentState state_ = AgentState::kNotJoined;
   v1::JoinResponse session_;
   std::unique_ptr<LocalTrainer> trainer_;
-  // Rounds of this session already trained, skipped or dropped.
+  // Rounds of this session already trained, skipped or dropped, and
+  // evaluated.
   absl::flat_hash_set<int64_t> handled_rounds_;
+  absl::flat_hash_set<int64_t> evaluated_rounds_;
   // Round whose dropout was decided, and the decision.
   int64_t dropout_rolled_round_ = -1;
   bool skip_round_ = false;

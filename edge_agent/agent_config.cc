@@ -86,6 +86,8 @@ AgentOptions ToAgentOptions(const v1::AgentConfig& c) {
   o.compute_slowdown = c.profile().compute_slowdown();
   o.dropout_probability = c.profile().dropout_probability();
   o.exit_when_finished = c.exit_when_finished();
+  o.device_class = c.device_class();
+  o.examples_per_second = c.examples_per_second();
   return o;
 }
 

@@ -89,6 +89,12 @@ class CoordinatorClient {
   // (nothing left to do).
   virtual absl::Status Leave(const std::string& session_token) = 0;
 
+  // Sends the result of an evaluate task. ABORTED when the evaluation is
+  // over; INVALID_ARGUMENT when refused; UNAUTHENTICATED /
+  // FAILED_PRECONDITION for a lost session.
+  virtual absl::Status SubmitEvaluation(
+      const v1::SubmitEvaluationRequest& request) = 0;
+
   // A sign of life while busy; thread-safe (see above). UNAUTHENTICATED /
   // FAILED_PRECONDITION when the session is gone (the coordinator dropped
   // the agent or restarted).

@@ -146,6 +146,16 @@ absl::Status GrpcCoordinatorClient::Heartbeat(
   return FromGrpcStatus(stub_->Heartbeat(&context, request, &response));
 }
 
+absl::Status GrpcCoordinatorClient::SubmitEvaluation(
+    const v1::SubmitEvaluationRequest& request) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, -1);
+  ActiveCall active(this, &context);
+  v1::SubmitEvaluationResponse response;
+  return FromGrpcStatus(stub_->SubmitEvaluation(&context, request, &response));
+}
+
 absl::Status GrpcCoordinatorClient::Leave(const std::string& session_token) {
   throttle_.BeforeCall();
   grpc::ClientContext context;

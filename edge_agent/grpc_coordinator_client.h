@@ -95,6 +95,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
       v1::UpdateMetadata metadata, const ModelState& delta) override;
   absl::Status Leave(const std::string& session_token) override;
+  absl::Status SubmitEvaluation(
+      const v1::SubmitEvaluationRequest& request) override;
   // Thread-safe (gRPC stubs are); does not go through the simulated link.
   absl::Status Heartbeat(const std::string& session_token) override;
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <system_error>
@@ -295,6 +296,50 @@ absl::Status ModelCache::StoreAgentId(const std::string& agent_id) {
   }
   return WriteStringAtomically(options_.state_dir + "/agent_id",
                                agent_id + "\n");
+}
+
+namespace {
+
+absl::Status CheckStateName(const std::string& name) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || c == '_';
+      })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state name '", name, "' must match [a-z_]+"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ModelCache::SaveState(const std::string& name,
+                                   const ModelState& state) {
+  RETURN_IF_ERROR(CheckWritable());
+  RETURN_IF_ERROR(CheckStateName(name));
+  ModelEncoder encoder(state);
+  return WriteFileAtomically(
+      options_.state_dir + "/" + name + ".state",
+      [&encoder](std::string* out) { return encoder.Next(out); });
+}
+
+absl::StatusOr<ModelState> ModelCache::LoadState(
+    const std::string& name) const {
+  RETURN_IF_ERROR(CheckStateName(name));
+  const std::string path = options_.state_dir + "/" + name + ".state";
+  ModelDecoder decoder(options_.limits);
+  absl::Status read = ReadFileChunks(
+      path, 1 << 20,
+      [&decoder](absl::string_view bytes) { return decoder.Feed(bytes); });
+  if (absl::IsNotFound(read)) return read;
+  if (!read.ok()) {
+    return absl::DataLossError(absl::StrCat(path, ": ", read.message()));
+  }
+  absl::StatusOr<ModelState> state = decoder.Finish();
+  if (!state.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": ", state.status().message()));
+  }
+  return state;
 }
 
 }  // namespace fedge

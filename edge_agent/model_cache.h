@@ -110,6 +110,14 @@ class ModelCache {
   // read-only mode; INVALID_ARGUMENT for an empty id or one with a newline.
   absl::Status StoreAgentId(const std::string& agent_id);
 
+  // Agent-side algorithm state kept across rounds and restarts (SCAFFOLD's
+  // control variate, error-feedback residuals): `name` ([a-z_]+) holds a
+  // model-shaped state, written atomically to <state_dir>/<name>.state.
+  // LoadState: NOT_FOUND when none was saved; DATA_LOSS when the file does
+  // not decode (the caller starts afresh).
+  absl::Status SaveState(const std::string& name, const ModelState& state);
+  absl::StatusOr<ModelState> LoadState(const std::string& name) const;
+
   const std::string& state_dir() const { return options_.state_dir; }
 
  private:

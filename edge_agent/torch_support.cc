@@ -16,19 +16,23 @@
 #include "common/ml/torch_status.h"
 #include "common/ml/torch_trainer.h"
 #include "common/partition.h"
+#include "common/scaffold.h"
 #include "common/status_macros.h"
 #include "edge_agent/model_cache.h"
 
 namespace fedge {
 namespace {
 
-// A TorchTrainer together with the partition of the local data it trains
-// on (null when it trains on the whole set, which outlives it).
+// A TorchTrainer together with the partitions of the local data it trains
+// and evaluates on (null when it uses the whole set, which outlives it).
 class PartitionTrainer final : public LocalTrainer {
  public:
   PartitionTrainer(std::unique_ptr<Dataset> owned,
+                   std::unique_ptr<Dataset> owned_test,
                    std::unique_ptr<ml::TorchTrainer> trainer)
-      : owned_(std::move(owned)), trainer_(std::move(trainer)) {}
+      : owned_(std::move(owned)),
+        owned_test_(std::move(owned_test)),
+        trainer_(std::move(trainer)) {}
 
   absl::StatusOr<TrainOutput> Train(
       const ModelState& global, const TrainPlan& plan,
@@ -40,7 +44,9 @@ class PartitionTrainer final : public LocalTrainer {
   }
 
  private:
-  std::unique_ptr<Dataset> owned_;  // Declared first: outlives trainer_.
+  // Declared first: they outlive trainer_.
+  std::unique_ptr<Dataset> owned_;
+  std::unique_ptr<Dataset> owned_test_;
   std::unique_ptr<ml::TorchTrainer> trainer_;
 };
 
@@ -86,6 +92,31 @@ absl::StatusOr<std::vector<int64_t>> LocalIndices(
   return std::move((*parts)[join.partition_index() % join.num_partitions()]);
 }
 
+// This agent's held-out examples (for federated evaluation): when it holds
+// partition i of n of a shared data set, an IID partition i of n of the
+// test split (agents then evaluate on different data); else the whole test
+// split (empty).
+std::vector<int64_t> LocalTestIndices(const v1::AgentConfig& c,
+                                      const Dataset& test,
+                                      const v1::JoinResponse& join) {
+  int index = -1, count = 0;
+  uint64_t seed = 0;
+  if (c.partition_index() >= 0) {
+    index = c.partition_index();
+    count = c.num_partitions();
+    seed = c.partition().seed();
+  } else if (join.partition_index() >= 0 && join.num_partitions() > 0) {
+    index = join.partition_index() % join.num_partitions();
+    count = join.num_partitions();
+    seed = join.partition_seed();
+  }
+  if (index < 0 || count <= 0 || test.num_examples() < count) return {};
+  absl::StatusOr<Partition> parts =
+      PartitionIid(test.num_examples(), count, seed);
+  if (!parts.ok()) return {};
+  return std::move((*parts)[index]);
+}
+
 // The spec the coordinator names; unset input shape and classes come from
 // the data. A TorchScript archive must be at `archive_path`, matching the
 // spec.
@@ -123,12 +154,20 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> MakeTrainer(
   if (!indices.empty()) {
     owned = std::make_unique<Dataset>(Subset(data.train, indices));
   }
+  std::unique_ptr<Dataset> owned_test;
+  const std::vector<int64_t> test_indices =
+      LocalTestIndices(c, data.test, join);
+  if (!test_indices.empty()) {
+    owned_test = std::make_unique<Dataset>(Subset(data.test, test_indices));
+  }
   ASSIGN_OR_RETURN(std::string archive, ArchivePath(join.model(), archives));
   ml::TorchTrainerOptions options;
   ASSIGN_OR_RETURN(options.model,
                    ToModelSpec(join.model(), data.train, archive));
   options.train = owned != nullptr ? owned.get() : &data.train;
-  options.eval = data.test.num_examples() > 0 ? &data.test : nullptr;
+  options.eval = owned_test != nullptr          ? owned_test.get()
+                 : data.test.num_examples() > 0 ? &data.test
+                                                : nullptr;
   absl::StatusOr<std::unique_ptr<ml::TorchTrainer>> trainer =
       ml::TorchTrainer::Create(options);
   if (!trainer.ok()) {
@@ -136,8 +175,8 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> MakeTrainer(
   }
   FEDGE_LOG(INFO) << "training " << options.model.architecture << " on "
                   << options.train->num_examples() << " local examples";
-  return std::unique_ptr<LocalTrainer>(
-      new PartitionTrainer(std::move(owned), *std::move(trainer)));
+  return std::unique_ptr<LocalTrainer>(new PartitionTrainer(
+      std::move(owned), std::move(owned_test), *std::move(trainer)));
 }
 
 constexpr int64_t kPredictBatch = 1000;
@@ -244,7 +283,8 @@ absl::StatusOr<PredictSummary> Predict(const PredictOptions& o,
   const bool use_train = o.split == "train" || data.test.num_examples() == 0;
   const Dataset& set = use_train ? data.train : data.test;
   ASSIGN_OR_RETURN(auto trainer,
-                   LoadNet(spec, o.torchscript_path, cached.model, set));
+                   LoadNet(spec, o.torchscript_path,
+                           StripScaffoldTensors(std::move(cached.model)), set));
   const int64_t n =
       o.limit > 0 ? std::min(o.limit, set.num_examples()) : set.num_examples();
   ASSIGN_OR_RETURN(std::vector<int64_t> predicted,

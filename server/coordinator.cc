@@ -330,6 +330,19 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
     *response.mutable_train() = MakeTask(*round, agent_id);
     return response;
   }
+  {
+    absl::MutexLock lock(&mu_);
+    if (eval_.has_value() && eval_->pending.contains(agent_id)) {
+      v1::EvaluateTask* task = response.mutable_evaluate();
+      task->set_round(eval_->round);
+      task->set_model_version(eval_->model->version);
+      task->set_model_sha256(eval_->model->sha256_hex);
+      task->set_model_size_bytes(eval_->model->size_bytes);
+      task->set_deadline_remaining_ms(std::max<int64_t>(
+          1, absl::ToInt64Milliseconds(eval_->deadline - clock_->Now())));
+      return response;
+    }
+  }
   if (absl::IsFailedPrecondition(round.status())) {  // All rounds done.
     // Only once the last model is published, so agents leave with it.
     if (!finished_) return std::nullopt;
@@ -615,6 +628,10 @@ void Coordinator::BeginShutdown() {
     absl::MutexLock lock(&mu_);
   }
   AnswerParkedPolls(/*expire_all=*/true);
+  {
+    absl::MutexLock lock(&mu_);
+    CloseEvaluationLocked();
+  }
   std::deque<SlotWaiter> waiters;
   {
     absl::MutexLock lock(&slots_mu_);
@@ -644,6 +661,14 @@ std::vector<AgentInfo> Coordinator::AvailableAgentInfos() const {
 }
 
 absl::Status Coordinator::MaybeStartRound() {
+  {
+    // Federated evaluation of the last model runs first.
+    absl::MutexLock lock(&mu_);
+    if (eval_.has_value()) {
+      if (clock_->Now() < eval_->deadline) return absl::OkStatus();
+      CloseEvaluationLocked();
+    }
+  }
   if (pending_.has_value() || shutting_down_ || paused_ ||
       !engine_->CanStartRound()) {
     return absl::OkStatus();

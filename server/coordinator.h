@@ -169,6 +169,13 @@ class Coordinator {
   // or an agent dropped meanwhile (join again).
   absl::Status Heartbeat(const v1::HeartbeatRequest& request);
 
+  // The result of an evaluate task (federated evaluation). UNAUTHENTICATED
+  // for an unknown session; ABORTED when that evaluation is over (or the
+  // agent was not asked, or already answered); INVALID_ARGUMENT for
+  // metrics out of range (examples not in [1, 2^31], a non-finite loss, an
+  // accuracy outside [0, 1]).
+  absl::Status SubmitEvaluation(const v1::SubmitEvaluationRequest& request);
+
   // Drives time: liveness, deadlines, round completion (aggregate and
   // publish at once; evaluate, checkpoint and history in the background),
   // parked polls. Returns the first error of the round just closed or of
@@ -208,6 +215,9 @@ class Coordinator {
 
   // True once every round completed.
   bool done() const;
+  // True when no model waits to be published and no federated evaluation
+  // runs (Tick thread).
+  bool Settled() const;
   // The newest published model.
   std::shared_ptr<const PublishedModel> latest_model() const;
   // Bytes counted for history (model bytes streamed to agents).
@@ -236,7 +246,24 @@ class Coordinator {
     std::shared_ptr<const PublishedModel> model;
     bool new_version = false;  // A completed round's new model.
     bool last = false;         // The federation is done after it.
+    // Federated evaluation of the new model, to start once it is
+    // published (null when off); the history line waits for its result.
+    std::shared_ptr<std::promise<std::optional<EvalMetrics>>> fed_eval;
   };
+  // Federated evaluation of one model version: who is asked, what came
+  // back, until when; its result fulfils `done`.
+  struct EvalRound {
+    int64_t round = 0;
+    std::shared_ptr<const PublishedModel> model;
+    absl::Time deadline;
+    absl::flat_hash_set<std::string> pending;
+    std::vector<EvalMetrics> results;
+    std::shared_ptr<std::promise<std::optional<EvalMetrics>>> done;
+  };
+  // Starts the evaluation of the published round (Tick thread).
+  void StartEvaluation(const PendingRound& round);
+  // Closes the evaluation in progress (all answered, deadline, shutdown).
+  void CloseEvaluationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status Restore(ModelState initial_model);
   // The model as agents get it: with the strategy's broadcast tensors.
@@ -253,7 +280,8 @@ class Coordinator {
   // The background work of one round: checkpoint (then `durable_` is set),
   // evaluation, history line.
   absl::Status Persist(RoundRecord record, bool completed,
-                       const PublishedModel& model, const Checkpoint& ckpt);
+                       const PublishedModel& model, const Checkpoint& ckpt,
+                       std::shared_future<std::optional<EvalMetrics>> fed_eval);
   Checkpoint CheckpointSnapshot(int64_t model_version) const;
   absl::Status SaveCheckpoint(const Checkpoint& ckpt,
                               const PublishedModel& model);
@@ -302,6 +330,7 @@ class Coordinator {
   // The plans of the round in progress, by agent.
   absl::flat_hash_map<std::string, TrainPlan> plans_ ABSL_GUARDED_BY(mu_);
   int64_t num_available_ ABSL_GUARDED_BY(mu_) = 0;  // At the round's start.
+  std::optional<EvalRound> eval_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const PublishedModel> latest_ ABSL_GUARDED_BY(mu_);
   std::deque<ParkedPoll> parked_ ABSL_GUARDED_BY(mu_);
   // Every round's record (those before a restart read back from

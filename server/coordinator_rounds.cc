@@ -2,6 +2,7 @@
 // checkpoint and record in the background) and the operator views. The
 // rest of the class is in coordinator.cc.
 #include <algorithm>
+#include <cmath>
 #include <future>
 
 #include "absl/strings/str_format.h"
@@ -50,8 +51,82 @@ absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
   return absl::OkStatus();
 }
 
+void Coordinator::StartEvaluation(const PendingRound& round) {
+  const std::vector<std::string> chosen =
+      strategy_->ConfigureEvaluate(round.model->version, AvailableAgentInfos());
+  absl::MutexLock lock(&mu_);
+  if (eval_.has_value()) CloseEvaluationLocked();
+  EvalRound e;
+  e.round = round.model->version;
+  e.model = round.model;
+  e.deadline = clock_->Now() +
+               absl::Milliseconds(config_.strategy().evaluate_deadline_ms());
+  e.pending.insert(chosen.begin(), chosen.end());
+  e.done = round.fed_eval;
+  eval_ = std::move(e);
+  FEDGE_LOG(INFO) << "round " << eval_->round << ": federated evaluation on "
+                  << chosen.size() << " agents";
+  if (eval_->pending.empty()) CloseEvaluationLocked();
+}
+
+void Coordinator::CloseEvaluationLocked() {
+  if (!eval_.has_value()) return;
+  const EvalMetrics m = strategy_->AggregateEvaluate(eval_->results);
+  if (!eval_->pending.empty()) {
+    FEDGE_LOG(INFO) << "round " << eval_->round << ": federated evaluation "
+                    << "closed without " << eval_->pending.size()
+                    << " agent(s)";
+  }
+  eval_->done->set_value(m.num_examples > 0 ? std::optional<EvalMetrics>(m)
+                                            : std::nullopt);
+  eval_.reset();
+}
+
+absl::Status Coordinator::SubmitEvaluation(
+    const v1::SubmitEvaluationRequest& request) {
+  ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
+  engine_->Heartbeat(session.agent_id).IgnoreError();
+  const bool sane = request.num_examples() >= 1 &&
+                    request.num_examples() <= (int64_t{1} << 31) &&
+                    std::isfinite(request.loss()) && request.loss() >= 0 &&
+                    request.accuracy() >= 0 && request.accuracy() <= 1;
+  if (!sane) {
+    return Refuse(session.agent_id, "invalid", "evaluation",
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "evaluation metrics out of range: num_examples ",
+                      request.num_examples(), ", loss ", request.loss(),
+                      ", accuracy ", request.accuracy())));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!eval_.has_value() || eval_->round != request.round() ||
+      eval_->model->version != request.model_version() ||
+      eval_->pending.erase(session.agent_id) == 0) {
+    return absl::AbortedError(
+        absl::StrCat("no evaluation of round ", request.round(),
+                     " is waiting for agent ", session.agent_id));
+  }
+  EvalMetrics m;
+  m.num_examples = request.num_examples();
+  m.loss = request.loss();
+  m.accuracy = request.accuracy();
+  eval_->results.push_back(m);
+  if (eval_->pending.empty()) CloseEvaluationLocked();
+  return absl::OkStatus();
+}
+
+bool Coordinator::Settled() const {
+  absl::MutexLock lock(&mu_);
+  return !pending_.has_value() && !eval_.has_value();
+}
+
 absl::Status Coordinator::Flush() {
   if (!persisting_.valid()) return absl::OkStatus();
+  if (pending_.has_value() && pending_->fed_eval != nullptr) {
+    // Its evaluation never started (shutdown): the history line goes
+    // without it.
+    pending_->fed_eval->set_value(std::nullopt);
+    pending_->fed_eval = nullptr;
+  }
   absl::Status status = persisting_.get();
   if (status.ok() || durable_) {
     if (pending_.has_value()) {
@@ -68,6 +143,7 @@ absl::Status Coordinator::PollPersistence() {
   if (pending_.has_value() && durable_) {
     Publish(pending_->model);
     metrics_.model_version.Set(pending_->model->version);
+    if (pending_->fed_eval != nullptr) StartEvaluation(*pending_);
     if (pending_->new_version) {
       FEDGE_LOG(INFO) << "model version " << pending_->model->version
                       << " published (checkpoint durable)";
@@ -109,6 +185,12 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
   }
   PendingRound pending;
   pending.new_version = completed;
+  std::shared_future<std::optional<EvalMetrics>> fed_eval;
+  if (completed && config_.strategy().fraction_evaluate() > 0) {
+    pending.fed_eval =
+        std::make_shared<std::promise<std::optional<EvalMetrics>>>();
+    fed_eval = pending.fed_eval->get_future().share();
+  }
   pending.model = completed
                       ? MakePublished(*std::move(close.next), outcome.round)
                       : current;
@@ -126,14 +208,15 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
   std::shared_ptr<const PublishedModel> model = pending.model;
   pending_ = std::move(pending);
   persisting_ = std::async(std::launch::async, [=, ckpt = std::move(ckpt)] {
-    return Persist(record, completed, *model, ckpt);
+    return Persist(record, completed, *model, ckpt, fed_eval);
   });
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::Persist(RoundRecord record, bool completed,
-                                  const PublishedModel& model,
-                                  const Checkpoint& ckpt) {
+absl::Status Coordinator::Persist(
+    RoundRecord record, bool completed, const PublishedModel& model,
+    const Checkpoint& ckpt,
+    std::shared_future<std::optional<EvalMetrics>> fed_eval) {
   const absl::Time checkpoint_start = clock_->Now();
   absl::Status saved = SaveCheckpoint(ckpt, model);
   if (!saved.ok()) {
@@ -160,6 +243,17 @@ absl::Status Coordinator::Persist(RoundRecord record, bool completed,
       FEDGE_LOG(WARNING) << "round " << record.round
                          << ": evaluation failed, recorded without accuracy: "
                          << eval.status();
+    }
+  }
+  if (fed_eval.valid()) {
+    // Fulfilled by the Tick thread when the evaluation closes (all
+    // answered, its deadline, or shutdown).
+    const std::optional<EvalMetrics> fed = fed_eval.get();
+    if (fed.has_value()) {
+      record.fed_eval_loss = fed->loss;
+      record.fed_eval_accuracy = fed->accuracy;
+      metrics_.federated_accuracy.Set(fed->accuracy);
+      metrics_.federated_loss.Set(fed->loss);
     }
   }
   absl::Status appended = history_->Append(record);

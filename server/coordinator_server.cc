@@ -109,7 +109,10 @@ absl::Status CoordinatorServer::Run() {
       FEDGE_LOG(ERROR) << "stopping: " << status;
       break;
     }
-    if (coordinator_->done() && config_.exit_when_done()) break;
+    if (coordinator_->done() && coordinator_->Settled() &&
+        config_.exit_when_done()) {
+      break;
+    }
   }
   if (status.ok() && coordinator_->done()) {
     status = coordinator_->Flush();

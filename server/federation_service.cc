@@ -226,6 +226,13 @@ grpc::ServerUnaryReactor* FederationService::Leave(
   return Finish(context, coordinator_->Leave(*request));
 }
 
+grpc::ServerUnaryReactor* FederationService::SubmitEvaluation(
+    grpc::CallbackServerContext* context,
+    const v1::SubmitEvaluationRequest* request,
+    v1::SubmitEvaluationResponse* response) {
+  return Finish(context, coordinator_->SubmitEvaluation(*request));
+}
+
 grpc::ServerUnaryReactor* FederationService::Heartbeat(
     grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
     v1::HeartbeatResponse* response) {

@@ -39,6 +39,10 @@ class FederationService final : public v1::Federation::CallbackService {
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
                                       const v1::HeartbeatRequest* request,
                                       v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitEvaluation(
+      grpc::CallbackServerContext* context,
+      const v1::SubmitEvaluationRequest* request,
+      v1::SubmitEvaluationResponse* response) override;
 
  private:
   Coordinator* const coordinator_;

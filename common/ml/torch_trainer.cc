@@ -219,18 +219,46 @@ absl::StatusOr<EvalMetrics> TorchTrainer::Evaluate(const ModelState& weights) {
     return absl::FailedPreconditionError("this trainer has no evaluation set");
   }
   RETURN_IF_ERROR(ImportState(weights, *net_));
+  return EvaluateTensors(eval_x_, eval_y_);
+}
+
+absl::StatusOr<EvalMetrics> TorchTrainer::EvaluateOn(
+    const ModelState& weights, absl::Span<const int64_t> indices) {
+  if (options_.eval == nullptr) {
+    return absl::FailedPreconditionError("this trainer has no evaluation set");
+  }
+  const int64_t n = options_.eval->num_examples();
+  for (int64_t i : indices) {
+    if (i < 0 || i >= n) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("evaluation index ", i,
+                       " is outside the evaluation set [0, ", n, ")"));
+    }
+  }
+  RETURN_IF_ERROR(ImportState(weights, *net_));
+  std::vector<int64_t> copy(indices.begin(), indices.end());
+  return CallTorch([&]() -> absl::StatusOr<EvalMetrics> {
+    torch::Tensor idx = torch::from_blob(
+        copy.data(), {static_cast<int64_t>(copy.size())}, torch::kInt64);
+    return EvaluateTensors(eval_x_.index_select(0, idx),
+                           eval_y_.index_select(0, idx));
+  });
+}
+
+absl::StatusOr<EvalMetrics> TorchTrainer::EvaluateTensors(
+    const torch::Tensor& x, const torch::Tensor& y_all) {
   return CallTorch([&]() -> absl::StatusOr<EvalMetrics> {
     torch::NoGradGuard no_grad;
     net_->eval();
     EvalMetrics m;
-    m.num_examples = options_.eval->num_examples();
+    m.num_examples = x.size(0);
     double loss_sum = 0;
     int64_t correct = 0;
     const int64_t bs = std::max<int64_t>(1, options_.eval_batch_size);
     for (int64_t begin = 0; begin < m.num_examples; begin += bs) {
       const int64_t end = std::min(m.num_examples, begin + bs);
-      torch::Tensor logits = net_->forward(eval_x_.slice(0, begin, end));
-      torch::Tensor y = eval_y_.slice(0, begin, end);
+      torch::Tensor logits = net_->forward(x.slice(0, begin, end));
+      torch::Tensor y = y_all.slice(0, begin, end);
       loss_sum +=
           F::cross_entropy(logits, y,
                            F::CrossEntropyFuncOptions().reduction(torch::kSum))

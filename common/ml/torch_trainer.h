@@ -38,6 +38,8 @@ class TorchTrainer final : public LocalTrainer {
                                     const TrainPlan& plan,
                                     absl::Span<const int64_t> indices) override;
   absl::StatusOr<EvalMetrics> Evaluate(const ModelState& weights) override;
+  absl::StatusOr<EvalMetrics> EvaluateOn(
+      const ModelState& weights, absl::Span<const int64_t> indices) override;
 
   // The network's current state (after Create: its seeded initial weights).
   absl::StatusOr<ModelState> State() const;
@@ -50,6 +52,9 @@ class TorchTrainer final : public LocalTrainer {
                                       const TrainPlan& plan,
                                       std::vector<int64_t> order);
   absl::StatusOr<ModelState> Delta(const ModelState& global) const;
+  // Loss and accuracy of the current weights on eval examples x, y.
+  absl::StatusOr<EvalMetrics> EvaluateTensors(const torch::Tensor& x,
+                                              const torch::Tensor& y);
 
   TorchTrainerOptions options_;
   std::shared_ptr<Net> net_;

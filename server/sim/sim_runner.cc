@@ -4,12 +4,13 @@
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/data/data_source.h"
 #include "common/fl_config.h"
-#include "common/ml/torchscript_model.h"
 #include "common/ml/torch_trainer.h"
+#include "common/ml/torchscript_model.h"
 #include "common/partition.h"
 #include "common/status_macros.h"
 #include "server/engine_config.h"
@@ -43,12 +44,16 @@ std::string Percent(const std::optional<double>& v) {
 void PrintRound(std::FILE* out, const RoundRecord& r, int total_rounds) {
   absl::FPrintF(out,
                 "round %4d/%d  agents %3d  examples %6d  train_loss %.4f  "
-                "test_loss %s  test_acc %s  %.2f s\n",
+                "test_loss %s  test_acc %s%s  %.2f s\n",
                 r.round, total_rounds, r.num_agents, r.num_examples,
                 r.train_loss,
                 r.test_loss.has_value() ? absl::StrFormat("%.4f", *r.test_loss)
                                         : "     -",
-                Percent(r.test_accuracy), r.round_seconds);
+                Percent(r.test_accuracy),
+                r.fed_eval_accuracy.has_value()
+                    ? absl::StrCat("  fed_acc ", Percent(r.fed_eval_accuracy))
+                    : "",
+                r.round_seconds);
   std::fflush(out);
 }
 
@@ -93,9 +98,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
                 "C=%g, E=%d, B=%d, lr=%g, %d worker threads\n",
                 c.model().architecture(), initial.NumElements(), c.num_agents(),
                 c.partition().method(), c.strategy().name(),
-                c.strategy().fraction(),
-                c.train().epochs(), c.train().batch_size(),
-                c.train().learning_rate(), threads);
+                c.strategy().fraction(), c.train().epochs(),
+                c.train().batch_size(), c.train().learning_rate(), threads);
 
   SimulatorOptions options;
   options.engine = ToRoundEngineOptions(c.strategy(), c.rounds());
@@ -103,6 +107,13 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   options.eval_every_rounds = c.eval_every_rounds();
   options.stop_at_accuracy = c.stop_at_accuracy();
   options.dropout_probability = c.agent_dropout_probability();
+  if (c.strategy().fraction_evaluate() > 0) {
+    // Each agent's held-out data: its IID share of the test split (as
+    // fedge-agent holds in simulation mode).
+    ASSIGN_OR_RETURN(options.eval_partitions,
+                     PartitionIid(data.test.num_examples(), c.num_agents(),
+                                  c.partition().seed()));
+  }
   ASSIGN_OR_RETURN(auto sim,
                    Simulator::Create(options, std::move(partition),
                                      std::move(initial), std::move(trainers),

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/random.h"
@@ -149,6 +150,34 @@ void Simulator::TrainRound(int64_t round,
   });
 }
 
+absl::StatusOr<std::optional<EvalMetrics>> Simulator::FederatedEvaluation(
+    int64_t round) {
+  if (options_.eval_partitions.size() < agents_.size()) {
+    return std::optional<EvalMetrics>();
+  }
+  const std::vector<std::string> chosen =
+      strategy_->ConfigureEvaluate(round, agents_);
+  if (chosen.empty()) return std::optional<EvalMetrics>();
+  std::vector<EvalMetrics> results(chosen.size());
+  absl::Mutex mu;
+  absl::Status first_error;
+  pool_.RunBatch(chosen.size(), [&](size_t task, int worker) {
+    const int index = SimAgentIndex(chosen[task]);
+    absl::StatusOr<EvalMetrics> m =
+        trainers_[worker]->EvaluateOn(global_, options_.eval_partitions[index]);
+    if (m.ok()) {
+      results[task] = *m;
+      return;
+    }
+    absl::MutexLock lock(&mu);
+    if (first_error.ok()) first_error = m.status();
+  });
+  RETURN_IF_ERROR(first_error);
+  EvalMetrics aggregate = strategy_->AggregateEvaluate(results);
+  if (aggregate.num_examples == 0) return std::optional<EvalMetrics>();
+  return std::optional<EvalMetrics>(aggregate);
+}
+
 absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     const std::function<void(const RoundRecord&)>& on_round) {
   std::vector<RoundRecord> records;
@@ -182,6 +211,12 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
       ASSIGN_OR_RETURN(EvalMetrics eval, trainers_[0]->Evaluate(global_));
       record.test_loss = eval.loss;
       record.test_accuracy = eval.accuracy;
+      ASSIGN_OR_RETURN(std::optional<EvalMetrics> fed,
+                       FederatedEvaluation(round));
+      if (fed.has_value()) {
+        record.fed_eval_loss = fed->loss;
+        record.fed_eval_accuracy = fed->accuracy;
+      }
     }
     record.round_seconds = absl::ToDoubleSeconds(absl::Now() - start);
     records.push_back(record);

@@ -48,6 +48,9 @@ struct SimulatorOptions {
   // Device class of agent i (missing or "" = default), for the strategy's
   // per-class plans.
   std::vector<std::string> device_classes;
+  // Federated evaluation (strategy.fraction_evaluate > 0): agent i's
+  // held-out examples, as indices into the trainers' evaluation set.
+  std::vector<std::vector<int64_t>> eval_partitions;
 };
 
 class Simulator {
@@ -85,6 +88,9 @@ class Simulator {
   absl::Status TrainAgent(int64_t round, const FitInstruction& instruction,
                           LocalTrainer& trainer);
   bool DropsOut(int64_t round, int agent) const;
+  // Federated evaluation of the global model after `round` (the strategy's
+  // configure/aggregate_evaluate); unset when off or nobody evaluated.
+  absl::StatusOr<std::optional<EvalMetrics>> FederatedEvaluation(int64_t round);
 
   SimulatorOptions options_;
   std::vector<std::vector<int64_t>> partitions_;

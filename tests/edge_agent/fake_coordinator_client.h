@@ -98,6 +98,15 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     return absl::OkStatus();
   }
 
+  absl::Status SubmitEvaluation(
+      const v1::SubmitEvaluationRequest& request) override {
+    evaluations.push_back(request);
+    if (!evaluation_results.empty()) return Pop(evaluation_results);
+    return absl::OkStatus();
+  }
+  std::vector<v1::SubmitEvaluationRequest> evaluations;
+  std::deque<absl::Status> evaluation_results;
+
   // Thread-safe, like the real one.
   absl::Status Heartbeat(const std::string& session_token) override {
     heartbeats.fetch_add(1);
