@@ -149,6 +149,26 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
                           0, 100, true));
   RETURN_IF_ERROR(
       AtLeast<int64_t>(p, "evaluate_deadline_ms", c.evaluate_deadline_ms(), 1));
+  if (c.mode() != "sync" && c.mode() != "fedbuff") {
+    return Bad(p, "mode",
+               absl::StrCat("must be sync or fedbuff, got '", c.mode(), "'"));
+  }
+  if (c.mode() == "fedbuff") {
+    RETURN_IF_ERROR(
+        AtLeast(p, "fedbuff_buffer_size", c.fedbuff_buffer_size(), 1));
+    RETURN_IF_ERROR(
+        AtLeast(p, "fedbuff_max_staleness", c.fedbuff_max_staleness(), 0));
+    RETURN_IF_ERROR(
+        AtLeast(p, "fedbuff_concurrency", c.fedbuff_concurrency(), 0));
+    if (c.name() == "scaffold" || c.name() == "median" ||
+        c.name() == "trimmed_mean" || c.name() == "krum" ||
+        c.name() == "multi_krum") {
+      return Bad(p, "mode",
+                 absl::StrCat("fedbuff works with the averaging strategies, "
+                              "not '",
+                              c.name(), "'"));
+    }
+  }
   for (int i = 0; i < c.device_plans_size(); ++i) {
     const v1::DeviceClassPlanConfig& d = c.device_plans(i);
     const std::string dp = absl::StrCat(p, "device_plans[", i, "].");
@@ -170,6 +190,29 @@ absl::Status ValidateSimConfig(const v1::SimConfig& c) {
                           c.stop_at_accuracy(), 0, 1, false));
   RETURN_IF_ERROR(InRange(std::string(), "agent_dropout_probability",
                           c.agent_dropout_probability(), 0, 1, false));
+  RETURN_IF_ERROR(AtLeast(std::string(), "poisoned_agents",
+                          c.poisoned_agents(), 0));
+  if (c.poisoned_agents() > c.num_agents()) {
+    return Bad(std::string(), "poisoned_agents",
+               absl::StrCat("must be <= num_agents (", c.num_agents(),
+                            "), got ", c.poisoned_agents()));
+  }
+  RETURN_IF_ERROR(InRange(std::string(), "poison_scale", c.poison_scale(),
+                          -1e6, 1e6, false));
+  const v1::DeviceSpeedConfig& speed = c.device_speed();
+  RETURN_IF_ERROR(InRange("device_speed.", "examples_per_second",
+                          speed.examples_per_second(), 0, 1e12, false));
+  RETURN_IF_ERROR(InRange("device_speed.", "slow_fraction",
+                          speed.slow_fraction(), 0, 1, false));
+  RETURN_IF_ERROR(InRange("device_speed.", "slow_factor", speed.slow_factor(),
+                          1, 1e6, false));
+  RETURN_IF_ERROR(InRange("device_speed.", "task_overhead_seconds",
+                          speed.task_overhead_seconds(), 0, 1e6, false));
+  if (c.strategy().mode() == "fedbuff" && speed.examples_per_second() <= 0) {
+    return Bad("device_speed.", "examples_per_second",
+               "must be > 0 with strategy.mode=fedbuff (it runs on "
+               "simulated time)");
+  }
   RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
   RETURN_IF_ERROR(ValidateDataConfig(c.data(), "data."));
   RETURN_IF_ERROR(ValidatePartitionConfig(c.partition(), "partition."));
@@ -224,6 +267,11 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
   RETURN_IF_ERROR(ValidateTrainPlan(c.train(), "train."));
   RETURN_IF_ERROR(ValidateStrategyConfig(c.strategy(), "strategy."));
+  if (c.strategy().mode() != "sync") {
+    return Bad("strategy.", "mode",
+               "fedbuff runs in fedge-sim for now; the networked coordinator "
+               "runs rounds (mode: sync)");
+  }
   if (c.has_eval_data()) {
     RETURN_IF_ERROR(ValidateDataConfig(c.eval_data(), "eval_data."));
   }

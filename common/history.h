@@ -3,7 +3,7 @@
 // their files have the same columns (the coordinator adds byte counts):
 //   round,num_agents,num_failed,num_examples,train_loss,train_accuracy,
 //   test_loss,test_accuracy,train_seconds,round_seconds,fed_eval_loss,
-//   fed_eval_accuracy[,bytes_received,bytes_sent]
+//   fed_eval_accuracy[,bytes_received,bytes_sent][,simulated_seconds]
 //
 // Thread-compatible: one writer per file.
 #ifndef FEDGE_COMMON_HISTORY_H_
@@ -40,6 +40,9 @@ struct RoundRecord {
   double round_seconds = 0;               // Wall time of the whole round.
   std::optional<int64_t> bytes_received;  // Coordinator only.
   std::optional<int64_t> bytes_sent;
+  // fedge-sim with simulated device speeds: simulated time since the start
+  // of the run when the round (or FedBuff version) closed.
+  std::optional<double> simulated_seconds;
 };
 
 class HistoryWriter {
@@ -49,7 +52,8 @@ class HistoryWriter {
   // it), else FAILED_PRECONDITION. `with_bytes` adds bytes_received and
   // bytes_sent. UNAVAILABLE when the file cannot be opened.
   static absl::StatusOr<std::unique_ptr<HistoryWriter>> Open(
-      const std::string& path, bool with_bytes);
+      const std::string& path, bool with_bytes,
+      bool with_simulated_time = false);
   ~HistoryWriter();
   HistoryWriter(const HistoryWriter&) = delete;
   HistoryWriter& operator=(const HistoryWriter&) = delete;
@@ -58,22 +62,29 @@ class HistoryWriter {
   // (RESOURCE_EXHAUSTED for a full disk), naming the path.
   absl::Status Append(const RoundRecord& record);
 
-  // The header line (without newline).
-  static std::string Header(bool with_bytes);
+  // The header line (without newline); `with_simulated_time` adds
+  // simulated_seconds.
+  static std::string Header(bool with_bytes, bool with_simulated_time = false);
   // Reads back a history file written by HistoryWriter (any of its column
   // sets; columns found by name). NOT_FOUND when missing (an empty list
   // for an empty file); INVALID_ARGUMENT naming the line and column of a
   // malformed cell.
   static absl::StatusOr<std::vector<RoundRecord>> Read(const std::string& path);
   // One CSV line for `record` (without newline).
-  static std::string Line(const RoundRecord& record, bool with_bytes);
+  static std::string Line(const RoundRecord& record, bool with_bytes,
+                          bool with_simulated_time = false);
 
  private:
-  HistoryWriter(std::FILE* file, std::string path, bool with_bytes)
-      : file_(file), path_(std::move(path)), with_bytes_(with_bytes) {}
+  HistoryWriter(std::FILE* file, std::string path, bool with_bytes,
+                bool with_simulated_time)
+      : file_(file),
+        path_(std::move(path)),
+        with_bytes_(with_bytes),
+        with_simulated_time_(with_simulated_time) {}
   std::FILE* file_;
   std::string path_;
   bool with_bytes_;
+  bool with_simulated_time_;
 };
 
 }  // namespace fedge

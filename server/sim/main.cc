@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
     absl::PrintF(", reached %.2f%% at round %d",
                  100 * config.stop_at_accuracy(),
                  summary->first_round_at_target);
+    if (summary->simulated_seconds_at_target >= 0) {
+      absl::PrintF(" (simulated %.2f s)",
+                   summary->simulated_seconds_at_target);
+    }
   }
   absl::PrintF("\n");
   return 0;

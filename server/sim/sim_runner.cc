@@ -12,6 +12,7 @@
 #include "common/ml/torch_trainer.h"
 #include "common/ml/torchscript_model.h"
 #include "common/partition.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 #include "server/engine_config.h"
 #include "server/sim/simulator.h"
@@ -107,6 +108,42 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   options.eval_every_rounds = c.eval_every_rounds();
   options.stop_at_accuracy = c.stop_at_accuracy();
   options.dropout_probability = c.agent_dropout_probability();
+  const v1::DeviceSpeedConfig& speed = c.device_speed();
+  if (speed.examples_per_second() > 0) {
+    // A long tail: slow_fraction of the agents (from the seed) are
+    // slow_factor times slower.
+    DeterministicRng rng(MixSeed({c.seed(), 0x73706565ULL}));
+    for (int i = 0; i < c.num_agents(); ++i) {
+      const bool slow = rng.UniformDouble() < speed.slow_fraction();
+      options.examples_per_second.push_back(
+          speed.examples_per_second() / (slow ? speed.slow_factor() : 1.0));
+    }
+    options.task_overhead_seconds = speed.task_overhead_seconds();
+  }
+  if (c.poisoned_agents() > 0) {
+    // Which agents are Byzantine: a seeded sample.
+    std::vector<std::string> ids;
+    for (int i = 0; i < c.num_agents(); ++i) ids.push_back(SimAgentId(i));
+    for (const std::string& id :
+         SampleAgents(ids, c.poisoned_agents(), MixSeed({c.seed(), 0x706f6973}),
+                      0)) {
+      options.poisoned.push_back(SimAgentIndex(id));
+    }
+    options.poison_scale = c.poison_scale();
+  }
+  if (c.strategy().mode() == "fedbuff") {
+    options.fedbuff.enabled = true;
+    options.fedbuff.buffer_size = c.strategy().fedbuff_buffer_size();
+    options.fedbuff.max_staleness = c.strategy().fedbuff_max_staleness();
+    options.fedbuff.concurrency =
+        c.strategy().fedbuff_concurrency() > 0
+            ? c.strategy().fedbuff_concurrency()
+            : (c.strategy().count() > 0
+                   ? c.strategy().count()
+                   : std::max(1, static_cast<int>(std::lround(
+                                     c.strategy().fraction() *
+                                     c.num_agents()))));
+  }
   if (c.strategy().fraction_evaluate() > 0) {
     // Each agent's held-out data: its IID share of the test split (as
     // fedge-agent holds in simulation mode).
@@ -121,7 +158,9 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
 
   std::unique_ptr<HistoryWriter> history;
   if (!c.history_out().empty()) {
-    ASSIGN_OR_RETURN(history, HistoryWriter::Open(c.history_out(), false));
+    ASSIGN_OR_RETURN(history,
+                     HistoryWriter::Open(c.history_out(), false,
+                                         speed.examples_per_second() > 0));
   }
   SimRunSummary summary;
   summary.num_threads = threads;
@@ -136,6 +175,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     if (c.stop_at_accuracy() > 0 && acc >= c.stop_at_accuracy() &&
         summary.first_round_at_target < 0) {
       summary.first_round_at_target = r.round;
+      summary.simulated_seconds_at_target = r.simulated_seconds.value_or(-1);
     }
   }));
   RETURN_IF_ERROR(write_status);

@@ -18,6 +18,8 @@ struct SimRunSummary {
   std::vector<RoundRecord> rounds;
   double best_accuracy = 0;
   int64_t first_round_at_target = -1;  // -1 when stop_at_accuracy not met.
+  // Simulated time then (device_speed set), else -1.
+  double simulated_seconds_at_target = -1;
   double total_seconds = 0;
   int num_threads = 0;
 };

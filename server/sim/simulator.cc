@@ -81,6 +81,10 @@ Simulator::Simulator(SimulatorOptions options,
       accumulator_(strategy_.get()),
       scaffold_(partitions_.size()),
       pool_(static_cast<int>(trainers_.size()), std::move(on_worker_start)) {
+  poisoned_.assign(partitions_.size(), false);
+  for (int i : options_.poisoned) {
+    if (i >= 0 && i < static_cast<int>(poisoned_.size())) poisoned_[i] = true;
+  }
   for (size_t i = 0; i < partitions_.size(); ++i) {
     AgentInfo info;
     info.id = SimAgentId(i);
@@ -100,9 +104,19 @@ bool Simulator::DropsOut(int64_t round, int agent) const {
   return rng.UniformDouble() < options_.dropout_probability;
 }
 
-absl::Status Simulator::TrainAgent(int64_t round,
-                                   const FitInstruction& instruction,
-                                   LocalTrainer& trainer) {
+double Simulator::SimulatedSeconds(int index, const TrainOutput& output,
+                                   const TrainPlan& plan) const {
+  if (options_.examples_per_second.empty()) return 0;
+  const double examples =
+      static_cast<double>(output.metrics.num_steps) * plan.batch_size;
+  return examples / options_.examples_per_second[index] +
+         options_.task_overhead_seconds;
+}
+
+absl::StatusOr<TrainOutput> Simulator::TrainLocal(
+    int64_t round, const FitInstruction& instruction, const ModelState& base,
+    LocalTrainer& trainer, std::optional<ModelState>* extras,
+    double* seconds) {
   const int index = SimAgentIndex(instruction.agent_id);
   if (DropsOut(round, index)) {
     return absl::UnavailableError("dropped out (simulated)");
@@ -113,41 +127,79 @@ absl::Status Simulator::TrainAgent(int64_t round,
   if (strategy_->client_algorithm() == "scaffold") {
     if (!scaffold_[index].has_value()) {
       ASSIGN_OR_RETURN(ScaffoldClient c,
-                       ScaffoldClient::Create(SchemaOf(global_), ModelState()));
+                       ScaffoldClient::Create(SchemaOf(base), ModelState()));
       scaffold_[index] = std::move(c);
     }
-    ASSIGN_OR_RETURN(correction, scaffold_[index]->Correction(*server_control));
+    ASSIGN_OR_RETURN(correction,
+                     scaffold_[index]->Correction(*server_control));
     plan.gradient_correction = &*correction;
   }
   ASSIGN_OR_RETURN(TrainOutput out,
-                   trainer.Train(global_, plan, partitions_[index]));
-  std::optional<ModelState> extras;
+                   trainer.Train(base, plan, partitions_[index]));
   if (correction.has_value()) {
-    ASSIGN_OR_RETURN(extras, scaffold_[index]->Finish(
-                                 out.delta, *server_control,
-                                 out.metrics.num_steps, plan.learning_rate));
+    ASSIGN_OR_RETURN(*extras, scaffold_[index]->Finish(
+                                  out.delta, *server_control,
+                                  out.metrics.num_steps, plan.learning_rate));
   }
-  FitResult result;
-  result.agent_id = instruction.agent_id;
-  result.num_examples = static_cast<double>(out.metrics.num_examples);
-  result.num_steps = out.metrics.num_steps;
-  result.metrics = out.metrics;
-  result.delta = &out.delta;
-  result.extras = extras.has_value() ? &*extras : nullptr;
-  RETURN_IF_ERROR(accumulator_.Add(result, 0));
-  return engine_->AcceptResult(instruction.agent_id, round, "sim");
+  *seconds = SimulatedSeconds(index, out, plan);
+  if (poisoned_[index]) {  // A Byzantine agent (experiments).
+    for (TensorBuffer& t : out.delta.mutable_tensors()) {
+      if (t.dtype() != DType::kFloat32) continue;
+      for (float& v : t.mutable_floats()) {
+        v = static_cast<float>(v * options_.poison_scale);
+      }
+    }
+  }
+  return out;
 }
 
-void Simulator::TrainRound(int64_t round,
-                           const std::vector<FitInstruction>& plan) {
+double Simulator::TrainRound(int64_t round,
+                             const std::vector<FitInstruction>& plan) {
+  absl::Mutex mu;
+  double slowest = 0;
   pool_.RunBatch(plan.size(), [&](size_t task, int worker) {
-    absl::Status s = TrainAgent(round, plan[task], *trainers_[worker]);
-    if (s.ok()) return;
+    const FitInstruction& instruction = plan[task];
+    std::optional<ModelState> extras;
+    double seconds = 0;
+    absl::StatusOr<TrainOutput> out = TrainLocal(
+        round, instruction, global_, *trainers_[worker], &extras, &seconds);
+    absl::Status s = out.status();
+    if (out.ok()) {
+      FitResult result;
+      result.agent_id = instruction.agent_id;
+      result.num_examples = static_cast<double>(out->metrics.num_examples);
+      result.num_steps = out->metrics.num_steps;
+      result.metrics = out->metrics;
+      result.delta = &out->delta;
+      result.extras = extras.has_value() ? &*extras : nullptr;
+      s = accumulator_.Add(result, 0);
+      if (s.ok()) s = engine_->AcceptResult(instruction.agent_id, round, "sim");
+    }
+    if (s.ok()) {
+      absl::MutexLock lock(&mu);
+      slowest = std::max(slowest, seconds);
+      return;
+    }
     // A failed agent is data: the round goes on without it.
-    FEDGE_LOG(WARNING) << "round " << round << ": " << plan[task].agent_id
+    FEDGE_LOG(WARNING) << "round " << round << ": " << instruction.agent_id
                        << " failed: " << s;
-    engine_->ReportFailure(plan[task].agent_id, round).IgnoreError();
+    engine_->ReportFailure(instruction.agent_id, round).IgnoreError();
   });
+  return slowest;
+}
+
+absl::Status Simulator::EvaluateRound(int64_t round, bool last,
+                                      RoundRecord& record) {
+  if (!last && round % options_.eval_every_rounds != 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(EvalMetrics eval, trainers_[0]->Evaluate(global_));
+  record.test_loss = eval.loss;
+  record.test_accuracy = eval.accuracy;
+  ASSIGN_OR_RETURN(std::optional<EvalMetrics> fed, FederatedEvaluation(round));
+  if (fed.has_value()) {
+    record.fed_eval_loss = fed->loss;
+    record.fed_eval_accuracy = fed->accuracy;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<EvalMetrics>> Simulator::FederatedEvaluation(
@@ -180,7 +232,9 @@ absl::StatusOr<std::optional<EvalMetrics>> Simulator::FederatedEvaluation(
 
 absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     const std::function<void(const RoundRecord&)>& on_round) {
+  if (options_.fedbuff.enabled) return RunFedBuff(on_round);
   std::vector<RoundRecord> records;
+  double simulated = 0;
   while (true) {
     const absl::Time start = absl::Now();
     if (!engine_->Tick().empty()) {
@@ -195,29 +249,23 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     ASSIGN_OR_RETURN(const int64_t started, engine_->StartRound(selected));
     FEDGE_CHECK(started == round);
     const absl::Time train_start = absl::Now();
-    TrainRound(round, plan);
+    simulated += TrainRound(round, plan);
     const double train_seconds =
         absl::ToDoubleSeconds(absl::Now() - train_start);
     std::vector<RoundOutcome> outcomes = engine_->Tick();
     if (outcomes.size() != 1) {
       return absl::InternalError("round did not close after all agents ran");
     }
-    RoundClose close = accumulator_.Close(outcomes[0], global_, agents_.size());
+    RoundClose close =
+        accumulator_.Close(outcomes[0], global_, agents_.size());
     RoundRecord record = std::move(close.record);
     record.train_seconds = train_seconds;
+    if (!options_.examples_per_second.empty()) {
+      record.simulated_seconds = simulated;
+    }
     if (close.next.has_value()) global_ = *std::move(close.next);
     const bool last = engine_->state() == RoundState::kDone;
-    if (last || engine_->completed_rounds() % options_.eval_every_rounds == 0) {
-      ASSIGN_OR_RETURN(EvalMetrics eval, trainers_[0]->Evaluate(global_));
-      record.test_loss = eval.loss;
-      record.test_accuracy = eval.accuracy;
-      ASSIGN_OR_RETURN(std::optional<EvalMetrics> fed,
-                       FederatedEvaluation(round));
-      if (fed.has_value()) {
-        record.fed_eval_loss = fed->loss;
-        record.fed_eval_accuracy = fed->accuracy;
-      }
-    }
+    RETURN_IF_ERROR(EvaluateRound(engine_->completed_rounds(), last, record));
     record.round_seconds = absl::ToDoubleSeconds(absl::Now() - start);
     records.push_back(record);
     if (on_round) on_round(record);

@@ -51,6 +51,26 @@ struct SimulatorOptions {
   // Federated evaluation (strategy.fraction_evaluate > 0): agent i's
   // held-out examples, as indices into the trainers' evaluation set.
   std::vector<std::vector<int64_t>> eval_partitions;
+  // Simulated time (empty: none): agent i trains examples_per_second[i]
+  // examples per second, and every task costs task_overhead_seconds more
+  // (transfers). A sync round lasts as long as its slowest reporting agent.
+  std::vector<double> examples_per_second;
+  double task_overhead_seconds = 0;
+  // Poisoned agents (indices) send their update times poison_scale.
+  std::vector<int> poisoned;
+  double poison_scale = -10;
+  // Asynchronous buffered aggregation (FedBuff, Nguyen et al. 2022)
+  // instead of rounds: `concurrency` agents train at any time, each on the
+  // newest model when it starts; an update trained from a version s
+  // versions old gets weight num_examples / sqrt(1 + s) (refused beyond
+  // max_staleness); every buffer_size updates make the next version (a
+  // "round" of the history). Needs simulated time.
+  struct FedBuff {
+    bool enabled = false;
+    int buffer_size = 10;
+    int max_staleness = 20;
+    int concurrency = 10;
+  } fedbuff;
 };
 
 class Simulator {
@@ -82,11 +102,24 @@ class Simulator {
             std::unique_ptr<RoundEngine> engine,
             std::unique_ptr<Strategy> strategy,
             std::function<void(int)> on_worker_start);
-  // Trains the agents of `round` on the pool and folds their updates.
-  void TrainRound(int64_t round, const std::vector<FitInstruction>& plan);
-  // One agent's local training: its update, or why it failed.
-  absl::Status TrainAgent(int64_t round, const FitInstruction& instruction,
-                          LocalTrainer& trainer);
+  // Trains the agents of `round` on the pool and folds their updates;
+  // returns the simulated duration of the round (0 without simulated time).
+  double TrainRound(int64_t round, const std::vector<FitInstruction>& plan);
+  // One agent's local training from `base`: its update (SCAFFOLD's delta in
+  // *extras), or why it failed. `*seconds` is its simulated compute time.
+  absl::StatusOr<TrainOutput> TrainLocal(int64_t round,
+                                         const FitInstruction& instruction,
+                                         const ModelState& base,
+                                         LocalTrainer& trainer,
+                                         std::optional<ModelState>* extras,
+                                         double* seconds);
+  // The simulated time agent `index` takes for `output`.
+  double SimulatedSeconds(int index, const TrainOutput& output,
+                          const TrainPlan& plan) const;
+  // Evaluation of the new global model for the record of `round`.
+  absl::Status EvaluateRound(int64_t round, bool last, RoundRecord& record);
+  absl::StatusOr<std::vector<RoundRecord>> RunFedBuff(
+      const std::function<void(const RoundRecord&)>& on_round);
   bool DropsOut(int64_t round, int agent) const;
   // Federated evaluation of the global model after `round` (the strategy's
   // configure/aggregate_evaluate); unset when off or nobody evaluated.
@@ -100,6 +133,7 @@ class Simulator {
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<Strategy> strategy_;
   RoundAccumulator accumulator_;
+  std::vector<bool> poisoned_;
   // SCAFFOLD: each agent's control variate, created at its first round.
   std::vector<std::optional<ScaffoldClient>> scaffold_;
   ThreadPool pool_;
