@@ -49,11 +49,14 @@ if [ "$tls" = 1 ]; then
 fi
 
 # scrape PORT: GET /metrics and /api/status every second, as Prometheus and
-# an open status page do, until killed.
+# an open status page do, until killed; one HTTP status code per line.
 scrape() {
+  local path
   while true; do
-    curl -sS -o /dev/null --max-time 5 "${curl_tls[@]}" "$scheme://127.0.0.1:$1/metrics" || true
-    curl -sS -o /dev/null --max-time 5 "${curl_tls[@]}" "$scheme://127.0.0.1:$1/api/status" || true
+    for path in /metrics /api/status; do
+      curl -s -o /dev/null -w '%{http_code}\n' --max-time 5 "${curl_tls[@]}" \
+        "$scheme://127.0.0.1:$1$path" || true
+    done
     sleep 1
   done
 }
@@ -75,7 +78,7 @@ run() {
   port=$(fedge_wait_port "$dir/coordinator" "$coordinator" "$dir/coordinator.log")
   if [ "$metrics" = 1 ]; then
     for _ in $(seq 100); do [ -s "$dir/coordinator/http_port" ] && break; sleep 0.1; done
-    scrape "$(cat "$dir/coordinator/http_port")" &
+    scrape "$(cat "$dir/coordinator/http_port")" >"$dir/scrapes.log" 2>&1 &
     scraper=$!
     pids+=("$scraper")
   fi
@@ -118,7 +121,11 @@ echo "A/B: $reps x (metrics=0, metrics=1), $agents agents, $rounds rounds each"
 for rep in $(seq "$reps"); do
   for metrics in 0 1; do
     run "$work/run-$rep-$metrics" "$metrics"
-    summarize "  run $rep metrics=$metrics " "$work/run-$rep-$metrics/coordinator/history.csv"
+    scrapes=""
+    if [ "$metrics" = 1 ]; then
+      scrapes="scrapes_ok=$(grep -c '^200$' "$work/run-$rep-$metrics/scrapes.log" || true) "
+    fi
+    summarize "  run $rep metrics=$metrics $scrapes" "$work/run-$rep-$metrics/coordinator/history.csv"
   done
 done
 median_of() { summarize "" "$work"/run-*-"$1"/coordinator/history.csv | sed -nE 's/.*round_seconds_median=([0-9.]+).*/\1/p'; }
