@@ -9,9 +9,13 @@
 # --metrics: what the operators' HTTP listener costs. Runs the same
 # federation with the listener off (--http_address=, "metrics=0") and on
 # with a scraper fetching /metrics and /api/status (the status page's data)
-# every second each ("metrics=1"), alternating A B A B ... (--reps runs of
-# each, default 3), and prints the median steady round time of each and
-# overhead_pct = 100 * (metrics=1 / metrics=0 - 1).
+# every second each ("metrics=1"), alternating A B B A A B ... (--reps runs
+# of each, default 3; the order flips every pair, so a drift in the
+# machine's load favours neither), and prints the median steady round time
+# of each (all steady rounds of its runs), overhead_pct = 100 * (metrics=1 /
+# metrics=0 - 1), and the coordinator process's CPU time per run (user +
+# system, from its "resources:" line at exit), which other load on the
+# machine does not inflate as much.
 #
 # usage: bench/round_overhead.sh [--agents N] [--rounds R] [--data_dir DIR] [--tls]
 #                                [--metrics [--reps K]]
@@ -117,20 +121,33 @@ if [ "$ab" = 0 ]; then
   exit 0
 fi
 
+# The coordinator's CPU seconds (user + system) of run DIR.
+cpu_seconds() {
+  sed -nE 's/.*resources: cpu_user_s=([0-9.]+) cpu_sys_s=([0-9.]+).*/\1 \2/p' "$1/coordinator.log" |
+    awk '{ printf "%.2f", $1 + $2 }'
+}
+
 echo "A/B: $reps x (metrics=0, metrics=1), $agents agents, $rounds rounds each"
 for rep in $(seq "$reps"); do
-  for metrics in 0 1; do
+  order="0 1"
+  [ $((rep % 2)) = 0 ] && order="1 0"
+  for metrics in $order; do
     run "$work/run-$rep-$metrics" "$metrics"
     scrapes=""
     if [ "$metrics" = 1 ]; then
       scrapes="scrapes_ok=$(grep -c '^200$' "$work/run-$rep-$metrics/scrapes.log" || true) "
     fi
-    summarize "  run $rep metrics=$metrics $scrapes" "$work/run-$rep-$metrics/coordinator/history.csv"
+    summarize "  run $rep metrics=$metrics $scrapes" "$work/run-$rep-$metrics/coordinator/history.csv" |
+      sed "s/\$/ coordinator_cpu_seconds=$(cpu_seconds "$work/run-$rep-$metrics")/"
   done
 done
 median_of() { summarize "" "$work"/run-*-"$1"/coordinator/history.csv | sed -nE 's/.*round_seconds_median=([0-9.]+).*/\1/p'; }
 m0=$(median_of 0)
 m1=$(median_of 1)
-echo "metrics=0 round_seconds_median=$m0"
-echo "metrics=1 round_seconds_median=$m1"
+cpu_median_of() {
+  for d in "$work"/run-*-"$1"; do cpu_seconds "$d"; echo; done | sort -n |
+    awk '{ v[++n] = $1 } END { printf "%.2f", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'
+}
+echo "metrics=0 round_seconds_median=$m0 coordinator_cpu_seconds_median=$(cpu_median_of 0)"
+echo "metrics=1 round_seconds_median=$m1 coordinator_cpu_seconds_median=$(cpu_median_of 1)"
 awk -v a="$m0" -v b="$m1" 'BEGIN { printf "overhead_pct=%.1f\n", 100 * (b / a - 1) }'
