@@ -5,7 +5,8 @@
 // --insecure coordinator, and every operator action through the real `fedge`
 // tool, under TLS and under mutual TLS with operator certificates. Bounded in
 // time; every process (Prometheus and Chromium included) is stopped by the
-// test.
+// test. (Past 500 lines: six federations, plus the Prometheus, Chromium and
+// HTTP helpers only these tests use.)
 #include <httplib.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
