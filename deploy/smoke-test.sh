@@ -10,13 +10,17 @@
 #  2. seeds debian:bookworm-slim when missing (deploy/seed-base-image.sh);
 #  3. builds the images (layer cache: a re-run after a source edit only
 #     recompiles; nothing changed: seconds);
-#  4. starts the coordinator and 3 agents (MNIST from ../shared/data/mnist
-#     or $FEDGE_SMOKE_MNIST_DIR when present, else the synthetic set), and
-#     waits for 3 rounds with a test accuracy in history.csv;
+#  4. starts the coordinator, Prometheus and 3 agents (MNIST from
+#     ../shared/data/mnist or $FEDGE_SMOKE_MNIST_DIR when present, else the
+#     synthetic set), and waits for 3 rounds with a test accuracy in
+#     history.csv;
+#  4b. checks the status page, /api/status and /metrics on the published
+#     port (HTTPS, verified against the compose CA) and that Prometheus has
+#     scraped the round count (its HTTP API on the published port);
 #  5. kills one agent container and waits for 2 more rounds completed by the
 #     other two;
 #  6. restarts the coordinator container, checks its log says "resumed from
-#     checkpoint" and waits for a further round;
+#     checkpoint", waits for a further round and for the status page;
 #  7. prints the history, the wall time and the image sizes.
 #
 # Environment: FEDGE_SMOKE_TIMEOUT (overall limit in seconds, default 3600,
@@ -36,7 +40,7 @@ for arg in "$@"; do
   case "$arg" in
     --synthetic) synthetic=1 ;;
     --keep-results) keep_results=1 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "$PROG: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -113,10 +117,14 @@ export FEDGE_ROUNDS=1000 FEDGE_NUM_PARTITIONS=3 FEDGE_AGENTS_PER_ROUND=3 \
   FEDGE_COMPUTE_SLOWDOWN="${FEDGE_SMOKE_COMPUTE_SLOWDOWN:-1.0}" \
   FEDGE_BANDWIDTH_BPS=0 FEDGE_LATENCY_MS=0 \
   FEDGE_DROPOUT_PROBABILITY=0.0 FEDGE_COORDINATOR_FLAGS="" \
-  FEDGE_AGENT_FLAGS="${FEDGE_SMOKE_AGENT_FLAGS:-}"
+  FEDGE_AGENT_FLAGS="${FEDGE_SMOKE_AGENT_FLAGS:-}" \
+  FEDGE_HTTP_HOST_PORT="" FEDGE_PROMETHEUS_HOST_PORT="" \
+  FEDGE_PROMETHEUS_SCRAPE_INTERVAL=2s
 export FEDGE_MTLS="${FEDGE_MTLS:-0}"
 mkdir -p "$results"
 rm -f "$results/history.csv" "$results/final_model.fedge" "$results/final_model.spec"
+# The compose CA (copied out of the certs volume), for curl.
+ca_pem="$(mktemp /tmp/fedge-smoke-ca.XXXXXX)"
 
 # ---------------------------------------------------------------- teardown
 dump_logs() {
@@ -124,6 +132,8 @@ dump_logs() {
   (cd "$deploy" && "${compose[@]}" -p "$project" ps -a >&2) || true
   echo "---- coordinator log (last 40 lines)" >&2
   (cd "$deploy" && "${compose[@]}" -p "$project" logs --no-color --tail=40 coordinator >&2) || true
+  echo "---- prometheus log (last 10 lines)" >&2
+  (cd "$deploy" && "${compose[@]}" -p "$project" logs --no-color --tail=10 prometheus >&2) || true
   echo "---- agent logs (last 10 lines each)" >&2
   (cd "$deploy" && "${compose[@]}" -p "$project" logs --no-color --tail=10 agent >&2) || true
   echo "---- history.csv" >&2
@@ -137,6 +147,7 @@ teardown() {
   (cd "$deploy" && timeout 120 "${compose[@]}" -p "$project" down -v --remove-orphans -t 10 \
      >/dev/null 2>&1) || echo "$PROG: warning: docker-compose down failed" >&2
   [[ $keep_results -eq 1 || $status -ne 0 ]] || rm -rf "$results"
+  rm -f "$ca_pem"
   if [[ -n "${started_dockerd:-}" ]]; then  # Stop what this script started.
     kill "$started_dockerd" 2>/dev/null || true
     timeout 30 tail --pid "$started_dockerd" -f /dev/null 2>/dev/null || true
@@ -157,7 +168,7 @@ else
 fi
 
 # ---------------------------------------------------------------- 3. images
-step "building the images (fedge-coordinator, fedge-agent)"
+step "building the images (fedge-coordinator, fedge-agent, fedge-prometheus)"
 build_start=$SECONDS
 if ! dc 3000 build >/tmp/fedge-smoke-build.log 2>&1; then
   tail -n 40 /tmp/fedge-smoke-build.log >&2
@@ -191,6 +202,17 @@ first_log_line() {
   awk -v re="$1" '$0 ~ re && !done { sub(/^[IWEF][0-9]+ [0-9:.]+ +([0-9]+ +)?[a-z_.]+:[0-9]+\] /, ""); print; done = 1 }'
 }
 coordinator_id() { (cd "$deploy" && "${compose[@]}" -p "$project" ps -q coordinator); }
+# The host port published for port $2 of service $1.
+host_port() { dc 30 port "$1" "$2" | sed -n '$s/.*://p'; }
+# GET https://127.0.0.1:$1$2 from the coordinator's HTTP listener, verified
+# against the compose CA (its certificate names 127.0.0.1).
+coordinator_get() { curl -sS --fail --max-time 10 --cacert "$ca_pem" "https://127.0.0.1:$1$2"; }
+# The value of the first series the PromQL query $2 gives now, from the
+# Prometheus on host port $1 ("" when none).
+prometheus_value() {
+  curl -sS --max-time 10 -G "http://127.0.0.1:$1/api/v1/query" --data-urlencode "query=$2" 2>/dev/null |
+    sed -nE 's/.*"value":\[[^,]+,"([^"]*)"\].*/\1/p'
+}
 show_rounds() {  # show_rounds FROM: round lines from FROM on
   history | awk -F, -v from="$1" 'NR > 1 && $1 >= from {
     printf "  round %3d: %d agents reported, %d failed, test accuracy %s, %.1f s\n",
@@ -198,8 +220,8 @@ show_rounds() {  # show_rounds FROM: round lines from FROM on
 }
 
 # ---------------------------------------------------------------- 4. federation
-step "starting the coordinator and 3 agents on $data (mutual TLS: $FEDGE_MTLS)"
-dc 300 up -d --no-build --scale agent=3 coordinator agent >/tmp/fedge-smoke-up.log 2>&1 ||
+step "starting the coordinator, Prometheus and 3 agents on $data (mutual TLS: $FEDGE_MTLS)"
+dc 300 up -d --no-build --scale agent=3 coordinator prometheus agent >/tmp/fedge-smoke-up.log 2>&1 ||
   { cat /tmp/fedge-smoke-up.log >&2; fail "docker-compose up failed"; }
 run_start=$SECONDS
 info "coordinator $(docker inspect -f '{{.State.Health.Status}}' "$(coordinator_id)"), published on 127.0.0.1:$(dc 30 port coordinator 50051 | cut -d: -f2)"
@@ -209,6 +231,32 @@ wait_for 240 "3 rounds with a test accuracy in $results/history.csv" three_round
 show_rounds 1
 accuracy="$(history | awk -F, 'NR > 1 && $8 != "" { a = $8 } END { print a }')"
 awk -v a="$accuracy" 'BEGIN { exit !(a > 0 && a <= 1) }' || fail "implausible test accuracy '$accuracy'"
+
+# ---------------------------------------------------------------- 4b. monitoring
+step "status page, /metrics and Prometheus"
+command -v curl >/dev/null || fail "curl is missing (apt-get install curl)"
+docker cp "$(coordinator_id):/certs/ca.pem" "$ca_pem" >/dev/null || fail "cannot copy ca.pem out of the coordinator"
+http_port="$(host_port coordinator 8080)"
+[[ "$http_port" =~ ^[0-9]+$ ]] || fail "the coordinator's port 8080 is not published"
+page="$(coordinator_get "$http_port" /)" || fail "no status page at https://127.0.0.1:$http_port/"
+grep -q "<title>fedge status</title>" <<<"$page" || fail "https://127.0.0.1:$http_port/ is not the status page"
+api="$(coordinator_get "$http_port" /api/status)" || fail "no /api/status"
+page_rounds="$(sed -nE 's/.*"completed_rounds":([0-9]+).*/\1/p' <<<"$api")"
+[[ "${page_rounds:-0}" -ge 3 ]] || fail "/api/status says completed_rounds '$page_rounds', expected >= 3"
+metrics="$(coordinator_get "$http_port" /metrics)" || fail "no /metrics"
+grep -qE '^fedge_build_info\{version="[^"]+"\} 1$' <<<"$metrics" || fail "/metrics has no fedge_build_info"
+info "status page https://127.0.0.1:$http_port/ ($page_rounds rounds completed), /metrics $(grep -c '^fedge_' <<<"$metrics") samples"
+prometheus_port="$(host_port prometheus 9090)"
+[[ "$prometheus_port" =~ ^[0-9]+$ ]] || fail "Prometheus' port 9090 is not published"
+scraped() {
+  scraped_rounds="$(prometheus_value "$prometheus_port" fedge_rounds_completed_total)"
+  [[ "$scraped_rounds" =~ ^[0-9]+$ && "$scraped_rounds" -ge 3 ]]
+}
+wait_for 120 "Prometheus to scrape >= 3 completed rounds (http://127.0.0.1:$prometheus_port)" scraped
+scraped_accuracy="$(prometheus_value "$prometheus_port" fedge_central_accuracy)"
+[[ "$(prometheus_value "$prometheus_port" 'up{job="fedge-coordinator"}')" == 1 ]] ||
+  fail "Prometheus' scrape target fedge-coordinator is not up"
+info "Prometheus http://127.0.0.1:$prometheus_port: fedge_rounds_completed_total $scraped_rounds, fedge_central_accuracy $scraped_accuracy (target up, over HTTPS)"
 
 # ---------------------------------------------------------------- 5. agent dies
 agents="$(dc 30 ps -q agent)"
@@ -253,6 +301,10 @@ wait_for 150 "a completed round >= $next_round (after the restart)" further_roun
 show_rounds "$((before + 1))"
 healthy() { [[ "$(docker inspect -f '{{.State.Health.Status}}' "$(coordinator_id)")" == healthy ]]; }
 wait_for 60 "the coordinator's healthcheck to pass again" healthy
+http_port="$(host_port coordinator 8080)"
+coordinator_get "$http_port" /api/status >/dev/null ||
+  fail "no status page after the restart (https://127.0.0.1:$http_port/)"
+info "status page back at https://127.0.0.1:$http_port/"
 
 # ---------------------------------------------------------------- 7. summary
 run_seconds=$((SECONDS - run_start))
@@ -262,4 +314,4 @@ history | sed 's/^/    /'
 info "federation run: ${run_seconds} s; image build: ${build_seconds} s; wall time: $((SECONDS - start)) s"
 info "images:"
 docker images --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' |
-  grep -E '^(fedge-(coordinator|agent)|debian):' | sed 's/^/    /'
+  grep -E '^(fedge-(coordinator|agent|prometheus)|debian):' | sed 's/^/    /'

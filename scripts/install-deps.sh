@@ -9,8 +9,9 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
   openssl
-  # The coordinator's HTTP listener; the status page's browser test.
-  libcpp-httplib-dev chromium
+  # The coordinator's HTTP listener; the status page's browser test and
+  # Prometheus scraping /metrics (tests/e2e/observability_e2e_test.cc).
+  libcpp-httplib-dev chromium prometheus
   # Tests: wall-clock steps under libfaketime.
   faketime
 )

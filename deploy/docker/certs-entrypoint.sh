@@ -6,7 +6,11 @@
 # by this service only); what the others need is copied into /certs (the
 # volume `certs`): ca.pem, coordinator.pem/.key and, with FEDGE_MTLS=1,
 # FEDGE_AGENT_CERTS client certificates agent-1 .. agent-N (one per agent
-# container). Idempotent: make-certs.sh keeps current certificates.
+# container). The operator certificate operator-1 (the Operator service's
+# client certificate under mutual TLS: fedge status, pause, ...) goes to
+# /operator-certs (the volume operator-certs, mounted by the coordinator
+# only, for its healthcheck), never to the agents' volume. Idempotent:
+# make-certs.sh keeps current certificates.
 set -euo pipefail
 
 ca=/var/lib/fedge/ca
@@ -20,7 +24,7 @@ is_true() {
 agents=0
 if is_true "${FEDGE_MTLS:-0}"; then agents="${FEDGE_AGENT_CERTS:-16}"; fi
 # "coordinator" is the service's name on the compose network.
-make-certs.sh "$ca" --agents "$agents" --san coordinator "$@"
+make-certs.sh "$ca" --agents "$agents" --operators 1 --san coordinator "$@"
 
 # install(1) writes to a temporary name and renames: readers never see half
 # a file.
@@ -30,6 +34,10 @@ for ((i = 1; i <= agents; i++)); do
   install -m 644 "$ca/agent-$i.pem" "$certs/"
   install -m 600 "$ca/agent-$i.key" "$certs/"
 done
+if [[ -d /operator-certs && -w /operator-certs ]]; then
+  install -m 644 "$ca/operator-1.pem" /operator-certs/
+  install -m 600 "$ca/operator-1.key" /operator-certs/
+fi
 # Certificates beyond FEDGE_AGENT_CERTS (or all, without mutual TLS) go.
 for pem in "$certs"/agent-*.pem; do
   [[ -f "$pem" ]] || continue

@@ -2,7 +2,10 @@
 # Entrypoint of the fedge-coordinator image (deploy/Dockerfile).
 #
 # Runs fedge-coordinator (and, through it, fedge-evaluator) as user fedge
-# with the settings of deploy/.env, TLS on, state in /var/lib/fedge/coordinator
+# with the settings of deploy/.env, TLS on, gRPC on port 50051, the HTTP(S)
+# listener (Prometheus /metrics, the status page at /) on port 8080 of every
+# interface (HTTPS with the coordinator's certificate; plain HTTP only with
+# FEDGE_TLS=0), state in /var/lib/fedge/coordinator
 # (the named volume coordinator-state: checkpoints, history.csv, the final
 # model), and copies history.csv and the final model into /results (a bind
 # mount of FEDGE_RESULTS_DIR on the host) every few seconds and at exit.
@@ -56,6 +59,7 @@ is_true() {
 flags=(
   --config /etc/fedge/coordinator.textproto
   --listen_address=0.0.0.0:50051
+  --http_address=0.0.0.0:8080
   --state_dir="$state"
   --rounds="${FEDGE_ROUNDS:-20}"
   --simulation.enabled=true

@@ -2,8 +2,9 @@
 # HEALTHCHECK of the fedge-coordinator image: healthy when the coordinator
 # has bound its port (<state_dir>/port), accepts a TCP connection there and
 # answers the Operator service's GetStatus RPC (`fedge status`), over TLS
-# verified against /certs/ca.pem unless FEDGE_TLS=0. Under mutual TLS it
-# presents an agent certificate when one is readable.
+# verified against /certs/ca.pem unless FEDGE_TLS=0. Under mutual TLS the
+# Operator service takes operator certificates only: it presents operator-1
+# from /operator-certs (the volume operator-certs, see certs-entrypoint.sh).
 set -uo pipefail
 
 state=/var/lib/fedge/coordinator
@@ -18,8 +19,9 @@ fi
 # TLS verified against /certs/ca.pem for the name fedge-coordinator.
 tls=(--tls.ca_path=/certs/ca.pem --tls.server_name=fedge-coordinator)
 case "${FEDGE_TLS:-1}" in 0|false|no|off) tls=(--insecure) ;; esac
-if [[ "${tls[0]}" != --insecure && -r /certs/agent-1.pem && -r /certs/agent-1.key ]]; then
-  tls+=(--tls.cert_path=/certs/agent-1.pem --tls.key_path=/certs/agent-1.key)
+operator=/operator-certs/operator-1
+if [[ "${tls[0]}" != --insecure && -r "$operator.pem" && -r "$operator.key" ]]; then
+  tls+=(--tls.cert_path="$operator.pem" --tls.key_path="$operator.key")
 fi
 if out="$(fedge status --coordinator="127.0.0.1:$port" --timeout_seconds=5 "${tls[@]}" 2>&1)"; then
   grep -E "^(state|current_round|completed_rounds):" <<<"$out" | tr '\n' ' '

@@ -29,7 +29,7 @@ std::string FederationTest::CertDir() {
     const std::string d =
         absl::StrCat(::testing::TempDir(), "/fedge_e2e_certs_", getpid());
     const std::string script = kSourceDir + "/deploy/make-certs.sh";
-    Shell(absl::StrCat(script, " ", d, " --agents 3"));
+    Shell(absl::StrCat(script, " ", d, " --agents 3 --operators 1"));
     Shell(absl::StrCat(script, " ", d, "/foreign --agents 1"));
     return d;
   }();
@@ -77,6 +77,7 @@ std::unique_ptr<Process> FederationTest::StartCoordinatorProcess(
     }
   }
   std::remove((state_dir + "/port").c_str());
+  std::remove((state_dir + "/http_port").c_str());
   auto p = std::make_unique<Process>(argv, dir_ + "/" + name + ".log");
   const bool up = WaitFor(
       [&] {
@@ -130,6 +131,20 @@ std::vector<std::map<std::string, std::string>> FederationTest::History(
 bool FederationTest::WaitForRounds(size_t n, absl::Duration timeout,
                                    const std::string& state_dir) const {
   return WaitFor([&] { return History(state_dir).size() >= n; }, timeout);
+}
+
+int FederationTest::WaitForHttpPort(const std::string& state_dir) const {
+  const std::string path =
+      (state_dir.empty() ? dir_ + "/coordinator" : state_dir) + "/http_port";
+  int port = 0;
+  WaitFor(
+      [&] {
+        return absl::SimpleAtoi(
+                   absl::StripAsciiWhitespace(ReadFileOrEmpty(path)), &port) &&
+               port > 0;
+      },
+      absl::Seconds(60));
+  return port;
 }
 
 }  // namespace fedge::testing

@@ -23,7 +23,9 @@ class FederationTest : public ::testing::Test {
   void SetUp() override;
 
   // Certificates made once per test binary: ca.pem, coordinator.{pem,key},
-  // agent-1..3.{pem,key}, and foreign/ (another CA with agent-1).
+  // agent-1..3.{pem,key}, operator-1.{pem,key} (the Operator service's
+  // client certificate under mutual TLS), and foreign/ (another CA with
+  // agent-1).
   static std::string CertDir();
 
   // Starts fedge-coordinator with the test defaults (synthetic data, 2NN,
@@ -49,6 +51,9 @@ class FederationTest : public ::testing::Test {
       const std::string& state_dir = "") const;
   bool WaitForRounds(size_t n, absl::Duration timeout,
                      const std::string& state_dir = "") const;
+  // The port of the coordinator's HTTP listener (metrics, status page),
+  // from <state_dir>/http_port, waiting up to 60 s; 0 when it never appears.
+  int WaitForHttpPort(const std::string& state_dir = "") const;
 
   std::string dir_;  // Fresh per test.
 };
