@@ -131,6 +131,21 @@ make_sysroot() {
   echo "$wanted" > "$stamp"
 }
 
+# The host's protoc generates code for the sysroot's protobuf headers: their
+# versions must match (both bookworm's 3.21.12 on a Debian 12 host).
+check_protoc() {
+  local host sysroot_version
+  host=$(protoc --version | awk '{print $2}')
+  sysroot_version=$(awk '/define PROTOBUF_VERSION / {v = $3} END {
+      printf "%d.%d.%d", v / 1000000, v / 1000 % 1000, v % 1000}' \
+    "$sysroot/usr/include/google/protobuf/port_def.inc")
+  if [ "$host" != "$sysroot_version" ]; then
+    log "host protoc $host does not match the sysroot's protobuf" \
+      "$sysroot_version: build on Debian 12 (bookworm)"
+    return 1
+  fi
+}
+
 configure_and_build() {
   export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
   export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
@@ -163,5 +178,6 @@ report() {
 
 install_host_packages
 make_sysroot
+check_protoc
 configure_and_build
 report
