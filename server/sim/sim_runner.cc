@@ -120,6 +120,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     }
     options.task_overhead_seconds = speed.task_overhead_seconds();
   }
+  options.random_epochs_max = c.random_epochs_max();
   if (c.poisoned_agents() > 0) {
     // Which agents are Byzantine: a seeded sample.
     std::vector<std::string> ids;

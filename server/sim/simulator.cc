@@ -122,6 +122,13 @@ absl::StatusOr<TrainOutput> Simulator::TrainLocal(
     return absl::UnavailableError("dropped out (simulated)");
   }
   TrainPlan plan = instruction.plan;
+  if (options_.random_epochs_max > 0) {
+    DeterministicRng rng(MixSeed({options_.strategy.seed, 0x65706f63ULL,
+                                  static_cast<uint64_t>(round),
+                                  static_cast<uint64_t>(index)}));
+    plan.epochs = 1 + static_cast<int>(rng.UniformInt(
+                          static_cast<uint64_t>(options_.random_epochs_max)));
+  }
   const ModelState* server_control = strategy_->BroadcastExtras();
   std::optional<ModelState> correction;
   if (strategy_->client_algorithm() == "scaffold") {

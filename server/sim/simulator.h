@@ -56,6 +56,9 @@ struct SimulatorOptions {
   // (transfers). A sync round lasts as long as its slowest reporting agent.
   std::vector<double> examples_per_second;
   double task_overhead_seconds = 0;
+  // When > 0, each agent's epochs in a round are drawn uniformly from
+  // 1..random_epochs_max (heterogeneous local work).
+  int random_epochs_max = 0;
   // Poisoned agents (indices) send their update times poison_scale.
   std::vector<int> poisoned;
   double poison_scale = -10;
