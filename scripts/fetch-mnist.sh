@@ -8,7 +8,7 @@
 #   0  all four files present and verified
 #   1  usage error or local failure (e.g. cannot create DEST_DIR)
 #   2  could not get verified files (no network, every mirror failed, or a
-#      checksum mismatch); fedge then falls back to synthetic data
+#      checksum mismatch); the main job then uses Fashion-MNIST or synthetic data
 # Environment:
 #   FEDGE_MNIST_MIRRORS  space-separated base URLs (ending in "/") to use
 #                        instead of the built-in list; file:// URLs work.
@@ -108,8 +108,7 @@ done
 
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "fetch-mnist: missing in ${dest}: ${missing[*]}" >&2
-  echo "could not download MNIST (no network?); the main job will use" \
-       "synthetic data" >&2
+  echo "fetch-mnist: could not download MNIST (no network?)" >&2
   exit 2
 fi
 echo "fetch-mnist: MNIST ready in ${dest}"

@@ -14,6 +14,8 @@ PACKAGES=(
   libcpp-httplib-dev chromium prometheus
   # Tests: wall-clock steps under libfaketime.
   faketime
+  # Real data without network (Fashion-MNIST, IDX): the main job's fallback.
+  dataset-fashion-mnist
 )
 
 SUDO=""

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real local federation on 127.0.0.1: one fedge-coordinator and N
 # fedge-agent processes, TLS on (certificates from deploy/make-certs.sh).
-# Shows the coordinator's per-round progress and accuracy; leaves the
-# history and the final model in runs/local-federation/coordinator/.
+# Shows the coordinator's per-round progress and accuracy and the address
+# of its live status page (HTTPS with the run's own CA); leaves the history,
+# the final model and a plot of accuracy and loss in runs/local-federation/.
 #
 # usage: scripts/local-federation.sh [--agents N] [--rounds R]
 #            [--data_dir DIR] [--fresh] [-- extra coordinator flags]
@@ -46,13 +47,22 @@ rm -f "$run/coordinator/port"
   --simulation.num_partitions "$agents" \
   --eval_data.data_dir "$data_dir" \
   --tls.cert_path "$run/certs/coordinator.pem" \
-  --tls.key_path "$run/certs/coordinator.key" "${extra[@]}" \
+  --tls.key_path "$run/certs/coordinator.key" \
+  --http_address 127.0.0.1:0 "${extra[@]+"${extra[@]}"}" \
   2> "$run/coordinator.log" &
 coordinator=$!
 pids+=("$coordinator")
 . "$root/scripts/lib.sh"
 port=$(fedge_wait_port "$run/coordinator" "$coordinator" "$run/coordinator.log")
+http_port=""
+for _ in $(seq 100); do
+  http_port=$(cat "$run/coordinator/http_port" 2>/dev/null || true)
+  [ -n "$http_port" ] && break
+  sleep 0.1
+done
+dashboard="https://127.0.0.1:${http_port:-?}/"
 echo "coordinator on 127.0.0.1:$port (TLS); starting $agents agents"
+echo "status page: $dashboard (its certificate is signed by $run/certs/ca.pem: trust it, or accept the browser's warning)"
 
 for i in $(seq "$agents"); do
   "$bin/edge_agent/fedge-agent" --config "$root/configs/agent/mnist.textproto" \
@@ -73,4 +83,8 @@ if [ "$status" -ne 0 ]; then
   echo "local-federation: the coordinator failed (exit $status); see $run/coordinator.log" >&2
   exit "$status"
 fi
+plot="$run/accuracy.png"
+"$bin/server/fedge" plot "$run/coordinator/history.csv" -o "$plot" >/dev/null
 echo "done: history in $run/coordinator/history.csv, final model in $run/coordinator/final_model.fedge"
+echo "plot of accuracy and loss: $plot"
+echo "status page (while a federation runs): $dashboard"
