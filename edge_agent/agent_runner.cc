@@ -15,8 +15,10 @@
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/data/data_source.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/random.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "edge_agent/agent.h"
 #include "edge_agent/agent_config.h"
@@ -131,11 +133,53 @@ absl::StatusOr<AgentOptions> MakeAgentOptions(const v1::AgentConfig& c,
   ASSIGN_OR_RETURN(options.agent_id, ResolveAgentId(c, cache));
   ASSIGN_OR_RETURN(options.num_examples, NumLocalExamples(c, data.train));
   options.agent_version = kAgentVersion;
-  options.architectures = TrainableArchitectures();
-  options.seed = MixSeed({static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())),
-                          static_cast<uint64_t>(getpid()),
-                          std::hash<std::string>()(options.agent_id)});
+  options.architectures = TrainableArchitectures(/*archives=*/true);
+  options.seed =
+      MixSeed({static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())),
+               static_cast<uint64_t>(getpid()),
+               StableHash64(options.agent_id.data(), options.agent_id.size())});
   return options;
+}
+
+// Lower-case hex SHA-256 of the file at `path`.
+absl::StatusOr<std::string> FileSha256(const std::string& path) {
+  Sha256 sha;
+  RETURN_IF_ERROR(ReadFileChunks(path, 1 << 20, [&sha](absl::string_view b) {
+    sha.Update(b);
+    return absl::OkStatus();
+  }));
+  return ToHex(sha.Finish());
+}
+
+// The federation's TorchScript archive on this device: the configured
+// model_archive_path when it is that archive, else a copy in
+// <state_dir>/archives/ (fetched from the coordinator once, verified).
+ArchiveResolver MakeArchiveResolver(const v1::AgentConfig& c,
+                                    CoordinatorClient& client) {
+  return [&c, &client](
+             const v1::JoinResponse& join) -> absl::StatusOr<std::string> {
+    const v1::ModelSpecProto& m = join.model();
+    if (!c.model_archive_path().empty()) {
+      absl::StatusOr<std::string> sha = FileSha256(c.model_archive_path());
+      if (sha.ok() && *sha == m.torchscript_sha256()) {
+        return c.model_archive_path();
+      }
+      FEDGE_LOG(WARNING) << "model_archive_path " << c.model_archive_path()
+                         << " is not the federation's archive ("
+                         << m.torchscript_sha256() << "); fetching it";
+    }
+    const std::string dir = c.state_dir() + "/archives";
+    RETURN_IF_ERROR(MakeDirs(dir));
+    const std::string path = dir + "/" + m.torchscript_sha256() + ".pt";
+    absl::StatusOr<std::string> cached = FileSha256(path);
+    if (cached.ok() && *cached == m.torchscript_sha256()) return path;
+    FEDGE_LOG(INFO) << "fetching the model archive " << m.torchscript_sha256()
+                    << " (" << m.torchscript_size_bytes() << " bytes)";
+    RETURN_IF_ERROR(client.FetchArchive(join.session_token(),
+                                        m.torchscript_sha256(),
+                                        m.torchscript_size_bytes(), path));
+    return path;
+  };
 }
 
 }  // namespace
@@ -161,8 +205,10 @@ absl::Status RunAgent(const v1::AgentConfig& c) {
                   << (c.tls().insecure() ? " (INSECURE plain text)" : " (TLS)")
                   << "; data: " << data.description << "; "
                   << options.num_examples << " local examples";
-  return RunLoop(std::move(options), *client, MakeTorchTrainerFactory(c, data),
-                 *cache, stop);
+  return RunLoop(
+      std::move(options), *client,
+      MakeTorchTrainerFactory(c, data, MakeArchiveResolver(c, *client)), *cache,
+      stop);
 }
 
 }  // namespace fedge

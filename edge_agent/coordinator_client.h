@@ -89,6 +89,16 @@ class CoordinatorClient {
   // (nothing left to do).
   virtual absl::Status Leave(const std::string& session_token) = 0;
 
+  // Streams the TorchScript archive `sha256_hex` of `size_bytes` into
+  // `path` (atomically: a temporary file renamed once its size and SHA-256
+  // verify). NOT_FOUND when the coordinator has no such archive; DATA_LOSS
+  // when the bytes do not verify; UNAUTHENTICATED / FAILED_PRECONDITION for
+  // a lost session.
+  virtual absl::Status FetchArchive(const std::string& session_token,
+                                    const std::string& sha256_hex,
+                                    int64_t size_bytes,
+                                    const std::string& path) = 0;
+
   // Sends the result of an evaluate task. ABORTED when the evaluation is
   // over; INVALID_ARGUMENT when refused; UNAUTHENTICATED /
   // FAILED_PRECONDITION for a lost session.

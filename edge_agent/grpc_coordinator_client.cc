@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_deadline.h"
 #include "common/net/grpc_status.h"
@@ -144,6 +145,53 @@ absl::Status GrpcCoordinatorClient::Heartbeat(
   request.set_session_token(session_token);
   v1::HeartbeatResponse response;
   return FromGrpcStatus(stub_->Heartbeat(&context, request, &response));
+}
+
+absl::Status GrpcCoordinatorClient::FetchArchive(
+    const std::string& session_token, const std::string& sha256_hex,
+    int64_t size_bytes, const std::string& path) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, size_bytes);
+  ActiveCall active(this, &context);
+  v1::FetchArchiveRequest request;
+  request.set_session_token(session_token);
+  request.set_sha256(sha256_hex);
+  auto reader = stub_->FetchArchive(&context, request);
+  throttle_.StartTransfer();
+  Sha256 hash;
+  int64_t received = 0;
+  absl::Status bad;
+  v1::ArchiveChunk chunk;
+  ChunkSource next = [&](std::string* out) {
+    if (!bad.ok() || !reader->Read(&chunk)) return false;
+    if (chunk.total_size_bytes() != size_bytes || chunk.offset() != received ||
+        received + static_cast<int64_t>(chunk.data().size()) > size_bytes) {
+      bad = Corrupt("the archive stream does not match its announced size");
+      return false;
+    }
+    received += static_cast<int64_t>(chunk.data().size());
+    hash.Update(chunk.data());
+    throttle_.OnBytes(static_cast<int64_t>(chunk.data().size()));
+    *out = std::move(*chunk.mutable_data());
+    return true;
+  };
+  absl::Status written =
+      WriteFileAtomically(path, [&](std::string* out) { return next(out); });
+  absl::Status finished = FromGrpcStatus(reader->Finish());
+  if (!finished.ok()) {
+    std::remove(path.c_str());
+    return finished;
+  }
+  if (!bad.ok() || !written.ok() || received != size_bytes ||
+      ToHex(hash.Finish()) != sha256_hex) {
+    std::remove(path.c_str());
+    return !bad.ok() ? bad
+           : !written.ok()
+               ? written
+               : Corrupt("the archive does not match its SHA-256 or size");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status GrpcCoordinatorClient::SubmitEvaluation(

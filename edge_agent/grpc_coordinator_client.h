@@ -97,6 +97,9 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Status Leave(const std::string& session_token) override;
   absl::Status SubmitEvaluation(
       const v1::SubmitEvaluationRequest& request) override;
+  absl::Status FetchArchive(const std::string& session_token,
+                            const std::string& sha256_hex, int64_t size_bytes,
+                            const std::string& path) override;
   // Thread-safe (gRPC stubs are); does not go through the simulated link.
   absl::Status Heartbeat(const std::string& session_token) override;
 

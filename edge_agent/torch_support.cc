@@ -134,15 +134,16 @@ absl::StatusOr<ml::ModelSpec> ToModelSpec(const v1::ModelSpecProto& p,
 }
 
 // Where the archive of a TorchScript spec is ("" for a zoo spec).
-absl::StatusOr<std::string> ArchivePath(const v1::ModelSpecProto& spec,
+absl::StatusOr<std::string> ArchivePath(const v1::JoinResponse& join,
                                         const ArchiveResolver& archives) {
+  const v1::ModelSpecProto& spec = join.model();
   if (spec.architecture() != "torchscript") return std::string();
   if (archives == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the federation trains TorchScript archive ", spec.torchscript_sha256(),
         " and this agent cannot fetch archives"));
   }
-  return archives(spec);
+  return archives(join);
 }
 
 absl::StatusOr<std::unique_ptr<LocalTrainer>> MakeTrainer(
@@ -160,7 +161,7 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> MakeTrainer(
   if (!test_indices.empty()) {
     owned_test = std::make_unique<Dataset>(Subset(data.test, test_indices));
   }
-  ASSIGN_OR_RETURN(std::string archive, ArchivePath(join.model(), archives));
+  ASSIGN_OR_RETURN(std::string archive, ArchivePath(join, archives));
   ml::TorchTrainerOptions options;
   ASSIGN_OR_RETURN(options.model,
                    ToModelSpec(join.model(), data.train, archive));
@@ -262,7 +263,11 @@ TrainerFactory MakeTorchTrainerFactory(const v1::AgentConfig& config,
   };
 }
 
-std::vector<std::string> TrainableArchitectures() { return ml::ZooNames(); }
+std::vector<std::string> TrainableArchitectures(bool archives) {
+  std::vector<std::string> names = ml::ZooNames();
+  if (archives) names.push_back("torchscript");
+  return names;
+}
 
 void SetTorchThreads(int num_threads) {
   at::set_num_threads(std::max(1, num_threads));

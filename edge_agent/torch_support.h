@@ -23,11 +23,12 @@
 
 namespace fedge {
 
-// Where the TorchScript archive that `spec` names (architecture
-// "torchscript", spec.torchscript_sha256) lies on this device, fetched from
-// the coordinator when needed; or the status to fail the trainer with.
+// Where the TorchScript archive that the session's model names
+// (architecture "torchscript", model.torchscript_sha256) lies on this
+// device, fetched from the coordinator when needed; or the status to fail
+// the trainer with.
 using ArchiveResolver =
-    std::function<absl::StatusOr<std::string>(const v1::ModelSpecProto& spec)>;
+    std::function<absl::StatusOr<std::string>(const v1::JoinResponse& join)>;
 
 // A TrainerFactory (agent.h) for LibTorch trainers. Local examples: the
 // configured partition (config.partition_index of config.num_partitions,
@@ -55,7 +56,8 @@ absl::StatusOr<int64_t> NumLocalExamples(const v1::AgentConfig& config,
 
 // Zoo architectures this build can train ("torchscript" too once the agent
 // passes an ArchiveResolver to MakeTorchTrainerFactory).
-std::vector<std::string> TrainableArchitectures();
+// With `archives`, "torchscript" too.
+std::vector<std::string> TrainableArchitectures(bool archives = false);
 
 // LibTorch intra-op threads (at least 1).
 void SetTorchThreads(int num_threads);

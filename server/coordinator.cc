@@ -103,6 +103,7 @@ Coordinator::Coordinator(CoordinatorOptions& options,
                          std::unique_ptr<HistoryWriter> history)
     : config_(options.config),
       spec_(options.model_spec),
+      archive_path_(options.archive_path),
       clock_(options.clock),
       evaluator_(std::move(options.evaluator)),
       schema_(SchemaOf(options.initial_model)),
@@ -428,6 +429,23 @@ absl::StatusOr<std::shared_ptr<const PublishedModel>> Coordinator::GetModel(
                      model->size_bytes, " bytes)"));
   }
   return model;
+}
+
+absl::StatusOr<std::pair<std::string, int64_t>> Coordinator::GetArchive(
+    const v1::FetchArchiveRequest& request) {
+  ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
+  engine_->Heartbeat(session.agent_id).IgnoreError();
+  if (archive_path_.empty() || request.sha256() != spec_.torchscript_sha256()) {
+    return absl::NotFoundError(
+        absl::StrCat("this federation has no archive ", request.sha256()));
+  }
+  const int64_t size = spec_.torchscript_size_bytes();
+  if (request.offset() < 0 || request.offset() > size) {
+    return absl::InvalidArgumentError(absl::StrCat("offset ", request.offset(),
+                                                   " is outside the archive (",
+                                                   size, " bytes)"));
+  }
+  return std::make_pair(archive_path_, size);
 }
 
 absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,

@@ -79,7 +79,10 @@ struct PublishedModel {
 struct CoordinatorOptions {
   v1::CoordinatorConfig config;   // Validated by the caller.
   v1::ModelSpecProto model_spec;  // What agents build.
-  ModelState initial_model;       // Used when no checkpoint exists.
+  // Architecture "torchscript": the archive agents fetch (model_spec names
+  // its SHA-256 and size).
+  std::string archive_path;
+  ModelState initial_model;  // Used when no checkpoint exists.
   // Central evaluation of each new model (may be null: no evaluation).
   std::unique_ptr<LocalTrainer> evaluator;
   Clock* clock = nullptr;  // Required; must outlive the coordinator.
@@ -140,6 +143,13 @@ class Coordinator {
   // no longer (or not yet) published.
   absl::StatusOr<std::shared_ptr<const PublishedModel>> GetModel(
       const v1::FetchModelRequest& request);
+
+  // The TorchScript archive to stream, for FetchArchive: its path and
+  // size. UNAUTHENTICATED for an unknown session; NOT_FOUND when the
+  // federation trains no archive or another one than `sha256`;
+  // INVALID_ARGUMENT for an offset outside it.
+  absl::StatusOr<std::pair<std::string, int64_t>> GetArchive(
+      const v1::FetchArchiveRequest& request);
 
   // Starts receiving an update. Checks session, round, base version, size
   // and upload id before any byte is read: UNAUTHENTICATED (session),
@@ -311,6 +321,7 @@ class Coordinator {
 
   const v1::CoordinatorConfig config_;
   const v1::ModelSpecProto spec_;
+  const std::string archive_path_;
   Clock* const clock_;
   std::unique_ptr<LocalTrainer> evaluator_;
   ModelSchema schema_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/data/data_source.h"
@@ -15,6 +16,7 @@
 #include "common/net/credentials.h"
 #include "common/net/grpc_deadline.h"
 #include "common/status_macros.h"
+#include "common/subprocess.h"
 #include "google/protobuf/text_format.h"
 #include "server/evaluator_process.h"
 #include "server/status_page.h"
@@ -29,6 +31,33 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
 
 }  // namespace
 
+// The initial weights of a TorchScript model, from `fedge-evaluator
+// --export-initial` (a child process that may load LibTorch).
+absl::StatusOr<ModelState> InitialModelFromArchive(
+    const v1::CoordinatorConfig& config, const ml::ModelSpec& spec) {
+  const std::string out = config.state_dir() + "/initial_model.fedge";
+  std::string shape;
+  for (int64_t d : spec.input_shape) {
+    absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
+  }
+  const std::string binary = config.evaluator_path().empty()
+                                 ? SiblingBinary("fedge-evaluator")
+                                 : config.evaluator_path();
+  ASSIGN_OR_RETURN(
+      ProcessResult run,
+      RunProcess({binary, "--export-initial", spec.torchscript_path, out,
+                  "--input_shape=" + shape,
+                  absl::StrCat("--num_classes=", spec.num_classes)},
+                 absl::Milliseconds(config.eval_timeout_ms())));
+  if (run.exit_code != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.torchscript_path ", spec.torchscript_path, ": ",
+                     absl::StripAsciiWhitespace(run.output)));
+  }
+  ASSIGN_OR_RETURN(std::string bytes, ReadSmallFile(out, int64_t{4} << 30));
+  return DecodeModel(bytes);
+}
+
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const v1::CoordinatorConfig& config) {
   RETURN_IF_ERROR(ValidateCoordinatorConfig(config));
@@ -38,9 +67,21 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   CoordinatorOptions options;
   options.config = config;
   options.clock = RealClock::Get();
-  const ml::ModelSpec spec = ml::SpecFromConfig(config.model());
+  ml::ModelSpec spec = ml::SpecFromConfig(config.model());
+  if (spec.architecture == "torchscript") {
+    // The coordinator never loads LibTorch: fedge-evaluator reads the
+    // archive's weights and schema for it.
+    RETURN_IF_ERROR(Annotate(ml::StampArchive(spec), "model.torchscript_path"));
+    ASSIGN_OR_RETURN(options.initial_model,
+                     InitialModelFromArchive(config, spec));
+    options.archive_path = spec.torchscript_path;
+    FEDGE_LOG(INFO) << "model: TorchScript archive " << spec.torchscript_path
+                    << " (sha256 " << spec.torchscript_sha256 << ", "
+                    << options.initial_model.NumElements() << " elements)";
+  } else {
+    ASSIGN_OR_RETURN(options.initial_model, ml::InitialModelState(spec));
+  }
   options.model_spec = ml::SpecToProto(spec);
-  ASSIGN_OR_RETURN(options.initial_model, ml::InitialModelState(spec));
   if (config.has_eval_data()) {
     EvaluatorProcess::Options eval;
     *eval.config.mutable_data() = config.eval_data();

@@ -1,6 +1,12 @@
 #include "server/federation_service.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_status.h"
@@ -58,6 +64,64 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
   std::shared_ptr<const PublishedModel> model_;
   ModelEncoder encoder_;
   v1::ModelChunk chunk_;
+};
+
+// Streams a file (the TorchScript archive) in chunks read as they go.
+// Deletes itself when the call is done.
+class ArchiveWriter final : public grpc::ServerWriteReactor<v1::ArchiveChunk> {
+ public:
+  ArchiveWriter(const std::string& path, int64_t size, int64_t offset,
+                int chunk_bytes)
+      : fd_(open(path.c_str(), O_RDONLY | O_CLOEXEC)),
+        size_(size),
+        offset_(offset),
+        chunk_bytes_(chunk_bytes) {
+    if (fd_.get() < 0 || lseek(fd_.get(), offset, SEEK_SET) != offset) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the archive cannot be read"));
+      return;
+    }
+    chunk_.set_total_size_bytes(size_);
+    WriteNext();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      return Finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "archive stream broken"));
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (offset_ >= size_) return Finish(grpc::Status::OK);
+    const int64_t want = std::min<int64_t>(chunk_bytes_, size_ - offset_);
+    std::string* data = chunk_.mutable_data();
+    data->resize(static_cast<size_t>(want));
+    const ssize_t n = read(fd_.get(), data->data(), data->size());
+    if (n <= 0) {
+      return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "the archive changed on disk"));
+    }
+    data->resize(static_cast<size_t>(n));
+    chunk_.set_offset(offset_);
+    offset_ += n;
+    StartWrite(&chunk_);
+  }
+
+  ScopedFd fd_;
+  const int64_t size_;
+  int64_t offset_;
+  const int chunk_bytes_;
+  v1::ArchiveChunk chunk_;
+};
+
+// An archive stream that only reports an error.
+class ArchiveRefusal : public grpc::ServerWriteReactor<v1::ArchiveChunk> {
+ public:
+  explicit ArchiveRefusal(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
 };
 
 // A model stream that only reports an error.
@@ -231,6 +295,15 @@ grpc::ServerUnaryReactor* FederationService::SubmitEvaluation(
     const v1::SubmitEvaluationRequest* request,
     v1::SubmitEvaluationResponse* response) {
   return Finish(context, coordinator_->SubmitEvaluation(*request));
+}
+
+grpc::ServerWriteReactor<v1::ArchiveChunk>* FederationService::FetchArchive(
+    grpc::CallbackServerContext* context,
+    const v1::FetchArchiveRequest* request) {
+  auto archive = coordinator_->GetArchive(*request);
+  if (!archive.ok()) return new ArchiveRefusal(archive.status());
+  return new ArchiveWriter(archive->first, archive->second, request->offset(),
+                           chunk_bytes_);
 }
 
 grpc::ServerUnaryReactor* FederationService::Heartbeat(

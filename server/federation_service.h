@@ -43,6 +43,9 @@ class FederationService final : public v1::Federation::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::SubmitEvaluationRequest* request,
       v1::SubmitEvaluationResponse* response) override;
+  grpc::ServerWriteReactor<v1::ArchiveChunk>* FetchArchive(
+      grpc::CallbackServerContext* context,
+      const v1::FetchArchiveRequest* request) override;
 
  private:
   Coordinator* const coordinator_;

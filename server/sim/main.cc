@@ -60,8 +60,7 @@ int main(int argc, char** argv) {
                  100 * config.stop_at_accuracy(),
                  summary->first_round_at_target);
     if (summary->simulated_seconds_at_target >= 0) {
-      absl::PrintF(" (simulated %.2f s)",
-                   summary->simulated_seconds_at_target);
+      absl::PrintF(" (simulated %.2f s)", summary->simulated_seconds_at_target);
     }
   }
   absl::PrintF("\n");

@@ -8,9 +8,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/data/data_source.h"
+#include "common/file_util.h"
 #include "common/fl_config.h"
 #include "common/ml/torch_trainer.h"
 #include "common/ml/torchscript_model.h"
+#include "common/model_codec.h"
 #include "common/partition.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -115,8 +117,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     DeterministicRng rng(MixSeed({c.seed(), 0x73706565ULL}));
     for (int i = 0; i < c.num_agents(); ++i) {
       const bool slow = rng.UniformDouble() < speed.slow_fraction();
-      options.examples_per_second.push_back(
-          speed.examples_per_second() / (slow ? speed.slow_factor() : 1.0));
+      options.examples_per_second.push_back(speed.examples_per_second() /
+                                            (slow ? speed.slow_factor() : 1.0));
     }
     options.task_overhead_seconds = speed.task_overhead_seconds();
   }
@@ -125,9 +127,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     // Which agents are Byzantine: a seeded sample.
     std::vector<std::string> ids;
     for (int i = 0; i < c.num_agents(); ++i) ids.push_back(SimAgentId(i));
-    for (const std::string& id :
-         SampleAgents(ids, c.poisoned_agents(), MixSeed({c.seed(), 0x706f6973}),
-                      0)) {
+    for (const std::string& id : SampleAgents(
+             ids, c.poisoned_agents(), MixSeed({c.seed(), 0x706f6973}), 0)) {
       options.poisoned.push_back(SimAgentIndex(id));
     }
     options.poison_scale = c.poison_scale();
@@ -141,9 +142,9 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
             ? c.strategy().fedbuff_concurrency()
             : (c.strategy().count() > 0
                    ? c.strategy().count()
-                   : std::max(1, static_cast<int>(std::lround(
-                                     c.strategy().fraction() *
-                                     c.num_agents()))));
+                   : std::max(1,
+                              static_cast<int>(std::lround(
+                                  c.strategy().fraction() * c.num_agents()))));
   }
   if (c.strategy().fraction_evaluate() > 0) {
     // Each agent's held-out data: its IID share of the test split (as
@@ -180,6 +181,16 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     }
   }));
   RETURN_IF_ERROR(write_status);
+  if (!c.model_out().empty()) {
+    // The final global model, in the coordinator's final_model.fedge format.
+    ModelEncoder encoder(sim->global_model());
+    RETURN_IF_ERROR(Annotate(WriteFileAtomically(c.model_out(),
+                                                 [&encoder](std::string* out) {
+                                                   return encoder.Next(out);
+                                                 }),
+                             "model_out"));
+    absl::FPrintF(out, "final model written to %s\n", c.model_out());
+  }
   summary.total_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return summary;
 }

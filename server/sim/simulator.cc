@@ -115,17 +115,16 @@ double Simulator::SimulatedSeconds(int index, const TrainOutput& output,
 
 absl::StatusOr<TrainOutput> Simulator::TrainLocal(
     int64_t round, const FitInstruction& instruction, const ModelState& base,
-    LocalTrainer& trainer, std::optional<ModelState>* extras,
-    double* seconds) {
+    LocalTrainer& trainer, std::optional<ModelState>* extras, double* seconds) {
   const int index = SimAgentIndex(instruction.agent_id);
   if (DropsOut(round, index)) {
     return absl::UnavailableError("dropped out (simulated)");
   }
   TrainPlan plan = instruction.plan;
   if (options_.random_epochs_max > 0) {
-    DeterministicRng rng(MixSeed({options_.strategy.seed, 0x65706f63ULL,
-                                  static_cast<uint64_t>(round),
-                                  static_cast<uint64_t>(index)}));
+    DeterministicRng rng(
+        MixSeed({options_.strategy.seed, 0x65706f63ULL,
+                 static_cast<uint64_t>(round), static_cast<uint64_t>(index)}));
     plan.epochs = 1 + static_cast<int>(rng.UniformInt(
                           static_cast<uint64_t>(options_.random_epochs_max)));
   }
@@ -137,8 +136,7 @@ absl::StatusOr<TrainOutput> Simulator::TrainLocal(
                        ScaffoldClient::Create(SchemaOf(base), ModelState()));
       scaffold_[index] = std::move(c);
     }
-    ASSIGN_OR_RETURN(correction,
-                     scaffold_[index]->Correction(*server_control));
+    ASSIGN_OR_RETURN(correction, scaffold_[index]->Correction(*server_control));
     plan.gradient_correction = &*correction;
   }
   ASSIGN_OR_RETURN(TrainOutput out,
@@ -263,8 +261,7 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     if (outcomes.size() != 1) {
       return absl::InternalError("round did not close after all agents ran");
     }
-    RoundClose close =
-        accumulator_.Close(outcomes[0], global_, agents_.size());
+    RoundClose close = accumulator_.Close(outcomes[0], global_, agents_.size());
     RoundRecord record = std::move(close.record);
     record.train_seconds = train_seconds;
     if (!options_.examples_per_second.empty()) {

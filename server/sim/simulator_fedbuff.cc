@@ -26,7 +26,7 @@ struct Task {
   double finish = 0;
   uint64_t seq = 0;
   int agent = 0;
-  int64_t base = 0;  // The version it trained from.
+  int64_t base = 0;                     // The version it trained from.
   std::shared_ptr<TrainOutput> output;  // Null when the agent failed.
 };
 
@@ -77,8 +77,9 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
     task.base = version;
     // The plan, with its seed, as ConfigureFit makes it (a task number
     // stands for the round).
-    const std::vector<FitInstruction> plan = strategy_->ConfigureFit(
-        static_cast<int64_t>(task.seq), absl::MakeConstSpan(&agents_[agent], 1));
+    const std::vector<FitInstruction> plan =
+        strategy_->ConfigureFit(static_cast<int64_t>(task.seq),
+                                absl::MakeConstSpan(&agents_[agent], 1));
     std::optional<ModelState> extras;
     double seconds = options_.task_overhead_seconds;
     absl::StatusOr<TrainOutput> out =
@@ -153,9 +154,9 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
     wall_start = absl::Now();
     records.push_back(record);
     if (on_round) on_round(record);
-    if (last || (options_.stop_at_accuracy > 0 &&
-                 record.test_accuracy.has_value() &&
-                 *record.test_accuracy >= options_.stop_at_accuracy)) {
+    if (last ||
+        (options_.stop_at_accuracy > 0 && record.test_accuracy.has_value() &&
+         *record.test_accuracy >= options_.stop_at_accuracy)) {
       break;
     }
   }

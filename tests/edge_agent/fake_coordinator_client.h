@@ -98,6 +98,12 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     return absl::OkStatus();
   }
 
+  absl::Status FetchArchive(const std::string& session_token,
+                            const std::string& sha256_hex, int64_t size_bytes,
+                            const std::string& path) override {
+    return absl::NotFoundError("the fake serves no archive");
+  }
+
   absl::Status SubmitEvaluation(
       const v1::SubmitEvaluationRequest& request) override {
     evaluations.push_back(request);
