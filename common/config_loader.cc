@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -104,14 +105,47 @@ absl::Status SetFieldByPath(absl::string_view field_path,
       target = target->GetReflection()->MutableMessage(target, field);
       continue;
     }
-    if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config field '", field_path,
-                       "' is a message; set one of its fields (",
-                       FieldNames(field->message_type()), ")"));
+    const bool is_message =
+        field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE;
+    if (is_message && !absl::StartsWith(absl::StripLeadingAsciiWhitespace(value),
+                                        "{")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config field '", field_path,
+          "' is a message; set one of its fields (",
+          FieldNames(field->message_type()), "), or give it whole in text "
+          "format, e.g. --", field_path, "='{", field->message_type()->field(0)->name(),
+          ": ...}'", field->is_repeated() ? " (repeat {...} for more)" : ""));
     }
     std::string text;
-    if (field->is_repeated()) {
+    if (is_message) {
+      // `{...}` or, for a repeated field, `{...} {...}`: each group one
+      // element, in text format.
+      int depth = 0, groups = 0;
+      bool quoted = false;
+      char quote = 0;
+      for (char c : value) {
+        if (quoted) {
+          if (c == quote) quoted = false;
+        } else if (c == '"' || c == '\'') {
+          quoted = true;
+          quote = c;
+        } else if (c == '{') {
+          if (depth++ == 0) {
+            absl::StrAppend(&text, field->name(), " ");
+            ++groups;
+          }
+        } else if (c == '}') {
+          --depth;
+        }
+        text.push_back(c);
+        if (!quoted && c == '}' && depth == 0) text.push_back('\n');
+      }
+      if (groups > 1 && !field->is_repeated()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad value '", value, "' for config field '",
+                         field_path, "': expected a single {...}"));
+      }
+    } else if (field->is_repeated()) {
       for (absl::string_view item :
            absl::StrSplit(value, ',', absl::SkipEmpty())) {
         absl::StrAppend(&text, field->name(), ": ", QuoteValue(field, item),

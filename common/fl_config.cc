@@ -169,9 +169,20 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
                               c.name(), "'"));
     }
   }
+  if (absl::Status e = ParseUpdateEncoding(c.update_encoding()).status();
+      !e.ok()) {
+    return Bad(p, "update_encoding", std::string(e.message()));
+  }
+  RETURN_IF_ERROR(InRange(p, "topk_fraction", c.topk_fraction(), 0, 1, true));
   for (int i = 0; i < c.device_plans_size(); ++i) {
     const v1::DeviceClassPlanConfig& d = c.device_plans(i);
     const std::string dp = absl::StrCat(p, "device_plans[", i, "].");
+    if (!d.update_encoding().empty()) {
+      if (absl::Status e = ParseUpdateEncoding(d.update_encoding()).status();
+          !e.ok()) {
+        return Bad(dp, "update_encoding", std::string(e.message()));
+      }
+    }
     RETURN_IF_ERROR(AtLeast(dp, "epochs", d.epochs(), 0));
     RETURN_IF_ERROR(AtLeast<int64_t>(dp, "max_steps", d.max_steps(), 0));
   }
@@ -301,6 +312,18 @@ TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
   plan.proximal_mu = p.proximal_mu();
   plan.seed = p.seed();
   plan.max_steps = p.max_steps();
+  if (!p.update_encoding().empty()) {
+    absl::StatusOr<UpdateEncoding> kind =
+        ParseUpdateEncoding(p.update_encoding());
+    // An unknown encoding (a newer coordinator) falls back to raw fp32,
+    // which every coordinator accepts.
+    if (kind.ok()) plan.update_encoding.kind = *kind;
+  }
+  if (p.topk_fraction() > 0 && p.topk_fraction() <= 1) {
+    plan.update_encoding.topk_fraction = p.topk_fraction();
+  }
+  plan.update_encoding.per_channel = p.int8_per_channel();
+  plan.update_encoding.seed = p.seed();
   return plan;
 }
 
@@ -314,6 +337,9 @@ v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan) {
   p.set_proximal_mu(plan.proximal_mu);
   p.set_seed(plan.seed);
   p.set_max_steps(plan.max_steps);
+  p.set_update_encoding(UpdateEncodingName(plan.update_encoding.kind));
+  p.set_topk_fraction(plan.update_encoding.topk_fraction);
+  p.set_int8_per_channel(plan.update_encoding.per_channel);
   return p;
 }
 
@@ -327,8 +353,22 @@ StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,
   o.min_fit_agents = c.min_fit_agents();
   o.seed = seed;
   o.plan = ToTrainPlan(train);
+  if (absl::StatusOr<UpdateEncoding> kind =
+          ParseUpdateEncoding(c.update_encoding());
+      kind.ok()) {
+    o.plan.update_encoding.kind = *kind;
+  }
+  o.plan.update_encoding.topk_fraction = c.topk_fraction();
+  o.plan.update_encoding.per_channel = c.int8_per_channel();
   for (const v1::DeviceClassPlanConfig& d : c.device_plans()) {
-    o.device_plans.push_back({d.device_class(), d.epochs(), d.max_steps()});
+    DeviceClassPlan plan{d.device_class(), d.epochs(), d.max_steps(),
+                         std::nullopt};
+    if (!d.update_encoding().empty()) {
+      absl::StatusOr<UpdateEncoding> kind =
+          ParseUpdateEncoding(d.update_encoding());
+      if (kind.ok()) plan.update_encoding = *kind;
+    }
+    o.device_plans.push_back(plan);
   }
   o.local_time_budget_ms = c.local_time_budget_ms();
   // Unset: the strategy's own default (1, or 0.01 for the adaptive ones).

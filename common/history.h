@@ -38,7 +38,7 @@ struct RoundRecord {
   // training phase; coordinator: the slowest agent's reported time).
   double train_seconds = 0;
   double round_seconds = 0;               // Wall time of the whole round.
-  std::optional<int64_t> bytes_received;  // Coordinator only.
+  std::optional<int64_t> bytes_received;  // Wire bytes (fedge-sim: as encoded).
   std::optional<int64_t> bytes_sent;
   // fedge-sim with simulated device speeds: simulated time since the start
   // of the run when the round (or FedBuff version) closed.

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/tensor_buffer.h"
+#include "common/update_codec.h"
 
 namespace fedge {
 
@@ -34,6 +35,9 @@ struct TrainPlan {
   // (tensors without gradients, e.g. running statistics, are ignored);
   // null for plain local training. Not owned.
   const ModelState* gradient_correction = nullptr;
+  // How the agent sends its update (fp32, fp16, int8, top-k with error
+  // feedback): not the trainer's business, part of the round's plan.
+  EncodingOptions update_encoding;
 };
 
 struct TrainMetrics {

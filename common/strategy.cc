@@ -55,10 +55,14 @@ uint64_t AgentPlanSeed(uint64_t seed, int64_t round,
 TrainPlan Strategy::PlanFor(int64_t round, const AgentInfo& agent) const {
   TrainPlan plan = options_.plan;
   plan.seed = AgentPlanSeed(options_.seed, round, agent.id);
+  plan.update_encoding.seed = plan.seed;  // Stochastic rounding, per agent.
   for (const DeviceClassPlan& d : options_.device_plans) {
     if (d.device_class != agent.device_class) continue;
     if (d.epochs > 0) plan.epochs = d.epochs;
     if (d.max_steps > 0) plan.max_steps = d.max_steps;
+    if (d.update_encoding.has_value()) {
+      plan.update_encoding.kind = *d.update_encoding;
+    }
   }
   if (options_.local_time_budget_ms > 0 && agent.examples_per_second > 0) {
     const double examples =

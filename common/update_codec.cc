@@ -586,4 +586,32 @@ absl::StatusOr<EncodedModel> EncodeForWire(const ModelState& model,
   return out;
 }
 
+absl::StatusOr<EncodedModel> EncodeWithErrorFeedback(
+    const ModelState& delta, const EncodingOptions& options,
+    ModelState* residual) {
+  if (options.kind == UpdateEncoding::kFp32) return EncodedModel();
+  if (options.kind != UpdateEncoding::kTopK || residual == nullptr) {
+    if (residual != nullptr) *residual = ModelState();
+    return EncodeForWire(delta, options, nullptr);
+  }
+  const ModelState* to_send = &delta;
+  ModelState corrected;
+  if (residual->size() > 0 && CheckSameSchema(delta, *residual).ok()) {
+    corrected = delta.Clone();
+    RETURN_IF_ERROR(AddScaledInPlace(corrected, *residual, 1.0f));
+    // Counters (int64) are the delta's, not sums.
+    for (size_t i = 0; i < corrected.size(); ++i) {
+      if (corrected.tensor(i).dtype() != DType::kInt64) continue;
+      std::copy(delta.tensor(i).int64s().begin(), delta.tensor(i).int64s().end(),
+                corrected.mutable_tensor(i).mutable_int64s().begin());
+    }
+    to_send = &corrected;
+  }
+  ModelState left;
+  ASSIGN_OR_RETURN(EncodedModel encoded,
+                   EncodeForWire(*to_send, options, &left));
+  *residual = std::move(left);
+  return encoded;
+}
+
 }  // namespace fedge

@@ -101,6 +101,17 @@ absl::StatusOr<EncodedModel> EncodeForWire(const ModelState& model,
 // to nearest even, keeps subnormals, clamps magnitudes beyond 65504
 // (infinities included) to +-65504 and turns NaN into a quiet NaN.
 // HalfToFloat is exact for every half (infinities and NaNs included).
+// Error feedback (Seide et al. 2014; Karimireddy et al. 2019): `delta` plus
+// the `residual` left over from earlier rounds is encoded; the residual then
+// holds what that encoding did not send, to be added next time. Applied for
+// top-k (int8 with stochastic rounding is unbiased and needs none: its
+// residual is left empty). An empty or mismatching `residual` counts as
+// zeros. fp32 sends `delta` as it is: the result is then an empty model
+// (the caller streams `delta` itself). INVALID_ARGUMENT as EncodeForWire.
+absl::StatusOr<EncodedModel> EncodeWithErrorFeedback(
+    const ModelState& delta, const EncodingOptions& options,
+    ModelState* residual);
+
 uint16_t FloatToHalf(float value);
 float HalfToFloat(uint16_t half);
 

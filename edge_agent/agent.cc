@@ -440,13 +440,40 @@ absl::Status Agent::Submit(const v1::TrainTask& task,
                            const TrainOutput& output) {
   const v1::UpdateMetadata metadata = MakeMetadata(task, output.metrics);
   const TrainMetrics& m = output.metrics;
-  const std::string trained = absl::StrFormat(
+  std::string trained = absl::StrFormat(
       "round %d: model in %.3f s, trained %d examples in %.3f s, loss %.4g",
       task.round(), fetch_seconds_, m.num_examples, m.seconds, m.loss);
+  // A lossy encoding, with top-k's error feedback kept in the state dir
+  // (what was not sent is added to the next update). Once per round: every
+  // retry sends the same bytes.
+  const EncodingOptions encoding = ToTrainPlan(task.plan()).update_encoding;
+  std::optional<EncodedModel> encoded;
+  if (encoding.kind != UpdateEncoding::kFp32) {
+    absl::StatusOr<ModelState> residual = cache_->LoadState("update_residual");
+    ModelState left = residual.ok() ? *std::move(residual) : ModelState();
+    absl::StatusOr<EncodedModel> e =
+        EncodeWithErrorFeedback(output.delta, encoding, &left);
+    if (!e.ok()) {
+      DropUpdate(absl::StrCat(trained, ", cannot encode the update: ",
+                              e.status().ToString()));
+      return absl::OkStatus();
+    }
+    encoded = *std::move(e);
+    if (encoding.kind == UpdateEncoding::kTopK) {
+      absl::Status saved = cache_->SaveState("update_residual", left);
+      if (!saved.ok()) {
+        FEDGE_LOG(WARNING) << "cannot keep the error-feedback residual: "
+                           << saved;
+      }
+    }
+    absl::StrAppend(&trained, ", sent as ", UpdateEncodingName(encoding.kind),
+                    " (", EncodedSize(*encoded), " of ",
+                    EncodedSize(output.delta), " bytes)");
+  }
   const absl::Time submit_start = clock_->Now();
   while (true) {
-    absl::StatusOr<v1::SubmitUpdateResponse> response =
-        client_->SubmitUpdate(metadata, output.delta);
+    absl::StatusOr<v1::SubmitUpdateResponse> response = client_->SubmitUpdate(
+        metadata, output.delta, encoded.has_value() ? &*encoded : nullptr);
     if (response.ok()) {
       OnContact();
       ++stats_.updates_submitted;

@@ -37,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/model_codec.h"
 #include "common/tensor_buffer.h"
 #include "fedge/v1/federation.pb.h"
 
@@ -71,7 +72,8 @@ class CoordinatorClient {
       const std::string& session_token, int64_t version,
       const std::string& expected_sha256_hex) = 0;
 
-  // Uploads `delta` (local model minus the base version) for the round named
+  // Uploads `delta` (local model minus the base version), or its lossy
+  // encoding `encoded` when not null (fp16, int8, top-k), for the round named
   // in `metadata`. The caller fills session_token, round, base_version,
   // upload_id, num_examples, num_steps and metrics; the implementation fills
   // total_size_bytes and sha256 (of the canonical encoding) and streams the
@@ -82,7 +84,8 @@ class CoordinatorClient {
   // non-finite values, too large); UNAUTHENTICATED / FAILED_PRECONDITION for
   // a lost session.
   virtual absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
-      v1::UpdateMetadata metadata, const ModelState& delta) = 0;
+      v1::UpdateMetadata metadata, const ModelState& delta,
+      const EncodedModel* encoded) = 0;
 
   // Leaves the federation; the agent's current round counts as failed.
   // UNAUTHENTICATED / FAILED_PRECONDITION when the session was already gone

@@ -288,12 +288,11 @@ absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
 
 bool GrpcCoordinatorClient::WriteUpdate(
     grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
-    v1::UpdateMetadata metadata, const ModelState& delta) {
+    v1::UpdateMetadata metadata, ModelEncoder& encoder) {
   v1::UpdateChunk chunk;
   *chunk.mutable_metadata() = std::move(metadata);
   if (!writer.Write(chunk)) return false;
   throttle_.StartTransfer();
-  ModelEncoder encoder(delta, options_.chunk_bytes);
   std::string data;
   while (encoder.Next(&data)) {
     const int64_t size = static_cast<int64_t>(data.size());
@@ -305,10 +304,13 @@ bool GrpcCoordinatorClient::WriteUpdate(
 }
 
 absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
-    v1::UpdateMetadata metadata, const ModelState& delta) {
-  const int64_t size = EncodedSize(delta);
+    v1::UpdateMetadata metadata, const ModelState& delta,
+    const EncodedModel* encoded) {
+  const int64_t size =
+      encoded != nullptr ? EncodedSize(*encoded) : EncodedSize(delta);
   metadata.set_total_size_bytes(size);
-  metadata.set_sha256(ToHex(ModelDigest(delta)));
+  metadata.set_sha256(ToHex(encoded != nullptr ? ModelDigest(*encoded)
+                                               : ModelDigest(delta)));
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, size);
@@ -317,7 +319,11 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
   auto writer = stub_->SubmitUpdate(&context, &response);
   // A failed write shows in Finish()'s status; an OK status with a partial
   // write means the coordinator answered early (e.g. a known upload id).
-  WriteUpdate(*writer, std::move(metadata), delta);
+  std::unique_ptr<ModelEncoder> encoder =
+      encoded != nullptr
+          ? std::make_unique<ModelEncoder>(*encoded, options_.chunk_bytes)
+          : std::make_unique<ModelEncoder>(delta, options_.chunk_bytes);
+  WriteUpdate(*writer, std::move(metadata), *encoder);
   RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
   return response;
 }

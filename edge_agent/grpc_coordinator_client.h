@@ -93,7 +93,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
       const std::string& session_token, int64_t version,
       const std::string& expected_sha256_hex) override;
   absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
-      v1::UpdateMetadata metadata, const ModelState& delta) override;
+      v1::UpdateMetadata metadata, const ModelState& delta,
+      const EncodedModel* encoded) override;
   absl::Status Leave(const std::string& session_token) override;
   absl::Status SubmitEvaluation(
       const v1::SubmitEvaluationRequest& request) override;
@@ -118,7 +119,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   void SetDeadline(grpc::ClientContext* context, int64_t bytes) const;
   absl::Status Consume(const v1::ModelChunk& chunk, Download& download);
   bool WriteUpdate(grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
-                   v1::UpdateMetadata metadata, const ModelState& delta);
+                   v1::UpdateMetadata metadata, ModelEncoder& encoder);
 
   // Registers a call's context as the one CancelActiveCall() cancels.
   class ActiveCall {

@@ -462,14 +462,16 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
         absl::StrCat("num_examples must be in [1, ", kMaxExamplesPerUpdate,
                      "], got ", m.num_examples()));
   }
-  if (m.total_size_bytes() != update_size_ ||
+  // Raw fp32 is the largest encoding of an update (a lossy one that would
+  // not be smaller is sent raw).
+  if (m.total_size_bytes() <= 0 || m.total_size_bytes() > update_size_ ||
       m.total_size_bytes() > config_.max_update_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("update size ", m.total_size_bytes(),
-                     " bytes does not match the model "
-                     "(",
-                     update_size_, " bytes) or exceeds max_update_bytes (",
-                     config_.max_update_bytes(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "update size ", m.total_size_bytes(),
+        " bytes is outside (0, ", std::min(update_size_,
+                                           config_.max_update_bytes()),
+        "]: the model's raw size is ", update_size_,
+        " bytes and max_update_bytes ", config_.max_update_bytes()));
   }
   if (m.sha256().size() != 64) {
     return absl::InvalidArgumentError("sha256 must be 64 hex characters");
@@ -505,6 +507,7 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
   waiter.start = [this, metadata, agent = session->agent_id, shared_done]() {
     DecodeLimits limits;
     limits.max_total_bytes = update_size_;
+    limits.max_decoded_bytes = update_size_;
     (*shared_done)(std::unique_ptr<Upload>(
         new Upload(this, metadata, agent, update_schema_, limits)));
   };

@@ -161,7 +161,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   std::unique_ptr<HistoryWriter> history;
   if (!c.history_out().empty()) {
     ASSIGN_OR_RETURN(history,
-                     HistoryWriter::Open(c.history_out(), false,
+                     HistoryWriter::Open(c.history_out(), /*with_bytes=*/true,
                                          speed.examples_per_second() > 0));
   }
   SimRunSummary summary;

@@ -80,6 +80,7 @@ Simulator::Simulator(SimulatorOptions options,
       strategy_(std::move(strategy)),
       accumulator_(strategy_.get()),
       scaffold_(partitions_.size()),
+      residuals_(partitions_.size()),
       pool_(static_cast<int>(trainers_.size()), std::move(on_worker_start)) {
   poisoned_.assign(partitions_.size(), false);
   for (int i : options_.poisoned) {
@@ -115,7 +116,8 @@ double Simulator::SimulatedSeconds(int index, const TrainOutput& output,
 
 absl::StatusOr<TrainOutput> Simulator::TrainLocal(
     int64_t round, const FitInstruction& instruction, const ModelState& base,
-    LocalTrainer& trainer, std::optional<ModelState>* extras, double* seconds) {
+    LocalTrainer& trainer, std::optional<ModelState>* extras, double* seconds,
+    int64_t* bytes) {
   const int index = SimAgentIndex(instruction.agent_id);
   if (DropsOut(round, index)) {
     return absl::UnavailableError("dropped out (simulated)");
@@ -155,6 +157,15 @@ absl::StatusOr<TrainOutput> Simulator::TrainLocal(
       }
     }
   }
+  if (plan.update_encoding.kind == UpdateEncoding::kFp32) {
+    *bytes = EncodedSize(out.delta);
+    return out;
+  }
+  ASSIGN_OR_RETURN(EncodedModel encoded,
+                   EncodeWithErrorFeedback(out.delta, plan.update_encoding,
+                                           &residuals_[index]));
+  *bytes = EncodedSize(encoded);
+  ASSIGN_OR_RETURN(out.delta, DecodeModel(EncodeModel(encoded)));
   return out;
 }
 
@@ -166,8 +177,10 @@ double Simulator::TrainRound(int64_t round,
     const FitInstruction& instruction = plan[task];
     std::optional<ModelState> extras;
     double seconds = 0;
-    absl::StatusOr<TrainOutput> out = TrainLocal(
-        round, instruction, global_, *trainers_[worker], &extras, &seconds);
+    int64_t bytes = 0;
+    absl::StatusOr<TrainOutput> out =
+        TrainLocal(round, instruction, global_, *trainers_[worker], &extras,
+                   &seconds, &bytes);
     absl::Status s = out.status();
     if (out.ok()) {
       FitResult result;
@@ -177,7 +190,7 @@ double Simulator::TrainRound(int64_t round,
       result.metrics = out->metrics;
       result.delta = &out->delta;
       result.extras = extras.has_value() ? &*extras : nullptr;
-      s = accumulator_.Add(result, 0);
+      s = accumulator_.Add(result, bytes);
       if (s.ok()) s = engine_->AcceptResult(instruction.agent_id, round, "sim");
     }
     if (s.ok()) {
@@ -264,6 +277,8 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     RoundClose close = accumulator_.Close(outcomes[0], global_, agents_.size());
     RoundRecord record = std::move(close.record);
     record.train_seconds = train_seconds;
+    // Every selected agent downloads the model.
+    record.bytes_sent = EncodedSize(global_) * static_cast<int64_t>(plan.size());
     if (!options_.examples_per_second.empty()) {
       record.simulated_seconds = simulated;
     }

@@ -110,12 +110,15 @@ class Simulator {
   double TrainRound(int64_t round, const std::vector<FitInstruction>& plan);
   // One agent's local training from `base`: its update (SCAFFOLD's delta in
   // *extras), or why it failed. `*seconds` is its simulated compute time.
+  // The update goes through the plan's encoding (top-k with error
+  // feedback kept per agent): the returned delta is what the coordinator
+  // would decode, `*bytes` its size on the wire.
   absl::StatusOr<TrainOutput> TrainLocal(int64_t round,
                                          const FitInstruction& instruction,
                                          const ModelState& base,
                                          LocalTrainer& trainer,
                                          std::optional<ModelState>* extras,
-                                         double* seconds);
+                                         double* seconds, int64_t* bytes);
   // The simulated time agent `index` takes for `output`.
   double SimulatedSeconds(int index, const TrainOutput& output,
                           const TrainPlan& plan) const;
@@ -137,6 +140,8 @@ class Simulator {
   std::unique_ptr<Strategy> strategy_;
   RoundAccumulator accumulator_;
   std::vector<bool> poisoned_;
+  // Top-k error feedback: what each agent has not sent yet.
+  std::vector<ModelState> residuals_;
   // SCAFFOLD: each agent's control variate, created at its first round.
   std::vector<std::optional<ScaffoldClient>> scaffold_;
   ThreadPool pool_;

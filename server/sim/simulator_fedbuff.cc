@@ -26,7 +26,8 @@ struct Task {
   double finish = 0;
   uint64_t seq = 0;
   int agent = 0;
-  int64_t base = 0;                     // The version it trained from.
+  int64_t base = 0;   // The version it trained from.
+  int64_t bytes = 0;  // The update's size on the wire.
   std::shared_ptr<TrainOutput> output;  // Null when the agent failed.
 };
 
@@ -82,9 +83,11 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
                                 absl::MakeConstSpan(&agents_[agent], 1));
     std::optional<ModelState> extras;
     double seconds = options_.task_overhead_seconds;
-    absl::StatusOr<TrainOutput> out =
-        TrainLocal(static_cast<int64_t>(task.seq), plan.at(0),
-                   *versions.at(version), *trainers_[0], &extras, &seconds);
+    int64_t bytes = 0;
+    absl::StatusOr<TrainOutput> out = TrainLocal(
+        static_cast<int64_t>(task.seq), plan.at(0), *versions.at(version),
+        *trainers_[0], &extras, &seconds, &bytes);
+    task.bytes = bytes;
     if (out.ok()) {
       task.output = std::make_shared<TrainOutput>(*std::move(out));
     } else {
@@ -116,7 +119,7 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
       result.num_steps = task.output->metrics.num_steps;
       result.metrics = task.output->metrics;
       result.delta = &task.output->delta;
-      absl::Status added = accumulator_.Add(result, 0);
+      absl::Status added = accumulator_.Add(result, task.bytes);
       if (added.ok()) {
         outcome.reported.push_back(id);
       } else {

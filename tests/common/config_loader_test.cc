@@ -295,6 +295,31 @@ TEST(SetFieldByPathTest, MessageOrScalarMisuse_IsInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(SetFieldByPathTest, MessageInTextFormat_SetsItAndRepeatedOnesList) {
+  SimConfig config;
+  ASSERT_EQ(SetFieldByPath("train", "{batch_size: 32 epochs: 2}", &config),
+            absl::OkStatus());
+  EXPECT_EQ(config.train().batch_size(), 32);
+  EXPECT_EQ(config.train().epochs(), 2);
+  ASSERT_EQ(SetFieldByPath("strategy.device_plans",
+                           "{device_class: 'a}{' epochs: 1} "
+                           "{device_class: \"b\" update_encoding: 'topk'}",
+                           &config),
+            absl::OkStatus());
+  ASSERT_EQ(config.strategy().device_plans_size(), 2);
+  EXPECT_EQ(config.strategy().device_plans(0).device_class(), "a}{");
+  EXPECT_EQ(config.strategy().device_plans(1).update_encoding(), "topk");
+  // A bad element changes nothing.
+  absl::Status s =
+      SetFieldByPath("strategy.device_plans", "{epochs: 'x'}", &config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("strategy.device_plans"));
+  EXPECT_EQ(config.strategy().device_plans_size(), 2);
+  // Two values for a single message.
+  EXPECT_EQ(SetFieldByPath("train", "{epochs: 1} {epochs: 2}", &config).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // ---------------------------------------------------------------------------
 // ParseCommandLine.
 

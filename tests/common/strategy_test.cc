@@ -1053,6 +1053,55 @@ TEST(StrategyTest, Plans_DeviceClassOverridesEpochsAndSteps) {
   EXPECT_EQ(fit[3].plan.max_steps, 0);
 }
 
+TEST(StrategyTest, Plans_EncodingPerDeviceClass) {
+  StrategyOptions o = Options("fedavg");
+  o.fraction = 1;
+  o.plan.update_encoding.kind = UpdateEncoding::kFp16;
+  o.device_plans = {{"metered", 0, 0, UpdateEncoding::kTopK}};
+  std::vector<AgentInfo> agents = {{"a", 100, "", 0},
+                                   {"b", 100, "metered", 0}};
+  std::vector<FitInstruction> fit = Make(o)->ConfigureFit(1, agents);
+  ASSERT_THAT(fit, SizeIs(2));
+  EXPECT_EQ(fit[0].plan.update_encoding.kind, UpdateEncoding::kFp16);
+  EXPECT_EQ(fit[1].plan.update_encoding.kind, UpdateEncoding::kTopK);
+  // Stochastic rounding is seeded per agent and round, like training.
+  EXPECT_EQ(fit[0].plan.update_encoding.seed, fit[0].plan.seed);
+  EXPECT_NE(fit[0].plan.update_encoding.seed, fit[1].plan.update_encoding.seed);
+}
+
+TEST(StrategyTest, ToStrategyOptions_CarriesTheEncoding_PlanProtoRoundTrips) {
+  v1::StrategyConfig c;
+  c.set_update_encoding("topk");
+  c.set_topk_fraction(0.02);
+  c.set_int8_per_channel(true);
+  v1::DeviceClassPlanConfig* d = c.add_device_plans();
+  d->set_device_class("lte");
+  d->set_update_encoding("int8");
+  StrategyOptions o = ToStrategyOptions(c, v1::TrainPlanConfig(), 1);
+  EXPECT_EQ(o.plan.update_encoding.kind, UpdateEncoding::kTopK);
+  EXPECT_EQ(o.plan.update_encoding.topk_fraction, 0.02);
+  EXPECT_TRUE(o.plan.update_encoding.per_channel);
+  ASSERT_THAT(o.device_plans, SizeIs(1));
+  EXPECT_EQ(o.device_plans[0].update_encoding, UpdateEncoding::kInt8);
+  // Unset: fp32 and the paper-free default fraction.
+  StrategyOptions plain =
+      ToStrategyOptions(v1::StrategyConfig(), v1::TrainPlanConfig(), 1);
+  EXPECT_EQ(plain.plan.update_encoding.kind, UpdateEncoding::kFp32);
+  EXPECT_EQ(plain.plan.update_encoding.topk_fraction, 0.1);
+
+  TrainPlan plan = o.plan;
+  plan.seed = 77;
+  const TrainPlan back = ToTrainPlan(ToTrainPlanProto(plan));
+  EXPECT_EQ(back.update_encoding.kind, UpdateEncoding::kTopK);
+  EXPECT_EQ(back.update_encoding.topk_fraction, 0.02);
+  EXPECT_TRUE(back.update_encoding.per_channel);
+  EXPECT_EQ(back.update_encoding.seed, 77u);
+  // A plan from a newer coordinator with an unknown encoding: fp32.
+  v1::TrainPlanProto newer = ToTrainPlanProto(plan);
+  newer.set_update_encoding("fp4");
+  EXPECT_EQ(ToTrainPlan(newer).update_encoding.kind, UpdateEncoding::kFp32);
+}
+
 TEST(StrategyTest, Plans_TimeBudgetCapsSteps) {
   StrategyOptions o = Options("fedavg");
   o.fraction = 1;
@@ -1275,6 +1324,12 @@ TEST(StrategyTest, ValidateStrategyConfig_NamesFieldAndRange) {
        "strategy.max_update_norm must be > 0, got -2"},
       {[](auto& c) { c.add_device_plans()->set_epochs(-1); },
        "strategy.device_plans[0].epochs' must be >= 0"},
+      {[](auto& c) { c.set_update_encoding("zip"); },
+       "strategy.update_encoding"},
+      {[](auto& c) { c.set_topk_fraction(0); },
+       "strategy.topk_fraction' must be in (0, 1], got 0"},
+      {[](auto& c) { c.add_device_plans()->set_update_encoding("int4"); },
+       "strategy.device_plans[0].update_encoding"},
   };
   for (const Case& c : cases) {
     v1::StrategyConfig config;

@@ -548,6 +548,60 @@ TEST(EncodeForWireTest, TopKResidual_IsTheUnsentEntries) {
   EXPECT_EQ(sent, 100);
 }
 
+// Error feedback: over rounds, what was sent plus what is still held back
+// is exactly what was to be sent (nothing lost, nothing sent twice).
+TEST(EncodeWithErrorFeedbackTest, TopK_SentPlusResidualIsTheSumOfDeltas) {
+  EncodingOptions options = Options(UpdateEncoding::kTopK);
+  options.topk_fraction = 0.05;
+  ModelState residual;
+  std::vector<double> total(1000, 0), sent(1000, 0);
+  for (int round = 0; round < 6; ++round) {
+    ModelState delta;
+    delta.Add(FloatTensor("w", {1000}, RandomValues(1000, 100 + round)));
+    for (int i = 0; i < 1000; ++i) total[i] += delta.tensor(0).floats()[i];
+    absl::StatusOr<EncodedModel> encoded =
+        EncodeWithErrorFeedback(delta, options, &residual);
+    ASSERT_TRUE(encoded.ok()) << encoded.status();
+    absl::StatusOr<ModelState> decoded =
+        DecodeModel(EncodeModel(*encoded), {}, SchemaOf(delta));
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    int nonzero = 0;
+    for (int i = 0; i < 1000; ++i) {
+      sent[i] += decoded->tensor(0).floats()[i];
+      nonzero += decoded->tensor(0).floats()[i] != 0;
+    }
+    EXPECT_EQ(nonzero, 50);
+    ASSERT_EQ(residual.size(), 1u);
+    for (int i = 0; i < 1000; ++i) {
+      ASSERT_NEAR(sent[i] + residual.tensor(0).floats()[i], total[i], 1e-4)
+          << "round " << round << " entry " << i;
+    }
+  }
+}
+
+TEST(EncodeWithErrorFeedbackTest, TopK_ResidualOfAnotherSchemaIsDropped) {
+  ModelState residual;
+  residual.Add(FloatTensor("other", {3}, {1, 2, 3}));
+  ModelState delta;
+  delta.Add(FloatTensor("w", {100}, RandomValues(100, 5)));
+  absl::StatusOr<EncodedModel> encoded = EncodeWithErrorFeedback(
+      delta, Options(UpdateEncoding::kTopK), &residual);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  ASSERT_TRUE(CheckSameSchema(delta, residual).ok());
+}
+
+TEST(EncodeWithErrorFeedbackTest, OtherEncodings_ClearTheResidual) {
+  for (UpdateEncoding kind : {UpdateEncoding::kFp16, UpdateEncoding::kInt8}) {
+    ModelState residual;
+    residual.Add(FloatTensor("w", {4}, {1, 2, 3, 4}));
+    absl::StatusOr<EncodedModel> encoded =
+        EncodeWithErrorFeedback(DeltaModel(), Options(kind), &residual);
+    ASSERT_TRUE(encoded.ok()) << encoded.status();
+    EXPECT_EQ(residual.size(), 0u) << UpdateEncodingName(kind);
+    EXPECT_EQ(encoded->tensors.size(), DeltaModel().size());
+  }
+}
+
 TEST(EncodeForWireTest, NonFiniteValues_RejectedByLossyKinds) {
   std::vector<float> v(100, 0.5f);
   v[37] = kNaN;

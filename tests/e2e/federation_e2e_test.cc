@@ -57,6 +57,44 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
   EXPECT_THAT(predict.Log(), HasSubstr("accuracy"));
 }
 
+// Compressed updates: int8 for every agent, top-k with error feedback for
+// the one on a metered link (its device class); fewer bytes arrive and the
+// federation learns.
+TEST_F(FederationTest, CompressedUpdates_PerDeviceClass_FewerBytesAndLearns) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=3", "--train.learning_rate=0.005",
+       "--strategy.update_encoding=int8",
+       "--strategy.device_plans={device_class: 'metered' update_encoding: "
+       "'topk'}"},
+      &port);
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= 3; ++i) {
+    agents.push_back(StartAgent(
+        i, port,
+        i == 3 ? std::vector<std::string>{"--device_class=metered"}
+               : std::vector<std::string>{}));
+  }
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
+  for (auto& a : agents) {
+    EXPECT_EQ(a->Wait(absl::Seconds(30)), 0) << a->Log();
+  }
+  auto rows = History();
+  ASSERT_EQ(rows.size(), 3u) << coordinator->Log();
+  for (const auto& row : rows) {
+    EXPECT_EQ(Number(row, "num_agents"), 3);
+    // Three fp32 updates would be 3x the model (bytes_sent / 3); int8 is
+    // about a quarter of it and top-k 10% about a fifth.
+    const double model_bytes = Number(row, "bytes_sent") / 3;
+    EXPECT_LT(Number(row, "bytes_received"), 0.9 * model_bytes)
+        << coordinator->Log();
+  }
+  EXPECT_GT(Number(rows[2], "test_accuracy"), Number(rows[0], "test_accuracy"))
+      << coordinator->Log();
+  // The metered agent keeps what it has not sent yet.
+  EXPECT_FALSE(ReadFileOrEmpty(dir_ + "/agent-3/update_residual.state").empty());
+}
+
 TEST_F(FederationTest, AgentKilledMidRound_RoundClosesAtDeadlineWithQuorum) {
   int port;
   auto coordinator =

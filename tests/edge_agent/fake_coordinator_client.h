@@ -42,6 +42,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   std::vector<int64_t> fetches;
   std::vector<std::string> fetch_tokens;
   std::vector<v1::UpdateMetadata> submits;
+  std::vector<int64_t> encoded_sizes;  // Of lossy-encoded submissions.
   std::vector<std::string> leaves;
   // Upload ids acknowledged (each counted once).
   std::set<std::string> accepted_uploads;
@@ -81,7 +82,9 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   }
 
   absl::StatusOr<v1::SubmitUpdateResponse> SubmitUpdate(
-      v1::UpdateMetadata metadata, const ModelState& delta) override {
+      v1::UpdateMetadata metadata, const ModelState& delta,
+      const EncodedModel* encoded) override {
+    if (encoded != nullptr) encoded_sizes.push_back(EncodedSize(*encoded));
     submits.push_back(metadata);
     if (!submit_results.empty()) {
       absl::StatusOr<v1::SubmitUpdateResponse> r = Pop(submit_results);

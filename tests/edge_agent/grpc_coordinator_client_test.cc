@@ -212,7 +212,7 @@ TEST_F(GrpcCoordinatorClientTest, SubmitUpdate_MetadataThenChunks) {
   metadata.set_round(4);
   metadata.set_upload_id("abc");
   absl::StatusOr<v1::SubmitUpdateResponse> response =
-      client->SubmitUpdate(metadata, delta);
+      client->SubmitUpdate(metadata, delta, nullptr);
   ASSERT_TRUE(response.ok()) << response.status();
 
   const std::string encoding = EncodeModel(delta);
@@ -230,7 +230,9 @@ TEST_F(GrpcCoordinatorClientTest, SubmitUpdate_Refused_Aborted) {
   auto client = MakeClient();
   service_.status = grpc::Status(grpc::StatusCode::ABORTED, "round closed");
   EXPECT_EQ(
-      client->SubmitUpdate(v1::UpdateMetadata(), TestModel()).status().code(),
+      client->SubmitUpdate(v1::UpdateMetadata(), TestModel(), nullptr)
+          .status()
+          .code(),
       absl::StatusCode::kAborted);
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
@@ -67,6 +68,52 @@ TEST(FedgeSimE2eTest, SyntheticRun_AccuracyRises) {
   ASSERT_TRUE(absl::SimpleAtod(rows[6][acc_col], &last));
   EXPECT_GT(last, first + 0.05) << r.output;
   EXPECT_GT(last, 0.5) << r.output;
+}
+
+// Column `name` of `rows` (after the header) as numbers.
+std::vector<double> Column(const std::vector<std::vector<std::string>>& rows,
+                           const std::string& name) {
+  std::vector<double> out;
+  if (rows.empty()) return out;
+  const size_t col =
+      std::find(rows[0].begin(), rows[0].end(), name) - rows[0].begin();
+  for (size_t i = 1; i < rows.size(); ++i) {
+    double v = -1;
+    if (col < rows[i].size()) (void)absl::SimpleAtod(rows[i][col], &v);
+    out.push_back(v);
+  }
+  return out;
+}
+
+// Compressed updates: the history counts the bytes as encoded, and the
+// federation still learns (top-k with error feedback, int8).
+TEST(FedgeSimE2eTest, UpdateEncodings_FewerBytesStillLearns) {
+  std::map<std::string, std::vector<std::vector<std::string>>> runs;
+  for (const char* encoding : {"fp32", "int8", "topk"}) {
+    const std::string history =
+        absl::StrCat(testing::TempDir(), "/sim_", encoding, ".csv");
+    std::remove(history.c_str());
+    Result r = RunSim(absl::StrCat(
+        "--config ", kConfigs, "synthetic_smoke.textproto --rounds 6 ",
+        "--num_threads 2 --strategy.update_encoding=", encoding,
+        " --strategy.topk_fraction=0.1 --history_out ", history));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    runs[encoding] = ReadCsv(history);
+    ASSERT_EQ(runs[encoding].size(), 7u) << r.output;
+    const std::vector<double> acc = Column(runs[encoding], "test_accuracy");
+    EXPECT_GT(acc.back(), acc.front() + 0.05) << encoding << r.output;
+  }
+  const double fp32 = Column(runs["fp32"], "bytes_received")[0];
+  const double int8 = Column(runs["int8"], "bytes_received")[0];
+  const double topk = Column(runs["topk"], "bytes_received")[0];
+  ASSERT_GT(fp32, 0);
+  // int8: a quarter of the floats plus a header per tensor; top-k 10%:
+  // 8 bytes (index, value) per sent entry, a fifth of fp32's.
+  EXPECT_LT(int8, 0.3 * fp32);
+  EXPECT_GT(int8, 0.2 * fp32);
+  EXPECT_LT(topk, 0.25 * fp32);
+  EXPECT_EQ(Column(runs["fp32"], "bytes_sent")[0],
+            Column(runs["topk"], "bytes_sent")[0]);
 }
 
 TEST(FedgeSimE2eTest, MissingMnist_FallsBackToSyntheticAndSaysSo) {
