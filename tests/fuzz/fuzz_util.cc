@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/logging.h"
+#include "google/protobuf/stubs/logging.h"
 
 namespace fedge::fuzz {
 
@@ -154,7 +155,10 @@ ModelState SmallModel() {
   return model;
 }
 
-void QuietLogs() { SetMinLogLevel(LogLevel::kFatal); }
+void QuietLogs() {
+  SetMinLogLevel(LogLevel::kFatal);
+  google::protobuf::SetLogHandler(nullptr);  // Invalid UTF-8 and the like.
+}
 
 void Trace(absl::string_view what, const absl::Status& status) {
   static const bool enabled = std::getenv("FEDGE_FUZZ_DEBUG") != nullptr;

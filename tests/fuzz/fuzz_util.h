@@ -98,7 +98,8 @@ void MaybeWriteSeeds(const std::function<std::vector<std::string>()>& make_seeds
 // cache): float32 "w" [2], int64 "count" [1], float32 "b" [1].
 ModelState SmallModel();
 
-// Silences FEDGE_LOG below FATAL: the decoders log every refused input.
+// Silences FEDGE_LOG below FATAL and protobuf's log: the decoders log
+// every refused input.
 void QuietLogs();
 
 // Prints "<what>: <status>" to stderr when FEDGE_FUZZ_DEBUG is set (to see
