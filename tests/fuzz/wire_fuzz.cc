@@ -34,7 +34,10 @@
 // records, a count and that many (status byte, SubmitUpdateResponse
 // record), a count and that many FetchModel status bytes, then the bytes of
 // a model it serves (as version 0 .. 3 when they decode). Scripts are
-// finite and the defaults then say "finished", so Run() returns.
+// finite and the defaults then say "finished", so Run() returns. The
+// trainer factory checks the JoinResponse's model spec and lists its
+// layers and cost (common/ml/model_cost.h) as the LibTorch one would
+// before building it.
 //
 // A crash, a sanitizer report, a hang or a broken property (abort) is a
 // bug.
@@ -48,6 +51,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/ml/model_cost.h"
+#include "common/ml/model_spec.h"
 #include "common/model_codec.h"
 #include "common/sha256.h"
 #include "edge_agent/agent.h"
@@ -391,8 +396,15 @@ void RunAgent(const fuzz::ScratchDir& dir, InputReader& in) {
   options.give_up_after = absl::Minutes(10);
   absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Create(
       options, &client,
-      [&log](const v1::JoinResponse&)
+      [&log](const v1::JoinResponse& response)
           -> absl::StatusOr<std::unique_ptr<LocalTrainer>> {
+        // What the LibTorch factory derives from the announced spec before
+        // it builds the network (torch-free here).
+        const ml::ModelSpec spec = ml::SpecFromProto(response.model());
+        if (ml::CheckModelSpec(spec).ok()) {
+          fuzz::Trace("ModelLayers", ml::ModelLayers(spec).status());
+          fuzz::Trace("ComputeModelCost", ml::ComputeModelCost(spec).status());
+        }
         return std::make_unique<FakeTrainer>(&log);
       },
       cache->get(), &clock, [&clock](absl::Duration d) {
