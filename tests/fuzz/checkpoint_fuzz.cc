@@ -112,17 +112,17 @@ bool SameCheckpoint(const Checkpoint& a, const Checkpoint& b) {
 }
 
 void FuzzOne(absl::string_view input) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
+  static const fuzz::ScratchDir dir;
   static const std::vector<std::string> strategies = StrategyNames();
   InputReader in(input);
   const uint8_t mode = in.Byte();
   const std::string strategy = strategies[(mode >> 2) % strategies.size()];
-  dir->Clear();
-  const std::string path = dir->WriteFile(kFileName, FileBytes(mode, in));
+  dir.Clear();
+  const std::string path = dir.WriteFile(kFileName, FileBytes(mode, in));
 
   absl::StatusOr<Checkpoint> read = CheckpointStore::ReadFile(path, Limits());
   CheckpointStoreOptions options;
-  options.dir = dir->Path("checkpoints");
+  options.dir = dir.Path("checkpoints");
   options.limits = Limits();
   absl::StatusOr<std::unique_ptr<CheckpointStore>> store =
       CheckpointStore::Create(options);
@@ -143,7 +143,7 @@ void FuzzOne(absl::string_view input) {
 
   FakeClock clock;
   CoordinatorOptions coordinator;
-  coordinator.config = Config(dir->path(), strategy);
+  coordinator.config = Config(dir.path(), strategy);
   coordinator.model_spec.set_architecture("logreg");
   coordinator.initial_model = fuzz::SmallModel();
   coordinator.clock = &clock;
@@ -238,7 +238,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

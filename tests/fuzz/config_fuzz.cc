@@ -89,8 +89,7 @@ void CheckModel(const v1::ModelConfig& config) {
 }
 
 void CheckRounds(const v1::StrategyConfig& strategy,
-                 const v1::TrainPlanConfig& train, uint64_t seed,
-                 int rounds) {
+                 const v1::TrainPlanConfig& train, uint64_t seed, int rounds) {
   absl::StatusOr<std::unique_ptr<Strategy>> created = CreateStrategy(
       ToStrategyOptions(strategy, train, seed), fuzz::SmallModel());
   fuzz::Trace("CreateStrategy", created.status());
@@ -103,10 +102,10 @@ void CheckRounds(const v1::StrategyConfig& strategy,
 }
 
 void CheckAgent(const v1::AgentConfig& config) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
+  static const fuzz::ScratchDir dir;
   static ModelCache* const cache = [] {
     ModelCacheOptions options;
-    options.state_dir = dir->path();
+    options.state_dir = dir.path();
     absl::StatusOr<std::unique_ptr<ModelCache>> c = ModelCache::Open(options);
     Check(c.ok(), "ModelCache::Open");
     return c->release();
@@ -154,7 +153,8 @@ void Load(const fuzz::ScratchDir& dir, const CommandLine& cmd) {
   Use(config);
   // The effective configuration, as logged, reads back as itself.
   Config again;
-  const std::string path = dir.WriteFile("again.textproto", ToTextProto(config));
+  const std::string path =
+      dir.WriteFile("again.textproto", ToTextProto(config));
   Check(LoadTextProtoFile(path, &again).ok(), "ToTextProto does not parse");
   google::protobuf::util::DefaultFieldComparator comparator;
   comparator.set_treat_nan_as_equal(true);
@@ -165,7 +165,7 @@ void Load(const fuzz::ScratchDir& dir, const CommandLine& cmd) {
 }
 
 void FuzzOne(absl::string_view input) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
+  static const fuzz::ScratchDir dir;
   static const bool described = [] {
     DescribeFlags(v1::SimConfig::descriptor());
     DescribeFlags(v1::CoordinatorConfig::descriptor());
@@ -175,7 +175,7 @@ void FuzzOne(absl::string_view input) {
   (void)described;
   InputReader in(input);
   const Kind kind = static_cast<Kind>(in.Byte() % kNumKinds);
-  const std::string path = dir->WriteFile("config.textproto", in.Record());
+  const std::string path = dir.WriteFile("config.textproto", in.Record());
   std::vector<std::string> args = absl::StrSplit(in.Rest(), '\n');
   if (args.size() > kMaxArgs) args.resize(kMaxArgs);
   if (args.size() == 1 && args[0].empty()) args.clear();
@@ -188,13 +188,13 @@ void FuzzOne(absl::string_view input) {
   cmd->config_path = path;  // Never a path from the input.
   switch (kind) {
     case kSim:
-      Load<v1::SimConfig>(*dir, *cmd);
+      Load<v1::SimConfig>(dir, *cmd);
       break;
     case kCoordinator:
-      Load<v1::CoordinatorConfig>(*dir, *cmd);
+      Load<v1::CoordinatorConfig>(dir, *cmd);
       break;
     default:
-      Load<v1::AgentConfig>(*dir, *cmd);
+      Load<v1::AgentConfig>(dir, *cmd);
       break;
   }
 }
@@ -240,7 +240,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

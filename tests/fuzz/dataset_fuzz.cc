@@ -35,9 +35,9 @@ std::string Idx(int rank, const std::vector<uint32_t>& dims,
 // .npy version 1.0 with the header dictionary padded to 64 bytes.
 std::string Npy(const std::string& descr, const std::string& shape,
                 const std::string& data) {
-  std::string header = absl::StrCat("{'descr': '", descr,
-                                    "', 'fortran_order': False, 'shape': ",
-                                    shape, ", }");
+  std::string header =
+      absl::StrCat("{'descr': '", descr,
+                   "', 'fortran_order': False, 'shape': ", shape, ", }");
   header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
   header.push_back('\n');
   std::string out("\x93NUMPY\x01\x00", 8);
@@ -48,9 +48,9 @@ std::string Npy(const std::string& descr, const std::string& shape,
 
 std::string Gzip(const std::string& bytes) {
   z_stream z{};
-  fuzz::Check(deflateInit2(&z, 9, Z_DEFLATED, 16 + 15, 8,
-                           Z_DEFAULT_STRATEGY) == Z_OK,
-              "deflateInit2");
+  fuzz::Check(
+      deflateInit2(&z, 9, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) == Z_OK,
+      "deflateInit2");
   std::string out(deflateBound(&z, bytes.size()), '\0');
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
   z.avail_in = static_cast<uInt>(bytes.size());
@@ -69,17 +69,16 @@ std::string Seed(const std::string& first, const std::string& rest) {
 std::vector<std::string> Seeds() {
   const std::string images = Idx(3, {2, 2, 3}, "abcdefghijkl");
   const std::string labels = Idx(1, {2}, std::string("\x01\x07", 2));
-  const std::string features =
-      Npy("<f4", "(2, 2)", std::string(16, '\0'));
-  const std::string npy_labels =
-      Npy("<i8", "(2,)", std::string("\x01\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0", 16));
+  const std::string features = Npy("<f4", "(2, 2)", std::string(16, '\0'));
+  const std::string npy_labels = Npy(
+      "<i8", "(2,)", std::string("\x01\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0", 16));
   const std::string csv = "x,y,label\n0.5,1,0\n-2,3e2,1\n";
   return {Seed(images, labels), Seed(features, npy_labels), Seed("", csv),
           Seed("", Gzip(csv)), Seed(images, Gzip(labels))};
 }
 
 void FuzzOne(absl::string_view input) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
+  static const fuzz::ScratchDir dir;
   InputReader in(input);
   const absl::string_view first = in.Record();
   const absl::string_view rest = in.Rest();
@@ -88,7 +87,7 @@ void FuzzOne(absl::string_view input) {
   CsvOptions options;
   options.max_rows = 1000;
   ParseCsv(rest, options, "fuzz").status().IgnoreError();
-  const std::string path = dir->WriteFile("data", rest);
+  const std::string path = dir.WriteFile("data", rest);
   ReadFileMaybeGzipped(path, 1 << 20).status().IgnoreError();
 }
 
@@ -102,7 +101,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

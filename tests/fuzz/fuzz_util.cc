@@ -1,15 +1,19 @@
 #include "tests/fuzz/fuzz_util.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "google/protobuf/stubs/logging.h"
 
@@ -86,6 +90,28 @@ InputWriter& InputWriter::Record(absl::string_view bytes) {
   return Bytes(bytes);
 }
 
+namespace {
+
+// Deletes <base>/fedge-fuzz-<pid>-* left by processes that are gone (a
+// crashed target does not clean up).
+void RemoveStaleScratchDirs(const std::string& base) {
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(base, error)) {
+    const std::string filename = entry.path().filename().string();
+    absl::string_view name = filename;
+    if (!absl::ConsumePrefix(&name, "fedge-fuzz-")) continue;
+    int pid = 0;
+    if (!absl::SimpleAtoi(name.substr(0, name.find('-')), &pid) || pid <= 0 ||
+        kill(pid, 0) == 0 || errno != ESRCH) {
+      continue;
+    }
+    std::error_code ignored;
+    fs::remove_all(entry.path(), ignored);
+  }
+}
+
+}  // namespace
+
 ScratchDir::ScratchDir() {
   std::string base = "/dev/shm";
   std::error_code error;
@@ -93,7 +119,8 @@ ScratchDir::ScratchDir() {
     const char* tmp = std::getenv("TMPDIR");
     base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
   }
-  std::string pattern = base + "/fedge-fuzz-XXXXXX";
+  RemoveStaleScratchDirs(base);
+  std::string pattern = absl::StrCat(base, "/fedge-fuzz-", getpid(), "-XXXXXX");
   Check(mkdtemp(pattern.data()) != nullptr, "mkdtemp failed");
   path_ = pattern;
 }
@@ -163,8 +190,8 @@ void QuietLogs() {
 void Trace(absl::string_view what, const absl::Status& status) {
   static const bool enabled = std::getenv("FEDGE_FUZZ_DEBUG") != nullptr;
   if (!enabled) return;
-  std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(what.size()),
-               what.data(), status.ToString().c_str());
+  std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(what.size()), what.data(),
+               status.ToString().c_str());
 }
 
 void Check(bool condition, const char* what) {

@@ -66,8 +66,11 @@ class InputWriter {
   std::string out_;
 };
 
-// A fresh, empty directory, removed with its contents on destruction. Under
-// /dev/shm when it exists (fsync is free there), else $TMPDIR or /tmp.
+// A fresh, empty directory, removed with its contents on destruction (so
+// make it a function-local static, not a leaked pointer). Under /dev/shm
+// when it exists (fsync is free there), else $TMPDIR or /tmp; named
+// fedge-fuzz-<pid>-*, and those of processes that are gone (crashed
+// targets) are deleted on creation.
 class ScratchDir {
  public:
   ScratchDir();
@@ -92,7 +95,8 @@ class ScratchDir {
 // make_seeds()'s inputs there as seed-000, seed-001, ... and exits the
 // process with status 0. Else does nothing. Call from
 // LLVMFuzzerInitialize.
-void MaybeWriteSeeds(const std::function<std::vector<std::string>()>& make_seeds);
+void MaybeWriteSeeds(
+    const std::function<std::vector<std::string>()>& make_seeds);
 
 // The model the stateful targets run with (coordinator, checkpoints, agent
 // cache): float32 "w" [2], int64 "count" [1], float32 "b" [1].

@@ -83,8 +83,7 @@ void FuzzPlot(const std::string& path, absl::string_view csv, bool png) {
   if (!parsed.ok()) return;
   Check(parsed->rounds == read->rounds, "ParseHistoryCsv and ReadHistoryFile");
   for (const char* column : kPlottedHistoryColumns) {
-    const std::vector<std::optional<double>>* values =
-        parsed->Column(column);
+    const std::vector<std::optional<double>>* values = parsed->Column(column);
     Check(values == nullptr || values->size() == parsed->rounds.size(),
           "a column without one value per round");
   }
@@ -98,11 +97,11 @@ void FuzzPlot(const std::string& path, absl::string_view csv, bool png) {
 }
 
 void FuzzOne(absl::string_view input) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
+  static const fuzz::ScratchDir dir;
   InputReader in(input);
   const uint8_t flags = in.Byte();
   const absl::string_view contents = in.Rest();
-  const std::string path = dir->WriteFile("history.csv", contents);
+  const std::string path = dir.WriteFile("history.csv", contents);
   FuzzPlot(path, contents, (flags & 2) != 0);
   FuzzHistoryWriter(path, contents, (flags & 1) != 0);
 }
@@ -142,7 +141,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

@@ -17,8 +17,8 @@
 // with bit 3, the writers that follow in the agent (PutSpec of the spec
 // read back, Put of a new version). The cache reads files in 1 MiB chunks
 // (2 to 4 such buffers per input), which bounds the speed to a few hundred
-// inputs per second under ASan. A crash, a sanitizer report or a broken property (abort) is a
-// bug.
+// inputs per second under ASan. A crash, a sanitizer report or a broken
+// property (abort) is a bug.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -76,7 +76,7 @@ void Exercise(ModelCache& cache, int version, absl::string_view expected_hash,
 }
 
 void FuzzOne(absl::string_view input) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
+  static const fuzz::ScratchDir dir;
   InputReader in(input);
   const uint8_t flags = in.Byte();
   const int version = in.Byte();
@@ -85,25 +85,24 @@ void FuzzOne(absl::string_view input) {
   const absl::string_view agent_id = in.Record();
   const absl::string_view model = in.Rest();
 
-  dir->Clear();
+  dir.Clear();
   const std::string name = absl::StrCat("state/models/model-", version);
-  dir->WriteFile(name + ".fedge", model);
-  dir->WriteFile(name + ".sha256",
-                 (flags & 1) != 0 ? ToHex(Sha256Of(model)) + "\n" : hash);
-  dir->WriteFile("state/models/model-spec.binpb", spec);
-  dir->WriteFile("state/agent_id", agent_id);
+  dir.WriteFile(name + ".fedge", model);
+  dir.WriteFile(name + ".sha256",
+                (flags & 1) != 0 ? ToHex(Sha256Of(model)) + "\n" : hash);
+  dir.WriteFile("state/models/model-spec.binpb", spec);
+  dir.WriteFile("state/agent_id", agent_id);
   if ((flags & 4) != 0) {
-    dir->WriteFile(absl::StrCat("state/models/model-", version + 1, ".fedge.tmp"),
-                   model);
+    dir.WriteFile(
+        absl::StrCat("state/models/model-", version + 1, ".fedge.tmp"), model);
   }
 
   ModelCacheOptions options;
-  options.state_dir = dir->Path("state");
+  options.state_dir = dir.Path("state");
   options.keep_versions = 2;
   options.read_only = (flags & 2) != 0;
   options.limits = Limits();
-  absl::StatusOr<std::unique_ptr<ModelCache>> cache =
-      ModelCache::Open(options);
+  absl::StatusOr<std::unique_ptr<ModelCache>> cache = ModelCache::Open(options);
   fuzz::Trace("Open", cache.status());
   Check(cache.ok(), "ModelCache::Open failed on a readable directory");
   Exercise(**cache, version, absl::StripAsciiWhitespace(hash),
@@ -145,7 +144,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

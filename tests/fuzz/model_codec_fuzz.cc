@@ -188,8 +188,8 @@ ModelState SeedModel() {
 std::vector<std::string> Seeds() {
   const ModelState model = SeedModel();
   std::vector<std::string> seeds = {EncodeModel(model)};
-  for (UpdateEncoding kind : {UpdateEncoding::kFp16, UpdateEncoding::kInt8,
-                              UpdateEncoding::kTopK}) {
+  for (UpdateEncoding kind :
+       {UpdateEncoding::kFp16, UpdateEncoding::kInt8, UpdateEncoding::kTopK}) {
     EncodingOptions options;
     options.kind = kind;
     options.per_channel = true;

@@ -138,8 +138,7 @@ class Session {
 
   // The server receives `honest` from `id`, or first the fuzzed message.
   template <typename Receive>
-  void Deliver(Step step, int id, const std::string& honest,
-               Receive receive) {
+  void Deliver(Step step, int id, const std::string& honest, Receive receive) {
     if (Replaces(step, id)) {
       const absl::Status fuzzed = receive(id, Fuzzed(honest));
       fuzz::Trace("server receives the fuzzed message", fuzzed);
@@ -193,9 +192,8 @@ class Session {
       absl::StatusOr<std::string> directory = server_->KeyDirectoryFor(id);
       Check(directory.ok(), "KeyDirectoryFor");
       absl::StatusOr<std::string> shares =
-          Ask(kClientKeyDirectory, id, *directory, [&](std::string m) {
-            return clients_[id]->ShareKeys(m);
-          });
+          Ask(kClientKeyDirectory, id, *directory,
+              [&](std::string m) { return clients_[id]->ShareKeys(m); });
       if (!shares.ok()) continue;
       Deliver(kServerShareKeys, id, *shares, [&](int i, std::string m) {
         return server_->ReceiveShareKeys(i, m);
@@ -221,9 +219,8 @@ class Session {
       absl::StatusOr<std::string> request = server_->UnmaskingRequestFor(id);
       Check(request.ok(), "UnmaskingRequestFor");
       absl::StatusOr<std::string> response =
-          Ask(kClientUnmaskingRequest, id, *request, [&](std::string m) {
-            return clients_[id]->Unmask(m);
-          });
+          Ask(kClientUnmaskingRequest, id, *request,
+              [&](std::string m) { return clients_[id]->Unmask(m); });
       if (!response.ok()) continue;
       Deliver(kServerUnmaskingResponse, id, *response,
               [&](int i, std::string m) {

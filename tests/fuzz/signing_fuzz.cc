@@ -101,9 +101,9 @@ void FuzzVerify(InputReader& in) {
   Check(verified.ok() == (signature == *real),
         "Verify accepted a signature Sign does not give");
   if (!verified.ok()) {
-    Check(absl::IsInvalidArgument(verified) ||
-              absl::IsUnauthenticated(verified),
-          "Verify: a code other than INVALID_ARGUMENT or UNAUTHENTICATED");
+    Check(
+        absl::IsInvalidArgument(verified) || absl::IsUnauthenticated(verified),
+        "Verify: a code other than INVALID_ARGUMENT or UNAUTHENTICATED");
   }
 }
 
@@ -140,8 +140,8 @@ void FuzzModelSignature(InputReader& in) {
 }
 
 void FuzzFiles(absl::string_view contents) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
-  const std::string path = dir->WriteFile("key.pem", contents);
+  static const fuzz::ScratchDir dir;
+  const std::string path = dir.WriteFile("key.pem", contents);
   LoadPublicKeyPem(path).status().IgnoreError();
   LoadPrivateKeyPem(path).status().IgnoreError();
 }
@@ -205,7 +205,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

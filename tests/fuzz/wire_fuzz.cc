@@ -213,8 +213,7 @@ class CoordinatorSession {
     v1::JoinRequest request;
     request.ParseFromString(std::string(in.Record()));
     const std::string peer(in.Record());
-    absl::StatusOr<v1::JoinResponse> joined =
-        coordinator_->Join(request, peer);
+    absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request, peer);
     if (joined.ok()) tokens_.push_back(joined->session_token());
   }
 
@@ -375,8 +374,7 @@ void RunAgent(const fuzz::ScratchDir& dir, InputReader& in) {
   }
   absl::StatusOr<ModelState> served = DecodeModel(in.Rest());
   for (int64_t version = 0; version < 4; ++version) {
-    client.models[version] =
-        served.ok() ? served->Clone() : fuzz::SmallModel();
+    client.models[version] = served.ok() ? served->Clone() : fuzz::SmallModel();
   }
 
   ModelCacheOptions cache_options;
@@ -407,31 +405,32 @@ void RunAgent(const fuzz::ScratchDir& dir, InputReader& in) {
         }
         return std::make_unique<FakeTrainer>(&log);
       },
-      cache->get(), &clock, [&clock](absl::Duration d) {
+      cache->get(), &clock,
+      [&clock](absl::Duration d) {
         Check(d >= absl::ZeroDuration(), "the agent slept a negative time");
         clock.Advance(d);
       });
   Check(agent.ok(), "Agent::Create");
   const absl::Status ran = (*agent)->Run();
   const AgentStats& stats = (*agent)->stats();
-  fuzz::Trace(absl::StrCat("Agent::Run: joins ", stats.joins, ", trained ",
-                           stats.rounds_trained, ", submitted ",
-                           stats.updates_submitted, ", fetched ",
-                           stats.models_fetched),
-              ran);
+  fuzz::Trace(
+      absl::StrCat("Agent::Run: joins ", stats.joins, ", trained ",
+                   stats.rounds_trained, ", submitted ",
+                   stats.updates_submitted, ", fetched ", stats.models_fetched),
+      ran);
   Check((*agent)->state() == AgentState::kDone, "Run() returned undone");
 }
 
 void FuzzOne(absl::string_view input) {
-  static const fuzz::ScratchDir* const dir = new fuzz::ScratchDir();
+  static const fuzz::ScratchDir dir;
   ParseAll(input);
   InputReader in(input);
   const uint8_t session = in.Byte();
-  dir->Clear();
+  dir.Clear();
   if ((session & 1) == 0) {
-    CoordinatorSession(*dir, kStrategies[(session >> 1) % 4]).Run(in);
+    CoordinatorSession(dir, kStrategies[(session >> 1) % 4]).Run(in);
   } else {
-    RunAgent(*dir, in);
+    RunAgent(dir, in);
   }
 }
 
@@ -490,7 +489,7 @@ std::vector<std::string> CoordinatorSeeds() {
     w.Byte(kGetModel).Byte(1).Record(Serialized(fetch));
     w.Byte(kHeartbeat).Byte(3).Record("");
     AppendUpload(w, strategy == 1, strategy % 2 == 0);
-    w.Byte(kUpload).Byte(1 | 4 | 8 | 16);  // The same upload again: a
+    w.Byte(kUpload).Byte(1 | 4 | 8 | 16);     // The same upload again: a
     w.Record(Serialized(v1::UpdateChunk()));  // retry, then malformed.
     w.Byte(0);
     w.Byte(kTick).U16(1100);  // Past the round's deadline.
@@ -562,7 +561,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }
