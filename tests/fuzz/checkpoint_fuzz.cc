@@ -3,12 +3,17 @@
 //
 // The input is a mode byte, then the file's contents in one of three forms,
 // so that the fuzzer also gets past the SHA-256 that closes every file:
-//   mode & 3 == 0 or 3: the file's bytes as they are;
+//   mode & 3 == 0:      the file's bytes as they are;
 //   mode & 3 == 1:      bytes to which the harness appends their SHA-256;
 //   mode & 3 == 2:      U64 model_version, U64 next_round, U64
 //                       completed_rounds, a record (U16 length) of extra
 //                       state, then the model's encoding: the harness writes
 //                       the header with the right sizes and the digest.
+//   mode & 3 == 3:      not a file: an RdpAccountant state, the text the
+//                       coordinator is to checkpoint for DP-FedAvg
+//                       (common/privacy_accountant.h): RestoreState, and
+//                       for a state it takes, SaveState reads back the same
+//                       and GetEpsilon answers.
 // mode >> 2 picks the strategy the coordinator runs (StrategyNames()).
 //
 // The file is written as <dir>/checkpoints/ckpt-00000001.fedge. Then:
@@ -19,6 +24,8 @@
 //      (CoordinatorCheckpointExtra), the strategy's RestoreState, the
 //      engine's progress. It must succeed or fail with a status.
 // A crash, a sanitizer report or a broken property (abort) is a bug.
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
@@ -31,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/model_codec.h"
+#include "common/privacy_accountant.h"
 #include "common/sha256.h"
 #include "common/strategy.h"
 #include "fedge/v1/config.pb.h"
@@ -111,11 +119,36 @@ bool SameCheckpoint(const Checkpoint& a, const Checkpoint& b) {
          EncodeModel(a.model) == EncodeModel(b.model);
 }
 
+void FuzzAccountantState(absl::string_view state) {
+  absl::StatusOr<std::unique_ptr<RdpAccountant>> accountant =
+      RdpAccountant::Create({});
+  Check(accountant.ok(), "RdpAccountant::Create");
+  const absl::Status restored = (*accountant)->RestoreState(state);
+  fuzz::Trace("RdpAccountant::RestoreState", restored);
+  if (!restored.ok()) {
+    Check(absl::IsInvalidArgument(restored),
+          "RestoreState: not INVALID_ARGUMENT");
+    return;
+  }
+  absl::StatusOr<std::unique_ptr<RdpAccountant>> again =
+      RdpAccountant::Create({});
+  Check(again.ok() && (*again)->RestoreState((*accountant)->SaveState()).ok(),
+        "SaveState does not restore");
+  Check(std::equal((*again)->rdp().begin(), (*again)->rdp().end(),
+                   (*accountant)->rdp().begin(), (*accountant)->rdp().end(),
+                   [](double a, double b) {
+                     return a == b || (std::isnan(a) && std::isnan(b));
+                   }),
+        "SaveState/RestoreState changed the RDP");
+  (*accountant)->GetEpsilon(1e-5).status().IgnoreError();
+}
+
 void FuzzOne(absl::string_view input) {
   static const fuzz::ScratchDir dir;
   static const std::vector<std::string> strategies = StrategyNames();
   InputReader in(input);
   const uint8_t mode = in.Byte();
+  if ((mode & 3) == 3) return FuzzAccountantState(in.Rest());
   const std::string strategy = strategies[(mode >> 2) % strategies.size()];
   dir.Clear();
   const std::string path = dir.WriteFile(kFileName, FileBytes(mode, in));
@@ -205,6 +238,12 @@ std::vector<std::string> Seeds() {
                         .Record(ckpt.extra)
                         .Bytes(EncodeModel(model))
                         .str());
+  }
+  // Accountant states: fresh, and after a few DP-FedAvg rounds.
+  for (int64_t steps : {0, 3, 100}) {
+    std::unique_ptr<RdpAccountant> accountant = *RdpAccountant::Create({});
+    Check(accountant->Compose(0.1, 1.1, steps).ok(), "Compose");
+    seeds.push_back(InputWriter().Byte(3).Bytes(accountant->SaveState()).str());
   }
   // A checkpoint with empty extra state, and one of another schema.
   ModelState other;
