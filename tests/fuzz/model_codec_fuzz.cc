@@ -24,6 +24,7 @@
 
 #include "common/model_codec.h"
 #include "common/update_codec.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace fedge {
 namespace {
@@ -170,8 +171,50 @@ void FuzzRoundTrip(absl::string_view input) {
   FuzzDecode(mutated);
 }
 
+// A model of a float32 matrix (64 values, enough for the lossy encodings
+// to pay off), a float32 vector and an int64 counter.
+ModelState SeedModel() {
+  std::vector<float> w(64);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 0.25f * i - 3;
+  ModelState model;
+  model.Add(*TensorBuffer::FromFloats("w", {8, 8}, w));
+  model.Add(*TensorBuffer::FromFloats("b", {3}, {1.5f, -2, 0}));
+  model.Add(*TensorBuffer::Zeros("steps", DType::kInt64, {1}));
+  return model;
+}
+
+// Canonical encodings in every wire encoding (for FuzzDecode), and option
+// bytes followed by floats (for FuzzRoundTrip).
+std::vector<std::string> Seeds() {
+  const ModelState model = SeedModel();
+  std::vector<std::string> seeds = {EncodeModel(model)};
+  for (UpdateEncoding kind :
+       {UpdateEncoding::kFp16, UpdateEncoding::kInt8, UpdateEncoding::kTopK}) {
+    EncodingOptions options;
+    options.kind = kind;
+    options.per_channel = true;
+    options.topk_fraction = 0.25;
+    absl::StatusOr<EncodedModel> encoded = EncodeForWire(model, options);
+    Check(encoded.ok());
+    seeds.push_back(EncodeModel(*encoded));
+  }
+  for (uint8_t kind = 0; kind < 4; ++kind) {
+    std::string seed = {static_cast<char>(kind | 4), 63, 7, 4};
+    const absl::Span<const float> w = model.tensor(0).floats();
+    seed.append(reinterpret_cast<const char*>(w.data()), 4 * w.size());
+    seeds.push_back(seed);
+  }
+  return seeds;
+}
+
 }  // namespace
 }  // namespace fedge
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fedge::fuzz::QuietLogs();
+  fedge::fuzz::MaybeWriteSeeds(fedge::Seeds);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view input(reinterpret_cast<const char*>(data), size);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Long fuzzing: every libFuzzer target of tests/fuzz/ for FUZZ_RUNS inputs
+# (default 10 million) each, one target at a time on one core, starting from
+# its seeds and committed regression inputs. Prints one line per target:
+#   target=NAME execs=N crashes=K
+# where N is the inputs executed (libFuzzer's stat::number_of_executed_units;
+# fewer than FUZZ_RUNS when a crash stopped it) and K the crash, leak,
+# timeout and out-of-memory inputs it saved to
+# <build>/tests/fuzz/bench/<target>/artifacts/ (libFuzzer stops at the
+# first, so K is 0 or 1). Logs: <build>/tests/fuzz/bench/<target>/log.
+#
+#   bench/fuzz.sh [BUILD_DIR]                (default: <source>/build-fuzz)
+#
+# Environment: FUZZ_RUNS, FUZZ_TARGETS (a space-separated subset),
+# FUZZ_CC / FUZZ_CXX (compilers for a new build directory; default clang-14 /
+# clang++-14), FUZZ_JOBS (ninja jobs, default 1). Hours in total: most
+# targets run a few hundred to a few thousand inputs per second.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$(realpath -m "${1:-$root/build-fuzz}")"
+runs="${FUZZ_RUNS:-10000000}"
+fuzz_dir="$build/tests/fuzz"
+
+if [[ ! -f "$build/CMakeCache.txt" ]]; then
+  cmake -S "$root" -B "$build" -G Ninja \
+    -DCMAKE_C_COMPILER="${FUZZ_CC:-clang-14}" \
+    -DCMAKE_CXX_COMPILER="${FUZZ_CXX:-clang++-14}" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFEDGE_BUILD_FUZZERS=ON >&2 || exit 1
+else
+  cmake -S "$root" -B "$build" -DFEDGE_BUILD_FUZZERS=ON >&2 || exit 1
+fi
+ninja -C "$build" -j "${FUZZ_JOBS:-1}" fedge_fuzzers >&2 || exit 1
+
+if [[ -n "${FUZZ_TARGETS:-}" ]]; then
+  read -r -a targets <<<"$FUZZ_TARGETS"
+else
+  mapfile -t targets <"$fuzz_dir/fuzzers.txt"
+fi
+for target in "${targets[@]}"; do
+  [[ -n "$target" ]] || continue
+  out="$fuzz_dir/bench/$target"
+  rm -rf "$out"
+  mkdir -p "$out/corpus" "$out/artifacts"
+  corpora=("$out/corpus" "$fuzz_dir/seeds/$target")
+  if [[ -d "$root/tests/fuzz/corpus/$target" ]]; then
+    corpora+=("$root/tests/fuzz/corpus/$target")
+  fi
+  "$fuzz_dir/$target" -runs="$runs" -timeout=25 -rss_limit_mb=2560 \
+    -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
+    "${corpora[@]}" >"$out/log" 2>&1
+  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log")"
+  crashes="$(find "$out/artifacts" -type f \
+    \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
+       -o -name 'oom-*' \) | wc -l)"
+  echo "target=$target execs=${execs:-none} crashes=$crashes"
+done

@@ -1,0 +1,149 @@
+// libFuzzer entry point for the agent's state directory
+// (edge_agent/model_cache.h): a damaged or hostile cache must be refused or
+// dropped file by file, never crash the agent or `fedge-agent predict`.
+//
+// The input is:
+//   a flags byte: bit 0 writes the true SHA-256 of the model file into its
+//     .sha256 file (so the fuzzer gets past the hash and into the decoder),
+//     else the hash record below; bit 1 opens the cache read-only; bit 2
+//     also writes a stray model-<v+1>.fedge.tmp; bit 3 (read-write only)
+//     runs the writers too;
+//   a version byte v (the file is models/model-<v>.fedge);
+//   records (U16 length, bytes) for the .sha256 file, models/
+//     model-spec.binpb and agent_id;
+//   the rest: the model file.
+// Then ModelCache::Open indexes the directory and the harness calls every
+// reader (Latest, Get expecting the hash record, GetSpec, LoadAgentId) and,
+// with bit 3, the writers that follow in the agent (PutSpec of the spec
+// read back, Put of a new version). The cache reads files in 1 MiB chunks
+// (2 to 4 such buffers per input), which bounds the speed to a few hundred
+// inputs per second under ASan. A crash, a sanitizer report or a broken
+// property (abort) is a bug.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/model_codec.h"
+#include "common/sha256.h"
+#include "edge_agent/model_cache.h"
+#include "fedge/v1/federation.pb.h"
+#include "tests/fuzz/fuzz_util.h"
+
+namespace fedge {
+namespace {
+
+using fuzz::Check;
+using fuzz::InputReader;
+using fuzz::InputWriter;
+
+DecodeLimits Limits() {
+  DecodeLimits limits;
+  limits.max_total_bytes = 1 << 20;
+  limits.max_decoded_bytes = 1 << 22;
+  return limits;
+}
+
+void Exercise(ModelCache& cache, int version, absl::string_view expected_hash,
+              bool write) {
+  const std::vector<int64_t> versions = cache.Versions();
+  Check(versions.size() <= 2, "more versions indexed than keep_versions");
+  absl::StatusOr<CachedModel> latest = cache.Latest();
+  fuzz::Trace("Latest", latest.status());
+  if (latest.ok()) {
+    Check(latest->sha256_hex.size() == 64, "bad hash of a cached model");
+    Check(cache.Has(latest->version, latest->sha256_hex), "Has(Latest())");
+  }
+  absl::StatusOr<ModelState> got = cache.Get(version, expected_hash);
+  if (absl::IsDataLoss(got.status())) {
+    Check(cache.LatestVersion() != version, "a dropped version is indexed");
+  }
+  absl::StatusOr<v1::ModelSpecProto> spec = cache.GetSpec();
+  fuzz::Trace("GetSpec", spec.status());
+  cache.LoadAgentId().status().IgnoreError();
+  if (!write) return;
+  if (spec.ok()) {
+    Check(cache.PutSpec(*spec).ok(), "PutSpec of the recorded spec");
+  }
+  absl::StatusOr<std::string> put = cache.Put(version + 1, fuzz::SmallModel());
+  Check(put.ok(), "Put");
+  Check(cache.Get(version + 1, *put).ok(), "Get after Put");
+  cache.DropNewerThan(version);
+  Check(cache.LatestVersion() <= version, "DropNewerThan");
+}
+
+void FuzzOne(absl::string_view input) {
+  static const fuzz::ScratchDir dir;
+  InputReader in(input);
+  const uint8_t flags = in.Byte();
+  const int version = in.Byte();
+  const absl::string_view hash = in.Record();
+  const absl::string_view spec = in.Record();
+  const absl::string_view agent_id = in.Record();
+  const absl::string_view model = in.Rest();
+
+  dir.Clear();
+  const std::string name = absl::StrCat("state/models/model-", version);
+  dir.WriteFile(name + ".fedge", model);
+  dir.WriteFile(name + ".sha256",
+                (flags & 1) != 0 ? ToHex(Sha256Of(model)) + "\n" : hash);
+  dir.WriteFile("state/models/model-spec.binpb", spec);
+  dir.WriteFile("state/agent_id", agent_id);
+  if ((flags & 4) != 0) {
+    dir.WriteFile(
+        absl::StrCat("state/models/model-", version + 1, ".fedge.tmp"), model);
+  }
+
+  ModelCacheOptions options;
+  options.state_dir = dir.Path("state");
+  options.keep_versions = 2;
+  options.read_only = (flags & 2) != 0;
+  options.limits = Limits();
+  absl::StatusOr<std::unique_ptr<ModelCache>> cache = ModelCache::Open(options);
+  fuzz::Trace("Open", cache.status());
+  Check(cache.ok(), "ModelCache::Open failed on a readable directory");
+  Exercise(**cache, version, absl::StripAsciiWhitespace(hash),
+           !options.read_only && (flags & 8) != 0);
+}
+
+std::vector<std::string> Seeds() {
+  const std::string model = EncodeModel(fuzz::SmallModel());
+  v1::ModelSpecProto spec;
+  spec.set_architecture("mlp");
+  spec.add_hidden_units(16);
+  spec.add_input_shape(1);
+  spec.add_input_shape(28);
+  spec.add_input_shape(28);
+  spec.set_num_classes(10);
+  spec.set_torchscript_sha256(ToHex(Sha256Of("archive")));
+  spec.set_torchscript_size_bytes(7);
+  std::vector<std::string> seeds;
+  for (uint8_t flags : {0, 1, 2, 3, 5, 9}) {
+    seeds.push_back(InputWriter()
+                        .Byte(flags)
+                        .Byte(3)
+                        .Record(ToHex(Sha256Of(model)) + "\n")
+                        .Record(spec.SerializeAsString())
+                        .Record("agent-7\n")
+                        .Bytes(model)
+                        .str());
+  }
+  return seeds;
+}
+
+}  // namespace
+}  // namespace fedge
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fedge::fuzz::QuietLogs();
+  fedge::fuzz::MaybeWriteSeeds(fedge::Seeds);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
