@@ -5,8 +5,10 @@
 #
 #   bench/load_bench.sh [--agents N] [--rounds R] [--procs P] [--threads T]
 #                       [--tls] [--train_ms MS] [--poll_interval_ms MS]
-#                       [--keep]
+#                       [--keep] [-- COORDINATOR_FLAG...]
 #
+# Flags after -- go to the coordinator as they are (e.g.
+# --grpc_memory_quota_mb=128 or --tls_max_frame_bytes=4096).
 # Builds nothing: expects build/server/fedge-coordinator and
 # build/bench/load_agents (ninja -C build fedge-coordinator load_agents).
 # Starts the coordinator on 127.0.0.1 (port 0, plain text unless --tls, which
@@ -34,7 +36,7 @@ readonly COORDINATOR="$ROOT/build/server/fedge-coordinator"
 readonly AGENTS_BIN="$ROOT/build/bench/load_agents"
 
 agents=500 rounds=20 procs="" threads=32 train_ms=50 poll_interval_ms=250
-tls=0 keep=0
+tls=0 keep=0 coordinator_flags=()
 
 die() { echo "load_bench.sh: $*" >&2; exit 1; }
 
@@ -48,7 +50,8 @@ while (($#)); do
     --poll_interval_ms) poll_interval_ms="$2"; shift 2 ;;
     --tls) tls=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --) shift; coordinator_flags=("$@"); break ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -107,7 +110,8 @@ poll_wait_ms=$((agents > 1000 ? agents : 1000))
   --strategy.min_fit_agents="$agents" --strategy.round_deadline_ms=60000 \
   --heartbeat_interval_ms=1000 --agent_timeout_ms=30000 \
   --max_connections="$((agents + 100))" --poll_wait_ms="$poll_wait_ms" \
-  --simulation.enabled=false >"$work/coordinator.log" 2>&1 &
+  --simulation.enabled=false "${coordinator_flags[@]}" \
+  >"$work/coordinator.log" 2>&1 &
 coordinator_pid=$!
 
 end=$((SECONDS + 60))
