@@ -15,9 +15,10 @@
 # uses certificates from deploy/make-certs.sh; max_connections sized for the
 # agents) with every agent selected in every round and a small model
 # (logreg), runs the agents in P processes (default max(1, N / 2500)), each
-# with N / P of them on T threads (default 32), until the federation
-# finishes, merges what the processes measured (load_agents --merge:
-# counts summed, latency percentiles over all samples), then reports:
+# with N / P of them on T / P of the T threads (default 32: more threads
+# only queue calls on a small machine), until the federation finishes,
+# merges what the processes measured (load_agents --merge: counts summed,
+# latency percentiles over all samples), then reports:
 #   lost_updates    sum over rounds of max(0, acked by clients - aggregated)
 #   double_counted  sum over rounds of max(0, aggregated - acked by clients)
 #   poll latency    p50/p99 of no_wait polls (plain heartbeats), client side
@@ -51,7 +52,7 @@ while (($#)); do
     --tls) tls=1; shift ;;
     --keep) keep=1; shift ;;
     --) shift; coordinator_flags=("$@"); break ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -59,8 +60,8 @@ done
 for v in agents rounds procs threads train_ms poll_interval_ms; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "--$v wants a number, got '${!v}'"
 done
-((agents >= 1 && procs >= 1 && procs <= agents)) ||
-  die "need --agents >= 1 and 1 <= --procs <= --agents"
+((agents >= 1 && procs >= 1 && procs <= agents && threads >= 1)) ||
+  die "need --agents >= 1, 1 <= --procs <= --agents and --threads >= 1"
 [[ -x "$COORDINATOR" ]] || die "missing $COORDINATOR; build it first:" \
   "ninja -C build fedge-coordinator"
 [[ -x "$AGENTS_BIN" ]] || die "missing $AGENTS_BIN; build it first:" \
@@ -123,17 +124,19 @@ until [[ -s "$state/port" ]]; do
 done
 port="$(cat "$state/port")"
 echo "coordinator pid $coordinator_pid on 127.0.0.1:$port;" \
-  "$agents agents in $procs processes of $threads threads, $rounds rounds," \
-  "train ${train_ms} ms, poll every ${poll_interval_ms} ms" >&2
+  "$agents agents in $procs processes, $threads threads in all," \
+  "$rounds rounds, train ${train_ms} ms, poll every ${poll_interval_ms} ms" >&2
 
 # Bounded: 60 s to start plus rounds * (deadline 60 s), at most 1 hour.
 max_s=$((60 + rounds * 60)); ((max_s < 3600)) || max_s=3600
 first=0 results=()
 for ((p = 0; p < procs; p++)); do
   n=$((agents / procs + (p < agents % procs ? 1 : 0)))
+  t=$((threads / procs + (p < threads % procs ? 1 : 0)))
   timeout --kill-after=10 "$((max_s + 30))" "$AGENTS_BIN" \
     --target "127.0.0.1:$port" --agents "$n" --first_index "$first" \
-    --threads "$threads" "${tls_client[@]}" --train_ms "$train_ms" \
+    --threads "$((t > 0 ? t : 1))" "${tls_client[@]}" \
+    --train_ms "$train_ms" \
     --poll_interval_ms "$poll_interval_ms" --max_runtime_s "$max_s" \
     --results_out "$work/results.$p" \
     >"$work/agents.$p.out" 2>"$work/agents.$p.err" &
@@ -222,7 +225,7 @@ per_round_table() {
 poll_p99="$(field poll_p99_ms)"
 cat <<EOF
 --- fedge load benchmark ---
-agents: $agents (one connection each, $procs processes of $threads threads), train ${train_ms} ms, poll every ${poll_interval_ms} ms, $( ((tls)) && echo TLS || echo plain text)
+agents: $agents (one connection each, $procs processes, $threads threads in all), train ${train_ms} ms, poll every ${poll_interval_ms} ms, $( ((tls)) && echo TLS || echo plain text)
 load_agents: exit $agents_rc, finished $(field finished)/$agents, gave_up $(field gave_up), timed_out $(field timed_out), rejoins $(field rejoins), join_errors $(field join_errors), poll_errors $(field poll_errors), wall $(field wall_s) s
 coordinator: exit $coordinator_rc, rounds completed $done_rounds/$rounds, cpu user ${cpu_user:-?} s + sys ${cpu_sys:-?} s, peak RSS ${rss:-?} MB
 polls: $(field polls) ($(field polls_per_s)/s), latency p50 $(field poll_p50_ms) ms, p99 $poll_p99 ms, max $(field poll_max_ms) ms
