@@ -1,23 +1,40 @@
 // load_agents: many lightweight fedge agents in one process, each with its
-// own connection, to load-test fedge-coordinator (see bench/load_bench.sh).
+// own connection, to load-test fedge-coordinator (see bench/load_bench.sh,
+// which runs several of these processes side by side and merges them).
 //
-//   load_agents --target 127.0.0.1:PORT --agents 500 --threads 32
-//       (--insecure | --ca ca.pem) --train_ms 50 --poll_interval_ms 250
-//       --out rounds.csv
+//   load_agents --target 127.0.0.1:PORT --agents 2500 --first_index 0
+//       --threads 32 (--insecure | --ca ca.pem) --train_ms 50
+//       --poll_interval_ms 250 --out rounds.csv [--results_out FILE]
+//   load_agents --merge FILE,FILE,... --out rounds.csv
 //
 // Agents are state machines multiplexed over a few threads, one blocking call
 // at a time: Join; a no_wait Poll (heartbeat, latency recorded) every
 // poll_interval_ms; on a task FetchModel (SHA-256 checked), train_ms of
 // simulated training (without blocking the thread), SubmitUpdate with a fresh
 // upload id (reused by retries); stop on "finished" or after give_up_ms
-// without reaching the coordinator. Writes per-round client counts and
-// timings (--out CSV) and a "load_agents: key=value ..." summary line on
-// stdout. Exit status 0 when every agent saw "finished", else 1 (2: flags).
+// without reaching the coordinator. Agent i is "load-<first_index + i>", so
+// processes with disjoint index ranges join one federation.
+//
+// Writes per-round client counts and timings (--out CSV) and a
+// "load_agents: key=value ..." summary line on stdout; with --results_out
+// also everything measured (counters, per-round counts with absolute times,
+// every latency sample), which --merge reads back from several processes to
+// write the CSV and summary of the whole run, percentiles over all samples.
+// Raises its RLIMIT_NOFILE soft limit to the hard limit when one descriptor
+// per agent needs it. Exit status 0 when every agent saw "finished", else 1
+// (2: bad flags, descriptor limit or unreadable results).
+//
+// One file on purpose: a self-contained load tool (run, results file, merge)
+// whose formats change together.
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,8 +43,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -40,12 +59,19 @@
 
 ABSL_FLAG(std::string, target, "", "Coordinator host:port.");
 ABSL_FLAG(int, agents, 500, "Agents, each with its own connection.");
+ABSL_FLAG(int, first_index, 0,
+          "Index of the first agent (agent ids are load-<index>).");
 ABSL_FLAG(int, threads, 32, "Threads the agents are multiplexed over.");
 ABSL_FLAG(std::string, ca, "", "CA of the coordinator's certificate (TLS).");
 ABSL_FLAG(bool, insecure, false, "Plain-text connections.");
 ABSL_FLAG(int64_t, train_ms, 50, "Simulated training time per task (ms).");
 ABSL_FLAG(int64_t, poll_interval_ms, 250, "Time between polls (ms).");
 ABSL_FLAG(std::string, out, "", "Per-round CSV output (empty: none).");
+ABSL_FLAG(std::string, results_out, "",
+          "Everything measured, for --merge (empty: none).");
+ABSL_FLAG(std::vector<std::string>, merge, {},
+          "Merge mode: the --results_out files of the processes of one run "
+          "(comma-separated); writes --out and the summary of the whole run.");
 ABSL_FLAG(int64_t, give_up_ms, 15000,
           "An agent stops after this long without reaching the coordinator.");
 ABSL_FLAG(int64_t, max_runtime_s, 1800, "Every agent stops after this long.");
@@ -59,8 +85,8 @@ constexpr float kDeltaValue = 1e-4f;
 constexpr absl::Duration kCallTimeout = absl::Seconds(30);
 
 struct Options {
-  std::string target, out;
-  int agents = 0, threads = 0;
+  std::string target, out, results_out;
+  int agents = 0, first_index = 0, threads = 0;
   v1::TlsConfig tls;
   absl::Duration train, poll_interval, give_up, max_runtime;
 };
@@ -81,10 +107,19 @@ struct RoundCounts {
 
 enum Counter { kFinished, kGaveUp, kTimedOut, kRejoins, kJoinErrs, kPollErrs };
 constexpr int kNumCounters = kPollErrs + 1;
+constexpr const char* kCounterNames[kNumCounters] = {
+    "finished", "gave_up",     "timed_out",
+    "rejoins",  "join_errors", "poll_errors"};
 enum Call { kPoll, kFetch, kSubmit, kNumCalls };
+constexpr const char* kCallNames[kNumCalls] = {"poll", "fetch", "submit"};
 
-// What the agents measured, taken at the end.
+// Descriptors a process needs besides one socket per agent.
+constexpr int kSpareDescriptors = 64;
+
+// What the agents of one or more processes measured, taken at the end.
 struct Totals {
+  int agents = 0;
+  absl::Duration wall;  // Of the longest-running process.
   int64_t count[kNumCounters] = {};
   std::vector<int64_t> latency_us[kNumCalls];  // Successful calls only.
   std::map<int64_t, RoundCounts> rounds;
@@ -383,6 +418,147 @@ double QuantileMs(std::vector<int64_t>& v, double p) {
   return v[i] / 1000.0;
 }
 
+// Folds `from` (the same round seen by other agents) into `into`.
+void MergeRound(const RoundCounts& from, RoundCounts& into) {
+  into.acked += from.acked;
+  into.duplicate += from.duplicate;
+  into.aborted += from.aborted;
+  into.other_errors += from.other_errors;
+  into.fetch_errors += from.fetch_errors;
+  into.first_task = std::min(into.first_task, from.first_task);
+  into.last_fetched = std::max(into.last_fetched, from.last_fetched);
+  into.last_answer = std::max(into.last_answer, from.last_answer);
+}
+
+// Results files (--results_out, read back by --merge): one record per line,
+// fields separated by single spaces:
+//   fedge-load-results 1
+//   agents <n>
+//   wall_us <microseconds>
+//   count <counter name> <n>
+//   round <round> <acked> <duplicate> <aborted> <other_errors>
+//         <fetch_errors> <first_task> <last_fetched> <last_answer>
+//   latency <call name> <microseconds>
+// Round times are Unix microseconds, "-" when the round had no such event.
+constexpr char kResultsMagic[] = "fedge-load-results 1";
+
+std::string TimeField(absl::Time t) {
+  if (t == absl::InfiniteFuture() || t == absl::InfinitePast()) return "-";
+  return absl::StrCat(absl::ToUnixMicros(t));
+}
+
+// Parses a TimeField into *t; "-" is `never`.
+bool ParseTimeField(absl::string_view field, absl::Time never, absl::Time* t) {
+  int64_t us = 0;
+  if (field == "-") {
+    *t = never;
+  } else if (absl::SimpleAtoi(field, &us)) {
+    *t = absl::FromUnixMicros(us);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+absl::Status WriteResults(const std::string& path, const Totals& t) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return absl::UnavailableError("cannot write " + path);
+  absl::FPrintF(f, "%s\nagents %d\nwall_us %d\n", kResultsMagic, t.agents,
+                absl::ToInt64Microseconds(t.wall));
+  for (int c = 0; c < kNumCounters; ++c) {
+    absl::FPrintF(f, "count %s %d\n", kCounterNames[c], t.count[c]);
+  }
+  for (const auto& [round, c] : t.rounds) {
+    absl::FPrintF(f, "round %d %d %d %d %d %d %s %s %s\n", round, c.acked,
+                  c.duplicate, c.aborted, c.other_errors, c.fetch_errors,
+                  TimeField(c.first_task), TimeField(c.last_fetched),
+                  TimeField(c.last_answer));
+  }
+  for (int call = 0; call < kNumCalls; ++call) {
+    for (int64_t us : t.latency_us[call]) {
+      absl::FPrintF(f, "latency %s %d\n", kCallNames[call], us);
+    }
+  }
+  return std::fclose(f) == 0 ? absl::OkStatus()
+                             : absl::UnavailableError("cannot write " + path);
+}
+
+// Index of `name` in names[0..n), or -1.
+int IndexOf(absl::string_view name, const char* const* names, int n) {
+  for (int i = 0; i < n; ++i) {
+    if (name == names[i]) return i;
+  }
+  return -1;
+}
+
+// Adds a "round" record (fields f[1..9]) to `t`; false when malformed.
+bool AddRoundRecord(const std::vector<absl::string_view>& f, Totals& t) {
+  int64_t n[6];
+  for (int i = 0; i < 6; ++i) {
+    if (!absl::SimpleAtoi(f[1 + i], &n[i])) return false;
+  }
+  RoundCounts c;
+  c.acked = n[1];
+  c.duplicate = n[2];
+  c.aborted = n[3];
+  c.other_errors = n[4];
+  c.fetch_errors = n[5];
+  if (!ParseTimeField(f[7], absl::InfiniteFuture(), &c.first_task) ||
+      !ParseTimeField(f[8], absl::InfinitePast(), &c.last_fetched) ||
+      !ParseTimeField(f[9], absl::InfinitePast(), &c.last_answer)) {
+    return false;
+  }
+  MergeRound(c, t.rounds[n[0]]);
+  return true;
+}
+
+// Adds one record (a line split at spaces) to `t`; false when malformed.
+bool AddRecord(const std::vector<absl::string_view>& f, Totals& t) {
+  int64_t v = 0;
+  const absl::string_view kind = f[0];
+  if (kind == "round") return f.size() == 10 && AddRoundRecord(f, t);
+  if (kind == "agents" && f.size() == 2 && absl::SimpleAtoi(f[1], &v)) {
+    t.agents += static_cast<int>(v);
+    return true;
+  }
+  if (kind == "wall_us" && f.size() == 2 && absl::SimpleAtoi(f[1], &v)) {
+    t.wall = std::max(t.wall, absl::Microseconds(v));
+    return true;
+  }
+  if (f.size() != 3 || !absl::SimpleAtoi(f[2], &v)) return false;
+  if (kind == "count") {
+    const int c = IndexOf(f[1], kCounterNames, kNumCounters);
+    if (c >= 0) t.count[c] += v;
+    return c >= 0;
+  }
+  const int call = IndexOf(f[1], kCallNames, kNumCalls);
+  if (kind != "latency" || call < 0) return false;
+  t.latency_us[call].push_back(v);
+  return true;
+}
+
+// Adds the results file at `path` to `t`. NOT_FOUND when it cannot be read,
+// DATA_LOSS naming the line when it is not a complete results file.
+absl::Status ReadResults(const std::string& path, Totals& t) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::string line;
+  if (!std::getline(in, line) || line != kResultsMagic) {
+    return absl::DataLossError(path + " is not a load_agents results file");
+  }
+  for (int n = 2; std::getline(in, line); ++n) {
+    if (!AddRecord(absl::StrSplit(line, ' '), t)) {
+      return absl::DataLossError(
+          absl::StrCat(path, ":", n, ": bad record '", line, "'"));
+    }
+  }
+  if (in.bad()) return absl::DataLossError("cannot read " + path);
+  return absl::OkStatus();
+}
+
 absl::Status WriteRounds(const std::string& path,
                          const std::map<int64_t, RoundCounts>& rounds) {
   std::FILE* f = std::fopen(path.c_str(), "w");
@@ -405,27 +581,71 @@ absl::Status WriteRounds(const std::string& path,
                              : absl::UnavailableError("cannot write " + path);
 }
 
-std::string Summary(const Options& o, Totals& t, absl::Duration wall) {
+// The summary line (sorts the latency samples).
+std::string Summary(Totals& t) {
   const int64_t* n = t.count;
   std::vector<int64_t>& polls = t.latency_us[kPoll];
+  const double wall_s = absl::ToDoubleSeconds(t.wall);
   std::string line = absl::StrFormat(
       "load_agents: agents=%d finished=%d gave_up=%d timed_out=%d rounds=%d "
       "rejoins=%d join_errors=%d poll_errors=%d polls=%d polls_per_s=%.0f",
-      o.agents, n[kFinished], n[kGaveUp], n[kTimedOut], t.rounds.size(),
+      t.agents, n[kFinished], n[kGaveUp], n[kTimedOut], t.rounds.size(),
       n[kRejoins], n[kJoinErrs], n[kPollErrs], polls.size(),
-      polls.size() / absl::ToDoubleSeconds(wall));
-  for (Call c : {kPoll, kFetch, kSubmit}) {
-    const char* name = c == kPoll ? "poll" : c == kFetch ? "fetch" : "submit";
-    absl::StrAppendFormat(&line, " %s_p50_ms=%.3f %s_p99_ms=%.3f", name,
-                          QuantileMs(t.latency_us[c], 0.5), name,
-                          QuantileMs(t.latency_us[c], 0.99));
+      wall_s > 0 ? polls.size() / wall_s : 0.0);
+  for (int c = 0; c < kNumCalls; ++c) {
+    absl::StrAppendFormat(&line, " %s_p50_ms=%.3f %s_p99_ms=%.3f",
+                          kCallNames[c], QuantileMs(t.latency_us[c], 0.5),
+                          kCallNames[c], QuantileMs(t.latency_us[c], 0.99));
   }
   absl::StrAppendFormat(&line, " poll_max_ms=%.3f wall_s=%.1f",
-                        QuantileMs(polls, 1.0), absl::ToDoubleSeconds(wall));
+                        QuantileMs(polls, 1.0), wall_s);
   return line;
 }
 
+// Writes the CSV (when `out` is set) and prints the summary of `totals`;
+// the exit status: 0 when every agent saw "finished".
+int Report(const std::string& out, Totals& totals) {
+  if (!out.empty()) {
+    if (absl::Status s = WriteRounds(out, totals.rounds); !s.ok()) {
+      absl::FPrintF(stderr, "load_agents: %s\n", s.message());
+      return 1;
+    }
+  }
+  absl::PrintF("%s\n", Summary(totals));
+  return totals.count[kFinished] == totals.agents ? 0 : 1;
+}
+
+// Makes one descriptor per agent (plus spares) available: raises the soft
+// RLIMIT_NOFILE to the hard limit when it is lower than that.
+// FAILED_PRECONDITION naming both numbers when the hard limit is too low.
+absl::Status RaiseDescriptorLimit(int agents) {
+  const rlim_t need = static_cast<rlim_t>(agents) + kSpareDescriptors;
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::InternalError(
+        absl::StrCat("getrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
+  }
+  if (limit.rlim_cur >= need) return absl::OkStatus();
+  if (limit.rlim_max < need) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "RLIMIT_NOFILE is %d (hard limit %d) but %d agents need %d "
+        "descriptors: raise the hard limit (ulimit -Hn %d, as root) or "
+        "spread the agents over more processes (load_bench.sh --procs)",
+        limit.rlim_cur, limit.rlim_max, agents, need, need));
+  }
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::InternalError(
+        absl::StrCat("setrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
 int Run(const Options& options) {
+  if (absl::Status s = RaiseDescriptorLimit(options.agents); !s.ok()) {
+    absl::FPrintF(stderr, "load_agents: %s\n", s.message());
+    return 2;
+  }
   auto credentials = MakeChannelCredentials(options.tls);
   if (!credentials.ok()) {
     absl::FPrintF(stderr, "load_agents: %s\n", credentials.status().message());
@@ -434,8 +654,8 @@ int Run(const Options& options) {
   Results results;
   std::vector<std::unique_ptr<Agent>> agents;
   for (int i = 0; i < options.agents; ++i) {
-    agents.push_back(
-        std::make_unique<Agent>(i, options, *credentials, &results));
+    agents.push_back(std::make_unique<Agent>(options.first_index + i, options,
+                                             *credentials, &results));
   }
   std::vector<std::thread> workers;
   const absl::Time start = absl::Now();
@@ -448,37 +668,52 @@ int Run(const Options& options) {
                          start + options.max_runtime, &results);
   }
   for (std::thread& w : workers) w.join();
-  const absl::Duration wall = absl::Now() - start;
   Totals totals = results.Take();
-  if (!options.out.empty()) {
-    if (absl::Status s = WriteRounds(options.out, totals.rounds); !s.ok()) {
+  totals.agents = options.agents;
+  totals.wall = absl::Now() - start;
+  if (!options.results_out.empty()) {
+    if (absl::Status s = WriteResults(options.results_out, totals); !s.ok()) {
       absl::FPrintF(stderr, "load_agents: %s\n", s.message());
       return 1;
     }
   }
-  absl::PrintF("%s\n", Summary(options, totals, wall));
-  return totals.count[kFinished] == options.agents ? 0 : 1;
+  return Report(options.out, totals);
+}
+
+// --merge: the run whose processes wrote `files`.
+int Merge(const std::vector<std::string>& files, const std::string& out) {
+  Totals totals;
+  for (const std::string& file : files) {
+    if (absl::Status s = ReadResults(file, totals); !s.ok()) {
+      absl::FPrintF(stderr, "load_agents: %s\n", s.message());
+      return 2;
+    }
+  }
+  return Report(out, totals);
 }
 
 absl::StatusOr<Options> OptionsFromFlags() {
   Options o;
   o.target = absl::GetFlag(FLAGS_target);
   o.agents = absl::GetFlag(FLAGS_agents);
+  o.first_index = absl::GetFlag(FLAGS_first_index);
   o.threads = std::min(absl::GetFlag(FLAGS_threads), o.agents);
   o.train = absl::Milliseconds(absl::GetFlag(FLAGS_train_ms));
   o.poll_interval = absl::Milliseconds(absl::GetFlag(FLAGS_poll_interval_ms));
   o.give_up = absl::Milliseconds(absl::GetFlag(FLAGS_give_up_ms));
   o.max_runtime = absl::Seconds(absl::GetFlag(FLAGS_max_runtime_s));
   o.out = absl::GetFlag(FLAGS_out);
+  o.results_out = absl::GetFlag(FLAGS_results_out);
   o.tls.set_insecure(absl::GetFlag(FLAGS_insecure));
   o.tls.set_ca_path(absl::GetFlag(FLAGS_ca));
-  if (o.target.empty() || o.agents < 1 || o.threads < 1 ||
+  if (o.target.empty() || o.agents < 1 || o.first_index < 0 || o.threads < 1 ||
       o.train < absl::ZeroDuration() ||
       o.poll_interval <= absl::ZeroDuration() ||
       (!o.tls.insecure() && o.tls.ca_path().empty())) {
     return absl::InvalidArgumentError(
-        "need --target, --agents >= 1, --threads >= 1, --train_ms >= 0, "
-        "--poll_interval_ms > 0 and --insecure or --ca CA_PEM");
+        "need --target, --agents >= 1, --first_index >= 0, --threads >= 1, "
+        "--train_ms >= 0, --poll_interval_ms > 0 and --insecure or --ca "
+        "CA_PEM (or --merge FILES)");
   }
   return o;
 }
@@ -488,6 +723,10 @@ absl::StatusOr<Options> OptionsFromFlags() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  const std::vector<std::string> merge = absl::GetFlag(FLAGS_merge);
+  if (!merge.empty()) {
+    return fedge::bench::Merge(merge, absl::GetFlag(FLAGS_out));
+  }
   auto options = fedge::bench::OptionsFromFlags();
   if (!options.ok()) {
     absl::FPrintF(stderr, "load_agents: %s\n", options.status().message());

@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # load_bench.sh: load test of fedge-coordinator with many lightweight agents
-# in one process (build/bench/load_agents), each with its own connection.
+# (build/bench/load_agents), each with its own connection, spread over
+# several load-generator processes.
 #
-#   bench/load_bench.sh [--agents N] [--rounds R] [--threads T] [--tls]
-#                       [--train_ms MS] [--poll_interval_ms MS] [--keep]
+#   bench/load_bench.sh [--agents N] [--rounds R] [--procs P] [--threads T]
+#                       [--tls] [--train_ms MS] [--poll_interval_ms MS]
+#                       [--keep] [-- COORDINATOR_FLAG...]
 #
+# Flags after -- go to the coordinator as they are (e.g.
+# --grpc_memory_quota_mb=128 or --tls_max_frame_bytes=4096).
 # Builds nothing: expects build/server/fedge-coordinator and
 # build/bench/load_agents (ninja -C build fedge-coordinator load_agents).
 # Starts the coordinator on 127.0.0.1 (port 0, plain text unless --tls, which
-# uses certificates from deploy/make-certs.sh) with every agent selected in
-# every round and a small model (logreg), runs the agents until the
-# federation finishes, then reports:
+# uses certificates from deploy/make-certs.sh; max_connections sized for the
+# agents) with every agent selected in every round and a small model
+# (logreg), runs the agents in P processes (default max(1, N / 2500)), each
+# with N / P of them on T / P of the T threads (default 32: more threads
+# only queue calls on a small machine), until the federation finishes,
+# merges what the processes measured (load_agents --merge: counts summed,
+# latency percentiles over all samples), then reports:
 #   lost_updates    sum over rounds of max(0, acked by clients - aggregated)
 #   double_counted  sum over rounds of max(0, aggregated - acked by clients)
 #   poll latency    p50/p99 of no_wait polls (plain heartbeats), client side
@@ -28,8 +36,8 @@ readonly ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 readonly COORDINATOR="$ROOT/build/server/fedge-coordinator"
 readonly AGENTS_BIN="$ROOT/build/bench/load_agents"
 
-agents=500 rounds=20 threads=32 train_ms=50 poll_interval_ms=250
-tls=0 keep=0
+agents=500 rounds=20 procs="" threads=32 train_ms=50 poll_interval_ms=250
+tls=0 keep=0 coordinator_flags=()
 
 die() { echo "load_bench.sh: $*" >&2; exit 1; }
 
@@ -37,18 +45,23 @@ while (($#)); do
   case "$1" in
     --agents) agents="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
+    --procs) procs="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --train_ms) train_ms="$2"; shift 2 ;;
     --poll_interval_ms) poll_interval_ms="$2"; shift 2 ;;
     --tls) tls=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --) shift; coordinator_flags=("$@"); break ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
-for v in agents rounds threads train_ms poll_interval_ms; do
+[[ -n "$procs" ]] || procs=$((agents / 2500 > 1 ? agents / 2500 : 1))
+for v in agents rounds procs threads train_ms poll_interval_ms; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "--$v wants a number, got '${!v}'"
 done
+((agents >= 1 && procs >= 1 && procs <= agents && threads >= 1)) ||
+  die "need --agents >= 1, 1 <= --procs <= --agents and --threads >= 1"
 [[ -x "$COORDINATOR" ]] || die "missing $COORDINATOR; build it first:" \
   "ninja -C build fedge-coordinator"
 [[ -x "$AGENTS_BIN" ]] || die "missing $AGENTS_BIN; build it first:" \
@@ -57,9 +70,9 @@ done
 work="$(mktemp -d "${TMPDIR:-/tmp}/fedge-load.XXXXXX")"
 readonly work state="$work/state"
 coordinator_pid=""
-agents_pid=""
+agents_pids=()
 cleanup() {
-  for pid in "$agents_pid" "$coordinator_pid"; do
+  for pid in "${agents_pids[@]}" "$coordinator_pid"; do
     [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
   done
   if ((keep)); then echo "work files kept in $work" >&2; else rm -rf "$work"; fi
@@ -87,12 +100,19 @@ if ((tls)); then
   tls_client=(--ca "$work/certs/ca.pem")
 fi
 
+# The agents' no_wait polls are never parked, so poll_wait_ms only sets the
+# coordinator's closing grace (2 * poll_wait_ms), within which every agent
+# must poll once to see "finished": 2 ms per agent, at least 2 s (10,000
+# agents on 2 cores poll about 1,000 times a second).
+poll_wait_ms=$((agents > 1000 ? agents : 1000))
 "$COORDINATOR" "${tls_server[@]}" --listen_address=127.0.0.1:0 \
   --state_dir="$state" --rounds="$rounds" --model.architecture=logreg \
   --strategy.fraction=1.0 --strategy.min_available_agents="$agents" \
   --strategy.min_fit_agents="$agents" --strategy.round_deadline_ms=60000 \
   --heartbeat_interval_ms=1000 --agent_timeout_ms=30000 \
-  --simulation.enabled=false >"$work/coordinator.log" 2>&1 &
+  --max_connections="$((agents + 100))" --poll_wait_ms="$poll_wait_ms" \
+  --simulation.enabled=false "${coordinator_flags[@]}" \
+  >"$work/coordinator.log" 2>&1 &
 coordinator_pid=$!
 
 end=$((SECONDS + 60))
@@ -104,25 +124,49 @@ until [[ -s "$state/port" ]]; do
 done
 port="$(cat "$state/port")"
 echo "coordinator pid $coordinator_pid on 127.0.0.1:$port;" \
-  "$agents agents, $rounds rounds, train ${train_ms} ms, poll every" \
-  "${poll_interval_ms} ms, $threads threads" >&2
+  "$agents agents in $procs processes, $threads threads in all," \
+  "$rounds rounds, train ${train_ms} ms, poll every ${poll_interval_ms} ms" >&2
 
 # Bounded: 60 s to start plus rounds * (deadline 60 s), at most 1 hour.
 max_s=$((60 + rounds * 60)); ((max_s < 3600)) || max_s=3600
+first=0 results=()
+for ((p = 0; p < procs; p++)); do
+  n=$((agents / procs + (p < agents % procs ? 1 : 0)))
+  t=$((threads / procs + (p < threads % procs ? 1 : 0)))
+  timeout --kill-after=10 "$((max_s + 30))" "$AGENTS_BIN" \
+    --target "127.0.0.1:$port" --agents "$n" --first_index "$first" \
+    --threads "$((t > 0 ? t : 1))" "${tls_client[@]}" \
+    --train_ms "$train_ms" \
+    --poll_interval_ms "$poll_interval_ms" --max_runtime_s "$max_s" \
+    --results_out "$work/results.$p" \
+    >"$work/agents.$p.out" 2>"$work/agents.$p.err" &
+  agents_pids+=($!)
+  results+=("$work/results.$p")
+  first=$((first + n))
+done
 agents_rc=0
-timeout --kill-after=10 "$((max_s + 30))" "$AGENTS_BIN" \
-  --target "127.0.0.1:$port" --agents "$agents" --threads "$threads" \
-  "${tls_client[@]}" --train_ms "$train_ms" \
-  --poll_interval_ms "$poll_interval_ms" --max_runtime_s "$max_s" \
-  --out "$work/client_rounds.csv" >"$work/agents.out" \
-  2>"$work/agents.err" &
-agents_pid=$!
-wait "$agents_pid" || agents_rc=$?
-agents_pid=""
-wait_for_exit "$coordinator_pid" 30
+for pid in "${agents_pids[@]}"; do
+  rc=0; wait "$pid" || rc=$?
+  ((agents_rc != 0)) || agents_rc=$rc
+done
+agents_pids=()
+cat "$work"/agents.[0-9]*.err >"$work/agents.err"
+merge=1
+for f in "${results[@]}"; do [[ -s "$f" ]] || merge=0; done
+if ((merge)); then  # Every process finished and wrote its results.
+  rc=0
+  "$AGENTS_BIN" --merge "$(IFS=,; echo "${results[*]}")" \
+    --out "$work/client_rounds.csv" >"$work/agents.out" \
+    2>>"$work/agents.err" || rc=$?
+  ((agents_rc != 0)) || agents_rc=$rc
+else
+  : >"$work/agents.out"
+fi
+linger_s=$((30 + 2 * poll_wait_ms / 1000))
+wait_for_exit "$coordinator_pid" "$linger_s"
 if [[ "$exit_status" == timeout ]]; then
-  echo "load_bench.sh: the coordinator did not exit within 30 s of the" \
-    "agents; stopping it" >&2
+  echo "load_bench.sh: the coordinator did not exit within $linger_s s of" \
+    "the agents; stopping it" >&2
   kill -TERM "$coordinator_pid" 2>/dev/null || true
   wait_for_exit "$coordinator_pid" 15
 fi
@@ -181,7 +225,7 @@ per_round_table() {
 poll_p99="$(field poll_p99_ms)"
 cat <<EOF
 --- fedge load benchmark ---
-agents: $agents (one connection each, $threads threads), train ${train_ms} ms, poll every ${poll_interval_ms} ms, $( ((tls)) && echo TLS || echo plain text)
+agents: $agents (one connection each, $procs processes, $threads threads in all), train ${train_ms} ms, poll every ${poll_interval_ms} ms, $( ((tls)) && echo TLS || echo plain text)
 load_agents: exit $agents_rc, finished $(field finished)/$agents, gave_up $(field gave_up), timed_out $(field timed_out), rejoins $(field rejoins), join_errors $(field join_errors), poll_errors $(field poll_errors), wall $(field wall_s) s
 coordinator: exit $coordinator_rc, rounds completed $done_rounds/$rounds, cpu user ${cpu_user:-?} s + sys ${cpu_sys:-?} s, peak RSS ${rss:-?} MB
 polls: $(field polls) ($(field polls_per_s)/s), latency p50 $(field poll_p50_ms) ms, p99 $poll_p99 ms, max $(field poll_max_ms) ms

@@ -288,6 +288,23 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   if (c.has_eval_data()) {
     RETURN_IF_ERROR(ValidateDataConfig(c.eval_data(), "eval_data."));
   }
+  // Capacity (config.proto). Fewer than 4 streams per connection would make
+  // an agent's heartbeat wait behind its upload.
+  RETURN_IF_ERROR(AtLeast(top, "max_connections", c.max_connections(), 1));
+  RETURN_IF_ERROR(AtLeast(top, "max_concurrent_streams_per_connection",
+                          c.max_concurrent_streams_per_connection(), 4));
+  RETURN_IF_ERROR(AtLeast<int64_t>(top, "handshake_timeout_ms",
+                                   c.handshake_timeout_ms(), 100));
+  RETURN_IF_ERROR(InRange(top, "tls_max_frame_bytes", c.tls_max_frame_bytes(),
+                          1024, 16384, false));
+  const int64_t min_quota_mb = 16 + (int64_t{c.max_connections()} + 63) / 64;
+  if (c.grpc_memory_quota_mb() < min_quota_mb) {
+    return Bad(
+        top, "grpc_memory_quota_mb",
+        absl::StrCat("must be >= ", min_quota_mb, " (16 plus 16 KiB ",
+                     "per connection of max_connections=", c.max_connections(),
+                     "), got ", c.grpc_memory_quota_mb()));
+  }
   return ValidateTlsConfig(c.tls(), /*server=*/true, "tls.");
 }
 

@@ -8,12 +8,17 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
+#include "common/fl_config.h"
 #include "common/logging.h"
 #include "fedge/v1/config.pb.h"
 #include "server/coordinator_server.h"
@@ -28,6 +33,42 @@ constexpr char kUsage[] =
     "TLS is on unless --insecure (developer mode) is given; certificates come\n"
     "from deploy/make-certs.sh. Every field of CoordinatorConfig\n"
     "(proto/fedge/v1/config.proto) can be set by a flag named by its path:\n";
+
+// Descriptors the coordinator needs besides one per connection: checkpoint
+// and history files, the evaluator's pipes, the listeners, gRPC's own.
+constexpr rlim_t kSpareDescriptors = 256;
+
+// Makes RLIMIT_NOFILE cover `max_connections` plus spares, raising the soft
+// limit to the hard limit when that suffices. FAILED_PRECONDITION naming
+// both and the fix otherwise: past the limit gRPC stops accepting
+// connections for good and checkpoints cannot be written.
+absl::Status CheckDescriptorLimit(int max_connections) {
+  const rlim_t need = static_cast<rlim_t>(max_connections) + kSpareDescriptors;
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::InternalError(
+        absl::StrCat("getrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
+  }
+  if (limit.rlim_cur >= need) return absl::OkStatus();
+  if (limit.rlim_max < need) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "RLIMIT_NOFILE is %d (hard limit %d) but max_connections is %d, "
+        "which needs %d descriptors: raise it with ulimit -n %d (the hard "
+        "limit as root, or LimitNOFILE= in a systemd unit) or lower "
+        "--max_connections",
+        limit.rlim_cur, limit.rlim_max, max_connections, need, need));
+  }
+  const rlim_t soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::InternalError(
+        absl::StrCat("setrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
+  }
+  FEDGE_LOG(INFO) << "raised RLIMIT_NOFILE from " << soft << " to "
+                  << limit.rlim_cur << " for max_connections "
+                  << max_connections;
+  return absl::OkStatus();
+}
 
 // Blocks SIGTERM/SIGINT (and SIGUSR1) in every thread and returns their set;
 // one thread waits for them with sigwait.
@@ -79,6 +120,16 @@ int main(int argc, char** argv) {
   if (auto s = fedge::BuildConfig(*cmd, &config); !s.ok()) {
     absl::FPrintF(stderr, "fedge-coordinator: %s\n", s.message());
     return 2;
+  }
+  // Validated (again by Create) so that max_connections can be trusted
+  // before the port opens.
+  if (auto s = fedge::ValidateCoordinatorConfig(config); !s.ok()) {
+    absl::FPrintF(stderr, "fedge-coordinator: %s\n", s.message());
+    return 2;
+  }
+  if (auto s = CheckDescriptorLimit(config.max_connections()); !s.ok()) {
+    absl::FPrintF(stderr, "fedge-coordinator: %s\n", s.message());
+    return 1;
   }
   auto server = fedge::CoordinatorServer::Create(config);
   if (!server.ok()) {

@@ -25,7 +25,6 @@ namespace fedge {
 namespace {
 
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
-constexpr int kStreamWindowBytes = 512 << 10;
 // Time open streams get to finish once the coordinator shuts down.
 constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
 
@@ -104,13 +103,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
       config.chunk_bytes());
   ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
   grpc::ServerBuilder builder;
-  ConfigureServerBuilder(builder);
-  // Bound what the transport buffers per stream: uploads waiting for a slot
-  // must not pile whole models up in gRPC's receive buffers (the default
-  // window grows with BDP probing to many MB per stream).
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
-                             kStreamWindowBytes);
+  ConfigureServerBuilder(builder, config);
   builder.AddListeningPort(config.listen_address(), credentials, &self->port_);
   builder.RegisterService(self->federation_.get());
   builder.RegisterService(self->operator_.get());

@@ -1,6 +1,7 @@
 #include "common/net/credentials.h"
 
 #include <grpc/grpc_security_constants.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
@@ -160,7 +161,8 @@ grpc::ChannelArguments MakeChannelArguments(const v1::TlsConfig& tls,
   return args;
 }
 
-void ConfigureServerBuilder(grpc::ServerBuilder& builder) {
+void ConfigureServerBuilder(grpc::ServerBuilder& builder,
+                            const v1::CoordinatorConfig& config) {
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
       static_cast<int>(kMinKeepaliveTimeMs / 2));
@@ -171,6 +173,18 @@ void ConfigureServerBuilder(grpc::ServerBuilder& builder) {
                              kServerKeepaliveTimeMs);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                              kServerKeepaliveTimeoutMs);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                             kServerStreamWindowBytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             config.max_concurrent_streams_per_connection());
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             ClampToInt(config.handshake_timeout_ms(), 1));
+  builder.AddChannelArgument(GRPC_ARG_TSI_MAX_FRAME_SIZE,
+                             config.tls_max_frame_bytes());
+  grpc::ResourceQuota quota("fedge-coordinator");
+  quota.Resize(static_cast<size_t>(config.grpc_memory_quota_mb()) << 20);
+  builder.SetResourceQuota(quota);  // The builder keeps its own reference.
 }
 
 std::string PeerCommonName(const grpc::AuthContext& auth_context) {

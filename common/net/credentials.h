@@ -77,11 +77,26 @@ MakeChannelCredentials(const v1::TlsConfig& tls);
 grpc::ChannelArguments MakeChannelArguments(const v1::TlsConfig& tls,
                                             int64_t keepalive_time_ms);
 
-// Applies the server side of the keepalive policy to `builder`: accepts
-// client pings every kMinKeepaliveTimeMs / 2 or slower, also without active
-// calls, and never answers frequent pings with GOAWAY ("too_many_pings");
-// the server itself pings idle connections every 60 s to drop dead peers.
-void ConfigureServerBuilder(grpc::ServerBuilder& builder);
+// Size of each stream's receive window on the coordinator (bytes): what an
+// upload waiting for a slot may buffer in gRPC.
+inline constexpr int kServerStreamWindowBytes = 512 << 10;
+
+// Applies the coordinator's transport settings to `builder`:
+//  - keepalive: accepts client pings every kMinKeepaliveTimeMs / 2 or
+//    slower, also without active calls, and never answers frequent pings
+//    with GOAWAY ("too_many_pings"); pings idle connections every 60 s to
+//    drop dead peers;
+//  - a fixed receive window of kServerStreamWindowBytes per stream (no BDP
+//    probing, whose window grows to many MB per stream);
+//  - the capacity fields of `config` (see config.proto):
+//    max_concurrent_streams_per_connection, handshake_timeout_ms,
+//    tls_max_frame_bytes and grpc_memory_quota_mb (a grpc::ResourceQuota
+//    of this server's own).
+// `config` must be valid (ValidateCoordinatorConfig); by default the proto's
+// defaults are used.
+void ConfigureServerBuilder(grpc::ServerBuilder& builder,
+                            const v1::CoordinatorConfig& config =
+                                v1::CoordinatorConfig::default_instance());
 
 // The common name (CN) of the peer's verified TLS certificate, or "" when the
 // connection is plain text or the peer presented no certificate. On a
