@@ -13,6 +13,9 @@ PACKAGES=(
   libcpp-httplib-dev chromium
   # Tests: wall-clock steps under libfaketime.
   faketime
+  # fedge-export: ONNX export and int8 quantization through PyTorch, checks
+  # of the exported files (ONNX checker, OpenCV's DNN module).
+  python3-torch python3-onnx python3-numpy libopencv-dnn-dev
 )
 
 SUDO=""
