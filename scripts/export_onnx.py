@@ -6,7 +6,8 @@ the model as TorchScript, then this script loads it with torch.jit.load and
 calls torch.onnx.export with a dummy batch of the model's input shape. The
 ONNX graph takes "input" [batch, input_shape...] (float32) and returns
 "logits" [batch, num_classes]; the batch axis is dynamic. The result is
-checked with onnx.checker. Needs Debian's python3-torch and python3-onnx.
+checked with onnx.checker (full check: with shape inference). Needs
+Debian's python3-torch and python3-onnx.
 
     /usr/bin/python3 scripts/export_onnx.py --model m.pt --out m.onnx \\
         --input-shape 1,28,28 [--opset 13]
@@ -58,7 +59,7 @@ def main():
                 input_names=["input"], output_names=["logits"],
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 do_constant_folding=True)
-        onnx.checker.check_model(onnx.load(tmp))
+        onnx.checker.check_model(onnx.load(tmp), full_check=True)
         os.replace(tmp, args.out)
     finally:
         if os.path.exists(tmp):
