@@ -114,8 +114,7 @@ TEST_P(ZooExportTest, OnnxExportPassesTheChecker) {
   EXPECT_FALSE(std::filesystem::exists(onnx + ".tmp"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Zoo, ZooExportTest,
-                         ::testing::ValuesIn(ZooNames()),
+INSTANTIATE_TEST_SUITE_P(Zoo, ZooExportTest, ::testing::ValuesIn(ZooNames()),
                          [](const auto& info) { return info.param; });
 
 TEST(ExportTest, TracedZooModelIsAFedgeArchiveWithTheSameState) {
@@ -182,9 +181,8 @@ TEST(ExportTest, OnnxRefusesOpsetsPyTorchCannotWrite) {
 TEST(ExportTest, OnnxReportsTheConvertersError) {
   const std::string dir = TempDir("bad_onnx");
   std::ofstream(dir + "/junk.pt") << "not a model";
-  absl::Status s =
-      ConvertToOnnx(dir + "/junk.pt", ZooSpec("2nn"), dir + "/m.onnx", 13,
-                    Python());
+  absl::Status s = ConvertToOnnx(dir + "/junk.pt", ZooSpec("2nn"),
+                                 dir + "/m.onnx", 13, Python());
   EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
   EXPECT_THAT(s.message(), HasSubstr("export_onnx.py failed"));
   std::filesystem::remove_all(dir);
