@@ -14,7 +14,9 @@
 #       a zoo student trained on the CNN's softened outputs (T = 4; labels
 #       unused).
 # Also, for reference: structured_channels=0.5 ... (half the channels of
-# each layer, zeroed, fine-tuned), the CNN's own accuracy and the targets
+# each layer zeroed by L1 norm, fine-tuned, and exported to TorchScript
+# without them: parameters, MACs and file size of the narrower network vs
+# the CNN's), the CNN's own accuracy and the targets
 # (pruning and int8 lose at most 0.5 pp, int8 at most 1/3.5 of the float
 # file): targets_met=true|false. A figure not reached prints "none".
 #
@@ -73,6 +75,9 @@ sparsity=$(fedge_figure weight_sparsity "$(grep '^finetuned' "$work/finetune.txt
 run structured prune "$m.fedge" --sparsity 0.5 --structured -o "$work/structured.fedge"
 run structured_ft finetune "$work/structured.fedge" --epochs 1 -o "$work/structured_ft.fedge"
 structured_drop=$(fedge_pp "$base" "$(after_accuracy structured_ft)")
+# Exported, the zeroed channels are left out: a narrower network.
+run structured_pt model "$work/structured_ft.fedge" --format torchscript \
+  -o "$work/structured.pt"
 
 run quantize quantize "$m.fedge" --calibration-data train \
   --calibration-examples 1000 --engine qnnpack -o "$work/cnn_int8.pt"
@@ -88,8 +93,9 @@ echo "cnn accuracy=$base"
 echo "pruned_sparsity=0.8 accuracy_drop_pp=$pruned_drop"
 echo "int8 size_ratio=$ratio accuracy_drop_pp=$int8_drop"
 echo "distilled_student=$(fedge_figure distilled_student "$d") params=$(fedge_figure params "$d") accuracy=$(fedge_figure accuracy "$d")"
-s=$(grep '^after ' "$work/structured_ft.txt" || true)
-echo "structured_channels=0.5 nonzero_parameters=$(fedge_figure nonzero_parameters "$s") nonzero_macs=$(fedge_figure nonzero_macs "$s") accuracy_drop_pp=$structured_drop"
+s=$(grep '^exported ' "$work/structured_pt.txt" || true)
+float_size=$(fedge_figure size_bytes "$(grep '^before ' "$work/quantize.txt" || true)")
+echo "structured_channels=0.5 parameters=$(fedge_figure parameters "$s") macs=$(fedge_figure macs "$s") torchscript_size_bytes=$(fedge_figure size_bytes "$s") cnn_torchscript_size_bytes=$float_size accuracy_drop_pp=$structured_drop"
 met=$(awk -v s="$sparsity" -v p="$pruned_drop" -v r="$ratio" -v q="$int8_drop" 'BEGIN {
   ok = s != "none" && p != "none" && r != "none" && q != "none" &&
        s + 0 >= 0.8 - 1e-6 && p + 0 <= 0.5 && q + 0 <= 0.5 && r + 0 <= 1 / 3.5

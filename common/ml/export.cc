@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "common/ml/model_files.h"
+#include "common/ml/prune.h"
 #include "common/ml/torch_converters.h"
 #include "common/ml/torch_status.h"
 #include "common/ml/torchscript_model.h"
@@ -162,6 +164,30 @@ void Trace(Net& net, const ModelSpec& spec, jit::Module& module) {
   module.type()->addMethod(forward);
 }
 
+// Replaces the tensors of `module` (a MirrorAsScript tree) by those of
+// `state` with the same names.
+void SetTensors(jit::Module& module, const ModelState& state) {
+  for (const TensorBuffer& t : state.tensors()) {
+    const std::string& name = t.name();
+    const size_t dot = name.rfind('.');
+    jit::Module owner = module;
+    if (dot != std::string::npos) {
+      for (absl::string_view part :
+           absl::StrSplit(absl::string_view(name).substr(0, dot), '.')) {
+        owner = owner.attr(std::string(part)).toModule();
+      }
+    }
+    const std::string leaf = name.substr(dot + 1);
+    const torch::Tensor value = ViewAsTensor(t).clone();
+    if (owner.hasattr(leaf) &&
+        owner.type()->is_parameter(*owner.type()->findAttributeSlot(leaf))) {
+      owner.register_parameter(leaf, value, /*is_buffer=*/false);
+    } else {
+      owner.register_buffer(leaf, value);
+    }
+  }
+}
+
 // OK when `module` computes what `net` does on batches of other sizes.
 absl::Status CheckTrace(Net& net, const ModelSpec& spec, jit::Module& module) {
   for (int64_t batch : kCheckBatches) {
@@ -216,7 +242,11 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelFiles& files) {
 }
 
 absl::StatusOr<torch::jit::Module> ToTorchScript(Net& net,
-                                                 const ModelSpec& spec) {
+                                                 const ModelSpec& spec,
+                                                 int64_t* removed_channels) {
+  int64_t removed = 0;
+  if (removed_channels == nullptr) removed_channels = &removed;
+  *removed_channels = 0;
   if (spec.input_shape.empty()) {
     return absl::InvalidArgumentError("the model spec has no input_shape");
   }
@@ -231,14 +261,20 @@ absl::StatusOr<torch::jit::Module> ToTorchScript(Net& net,
     jit::Module module = MirrorAsScript(net);
     Trace(net, spec, module);
     module.eval();
+    ASSIGN_OR_RETURN(ModelState state, ExportState(net));
+    ASSIGN_OR_RETURN(ModelState narrow,
+                     RemoveZeroChannels(spec, state, removed_channels));
+    if (*removed_channels > 0) SetTensors(module, narrow);
     RETURN_IF_ERROR(CheckTrace(net, spec, module));
     return module;
   });
 }
 
 absl::Status SaveTorchScript(Net& net, const ModelSpec& spec,
-                             const std::string& path) {
-  ASSIGN_OR_RETURN(jit::Module module, ToTorchScript(net, spec));
+                             const std::string& path,
+                             int64_t* removed_channels) {
+  ASSIGN_OR_RETURN(jit::Module module,
+                   ToTorchScript(net, spec, removed_channels));
   return Annotate(CallTorch([&]() -> absl::Status {
                     module.save(path);
                     return absl::OkStatus();

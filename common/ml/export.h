@@ -11,7 +11,8 @@
 //     "block3.dw_bn.running_mean", ...), so the file is also a valid fedge
 //     "torchscript" archive. The batch dimension stays free (shapes that
 //     depend on it are recomputed from the input) and the trace is checked
-//     against the network on batches of other sizes;
+//     against the network on batches of other sizes. Channels that
+//     structured pruning zeroed in a "cnn" are left out;
 //   - an archive is saved again with the model's weights in it.
 // ONNX: the TorchScript file is converted by scripts/export_onnx.py with
 // PyTorch's exporter (python_tool.h), input "input" [batch, input_shape...]
@@ -58,17 +59,21 @@ struct LoadedModel {
 absl::StatusOr<LoadedModel> LoadModel(const ModelFiles& files);
 
 // The network with its weights as a TorchScript module in eval mode (see
-// above). INVALID_ARGUMENT when the spec's input shape is empty; INTERNAL
-// when tracing fails or the trace does not reproduce the network on a
-// batch of another size (the largest difference).
-absl::StatusOr<torch::jit::Module> ToTorchScript(Net& net,
-                                                 const ModelSpec& spec);
+// above). A "cnn" whose structured pruning zeroed whole channels is
+// exported narrower, without them (prune.h RemoveZeroChannels): the same
+// logits from smaller files; `removed_channels` (optional) receives how
+// many were removed. INVALID_ARGUMENT when the spec's input shape is empty;
+// INTERNAL when tracing fails or the trace does not reproduce the network
+// on a batch of another size (the largest difference).
+absl::StatusOr<torch::jit::Module> ToTorchScript(
+    Net& net, const ModelSpec& spec, int64_t* removed_channels = nullptr);
 
 // ToTorchScript, saved to `path` (a .pt file PyTorch's torch.jit.load and
 // LibTorch's torch::jit::load read). Its errors, and INTERNAL naming the
 // file when it cannot be written.
 absl::Status SaveTorchScript(Net& net, const ModelSpec& spec,
-                             const std::string& path);
+                             const std::string& path,
+                             int64_t* removed_channels = nullptr);
 
 // Converts the TorchScript file at `torchscript_path`, which takes
 // examples of the spec's input shape, to ONNX at `out` with `opset` (13 to

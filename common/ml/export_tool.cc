@@ -118,7 +118,8 @@ absl::Status RunModel(const ExportToolOptions& o, std::FILE* out) {
   ASSIGN_OR_RETURN(LoadedModel m, LoadModel(o.model));
   const std::string script =
       o.format == "torchscript" ? o.out : o.out + ".torchscript.pt";
-  RETURN_IF_ERROR(SaveTorchScript(*m.net, m.spec, script));
+  int64_t removed = 0;
+  RETURN_IF_ERROR(SaveTorchScript(*m.net, m.spec, script, &removed));
   if (o.format == "onnx") {
     absl::Status converted =
         ConvertToOnnx(script, m.spec, o.out, o.opset, o.python);
@@ -126,12 +127,15 @@ absl::Status RunModel(const ExportToolOptions& o, std::FILE* out) {
     RETURN_IF_ERROR(converted);
   }
   ASSIGN_OR_RETURN(int64_t size, FileSize(o.out));
-  ASSIGN_OR_RETURN(SparsityStats stats, MeasureSparsity(m.spec, m.state));
+  ASSIGN_OR_RETURN(ModelState exported,
+                   RemoveZeroChannels(m.spec, m.state, &removed));
+  ASSIGN_OR_RETURN(SparsityStats stats, MeasureSparsity(m.spec, exported));
   absl::FPrintF(out,
                 "exported format=%s file=%s size_bytes=%d parameters=%d "
-                "macs=%s input_shape=%s num_classes=%d\n",
+                "macs=%s removed_channels=%d input_shape=%s num_classes=%d\n",
                 o.format, o.out, size, stats.parameters, OrNone(stats.macs),
-                absl::StrJoin(m.spec.input_shape, ","), m.spec.num_classes);
+                removed, absl::StrJoin(m.spec.input_shape, ","),
+                m.spec.num_classes);
   return absl::OkStatus();
 }
 

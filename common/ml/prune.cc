@@ -223,13 +223,22 @@ int64_t CountNonZero(const TensorBuffer& t) {
   return n;
 }
 
-// The zoo layer's cost, scaled by the density of its weight.
-int64_t NonZeroMacs(const ModelLayer& layer, const ModelState& state) {
+// Weight elements of a zoo layer at its full width.
+int64_t WeightElements(const ModelLayer& layer) {
+  if (layer.kind == ModelLayer::Kind::kLinear) return layer.in * layer.out;
+  return layer.out * (layer.in / layer.groups) * layer.kernel * layer.kernel;
+}
+
+// The zoo layer's cost as its weight in `state` has it: scaled by the
+// weight's size (a narrowed layer, RemoveZeroChannels) and, for
+// `nonzero`, by its density.
+int64_t LayerMacs(const ModelLayer& layer, const ModelState& state,
+                  bool nonzero) {
   const TensorBuffer* w = state.Find(layer.name + ".weight");
-  if (w == nullptr || w->num_elements() == 0 || layer.macs() == 0) return 0;
-  return static_cast<int64_t>(
-      std::llround(static_cast<double>(layer.macs()) * CountNonZero(*w) /
-                   w->num_elements()));
+  if (w == nullptr || layer.macs() == 0) return 0;
+  const int64_t counted = nonzero ? CountNonZero(*w) : w->num_elements();
+  return static_cast<int64_t>(std::llround(static_cast<double>(layer.macs()) *
+                                           counted / WeightElements(layer)));
 }
 
 void AddTensor(const TensorBuffer& t, SparsityStats& s) {
@@ -423,6 +432,43 @@ absl::StatusOr<ModelState> PruningMask(const ModelSpec& spec,
   return mask;
 }
 
+absl::StatusOr<ModelState> RemoveZeroChannels(const ModelSpec& spec,
+                                              const ModelState& state,
+                                              int64_t* removed) {
+  *removed = 0;
+  if (spec.architecture != "cnn") return state.Clone();
+  RETURN_IF_ERROR(CheckFitsZoo(spec, state));
+  ASSIGN_OR_RETURN(std::vector<ChannelGroup> groups, ChannelGroups(spec));
+  ModelState out = state.Clone();
+  std::map<std::string, TensorBuffer*> tensors;
+  for (TensorBuffer& t : out.mutable_tensors()) tensors[t.name()] = &t;
+  for (const ChannelGroup& g : groups) {
+    for (const ChannelSlice& s : g.slices) {
+      RETURN_IF_ERROR(CheckSlice(state, g, s));
+    }
+    // A "cnn" channel's own tensors (weight, bias) are its dim-0 slices.
+    std::vector<int64_t> keep;
+    for (int64_t c = 0; c < g.channels; ++c) {
+      bool zero = true;
+      for (const ChannelSlice& s : g.slices) {
+        if (s.dim != 0) continue;
+        const TensorBuffer& t = *state.Find(s.tensor);
+        ForChannel(t, t.floats().data(), s, c,
+                   [&zero](float x) { zero = zero && x == 0; });
+      }
+      if (!zero) keep.push_back(c);
+    }
+    if (keep.empty()) keep.push_back(0);  // A layer keeps one channel.
+    if (static_cast<int64_t>(keep.size()) == g.channels) continue;
+    *removed += g.channels - static_cast<int64_t>(keep.size());
+    for (const ChannelSlice& s : g.slices) {
+      TensorBuffer& t = *tensors.at(s.tensor);
+      ASSIGN_OR_RETURN(t, KeepChannels(t, s, keep));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<SparsityStats> MeasureSparsity(const ModelSpec& spec,
                                               const ModelState& state) {
   SparsityStats s;
@@ -432,8 +478,8 @@ absl::StatusOr<SparsityStats> MeasureSparsity(const ModelSpec& spec,
   ASSIGN_OR_RETURN(std::vector<ModelLayer> layers, ModelLayers(spec));
   s.macs = s.nonzero_macs = 0;
   for (const ModelLayer& layer : layers) {
-    s.macs += layer.macs();
-    s.nonzero_macs += NonZeroMacs(layer, state);
+    s.macs += LayerMacs(layer, state, false);
+    s.nonzero_macs += LayerMacs(layer, state, true);
   }
   return s;
 }

@@ -102,6 +102,19 @@ absl::StatusOr<std::vector<ChannelGroup>> ChannelGroups(const ModelSpec& spec);
 absl::StatusOr<ModelState> PruningMask(const ModelSpec& spec,
                                        const ModelState& state);
 
+// For deployment files (export.h): `state` without the channels of "cnn"
+// layers whose weights and bias are all zero (what structured pruning
+// leaves): such a channel outputs zeros, so removing it, and the slice of
+// the next layer that reads it, computes the same logits with narrower
+// tensors (same names). The zoo's Net cannot hold them, but a traced
+// TorchScript module, whose operations take their sizes from the tensors,
+// can. `removed` is set to the number of channels removed; for other
+// architectures, or without such channels, the state is returned as it is.
+// INVALID_ARGUMENT when the state does not fit the spec.
+absl::StatusOr<ModelState> RemoveZeroChannels(const ModelSpec& spec,
+                                              const ModelState& state,
+                                              int64_t* removed);
+
 // What a model holds and costs, counting zeros.
 struct SparsityStats {
   // Trainable elements (batch norm's running statistics and counters are
@@ -111,9 +124,10 @@ struct SparsityStats {
   // Prunable weight elements and the zeros among them.
   int64_t prunable = 0;
   int64_t prunable_zeros = 0;
-  // Multiply-accumulates per example (model_cost.h), dense, and counting
-  // only non-zero weights (what a sparse kernel would do); -1 when unknown
-  // (a TorchScript archive's network).
+  // Multiply-accumulates per example (model_cost.h), dense (of the
+  // tensors as they are: a layer narrowed by RemoveZeroChannels costs
+  // less), and counting only non-zero weights (what a sparse kernel would
+  // do); -1 when unknown (a TorchScript archive's network).
   int64_t macs = -1;
   int64_t nonzero_macs = -1;
 

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/ml/model_files.h"
+#include "common/ml/prune.h"
 #include "common/ml/torch_converters.h"
 #include "common/ml/torchscript_model.h"
 #include "gmock/gmock.h"
@@ -140,6 +141,32 @@ TEST(ExportTest, TracedZooModelIsAFedgeArchiveWithTheSameState) {
         << want->tensor(i).name();
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST(ExportTest, StructuredCnnIsExportedWithoutItsZeroChannels) {
+  ModelSpec spec = ZooSpec("cnn");
+  auto net = BuildModel(spec);
+  ASSERT_TRUE(net.ok());
+  auto state = ExportState(**net);
+  ASSERT_TRUE(state.ok());
+  auto pruned = Prune(spec, *state, {0.5, true});
+  ASSERT_TRUE(pruned.ok());
+  ASSERT_TRUE(ImportState(pruned->state, **net).ok());
+  (*net)->eval();
+
+  int64_t removed = 0;
+  auto module = ToTorchScript(**net, spec, &removed);
+  ASSERT_TRUE(module.ok()) << module.status();
+  EXPECT_EQ(removed, 16 + 32 + 256);
+  EXPECT_EQ(module->attr("conv1").toModule().attr("weight").toTensor().size(0),
+            16);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({6, 1, 28, 28});
+  EXPECT_LT((module->forward({x}).toTensor() - (*net)->forward(x))
+                .abs()
+                .max()
+                .item<double>(),
+            1e-4);
 }
 
 TEST(ExportTest, ArchiveIsSavedWithTheModelsWeights) {

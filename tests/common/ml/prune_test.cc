@@ -188,6 +188,48 @@ TEST(PruneTest, StructuredZeroesCnnChannelsAndWhatReadsThem) {
   EXPECT_EQ(stats->nonzero_parameters, narrow);
 }
 
+TEST(PruneTest, ZeroChannelsOfAStructuredCnnAreRemovedForExport) {
+  const ModelSpec spec = Spec("cnn");
+  auto r = Prune(spec, Initial(spec), {0.75, true});
+  ASSERT_TRUE(r.ok());
+  int64_t removed = -1;
+  auto narrow = RemoveZeroChannels(spec, r->state, &removed);
+  ASSERT_TRUE(narrow.ok()) << narrow.status();
+  EXPECT_EQ(removed, 24 + 48 + 384);
+  EXPECT_EQ(narrow->Find("conv1.weight")->shape(),
+            (std::vector<int64_t>{8, 1, 5, 5}));
+  EXPECT_EQ(narrow->Find("conv2.weight")->shape(),
+            (std::vector<int64_t>{16, 8, 5, 5}));
+  EXPECT_EQ(narrow->Find("fc1.weight")->shape(),
+            (std::vector<int64_t>{128, 16 * 49}));
+  EXPECT_EQ(narrow->Find("fc2.weight")->shape(),
+            (std::vector<int64_t>{10, 128}));
+  // What is left is what was not zero, and it costs what the zeros saved.
+  auto before = MeasureSparsity(spec, r->state);
+  auto after = MeasureSparsity(spec, *narrow);
+  ASSERT_TRUE(before.ok() && after.ok());
+  EXPECT_EQ(after->parameters, before->nonzero_parameters);
+  EXPECT_EQ(after->macs, before->nonzero_macs);
+}
+
+TEST(PruneTest, OnlyChannelsWithZeroWeightAndBiasAreRemoved) {
+  ModelSpec spec = Spec("cnn");
+  ModelState state = Initial(spec);
+  // conv1's filter 3 is zero but its bias is not: it outputs relu(bias).
+  TensorBuffer& w = state.mutable_tensor(0);
+  ASSERT_EQ(w.name(), "conv1.weight");
+  for (int i = 3 * 25; i < 4 * 25; ++i) w.mutable_floats()[i] = 0;
+  int64_t removed = -1;
+  auto same = RemoveZeroChannels(spec, state, &removed);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(removed, 0);
+  EXPECT_TRUE(CheckSameSchema(state, *same).ok());
+  // Other architectures are left as they are.
+  auto mlp = RemoveZeroChannels(Spec("2nn"), Initial(Spec("2nn")), &removed);
+  ASSERT_TRUE(mlp.ok());
+  EXPECT_EQ(removed, 0);
+}
+
 TEST(PruneTest, StructuredMaskKeepsAWholeMobileCnnChannelAtZero) {
   const ModelSpec spec = Spec("mobile_cnn");
   auto r = Prune(spec, Initial(spec), {0.5, true});
