@@ -2,8 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +34,52 @@ absl::Status CheckSpec(const ModelSpec& spec) {
   }
   if (spec.architecture == "torchscript") return absl::OkStatus();
   return CheckModelSpec(spec);
+}
+
+// The top-k encoding of a mostly-zero float32 tensor, or nullopt when raw is
+// not larger.
+std::optional<EncodedTensor> SparseTensor(const TensorBuffer& t) {
+  if (t.dtype() != DType::kFloat32 || t.num_elements() == 0) return {};
+  const int64_t k = std::count_if(t.floats().begin(), t.floats().end(),
+                                  [](float x) { return x != 0; });
+  const uint64_t bytes = 4 + 8 * static_cast<uint64_t>(std::max<int64_t>(k, 1));
+  if (bytes >= t.num_bytes()) return {};
+  EncodedTensor e;
+  e.spec = {t.name(), t.dtype(), t.shape()};
+  e.encoding = TensorEncoding::kTopK;
+  e.data_len = bytes;
+  e.data = std::make_unique<uint8_t[]>(bytes);
+  uint8_t* p = e.data.get();
+  auto put32 = [&p](uint32_t v) {
+    for (int i = 0; i < 4; ++i) *p++ = static_cast<uint8_t>(v >> (8 * i));
+  };
+  auto float_bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof(u));
+    return u;
+  };
+  put32(static_cast<uint32_t>(std::max<int64_t>(k, 1)));
+  absl::Span<const float> v = t.floats();
+  if (k == 0) {  // k >= 1: an all-zero tensor sends element 0, a zero.
+    put32(0);
+    put32(float_bits(0.0f));
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == 0) continue;
+    put32(static_cast<uint32_t>(i));
+    put32(float_bits(v[i]));
+  }
+  return e;
+}
+
+EncodedTensor RawTensor(const TensorBuffer& t) {
+  EncodedTensor e;
+  e.spec = {t.name(), t.dtype(), t.shape()};
+  e.encoding = TensorEncoding::kRaw;
+  e.data_len = t.num_bytes();
+  e.data = std::make_unique<uint8_t[]>(t.num_bytes());
+  if (t.num_bytes() > 0) std::memcpy(e.data.get(), t.data(), t.num_bytes());
+  return e;
 }
 
 }  // namespace
@@ -107,6 +155,18 @@ absl::Status WriteNpy(const std::string& path, absl::Span<const int64_t> shape,
   bytes.append(reinterpret_cast<const char*>(values.data()),
                values.size() * sizeof(float));
   return WriteStringAtomically(path, bytes);
+}
+
+absl::Status WriteSparseModelFile(const std::string& path,
+                                  const ModelState& state) {
+  EncodedModel model;
+  for (const TensorBuffer& t : state.tensors()) {
+    std::optional<EncodedTensor> sparse = SparseTensor(t);
+    model.tensors.push_back(sparse ? std::move(*sparse) : RawTensor(t));
+  }
+  ModelEncoder encoder(model);
+  return WriteFileAtomically(
+      path, [&encoder](std::string* chunk) { return encoder.Next(chunk); });
 }
 
 }  // namespace fedge::ml

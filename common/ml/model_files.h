@@ -42,6 +42,13 @@ absl::StatusOr<ModelState> ReadModelFile(const std::string& path);
 // Writes `state` in the raw canonical encoding, atomically.
 absl::Status WriteModelFile(const std::string& path, const ModelState& state);
 
+// Writes `state` in the canonical encoding (common/model_codec.h) with each
+// float32 tensor that is mostly zeros stored as its non-zeros (the top-k
+// encoding, 8 bytes per non-zero) when that is smaller than raw; any
+// decoder reads it back to the same dense values. Atomic; file errors.
+absl::Status WriteSparseModelFile(const std::string& path,
+                                  const ModelState& state);
+
 // Size of the file at `path` in bytes; ErrnoStatus errors.
 absl::StatusOr<int64_t> FileSize(const std::string& path);
 

@@ -25,8 +25,8 @@
 //
 // A zeroed element stays zero while fine-tuning keeps its mask
 // (PruningMask, compress.h), and the sparse file encoding
-// (WriteSparseModelFile) stores only the non-zeros. Pure functions;
-// thread-safe.
+// (model_files.h WriteSparseModelFile) stores only the non-zeros. Pure
+// functions; thread-safe.
 #ifndef FEDGE_COMMON_ML_PRUNE_H_
 #define FEDGE_COMMON_ML_PRUNE_H_
 
@@ -141,13 +141,6 @@ struct SparsityStats {
 // *.running_var. INVALID_ARGUMENT when a zoo state does not fit its spec.
 absl::StatusOr<SparsityStats> MeasureSparsity(const ModelSpec& spec,
                                               const ModelState& state);
-
-// Writes `state` in the canonical encoding (common/model_codec.h) with each
-// float32 tensor that is mostly zeros stored as its non-zeros (the top-k
-// encoding, 8 bytes per non-zero) when that is smaller than raw; any
-// decoder reads it back to the same dense values. Atomic; file errors.
-absl::Status WriteSparseModelFile(const std::string& path,
-                                  const ModelState& state);
 
 }  // namespace fedge::ml
 
