@@ -49,6 +49,18 @@ bool ReadUntilEof(int fd, Clock::time_point deadline, std::string* out) {
   }
 }
 
+// Waits for `pid` to exit until the deadline; true (its status in *status)
+// when it did.
+bool WaitUntil(pid_t pid, Clock::time_point deadline, int* status) {
+  while (true) {
+    const pid_t done = waitpid(pid, status, WNOHANG);
+    if (done == pid) return true;
+    if (done < 0 && errno != EINTR) return false;
+    if (Clock::now() >= deadline) return false;
+    poll(nullptr, 0, 10);  // A child that closed its output exits soon.
+  }
+}
+
 struct Child {
   pid_t pid = -1;
   int out_fd = -1;
@@ -102,11 +114,14 @@ absl::StatusOr<std::string> RunPythonScript(
   absl::StatusOr<Child> child = Spawn(argv);
   if (!child.ok()) return child.status();
   std::string output;
-  const bool finished = ReadUntilEof(child->out_fd, deadline, &output);
+  const bool eof = ReadUntilEof(child->out_fd, deadline, &output);
   close(child->out_fd);
-  if (!finished) kill(child->pid, SIGKILL);
   int status = 0;
-  while (waitpid(child->pid, &status, 0) < 0 && errno == EINTR) {
+  const bool finished = eof && WaitUntil(child->pid, deadline, &status);
+  if (!finished) {
+    kill(child->pid, SIGKILL);
+    while (waitpid(child->pid, &status, 0) < 0 && errno == EINTR) {
+    }
   }
   if (!finished) {
     return absl::DeadlineExceededError(

@@ -56,6 +56,13 @@ TEST_F(PythonToolTest, ScriptThatOutrunsTheDeadlineIsKilled) {
   EXPECT_THAT(out.status().message(), HasSubstr("killed"));
 }
 
+TEST_F(PythonToolTest, ScriptThatClosesItsOutputAndHangsIsKilled) {
+  Script("quiet.sh", "exec >/dev/null 2>&1; exec sleep 30");
+  options_.timeout = absl::Milliseconds(200);
+  auto out = RunPythonScript(options_, "quiet.sh", {});
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
 TEST_F(PythonToolTest, MissingScriptOrInterpreterSaysWhatToDo) {
   auto no_script = RunPythonScript(options_, "none.py", {});
   EXPECT_EQ(no_script.status().code(), absl::StatusCode::kFailedPrecondition);
