@@ -215,6 +215,15 @@ TEST(ExportTest, OnnxReportsTheConvertersError) {
   std::filesystem::remove_all(dir);
 }
 
+ModelFiles Files(const std::string& model, const std::string& spec = "",
+                 const std::string& archive = "") {
+  ModelFiles f;
+  f.model_path = model;
+  f.spec_path = spec;
+  f.archive_path = archive;
+  return f;
+}
+
 class LoadModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -232,7 +241,7 @@ class LoadModelTest : public ::testing::Test {
 };
 
 TEST_F(LoadModelTest, ReadsTheSpecBesideTheModel) {
-  auto m = LoadModel({dir_ + "/m.fedge"});
+  auto m = LoadModel(Files(dir_ + "/m.fedge"));
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->spec.architecture, "2nn");
   EXPECT_EQ(m->state.size(), 6u);
@@ -241,7 +250,7 @@ TEST_F(LoadModelTest, ReadsTheSpecBesideTheModel) {
 
 TEST_F(LoadModelTest, MissingSpecSaysWhereItLooked) {
   std::filesystem::remove(dir_ + "/m.spec");
-  auto m = LoadModel({dir_ + "/m.fedge"});
+  auto m = LoadModel(Files(dir_ + "/m.fedge"));
   EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(m.status().message(), HasSubstr(dir_ + "/m.spec"));
   EXPECT_THAT(m.status().message(), HasSubstr("--spec"));
@@ -250,7 +259,7 @@ TEST_F(LoadModelTest, MissingSpecSaysWhereItLooked) {
 TEST_F(LoadModelTest, ModelOfAnotherArchitectureIsRefusedNamingBothFiles) {
   ModelSpec other = ZooSpec("logreg");
   ASSERT_TRUE(WriteSpecFile(dir_ + "/other.spec", other).ok());
-  auto m = LoadModel({dir_ + "/m.fedge", dir_ + "/other.spec"});
+  auto m = LoadModel(Files(dir_ + "/m.fedge", dir_ + "/other.spec"));
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(m.status().message(), HasSubstr(dir_ + "/m.fedge"));
   EXPECT_THAT(m.status().message(), HasSubstr(dir_ + "/other.spec"));
@@ -262,12 +271,12 @@ TEST_F(LoadModelTest, TorchScriptSpecNeedsItsArchive) {
   ts.torchscript_sha256 = std::string(64, 'a');
   ts.torchscript_size_bytes = 10;
   ASSERT_TRUE(WriteSpecFile(dir_ + "/m.spec", ts).ok());
-  auto m = LoadModel({dir_ + "/m.fedge"});
+  auto m = LoadModel(Files(dir_ + "/m.fedge"));
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(m.status().message(), HasSubstr("--archive"));
 
   std::ofstream(dir_ + "/other.pt") << "another archive";
-  m = LoadModel({dir_ + "/m.fedge", "", dir_ + "/other.pt"});
+  m = LoadModel(Files(dir_ + "/m.fedge", "", dir_ + "/other.pt"));
   EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss);
 }
 
