@@ -16,6 +16,9 @@ PACKAGES=(
   faketime
   # Real data without network (Fashion-MNIST, IDX): the main job's fallback.
   dataset-fashion-mnist
+  # fedge-export: ONNX export and int8 quantization through PyTorch, checks
+  # of the exported files (ONNX checker, OpenCV's DNN module).
+  python3-torch python3-onnx python3-numpy libopencv-dnn-dev
 )
 
 SUDO=""
