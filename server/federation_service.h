@@ -43,6 +43,10 @@ class FederationService final : public v1::Federation::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::SubmitEvaluationRequest* request,
       v1::SubmitEvaluationResponse* response) override;
+  grpc::ServerUnaryReactor* ReportFailure(
+      grpc::CallbackServerContext* context,
+      const v1::ReportFailureRequest* request,
+      v1::ReportFailureResponse* response) override;
 
  private:
   Coordinator* const coordinator_;
