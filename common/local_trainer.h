@@ -10,6 +10,8 @@
 #define FEDGE_COMMON_LOCAL_TRAINER_H_
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -17,6 +19,8 @@
 #include "common/update_codec.h"
 
 namespace fedge {
+
+struct TrainContinuation;
 
 // What to do in one round of local training.
 struct TrainPlan {
@@ -38,6 +42,15 @@ struct TrainPlan {
   // How the agent sends its update (fp32, fp16, int8, top-k with error
   // feedback): not the trainer's business, part of the round's plan.
   EncodingOptions update_encoding;
+  // Interruptible training (a device condition failed): asked before each
+  // batch; when it answers true the trainer stops there and returns the
+  // partial state (TrainOutput::interrupted). Null: never stops.
+  std::function<bool()> should_stop;
+  // Continues an interrupted training from where it stopped: the same
+  // global model, plan (seed included) and examples must be passed again,
+  // and the result is then the one training without the interruption
+  // gives. Null: start from the global model. Not owned.
+  const TrainContinuation* resume_from = nullptr;
 };
 
 struct TrainMetrics {
@@ -48,9 +61,36 @@ struct TrainMetrics {
   double seconds = 0;        // Wall time of the training loop.
 };
 
+// How far a training got: the loop's position and running sums.
+struct TrainProgress {
+  int epoch = 0;         // The epoch in progress (0-based).
+  int64_t position = 0;  // Offset in that epoch's order of the next batch.
+  // That epoch's (shuffled) order of the examples; the next epoch
+  // shuffles it again, as an uninterrupted training would.
+  std::vector<int64_t> order;
+  int64_t num_steps = 0;      // Optimizer steps taken.
+  int64_t examples_seen = 0;  // Examples trained on (with repeats).
+  int64_t correct = 0;        // Correct top-1 predictions among them.
+  double loss_sum = 0;        // Sum of loss x batch size.
+  double seconds = 0;         // Training time so far.
+};
+
+// Where an interrupted training stopped: everything needed to continue it
+// exactly (TrainPlan::resume_from).
+struct TrainContinuation {
+  ModelState weights;   // The local model when it stopped.
+  ModelState momentum;  // SGD momentum buffers by parameter name (empty
+                        // without momentum or before the first step).
+  TrainProgress progress;
+};
+
 struct TrainOutput {
   ModelState delta;  // Local model minus the global model it started from.
   TrainMetrics metrics;
+  // TrainPlan::should_stop stopped the training: `delta` and `metrics` are
+  // empty and `continuation` says where it stopped.
+  bool interrupted = false;
+  TrainContinuation continuation;
 };
 
 struct EvalMetrics {

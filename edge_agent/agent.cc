@@ -55,7 +55,33 @@ absl::Status ValidateOptions(const AgentOptions& o) {
   if (!(o.dropout_probability >= 0.0 && o.dropout_probability <= 1.0)) {
     return absl::InvalidArgumentError("dropout_probability must be in [0, 1]");
   }
+  if (o.eligibility.needs_readings() && o.device == nullptr) {
+    return absl::InvalidArgumentError(
+        "the eligibility policy needs device readings: set device");
+  }
+  if (o.eligibility.check_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("check_interval must be > 0");
+  }
+  if (o.memory_budget_bytes < 0 || !(o.memory_model_factor >= 1.0) ||
+      o.local_data_bytes < 0) {
+    return absl::InvalidArgumentError(
+        "memory: need memory_budget_bytes >= 0, memory_model_factor >= 1 "
+        "and local_data_bytes >= 0");
+  }
   return absl::OkStatus();
+}
+
+// Optimizer steps `plan` takes on `num_examples` examples.
+int64_t PlannedSteps(const v1::TrainPlanProto& plan, int64_t num_examples) {
+  const int64_t batch = std::max<int64_t>(1, plan.batch_size());
+  int64_t steps =
+      std::max(1, plan.epochs()) * ((num_examples + batch - 1) / batch);
+  if (plan.max_steps() > 0) steps = std::min(steps, plan.max_steps());
+  return steps;
+}
+
+std::string MiB(double bytes) {
+  return absl::StrFormat("%.1f MiB", bytes / (1 << 20));
 }
 
 }  // namespace
@@ -192,9 +218,14 @@ absl::Status Agent::PollAndAct() {
   v1::PollRequest request;
   request.set_session_token(session_.session_token());
   request.set_cached_model_version(cache_->LatestVersion());
+  if (const Eligibility& e = CheckConditions(false); !e.eligible()) {
+    request.set_paused_reason(e.detail);
+  }
   absl::StatusOr<v1::PollResponse> poll = client_->Poll(request);
   if (!poll.ok()) return HandleCallError("poll", poll.status());
   OnContact();
+  // Any answer but the kept training's task: its round is over for us.
+  DiscardPausedUnless(poll->has_train() ? &poll->train() : nullptr);
   if (!poll->has_train() && !poll->has_evaluate()) RefreshLatestModel(*poll);
   switch (poll->action_case()) {
     case v1::PollResponse::kTrain:
@@ -250,14 +281,21 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
       task.deadline_remaining_ms() > 0
           ? clock_->Now() + absl::Milliseconds(task.deadline_remaining_ms())
           : absl::InfiniteFuture();
-  // Stays live while it fetches, trains and uploads.
-  std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   if (DropsOut(task.round())) {
     handled_rounds_.insert(task.round());
     ++stats_.rounds_skipped;
     FEDGE_LOG(INFO) << "round " << task.round() << ": skipped (dropout)";
     return absl::OkStatus();
   }
+  if (absl::Status memory = CheckMemory(task); !memory.ok()) {
+    return GiveUp(task, v1::FAILURE_REASON_MEMORY,
+                  std::string(memory.message()));
+  }
+  if (const Eligibility& e = CheckConditions(false); !e.eligible()) {
+    return HoldBack(task, e);
+  }
+  // Stays live while it fetches, trains and uploads.
+  std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   const absl::Time fetch_start = clock_->Now();
   bool fetched = false;
   absl::StatusOr<ModelState> global =
@@ -272,8 +310,12 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
                        << global.status().message();
     return absl::OkStatus();
   }
-  handled_rounds_.insert(task.round());
   absl::StatusOr<TrainOutput> output = Train(task, *global);
+  if (output.ok() && output->interrupted) {
+    if (fetched) CacheModel(task.model_version(), *global);  // For resuming.
+    return OnInterrupted(task, *std::move(output));
+  }
+  handled_rounds_.insert(task.round());
   if (!output.ok()) {
     DropUpdate(absl::StrCat(
         "round ", task.round(),
@@ -339,37 +381,57 @@ absl::StatusOr<ScaffoldClient> Agent::LoadScaffold(const ModelSchema& model) {
 absl::StatusOr<TrainOutput> Agent::Train(const v1::TrainTask& task,
                                          const ModelState& global) {
   TrainPlan plan = ToTrainPlan(task.plan());
-  TrainOutput output;
+  plan.should_stop = [this] { return ShouldStop(); };
+  if (paused_.has_value()) {
+    plan.resume_from = &paused_->continuation;
+    ++stats_.trainings_resumed;
+    FEDGE_LOG(INFO) << "round " << task.round() << ": resuming the training at "
+                    << "step " << paused_->continuation.progress.num_steps;
+  }
+  own_load_.Update(clock_->Now(), 0);  // Idle until now.
+  absl::StatusOr<TrainOutput> result;
   if (task.client_algorithm().empty()) {
-    ASSIGN_OR_RETURN(output, trainer_->Train(global, plan, {}));
+    result = trainer_->Train(global, plan, {});
   } else if (task.client_algorithm() == "scaffold") {
-    // The download is the model, then the server's control variate c.
-    ModelState model, control;
-    RETURN_IF_ERROR(SplitScaffoldDownload(global.Clone(), &model, &control));
-    ASSIGN_OR_RETURN(ScaffoldClient client, LoadScaffold(SchemaOf(model)));
-    ASSIGN_OR_RETURN(ModelState correction, client.Correction(control));
-    plan.gradient_correction = &correction;
-    ASSIGN_OR_RETURN(output, trainer_->Train(model, plan, {}));
-    ASSIGN_OR_RETURN(ModelState dc, client.Finish(output.delta, control,
-                                                  output.metrics.num_steps,
-                                                  plan.learning_rate));
-    // Kept across rounds and restarts.
-    if (absl::Status s =
-            cache_->SaveState("scaffold_control", client.control());
-        !s.ok()) {
-      FEDGE_LOG(WARNING) << "cannot save the SCAFFOLD control variate: " << s;
-    }
-    for (TensorBuffer& t : dc.mutable_tensors()) output.delta.Add(std::move(t));
+    result = TrainScaffold(global, plan);
   } else {
-    return absl::UnimplementedError(
+    result = absl::UnimplementedError(
         absl::StrCat("this agent does not run the client algorithm '",
                      task.client_algorithm(), "' (upgrade fedge-agent)"));
   }
+  own_load_.Update(clock_->Now(), options_.training_threads);
+  ASSIGN_OR_RETURN(TrainOutput output, std::move(result));
+  if (output.interrupted) return output;
+  paused_.reset();
   ++stats_.rounds_trained;
+  last_training_time_ = absl::Seconds(options_.compute_slowdown *
+                                      std::max(0.0, output.metrics.seconds));
   if (options_.compute_slowdown > 1.0) {
     sleep_(absl::Seconds((options_.compute_slowdown - 1.0) *
                          std::max(0.0, output.metrics.seconds)));
   }
+  return output;
+}
+
+absl::StatusOr<TrainOutput> Agent::TrainScaffold(const ModelState& global,
+                                                 TrainPlan plan) {
+  // The download is the model, then the server's control variate c.
+  ModelState model, control;
+  RETURN_IF_ERROR(SplitScaffoldDownload(global.Clone(), &model, &control));
+  ASSIGN_OR_RETURN(ScaffoldClient client, LoadScaffold(SchemaOf(model)));
+  ASSIGN_OR_RETURN(ModelState correction, client.Correction(control));
+  plan.gradient_correction = &correction;
+  ASSIGN_OR_RETURN(TrainOutput output, trainer_->Train(model, plan, {}));
+  if (output.interrupted) return output;
+  ASSIGN_OR_RETURN(ModelState dc,
+                   client.Finish(output.delta, control,
+                                 output.metrics.num_steps, plan.learning_rate));
+  // Kept across rounds and restarts.
+  if (absl::Status s = cache_->SaveState("scaffold_control", client.control());
+      !s.ok()) {
+    FEDGE_LOG(WARNING) << "cannot save the SCAFFOLD control variate: " << s;
+  }
+  for (TensorBuffer& t : dc.mutable_tensors()) output.delta.Add(std::move(t));
   return output;
 }
 
@@ -524,8 +586,8 @@ void Agent::RefreshLatestModel(const v1::PollResponse& poll) {
   // (its history restarted).
   cache_->DropNewerThan(version);
   if (!options_.keep_latest_model || cache_->Has(version, sha) ||
-      version == refresh_failed_version_) {
-    return;
+      version == refresh_failed_version_ || !eligibility_.eligible()) {
+    return;  // (The conditions hold downloads back too: metered networks.)
   }
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   absl::StatusOr<ModelState> model = GlobalModel(version, sha, nullptr);
@@ -534,6 +596,133 @@ void Agent::RefreshLatestModel(const v1::PollResponse& poll) {
                      << version
                      << ") for offline prediction: " << model.status();
   if (!IsUnreachable(model.status().code())) refresh_failed_version_ = version;
+}
+
+const Eligibility& Agent::CheckConditions(bool training) {
+  const EligibilityPolicy& policy = options_.eligibility;
+  const absl::Time now = clock_->Now();
+  if (!policy.any() || now - conditions_read_ < policy.check_interval) {
+    return eligibility_;
+  }
+  own_load_.Update(now, training ? options_.training_threads : 0);
+  absl::StatusOr<DeviceStatus> readings = DeviceStatus();
+  if (policy.needs_readings()) readings = options_.device->Read();
+  Eligibility e = EvaluateEligibility(
+      policy, readings, LocalMinuteOfDay(clock_->WallNow(), options_.time_zone),
+      own_load_.Value(now));
+  if (e.detail != eligibility_.detail) {
+    FEDGE_LOG(INFO) << "device conditions: "
+                    << (e.eligible() ? "met, training allowed"
+                                     : e.detail + ", not training");
+  }
+  eligibility_ = std::move(e);
+  conditions_read_ = now;
+  return eligibility_;
+}
+
+bool Agent::ShouldStop() {
+  return stop_requested_.load() || !CheckConditions(true).eligible();
+}
+
+absl::Duration Agent::EstimatedTrainingTime(const v1::TrainTask& task) const {
+  if (!paused_.has_value()) return last_training_time_;
+  const TrainProgress& p = paused_->continuation.progress;
+  if (p.num_steps <= 0) return last_training_time_;
+  const int64_t planned =
+      PlannedSteps(task.plan(), static_cast<int64_t>(p.order.size()));
+  const double left = std::max<int64_t>(0, planned - p.num_steps);
+  return absl::Seconds(options_.compute_slowdown * p.seconds * left /
+                       p.num_steps);
+}
+
+absl::Status Agent::HoldBack(const v1::TrainTask& task, const Eligibility& e) {
+  if (stop_requested_.load()) return absl::OkStatus();
+  absl::Duration pause = options_.eligibility.check_interval;
+  if (session_.heartbeat_interval_ms() > 0) {
+    pause = std::min(pause,
+                     absl::Milliseconds(session_.heartbeat_interval_ms()) / 2);
+  }
+  if (clock_->Now() + EstimatedTrainingTime(task) + pause >= task_deadline_) {
+    return GiveUp(task, e.reason, e.detail);
+  }
+  if (held_back_round_ != task.round()) {
+    held_back_round_ = task.round();
+    ++stats_.rounds_held_back;
+    FEDGE_LOG(INFO) << "round " << task.round() << ": waiting to train ("
+                    << e.detail << ")";
+  }
+  sleep_(pause);
+  return absl::OkStatus();
+}
+
+absl::Status Agent::OnInterrupted(const v1::TrainTask& task,
+                                  TrainOutput output) {
+  ++stats_.trainings_interrupted;
+  const TrainProgress& p = output.continuation.progress;
+  FEDGE_LOG(INFO) << "round " << task.round() << ": training stopped at step "
+                  << p.num_steps << " of "
+                  << PlannedSteps(task.plan(),
+                                  static_cast<int64_t>(p.order.size()))
+                  << " ("
+                  << (stop_requested_.load() ? "stopping" : eligibility_.detail)
+                  << "); kept to resume";
+  paused_ = PausedTraining{task.round(), task.model_version(),
+                           task.plan().seed(), std::move(output.continuation)};
+  return HoldBack(task, eligibility_);
+}
+
+void Agent::DiscardPausedUnless(const v1::TrainTask* task) {
+  if (!paused_.has_value()) return;
+  if (task != nullptr && task->round() == paused_->round &&
+      task->model_version() == paused_->model_version &&
+      task->plan().seed() == paused_->seed) {
+    return;
+  }
+  ++stats_.partials_discarded;
+  FEDGE_LOG(INFO) << "round " << paused_->round
+                  << " is over for this agent: its interrupted training "
+                     "is discarded";
+  paused_.reset();
+}
+
+absl::Status Agent::CheckMemory(const v1::TrainTask& task) const {
+  if (options_.memory_budget_bytes <= 0) return absl::OkStatus();
+  const double model = static_cast<double>(task.model_size_bytes());
+  const double estimate = model * options_.memory_model_factor +
+                          static_cast<double>(options_.local_data_bytes);
+  if (estimate <= static_cast<double>(options_.memory_budget_bytes)) {
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "memory: the task needs about ", MiB(estimate), " (model ", MiB(model),
+      " x ", options_.memory_model_factor, " + local data ",
+      MiB(static_cast<double>(options_.local_data_bytes)),
+      "), over the budget of ",
+      MiB(static_cast<double>(options_.memory_budget_bytes))));
+}
+
+absl::Status Agent::GiveUp(const v1::TrainTask& task, v1::FailureReason reason,
+                           const std::string& detail) {
+  handled_rounds_.insert(task.round());
+  paused_.reset();
+  ++stats_.rounds_given_up;
+  FEDGE_LOG(WARNING) << "round " << task.round() << ": giving up (" << detail
+                     << ")";
+  v1::ReportFailureRequest request;
+  request.set_session_token(session_.session_token());
+  request.set_round(task.round());
+  request.set_reason(reason);
+  request.set_detail(detail);
+  const absl::Status s = client_->ReportFailure(request);
+  if (s.ok()) {
+    OnContact();
+  } else if (IsSessionLost(s.code())) {
+    TransitionTo(AgentState::kNotJoined);
+  } else {
+    FEDGE_LOG(INFO) << "round " << task.round()
+                    << ": the coordinator was not told: " << s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Agent::HandleCallError(absl::string_view what,

@@ -13,6 +13,25 @@
 //          -> finished:   Leave, return OK (exit_when_finished)
 //   and keeps the newest global model in the cache for offline prediction.
 //
+// Device conditions (AgentOptions::eligibility, device_conditions.h): the
+// agent trains only while they hold. They are read before a task starts
+// and every check_interval while it trains. A task that arrives while they
+// fail is held back: the agent polls again every check_interval (at least
+// twice per heartbeat interval), each poll saying why it holds back
+// (PollRequest.paused_reason), and starts once they hold again. When one
+// fails in the middle of training, the trainer stops at the next batch
+// and the agent keeps the partial state in memory, keyed by round, model
+// version and plan seed; while the poll keeps handing out the same task
+// (the round is open and the agent still in it) it resumes from that state
+// once the conditions return, so the update it finally submits, under one
+// upload id, is the one an uninterrupted training gives and is counted
+// once. A poll with anything else means the round closed: the partial
+// state is discarded. When too little time is left before the round's
+// deadline to finish (estimated from the progress so far, or the last
+// training's time), the agent gives the round up: ReportFailure with the
+// failed condition. A task whose memory estimate exceeds the budget is
+// given up the same way (FAILURE_REASON_MEMORY).
+//
 // Errors are handled by what the call's status code says
 // (coordinator_client.h): UNAVAILABLE-like errors back off exponentially
 // with jitter and retry (giving up after give_up_after without contact);
@@ -35,6 +54,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +68,7 @@
 #include "common/random.h"
 #include "common/scaffold.h"
 #include "edge_agent/coordinator_client.h"
+#include "edge_agent/device_conditions.h"
 #include "edge_agent/heartbeat.h"
 #include "edge_agent/model_cache.h"
 #include "edge_agent/sleeper.h"
@@ -94,6 +115,21 @@ struct AgentOptions {
   bool heartbeat_while_busy = true;
   // Seed of backoff jitter, dropout and upload ids.
   uint64_t seed = 1;
+  // Device conditions to train under (see the header comment); the
+  // default requires none. `device` supplies the readings when the policy
+  // needs_readings() (required then; not owned, must outlive the agent);
+  // the time window is in `time_zone`, on the clock's WallNow().
+  EligibilityPolicy eligibility;
+  DeviceConditions* device = nullptr;
+  absl::TimeZone time_zone = absl::LocalTimeZone();
+  // LibTorch threads a training keeps busy: its share of the load average.
+  int training_threads = 1;
+  // Memory budget for a task, in bytes (0 = none): a task whose estimate,
+  // TrainTask.model_size_bytes x memory_model_factor + local_data_bytes,
+  // exceeds it is given up with FAILURE_REASON_MEMORY.
+  int64_t memory_budget_bytes = 0;
+  double memory_model_factor = 6;
+  int64_t local_data_bytes = 0;
 };
 
 // Builds the trainer for the session: the model the coordinator names and
@@ -112,6 +148,11 @@ struct AgentStats {
   int64_t rounds_skipped = 0;     // Skipped by dropout_probability.
   int64_t models_fetched = 0;     // Successful FetchModel calls.
   int64_t call_failures = 0;      // Calls that failed and were retried.
+  int64_t trainings_interrupted = 0;  // Stopped by a failed condition.
+  int64_t trainings_resumed = 0;      // Continued from a kept state.
+  int64_t partials_discarded = 0;     // Kept states whose round closed.
+  int64_t rounds_held_back = 0;  // Rounds whose task waited for conditions.
+  int64_t rounds_given_up = 0;   // Rounds given up (ReportFailure).
 };
 
 enum class AgentState { kNotJoined, kJoined, kDone };
@@ -121,7 +162,9 @@ class Agent {
   // `client`, `cache` and `clock` must outlive the agent.
   // INVALID_ARGUMENT for a missing collaborator or bad options (empty
   // agent_id, non-positive backoff, max_backoff < initial_backoff, negative
-  // give_up_after, compute_slowdown < 1, dropout outside [0, 1]).
+  // give_up_after, compute_slowdown < 1, dropout outside [0, 1], a policy
+  // that needs readings without a device, a non-positive check_interval,
+  // a negative memory budget or a memory_model_factor < 1).
   static absl::StatusOr<std::unique_ptr<Agent>> Create(
       AgentOptions options, CoordinatorClient* client,
       TrainerFactory trainer_factory, ModelCache* cache, const Clock* clock,
@@ -138,7 +181,8 @@ class Agent {
   // model).
   absl::Status Run();
 
-  // Asks Run() to leave and return after the current step. Thread-safe.
+  // Asks Run() to leave and return after the current step (a training in
+  // progress stops at its next batch). Thread-safe.
   void Stop() { stop_requested_.store(true); }
 
   const AgentStats& stats() const { return stats_; }
@@ -181,11 +225,36 @@ class Agent {
   void CacheModel(int64_t version, const ModelState& model);
   absl::StatusOr<TrainOutput> Train(const v1::TrainTask& task,
                                     const ModelState& global);
+  // SCAFFOLD's local training: with the control variates' correction.
+  absl::StatusOr<TrainOutput> TrainScaffold(const ModelState& global,
+                                            TrainPlan plan);
   absl::Status Submit(const v1::TrainTask& task, const TrainOutput& output);
   v1::UpdateMetadata MakeMetadata(const v1::TrainTask& task,
                                   const TrainMetrics& metrics);
   void DropUpdate(const std::string& message);
   void RefreshLatestModel(const v1::PollResponse& poll);
+
+  // Device conditions. The verdict, read again once check_interval passed
+  // since the last reading; `training` says whether the agent trained
+  // since then (its share of the load average).
+  const Eligibility& CheckConditions(bool training);
+  // The trainer's stop hook: Stop() or a failed condition.
+  bool ShouldStop();
+  // Waits for the conditions (the next poll hands the task out again) or
+  // gives the round up when too little time is left.
+  absl::Status HoldBack(const v1::TrainTask& task, const Eligibility& e);
+  // Keeps an interrupted training's state to resume.
+  absl::Status OnInterrupted(const v1::TrainTask& task, TrainOutput output);
+  // Drops the kept state unless `task` continues it.
+  void DiscardPausedUnless(const v1::TrainTask* task);
+  // How long the rest of `task`'s training should take (0 if unknown).
+  absl::Duration EstimatedTrainingTime(const v1::TrainTask& task) const;
+  // RESOURCE_EXHAUSTED (with the estimate) when `task` exceeds the budget.
+  absl::Status CheckMemory(const v1::TrainTask& task) const;
+  // Gives the round up: ReportFailure (best effort: the round's deadline
+  // settles it when the call fails).
+  absl::Status GiveUp(const v1::TrainTask& task, v1::FailureReason reason,
+                      const std::string& detail);
 
   // Error handling.
   absl::Status HandleCallError(absl::string_view what,
@@ -221,6 +290,23 @@ class Agent {
   // Newest model version whose best-effort fetch failed for good.
   int64_t refresh_failed_version_ = -1;
   bool finished_logged_ = false;
+
+  // An interrupted training kept to resume, and what it trains.
+  struct PausedTraining {
+    int64_t round = 0;
+    int64_t model_version = 0;
+    uint64_t seed = 0;
+    TrainContinuation continuation;
+  };
+  std::optional<PausedTraining> paused_;
+  // The last verdict on the device conditions and when it was read.
+  Eligibility eligibility_;
+  absl::Time conditions_read_ = absl::InfinitePast();
+  OwnLoadAverage own_load_;
+  // Rounds whose holding back was counted.
+  int64_t held_back_round_ = -1;
+  // Training time of the last completed training (0 = none yet).
+  absl::Duration last_training_time_ = absl::ZeroDuration();
 
   absl::Duration backoff_bound_;
   absl::Time last_contact_;

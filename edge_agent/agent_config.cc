@@ -51,6 +51,48 @@ absl::Status ValidatePartitioning(const v1::AgentConfig& c) {
   return ValidatePartitionConfig(c.partition(), "partition.");
 }
 
+absl::Status ValidateEligibility(const v1::EligibilityConfig& e) {
+  if (e.min_battery_percent() < 0 || e.min_battery_percent() > 100) {
+    return Bad(
+        "eligibility.min_battery_percent",
+        absl::StrCat("must be in [0, 100], got ", e.min_battery_percent()));
+  }
+  if (!std::isfinite(e.max_load_average()) || e.max_load_average() < 0) {
+    return Bad("eligibility.max_load_average",
+               absl::StrCat("must be >= 0, got ", e.max_load_average()));
+  }
+  if (!e.time_window().empty()) {
+    if (absl::Status s = ParseTimeWindow(e.time_window()).status(); !s.ok()) {
+      return Bad("eligibility.time_window", std::string(s.message()));
+    }
+  }
+  RETURN_IF_ERROR(
+      AtLeast("eligibility.check_interval_ms", e.check_interval_ms(), 100));
+  RETURN_IF_ERROR(AtLeast("eligibility.status_command_timeout_ms",
+                          e.status_command_timeout_ms(), 1));
+  if (e.require_unmetered() && e.metered_path().empty() &&
+      e.status_command().empty()) {
+    return Bad("eligibility.require_unmetered",
+               "needs eligibility.metered_path or eligibility.status_command "
+               "(where the agent reads whether the network is metered)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLimits(const v1::AgentConfig& c) {
+  if (c.has_niceness() && (c.niceness() < -20 || c.niceness() > 19)) {
+    return Bad("niceness",
+               absl::StrCat("must be in [-20, 19], got ", c.niceness()));
+  }
+  RETURN_IF_ERROR(AtLeast("memory_budget_bytes", c.memory_budget_bytes(), 0));
+  if (!std::isfinite(c.memory_model_factor()) ||
+      c.memory_model_factor() < 1.0) {
+    return Bad("memory_model_factor",
+               absl::StrCat("must be >= 1, got ", c.memory_model_factor()));
+  }
+  return ValidateEligibility(c.eligibility());
+}
+
 absl::Status ValidateBackoff(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(AtLeast("initial_backoff_ms", c.initial_backoff_ms(), 1));
   RETURN_IF_ERROR(
@@ -75,6 +117,7 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(ValidateTlsConfig(c.tls(), /*server=*/false, "tls."));
   RETURN_IF_ERROR(AtLeast("num_threads", c.num_threads(), 1));
   RETURN_IF_ERROR(ValidateBackoff(c));
+  RETURN_IF_ERROR(ValidateLimits(c));
   return ValidateProfile(c.profile());
 }
 
@@ -88,6 +131,37 @@ AgentOptions ToAgentOptions(const v1::AgentConfig& c) {
   o.exit_when_finished = c.exit_when_finished();
   o.device_class = c.device_class();
   o.examples_per_second = c.examples_per_second();
+  o.eligibility = ToEligibilityPolicy(c.eligibility());
+  o.training_threads = c.num_threads();
+  o.memory_budget_bytes = c.memory_budget_bytes();
+  o.memory_model_factor = c.memory_model_factor();
+  return o;
+}
+
+EligibilityPolicy ToEligibilityPolicy(const v1::EligibilityConfig& e) {
+  EligibilityPolicy p;
+  p.require_external_power = e.require_external_power();
+  p.min_battery_percent = e.min_battery_percent();
+  p.require_unmetered = e.require_unmetered();
+  p.require_idle = e.require_idle();
+  p.max_load_average = e.max_load_average();
+  if (!e.time_window().empty()) {
+    absl::StatusOr<TimeWindow> window = ParseTimeWindow(e.time_window());
+    FEDGE_CHECK(window.ok()) << "unvalidated config: " << window.status();
+    p.window = *window;
+  }
+  p.check_interval = absl::Milliseconds(e.check_interval_ms());
+  return p;
+}
+
+LinuxDeviceConditionsOptions ToDeviceConditionsOptions(
+    const v1::EligibilityConfig& e) {
+  LinuxDeviceConditionsOptions o;
+  o.power_supply_dir = e.power_supply_dir();
+  o.loadavg_path = e.loadavg_path();
+  o.metered_path = e.metered_path();
+  o.status_command = e.status_command();
+  o.status_command_timeout = absl::Milliseconds(e.status_command_timeout_ms());
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "edge_agent/agent.h"
+#include "edge_agent/device_conditions.h"
 #include "edge_agent/link_throttle.h"
 #include "edge_agent/model_cache.h"
 #include "fedge/v1/config.pb.h"
@@ -22,8 +23,13 @@ namespace fedge {
 absl::Status ValidateAgentConfig(const v1::AgentConfig& config);
 
 // The loop's options from a validated config. agent_id, num_examples,
-// architectures and seed are left for the caller.
+// architectures, seed, device and local_data_bytes are left for the caller.
 AgentOptions ToAgentOptions(const v1::AgentConfig& config);
+
+// The conditions a validated config requires, and where they are read.
+EligibilityPolicy ToEligibilityPolicy(const v1::EligibilityConfig& config);
+LinuxDeviceConditionsOptions ToDeviceConditionsOptions(
+    const v1::EligibilityConfig& config);
 
 // The simulated link of config.profile().
 LinkProfile ToLinkProfile(const v1::DeviceProfile& profile);

@@ -2,10 +2,13 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -22,6 +25,7 @@
 #include "common/status_macros.h"
 #include "edge_agent/agent.h"
 #include "edge_agent/agent_config.h"
+#include "edge_agent/device_conditions.h"
 #include "edge_agent/grpc_coordinator_client.h"
 #include "edge_agent/model_cache.h"
 #include "edge_agent/torch_support.h"
@@ -125,11 +129,37 @@ absl::Status RunLoop(AgentOptions options, CoordinatorClient& client,
   return status;
 }
 
+// Sets the configured nice value for this thread and the threads it starts
+// afterwards (on Linux each thread has its own). PERMISSION_DENIED when
+// not allowed (lowering it needs CAP_SYS_NICE).
+absl::Status SetNiceness(const v1::AgentConfig& c) {
+  if (!c.has_niceness()) return absl::OkStatus();
+  if (setpriority(PRIO_PROCESS, 0, c.niceness()) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("config field 'niceness': cannot set ", c.niceness(), ": ",
+                     std::strerror(errno),
+                     " (going below the inherited value needs CAP_SYS_NICE)"));
+  }
+  FEDGE_LOG(INFO) << "niceness " << c.niceness();
+  return absl::OkStatus();
+}
+
+// Bytes the local data holds in memory.
+int64_t DataBytes(const LoadedData& data) {
+  int64_t bytes = 0;
+  for (const Dataset* d : {&data.train, &data.test}) {
+    bytes += static_cast<int64_t>(d->features.size() * sizeof(float) +
+                                  d->labels.size() * sizeof(int64_t));
+  }
+  return bytes;
+}
+
 // The loop's options, from the config and the loaded data.
 absl::StatusOr<AgentOptions> MakeAgentOptions(const v1::AgentConfig& c,
                                               ModelCache& cache,
                                               const LoadedData& data) {
   AgentOptions options = ToAgentOptions(c);
+  options.local_data_bytes = DataBytes(data);
   ASSIGN_OR_RETURN(options.agent_id, ResolveAgentId(c, cache));
   ASSIGN_OR_RETURN(options.num_examples, NumLocalExamples(c, data.train));
   options.agent_version = kAgentVersion;
@@ -186,6 +216,8 @@ ArchiveResolver MakeArchiveResolver(const v1::AgentConfig& c,
 
 absl::Status RunAgent(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(ValidateAgentConfig(c));
+  // Before any thread starts, so that all of them inherit it.
+  RETURN_IF_ERROR(SetNiceness(c));
   StopSignal stop;
   // Before any thread starts, so that all of them block the signals.
   SignalWatcher watcher([&stop] { stop.Fire(); });
@@ -200,6 +232,12 @@ absl::Status RunAgent(const v1::AgentConfig& c) {
   ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
   if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
   ASSIGN_OR_RETURN(AgentOptions options, MakeAgentOptions(c, *cache, data));
+  std::unique_ptr<LinuxDeviceConditions> device;
+  if (options.eligibility.needs_readings()) {
+    ASSIGN_OR_RETURN(device, LinuxDeviceConditions::Create(
+                                 ToDeviceConditionsOptions(c.eligibility())));
+    options.device = device.get();
+  }
   FEDGE_LOG(INFO) << kAgentVersion << " " << options.agent_id << " -> "
                   << c.coordinator()
                   << (c.tls().insecure() ? " (INSECURE plain text)" : " (TLS)")

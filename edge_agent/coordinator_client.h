@@ -4,7 +4,8 @@
 // touching it, and tests drive the loop with a scripted fake.
 //
 // Call order:
-//   Join -> ( Poll -> [FetchModel] -> (train) -> SubmitUpdate )* -> Leave
+//   Join -> ( Poll -> [FetchModel] -> (train) -> SubmitUpdate
+//                                  or ReportFailure )* -> Leave
 // Poll doubles as the heartbeat; while the agent is busy between two polls
 // (fetching, training, uploading) it calls Heartbeat from a thread of its
 // own, at least every JoinResponse.heartbeat_interval_ms, or the
@@ -112,6 +113,14 @@ class CoordinatorClient {
   // FAILED_PRECONDITION when the session is gone (the coordinator dropped
   // the agent or restarted).
   virtual absl::Status Heartbeat(const std::string& session_token) = 0;
+
+  // Gives the agent's round up, with why (it then counts as failed).
+  // ABORTED when the round is over; FAILED_PRECONDITION when the agent is
+  // not in it (not selected, or it already submitted an update);
+  // UNAUTHENTICATED for a lost session; INVALID_ARGUMENT for an unspecified
+  // reason.
+  virtual absl::Status ReportFailure(
+      const v1::ReportFailureRequest& request) = 0;
 };
 
 }  // namespace fedge

@@ -204,6 +204,16 @@ absl::Status GrpcCoordinatorClient::SubmitEvaluation(
   return FromGrpcStatus(stub_->SubmitEvaluation(&context, request, &response));
 }
 
+absl::Status GrpcCoordinatorClient::ReportFailure(
+    const v1::ReportFailureRequest& request) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, -1);
+  ActiveCall active(this, &context);
+  v1::ReportFailureResponse response;
+  return FromGrpcStatus(stub_->ReportFailure(&context, request, &response));
+}
+
 absl::Status GrpcCoordinatorClient::Leave(const std::string& session_token) {
   throttle_.BeforeCall();
   grpc::ClientContext context;

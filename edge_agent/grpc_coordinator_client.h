@@ -51,7 +51,7 @@ struct GrpcCoordinatorClientOptions {
   v1::TlsConfig tls;
   // Keepalive ping interval in milliseconds.
   int64_t keepalive_time_ms = 20000;
-  // Deadline of Join, Poll and Leave.
+  // Deadline of Join, Poll, Leave and the other unary calls.
   absl::Duration call_timeout = absl::Seconds(30);
   // Deadline of FetchModel / SubmitUpdate: this, plus the stream's size at
   // min_stream_bytes_per_second, plus its time over the simulated link.
@@ -103,6 +103,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
                             const std::string& path) override;
   // Thread-safe (gRPC stubs are); does not go through the simulated link.
   absl::Status Heartbeat(const std::string& session_token) override;
+  absl::Status ReportFailure(const v1::ReportFailureRequest& request) override;
 
   // Cancels the call in progress, if any (it returns CANCELLED), so that a
   // stopping agent does not wait for a long poll or a reconnection.

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <random>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/fl_config.h"
 #include "common/logging.h"
 #include "common/random.h"
@@ -26,6 +28,15 @@ std::string RandomToken() {
   const uint64_t words[2] = {rng.NextBits(), rng.NextBits()};
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(words), sizeof(words)));
+}
+
+// "power" for FAILURE_REASON_POWER; "unknown" for a value this build does
+// not know (a newer agent's).
+std::string FailureReasonLabel(v1::FailureReason reason) {
+  if (!v1::FailureReason_IsValid(reason)) return "unknown";
+  absl::string_view name = v1::FailureReason_Name(reason);
+  absl::ConsumePrefix(&name, "FAILURE_REASON_");
+  return absl::AsciiStrToLower(name);
 }
 
 v1::PollResponse WaitResponse(int64_t retry_after_ms) {
@@ -363,6 +374,7 @@ void Coordinator::Poll(const v1::PollRequest& request, PollCallback done) {
     return done(absl::UnauthenticatedError(
         "agent was dropped for inactivity: join again"));
   }
+  NotePausedReason(session->agent_id, request.paused_reason());
   auto answer =
       TryAnswerPoll(session->agent_id, request.cached_model_version());
   if (answer.has_value()) return done(*std::move(answer));
@@ -638,6 +650,27 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
   if (!engine_->Heartbeat(session.agent_id).ok()) {
     return absl::UnauthenticatedError(
         "agent was dropped for inactivity: join again");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::ReportFailure(
+    const v1::ReportFailureRequest& request) {
+  ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
+  if (request.reason() == v1::FAILURE_REASON_UNSPECIFIED) {
+    return absl::InvalidArgumentError("ReportFailure needs a reason");
+  }
+  absl::Status failed =
+      engine_->ReportFailure(session.agent_id, request.round());
+  if (absl::IsNotFound(failed)) {
+    return absl::UnauthenticatedError(
+        "agent was dropped for inactivity: join again");
+  }
+  RETURN_IF_ERROR(failed);
+  const std::string reason = FailureReasonLabel(request.reason());
+  if (NoteFailure(session.agent_id, request.round(),
+                  request.detail().empty() ? reason : request.detail())) {
+    metrics_.agent_failures.WithLabels({reason}).Increment();
   }
   return absl::OkStatus();
 }

@@ -186,6 +186,16 @@ class Coordinator {
   // accuracy outside [0, 1]).
   absl::Status SubmitEvaluation(const v1::SubmitEvaluationRequest& request);
 
+  // A selected agent gives its round up (device conditions, memory): it
+  // counts as failed in the round at once; the reason is logged, counted
+  // (fedge_agent_failures_total{reason}) and shown in ListAgents while the
+  // round is in progress. OK, also when repeated (counted once);
+  // UNAUTHENTICATED for an unknown session or an agent dropped meanwhile;
+  // INVALID_ARGUMENT for an unspecified reason; RoundEngine::ReportFailure's
+  // ABORTED (not the round in progress) and FAILED_PRECONDITION (not
+  // selected, or it already reported a result).
+  absl::Status ReportFailure(const v1::ReportFailureRequest& request);
+
   // Drives time: liveness, deadlines, round completion (aggregate and
   // publish at once; evaluate, checkpoint and history in the background),
   // parked polls. Returns the first error of the round just closed or of
@@ -309,6 +319,15 @@ class Coordinator {
              const std::string& detail);
   absl::Status CheckUploadMetadata(const v1::UpdateMetadata& m,
                                    const std::string& agent_id) const;
+  // Why agents do not train (ListAgents' status_reason): the paused reason
+  // of each poll, and their failure reports.
+  void NotePausedReason(const std::string& agent_id, absl::string_view reason);
+  // Records a failure report; false when this round's was already recorded.
+  bool NoteFailure(const std::string& agent_id, int64_t round,
+                   absl::string_view reason);
+  std::string StatusReasonLocked(const std::string& agent_id,
+                                 int64_t current_round) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Folds a decoded update (the delta, then the strategy's extras) into
   // the round, exactly once.
   absl::StatusOr<v1::SubmitUpdateResponse> Accumulate(const Upload& upload,
@@ -353,6 +372,15 @@ class Coordinator {
   absl::flat_hash_set<std::string> evicted_ ABSL_GUARDED_BY(mu_);
   // Rounds whose aggregate included each agent's update.
   absl::flat_hash_map<std::string, int64_t> contributed_ ABSL_GUARDED_BY(mu_);
+  // What agents said about not training: their polls' paused reason, and
+  // the round they last gave up with why. Only agents that said something.
+  struct StatusReason {
+    std::string paused;
+    int64_t failed_round = -1;
+    std::string failure;
+  };
+  absl::flat_hash_map<std::string, StatusReason> status_reasons_
+      ABSL_GUARDED_BY(mu_);
   std::atomic<bool> paused_{false};
   absl::Time started_wall_;
   MetricsRegistry registry_;

@@ -94,7 +94,11 @@ CoordinatorMetrics::CoordinatorMetrics(MetricsRegistry& r)
                                 "federated evaluation.")
                          .Get()),
       operator_actions(r.AddCounter("fedge_operator_actions_total",
-                                    "Operator actions by kind.", {"action"})) {}
+                                    "Operator actions by kind.", {"action"})),
+      agent_failures(r.AddCounter("fedge_agent_failures_total",
+                                  "Rounds agents gave up (ReportFailure), by "
+                                  "reason.",
+                                  {"reason"})) {}
 
 void CoordinatorMetrics::Update(absl::string_view result,
                                 absl::string_view reason) {

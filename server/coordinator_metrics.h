@@ -17,6 +17,10 @@
 //   fedge_central_accuracy, fedge_central_loss       latest, per round
 //   fedge_federated_accuracy, fedge_federated_loss   (federated evaluation)
 //   fedge_operator_actions_total{action}
+//   fedge_agent_failures_total{reason}         rounds agents gave up, by
+//                                              FailureReason (power,
+//                                              battery, metered, not_idle,
+//                                              time_window, memory, ...)
 //
 // Thread-safe (the metrics are).
 #ifndef FEDGE_SERVER_COORDINATOR_METRICS_H_
@@ -56,6 +60,7 @@ struct CoordinatorMetrics {
   Gauge& federated_accuracy;
   Gauge& federated_loss;
   CounterFamily& operator_actions;
+  CounterFamily& agent_failures;
 };
 
 }  // namespace fedge

@@ -42,6 +42,48 @@ absl::Status Coordinator::Refuse(const std::string& agent_id,
   return status;
 }
 
+void Coordinator::NotePausedReason(const std::string& agent_id,
+                                   absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  auto it = status_reasons_.find(agent_id);
+  if (reason.empty()) {
+    if (it == status_reasons_.end()) return;  // The common case.
+    it->second.paused.clear();
+    if (it->second.failure.empty()) status_reasons_.erase(it);
+    return;
+  }
+  std::string printable = Printable(reason);
+  if (it == status_reasons_.end() || it->second.paused != printable) {
+    FEDGE_LOG(INFO) << "agent " << Printable(agent_id, 64)
+                    << " holds back: " << printable;
+  }
+  status_reasons_[agent_id].paused = std::move(printable);
+}
+
+bool Coordinator::NoteFailure(const std::string& agent_id, int64_t round,
+                              absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  StatusReason& s = status_reasons_[agent_id];
+  if (s.failed_round == round) return false;
+  s.failed_round = round;
+  s.failure = Printable(reason);
+  FEDGE_LOG(INFO) << "agent " << Printable(agent_id, 64) << " gave up round "
+                  << round << ": " << s.failure;
+  return true;
+}
+
+std::string Coordinator::StatusReasonLocked(const std::string& agent_id,
+                                            int64_t current_round) const {
+  auto it = status_reasons_.find(agent_id);
+  if (it == status_reasons_.end()) return "";
+  const StatusReason& s = it->second;
+  if (!s.paused.empty()) return absl::StrCat("paused: ", s.paused);
+  if (s.failed_round == current_round && !s.failure.empty()) {
+    return absl::StrCat("gave up round ", s.failed_round, ": ", s.failure);
+  }
+  return "";
+}
+
 void Coordinator::Audit(absl::string_view action, const std::string& who,
                         const std::string& detail) {
   metrics_.operator_actions.WithLabels({std::string(action)}).Increment();
@@ -151,6 +193,7 @@ v1::ListAgentsResponse Coordinator::ListAgents() const {
     info->set_rounds_contributed(a.rounds_contributed);
     info->set_last_seen_unix_ms(snap.federation.now_unix_ms -
                                 a.last_seen_ms_ago);
+    info->set_status_reason(StatusReasonLocked(a.id, e.current_round));
   }
   return r;
 }

@@ -312,6 +312,13 @@ grpc::ServerUnaryReactor* FederationService::Heartbeat(
   return Finish(context, coordinator_->Heartbeat(*request));
 }
 
+grpc::ServerUnaryReactor* FederationService::ReportFailure(
+    grpc::CallbackServerContext* context,
+    const v1::ReportFailureRequest* request,
+    v1::ReportFailureResponse* response) {
+  return Finish(context, coordinator_->ReportFailure(*request));
+}
+
 absl::StatusOr<std::string> OperatorService::Operator(
     grpc::CallbackServerContext* context) const {
   const std::string cn = PeerIdentity(*context);

@@ -46,6 +46,10 @@ class FederationService final : public v1::Federation::CallbackService {
   grpc::ServerWriteReactor<v1::ArchiveChunk>* FetchArchive(
       grpc::CallbackServerContext* context,
       const v1::FetchArchiveRequest* request) override;
+  grpc::ServerUnaryReactor* ReportFailure(
+      grpc::CallbackServerContext* context,
+      const v1::ReportFailureRequest* request,
+      v1::ReportFailureResponse* response) override;
 
  private:
   Coordinator* const coordinator_;

@@ -1,7 +1,9 @@
 #include "common/ml/torch_trainer.h"
 
+#include <algorithm>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -41,6 +43,12 @@ absl::Status CheckPlan(const TrainPlan& plan) {
         " learning_rate=", plan.learning_rate));
   }
   return absl::OkStatus();
+}
+
+// LibTorch 1.13's SGD keys its per-parameter state by the address of the
+// parameter's TensorImpl, as a string.
+std::string SgdStateKey(const torch::Tensor& param) {
+  return c10::guts::to_string(param.unsafeGetTensorImpl());
 }
 
 }  // namespace
@@ -86,10 +94,8 @@ absl::StatusOr<ModelState> TorchTrainer::State() const {
   return ExportState(*net_);
 }
 
-absl::StatusOr<TrainOutput> TorchTrainer::Train(
-    const ModelState& global, const TrainPlan& plan,
-    absl::Span<const int64_t> indices) {
-  RETURN_IF_ERROR(CheckPlan(plan));
+absl::StatusOr<std::vector<int64_t>> TorchTrainer::LocalOrder(
+    absl::Span<const int64_t> indices) const {
   const int64_t n = options_.train->num_examples();
   std::vector<int64_t> order;
   if (indices.empty()) {
@@ -107,27 +113,54 @@ absl::StatusOr<TrainOutput> TorchTrainer::Train(
   if (order.empty()) {
     return absl::FailedPreconditionError("no local examples to train on");
   }
+  return order;
+}
+
+absl::StatusOr<TrainOutput> TorchTrainer::Train(
+    const ModelState& global, const TrainPlan& plan,
+    absl::Span<const int64_t> indices) {
+  RETURN_IF_ERROR(CheckPlan(plan));
+  ASSIGN_OR_RETURN(std::vector<int64_t> order, LocalOrder(indices));
   RETURN_IF_ERROR(ImportState(global, *net_));
   if (plan.gradient_correction != nullptr) {
     RETURN_IF_ERROR(Annotate(CheckSameSchema(global, *plan.gradient_correction),
                              "gradient correction"));
   }
+  TrainProgress progress;
+  if (plan.resume_from != nullptr) {
+    RETURN_IF_ERROR(CheckContinuation(*plan.resume_from, global, plan, order));
+    RETURN_IF_ERROR(ImportState(plan.resume_from->weights, *net_));
+    progress = plan.resume_from->progress;
+  } else {
+    progress.order = std::move(order);
+  }
   TrainOutput out;
-  ASSIGN_OR_RETURN(out.metrics, RunSgd(global, plan, std::move(order)));
+  ASSIGN_OR_RETURN(out.interrupted,
+                   RunSgd(global, plan, progress, &out.continuation.momentum));
+  if (out.interrupted) {
+    ASSIGN_OR_RETURN(out.continuation.weights, ExportState(*net_));
+    out.continuation.progress = std::move(progress);
+    return out;
+  }
+  out.metrics = Metrics(progress);
   ASSIGN_OR_RETURN(out.delta, Delta(global));
   return out;
 }
 
-absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
-                                                  const TrainPlan& plan,
-                                                  std::vector<int64_t> order) {
-  return CallTorch([&]() -> absl::StatusOr<TrainMetrics> {
+absl::StatusOr<bool> TorchTrainer::RunSgd(const ModelState& global,
+                                          const TrainPlan& plan,
+                                          TrainProgress& p,
+                                          ModelState* momentum) {
+  return CallTorch([&]() -> absl::StatusOr<bool> {
     const absl::Time start = absl::Now();
     net_->train();
     auto params = net_->parameters();
     torch::optim::SGD sgd(params, torch::optim::SGDOptions(plan.learning_rate)
                                       .momentum(plan.momentum)
                                       .weight_decay(plan.weight_decay));
+    if (plan.resume_from != nullptr) {
+      RETURN_IF_ERROR(ImportMomentum(plan.resume_from->momentum, sgd));
+    }
     std::vector<torch::Tensor> anchors;  // Global weights, for FedProx.
     if (plan.proximal_mu > 0) {
       for (size_t i = 0; i < params.size(); ++i) {
@@ -146,20 +179,27 @@ absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
     const int64_t max_steps = plan.max_steps > 0
                                   ? plan.max_steps
                                   : std::numeric_limits<int64_t>::max();
-    TrainMetrics m;
-    m.num_examples = static_cast<int64_t>(order.size());
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    const int64_t total = m.num_examples;
-    for (int epoch = 0; epoch < plan.epochs && m.num_steps < max_steps;
-         ++epoch) {
-      DeterministicRng rng(MixSeed({plan.seed, static_cast<uint64_t>(epoch)}));
-      rng.Shuffle(absl::MakeSpan(order));
-      for (int64_t begin = 0; begin < total && m.num_steps < max_steps;
-           begin += plan.batch_size) {
-        const int64_t size = std::min<int64_t>(plan.batch_size, total - begin);
-        torch::Tensor idx =
-            torch::from_blob(order.data() + begin, {size}, torch::kInt64);
+    const int64_t total = static_cast<int64_t>(p.order.size());
+    // A resumed epoch keeps the order it was interrupted in.
+    bool shuffled = plan.resume_from != nullptr;
+    for (; p.epoch < plan.epochs && p.num_steps < max_steps;
+         ++p.epoch, p.position = 0, shuffled = false) {
+      if (!shuffled) {
+        DeterministicRng rng(
+            MixSeed({plan.seed, static_cast<uint64_t>(p.epoch)}));
+        rng.Shuffle(absl::MakeSpan(p.order));
+      }
+      for (; p.position < total && p.num_steps < max_steps;
+           p.position += plan.batch_size) {
+        if (plan.should_stop && plan.should_stop()) {
+          p.seconds += absl::ToDoubleSeconds(absl::Now() - start);
+          ASSIGN_OR_RETURN(*momentum, ExportMomentum(sgd));
+          return true;
+        }
+        const int64_t size =
+            std::min<int64_t>(plan.batch_size, total - p.position);
+        torch::Tensor idx = torch::from_blob(p.order.data() + p.position,
+                                             {size}, torch::kInt64);
         torch::Tensor x = train_x_.index_select(0, idx);
         torch::Tensor y = train_y_.index_select(0, idx);
         sgd.zero_grad();
@@ -177,19 +217,97 @@ absl::StatusOr<TrainMetrics> TorchTrainer::RunSgd(const ModelState& global,
           if (params[i].grad().defined()) params[i].grad().add_(corrections[i]);
         }
         sgd.step();
-        loss_sum += loss.item<double>() * size;
-        correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-        seen += size;
-        ++m.num_steps;
+        p.loss_sum += loss.item<double>() * size;
+        p.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+        p.examples_seen += size;
+        ++p.num_steps;
       }
     }
-    // A step cap may stop before every example was used once.
-    m.num_examples = std::min<int64_t>(total, seen);
-    m.loss = loss_sum / seen;
-    m.accuracy = static_cast<double>(correct) / seen;
-    m.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    return m;
+    p.seconds += absl::ToDoubleSeconds(absl::Now() - start);
+    return false;
   });
+}
+
+TrainMetrics TorchTrainer::Metrics(const TrainProgress& p) {
+  TrainMetrics m;
+  // A step cap may stop before every example was used once.
+  m.num_examples =
+      std::min<int64_t>(static_cast<int64_t>(p.order.size()), p.examples_seen);
+  m.num_steps = p.num_steps;
+  m.loss = p.loss_sum / p.examples_seen;
+  m.accuracy = static_cast<double>(p.correct) / p.examples_seen;
+  m.seconds = p.seconds;
+  return m;
+}
+
+absl::Status TorchTrainer::CheckContinuation(const TrainContinuation& c,
+                                             const ModelState& global,
+                                             const TrainPlan& plan,
+                                             std::vector<int64_t> order) const {
+  RETURN_IF_ERROR(Annotate(CheckSameSchema(global, c.weights),
+                           "the interrupted training's weights"));
+  const TrainProgress& p = c.progress;
+  std::vector<int64_t> resumed = p.order;
+  std::sort(order.begin(), order.end());
+  std::sort(resumed.begin(), resumed.end());
+  if (resumed != order) {
+    return absl::InvalidArgumentError(
+        "the interrupted training ran on other examples");
+  }
+  const int64_t total = static_cast<int64_t>(order.size());
+  if (p.epoch < 0 || p.epoch >= plan.epochs || p.position < 0 ||
+      p.position >= total || p.num_steps < 0 || p.examples_seen < 0 ||
+      p.correct < 0 || p.correct > p.examples_seen) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the interrupted training's progress does not fit the plan: epoch ",
+        p.epoch, " of ", plan.epochs, ", position ", p.position, " of ",
+        total));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::pair<std::string, torch::Tensor>>
+TorchTrainer::NamedParameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : net_->named_parameters()) {
+    out.emplace_back(item.key(), item.value());
+  }
+  return out;
+}
+
+absl::StatusOr<ModelState> TorchTrainer::ExportMomentum(
+    torch::optim::SGD& sgd) const {
+  ModelState out;
+  for (const auto& [name, param] : NamedParameters()) {
+    auto it = sgd.state().find(SgdStateKey(param));
+    if (it == sgd.state().end()) continue;
+    const auto& state =
+        static_cast<const torch::optim::SGDParamState&>(*it->second);
+    if (!state.momentum_buffer().defined()) continue;
+    ASSIGN_OR_RETURN(TensorBuffer t, ToTensorBuffer("momentum." + name,
+                                                    state.momentum_buffer()));
+    out.Add(std::move(t));
+  }
+  return out;
+}
+
+absl::Status TorchTrainer::ImportMomentum(const ModelState& momentum,
+                                          torch::optim::SGD& sgd) const {
+  for (const auto& [name, param] : NamedParameters()) {
+    const TensorBuffer* t = momentum.Find("momentum." + name);
+    if (t == nullptr) continue;
+    if (t->dtype() != DType::kFloat32 ||
+        t->shape() !=
+            std::vector<int64_t>(param.sizes().begin(), param.sizes().end())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the interrupted training's momentum ", t->DebugString(),
+                       " does not fit parameter ", name));
+    }
+    auto state = std::make_unique<torch::optim::SGDParamState>();
+    state->momentum_buffer(ViewAsTensor(*t).clone());
+    sgd.state()[SgdStateKey(param)] = std::move(state);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ModelState> TorchTrainer::Delta(const ModelState& global) const {

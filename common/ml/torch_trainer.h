@@ -2,7 +2,10 @@
 // network, from the zoo or a TorchScript archive (torchscript_model.h),
 // and trains it with SGD (momentum, weight decay,
 // optional FedProx term) on examples of a Dataset it is bound to, then
-// returns the delta from the global model it started from.
+// returns the delta from the global model it started from. Training can be
+// interrupted between batches (TrainPlan::should_stop) and continued
+// exactly where it stopped (TrainPlan::resume_from): same order of
+// examples, same momentum, same result.
 //
 // The datasets are not copied: they must outlive the trainer. One trainer
 // per thread (the network is not thread-safe); several trainers may share
@@ -11,6 +14,9 @@
 #define FEDGE_COMMON_ML_TORCH_TRAINER_H_
 
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/data/dataset.h"
@@ -48,9 +54,26 @@ class TorchTrainer final : public LocalTrainer {
 
  private:
   TorchTrainer(TorchTrainerOptions options, std::shared_ptr<Net> net);
-  absl::StatusOr<TrainMetrics> RunSgd(const ModelState& global,
-                                      const TrainPlan& plan,
-                                      std::vector<int64_t> order);
+  // The examples `indices` names (all when empty), checked.
+  absl::StatusOr<std::vector<int64_t>> LocalOrder(
+      absl::Span<const int64_t> indices) const;
+  // Runs SGD from `progress` on, updating it. Returns true when
+  // plan.should_stop interrupted it (then `momentum` holds the optimizer's
+  // momentum buffers), false when it finished.
+  absl::StatusOr<bool> RunSgd(const ModelState& global, const TrainPlan& plan,
+                              TrainProgress& progress, ModelState* momentum);
+  static TrainMetrics Metrics(const TrainProgress& progress);
+  // INVALID_ARGUMENT unless `c` can continue training `global` with `plan`
+  // on the examples `order`.
+  absl::Status CheckContinuation(const TrainContinuation& c,
+                                 const ModelState& global,
+                                 const TrainPlan& plan,
+                                 std::vector<int64_t> order) const;
+  std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() const;
+  // SGD's momentum buffers as "momentum.<parameter name>" tensors, and back.
+  absl::StatusOr<ModelState> ExportMomentum(torch::optim::SGD& sgd) const;
+  absl::Status ImportMomentum(const ModelState& momentum,
+                              torch::optim::SGD& sgd) const;
   absl::StatusOr<ModelState> Delta(const ModelState& global) const;
   // Loss and accuracy of the current weights on eval examples x, y.
   absl::StatusOr<EvalMetrics> EvaluateTensors(const torch::Tensor& x,

@@ -97,6 +97,89 @@ TEST(ToAgentOptionsTest, CopiesFields) {
   EXPECT_EQ(link.bytes_per_second, 125000);
 }
 
+TEST(ValidateAgentConfigTest, EligibilityAndLimits_BadFieldsNamed) {
+  v1::AgentConfig c = ValidConfig();
+  c.mutable_eligibility()->set_min_battery_percent(101);
+  ExpectBadField(c, "eligibility.min_battery_percent");
+
+  c = ValidConfig();
+  c.mutable_eligibility()->set_max_load_average(-1);
+  ExpectBadField(c, "eligibility.max_load_average");
+
+  c = ValidConfig();
+  c.mutable_eligibility()->set_time_window("1am-6am");
+  ExpectBadField(c, "eligibility.time_window");
+
+  c = ValidConfig();
+  c.mutable_eligibility()->set_check_interval_ms(10);
+  ExpectBadField(c, "eligibility.check_interval_ms");
+
+  c = ValidConfig();
+  c.mutable_eligibility()->set_status_command_timeout_ms(0);
+  ExpectBadField(c, "eligibility.status_command_timeout_ms");
+
+  c = ValidConfig();
+  c.mutable_eligibility()->set_require_unmetered(true);
+  ExpectBadField(c, "eligibility.require_unmetered");
+  c.mutable_eligibility()->set_metered_path("/run/metered");
+  EXPECT_TRUE(ValidateAgentConfig(c).ok());
+
+  c = ValidConfig();
+  c.set_niceness(20);
+  ExpectBadField(c, "niceness");
+  c.set_niceness(19);
+  EXPECT_TRUE(ValidateAgentConfig(c).ok());
+
+  c = ValidConfig();
+  c.set_memory_budget_bytes(-1);
+  ExpectBadField(c, "memory_budget_bytes");
+
+  c = ValidConfig();
+  c.set_memory_model_factor(0.5);
+  ExpectBadField(c, "memory_model_factor");
+}
+
+TEST(ToAgentOptionsTest, EligibilityAndLimits) {
+  v1::AgentConfig c = ValidConfig();
+  EXPECT_FALSE(ToAgentOptions(c).eligibility.any());  // Unset: always.
+  v1::EligibilityConfig* e = c.mutable_eligibility();
+  e->set_require_external_power(true);
+  e->set_min_battery_percent(60);
+  e->set_require_unmetered(true);
+  e->set_require_idle(true);
+  e->set_max_load_average(1.5);
+  e->set_time_window("22:00-06:00");
+  e->set_check_interval_ms(2500);
+  e->set_power_supply_dir("/tmp/ps");
+  e->set_loadavg_path("/tmp/loadavg");
+  e->set_metered_path("/tmp/metered");
+  e->set_status_command("device-status");
+  e->set_status_command_timeout_ms(700);
+  c.set_num_threads(3);
+  c.set_memory_budget_bytes(1 << 30);
+  c.set_memory_model_factor(4);
+  ASSERT_TRUE(ValidateAgentConfig(c).ok());
+  const AgentOptions o = ToAgentOptions(c);
+  EXPECT_TRUE(o.eligibility.require_external_power);
+  EXPECT_EQ(o.eligibility.min_battery_percent, 60);
+  EXPECT_TRUE(o.eligibility.require_unmetered);
+  EXPECT_TRUE(o.eligibility.require_idle);
+  EXPECT_EQ(o.eligibility.max_load_average, 1.5);
+  ASSERT_TRUE(o.eligibility.window.has_value());
+  EXPECT_EQ(o.eligibility.window->start_minute, 22 * 60);
+  EXPECT_EQ(o.eligibility.window->end_minute, 6 * 60);
+  EXPECT_EQ(o.eligibility.check_interval, absl::Milliseconds(2500));
+  EXPECT_EQ(o.training_threads, 3);
+  EXPECT_EQ(o.memory_budget_bytes, 1 << 30);
+  EXPECT_EQ(o.memory_model_factor, 4);
+  const LinuxDeviceConditionsOptions d = ToDeviceConditionsOptions(*e);
+  EXPECT_EQ(d.power_supply_dir, "/tmp/ps");
+  EXPECT_EQ(d.loadavg_path, "/tmp/loadavg");
+  EXPECT_EQ(d.metered_path, "/tmp/metered");
+  EXPECT_EQ(d.status_command, "device-status");
+  EXPECT_EQ(d.status_command_timeout, absl::Milliseconds(700));
+}
+
 TEST(ResolveAgentIdTest, ConfigWins_ElseStored_ElseGeneratedAndKept) {
   const std::string dir =
       absl::StrCat(testing::TempDir(), "/fedge_agent_config_test.", getpid());

@@ -1,13 +1,16 @@
 // FakeCoordinatorClient: a scriptable CoordinatorClient for agent tests.
 // Each method returns the next scripted result (or a default when its queue
 // is empty) and records the call. FakeTrainer: a LocalTrainer that returns
-// the global model as the delta with fixed metrics, and records its plans.
+// the global model as the delta with fixed metrics, and records its plans;
+// it "takes" TrainerLog::steps steps, asking the plan's should_stop before
+// each, and honours resume_from.
 // Not thread-safe, except Heartbeat.
 #ifndef FEDGE_TESTS_EDGE_AGENT_FAKE_COORDINATOR_CLIENT_H_
 #define FEDGE_TESTS_EDGE_AGENT_FAKE_COORDINATOR_CLIENT_H_
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -123,6 +126,14 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   }
   std::atomic<int> heartbeats{0};
 
+  absl::Status ReportFailure(const v1::ReportFailureRequest& request) override {
+    failures.push_back(request);
+    if (!failure_results.empty()) return Pop(failure_results);
+    return absl::OkStatus();
+  }
+  std::vector<v1::ReportFailureRequest> failures;
+  std::deque<absl::Status> failure_results;
+
  private:
   template <typename T>
   static T Pop(std::deque<T>& queue) {
@@ -140,6 +151,14 @@ struct TrainerLog {
   absl::Status error;               // Returned by Train when not OK.
   // Really blocks this long in Train (a slow device, in real time).
   absl::Duration real_delay = absl::ZeroDuration();
+  // Steps of a training, and what happens before each (e.g. a condition
+  // fails, the clock moves).
+  int64_t steps = 60;
+  std::function<void(int64_t step)> on_step;
+  // Per call: the step it resumed from (-1: started afresh), and where it
+  // stopped (-1: it finished).
+  std::vector<int64_t> resumed_at;
+  std::vector<int64_t> stopped_at;
 };
 
 class FakeTrainer final : public LocalTrainer {
@@ -156,9 +175,27 @@ class FakeTrainer final : public LocalTrainer {
     }
     if (!log_->error.ok()) return log_->error;
     TrainOutput out;
+    int64_t step = 0;
+    if (plan.resume_from != nullptr) {
+      step = plan.resume_from->progress.num_steps;
+    }
+    log_->resumed_at.push_back(plan.resume_from != nullptr ? step : -1);
+    for (; step < log_->steps; ++step) {
+      if (log_->on_step) log_->on_step(step);
+      if (plan.should_stop && plan.should_stop()) {
+        log_->stopped_at.push_back(step);
+        out.interrupted = true;
+        out.continuation.weights = global.Clone();
+        out.continuation.progress.num_steps = step;
+        out.continuation.progress.order.resize(600);
+        out.continuation.progress.seconds = log_->seconds * step / log_->steps;
+        return out;
+      }
+    }
+    log_->stopped_at.push_back(-1);
     out.delta = global.Clone();
     out.metrics.num_examples = 600;
-    out.metrics.num_steps = 60;
+    out.metrics.num_steps = log_->steps;
     out.metrics.loss = 0.31;
     out.metrics.accuracy = 0.9;
     out.metrics.seconds = log_->seconds;

@@ -1144,5 +1144,71 @@ TEST_F(CoordinatorTest, Evaluator_EvaluatesEachNewModel) {
   EXPECT_THAT(calls->models, SizeIs(1));
 }
 
+
+// ---------------------------------------------------------------------------
+// Agents that hold back or give their round up (device conditions).
+
+TEST_F(CoordinatorTest, ReportFailure_FailsOnce_ReasonShownAndCounted) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_EQ(c->GetStatus().num_selected(), 2);
+  auto reason_of = [&](const std::string& id) -> std::string {
+    const v1::ListAgentsResponse agents = c->ListAgents();
+    for (const v1::AgentInfo& info : agents.agents()) {
+      if (info.agent_id() == id) return info.status_reason();
+    }
+    return "?";
+  };
+  // b holds back: its polls say why.
+  v1::PollRequest paused;
+  paused.set_session_token(b.token);
+  paused.set_no_wait(true);
+  paused.set_paused_reason("power: on battery");
+  c->Poll(paused, [](absl::StatusOr<v1::PollResponse>) {});
+  EXPECT_EQ(reason_of("b"), "paused: power: on battery");
+  EXPECT_EQ(reason_of("a"), "");
+
+  v1::ReportFailureRequest r;
+  r.set_session_token(b.token);
+  r.set_round(1);
+  r.set_detail("power: on battery");
+  EXPECT_EQ(c->ReportFailure(r).code(), kInvalidArgument);  // No reason.
+  r.set_reason(v1::FAILURE_REASON_POWER);
+  EXPECT_EQ(c->ReportFailure(r), absl::OkStatus());
+  EXPECT_EQ(c->ReportFailure(r), absl::OkStatus());  // A retry.
+  r.set_round(7);
+  EXPECT_EQ(c->ReportFailure(r).code(), kAborted);
+  r.set_session_token("nobody");
+  EXPECT_EQ(c->ReportFailure(r).code(), kUnauthenticated);
+  const std::string metrics = c->metrics_registry().Render();
+  EXPECT_THAT(metrics,
+              HasSubstr("fedge_agent_failures_total{reason=\"power\"} 1\n"));
+  // Power back: no longer paused; the failure shows while round 1 runs.
+  PollNow(*c, b).IgnoreError();
+  EXPECT_EQ(reason_of("b"), "gave up round 1: power: on battery");
+
+  // a's update closes the round at once; b counted failed.
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  v1::ReportFailureRequest late;
+  late.set_session_token(a.token);
+  late.set_round(1);
+  late.set_reason(v1::FAILURE_REASON_MEMORY);
+  EXPECT_NE(c->ReportFailure(late), absl::OkStatus());  // a reported.
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(History()[1][1], "1");
+  EXPECT_EQ(History()[1][2], "1");
+  Tick(*c);  // Round 2.
+  EXPECT_EQ(reason_of("b"), "");
+  // A reason this build does not know is counted as "unknown".
+  r.set_session_token(b.token);
+  r.set_round(2);
+  r.set_reason(static_cast<v1::FailureReason>(99));
+  EXPECT_EQ(c->ReportFailure(r), absl::OkStatus());
+  EXPECT_THAT(c->metrics_registry().Render(),
+              HasSubstr("fedge_agent_failures_total{reason=\"unknown\"} 1\n"));
+}
+
 }  // namespace
 }  // namespace fedge

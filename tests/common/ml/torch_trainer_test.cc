@@ -1,6 +1,9 @@
 #include "common/ml/torch_trainer.h"
 
+#include <functional>
+#include <memory>
 #include <numeric>
+#include <optional>
 
 #include "common/ml/torch_converters.h"
 #include "gtest/gtest.h"
@@ -153,6 +156,113 @@ TEST_F(TorchTrainerTest, DatasetShapeMismatch_IsRefusedAtCreate) {
   options.model.input_shape = {20};
   options.train = &train_;
   EXPECT_EQ(TorchTrainer::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// A should_stop hook that answers true on every `every`-th call.
+std::function<bool()> StopEvery(int every) {
+  auto calls = std::make_shared<int>(0);
+  return [calls, every] { return ++*calls % every == 0; };
+}
+
+void ExpectSameState(const ModelState& a, const ModelState& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(
+        torch::equal(ViewAsTensor(a.tensor(i)), ViewAsTensor(b.tensor(i))))
+        << a.tensor(i).name();
+  }
+}
+
+TEST_F(TorchTrainerTest, InterruptedAndResumed_EqualsUninterrupted) {
+  auto trainer = MakeTrainer("2nn");
+  auto global = trainer->State();
+  ASSERT_TRUE(global.ok());
+  std::vector<int64_t> idx(305);  // 31 batches per epoch, the last short.
+  std::iota(idx.begin(), idx.end(), 100);
+  TrainPlan plan;
+  plan.epochs = 3;
+  plan.momentum = 0.9;
+  plan.seed = 23;
+  auto whole = trainer->Train(*global, plan, idx);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_FALSE(whole->interrupted);
+
+  // Stopped every 7 batches, each time resumed by a fresh trainer (as after
+  // a restart), across epoch boundaries.
+  plan.should_stop = StopEvery(8);
+  std::optional<TrainContinuation> resume;
+  int interruptions = 0;
+  absl::StatusOr<TrainOutput> out;
+  while (true) {
+    auto fresh = MakeTrainer("2nn");
+    plan.resume_from = resume.has_value() ? &*resume : nullptr;
+    out = fresh->Train(*global, plan, idx);
+    ASSERT_TRUE(out.ok()) << out.status();
+    if (!out->interrupted) break;
+    ++interruptions;
+    EXPECT_EQ(out->delta.size(), 0u);
+    EXPECT_EQ(out->continuation.progress.num_steps, 7 * interruptions);
+    // 2NN has parameters only: one momentum buffer per tensor.
+    EXPECT_EQ(out->continuation.momentum.size(), global->size());
+    resume = std::move(out->continuation);
+  }
+  EXPECT_EQ(interruptions, 3 * 31 / 7);
+  ExpectSameState(out->delta, whole->delta);
+  EXPECT_EQ(out->metrics.num_steps, whole->metrics.num_steps);
+  EXPECT_EQ(out->metrics.num_examples, whole->metrics.num_examples);
+  EXPECT_DOUBLE_EQ(out->metrics.loss, whole->metrics.loss);
+  EXPECT_DOUBLE_EQ(out->metrics.accuracy, whole->metrics.accuracy);
+}
+
+TEST_F(TorchTrainerTest, InterruptedBeforeTheFirstBatch_ResumesFromScratch) {
+  auto trainer = MakeTrainer("logreg");
+  auto global = trainer->State();
+  ASSERT_TRUE(global.ok());
+  TrainPlan plan;
+  plan.max_steps = 20;
+  auto whole = trainer->Train(*global, plan, {});
+  ASSERT_TRUE(whole.ok());
+  plan.should_stop = [] { return true; };
+  auto stopped = trainer->Train(*global, plan, {});
+  ASSERT_TRUE(stopped.ok());
+  ASSERT_TRUE(stopped->interrupted);
+  EXPECT_EQ(stopped->continuation.progress.num_steps, 0);
+  EXPECT_EQ(stopped->continuation.momentum.size(), 0u);
+  ExpectSameState(stopped->continuation.weights, *global);
+  plan.should_stop = nullptr;
+  plan.resume_from = &stopped->continuation;
+  auto resumed = trainer->Train(*global, plan, {});
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->metrics.num_steps, 20);
+  ExpectSameState(resumed->delta, whole->delta);
+}
+
+TEST_F(TorchTrainerTest, ContinuationThatDoesNotFit_IsInvalidArgument) {
+  auto trainer = MakeTrainer("logreg");
+  auto global = trainer->State();
+  ASSERT_TRUE(global.ok());
+  std::vector<int64_t> idx = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  TrainPlan plan;
+  plan.batch_size = 4;
+  plan.should_stop = StopEvery(2);
+  auto stopped = trainer->Train(*global, plan, idx);
+  ASSERT_TRUE(stopped.ok() && stopped->interrupted);
+  plan.should_stop = nullptr;
+  plan.resume_from = &stopped->continuation;
+  std::vector<int64_t> other = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13};
+  EXPECT_EQ(trainer->Train(*global, plan, other).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  TrainContinuation beyond;
+  beyond.weights = global->Clone();
+  beyond.progress = stopped->continuation.progress;
+  beyond.progress.epoch = 1;  // The plan has one epoch.
+  plan.resume_from = &beyond;
+  EXPECT_EQ(trainer->Train(*global, plan, idx).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  beyond.progress.epoch = 0;
+  beyond.weights = MakeTrainer("2nn")->State().value();
+  EXPECT_EQ(trainer->Train(*global, plan, idx).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
