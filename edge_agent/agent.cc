@@ -192,6 +192,7 @@ absl::Status Agent::StartSession(v1::JoinResponse response) {
   evaluated_rounds_.clear();
   refresh_failed_version_ = -1;
   ++stats_.joins;
+  Observe([](AgentMetrics& m) { m.joins.Increment(); });
   TransitionTo(AgentState::kJoined);
   if (session_.agent_id().empty()) session_.set_agent_id(options_.agent_id);
   FEDGE_LOG(INFO) << "joined as " << session_.agent_id() << ": model "
@@ -340,12 +341,21 @@ absl::StatusOr<ModelState> Agent::GlobalModel(int64_t version,
                                               const std::string& sha256_hex,
                                               bool* fetched) {
   absl::StatusOr<ModelState> cached = cache_->Get(version, sha256_hex);
+  Observe([&](AgentMetrics& m) {
+    if (cached.ok()) m.model_version.Set(std::max(
+        m.model_version.Value(), static_cast<double>(version)));
+  });
   if (cached.ok()) return cached;
   ASSIGN_OR_RETURN(
       ModelState model,
       client_->FetchModel(session_.session_token(), version, sha256_hex));
   OnContact();
   ++stats_.models_fetched;
+  Observe([&](AgentMetrics& m) {
+    m.bytes_received.IncrementBy(EncodedSize(model));
+    m.model_version.Set(
+        std::max(m.model_version.Value(), static_cast<double>(version)));
+  });
   if (fetched != nullptr) {
     *fetched = true;  // The caller caches it when convenient.
   } else {
@@ -404,6 +414,11 @@ absl::StatusOr<TrainOutput> Agent::Train(const v1::TrainTask& task,
   if (output.interrupted) return output;
   paused_.reset();
   ++stats_.rounds_trained;
+  Observe([&](AgentMetrics& m) {
+    m.rounds_trained.Increment();
+    m.train_seconds.IncrementBy(std::max(0.0, output.metrics.seconds));
+    m.last_round.Set(static_cast<double>(task.round()));
+  });
   last_training_time_ = absl::Seconds(options_.compute_slowdown *
                                       std::max(0.0, output.metrics.seconds));
   if (options_.compute_slowdown > 1.0) {
@@ -539,6 +554,12 @@ absl::Status Agent::Submit(const v1::TrainTask& task,
     if (response.ok()) {
       OnContact();
       ++stats_.updates_submitted;
+      Observe([&](AgentMetrics& m) {
+        m.updates_accepted.Increment();
+        m.bytes_sent.IncrementBy(encoded.has_value()
+                                     ? EncodedSize(*encoded)
+                                     : EncodedSize(output.delta));
+      });
       FEDGE_LOG(INFO) << trained << ", submitted in "
                       << absl::StrFormat("%.3f s",
                                          absl::ToDoubleSeconds(clock_->Now() -
@@ -575,6 +596,7 @@ v1::UpdateMetadata Agent::MakeMetadata(const v1::TrainTask& task,
 
 void Agent::DropUpdate(const std::string& message) {
   ++stats_.updates_dropped;
+  Observe([](AgentMetrics& m) { m.updates_dropped.Increment(); });
   FEDGE_LOG(WARNING) << message;
 }
 
@@ -658,6 +680,7 @@ absl::Status Agent::HoldBack(const v1::TrainTask& task, const Eligibility& e) {
 absl::Status Agent::OnInterrupted(const v1::TrainTask& task,
                                   TrainOutput output) {
   ++stats_.trainings_interrupted;
+  Observe([](AgentMetrics& m) { m.trainings_interrupted.Increment(); });
   const TrainProgress& p = output.continuation.progress;
   FEDGE_LOG(INFO) << "round " << task.round() << ": training stopped at step "
                   << p.num_steps << " of "
@@ -706,6 +729,7 @@ absl::Status Agent::GiveUp(const v1::TrainTask& task, v1::FailureReason reason,
   handled_rounds_.insert(task.round());
   paused_.reset();
   ++stats_.rounds_given_up;
+  Observe([](AgentMetrics& m) { m.rounds_given_up.Increment(); });
   FEDGE_LOG(WARNING) << "round " << task.round() << ": giving up (" << detail
                      << ")";
   v1::ReportFailureRequest request;

@@ -67,6 +67,7 @@
 #include "common/local_trainer.h"
 #include "common/random.h"
 #include "common/scaffold.h"
+#include "edge_agent/agent_metrics.h"
 #include "edge_agent/coordinator_client.h"
 #include "edge_agent/device_conditions.h"
 #include "edge_agent/heartbeat.h"
@@ -130,6 +131,9 @@ struct AgentOptions {
   int64_t memory_budget_bytes = 0;
   double memory_model_factor = 6;
   int64_t local_data_bytes = 0;
+  // Prometheus metrics to keep (agent_metrics.h); null: none. Not owned,
+  // must outlive the agent.
+  AgentMetrics* metrics = nullptr;
 };
 
 // Builds the trainer for the session: the model the coordinator names and
@@ -195,6 +199,11 @@ class Agent {
 
   // Performs a transition listed above; an illegal one is a bug (crash).
   void TransitionTo(AgentState next);
+  // Runs `update` on the metrics, when the agent keeps them.
+  template <typename F>
+  void Observe(F update) {
+    if (options_.metrics != nullptr) update(*options_.metrics);
+  }
 
   // Loop steps. A non-OK status ends Run() with it.
   absl::Status TryJoin();

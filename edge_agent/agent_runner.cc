@@ -20,15 +20,18 @@
 #include "common/data/data_source.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/random.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "edge_agent/agent.h"
+#include "edge_agent/agent_metrics.h"
 #include "edge_agent/agent_config.h"
 #include "edge_agent/device_conditions.h"
 #include "edge_agent/grpc_coordinator_client.h"
 #include "edge_agent/model_cache.h"
 #include "edge_agent/torch_support.h"
+#include "server/http_server.h"
 
 namespace fedge {
 namespace {
@@ -212,6 +215,36 @@ ArchiveResolver MakeArchiveResolver(const v1::AgentConfig& c,
   };
 }
 
+// The /metrics listener of --metrics_address.
+absl::StatusOr<std::unique_ptr<HttpServer>> ServeMetrics(
+    const v1::AgentConfig& c, MetricsRegistry& registry) {
+  RegisterBuildInfo(&registry, kAgentVersion);
+  HttpServerOptions http;
+  http.address = c.metrics_address();
+  http.num_threads = 2;
+  http.port_file = c.state_dir() + "/metrics_port";
+  if (!c.tls().cert_path().empty() && !c.tls().key_path().empty()) {
+    http.tls_cert_path = c.tls().cert_path();
+    http.tls_key_path = c.tls().key_path();
+  } else {
+    http.insecure = true;
+  }
+  http.routes["/metrics"] = [&registry](const HttpRequest&) {
+    return HttpResponse{200, std::string(kPrometheusContentType),
+                        registry.Render(), {}};
+  };
+  absl::StatusOr<std::unique_ptr<HttpServer>> server =
+      HttpServer::Create(std::move(http));
+  if (!server.ok()) {
+    return Annotate(server.status(), "config field 'metrics_address'");
+  }
+  FEDGE_LOG(INFO) << "metrics at " << ((*server)->tls() ? "https" : "http")
+                  << "://" << c.metrics_address().substr(
+                                  0, c.metrics_address().rfind(':'))
+                  << ":" << (*server)->port() << "/metrics";
+  return server;
+}
+
 }  // namespace
 
 absl::Status RunAgent(const v1::AgentConfig& c) {
@@ -237,6 +270,13 @@ absl::Status RunAgent(const v1::AgentConfig& c) {
     ASSIGN_OR_RETURN(device, LinuxDeviceConditions::Create(
                                  ToDeviceConditionsOptions(c.eligibility())));
     options.device = device.get();
+  }
+  MetricsRegistry registry;
+  AgentMetrics metrics(registry);
+  std::unique_ptr<HttpServer> http;
+  if (!c.metrics_address().empty()) {
+    ASSIGN_OR_RETURN(http, ServeMetrics(c, registry));
+    options.metrics = &metrics;
   }
   FEDGE_LOG(INFO) << kAgentVersion << " " << options.agent_id << " -> "
                   << c.coordinator()

@@ -124,9 +124,9 @@ Coordinator::Coordinator(CoordinatorOptions& options,
       strategy_(std::move(strategy)),
       checkpoints_(std::move(checkpoints)),
       history_(std::move(history)),
-      accumulator_(strategy_.get()),
       started_wall_(options.clock->WallNow()),
       metrics_(registry_),
+      accumulator_(strategy_.get()),
       free_slots_(options.config.max_concurrent_uploads()) {
   RegisterBuildInfo(&registry_, kFedgeVersion);
 }
@@ -709,7 +709,9 @@ std::vector<AgentInfo> Coordinator::AvailableAgentInfos() const {
   absl::MutexLock lock(&mu_);
   for (const std::string& id : ids) {
     auto it = agents_.find(id);
-    infos.push_back(it != agents_.end() ? it->second : AgentInfo{id});
+    AgentInfo unknown;
+    unknown.id = id;
+    infos.push_back(it != agents_.end() ? it->second : unknown);
   }
   return infos;
 }

@@ -126,7 +126,9 @@ absl::StatusOr<PruneResult> PruneStructured(const ModelSpec& spec,
                                             double sparsity) {
   ASSIGN_OR_RETURN(std::vector<ChannelGroup> groups, ChannelGroups(spec));
   RETURN_IF_ERROR(CheckFitsZoo(spec, state));
-  PruneResult r{spec, state.Clone()};
+  PruneResult r;
+  r.spec = spec;
+  r.state = state.Clone();
   std::map<std::string, TensorBuffer*> tensors;
   for (TensorBuffer& t : r.state.mutable_tensors()) tensors[t.name()] = &t;
   std::vector<std::vector<int64_t>> kept;
@@ -180,7 +182,9 @@ absl::StatusOr<PruneResult> PruneUnstructured(const ModelSpec& spec,
   if (spec.architecture != "torchscript") {
     RETURN_IF_ERROR(CheckFitsZoo(spec, state));
   }
-  PruneResult r{spec, state.Clone()};
+  PruneResult r;
+  r.spec = spec;
+  r.state = state.Clone();
   std::vector<float> magnitudes;
   for (const TensorBuffer& t : r.state.tensors()) {
     if (!IsPrunableWeight(t)) continue;

@@ -1,6 +1,6 @@
 // fedge-sim: a federation of N virtual agents in one process.
 //
-//   fedge-sim --config configs/sim/mnist_2nn_iid.textproto \
+//   fedge-sim --config configs/sim/mnist_2nn_iid.textproto
 //       [--data_dir DIR] [--rounds N] [--history_out FILE.csv] [--field=value]
 #include <cstdio>
 

@@ -79,8 +79,8 @@ Simulator::Simulator(SimulatorOptions options,
       engine_(std::move(engine)),
       strategy_(std::move(strategy)),
       accumulator_(strategy_.get()),
-      scaffold_(partitions_.size()),
       residuals_(partitions_.size()),
+      scaffold_(partitions_.size()),
       pool_(static_cast<int>(trainers_.size()), std::move(on_worker_start)) {
   poisoned_.assign(partitions_.size(), false);
   for (int i : options_.poisoned) {

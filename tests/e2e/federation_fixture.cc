@@ -133,9 +133,10 @@ bool FederationTest::WaitForRounds(size_t n, absl::Duration timeout,
   return WaitFor([&] { return History(state_dir).size() >= n; }, timeout);
 }
 
-int FederationTest::WaitForHttpPort(const std::string& state_dir) const {
+int FederationTest::WaitForHttpPort(const std::string& state_dir,
+                                    const std::string& file) const {
   const std::string path =
-      (state_dir.empty() ? dir_ + "/coordinator" : state_dir) + "/http_port";
+      (state_dir.empty() ? dir_ + "/coordinator" : state_dir) + "/" + file;
   int port = 0;
   WaitFor(
       [&] {

@@ -52,8 +52,10 @@ class FederationTest : public ::testing::Test {
   bool WaitForRounds(size_t n, absl::Duration timeout,
                      const std::string& state_dir = "") const;
   // The port of the coordinator's HTTP listener (metrics, status page),
-  // from <state_dir>/http_port, waiting up to 60 s; 0 when it never appears.
-  int WaitForHttpPort(const std::string& state_dir = "") const;
+  // from <state_dir>/http_port (or another port file, e.g. an agent's
+  // metrics_port), waiting up to 60 s; 0 when it never appears.
+  int WaitForHttpPort(const std::string& state_dir = "",
+                      const std::string& file = "http_port") const;
 
   std::string dir_;  // Fresh per test.
 };

@@ -391,6 +391,46 @@ TEST_F(ObservabilityTest, Metrics_OverHttps_PrometheusTextFormat) {
   EXPECT_EQ(coordinator->Wait(absl::Seconds(30)), 0) << coordinator->Log();
 }
 
+// An agent's own metrics (--metrics_address): plain HTTP without a
+// certificate of its own; training time, bytes, last round, model version.
+TEST_F(ObservabilityTest, AgentMetrics_TrainingBytesRoundAndVersion) {
+  int port;
+  auto coordinator = StartCoordinator({"--rounds=2"}, &port);
+  std::vector<std::unique_ptr<Process>> agents;
+  agents.push_back(StartAgent(
+      1, port, {"--metrics_address=127.0.0.1:0", "--exit_when_finished=false"}));
+  for (int i = 2; i <= 3; ++i) agents.push_back(StartAgent(i, port));
+  const int http = WaitForHttpPort(dir_ + "/agent-1", "metrics_port");
+  ASSERT_GT(http, 0) << agents[0]->Log();
+  const std::string base = absl::StrCat("http://127.0.0.1:", http);
+  HttpReply r;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        r = HttpGet(base, "/metrics");
+        return absl::StrContains(r.body, "\nfedge_device_last_round 2\n");
+      },
+      absl::Seconds(120)))
+      << r.error << r.body << agents[0]->Log();
+  EXPECT_EQ(r.status, 200);
+  ExpectTextFormat(r.body);
+  EXPECT_THAT(r.body, HasSubstr("\nfedge_device_rounds_trained_total 2\n"));
+  EXPECT_THAT(r.body,
+              HasSubstr("\nfedge_device_updates_total{result=\"accepted\"} 2\n"));
+  // Round 2 trained version 1; version 2 may be fetched already.
+  EXPECT_THAT(r.body,
+              ::testing::ContainsRegex("\nfedge_device_model_version [12]\n"));
+  EXPECT_THAT(r.body, ::testing::ContainsRegex(
+                          "\nfedge_device_train_seconds_total 0\\.[0-9]*[1-9]"
+                          "|\nfedge_device_train_seconds_total [1-9]"));
+  double sent = 0;
+  ASSERT_TRUE(absl::SimpleAtod(
+      Capture(r.body, "\nfedge_device_bytes_sent_total ([0-9.e+]+)\n"), &sent));
+  EXPECT_GT(sent, 2 * 199210 * 4) << r.body;  // Two fp32 2NN updates.
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(60)), 0) << coordinator->Log();
+  agents[0]->Signal(SIGTERM);
+  EXPECT_EQ(agents[0]->Wait(absl::Seconds(30)), 0) << agents[0]->Log();
+}
+
 TEST_F(ObservabilityTest, InsecureCoordinator_ServesStatusPageOverPlainHttp) {
   int port;
   auto coordinator = StartCoordinator(
