@@ -50,6 +50,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
@@ -615,30 +616,15 @@ int Report(const std::string& out, Totals& totals) {
   return totals.count[kFinished] == totals.agents ? 0 : 1;
 }
 
-// Makes one descriptor per agent (plus spares) available: raises the soft
-// RLIMIT_NOFILE to the hard limit when it is lower than that.
-// FAILED_PRECONDITION naming both numbers when the hard limit is too low.
+// Makes one descriptor per agent (plus spares) available.
 absl::Status RaiseDescriptorLimit(int agents) {
-  const rlim_t need = static_cast<rlim_t>(agents) + kSpareDescriptors;
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::InternalError(
-        absl::StrCat("getrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
-  }
-  if (limit.rlim_cur >= need) return absl::OkStatus();
-  if (limit.rlim_max < need) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "RLIMIT_NOFILE is %d (hard limit %d) but %d agents need %d "
-        "descriptors: raise the hard limit (ulimit -Hn %d, as root) or "
-        "spread the agents over more processes (load_bench.sh --procs)",
-        limit.rlim_cur, limit.rlim_max, agents, need, need));
-  }
-  limit.rlim_cur = limit.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::InternalError(
-        absl::StrCat("setrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  const int64_t need = int64_t{agents} + kSpareDescriptors;
+  return RaiseOpenFileLimit(
+             need, absl::StrCat(agents, " agents"),
+             absl::StrCat("raise the hard limit (ulimit -Hn ", need,
+                          ", as root) or spread the agents over more "
+                          "processes (load_bench.sh --procs)"))
+      .status();
 }
 
 int Run(const Options& options) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -151,6 +152,30 @@ absl::Status MakeDirs(const std::string& path) {
   std::filesystem::create_directories(path, error);
   if (error) return ErrnoStatus(error.value(), "create directory", path);
   return absl::OkStatus();
+}
+
+absl::StatusOr<OpenFileLimit> RaiseOpenFileLimit(int64_t need,
+                                                 absl::string_view who,
+                                                 absl::string_view fix) {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::InternalError(
+        absl::StrCat("getrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
+  }
+  const int64_t soft = static_cast<int64_t>(limit.rlim_cur);
+  const rlim_t wanted = static_cast<rlim_t>(need);
+  if (limit.rlim_cur >= wanted) return OpenFileLimit{soft, soft};
+  if (limit.rlim_max < wanted) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "RLIMIT_NOFILE is ", limit.rlim_cur, " (hard limit ", limit.rlim_max,
+        ") but ", who, " needs ", need, " descriptors: ", fix));
+  }
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::InternalError(
+        absl::StrCat("setrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
+  }
+  return OpenFileLimit{soft, static_cast<int64_t>(limit.rlim_cur)};
 }
 
 }  // namespace fedge

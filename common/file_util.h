@@ -96,6 +96,19 @@ class FileLock {
   int fd_;
 };
 
+// Makes at least `need` file descriptors available to this process: raises
+// the soft RLIMIT_NOFILE to the hard limit when it is below `need`.
+// Returns the soft limit before and after. FAILED_PRECONDITION "RLIMIT_NOFILE is S
+// (hard limit H) but <who> needs <need> descriptors: <fix>" when the hard
+// limit is too low; INTERNAL when the limit cannot be read or set.
+struct OpenFileLimit {
+  int64_t before = 0;
+  int64_t after = 0;
+};
+absl::StatusOr<OpenFileLimit> RaiseOpenFileLimit(int64_t need,
+                                                 absl::string_view who,
+                                                 absl::string_view fix);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_FILE_UTIL_H_

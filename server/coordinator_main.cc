@@ -18,8 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
+#include "common/file_util.h"
 #include "common/fl_config.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "fedge/v1/config.pb.h"
 #include "server/coordinator_server.h"
 
@@ -36,37 +38,25 @@ constexpr char kUsage[] =
 
 // Descriptors the coordinator needs besides one per connection: checkpoint
 // and history files, the evaluator's pipes, the listeners, gRPC's own.
-constexpr rlim_t kSpareDescriptors = 256;
+constexpr int64_t kSpareDescriptors = 256;
 
-// Makes RLIMIT_NOFILE cover `max_connections` plus spares, raising the soft
-// limit to the hard limit when that suffices. FAILED_PRECONDITION naming
-// both and the fix otherwise: past the limit gRPC stops accepting
-// connections for good and checkpoints cannot be written.
+// Makes RLIMIT_NOFILE cover `max_connections` plus spares (past the limit
+// gRPC stops accepting connections for good and checkpoints cannot be
+// written).
 absl::Status CheckDescriptorLimit(int max_connections) {
-  const rlim_t need = static_cast<rlim_t>(max_connections) + kSpareDescriptors;
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::InternalError(
-        absl::StrCat("getrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
+  const int64_t need = int64_t{max_connections} + kSpareDescriptors;
+  ASSIGN_OR_RETURN(
+      fedge::OpenFileLimit limit,
+      fedge::RaiseOpenFileLimit(
+          need, absl::StrCat("max_connections is ", max_connections, ", which"),
+          absl::StrCat("raise it with ulimit -n ", need,
+                       " (the hard limit as root, or LimitNOFILE= in a "
+                       "systemd unit) or lower --max_connections")));
+  if (limit.after != limit.before) {
+    FEDGE_LOG(INFO) << "raised RLIMIT_NOFILE from " << limit.before << " to "
+                    << limit.after << " for max_connections "
+                    << max_connections;
   }
-  if (limit.rlim_cur >= need) return absl::OkStatus();
-  if (limit.rlim_max < need) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "RLIMIT_NOFILE is %d (hard limit %d) but max_connections is %d, "
-        "which needs %d descriptors: raise it with ulimit -n %d (the hard "
-        "limit as root, or LimitNOFILE= in a systemd unit) or lower "
-        "--max_connections",
-        limit.rlim_cur, limit.rlim_max, max_connections, need, need));
-  }
-  const rlim_t soft = limit.rlim_cur;
-  limit.rlim_cur = limit.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::InternalError(
-        absl::StrCat("setrlimit(RLIMIT_NOFILE): ", std::strerror(errno)));
-  }
-  FEDGE_LOG(INFO) << "raised RLIMIT_NOFILE from " << soft << " to "
-                  << limit.rlim_cur << " for max_connections "
-                  << max_connections;
   return absl::OkStatus();
 }
 

@@ -157,4 +157,16 @@ Dataset Subset(const Dataset& dataset, absl::Span<const int64_t> indices) {
   return out;
 }
 
+absl::Status CheckReaderOptions(int64_t max_examples, int num_classes) {
+  if (max_examples < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_examples must be >= -1, got ", max_examples));
+  }
+  if (num_classes < 0 || num_classes > kMaxNumClasses) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_classes must be in [0, ", kMaxNumClasses, "], got ", num_classes));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace fedge

@@ -46,6 +46,10 @@ inline constexpr int64_t kMaxCsvBytes = int64_t{1} << 30;  // 1 GiB
 // Largest number of classes a reader or generator accepts.
 inline constexpr int kMaxNumClasses = 1 << 20;
 
+// The readers' common options: INVALID_ARGUMENT for max_examples < -1 (-1:
+// all) or num_classes outside [0, kMaxNumClasses] (0: from the labels).
+absl::Status CheckReaderOptions(int64_t max_examples, int num_classes);
+
 // The contents of the file at `path`, decompressed when it starts with the
 // gzip magic bytes 1f 8b (read as is otherwise).
 // Returns NOT_FOUND when the file does not exist, PERMISSION_DENIED when it

@@ -99,18 +99,6 @@ absl::StatusOr<IdxContents> ParseIdxFile(absl::string_view bytes,
   return contents;
 }
 
-absl::Status CheckIdxOptions(int64_t max_examples, int num_classes) {
-  if (max_examples < -1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_examples must be >= -1, got ", max_examples));
-  }
-  if (num_classes < 0 || num_classes > kMaxNumClasses) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_classes must be in [0, ", kMaxNumClasses, "], got ", num_classes));
-  }
-  return absl::OkStatus();
-}
-
 // Labels from `data` (all validated), then truncated to `keep`.
 absl::StatusOr<std::vector<int64_t>> IdxLabels(absl::string_view data,
                                                absl::string_view name,
@@ -137,7 +125,7 @@ absl::StatusOr<Dataset> ParseIdx(absl::string_view images_bytes,
                                  int64_t max_examples, int num_classes,
                                  absl::string_view images_name,
                                  absl::string_view labels_name) {
-  RETURN_IF_ERROR(CheckIdxOptions(max_examples, num_classes));
+  RETURN_IF_ERROR(CheckReaderOptions(max_examples, num_classes));
   ASSIGN_OR_RETURN(const IdxContents images,
                    ParseIdxFile(images_bytes, images_name, kIdxImagesMagic));
   ASSIGN_OR_RETURN(const IdxContents labels,
@@ -168,7 +156,7 @@ absl::StatusOr<Dataset> ParseIdx(absl::string_view images_bytes,
 absl::StatusOr<Dataset> ReadIdx(const std::string& images_path,
                                 const std::string& labels_path,
                                 int64_t max_examples, int num_classes) {
-  RETURN_IF_ERROR(CheckIdxOptions(max_examples, num_classes));
+  RETURN_IF_ERROR(CheckReaderOptions(max_examples, num_classes));
   ASSIGN_OR_RETURN(const std::string images,
                    ReadFileMaybeGzipped(images_path, kMaxIdxBytes));
   ASSIGN_OR_RETURN(const std::string labels,

@@ -493,18 +493,6 @@ absl::StatusOr<std::vector<int64_t>> NpyLabels(const NpyArray& a,
   return labels;
 }
 
-absl::Status CheckNpyOptions(int64_t max_examples, int num_classes) {
-  if (max_examples < -1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_examples must be >= -1, got ", max_examples));
-  }
-  if (num_classes < 0 || num_classes > kMaxNumClasses) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_classes must be in [0, ", kMaxNumClasses, "], got ", num_classes));
-  }
-  return absl::OkStatus();
-}
-
 // `value`, or its error prefixed with `name` (the file).
 template <typename T>
 absl::StatusOr<T> Named(absl::StatusOr<T> value, absl::string_view name) {
@@ -536,7 +524,7 @@ absl::StatusOr<Dataset> ParseNpy(absl::string_view features_bytes,
                                  int64_t max_examples, int num_classes,
                                  absl::string_view features_name,
                                  absl::string_view labels_name) {
-  RETURN_IF_ERROR(CheckNpyOptions(max_examples, num_classes));
+  RETURN_IF_ERROR(CheckReaderOptions(max_examples, num_classes));
   ASSIGN_OR_RETURN(const NpyArray x,
                    Named(ParseFeatureArray(features_bytes), features_name));
   ASSIGN_OR_RETURN(const NpyArray y,
@@ -563,7 +551,7 @@ absl::StatusOr<Dataset> ParseNpy(absl::string_view features_bytes,
 absl::StatusOr<Dataset> ReadNpy(const std::string& features_path,
                                 const std::string& labels_path,
                                 int64_t max_examples, int num_classes) {
-  RETURN_IF_ERROR(CheckNpyOptions(max_examples, num_classes));
+  RETURN_IF_ERROR(CheckReaderOptions(max_examples, num_classes));
   ASSIGN_OR_RETURN(const std::string features,
                    ReadFileMaybeGzipped(features_path, kMaxNpyBytes));
   ASSIGN_OR_RETURN(const std::string labels,

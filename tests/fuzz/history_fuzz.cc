@@ -134,13 +134,4 @@ std::vector<std::string> Seeds() {
 }  // namespace
 }  // namespace fedge
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fedge::fuzz::QuietLogs();
-  fedge::fuzz::MaybeWriteSeeds(fedge::Seeds);
-  return 0;
-}
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fedge::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
-  return 0;
-}
+FEDGE_FUZZ_TARGET(fedge::Seeds, fedge::FuzzOne)
