@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/utf8.h"
 
 namespace fedge {
 namespace {
@@ -34,36 +35,6 @@ std::string FormatValue(double value) {
   char buffer[32];
   const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
   return std::string(buffer, result.ptr);
-}
-
-// Length of the valid UTF-8 sequence at the start of `s`, or 0 when it is
-// not one (overlong forms, surrogates and code points past U+10FFFF count
-// as invalid).
-size_t Utf8SequenceLength(absl::string_view s) {
-  const auto byte = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
-  const uint8_t lead = byte(0);
-  if (lead < 0x80) return 1;
-  size_t length;
-  uint8_t min_second = 0x80, max_second = 0xbf;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    length = 2;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    length = 3;
-    if (lead == 0xe0) min_second = 0xa0;  // Overlong.
-    if (lead == 0xed) max_second = 0x9f;  // Surrogates.
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    length = 4;
-    if (lead == 0xf0) min_second = 0x90;  // Overlong.
-    if (lead == 0xf4) max_second = 0x8f;  // Past U+10FFFF.
-  } else {
-    return 0;
-  }
-  if (s.size() < length) return 0;
-  if (byte(1) < min_second || byte(1) > max_second) return 0;
-  for (size_t i = 2; i < length; ++i) {
-    if ((byte(i) & 0xc0) != 0x80) return 0;
-  }
-  return length;
 }
 
 // Appends `text` escaped for a HELP line (backslash, newline) or, with
