@@ -203,6 +203,8 @@ absl::Status ValidateSimConfig(const v1::SimConfig& c) {
                           c.agent_dropout_probability(), 0, 1, false));
   RETURN_IF_ERROR(AtLeast(std::string(), "poisoned_agents",
                           c.poisoned_agents(), 0));
+  RETURN_IF_ERROR(AtLeast(std::string(), "max_abandoned_rounds",
+                          c.max_abandoned_rounds(), 0));
   RETURN_IF_ERROR(AtLeast(std::string(), "random_epochs_max",
                           c.random_epochs_max(), 0));
   if (c.poisoned_agents() > c.num_agents()) {

@@ -109,6 +109,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   options.strategy = ToStrategyOptions(c.strategy(), c.train(), c.seed());
   options.eval_every_rounds = c.eval_every_rounds();
   options.stop_at_accuracy = c.stop_at_accuracy();
+  options.max_abandoned_rounds = c.max_abandoned_rounds();
   options.dropout_probability = c.agent_dropout_probability();
   const v1::DeviceSpeedConfig& speed = c.device_speed();
   if (speed.examples_per_second() > 0) {

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
@@ -253,6 +254,7 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
   if (options_.fedbuff.enabled) return RunFedBuff(on_round);
   std::vector<RoundRecord> records;
   double simulated = 0;
+  int abandoned_in_a_row = 0;
   while (true) {
     const absl::Time start = absl::Now();
     if (!engine_->Tick().empty()) {
@@ -288,6 +290,16 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     record.round_seconds = absl::ToDoubleSeconds(absl::Now() - start);
     records.push_back(record);
     if (on_round) on_round(record);
+    abandoned_in_a_row = outcomes[0].completed ? 0 : abandoned_in_a_row + 1;
+    if (options_.max_abandoned_rounds > 0 &&
+        abandoned_in_a_row >= options_.max_abandoned_rounds) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          abandoned_in_a_row, " rounds in a row were abandoned (the last at "
+          "round ", round, ": ", record.num_failed, " agents failed, ",
+          record.num_agents, " reported); the model may have diverged (see "
+          "the agents' errors above). Stopping: max_abandoned_rounds is ",
+          options_.max_abandoned_rounds, " (0 = never stop)"));
+    }
     if (options_.stop_at_accuracy > 0 && record.test_accuracy.has_value() &&
         *record.test_accuracy >= options_.stop_at_accuracy) {
       break;

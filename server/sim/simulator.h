@@ -42,6 +42,9 @@ struct SimulatorOptions {
   int eval_every_rounds = 1;
   // Stop once the test accuracy reaches this (0 = never).
   double stop_at_accuracy = 0;
+  // Run() fails (FAILED_PRECONDITION) after this many rounds in a row are
+  // abandoned; 0 = never.
+  int max_abandoned_rounds = 10;
   // Each selected agent drops out of a round with this probability
   // (decided from the seed, the round and the agent): a failure.
   double dropout_probability = 0;

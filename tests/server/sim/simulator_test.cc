@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace fedge {
@@ -182,6 +183,23 @@ TEST(SimulatorTest, InjectedDropouts_RecordedAsFailures) {
   }
   EXPECT_GT(failed, 0);  // About 15 of 50 expected.
   EXPECT_LT(failed, 40);
+}
+
+TEST(SimulatorTest, AbandonedRoundsInARow_StopTheRunNamingTheLimit) {
+  Fixture f;
+  SimulatorOptions options;
+  options.strategy.count = 4;
+  options.engine.num_rounds = 50;
+  options.dropout_probability = 1;  // Every round is abandoned.
+  options.max_abandoned_rounds = 3;
+  auto sim = f.Make(options, 4, 1);
+  ASSERT_TRUE(sim.ok());
+  int rounds_seen = 0;
+  auto records = (*sim)->Run([&](const RoundRecord&) { ++rounds_seen; });
+  EXPECT_EQ(records.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(records.status().message(),
+              testing::HasSubstr("max_abandoned_rounds is 3"));
+  EXPECT_EQ(rounds_seen, 3);  // Each still recorded.
 }
 
 TEST(SimulatorTest, PlanSeeds_AreTheOneDerivation) {
