@@ -65,17 +65,15 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     return absl::InvalidArgumentError("Coordinator needs an initial model");
   }
   const v1::CoordinatorConfig& c = options.config;
+  if (c.strategy().mode() == "fedbuff") {
+    // Among its checks: the strategies FedBuff works with (one home for
+    // the coordinator and fedge-sim).
+    RETURN_IF_ERROR(ValidateStrategyConfig(c.strategy(), "strategy."));
+  }
   ASSIGN_OR_RETURN(
       std::unique_ptr<Strategy> strategy,
       CreateStrategy(ToStrategyOptions(c.strategy(), c.train(), c.seed()),
                      options.initial_model));
-  if (c.strategy().mode() == "fedbuff" &&
-      (strategy->client_algorithm() == "scaffold" ||
-       !IsSumOnlyStrategy(strategy->name()))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "strategy.mode fedbuff works with the averaging strategies, not '",
-        strategy->name(), "'"));
-  }
   RoundEngineOptions engine_options =
       ToRoundEngineOptions(c.strategy(), c.rounds());
   engine_options.agent_timeout = absl::Milliseconds(c.agent_timeout_ms());
