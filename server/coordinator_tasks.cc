@@ -26,6 +26,9 @@ std::optional<v1::TrainTask> Coordinator::TrainTaskFor(
 absl::Status Coordinator::CheckTaskResult(const v1::UpdateMetadata& m,
                                           const std::string& agent_id) {
   if (fedbuff_ != nullptr) {
+    if (engine_->state() == RoundState::kDone) {
+      return absl::AbortedError("the federation is done");
+    }
     RETURN_IF_ERROR(fedbuff_
                         ->Check(agent_id, m.round(), m.upload_id(),
                                 m.base_version(), latest_model()->version)
@@ -84,10 +87,11 @@ absl::Status Coordinator::AdvanceTasks() {
 
 std::optional<v1::TrainTask> Coordinator::FedBuffTaskFor(
     const std::string& agent_id) {
+  if (engine_->state() == RoundState::kDone) return std::nullopt;
   std::optional<FedBuffTasks::Task> task = fedbuff_->Find(agent_id);
   if (!task.has_value()) {
     const int num_available = static_cast<int>(engine_->num_agents());
-    if (shutting_down_ || paused_ || engine_->state() == RoundState::kDone ||
+    if (shutting_down_ || paused_ ||
         num_available < config_.strategy().min_available_agents()) {
       return std::nullopt;
     }
