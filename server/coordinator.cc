@@ -346,8 +346,7 @@ absl::StatusOr<Coordinator::Session> Coordinator::FindSession(
   return it->second;
 }
 
-v1::TrainTask Coordinator::MakeTask(int64_t round,
-                                    const std::string& agent_id,
+v1::TrainTask Coordinator::MakeTask(int64_t round, const std::string& agent_id,
                                     const PublishedModel& model,
                                     absl::Time deadline) const {
   v1::TrainTask task;
@@ -756,8 +755,8 @@ bool Coordinator::EvaluationRunning() {
 
 absl::Status Coordinator::MaybeStartRound() {
   // Federated evaluation of the last model runs first.
-  if (EvaluationRunning() || pending_.has_value() || shutting_down_ || paused_ ||
-      !engine_->CanStartRound()) {
+  if (EvaluationRunning() || pending_.has_value() || shutting_down_ ||
+      paused_ || !engine_->CanStartRound()) {
     return absl::OkStatus();
   }
   const std::vector<AgentInfo> available = AvailableAgentInfos();

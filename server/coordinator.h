@@ -292,8 +292,7 @@ class Coordinator {
   // Records the result exactly once (under accumulate_mu_); in fedbuff
   // mode it weights `result` by its staleness.
   absl::Status AcceptTaskResult(const v1::UpdateMetadata& m,
-                                const std::string& agent_id,
-                                FitResult& result)
+                                const std::string& agent_id, FitResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(accumulate_mu_);
   // The agent gives its task up (ReportFailure).
   absl::Status FailTask(const std::string& agent_id, int64_t round);

@@ -56,15 +56,13 @@ absl::Status Coordinator::AcceptTaskResult(const v1::UpdateMetadata& m,
   }
   ASSIGN_OR_RETURN(const int64_t staleness,
                    fedbuff_->Accept(agent_id, m.round(), m.upload_id(),
-                                    m.base_version(),
-                                    latest_model()->version));
+                                    m.base_version(), latest_model()->version));
   engine_->Heartbeat(agent_id).IgnoreError();
   result.num_examples *= StalenessWeight(staleness);
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::FailTask(const std::string& agent_id,
-                                   int64_t round) {
+absl::Status Coordinator::FailTask(const std::string& agent_id, int64_t round) {
   if (fedbuff_ == nullptr) return engine_->ReportFailure(agent_id, round);
   RETURN_IF_ERROR(engine_->Heartbeat(agent_id));  // NOT_FOUND: dropped.
   return fedbuff_->Fail(agent_id, round);
@@ -100,10 +98,10 @@ std::optional<v1::TrainTask> Coordinator::FedBuffTaskFor(
     auto it = agents_.find(agent_id);
     if (it == agents_.end()) return std::nullopt;
     info = it->second;
-    absl::StatusOr<FedBuffTasks::Task> started = fedbuff_->Start(
-        agent_id, latest_->version,
-        Concurrency(fedbuff_->options(), num_available),
-        clock_->Now() + fedbuff_->options().task_deadline);
+    absl::StatusOr<FedBuffTasks::Task> started =
+        fedbuff_->Start(agent_id, latest_->version,
+                        Concurrency(fedbuff_->options(), num_available),
+                        clock_->Now() + fedbuff_->options().task_deadline);
     if (!started.ok()) return std::nullopt;
     task = *started;
     // The plan, with its seed, as the simulator makes it: the task number
@@ -113,8 +111,7 @@ std::optional<v1::TrainTask> Coordinator::FedBuffTaskFor(
     FEDGE_CHECK(plan.size() == 1) << "no plan for agent " << agent_id;
     plans_[agent_id] = plan[0].plan;
   }
-  std::shared_ptr<const PublishedModel> model =
-      FindVersion(task->base_version);
+  std::shared_ptr<const PublishedModel> model = FindVersion(task->base_version);
   if (model == nullptr) {  // Gone (cannot happen while the task is in flight).
     fedbuff_->Fail(agent_id, task->number).IgnoreError();
     return std::nullopt;

@@ -27,8 +27,8 @@ double StalenessWeight(int64_t staleness) {
 int Concurrency(const FedBuffOptions& o, int num_available) {
   if (o.concurrency > 0) return o.concurrency;
   if (o.selection_count > 0) return o.selection_count;
-  return std::max(1, static_cast<int>(std::lround(o.selection_fraction *
-                                                  num_available)));
+  return std::max(
+      1, static_cast<int>(std::lround(o.selection_fraction * num_available)));
 }
 
 FedBuffTasks::FedBuffTasks(FedBuffOptions options)
@@ -51,9 +51,8 @@ absl::StatusOr<FedBuffTasks::Task> FedBuffTasks::Start(
         absl::StrCat("agent ", agent_id, " has a task in flight"));
   }
   if (static_cast<int>(in_flight_.size()) >= limit) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(in_flight_.size(), " tasks in flight (concurrency ",
-                     limit, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        in_flight_.size(), " tasks in flight (concurrency ", limit, ")"));
   }
   if (next_task_ >= lease_) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -68,8 +67,7 @@ absl::StatusOr<FedBuffTasks::Task> FedBuffTasks::Check(
     const std::string& agent_id, int64_t task, const std::string& upload_id,
     int64_t base_version, int64_t current_version) {
   absl::MutexLock lock(&mu_);
-  return CheckLocked(agent_id, task, upload_id, base_version,
-                     current_version);
+  return CheckLocked(agent_id, task, upload_id, base_version, current_version);
 }
 
 absl::StatusOr<FedBuffTasks::Task> FedBuffTasks::CheckLocked(
@@ -95,11 +93,11 @@ absl::StatusOr<FedBuffTasks::Task> FedBuffTasks::CheckLocked(
   const int64_t staleness = current_version - base_version;
   if (staleness > options_.max_staleness) {
     FailLocked(agent_id);
-    return absl::AbortedError(absl::StrCat(
-        "update of task ", task, " is ", staleness,
-        " versions stale (trained from version ", base_version,
-        ", the newest is ", current_version, "); fedbuff_max_staleness is ",
-        options_.max_staleness));
+    return absl::AbortedError(
+        absl::StrCat("update of task ", task, " is ", staleness,
+                     " versions stale (trained from version ", base_version,
+                     ", the newest is ", current_version,
+                     "); fedbuff_max_staleness is ", options_.max_staleness));
   }
   return it->second;
 }

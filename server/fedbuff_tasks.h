@@ -44,8 +44,8 @@ struct FedBuffOptions {
   // Tasks in flight at most (>= 1 once resolved); 0: the sync selection
   // size (Concurrency()).
   int concurrency = 0;
-  int selection_count = 0;         // The sync selection: a count, or
-  double selection_fraction = 1;   // a fraction of the agents available.
+  int selection_count = 0;        // The sync selection: a count, or
+  double selection_fraction = 1;  // a fraction of the agents available.
   absl::Duration task_deadline = absl::Minutes(10);  // From hand-out.
 };
 
@@ -66,7 +66,7 @@ class FedBuffTasks {
   static constexpr int64_t kTaskLease = int64_t{1} << 20;
 
   struct Task {
-    int64_t number = 0;        // Stands for the round.
+    int64_t number = 0;  // Stands for the round.
     std::string agent_id;
     int64_t base_version = 0;  // The model version it trains from.
     absl::Time deadline;       // Its slot is freed then.
@@ -85,9 +85,8 @@ class FedBuffTasks {
   // Starts a task for `agent_id` on `base_version`, due at `deadline`.
   // RESOURCE_EXHAUSTED when `limit` tasks are in flight or the lease is
   // used up (wait); FAILED_PRECONDITION when the agent has one in flight.
-  absl::StatusOr<Task> Start(const std::string& agent_id,
-                             int64_t base_version, int limit,
-                             absl::Time deadline);
+  absl::StatusOr<Task> Start(const std::string& agent_id, int64_t base_version,
+                             int limit, absl::Time deadline);
 
   // The checks of Accept, without accepting. Returns the task, or, in this
   // order: ALREADY_EXISTS (this upload was accepted: a retry), ABORTED (the
@@ -96,16 +95,15 @@ class FedBuffTasks {
   // fedbuff_max_staleness (staler than it; `current_version` is the newest
   // version): such a task can never succeed and ends, failed, at once.
   absl::StatusOr<Task> Check(const std::string& agent_id, int64_t task,
-                             const std::string& upload_id,
-                             int64_t base_version, int64_t current_version);
+                             const std::string& upload_id, int64_t base_version,
+                             int64_t current_version);
 
   // Accepts the result (the checks of Check first): the task ends, the
   // agent counts as reported in the version being built. Returns the
   // result's staleness.
   absl::StatusOr<int64_t> Accept(const std::string& agent_id, int64_t task,
                                  const std::string& upload_id,
-                                 int64_t base_version,
-                                 int64_t current_version);
+                                 int64_t base_version, int64_t current_version);
 
   // Ends the agent's task `task` as failed (it gave up, or its update was
   // refused as too stale). ABORTED when that task is not in flight.

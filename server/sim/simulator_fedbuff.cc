@@ -4,8 +4,9 @@
 // order of their simulated finishing time; each arriving update is weighted
 // by 1 / sqrt(1 + staleness) (StalenessWeight, as in fedge-coordinator)
 // and folded into the round accumulator (the strategy's streaming sum);
-// every `buffer_size` updates make the next version. A finished agent is replaced by a random idle one at once, so
-// fast devices contribute often and slow ones do not hold anybody up.
+// every `buffer_size` updates make the next version. A finished agent is
+// replaced by a random idle one at once, so fast devices contribute often and
+// slow ones do not hold anybody up.
 #include <cmath>
 #include <map>
 #include <memory>

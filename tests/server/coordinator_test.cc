@@ -1211,7 +1211,6 @@ TEST_F(CoordinatorTest, ReportFailure_FailsOnce_ReasonShownAndCounted) {
               HasSubstr("fedge_agent_failures_total{reason=\"unknown\"} 1\n"));
 }
 
-
 // ---------------------------------------------------------------------------
 // FedBuff (strategy.mode "fedbuff"): tasks instead of rounds, a version
 // every fedbuff_buffer_size updates.
@@ -1266,14 +1265,14 @@ TEST_F(CoordinatorTest, FedBuff_VersionEveryKUpdates_WeightedByStaleness) {
   ASSERT_EQ(TaskNumber(*c, a), 1);
   ASSERT_EQ(TaskNumber(*c, b), 2);
   ASSERT_EQ(TaskNumber(*c, d), 3);
-  ASSERT_TRUE(Submit(*c, a, Model(1, 0, 2),
-                     Sub().set_round(1).set_num_examples(10))
-                  .ok());
+  ASSERT_TRUE(
+      Submit(*c, a, Model(1, 0, 2), Sub().set_round(1).set_num_examples(10))
+          .ok());
   Tick(*c);
   EXPECT_EQ(c->GetStatus().model_version(), 0);  // One update: no version.
-  ASSERT_TRUE(Submit(*c, b, Model(4, 3, -1),
-                     Sub().set_round(2).set_num_examples(30))
-                  .ok());
+  ASSERT_TRUE(
+      Submit(*c, b, Model(4, 3, -1), Sub().set_round(2).set_num_examples(30))
+          .ok());
   ASSERT_TRUE(TickUntilVersion(*c, 1));
   // (10 [1, 0] + 30 [4, 3]) / 40 + [1, 2].
   EXPECT_THAT(Values(c->latest_model()->model, "w"),
@@ -1284,14 +1283,14 @@ TEST_F(CoordinatorTest, FedBuff_VersionEveryKUpdates_WeightedByStaleness) {
   const v1::TrainTask next = TaskOf(*c, a);
   EXPECT_EQ(next.round(), 4);
   EXPECT_EQ(next.model_version(), 1);
-  ASSERT_TRUE(Submit(*c, d, Model(2, 2, 0),
-                     Sub().set_round(3).set_base_version(0).set_num_examples(
-                         10))
-                  .ok());
-  ASSERT_TRUE(Submit(*c, a, Model(0, 0, 0),
-                     Sub().set_round(4).set_base_version(1).set_num_examples(
-                         10))
-                  .ok());
+  ASSERT_TRUE(
+      Submit(*c, d, Model(2, 2, 0),
+             Sub().set_round(3).set_base_version(0).set_num_examples(10))
+          .ok());
+  ASSERT_TRUE(
+      Submit(*c, a, Model(0, 0, 0),
+             Sub().set_round(4).set_base_version(1).set_num_examples(10))
+          .ok());
   ASSERT_TRUE(TickUntilVersion(*c, 2));
   const double w = 1 / std::sqrt(2.0);
   EXPECT_THAT(Values(c->latest_model()->model, "w"),
@@ -1323,10 +1322,11 @@ TEST_F(CoordinatorTest, FedBuff_StaleUpdate_Refused_SlotFreed) {
   EXPECT_THAT(stale.status().message(), HasSubstr("fedbuff_max_staleness"));
   // Its base version must be the task's.
   ASSERT_EQ(TaskNumber(*c, a), 3);
-  EXPECT_EQ(Submit(*c, a, Model(1, 1, 1), Sub().set_round(3).set_base_version(0))
-                .status()
-                .code(),
-            kInvalidArgument);
+  EXPECT_EQ(
+      Submit(*c, a, Model(1, 1, 1), Sub().set_round(3).set_base_version(0))
+          .status()
+          .code(),
+      kInvalidArgument);
   // b's task ended: it gets a new one on version 1.
   const v1::TrainTask next = TaskOf(*c, b);
   EXPECT_EQ(next.round(), 4);
@@ -1361,10 +1361,9 @@ TEST_F(CoordinatorTest, FedBuff_Restart_TaskNumbersNeverRepeat) {
   EXPECT_EQ(second->GetStatus().completed_rounds(), 1);
   const Agent a = Join(*second, "a"), b = Join(*second, "b");
   // Tasks of the last run are gone; their uploads are refused.
-  EXPECT_EQ(Submit(*second, b, Model(1, 1, 1), Sub().set_round(2))
-                .status()
-                .code(),
-            kAborted);
+  EXPECT_EQ(
+      Submit(*second, b, Model(1, 1, 1), Sub().set_round(2)).status().code(),
+      kAborted);
   const v1::TrainTask task = TaskOf(*second, a);
   EXPECT_GT(task.round(), 3);
   EXPECT_EQ(task.model_version(), 1);
@@ -1392,8 +1391,9 @@ TEST_F(CoordinatorTest, FedBuff_LastVersion_PollSaysFinished) {
   for (int64_t version = 1; version <= 2; ++version) {
     const v1::TrainTask task = TaskOf(*c, a);
     ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1),
-                       Sub().set_round(task.round()).set_base_version(
-                           task.model_version()))
+                       Sub()
+                           .set_round(task.round())
+                           .set_base_version(task.model_version()))
                     .ok());
     ASSERT_TRUE(TickUntilVersion(*c, version));
   }

@@ -509,7 +509,6 @@ TEST(RoundEngineTest, ConcurrentCalls_AreSafe) {
   }
 }
 
-
 TEST(RoundEngineTest, CompleteAsyncRound_CountsRounds_DoneAfterTheLast) {
   FakeClock clock;
   std::unique_ptr<RoundEngine> engine = MakeEngine(TestOptions(), &clock);
