@@ -282,11 +282,6 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
   RETURN_IF_ERROR(ValidateTrainPlan(c.train(), "train."));
   RETURN_IF_ERROR(ValidateStrategyConfig(c.strategy(), "strategy."));
-  if (c.strategy().mode() != "sync") {
-    return Bad("strategy.", "mode",
-               "fedbuff runs in fedge-sim for now; the networked coordinator "
-               "runs rounds (mode: sync)");
-  }
   if (c.has_eval_data()) {
     RETURN_IF_ERROR(ValidateDataConfig(c.eval_data(), "eval_data."));
   }

@@ -65,6 +65,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     return absl::InvalidArgumentError("Coordinator needs an initial model");
   }
   const v1::CoordinatorConfig& c = options.config;
+  if (c.strategy().mode() == "fedbuff") {
+    // Among its checks: the strategies FedBuff works with (one home for
+    // the coordinator and fedge-sim).
+    RETURN_IF_ERROR(ValidateStrategyConfig(c.strategy(), "strategy."));
+  }
   ASSIGN_OR_RETURN(
       std::unique_ptr<Strategy> strategy,
       CreateStrategy(ToStrategyOptions(c.strategy(), c.train(), c.seed()),
@@ -124,10 +129,15 @@ Coordinator::Coordinator(CoordinatorOptions& options,
       strategy_(std::move(strategy)),
       checkpoints_(std::move(checkpoints)),
       history_(std::move(history)),
+      fedbuff_(options.config.strategy().mode() == "fedbuff"
+                   ? std::make_unique<FedBuffTasks>(
+                         ToFedBuffOptions(options.config.strategy()))
+                   : nullptr),
       started_wall_(options.clock->WallNow()),
       metrics_(registry_),
       accumulator_(strategy_.get()),
-      free_slots_(options.config.max_concurrent_uploads()) {
+      free_slots_(options.config.max_concurrent_uploads()),
+      round_start_(options.clock->Now()) {
   RegisterBuildInfo(&registry_, kFedgeVersion);
 }
 
@@ -158,7 +168,9 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
   if (!ckpt.has_value()) {
     std::shared_ptr<PublishedModel> initial =
         MakePublished(std::move(initial_model), 0);
-    RETURN_IF_ERROR(SaveCheckpoint(CheckpointSnapshot(0), *initial));
+    int64_t lease = 0;
+    RETURN_IF_ERROR(SaveCheckpoint(CheckpointSnapshot(0, &lease), *initial));
+    if (fedbuff_ != nullptr) fedbuff_->Durable(lease);
     Publish(std::move(initial));  // Durable first.
     return absl::OkStatus();
   }
@@ -200,6 +212,15 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
         engine_->RestoreProgress(ckpt->next_round, ckpt->completed_rounds));
   }
   Publish(MakePublished(std::move(ckpt->model), ckpt->model_version));
+  if (fedbuff_ != nullptr) {
+    // Task numbers continue after every one the last run could have used;
+    // this run's lease is on disk before any is handed out.
+    fedbuff_->Resume(extra.next_task());
+    int64_t lease = 0;
+    RETURN_IF_ERROR(SaveCheckpoint(
+        CheckpointSnapshot(ckpt->model_version, &lease), *latest_model()));
+    fedbuff_->Durable(lease);
+  }
   FEDGE_LOG(INFO) << "resumed from checkpoint: model version "
                   << ckpt->model_version << " sha256 "
                   << latest_model()->sha256_hex << ", next round "
@@ -225,7 +246,22 @@ std::shared_ptr<PublishedModel> Coordinator::MakePublished(
 
 void Coordinator::Publish(std::shared_ptr<const PublishedModel> model) {
   absl::MutexLock lock(&mu_);
+  int64_t keep_from = model->version;
+  if (fedbuff_ != nullptr) {
+    // Tasks start under mu_: none can start on a version erased here.
+    keep_from = std::min(keep_from,
+                         fedbuff_->oldest_base_version().value_or(keep_from));
+  }
+  versions_[model->version] = model;
+  versions_.erase(versions_.begin(), versions_.lower_bound(keep_from));
   latest_ = std::move(model);
+}
+
+std::shared_ptr<const PublishedModel> Coordinator::FindVersion(
+    int64_t version) const {
+  absl::MutexLock lock(&mu_);
+  auto it = versions_.find(version);
+  return it == versions_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<const PublishedModel> Coordinator::latest_model() const {
@@ -310,21 +346,21 @@ absl::StatusOr<Coordinator::Session> Coordinator::FindSession(
   return it->second;
 }
 
-v1::TrainTask Coordinator::MakeTask(int64_t round,
-                                    const std::string& agent_id) const {
+v1::TrainTask Coordinator::MakeTask(int64_t round, const std::string& agent_id,
+                                    const PublishedModel& model,
+                                    absl::Time deadline) const {
   v1::TrainTask task;
   task.set_round(round);
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  task.set_model_version(model->version);
-  task.set_model_sha256(model->sha256_hex);
-  task.set_model_size_bytes(model->size_bytes);
+  task.set_model_version(model.version);
+  task.set_model_sha256(model.sha256_hex);
+  task.set_model_size_bytes(model.size_bytes);
   {
     absl::MutexLock lock(&mu_);
     auto it = plans_.find(agent_id);
     if (it != plans_.end()) *task.mutable_plan() = ToTrainPlanProto(it->second);
   }
   task.set_client_algorithm(std::string(strategy_->client_algorithm()));
-  const absl::Duration left = engine_->round_deadline_time() - clock_->Now();
+  const absl::Duration left = deadline - clock_->Now();
   task.set_deadline_remaining_ms(
       std::max<int64_t>(0, absl::ToInt64Milliseconds(left)));
   task.set_deadline_unix_ms(absl::ToUnixMillis(clock_->WallNow() + left));
@@ -337,9 +373,8 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
   std::shared_ptr<const PublishedModel> model = latest_model();
   response.set_latest_model_version(model->version);
   response.set_latest_model_sha256(model->sha256_hex);
-  absl::StatusOr<int64_t> round = engine_->AssignedRound(agent_id);
-  if (round.ok()) {
-    *response.mutable_train() = MakeTask(*round, agent_id);
+  if (std::optional<v1::TrainTask> train = TrainTaskFor(agent_id)) {
+    *response.mutable_train() = *std::move(train);
     return response;
   }
   {
@@ -355,7 +390,7 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
       return response;
     }
   }
-  if (absl::IsFailedPrecondition(round.status())) {  // All rounds done.
+  if (engine_->state() == RoundState::kDone) {
     // Only once the last model is published, so agents leave with it.
     if (!finished_) return std::nullopt;
     response.set_finished(true);
@@ -429,8 +464,10 @@ absl::StatusOr<std::shared_ptr<const PublishedModel>> Coordinator::GetModel(
     const v1::FetchModelRequest& request) {
   ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
   engine_->Heartbeat(session.agent_id).IgnoreError();
-  std::shared_ptr<const PublishedModel> model = latest_model();
-  if (request.version() != -1 && request.version() != model->version) {
+  std::shared_ptr<const PublishedModel> model =
+      request.version() == -1 ? latest_model() : FindVersion(request.version());
+  if (model == nullptr) {
+    model = latest_model();
     return absl::NotFoundError(absl::StrCat("model version ", request.version(),
                                             " is not published; the newest is ",
                                             model->version));
@@ -461,14 +498,8 @@ absl::StatusOr<std::pair<std::string, int64_t>> Coordinator::GetArchive(
 }
 
 absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
-                                              const std::string& agent) const {
-  RETURN_IF_ERROR(engine_->CheckResult(agent, m.round(), m.upload_id()));
-  const int64_t version = latest_model()->version;
-  if (m.base_version() != version) {
-    return absl::AbortedError(
-        absl::StrCat("update was trained from model version ", m.base_version(),
-                     " but round ", m.round(), " uses version ", version));
-  }
+                                              const std::string& agent) {
+  RETURN_IF_ERROR(CheckTaskResult(m, agent));
   if (m.num_examples() <= 0 || m.num_examples() > kMaxExamplesPerUpdate) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_examples must be in [1, ", kMaxExamplesPerUpdate,
@@ -614,8 +645,7 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
                   checked);
   }
   v1::SubmitUpdateResponse response;
-  absl::Status accepted =
-      engine_->AcceptResult(upload.agent_id_, m.round(), m.upload_id());
+  absl::Status accepted = AcceptTaskResult(m, upload.agent_id_, result);
   if (absl::IsAlreadyExists(accepted)) {
     metrics_.Update("duplicate", "retry");
     response.set_duplicate(true);
@@ -660,8 +690,7 @@ absl::Status Coordinator::ReportFailure(
   if (request.reason() == v1::FAILURE_REASON_UNSPECIFIED) {
     return absl::InvalidArgumentError("ReportFailure needs a reason");
   }
-  absl::Status failed =
-      engine_->ReportFailure(session.agent_id, request.round());
+  absl::Status failed = FailTask(session.agent_id, request.round());
   if (absl::IsNotFound(failed)) {
     return absl::UnauthenticatedError(
         "agent was dropped for inactivity: join again");
@@ -716,17 +745,18 @@ std::vector<AgentInfo> Coordinator::AvailableAgentInfos() const {
   return infos;
 }
 
+bool Coordinator::EvaluationRunning() {
+  absl::MutexLock lock(&mu_);
+  if (!eval_.has_value()) return false;
+  if (clock_->Now() < eval_->deadline) return true;
+  CloseEvaluationLocked();
+  return false;
+}
+
 absl::Status Coordinator::MaybeStartRound() {
-  {
-    // Federated evaluation of the last model runs first.
-    absl::MutexLock lock(&mu_);
-    if (eval_.has_value()) {
-      if (clock_->Now() < eval_->deadline) return absl::OkStatus();
-      CloseEvaluationLocked();
-    }
-  }
-  if (pending_.has_value() || shutting_down_ || paused_ ||
-      !engine_->CanStartRound()) {
+  // Federated evaluation of the last model runs first.
+  if (EvaluationRunning() || pending_.has_value() || shutting_down_ ||
+      paused_ || !engine_->CanStartRound()) {
     return absl::OkStatus();
   }
   const std::vector<AgentInfo> available = AvailableAgentInfos();
@@ -755,14 +785,12 @@ absl::Status Coordinator::MaybeStartRound() {
 
 absl::Status Coordinator::Tick() {
   RETURN_IF_ERROR(PollPersistence());
-  for (const RoundOutcome& outcome : engine_->Tick()) {
-    RETURN_IF_ERROR(FinishRound(outcome));
-  }
-  RETURN_IF_ERROR(MaybeStartRound());
+  RETURN_IF_ERROR(AdvanceTasks());
   const EngineSnapshot e = engine_->Snapshot();
   metrics_.agents_live.Set(static_cast<double>(e.agents.size()));
   metrics_.agents_selected.Set(static_cast<double>(
-      e.pending.size() + e.reported.size() + e.failed.size()));
+      e.pending.size() + e.reported.size() + e.failed.size() +
+      (fedbuff_ != nullptr ? fedbuff_->num_in_flight() : 0)));
   metrics_.current_round.Set(static_cast<double>(e.current_round));
   if (engine_->state() == RoundState::kInProgress &&
       engine_->current_round() != started_round_) {

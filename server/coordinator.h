@@ -11,6 +11,16 @@
 // store and the history. Evaluation goes through the LocalTrainer
 // interface.
 //
+// Modes (strategy.mode): "sync" runs rounds (RoundEngine); "fedbuff" runs
+// asynchronous buffered aggregation (server/fedbuff_tasks.h): free agents
+// get tasks on the newest version up to the concurrency, stale-weighted
+// updates are folded as they arrive, and every fedbuff_buffer_size of them
+// close a round, which is a new model version. What differs between the
+// modes is in coordinator_tasks.cc; the round close, checkpoints, history
+// and evaluation are shared. In fedbuff mode a shutdown or restart drops
+// the partial buffer and the tasks in flight (their uploads are refused
+// with ABORTED; the agents get new tasks).
+//
 // Threading: every public method is thread-safe. Poll() may park its
 // callback; Tick() (called by one driver thread every few milliseconds)
 // finishes rounds, publishes models and answers parked polls.
@@ -34,6 +44,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +65,7 @@
 #include "fedge/v1/federation.pb.h"
 #include "server/checkpoint_store.h"
 #include "server/coordinator_metrics.h"
+#include "server/fedbuff_tasks.h"
 #include "server/round_accumulator.h"
 #include "server/round_engine.h"
 #include "server/status_snapshot.h"
@@ -270,6 +282,30 @@ class Coordinator {
     // published (null when off); the history line waits for its result.
     std::shared_ptr<std::promise<std::optional<EvalMetrics>>> fed_eval;
   };
+  // --- What differs between the modes (coordinator_tasks.cc). ---
+  // The agent's training task, if it has (or now gets) one.
+  std::optional<v1::TrainTask> TrainTaskFor(const std::string& agent_id);
+  // The task checks of an upload before its bytes are read (the round
+  // engine's CheckResult, or FedBuffTasks::Check).
+  absl::Status CheckTaskResult(const v1::UpdateMetadata& m,
+                               const std::string& agent_id);
+  // Records the result exactly once (under accumulate_mu_); in fedbuff
+  // mode it weights `result` by its staleness.
+  absl::Status AcceptTaskResult(const v1::UpdateMetadata& m,
+                                const std::string& agent_id, FitResult& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(accumulate_mu_);
+  // The agent gives its task up (ReportFailure).
+  absl::Status FailTask(const std::string& agent_id, int64_t round);
+  // Tick's part: liveness and deadlines, then closes rounds (sync: those
+  // the engine finished, then starts the next; fedbuff: the full buffer).
+  absl::Status AdvanceTasks();
+  // FedBuff: a task for a free agent while slots are free.
+  std::optional<v1::TrainTask> FedBuffTaskFor(const std::string& agent_id);
+  // FedBuff: closes the version when the buffer is full.
+  absl::Status MaybeCloseVersion();
+  // True while the federated evaluation of the last model runs (one past
+  // its deadline is closed).
+  bool EvaluationRunning();
   // Federated evaluation of one model version: who is asked, what came
   // back, until when; its result fulfils `done`.
   struct EvalRound {
@@ -294,6 +330,11 @@ class Coordinator {
   absl::Status MaybeStartRound();
   void Publish(std::shared_ptr<const PublishedModel> model);
   absl::Status FinishRound(const RoundOutcome& outcome);
+  // The common part of a round close: publish after the checkpoint,
+  // evaluation, history (`current`: the model the round started from).
+  absl::Status PersistRound(const RoundOutcome& outcome, RoundClose close,
+                            std::shared_ptr<const PublishedModel> current,
+                            absl::Duration aggregation_time);
   // Publishes the pending round's model once its checkpoint is durable;
   // returns the background work's error once it failed.
   absl::Status PollPersistence();
@@ -301,8 +342,11 @@ class Coordinator {
   // evaluation, history line.
   absl::Status Persist(RoundRecord record, bool completed,
                        const PublishedModel& model, const Checkpoint& ckpt,
-                       std::shared_future<std::optional<EvalMetrics>> fed_eval);
-  Checkpoint CheckpointSnapshot(int64_t model_version) const;
+                       std::shared_future<std::optional<EvalMetrics>> fed_eval,
+                       int64_t task_lease);
+  // `task_lease`: the FedBuff task-number lease it records (0 in sync).
+  Checkpoint CheckpointSnapshot(int64_t model_version,
+                                int64_t* task_lease = nullptr) const;
   absl::Status SaveCheckpoint(const Checkpoint& ckpt,
                               const PublishedModel& model);
   // Answer for a poll now, or nullopt when it should wait.
@@ -318,7 +362,7 @@ class Coordinator {
   void Audit(absl::string_view action, const std::string& who,
              const std::string& detail);
   absl::Status CheckUploadMetadata(const v1::UpdateMetadata& m,
-                                   const std::string& agent_id) const;
+                                   const std::string& agent_id);
   // Why agents do not train (ListAgents' status_reason): the paused reason
   // of each poll, and their failure reports.
   void NotePausedReason(const std::string& agent_id, absl::string_view reason);
@@ -332,7 +376,12 @@ class Coordinator {
   // the round, exactly once.
   absl::StatusOr<v1::SubmitUpdateResponse> Accumulate(const Upload& upload,
                                                       ModelState& update);
-  v1::TrainTask MakeTask(int64_t round, const std::string& agent_id) const;
+  v1::TrainTask MakeTask(int64_t round, const std::string& agent_id,
+                         const PublishedModel& model,
+                         absl::Time deadline) const;
+  // A published version still served (the newest, and those FedBuff tasks
+  // in flight train from); null when gone.
+  std::shared_ptr<const PublishedModel> FindVersion(int64_t version) const;
   // The declared AgentInfo of each agent in the roster, sorted by id.
   std::vector<AgentInfo> AvailableAgentInfos() const;
   int32_t AssignPartition(const std::string& agent_id)
@@ -351,6 +400,8 @@ class Coordinator {
   std::unique_ptr<Strategy> strategy_;
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<HistoryWriter> history_;
+  // FedBuff's tasks in flight; null in sync mode.
+  const std::unique_ptr<FedBuffTasks> fedbuff_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
@@ -362,6 +413,9 @@ class Coordinator {
   int64_t num_available_ ABSL_GUARDED_BY(mu_) = 0;  // At the round's start.
   std::optional<EvalRound> eval_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const PublishedModel> latest_ ABSL_GUARDED_BY(mu_);
+  // Published versions still served, by version (latest_ among them).
+  std::map<int64_t, std::shared_ptr<const PublishedModel>> versions_
+      ABSL_GUARDED_BY(mu_);
   std::deque<ParkedPoll> parked_ ABSL_GUARDED_BY(mu_);
   // Every round's record (those before a restart read back from
   // history.csv), and whether it made a new model.

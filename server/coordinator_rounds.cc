@@ -18,7 +18,8 @@ std::string ShortHash(const std::string& hex) { return hex.substr(0, 12); }
 
 }  // namespace
 
-Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version) const {
+Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
+                                           int64_t* task_lease) const {
   Checkpoint ckpt;
   ckpt.model_version = model_version;
   ckpt.next_round = engine_->current_round() + 1;
@@ -33,6 +34,10 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version) const {
   extra.set_strategy_name(std::string(strategy_->name()));
   extra.set_strategy_state(strategy_->SaveState());
   extra.set_total_rounds(engine_->num_rounds());
+  if (fedbuff_ != nullptr) {
+    extra.set_next_task(fedbuff_->Reserve());
+    if (task_lease != nullptr) *task_lease = extra.next_task();
+  }
   {
     absl::MutexLock lock(&mu_);
     std::vector<std::string> evicted(evicted_.begin(), evicted_.end());
@@ -172,11 +177,19 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
     absl::MutexLock lock(&accumulate_mu_);
     close = accumulator_.Close(outcome, current->model, num_available);
   }
+  return PersistRound(outcome, std::move(close), std::move(current),
+                      clock_->Now() - aggregation_start);
+}
+
+absl::Status Coordinator::PersistRound(
+    const RoundOutcome& outcome, RoundClose close,
+    std::shared_ptr<const PublishedModel> current,
+    absl::Duration aggregation_time) {
   RoundRecord record = std::move(close.record);
   const bool completed = close.next.has_value();
   if (completed) {
     metrics_.aggregation_seconds.Observe(
-        absl::ToDoubleSeconds(clock_->Now() - aggregation_start));
+        absl::ToDoubleSeconds(aggregation_time));
     metrics_.rounds_completed.Increment();
     absl::MutexLock lock(&mu_);
     for (const std::string& id : outcome.reported) ++contributed_[id];
@@ -199,7 +212,8 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
   record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
   metrics_.round_duration.Observe(record.round_seconds);
   // The strategy's state after this round goes into the same checkpoint.
-  Checkpoint ckpt = CheckpointSnapshot(pending.model->version);
+  int64_t task_lease = 0;
+  Checkpoint ckpt = CheckpointSnapshot(pending.model->version, &task_lease);
   // The checkpoint is written, then the model evaluated and the history
   // line appended, while the next round already runs: it starts once the
   // checkpoint is durable (PollPersistence publishes the model then), so a
@@ -208,7 +222,7 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
   std::shared_ptr<const PublishedModel> model = pending.model;
   pending_ = std::move(pending);
   persisting_ = std::async(std::launch::async, [=, ckpt = std::move(ckpt)] {
-    return Persist(record, completed, *model, ckpt, fed_eval);
+    return Persist(record, completed, *model, ckpt, fed_eval, task_lease);
   });
   return absl::OkStatus();
 }
@@ -216,7 +230,8 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
 absl::Status Coordinator::Persist(
     RoundRecord record, bool completed, const PublishedModel& model,
     const Checkpoint& ckpt,
-    std::shared_future<std::optional<EvalMetrics>> fed_eval) {
+    std::shared_future<std::optional<EvalMetrics>> fed_eval,
+    int64_t task_lease) {
   const absl::Time checkpoint_start = clock_->Now();
   absl::Status saved = SaveCheckpoint(ckpt, model);
   if (!saved.ok()) {
@@ -225,6 +240,7 @@ absl::Status Coordinator::Persist(
                      << ": cannot write the checkpoint: " << saved;
     return saved;
   }
+  if (fedbuff_ != nullptr) fedbuff_->Durable(task_lease);
   durable_ = true;
   const absl::Duration checkpoint_time = clock_->Now() - checkpoint_start;
   metrics_.checkpoint_seconds.Observe(absl::ToDoubleSeconds(checkpoint_time));

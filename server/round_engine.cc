@@ -249,6 +249,27 @@ absl::Status RoundEngine::CloseRoundNow() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> RoundEngine::CompleteAsyncRound() {
+  absl::MutexLock lock(&mu_);
+  if (state_ != RoundState::kWaitingForAgents) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot complete a round now (", RoundStateName(state_), ")"));
+  }
+  Round next;
+  next.id = round_.id + 1;
+  next.started = next.deadline = clock_->Now();
+  next.outcome.round = next.id;
+  next.outcome.completed = true;
+  previous_round_ = std::move(round_);
+  round_ = std::move(next);
+  started_any_round_ = true;
+  ++completed_rounds_;
+  if (completed_rounds_ >= options_.num_rounds || stop_after_round_) {
+    TransitionLocked(RoundState::kDone);
+  }
+  return round_.id;
+}
+
 absl::StatusOr<int64_t> RoundEngine::AssignedRound(
     const std::string& agent_id) const {
   absl::MutexLock lock(&mu_);
@@ -331,6 +352,16 @@ std::vector<std::string> RoundEngine::AvailableAgents() const {
   for (const auto& [id, last_seen] : agents_) ids.push_back(id);
   std::sort(ids.begin(), ids.end());
   return ids;
+}
+
+size_t RoundEngine::num_agents() const {
+  absl::MutexLock lock(&mu_);
+  return agents_.size();
+}
+
+bool RoundEngine::HasAgent(const std::string& agent_id) const {
+  absl::MutexLock lock(&mu_);
+  return agents_.contains(agent_id);
 }
 
 absl::Time RoundEngine::round_deadline_time() const {

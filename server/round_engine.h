@@ -60,7 +60,9 @@ struct RoundEngineOptions {
 //                                           remain
 //   kInProgress       -> kDone              the last round completed
 //   kWaitingForAgents -> kDone              RestoreProgress() with all rounds
-//                                           already completed, or
+//                                           already completed,
+//                                           CompleteAsyncRound() of the
+//                                           last round, or
 //                                           SetNumRounds/StopAfterCurrentRound
 //                                           between rounds
 //   kInProgress       -> kDone              also: the round closes after
@@ -166,6 +168,14 @@ class RoundEngine {
   // round is in progress.
   absl::Status CloseRoundNow();
 
+  // Asynchronous modes (FedBuff), where no round is started and the caller
+  // decides when one is complete (a new model version): counts a completed
+  // round with the next id and returns that id. The engine is kDone
+  // afterwards when it was the last round, or after StopAfterCurrentRound.
+  // FAILED_PRECONDITION unless waiting for agents (no round in progress,
+  // not done).
+  absl::StatusOr<int64_t> CompleteAsyncRound();
+
   // Returns the round id the agent must train for: it is selected in the
   // round in progress and has neither reported nor failed. Returns NOT_FOUND
   // if not (unknown agent, not selected, already reported, or no round in
@@ -211,6 +221,9 @@ class RoundEngine {
   std::vector<std::string> SelectedAgents() const;
   // All agents in the roster, sorted.
   std::vector<std::string> AvailableAgents() const;
+  // Agents in the roster, and whether `agent_id` is one.
+  size_t num_agents() const;
+  bool HasAgent(const std::string& agent_id) const;
   // Deadline of the round in progress; InfinitePast() if none.
   absl::Time round_deadline_time() const;
   // Results accepted in the round in progress; 0 if none.

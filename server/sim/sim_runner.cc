@@ -17,6 +17,7 @@
 #include "common/random.h"
 #include "common/status_macros.h"
 #include "server/engine_config.h"
+#include "server/fedbuff_tasks.h"
 #include "server/sim/simulator.h"
 
 namespace fedge {
@@ -139,13 +140,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     options.fedbuff.buffer_size = c.strategy().fedbuff_buffer_size();
     options.fedbuff.max_staleness = c.strategy().fedbuff_max_staleness();
     options.fedbuff.concurrency =
-        c.strategy().fedbuff_concurrency() > 0
-            ? c.strategy().fedbuff_concurrency()
-            : (c.strategy().count() > 0
-                   ? c.strategy().count()
-                   : std::max(1,
-                              static_cast<int>(std::lround(
-                                  c.strategy().fraction() * c.num_agents()))));
+        Concurrency(ToFedBuffOptions(c.strategy()), c.num_agents());
   }
   if (c.strategy().fraction_evaluate() > 0) {
     // Each agent's held-out data: its IID share of the test split (as

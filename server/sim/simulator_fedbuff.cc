@@ -2,10 +2,11 @@
 // 2022) on a simulated clock. `concurrency` agents train at any moment,
 // each on the newest model version when it starts; events are processed in
 // order of their simulated finishing time; each arriving update is weighted
-// by 1 / sqrt(1 + staleness) and folded into the round accumulator (the
-// strategy's streaming sum); every `buffer_size` updates make the next
-// version. A finished agent is replaced by a random idle one at once, so
-// fast devices contribute often and slow ones do not hold anybody up.
+// by 1 / sqrt(1 + staleness) (StalenessWeight, as in fedge-coordinator)
+// and folded into the round accumulator (the strategy's streaming sum);
+// every `buffer_size` updates make the next version. A finished agent is
+// replaced by a random idle one at once, so fast devices contribute often and
+// slow ones do not hold anybody up.
 #include <cmath>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "common/logging.h"
 #include "common/random.h"
 #include "common/status_macros.h"
+#include "server/fedbuff_tasks.h"
 #include "server/sim/simulator.h"
 
 namespace fedge {
@@ -114,8 +116,8 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
     } else {
       FitResult result;
       result.agent_id = id;
-      result.num_examples = task.output->metrics.num_examples /
-                            std::sqrt(1.0 + static_cast<double>(staleness));
+      result.num_examples =
+          task.output->metrics.num_examples * StalenessWeight(staleness);
       result.num_steps = task.output->metrics.num_steps;
       result.metrics = task.output->metrics;
       result.delta = &task.output->delta;

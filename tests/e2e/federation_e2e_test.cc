@@ -57,6 +57,32 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
   EXPECT_THAT(predict.Log(), HasSubstr("accuracy"));
 }
 
+// FedBuff: agents train whenever they are free, on the newest version;
+// every two updates make a version (a row of the history).
+TEST_F(FederationTest, FedBuff_ThreeAgentsFourVersions_AccuracyRises) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=4", "--train.learning_rate=0.005", "--strategy.mode=fedbuff",
+       "--strategy.fedbuff_buffer_size=2"},
+      &port);
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= 3; ++i) agents.push_back(StartAgent(i, port));
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
+  for (auto& a : agents) {
+    EXPECT_EQ(a->Wait(absl::Seconds(30)), 0) << a->Log();
+  }
+  auto rows = History();
+  ASSERT_EQ(rows.size(), 4u) << coordinator->Log();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(Number(rows[i], "round"), static_cast<double>(i + 1));
+    EXPECT_EQ(Number(rows[i], "num_agents"), 2);
+    EXPECT_GT(Number(rows[i], "bytes_received"), 0);
+  }
+  EXPECT_GT(Number(rows[3], "test_accuracy"), Number(rows[0], "test_accuracy"))
+      << coordinator->Log();
+  EXPECT_THAT(coordinator->Log(), HasSubstr("model version 4 published"));
+}
+
 // Compressed updates: int8 for every agent, top-k with error feedback for
 // the one on a metered link (its device class); fewer bytes arrive and the
 // federation learns.

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -1208,6 +1209,208 @@ TEST_F(CoordinatorTest, ReportFailure_FailsOnce_ReasonShownAndCounted) {
   EXPECT_EQ(c->ReportFailure(r), absl::OkStatus());
   EXPECT_THAT(c->metrics_registry().Render(),
               HasSubstr("fedge_agent_failures_total{reason=\"unknown\"} 1\n"));
+}
+
+// ---------------------------------------------------------------------------
+// FedBuff (strategy.mode "fedbuff"): tasks instead of rounds, a version
+// every fedbuff_buffer_size updates.
+
+v1::CoordinatorConfig FedBuffConfig(v1::CoordinatorConfig c, int buffer_size,
+                                    int concurrency, int max_staleness = 20) {
+  v1::StrategyConfig* s = c.mutable_strategy();
+  s->set_mode("fedbuff");
+  s->set_fedbuff_buffer_size(buffer_size);
+  s->set_fedbuff_concurrency(concurrency);
+  s->set_fedbuff_max_staleness(max_staleness);
+  return c;
+}
+
+// The outcome of a poll: the task's number, or -1 for "wait".
+int64_t TaskNumber(Coordinator& c, const Agent& agent) {
+  absl::StatusOr<v1::PollResponse> r = PollNow(c, agent);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() && r->has_train() ? r->train().round() : -1;
+}
+
+TEST_F(CoordinatorTest, FedBuff_TasksUpToConcurrency_EachWithItsNumber) {
+  std::unique_ptr<Coordinator> c = Make(FedBuffConfig(Config(), 2, 2));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b"), d = Join(*c, "d");
+  const v1::TrainTask first = TaskOf(*c, a);
+  EXPECT_EQ(first.round(), 1);
+  EXPECT_EQ(first.model_version(), 0);
+  // The plan as the simulator makes it: the task number is the round.
+  EXPECT_EQ(first.plan().seed(), AgentPlanSeed(11, 1, "a"));
+  EXPECT_EQ(first.deadline_remaining_ms(), 10000);
+  EXPECT_EQ(TaskNumber(*c, b), 2);
+  EXPECT_EQ(TaskNumber(*c, d), -1);  // Two in flight: d waits.
+  EXPECT_EQ(TaskNumber(*c, a), 1);   // A repeated poll: the same task.
+  ASSERT_TRUE(
+      Submit(*c, a, Model(1, 1, 1), Sub().set_round(1).set_base_version(0))
+          .ok());
+  EXPECT_EQ(TaskNumber(*c, d), 3);  // a's slot is free.
+  EXPECT_EQ(TaskNumber(*c, a), -1);
+  // A task past its deadline frees its slot.
+  clock_.Advance(absl::Seconds(10));
+  Tick(*c);
+  EXPECT_EQ(TaskNumber(*c, a), 4);
+  EXPECT_EQ(TaskNumber(*c, b), 5);
+  // An upload of the expired task is refused.
+  EXPECT_EQ(Submit(*c, d, Model(1, 1, 1), Sub().set_round(3)).status().code(),
+            kAborted);
+}
+
+TEST_F(CoordinatorTest, FedBuff_VersionEveryKUpdates_WeightedByStaleness) {
+  std::unique_ptr<Coordinator> c = Make(FedBuffConfig(Config(), 2, 3));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b"), d = Join(*c, "d");
+  ASSERT_EQ(TaskNumber(*c, a), 1);
+  ASSERT_EQ(TaskNumber(*c, b), 2);
+  ASSERT_EQ(TaskNumber(*c, d), 3);
+  ASSERT_TRUE(
+      Submit(*c, a, Model(1, 0, 2), Sub().set_round(1).set_num_examples(10))
+          .ok());
+  Tick(*c);
+  EXPECT_EQ(c->GetStatus().model_version(), 0);  // One update: no version.
+  ASSERT_TRUE(
+      Submit(*c, b, Model(4, 3, -1), Sub().set_round(2).set_num_examples(30))
+          .ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  // (10 [1, 0] + 30 [4, 3]) / 40 + [1, 2].
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(4.25f), FloatEq(4.25f)));
+
+  // d trained from version 0 (staleness 1: weight 1/sqrt(2)); a's next
+  // task is on version 1 (weight 1).
+  const v1::TrainTask next = TaskOf(*c, a);
+  EXPECT_EQ(next.round(), 4);
+  EXPECT_EQ(next.model_version(), 1);
+  ASSERT_TRUE(
+      Submit(*c, d, Model(2, 2, 0),
+             Sub().set_round(3).set_base_version(0).set_num_examples(10))
+          .ok());
+  ASSERT_TRUE(
+      Submit(*c, a, Model(0, 0, 0),
+             Sub().set_round(4).set_base_version(1).set_num_examples(10))
+          .ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 2));
+  const double w = 1 / std::sqrt(2.0);
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(static_cast<float>(4.25 + 2 * w / (w + 1))),
+                          FloatEq(static_cast<float>(4.25 + 2 * w / (w + 1)))));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(3));  // The header, then one row per version.
+  EXPECT_EQ(history[1][0], "1");
+  EXPECT_EQ(history[1][1], "2");
+  EXPECT_EQ(history[1][3], "40");
+  EXPECT_EQ(history[2][0], "2");
+  EXPECT_EQ(history[2][1], "2");
+  EXPECT_EQ(history[2][3], "17");  // 10 / sqrt(2) + 10 examples.
+}
+
+TEST_F(CoordinatorTest, FedBuff_StaleUpdate_Refused_SlotFreed) {
+  std::unique_ptr<Coordinator> c =
+      Make(FedBuffConfig(Config(), 1, 2, /*max_staleness=*/0));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  ASSERT_EQ(TaskNumber(*c, a), 1);
+  ASSERT_EQ(TaskNumber(*c, b), 2);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub().set_round(1)).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  // b's update, from version 0, is one version stale.
+  absl::StatusOr<v1::SubmitUpdateResponse> stale =
+      Submit(*c, b, Model(1, 1, 1), Sub().set_round(2).set_base_version(0));
+  EXPECT_EQ(stale.status().code(), kAborted);
+  EXPECT_THAT(stale.status().message(), HasSubstr("fedbuff_max_staleness"));
+  // Its base version must be the task's.
+  ASSERT_EQ(TaskNumber(*c, a), 3);
+  EXPECT_EQ(
+      Submit(*c, a, Model(1, 1, 1), Sub().set_round(3).set_base_version(0))
+          .status()
+          .code(),
+      kInvalidArgument);
+  // b's task ended: it gets a new one on version 1.
+  const v1::TrainTask next = TaskOf(*c, b);
+  EXPECT_EQ(next.round(), 4);
+  EXPECT_EQ(next.model_version(), 1);
+}
+
+TEST_F(CoordinatorTest, FedBuff_DuplicateUpload_CountedOnce) {
+  std::unique_ptr<Coordinator> c = Make(FedBuffConfig(Config(), 2, 2));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  ASSERT_EQ(TaskNumber(*c, a), 1);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub().set_round(1)).ok());
+  absl::StatusOr<v1::SubmitUpdateResponse> again =
+      Submit(*c, a, Model(1, 1, 1), Sub().set_round(1));
+  EXPECT_EQ(again.status().code(), kAlreadyExists);
+  Tick(*c);
+  EXPECT_EQ(c->GetStatus().model_version(), 0);  // Still one update.
+}
+
+TEST_F(CoordinatorTest, FedBuff_Restart_TaskNumbersNeverRepeat) {
+  const v1::CoordinatorConfig config = FedBuffConfig(Config(), 1, 2);
+  {
+    std::unique_ptr<Coordinator> first = Make(config);
+    const Agent a = Join(*first, "a"), b = Join(*first, "b");
+    ASSERT_EQ(TaskNumber(*first, a), 1);
+    ASSERT_EQ(TaskNumber(*first, b), 2);
+    ASSERT_TRUE(Submit(*first, a, Model(1, 1, 1), Sub().set_round(1)).ok());
+    ASSERT_TRUE(TickUntilVersion(*first, 1));
+    ASSERT_EQ(TaskNumber(*first, a), 3);  // Handed out after the checkpoint.
+  }
+  std::unique_ptr<Coordinator> second = Make(config);
+  EXPECT_EQ(second->GetStatus().model_version(), 1);
+  EXPECT_EQ(second->GetStatus().completed_rounds(), 1);
+  const Agent a = Join(*second, "a"), b = Join(*second, "b");
+  // Tasks of the last run are gone; their uploads are refused.
+  EXPECT_EQ(
+      Submit(*second, b, Model(1, 1, 1), Sub().set_round(2)).status().code(),
+      kAborted);
+  const v1::TrainTask task = TaskOf(*second, a);
+  EXPECT_GT(task.round(), 3);
+  EXPECT_EQ(task.model_version(), 1);
+  EXPECT_EQ(task.plan().seed(), AgentPlanSeed(11, task.round(), "a"));
+  ASSERT_TRUE(Submit(*second, a, Model(1, 1, 1),
+                     Sub().set_round(task.round()).set_base_version(1))
+                  .ok());
+  ASSERT_TRUE(TickUntilVersion(*second, 2));
+  // A third run continues after every number the second could have used.
+  const int64_t used = TaskNumber(*second, b);
+  ASSERT_GT(used, task.round());
+  ASSERT_EQ(second->Flush(), absl::OkStatus());
+  second.reset();
+  std::unique_ptr<Coordinator> third = Make(config);
+  const Agent a3 = Join(*third, "a");
+  Join(*third, "b");
+  EXPECT_GT(TaskNumber(*third, a3), used);
+}
+
+TEST_F(CoordinatorTest, FedBuff_LastVersion_PollSaysFinished) {
+  v1::CoordinatorConfig config = FedBuffConfig(Config(), 1, 2);
+  config.set_rounds(2);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  for (int64_t version = 1; version <= 2; ++version) {
+    const v1::TrainTask task = TaskOf(*c, a);
+    ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1),
+                       Sub()
+                           .set_round(task.round())
+                           .set_base_version(task.model_version()))
+                    .ok());
+    ASSERT_TRUE(TickUntilVersion(*c, version));
+  }
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_TRUE(c->done());
+  absl::StatusOr<v1::PollResponse> r = PollNow(*c, b);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->finished());
+}
+
+TEST_F(CoordinatorTest, FedBuff_ScaffoldOrRobustStrategy_InvalidArgument) {
+  for (const std::string name : {"scaffold", "median", "trimmed_mean"}) {
+    absl::StatusOr<std::unique_ptr<Coordinator>> c =
+        Create(FedBuffConfig(Config(name), 2, 2));
+    EXPECT_EQ(c.status().code(), kInvalidArgument) << name;
+    EXPECT_THAT(c.status().message(), HasSubstr("strategy.mode")) << name;
+  }
 }
 
 }  // namespace

@@ -509,5 +509,32 @@ TEST(RoundEngineTest, ConcurrentCalls_AreSafe) {
   }
 }
 
+TEST(RoundEngineTest, CompleteAsyncRound_CountsRounds_DoneAfterTheLast) {
+  FakeClock clock;
+  std::unique_ptr<RoundEngine> engine = MakeEngine(TestOptions(), &clock);
+  AddAgents(*engine, 1, 2);
+  for (int64_t round = 1; round <= 3; ++round) {
+    absl::StatusOr<int64_t> id = engine->CompleteAsyncRound();
+    ASSERT_TRUE(id.ok()) << id.status();
+    EXPECT_EQ(*id, round);
+    EXPECT_EQ(engine->current_round(), round);
+    EXPECT_EQ(engine->completed_rounds(), round);
+    EXPECT_TRUE(engine->Tick().empty());  // The caller closed it.
+  }
+  EXPECT_EQ(engine->state(), RoundState::kDone);
+  EXPECT_EQ(engine->CompleteAsyncRound().status().code(), kFailedPrecondition);
+  EXPECT_EQ(engine->num_agents(), 2u);
+  EXPECT_TRUE(engine->HasAgent(AgentId(1)));
+  EXPECT_FALSE(engine->HasAgent("nobody"));
+}
+
+TEST(RoundEngineTest, CompleteAsyncRound_RefusedWhileASyncRoundRuns) {
+  FakeClock clock;
+  std::unique_ptr<RoundEngine> engine = MakeEngine(TestOptions(), &clock);
+  AddAgents(*engine, 1, 1);
+  ASSERT_TRUE(engine->StartRound({AgentId(1)}).ok());
+  EXPECT_EQ(engine->CompleteAsyncRound().status().code(), kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace fedge
