@@ -13,7 +13,7 @@
 # the same) up to --rounds rounds.
 #
 # usage: bench/strategies.sh [--data_dir DIR] [--rounds N] [--tune_rounds N]
-#            [--seeds "2 3 4"] [--num_threads N] [--no_tune] [STRATEGY ...]
+#            [--seeds "2 3"] [--num_threads N] [--no_tune] [STRATEGY ...]
 #
 # Prints, per strategy:
 #   tune strategy=NAME trial=... rounds_to_95=N best_accuracy=X wall_s=S
@@ -28,7 +28,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 data_dir="$root/../shared/data/mnist"
 rounds=300
 tune_rounds=150
-seeds="2 3 4"
+seeds="2 3"
 threads=2
 tune=1
 strategies=()
@@ -72,7 +72,7 @@ grid() {
 # The settings the reported run chose (used with --no_tune).
 chosen() {
   case "$1" in
-    fedavg) echo client_lr:0.1 ;;
+    fedavg) echo client_lr:0.2 ;;
     fedprox) echo client_lr:0.1,proximal_mu:0.01 ;;
     fednova) echo client_lr:0.1 ;;
     fedadam|fedyogi) echo client_lr:0.1,server_lr:0.01 ;;

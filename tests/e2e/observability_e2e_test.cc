@@ -407,15 +407,16 @@ TEST_F(ObservabilityTest, AgentMetrics_TrainingBytesRoundAndVersion) {
   ASSERT_TRUE(WaitFor(
       [&] {
         r = HttpGet(base, "/metrics");
-        return absl::StrContains(r.body, "\nfedge_device_last_round 2\n");
+        // Round 2's update accepted (it is counted after its training).
+        return absl::StrContains(
+            r.body, "\nfedge_device_updates_total{result=\"accepted\"} 2\n");
       },
       absl::Seconds(120)))
       << r.error << r.body << agents[0]->Log();
   EXPECT_EQ(r.status, 200);
   ExpectTextFormat(r.body);
   EXPECT_THAT(r.body, HasSubstr("\nfedge_device_rounds_trained_total 2\n"));
-  EXPECT_THAT(r.body,
-              HasSubstr("\nfedge_device_updates_total{result=\"accepted\"} 2\n"));
+  EXPECT_THAT(r.body, HasSubstr("\nfedge_device_last_round 2\n"));
   // Round 2 trained version 1; version 2 may be fetched already.
   EXPECT_THAT(r.body,
               ::testing::ContainsRegex("\nfedge_device_model_version [12]\n"));
