@@ -4,8 +4,12 @@
 # all on 127.0.0.1. Reports the steady-state round wall time (median of
 # rounds 2..R) and the coordinator's peak RSS; with --compare also runs 16
 # agents to show the peak does not grow with the number of agents.
+# --encoding NAME: the agents' update encoding (fp32, fp16, int8, int8pc
+# for a scale per channel, topkF for top-k sending the fraction F, e.g.
+# topk0.1); --strategy NAME: the strategy (default fedavg).
 #
 # usage: bench/transfer_bench.sh [--agents N] [--rounds R] [--compare] [--tls]
+#            [--encoding NAME] [--strategy NAME]
 # Needs build/ (scripts/build.sh fedge-coordinator fedge-agent).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,12 +17,16 @@ agents=8
 rounds=5
 compare=0
 tls=0
+encoding=fp32
+strategy=fedavg
 while [ $# -gt 0 ]; do
   case "$1" in
     --agents) agents=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --compare) compare=1; shift ;;
     --tls) tls=1; shift ;;
+    --encoding) encoding=$2; shift 2 ;;
+    --strategy) strategy=$2; shift 2 ;;
     *) echo "transfer_bench: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -27,6 +35,12 @@ agent_bin="$root/build/edge_agent/fedge-agent"
 for b in "$coordinator_bin" "$agent_bin"; do
   [ -x "$b" ] || { echo "transfer_bench: $b missing: run scripts/build.sh fedge-coordinator fedge-agent" >&2; exit 2; }
 done
+case "$encoding" in
+  fp32|fp16|int8) encoding_flags=(--strategy.update_encoding="$encoding") ;;
+  int8pc) encoding_flags=(--strategy.update_encoding=int8 --strategy.int8_per_channel=true) ;;
+  topk*) encoding_flags=(--strategy.update_encoding=topk --strategy.topk_fraction="${encoding#topk}") ;;
+  *) echo "transfer_bench: unknown encoding '$encoding'" >&2; exit 2 ;;
+esac
 . "$root/scripts/lib.sh"
 fedge_work_dir transfer
 
@@ -44,6 +58,7 @@ run_once() {
     "${tls_server[@]}" --state_dir "$dir/coordinator" --rounds "$rounds" \
     --strategy.count "$n" --strategy.min_available_agents "$n" \
     --strategy.min_fit_agents "$n" --simulation.num_partitions "$n" \
+    --strategy.name "$strategy" "${encoding_flags[@]}" \
     2> "$dir/coordinator.log" &
   local coordinator=$!
   pids+=("$coordinator")
@@ -71,7 +86,7 @@ run_once() {
 }
 
 read -r median rss < <(run_once "$agents")
-echo "transfer: $agents agents, 784-2800-2800-10 MLP, round median $median s, coordinator peak RSS $rss MB"
+echo "transfer: $agents agents, 784-2800-2800-10 MLP, $strategy, $encoding updates, round median $median s, coordinator peak RSS $rss MB"
 if [ "$compare" = 1 ]; then
   read -r median16 rss16 < <(run_once 16)
   echo "transfer: 16 agents, round median $median16 s, coordinator peak RSS $rss16 MB"
