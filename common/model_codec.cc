@@ -85,7 +85,7 @@ std::vector<WireTensor> WireTensorsOf(const EncodedModel& model) {
   std::vector<WireTensor> out;
   out.reserve(model.tensors.size());
   for (const EncodedTensor& t : model.tensors) {
-    const int64_t k = t.encoding == TensorEncoding::kTopK && t.data_len >= 4
+    const int64_t k = IsTopK(t.encoding) && t.data_len >= 4
                           ? static_cast<int64_t>(ReadLE(
                                 reinterpret_cast<const char*>(t.data.get()), 4))
                           : 0;
@@ -191,7 +191,7 @@ bool IsUtf8(absl::string_view s) {
 
 const char* TensorEncodingName(TensorEncoding encoding) {
   static constexpr const char* kNames[kNumTensorEncodings] = {
-      "raw", "fp16", "int8", "int8_per_channel", "topk"};
+      "raw", "fp16", "int8", "int8_per_channel", "topk", "topk_mask"};
   const int value = static_cast<int>(encoding);
   return value < kNumTensorEncodings ? kNames[value] : "invalid";
 }
@@ -211,11 +211,14 @@ absl::StatusOr<uint64_t> EncodedDataLen(TensorEncoding encoding, DType dtype,
     case TensorEncoding::kInt8PerChannel:
       return 4 * static_cast<uint64_t>(shape[0]) + un;
     case TensorEncoding::kTopK:
+    case TensorEncoding::kTopKMask:
       if (topk_k < 1 || topk_k > n) {
         return absl::InvalidArgumentError(
             absl::StrCat("top-k k ", topk_k, " is outside [1, ", n, "]"));
       }
-      return 4 + 8 * static_cast<uint64_t>(topk_k);
+      return encoding == TensorEncoding::kTopK
+                 ? 4 + 8 * static_cast<uint64_t>(topk_k)
+                 : 4 + (un + 7) / 8 + 4 * static_cast<uint64_t>(topk_k);
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown encoding ", static_cast<int>(encoding)));
@@ -584,6 +587,17 @@ absl::Status ModelDecoder::State::CheckDataLen(uint64_t data_len) const {
     }
     return absl::OkStatus();
   }
+  if (encoding == TensorEncoding::kTopKMask) {
+    const uint64_t n = static_cast<uint64_t>(elements);
+    const uint64_t least = 4 + (n + 7) / 8 + 4, most = least - 4 + 4 * n;
+    if (data_len < least || data_len > most) {
+      return Invalid("data_len ", data_len, " is outside [", least, ", ",
+                     most, "] for top-k (mask) of shape ", ShapeString(dims),
+                     " (4 + ceil(n / 8) + 4k bytes, 1 <= k <= ", elements,
+                     ")");
+    }
+    return absl::OkStatus();
+  }
   // The shape and encoding were checked, so this cannot fail or overflow.
   const uint64_t want = *EncodedDataLen(encoding, dtype, dims);
   if (data_len == want) return absl::OkStatus();
@@ -610,8 +624,7 @@ absl::Status ModelDecoder::State::AllocateTensor() {
   decoded_bytes += static_cast<int64_t>(size);
   // Top-k leaves unsent elements at zero; the others are overwritten whole.
   absl::StatusOr<TensorBuffer> tensor =
-      encoding == TensorEncoding::kTopK
-          ? TensorBuffer::Zeros(name, dtype, dims)
+      IsTopK(encoding) ? TensorBuffer::Zeros(name, dtype, dims)
           : TensorBuffer::Uninitialized(name, dtype, dims);
   if (!tensor.ok()) return Annotate(tensor.status(), Where());
   current = *std::move(tensor);

@@ -81,14 +81,24 @@ enum class TensorEncoding : uint8_t {
   kInt8 = 2,            // One float32 scale and int8 values.
   kInt8PerChannel = 3,  // One float32 scale per slice along dim 0.
   kTopK = 4,            // k (index, value) pairs; the rest are zeros.
+  // uint32 k, a bit per element (element i is bit i % 8 of byte i / 8; set:
+  // sent; bits past n are zero), then the k sent float32 values in index
+  // order: smaller than kTopK when k > n / 32.
+  kTopKMask = 5,
 };
-inline constexpr int kNumTensorEncodings = 5;
+inline constexpr int kNumTensorEncodings = 6;
 
-// "raw", "fp16", "int8", "int8_per_channel", "topk".
+// True for the top-k encodings (kTopK, kTopKMask): k comes first in the
+// data, unsent elements decode to zero.
+inline bool IsTopK(TensorEncoding e) {
+  return e == TensorEncoding::kTopK || e == TensorEncoding::kTopKMask;
+}
+
+// "raw", "fp16", "int8", "int8_per_channel", "topk", "topk_mask".
 const char* TensorEncodingName(TensorEncoding encoding);
 
 // The data_len of a tensor of `dtype` and `shape` encoded as `encoding`
-// (for kTopK, holding `topk_k` pairs). INVALID_ARGUMENT, saying which rule
+// (for the top-k ones, holding `topk_k` values). INVALID_ARGUMENT, saying which rule
 // is broken, for a bad shape (CheckedNumElements) or when the encoding does
 // not apply: a lossy encoding of a non-float32 or empty tensor,
 // kInt8PerChannel of a scalar, or topk_k outside [1, n].

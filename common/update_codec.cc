@@ -169,7 +169,8 @@ LossyDataDecoder::LossyDataDecoder(TensorEncoding encoding, uint64_t data_len,
                                    TensorBuffer* out)
     : data_len_(data_len),
       out_(out->mutable_floats().data()),
-      num_elements_(out->num_elements()) {
+      num_elements_(out->num_elements()),
+      mask_(encoding == TensorEncoding::kTopKMask) {
   FEDGE_CHECK(num_elements_ > 0) << "lossy data for an empty tensor";
   switch (encoding) {
     case TensorEncoding::kFp16:
@@ -184,6 +185,7 @@ LossyDataDecoder::LossyDataDecoder(TensorEncoding encoding, uint64_t data_len,
       Enter(Section::kChannelScales, out->shape()[0]);
       break;
     case TensorEncoding::kTopK:
+    case TensorEncoding::kTopKMask:
       Enter(Section::kTopKCount, 1);
       break;
     default:
@@ -193,7 +195,7 @@ LossyDataDecoder::LossyDataDecoder(TensorEncoding encoding, uint64_t data_len,
 }
 
 void LossyDataDecoder::Enter(Section section, uint64_t items) {
-  static constexpr size_t kItemBytes[] = {2, 4, 4, 1, 1, 4, 8, 1};
+  static constexpr size_t kItemBytes[] = {2, 4, 4, 1, 1, 4, 8, 1, 4, 1};
   section_ = section;
   item_bytes_ = kItemBytes[static_cast<int>(section)];
   section_items_ = items;
@@ -206,6 +208,8 @@ void LossyDataDecoder::EnterNextSection() {
       return Enter(Section::kInt8s, num_elements_);
     case Section::kChannelScales:
       return Enter(Section::kChannelInt8s, num_elements_);
+    case Section::kMaskBytes:
+      return Enter(Section::kMaskValues, topk_k_);
     default:  // kTopKCount enters the pairs itself, having read k.
       return Enter(Section::kDone, 0);
   }
@@ -252,6 +256,12 @@ absl::Status LossyDataDecoder::Items(const char* p, uint64_t count) {
       return TopKCount(p);
     case Section::kTopKPairs:
       RETURN_IF_ERROR(TopKPairs(p, count));
+      break;
+    case Section::kMaskBytes:
+      RETURN_IF_ERROR(MaskBytes(p, count));
+      break;
+    case Section::kMaskValues:
+      MaskValues(p, count);
       break;
     case Section::kDone:
       FEDGE_LOG(FATAL) << "items past the end";
@@ -304,13 +314,64 @@ absl::Status LossyDataDecoder::TopKCount(const char* p) {
     return absl::InvalidArgumentError(
         absl::StrCat("top-k k ", k, " is outside [1, ", num_elements_, "]"));
   }
-  if (data_len_ != 4 + 8 * static_cast<uint64_t>(k)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("top-k k ", k, " does not match data_len ", data_len_,
-                     " (4 + 8k = ", 4 + 8 * static_cast<uint64_t>(k), ")"));
+  const uint64_t mask_bytes = (static_cast<uint64_t>(num_elements_) + 7) / 8;
+  const uint64_t want = mask_ ? 4 + mask_bytes + 4 * static_cast<uint64_t>(k)
+                              : 4 + 8 * static_cast<uint64_t>(k);
+  if (data_len_ != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "top-k k ", k, " does not match data_len ", data_len_,
+        mask_ ? " (4 + ceil(n / 8) + 4k = " : " (4 + 8k = ", want, ")"));
   }
-  Enter(Section::kTopKPairs, k);
+  topk_k_ = k;
+  if (mask_) {
+    Enter(Section::kMaskBytes, mask_bytes);
+  } else {
+    Enter(Section::kTopKPairs, k);
+  }
   return absl::OkStatus();
+}
+
+namespace {
+// Marks an element a top-k mask selects until its value arrives: a NaN, so
+// no finite value (all that an encoder sends) has these bits.
+constexpr uint32_t kMaskMarkBits = 0x7fa5f00du;
+}  // namespace
+
+absl::Status LossyDataDecoder::MaskBytes(const char* p, uint64_t count) {
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint8_t byte = static_cast<uint8_t>(p[i]);
+    if (byte == 0) continue;
+    const int64_t base = 8 * static_cast<int64_t>(items_done_ + i);
+    for (int b = 0; b < 8; ++b) {
+      if ((byte >> b & 1) == 0) continue;
+      if (base + b >= num_elements_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("top-k mask sets bit ", base + b, " past the ",
+                         num_elements_, " elements"));
+      }
+      std::memcpy(out_ + base + b, &kMaskMarkBits, 4);
+      ++mask_bits_;
+    }
+  }
+  if (mask_bits_ > topk_k_ ||
+      (items_done_ + count == section_items_ && mask_bits_ != topk_k_)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("top-k mask sets ", mask_bits_,
+                     mask_bits_ > topk_k_ ? " bits or more" : " bits",
+                     ", not k = ", topk_k_));
+  }
+  return absl::OkStatus();
+}
+
+void LossyDataDecoder::MaskValues(const char* p, uint64_t count) {
+  for (uint64_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    while (std::memcpy(&bits, out_ + cursor_, 4), bits != kMaskMarkBits) {
+      ++cursor_;  // The mask had exactly k bits: there is one ahead.
+    }
+    std::memcpy(out_ + cursor_, p + 4 * i, 4);
+    ++cursor_;
+  }
 }
 
 absl::Status LossyDataDecoder::TopKPairs(const char* p, uint64_t count) {
@@ -479,11 +540,17 @@ void EncodeInt8(const TensorJob& job, int64_t slices, bool stochastic,
   }
 }
 
+// Bytes of top-k data for k of n elements, as pairs or with a mask.
+uint64_t EncodedTopKBytes(int64_t n, int64_t k, bool mask) {
+  const uint64_t un = static_cast<uint64_t>(n), uk = static_cast<uint64_t>(k);
+  return mask ? 4 + (un + 7) / 8 + 4 * uk : 4 + 8 * uk;
+}
+
 // The k entries of largest magnitude, ties to the lower index, in index
 // order: the k-th largest magnitude is found by nth_element on a copy of
 // the magnitudes, then one pass takes everything above it and the first
 // ties.
-void EncodeTopK(const TensorJob& job, int64_t k) {
+void EncodeTopK(const TensorJob& job, int64_t k, bool mask) {
   std::vector<int32_t> magnitudes(job.n);
   for (int64_t i = 0; i < job.n; ++i) {
     magnitudes[i] = FloatBits(job.x[i]) & kFloatAbsMask;
@@ -496,18 +563,26 @@ void EncodeTopK(const TensorJob& job, int64_t k) {
                         [&](int32_t m) { return m > threshold; });
   magnitudes = {};
   PutUint32(job.data, static_cast<uint32_t>(k));
-  uint8_t* pair = job.data + 4;
+  uint8_t* const bits = job.data + 4;  // The mask, when `mask`.
+  if (mask) std::fill_n(bits, (job.n + 7) / 8, uint8_t{0});
+  uint8_t* out = mask ? bits + (job.n + 7) / 8 : job.data + 4;
   for (int64_t i = 0; i < job.n; ++i) {
     const int32_t m = FloatBits(job.x[i]) & kFloatAbsMask;
     const bool take = m > threshold || (m == threshold && ties > 0);
     if (job.residual != nullptr) job.residual[i] = take ? 0.0f : job.x[i];
     if (!take) continue;
     ties -= m == threshold ? 1 : 0;
-    PutUint32(pair, static_cast<uint32_t>(i));
-    PutFloat(pair + 4, job.x[i]);
-    pair += 8;
+    if (mask) {
+      bits[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+    } else {
+      PutUint32(out, static_cast<uint32_t>(i));
+      out += 4;
+    }
+    PutFloat(out, job.x[i]);
+    out += 4;
   }
-  FEDGE_CHECK(pair == job.data + 4 + 8 * k) << "top-k selected a wrong count";
+  FEDGE_CHECK(out == job.data + EncodedTopKBytes(job.n, k, mask))
+      << "top-k selected a wrong count";
 }
 
 // Encodes `t`; with `residual`, also makes its residual there.
@@ -521,6 +596,11 @@ absl::StatusOr<EncodedTensor> EncodeTensor(const TensorBuffer& t,
   const int64_t k = out.encoding == TensorEncoding::kTopK
                         ? TopKCount(options.topk_fraction, t.num_elements())
                         : 0;
+  // The mask costs n / 8 bytes, indices 4k: the smaller goes.
+  if (k > 0 && EncodedTopKBytes(t.num_elements(), k, true) <
+                   EncodedTopKBytes(t.num_elements(), k, false)) {
+    out.encoding = TensorEncoding::kTopKMask;
+  }
   ASSIGN_OR_RETURN(out.data_len,
                    EncodedDataLen(out.encoding, t.dtype(), t.shape(), k));
   if (out.data_len >= t.num_bytes()) {  // Lossy would not save anything.
@@ -558,7 +638,8 @@ absl::StatusOr<EncodedTensor> EncodeTensor(const TensorBuffer& t,
       EncodeInt8(job, t.shape()[0], options.stochastic_rounding, seed);
       break;
     case TensorEncoding::kTopK:
-      EncodeTopK(job, k);
+    case TensorEncoding::kTopKMask:
+      EncodeTopK(job, k, out.encoding == TensorEncoding::kTopKMask);
       break;
     case TensorEncoding::kRaw:
       break;

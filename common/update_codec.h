@@ -122,10 +122,10 @@ float HalfToFloat(uint16_t half);
 // the first element of their slice, until the slice is decoded).
 class LossyDataDecoder {
  public:
-  // `out` is the float32 tensor being decoded, zero-filled for kTopK, and
+  // `out` is the float32 tensor being decoded, zero-filled for top-k, and
   // outlives the decoder. ModelDecoder has already checked that the
   // encoding applies to it and that `data_len` is what the encoding implies
-  // (EncodedDataLen; for kTopK, 4 <= data_len <= 4 + 8n): otherwise it is a
+  // (EncodedDataLen; for top-k, within the bounds of any k): otherwise it is a
   // bug (checked).
   LossyDataDecoder(TensorEncoding encoding, uint64_t data_len,
                    TensorBuffer* out);
@@ -135,8 +135,10 @@ class LossyDataDecoder {
   // Consumes `bytes`, which must not run past data_len (checked).
   // INVALID_ARGUMENT, with a message that does not name the tensor (the
   // caller prefixes it), for an int8 scale outside [0, FLT_MAX / 128], a
-  // top-k k outside [1, n] or disagreeing with data_len, or a top-k index
-  // that is >= n or not above the previous one. After an error the decoder
+  // top-k k outside [1, n] or disagreeing with data_len, a top-k index
+  // that is >= n or not above the previous one, or a top-k mask with a bit
+  // set past n or a number of set bits other than k. After an error the
+  // decoder
   // must not be fed again.
   absl::Status Feed(absl::string_view bytes);
 
@@ -150,6 +152,8 @@ class LossyDataDecoder {
     kChannelInt8s,   // int8 per channel: n values.
     kTopKCount,      // top-k: uint32 k.
     kTopKPairs,      // top-k: k (uint32 index, float32 value) pairs.
+    kMaskBytes,      // top-k (mask): ceil(n / 8) bytes of the mask.
+    kMaskValues,     // top-k (mask): k float32 values.
     kDone,
   };
   void Enter(Section section, uint64_t items);
@@ -159,6 +163,8 @@ class LossyDataDecoder {
   void ChannelInt8s(const char* p, uint64_t count);
   absl::Status TopKCount(const char* p);
   absl::Status TopKPairs(const char* p, uint64_t count);
+  absl::Status MaskBytes(const char* p, uint64_t count);
+  void MaskValues(const char* p, uint64_t count);
 
   const uint64_t data_len_;
   float* const out_;
@@ -173,6 +179,12 @@ class LossyDataDecoder {
   size_t carry_bytes_ = 0;
   float scale_ = 0.0f;       // Of the tensor, or of the slice being decoded.
   int64_t last_index_ = -1;  // Top-k: the previous pair's index.
+  // Top-k (mask): the mask marks its elements in the output with a NaN
+  // pattern no finite value has, which the values then replace in order.
+  const bool mask_ = false;
+  uint64_t topk_k_ = 0;
+  uint64_t mask_bits_ = 0;  // Set bits seen so far.
+  int64_t cursor_ = 0;      // Where the next value's element is searched.
 };
 
 }  // namespace fedge

@@ -396,10 +396,10 @@ TEST(ModelCodecTest, UnknownDtypeAndEncoding_Rejected) {
   EXPECT_THAT(
       StreamDecode(Prefix(1) + TensorHeader("w", 3, {1}, 4)).status().message(),
       HasSubstr("unknown dtype 3"));
-  EXPECT_THAT(StreamDecode(Prefix(1) + TensorHeader("w", 1, {1}, 4, 5))
+  EXPECT_THAT(StreamDecode(Prefix(1) + TensorHeader("w", 1, {1}, 4, 6))
                   .status()
                   .message(),
-              HasSubstr("tensor #0 'w': unknown encoding 5"));
+              HasSubstr("tensor #0 'w': unknown encoding 6"));
 }
 
 TEST(ModelCodecTest, BadNames_Rejected) {
@@ -623,6 +623,44 @@ TEST(ModelCodecTest, TopK_DensifiesWithZeros) {
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_THAT(decoded->tensor(0).floats(),
               ::testing::ElementsAre(0, 1.5f, 0, 0, 1.5f, 0));
+}
+
+// Top-k with a mask: k, ceil(n / 8) mask bytes, then values 1.5, 2.5, ...
+std::string TopKMaskData(uint32_t k, const std::string& mask, int values) {
+  std::string out;
+  PutLE(&out, k, 4);
+  out += mask;
+  for (int i = 0; i < values; ++i) out += Float32LE(1.5f + i);
+  return out;
+}
+
+TEST(ModelCodecTest, TopKMask_ValuesGoWhereTheBitsAre) {
+  // 12 elements, bits 1, 4 and 9 set: bytes 0b00010010, 0b00000010.
+  absl::StatusOr<ModelState> decoded = DecodeModel(
+      OneTensor({3, 4}, 5, TopKMaskData(3, std::string("\x12\x02", 2), 3)));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_THAT(decoded->tensor(0).floats(),
+              ::testing::ElementsAre(0, 1.5f, 0, 0, 2.5f, 0, 0, 0, 0, 3.5f, 0,
+                                     0));
+}
+
+TEST(ModelCodecTest, TopKMask_BadMasksAndLengthsRejected) {
+  // Bit 12 is past the 12 elements.
+  EXPECT_THAT(
+      LossyError(OneTensor({3, 4}, 5, TopKMaskData(2, std::string("\x02\x10", 2), 2))),
+      HasSubstr("top-k mask sets bit 12 past the 12 elements"));
+  // Two bits for k = 3, and four for k = 3.
+  EXPECT_THAT(
+      LossyError(OneTensor({3, 4}, 5, TopKMaskData(3, std::string("\x03\x00", 2), 3))),
+      HasSubstr("top-k mask sets 2 bits, not k = 3"));
+  EXPECT_THAT(
+      LossyError(OneTensor({3, 4}, 5, TopKMaskData(3, std::string("\x0f\x00", 2), 3))),
+      HasSubstr("top-k mask sets 4 bits or more, not k = 3"));
+  EXPECT_THAT(
+      LossyError(OneTensor({3, 4}, 5, TopKMaskData(2, std::string("\x03\x00", 2), 3))),
+      HasSubstr("top-k k 2 does not match data_len 18 (4 + ceil(n / 8) + 4k = 14)"));
+  EXPECT_THAT(LossyError(OneTensor({3, 4}, 5, "", 9)),
+              HasSubstr("data_len 9 is outside [10, 54] for top-k (mask)"));
 }
 
 TEST(ModelCodecTest, Int8_BadScalesRejected) {

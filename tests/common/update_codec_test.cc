@@ -426,8 +426,9 @@ TEST(EncodeForWireTest, TopK_KeepsExactlyTheKLargest) {
   options.topk_fraction = 0.05;
   absl::StatusOr<EncodedModel> encoded = EncodeForWire(model, options);
   ASSERT_TRUE(encoded.ok()) << encoded.status();
-  ASSERT_EQ(EncodingOf(*encoded, 0), TensorEncoding::kTopK);
-  EXPECT_EQ(encoded->tensors[0].data_len, 4u + 8 * 500);
+  // 500 of 10000: a mask (1250 bytes) is smaller than 500 indices.
+  ASSERT_EQ(EncodingOf(*encoded, 0), TensorEncoding::kTopKMask);
+  EXPECT_EQ(encoded->tensors[0].data_len, 4u + 1250 + 4 * 500);
   std::vector<int64_t> order(kCount);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
@@ -438,6 +439,43 @@ TEST(EncodeForWireTest, TopK_KeepsExactlyTheKLargest) {
   for (int64_t rank = 0; rank < kCount; ++rank) {
     const int64_t i = order[rank];
     ASSERT_EQ(out[i], rank < 500 ? v[i] : 0.0f) << "rank " << rank;
+  }
+}
+
+// Pairs while k <= n / 32, a mask above: whichever is smaller; both decode
+// to exactly the k largest entries.
+TEST(EncodeForWireTest, TopK_PairsWhenSparseMaskWhenDense) {
+  const std::vector<float> v = RandomValues(3200, 37);
+  ModelState model;
+  model.Add(FloatTensor("w", {3200}, v));
+  for (const auto& [fraction, want] :
+       std::vector<std::pair<double, TensorEncoding>>{
+           {0.01, TensorEncoding::kTopK},          // k 32: 260 vs 532.
+           {100.0 / 3200, TensorEncoding::kTopK},  // k 100: 804 both.
+           {0.05, TensorEncoding::kTopKMask},      // k 160: 1284 vs 1044.
+           {0.5, TensorEncoding::kTopKMask}}) {
+    EncodingOptions options = Options(UpdateEncoding::kTopK);
+    options.topk_fraction = fraction;
+    absl::StatusOr<EncodedModel> encoded = EncodeForWire(model, options);
+    ASSERT_TRUE(encoded.ok()) << encoded.status();
+    const int64_t k = static_cast<int64_t>(std::ceil(fraction * 3200 - 1e-9));
+    const uint64_t pairs = 4 + 8 * k, mask = 4 + 400 + 4 * k;
+    EXPECT_EQ(EncodingOf(*encoded, 0), want) << fraction;
+    EXPECT_EQ(encoded->tensors[0].data_len, std::min(pairs, mask)) << fraction;
+    const ModelState decoded = RoundTrip(model, options);
+    std::vector<float> sorted(v.size());
+    for (size_t i = 0; i < v.size(); ++i) sorted[i] = std::fabs(v[i]);
+    std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+    int64_t sent = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const float d = decoded.tensor(0).floats()[i];
+      ASSERT_TRUE(d == 0 || d == v[i]) << i;
+      if (d != 0) {
+        ++sent;
+        EXPECT_GE(std::fabs(v[i]), sorted[k - 1]) << i;
+      }
+    }
+    EXPECT_EQ(sent, k) << fraction;
   }
 }
 
@@ -463,12 +501,15 @@ TEST(EncodeForWireTest, TopK_CountIsCeilOfFractionAtLeastOne) {
   options.topk_fraction = 0.3;  // 3 of 10 exactly, though 0.3 * 10 > 3.
   absl::StatusOr<EncodedModel> encoded = EncodeForWire(model, options);
   ASSERT_TRUE(encoded.ok()) << encoded.status();
-  EXPECT_EQ(encoded->tensors[0].data_len, 4u + 8 * 3);
-  EXPECT_EQ(encoded->tensors[1].data_len, 4u + 8 * 300);
+  // Dense: a mask and the values.
+  EXPECT_EQ(encoded->tensors[0].data_len, 4u + 2 + 4 * 3);
+  EXPECT_EQ(encoded->tensors[1].data_len, 4u + 125 + 4 * 300);
   options.topk_fraction = 1e-9;  // Rounds up to one entry.
   encoded = EncodeForWire(model, options);
   ASSERT_TRUE(encoded.ok()) << encoded.status();
-  EXPECT_EQ(encoded->tensors[0].data_len, 4u + 8);
+  EXPECT_EQ(encoded->tensors[0].data_len, 4u + 2 + 4);
+  EXPECT_EQ(EncodingOf(*encoded, 1), TensorEncoding::kTopK);  // 1 of 1000.
+  EXPECT_EQ(encoded->tensors[1].data_len, 4u + 8);
   options.topk_fraction = 0.0011;  // 1.1 of 1000: 2.
   encoded = EncodeForWire(model, options);
   EXPECT_EQ(encoded->tensors[1].data_len, 4u + 8 * 2);

@@ -28,12 +28,18 @@ Process::Process(const std::vector<std::string>& argv,
     execv(args[0], args.data());
     _exit(127);
   }
+  // Also here: a kill of the group right after fork must not miss a child
+  // that has not run setpgid yet (both calls are harmless after exec).
+  if (pid_ > 0) setpgid(pid_, pid_);
 }
 
 Process::~Process() {
   if (running()) {
     // The whole group: wrappers (env, sh, unshare) and what they started.
-    if (pid_ > 0) kill(-pid_, SIGKILL);
+    if (pid_ > 0) {
+      kill(-pid_, SIGKILL);
+      kill(pid_, SIGKILL);  // In case it left its group.
+    }
     Wait(absl::Seconds(10));
   }
 }

@@ -1307,6 +1307,29 @@ TEST_F(CoordinatorTest, FedBuff_VersionEveryKUpdates_WeightedByStaleness) {
   EXPECT_EQ(history[2][3], "17");  // 10 / sqrt(2) + 10 examples.
 }
 
+// An update that arrives while a full buffer waits for its version to
+// close is not folded into it: UNAVAILABLE (retry), nothing recorded; the
+// retry after the close counts in the next version, weighted as stale.
+TEST_F(CoordinatorTest, FedBuff_FullBuffer_UpdateWaitsForTheNextVersion) {
+  std::unique_ptr<Coordinator> c = Make(FedBuffConfig(Config(), 1, 2));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  ASSERT_EQ(TaskNumber(*c, a), 1);
+  ASSERT_EQ(TaskNumber(*c, b), 2);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub().set_round(1)).ok());
+  // No tick yet: version 1 has not closed.
+  absl::StatusOr<v1::SubmitUpdateResponse> early =
+      Submit(*c, b, Model(3, 3, 3), Sub().set_round(2).set_base_version(0));
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(early.status().message(), HasSubstr("fedbuff_buffer_size = 1"));
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(History()[1][1], "1");  // Version 1: a's update alone.
+  ASSERT_TRUE(
+      Submit(*c, b, Model(3, 3, 3), Sub().set_round(2).set_base_version(0))
+          .ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 2));
+}
+
 TEST_F(CoordinatorTest, FedBuff_StaleUpdate_Refused_SlotFreed) {
   std::unique_ptr<Coordinator> c =
       Make(FedBuffConfig(Config(), 1, 2, /*max_staleness=*/0));
