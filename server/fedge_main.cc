@@ -21,6 +21,8 @@
 #include "absl/strings/str_join.h"
 #include "common/config_loader.h"
 #include "common/file_util.h"
+#include "common/ml/model_cost.h"
+#include "common/ml/model_files.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_deadline.h"
@@ -47,7 +49,10 @@ constexpr char kUsage[] =
     "           [--tls.cert_path operator-1.pem --tls.key_path operator-1.key]"
     " (mutual TLS)\n"
     "           [--tls.server_name N]\n"
-    "  files:  fedge inspect MODEL.fedge|CHECKPOINT.fedge\n"
+    "  files:  fedge inspect MODEL.fedge|CHECKPOINT.fedge   (with MODEL.spec\n"
+    "          beside it: parameters and MACs)\n"
+    "          fedge zoo                   (every zoo model's parameters and "
+    "MACs)\n"
     "          fedge plot HISTORY.csv -o FILE.png|FILE.svg\n";
 
 constexpr char kPlotUsage[] =
@@ -66,6 +71,44 @@ void PrintModel(const fedge::ModelState& model) {
   for (const fedge::TensorBuffer& t : model.tensors()) {
     absl::PrintF("%s\n", t.DebugString());
   }
+}
+
+// "1,28,28".
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return absl::StrJoin(shape, ",");
+}
+
+// One line: the network `spec` names, its parameters and MACs (zoo models;
+// a TorchScript archive's cost is not known without LibTorch).
+void PrintCost(const fedge::ml::ModelSpec& spec) {
+  absl::StatusOr<fedge::ml::ModelCost> cost =
+      fedge::ml::ComputeModelCost(spec);
+  if (!cost.ok()) {
+    absl::PrintF("model %s, input %s, %d classes: cost unknown (%s)\n",
+                 spec.architecture, ShapeText(spec.input_shape),
+                 spec.num_classes, cost.status().message());
+    return;
+  }
+  absl::PrintF(
+      "model %s, input %s, %d classes: %d parameters, %d MACs per example\n",
+      spec.architecture, ShapeText(spec.input_shape), spec.num_classes,
+      cost->parameters, cost->macs);
+}
+
+// Every zoo network's parameters and MACs, for MNIST-like and CIFAR-like
+// inputs (10 classes, default widths).
+int Zoo() {
+  for (const std::vector<int64_t>& shape :
+       {std::vector<int64_t>{1, 28, 28}, std::vector<int64_t>{3, 32, 32}}) {
+    for (const std::string& name : fedge::ml::ZooNames()) {
+      fedge::ml::ModelSpec spec;
+      spec.architecture = name;
+      spec.input_shape = shape;
+      if (name == "mlp") spec.hidden_units = {200, 200};
+      PrintCost(spec);
+    }
+  }
+  return 0;
 }
 
 // A checkpoint file (magic FEDGECK1): its header, then its model.
@@ -111,6 +154,15 @@ int Inspect(const std::string& path) {
   absl::PrintF("%d tensors, %d elements, %d bytes encoded, sha256 %s\n",
                model->size(), model->NumElements(), decoder.bytes_consumed(),
                fedge::ToHex(sha.Finish()));
+  // The spec beside it (final_model.spec), when there is one.
+  const std::string spec_path = fedge::ml::DefaultSpecPath(path);
+  absl::StatusOr<fedge::ml::ModelSpec> spec =
+      fedge::ml::ReadSpecFile(spec_path);
+  if (spec.ok()) {
+    PrintCost(*spec);
+  } else if (!absl::IsNotFound(spec.status())) {
+    absl::PrintF("%s: %s\n", spec_path, spec.status().message());
+  }
   return 0;
 }
 
@@ -277,6 +329,7 @@ int main(int argc, char** argv) {
     return cmd->help ? 0 : 2;
   }
   const std::string& verb = cmd->positional[0];
+  if (verb == "zoo") return Zoo();
   if (verb == "inspect") {
     if (cmd->positional.size() != 2)
       return Fail(2, "usage: fedge inspect FILE");

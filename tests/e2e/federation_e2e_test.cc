@@ -48,6 +48,18 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
                   dir_ + "/inspect.log");
   EXPECT_EQ(inspect.Wait(absl::Seconds(30)), 0) << inspect.Log();
   EXPECT_THAT(inspect.Log(), HasSubstr("fc1.weight float32[200,784]"));
+  // With final_model.spec beside it: parameters and MACs.
+  EXPECT_THAT(inspect.Log(),
+              HasSubstr("model 2nn, input 1,28,28, 10 classes: 199210 "
+                        "parameters, 198800 MACs per example"));
+  Process zoo({kBinaryDir + "/server/fedge", "zoo"}, dir_ + "/zoo.log");
+  EXPECT_EQ(zoo.Wait(absl::Seconds(30)), 0) << zoo.Log();
+  for (const char* line :
+       {"model logreg, input 1,28,28, 10 classes: 7850 parameters, 7840 MACs",
+        "model mobilenet_v2, input 3,32,32, 10 classes:",
+        "model squeezenet, input 1,28,28, 10 classes:"}) {
+    EXPECT_THAT(zoo.Log(), HasSubstr(line));
+  }
   // The agent keeps the last global model and predicts without a coordinator.
   Process predict({kBinaryDir + "/edge_agent/fedge-agent", "predict",
                    "--state_dir=" + dir_ + "/agent-1",
