@@ -35,21 +35,17 @@ done
 sim="$root/build/server/sim/fedge-sim"
 [ -x "$sim" ] || { echo "compression: build fedge-sim first (scripts/build.sh fedge-sim)" >&2; exit 2; }
 config="$root/configs/sim/mnist_2nn_iid.textproto"
+. "$root/scripts/lib.sh"
 out="$root/runs/compression"
 mkdir -p "$out"
 
 for encoding in "${encodings[@]}"; do
-  case "$encoding" in
-    fp32|fp16|int8) flags=(--strategy.update_encoding="$encoding") ;;
-    int8pc) flags=(--strategy.update_encoding=int8 --strategy.int8_per_channel=true) ;;
-    topk*) flags=(--strategy.update_encoding=topk --strategy.topk_fraction="${encoding#topk}") ;;
-    *) echo "compression: unknown encoding '$encoding'" >&2; exit 2 ;;
-  esac
+  fedge_encoding_flags "$encoding" || exit 2
   csv="$out/$encoding.csv"
   rm -f "$csv"
   "$sim" --config "$config" --data_dir "$data_dir" \
     --data.synthetic_fallback=false --num_threads="$threads" \
-    --rounds="$rounds" --stop_at_accuracy=0 "${flags[@]}" \
+    --rounds="$rounds" --stop_at_accuracy=0 "${encoding_flags[@]}" \
     --history_out "$csv" > "$out/$encoding.log" 2>&1 ||
     { echo "compression: fedge-sim failed, see $out/$encoding.log" >&2; tail -3 "$out/$encoding.log" >&2; }
   awk -F, -v name="$encoding" '

@@ -35,13 +35,8 @@ agent_bin="$root/build/edge_agent/fedge-agent"
 for b in "$coordinator_bin" "$agent_bin"; do
   [ -x "$b" ] || { echo "transfer_bench: $b missing: run scripts/build.sh fedge-coordinator fedge-agent" >&2; exit 2; }
 done
-case "$encoding" in
-  fp32|fp16|int8) encoding_flags=(--strategy.update_encoding="$encoding") ;;
-  int8pc) encoding_flags=(--strategy.update_encoding=int8 --strategy.int8_per_channel=true) ;;
-  topk*) encoding_flags=(--strategy.update_encoding=topk --strategy.topk_fraction="${encoding#topk}") ;;
-  *) echo "transfer_bench: unknown encoding '$encoding'" >&2; exit 2 ;;
-esac
 . "$root/scripts/lib.sh"
+fedge_encoding_flags "$encoding" || exit 2
 fedge_work_dir transfer
 
 # run_once N: prints "<median round seconds> <peak rss MB>".

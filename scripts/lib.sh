@@ -32,3 +32,16 @@ fedge_wait_port() {
   tail -n 20 "$3" >&2
   return 1
 }
+
+# fedge_encoding_flags NAME: sets the array encoding_flags to the strategy
+# flags of an update encoding named as the benchmarks name them: fp32,
+# fp16, int8, int8pc (a scale per channel), topkF (top-k sending the
+# fraction F, e.g. topk0.1). Returns 2 for another name.
+fedge_encoding_flags() {
+  case "$1" in
+    fp32|fp16|int8) encoding_flags=(--strategy.update_encoding="$1") ;;
+    int8pc) encoding_flags=(--strategy.update_encoding=int8 --strategy.int8_per_channel=true) ;;
+    topk?*) encoding_flags=(--strategy.update_encoding=topk --strategy.topk_fraction="${1#topk}") ;;
+    *) echo "unknown encoding '$1' (fp32, fp16, int8, int8pc, topkF)" >&2; return 2 ;;
+  esac
+}
