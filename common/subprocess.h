@@ -1,8 +1,11 @@
 // RunProcess: runs a program to completion with a deadline and returns what
-// it printed, for short-lived helper processes (e.g. fedge-evaluator
-// --export-initial). The child's stdout is captured (bounded), its stderr
-// inherited; it is killed (SIGKILL, its process group) when the deadline
-// passes. Thread-safe (no shared state).
+// it printed, for short-lived helper processes (fedge-evaluator
+// --export-initial, the Python helpers of fedge-export). The child's stdout
+// (and, with merge_stderr, its stderr) is captured, bounded; otherwise its
+// stderr is inherited. The deadline covers both the output and the exit: a
+// child still running when it passes, even one that closed its output, is
+// killed (SIGKILL, its process group) and reaped. Thread-safe (no shared
+// state); safe to call from a multi-threaded process (the child only execs).
 #ifndef FEDGE_COMMON_SUBPROCESS_H_
 #define FEDGE_COMMON_SUBPROCESS_H_
 
@@ -14,17 +17,25 @@
 
 namespace fedge {
 
-struct ProcessResult {
-  int exit_code = 0;   // 128 + signal when killed by one.
-  std::string output;  // Its stdout, at most max_output_bytes of it.
+struct ProcessOptions {
+  absl::Duration timeout = absl::Minutes(1);
+  size_t max_output_bytes = 1 << 20;  // Kept; the rest is read and dropped.
+  bool merge_stderr = false;          // Capture stderr with stdout.
 };
 
-// Runs argv[0] (a path) with `argv`. UNAVAILABLE when it cannot start;
-// DEADLINE_EXCEEDED (the child killed) after `timeout`; otherwise its exit
-// code and output, whatever the code.
+struct ProcessResult {
+  // 128 + signal when killed by one; 127 when argv[0] could not be run
+  // (the output then says why, "error cannot run <path>: <reason>").
+  int exit_code = 0;
+  std::string output;  // What it printed, at most max_output_bytes.
+};
+
+// Runs argv[0] (a path) with `argv`. INVALID_ARGUMENT for an empty argv;
+// UNAVAILABLE when no child can be made; DEADLINE_EXCEEDED (the child
+// killed) after options.timeout; otherwise its exit code and output,
+// whatever the code.
 absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
-                                         absl::Duration timeout,
-                                         size_t max_output_bytes = 1 << 20);
+                                         const ProcessOptions& options);
 
 }  // namespace fedge
 

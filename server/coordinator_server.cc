@@ -42,12 +42,14 @@ absl::StatusOr<ModelState> InitialModelFromArchive(
   const std::string binary = config.evaluator_path().empty()
                                  ? SiblingBinary("fedge-evaluator")
                                  : config.evaluator_path();
+  ProcessOptions options;
+  options.timeout = absl::Milliseconds(config.eval_timeout_ms());
   ASSIGN_OR_RETURN(
       ProcessResult run,
       RunProcess({binary, "--export-initial", spec.torchscript_path, out,
                   "--input_shape=" + shape,
                   absl::StrCat("--num_classes=", spec.num_classes)},
-                 absl::Milliseconds(config.eval_timeout_ms())));
+                 options));
   if (run.exit_code != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("model.torchscript_path ", spec.torchscript_path, ": ",

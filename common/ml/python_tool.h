@@ -4,9 +4,10 @@
 // the same 1.13 as the C++ library) has both, and reads the TorchScript
 // files fedge writes.
 //
-// The child's stdout and stderr are collected together; it runs with a
-// deadline on the monotonic clock and is killed (SIGKILL) and reaped when
-// it passes. Torch-free. Stateless; thread-safe.
+// The child runs through RunProcess (common/subprocess.h): its stdout and
+// stderr are collected together, and it runs with a deadline on the
+// monotonic clock, killed (SIGKILL) and reaped when it passes. Torch-free.
+// Stateless; thread-safe.
 #ifndef FEDGE_COMMON_ML_PYTHON_TOOL_H_
 #define FEDGE_COMMON_ML_PYTHON_TOOL_H_
 
