@@ -18,8 +18,9 @@ exits 1.
 
 import argparse
 import os
-import sys
 import warnings
+
+import fedge_tool
 
 
 def parse_shape(text):
@@ -47,8 +48,8 @@ def main():
     model = torch.jit.load(args.model, map_location="cpu")
     model.eval()
     dummy = torch.zeros([1] + shape)
-    tmp = args.out + ".tmp"
-    try:
+
+    def write(tmp):
         with warnings.catch_warnings():
             # The exporter warns about ScriptModule input names it cannot
             # infer.
@@ -60,18 +61,10 @@ def main():
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 do_constant_folding=True)
         onnx.checker.check_model(onnx.load(tmp), full_check=True)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    fedge_tool.write_atomically(args.out, write)
     print(f"ok opset={args.opset} size_bytes={os.path.getsize(args.out)}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:  # Reported to fedge-export, which names the model.
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+    fedge_tool.run(main)

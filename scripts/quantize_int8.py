@@ -20,8 +20,9 @@ The int8 module runs in PyTorch and LibTorch with the same quantized engine
 
 import argparse
 import os
-import sys
 import warnings
+
+import fedge_tool
 
 CALIBRATION_BATCH = 256
 
@@ -56,21 +57,10 @@ def main():
         warnings.simplefilter("ignore")  # quantize_jit's deprecation notes.
         quantized = quantize_jit(model, {"": get_default_qconfig(args.engine)},
                                  calibrate, [examples], inplace=False)
-    tmp = args.out + ".tmp"
-    try:
-        torch.jit.save(quantized, tmp)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    fedge_tool.write_atomically(args.out,
+                                lambda tmp: torch.jit.save(quantized, tmp))
     print(f"ok size_bytes={os.path.getsize(args.out)}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:  # Reported to fedge-export, which names the model.
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+    fedge_tool.run(main)
