@@ -262,6 +262,12 @@ absl::Status Agent::OnFinished() {
   return absl::OkStatus();
 }
 
+absl::Time Agent::DeadlineIn(int64_t remaining_ms) const {
+  // On this device's monotonic clock, from when the task arrived.
+  return remaining_ms > 0 ? clock_->Now() + absl::Milliseconds(remaining_ms)
+                          : absl::InfiniteFuture();
+}
+
 std::unique_ptr<HeartbeatThread> Agent::StartHeartbeat() {
   const absl::Duration interval =
       absl::Milliseconds(session_.heartbeat_interval_ms());
@@ -277,11 +283,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
     sleep_(options_.initial_backoff);  // Already answered: do not spin.
     return absl::OkStatus();
   }
-  // Measured on this device's monotonic clock from when the task arrived.
-  task_deadline_ =
-      task.deadline_remaining_ms() > 0
-          ? clock_->Now() + absl::Milliseconds(task.deadline_remaining_ms())
-          : absl::InfiniteFuture();
+  task_deadline_ = DeadlineIn(task.deadline_remaining_ms());
   if (DropsOut(task.round())) {
     handled_rounds_.insert(task.round());
     ++stats_.rounds_skipped;
@@ -455,10 +457,7 @@ absl::Status Agent::HandleEvaluation(const v1::EvaluateTask& task) {
     sleep_(options_.initial_backoff);  // Already answered: do not spin.
     return absl::OkStatus();
   }
-  task_deadline_ =
-      task.deadline_remaining_ms() > 0
-          ? clock_->Now() + absl::Milliseconds(task.deadline_remaining_ms())
-          : absl::InfiniteFuture();
+  task_deadline_ = DeadlineIn(task.deadline_remaining_ms());
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   bool fetched = false;
   absl::StatusOr<ModelState> global =

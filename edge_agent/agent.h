@@ -215,6 +215,8 @@ class Agent {
   // Train tasks.
   absl::Status HandleTask(const v1::TrainTask& task);
   // A heartbeat thread for the busy step ahead (null when disabled).
+  // The deadline of a task the coordinator gave `remaining_ms` (0: none).
+  absl::Time DeadlineIn(int64_t remaining_ms) const;
   std::unique_ptr<HeartbeatThread> StartHeartbeat();
   // Federated evaluation: the model on the local held-out data.
   absl::Status HandleEvaluation(const v1::EvaluateTask& task);

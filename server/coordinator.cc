@@ -644,17 +644,6 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
                   absl::IsResourceExhausted(checked) ? "limit" : "values",
                   checked);
   }
-  if (fedbuff_ != nullptr &&
-      accumulator_.num_updates() >= fedbuff_->options().buffer_size) {
-    // FedBuff: the buffer is full and its version closes at the next tick;
-    // this update belongs to the next version. Not recorded: the agent
-    // retries (UNAVAILABLE) and is then weighted by its staleness.
-    return Refuse(upload.agent_id_, "refused", "buffer_full",
-                  absl::UnavailableError(absl::StrCat(
-                      "the buffer of fedbuff_buffer_size = ",
-                      fedbuff_->options().buffer_size,
-                      " updates is full and its version is closing: retry")));
-  }
   v1::SubmitUpdateResponse response;
   absl::Status accepted = AcceptTaskResult(m, upload.agent_id_, result);
   if (absl::IsAlreadyExists(accepted)) {
@@ -664,7 +653,8 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
   }
   if (!accepted.ok()) {
     return Refuse(upload.agent_id_,
-                  absl::IsAborted(accepted) ? "stale" : "refused", "round",
+                  absl::IsAborted(accepted) ? "stale" : "refused",
+                  absl::IsUnavailable(accepted) ? "buffer_full" : "round",
                   accepted);
   }
   // Checked under the same lock: folding cannot fail now.

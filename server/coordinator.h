@@ -290,7 +290,8 @@ class Coordinator {
   absl::Status CheckTaskResult(const v1::UpdateMetadata& m,
                                const std::string& agent_id);
   // Records the result exactly once (under accumulate_mu_); in fedbuff
-  // mode it weights `result` by its staleness.
+  // mode it weights `result` by its staleness, or refuses it (UNAVAILABLE,
+  // not recorded) while a full buffer waits to close.
   absl::Status AcceptTaskResult(const v1::UpdateMetadata& m,
                                 const std::string& agent_id, FitResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(accumulate_mu_);

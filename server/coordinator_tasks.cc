@@ -54,6 +54,14 @@ absl::Status Coordinator::AcceptTaskResult(const v1::UpdateMetadata& m,
   if (fedbuff_ == nullptr) {
     return engine_->AcceptResult(agent_id, m.round(), m.upload_id());
   }
+  if (accumulator_.num_updates() >= fedbuff_->options().buffer_size) {
+    // The buffer is full and its version closes at the next tick: this
+    // update belongs to the next version. Not recorded: the agent retries
+    // (UNAVAILABLE) and is then weighted by its staleness.
+    return absl::UnavailableError(absl::StrCat(
+        "the buffer of fedbuff_buffer_size = ", fedbuff_->options().buffer_size,
+        " updates is full and its version is closing: retry"));
+  }
   ASSIGN_OR_RETURN(const int64_t staleness,
                    fedbuff_->Accept(agent_id, m.round(), m.upload_id(),
                                     m.base_version(), latest_model()->version));
