@@ -344,8 +344,9 @@ absl::StatusOr<ModelState> Agent::GlobalModel(int64_t version,
                                               bool* fetched) {
   absl::StatusOr<ModelState> cached = cache_->Get(version, sha256_hex);
   Observe([&](AgentMetrics& m) {
-    if (cached.ok()) m.model_version.Set(std::max(
-        m.model_version.Value(), static_cast<double>(version)));
+    if (cached.ok())
+      m.model_version.Set(
+          std::max(m.model_version.Value(), static_cast<double>(version)));
   });
   if (cached.ok()) return cached;
   ASSIGN_OR_RETURN(
@@ -530,8 +531,8 @@ absl::Status Agent::Submit(const v1::TrainTask& task,
     absl::StatusOr<EncodedModel> e =
         EncodeWithErrorFeedback(output.delta, encoding, &left);
     if (!e.ok()) {
-      DropUpdate(absl::StrCat(trained, ", cannot encode the update: ",
-                              e.status().ToString()));
+      DropUpdate(absl::StrCat(
+          trained, ", cannot encode the update: ", e.status().ToString()));
       return absl::OkStatus();
     }
     encoded = *std::move(e);
@@ -663,7 +664,16 @@ absl::Status Agent::HoldBack(const v1::TrainTask& task, const Eligibility& e) {
     pause = std::min(pause,
                      absl::Milliseconds(session_.heartbeat_interval_ms()) / 2);
   }
-  if (clock_->Now() + EstimatedTrainingTime(task) + pause >= task_deadline_) {
+  // The next check comes after the pause and a poll, which can take much
+  // longer than the pause on a loaded device: the margin is the longest
+  // gap between this round's checks so far (at first, the pause), so that
+  // the round is given up while the report is still in time.
+  const absl::Time now = clock_->Now();
+  hold_check_gap_ = held_back_round_ == task.round()
+                        ? std::max(hold_check_gap_, now - last_hold_check_)
+                        : pause;
+  last_hold_check_ = now;
+  if (now + EstimatedTrainingTime(task) + hold_check_gap_ >= task_deadline_) {
     return GiveUp(task, e.reason, e.detail);
   }
   if (held_back_round_ != task.round()) {

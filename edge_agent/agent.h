@@ -145,13 +145,13 @@ using TrainerFactory =
 
 // Counters of one Run().
 struct AgentStats {
-  int64_t joins = 0;              // Successful Joins.
-  int64_t rounds_trained = 0;     // Local trainings completed.
-  int64_t updates_submitted = 0;  // Updates acknowledged (once each).
-  int64_t updates_dropped = 0;    // Trained but not acknowledged.
-  int64_t rounds_skipped = 0;     // Skipped by dropout_probability.
-  int64_t models_fetched = 0;     // Successful FetchModel calls.
-  int64_t call_failures = 0;      // Calls that failed and were retried.
+  int64_t joins = 0;                  // Successful Joins.
+  int64_t rounds_trained = 0;         // Local trainings completed.
+  int64_t updates_submitted = 0;      // Updates acknowledged (once each).
+  int64_t updates_dropped = 0;        // Trained but not acknowledged.
+  int64_t rounds_skipped = 0;         // Skipped by dropout_probability.
+  int64_t models_fetched = 0;         // Successful FetchModel calls.
+  int64_t call_failures = 0;          // Calls that failed and were retried.
   int64_t trainings_interrupted = 0;  // Stopped by a failed condition.
   int64_t trainings_resumed = 0;      // Continued from a kept state.
   int64_t partials_discarded = 0;     // Kept states whose round closed.
@@ -316,6 +316,10 @@ class Agent {
   OwnLoadAverage own_load_;
   // Rounds whose holding back was counted.
   int64_t held_back_round_ = -1;
+  // While a round is held back: when its conditions were last checked, and
+  // the longest time between two checks (the pause plus a poll).
+  absl::Time last_hold_check_ = absl::InfinitePast();
+  absl::Duration hold_check_gap_ = absl::ZeroDuration();
   // Training time of the last completed training (0 = none yet).
   absl::Duration last_training_time_ = absl::ZeroDuration();
 

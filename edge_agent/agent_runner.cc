@@ -25,8 +25,8 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "edge_agent/agent.h"
-#include "edge_agent/agent_metrics.h"
 #include "edge_agent/agent_config.h"
+#include "edge_agent/agent_metrics.h"
 #include "edge_agent/device_conditions.h"
 #include "edge_agent/grpc_coordinator_client.h"
 #include "edge_agent/model_cache.h"
@@ -230,8 +230,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> ServeMetrics(
     http.insecure = true;
   }
   http.routes["/metrics"] = [&registry](const HttpRequest&) {
-    return HttpResponse{200, std::string(kPrometheusContentType),
-                        registry.Render(), {}};
+    return HttpResponse{
+        200, std::string(kPrometheusContentType), registry.Render(), {}};
   };
   absl::StatusOr<std::unique_ptr<HttpServer>> server =
       HttpServer::Create(std::move(http));
@@ -239,8 +239,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> ServeMetrics(
     return Annotate(server.status(), "config field 'metrics_address'");
   }
   FEDGE_LOG(INFO) << "metrics at " << ((*server)->tls() ? "https" : "http")
-                  << "://" << c.metrics_address().substr(
-                                  0, c.metrics_address().rfind(':'))
+                  << "://"
+                  << c.metrics_address().substr(0,
+                                                c.metrics_address().rfind(':'))
                   << ":" << (*server)->port() << "/metrics";
   return server;
 }

@@ -319,8 +319,8 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
   const int64_t size =
       encoded != nullptr ? EncodedSize(*encoded) : EncodedSize(delta);
   metadata.set_total_size_bytes(size);
-  metadata.set_sha256(ToHex(encoded != nullptr ? ModelDigest(*encoded)
-                                               : ModelDigest(delta)));
+  metadata.set_sha256(
+      ToHex(encoded != nullptr ? ModelDigest(*encoded) : ModelDigest(delta)));
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, size);

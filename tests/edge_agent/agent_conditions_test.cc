@@ -166,6 +166,27 @@ TEST_F(AgentConditionsTest, NotBackBeforeTheDeadline_GivesTheRoundUp) {
   EXPECT_EQ(agent->stats().rounds_given_up, 1);
 }
 
+// On a loaded device a pause of 1 s and a poll take 3 s: the agent must
+// give up while its report is still in time, not wait for a last second
+// that its next check would overshoot.
+TEST_F(AgentConditionsTest, SlowChecks_GiveUpWhileStillInTime) {
+  SetPower(false);
+  for (int i = 0; i < 4; ++i) {  // 3 s between polls: 11.5 s ... 2.5 s left.
+    v1::PollResponse poll = TaskPoll(1, 0, client_.models[0]);
+    poll.mutable_train()->set_deadline_remaining_ms(11500 - 3000 * i);
+    client_.poll_results.push_back(poll);
+  }
+  // After the 1 s pause the next poll comes 2 s later; the one after 2.5 s
+  // would be past the deadline: the round is over (finished). With 2.5 s
+  // left, a margin of the 1 s pause would wait and miss it.
+  on_sleep_ = [this] { clock_.Advance(absl::Seconds(2)); };
+  auto agent = MakeAgent(PowerOptions());
+  ASSERT_TRUE(agent->Run().ok());
+  ASSERT_THAT(client_.failures, SizeIs(1));
+  EXPECT_EQ(client_.failures[0].round(), 1);
+  EXPECT_EQ(agent->stats().rounds_given_up, 1);
+}
+
 TEST_F(AgentConditionsTest, InterruptedTooCloseToTheDeadline_GivesUp) {
   // Stopped at step 30 of 60 after 3 s with 1 s of training time (the
   // fake's): the other half needs 1 s more, the next check 1 s; 1.4 s

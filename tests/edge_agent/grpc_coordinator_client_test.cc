@@ -229,11 +229,10 @@ TEST_F(GrpcCoordinatorClientTest, SubmitUpdate_MetadataThenChunks) {
 TEST_F(GrpcCoordinatorClientTest, SubmitUpdate_Refused_Aborted) {
   auto client = MakeClient();
   service_.status = grpc::Status(grpc::StatusCode::ABORTED, "round closed");
-  EXPECT_EQ(
-      client->SubmitUpdate(v1::UpdateMetadata(), TestModel(), nullptr)
-          .status()
-          .code(),
-      absl::StatusCode::kAborted);
+  EXPECT_EQ(client->SubmitUpdate(v1::UpdateMetadata(), TestModel(), nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kAborted);
 }
 
 TEST_F(GrpcCoordinatorClientTest, DeviceProfile_LatencyAndBandwidthSlept) {
