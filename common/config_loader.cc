@@ -107,14 +107,16 @@ absl::Status SetFieldByPath(absl::string_view field_path,
     }
     const bool is_message =
         field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE;
-    if (is_message && !absl::StartsWith(absl::StripLeadingAsciiWhitespace(value),
-                                        "{")) {
+    if (is_message &&
+        !absl::StartsWith(absl::StripLeadingAsciiWhitespace(value), "{")) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config field '", field_path,
           "' is a message; set one of its fields (",
-          FieldNames(field->message_type()), "), or give it whole in text "
-          "format, e.g. --", field_path, "='{", field->message_type()->field(0)->name(),
-          ": ...}'", field->is_repeated() ? " (repeat {...} for more)" : ""));
+          FieldNames(field->message_type()),
+          "), or give it whole in text "
+          "format, e.g. --",
+          field_path, "='{", field->message_type()->field(0)->name(), ": ...}'",
+          field->is_repeated() ? " (repeat {...} for more)" : ""));
     }
     std::string text;
     if (is_message) {

@@ -98,8 +98,8 @@ class FileLock {
 
 // Makes at least `need` file descriptors available to this process: raises
 // the soft RLIMIT_NOFILE to the hard limit when it is below `need`.
-// Returns the soft limit before and after. FAILED_PRECONDITION "RLIMIT_NOFILE is S
-// (hard limit H) but <who> needs <need> descriptors: <fix>" when the hard
+// Returns the soft limit before and after. FAILED_PRECONDITION "RLIMIT_NOFILE
+// is S (hard limit H) but <who> needs <need> descriptors: <fix>" when the hard
 // limit is too low; INTERNAL when the limit cannot be read or set.
 struct OpenFileLimit {
   int64_t before = 0;

@@ -201,19 +201,19 @@ absl::Status ValidateSimConfig(const v1::SimConfig& c) {
                           c.stop_at_accuracy(), 0, 1, false));
   RETURN_IF_ERROR(InRange(std::string(), "agent_dropout_probability",
                           c.agent_dropout_probability(), 0, 1, false));
-  RETURN_IF_ERROR(AtLeast(std::string(), "poisoned_agents",
-                          c.poisoned_agents(), 0));
+  RETURN_IF_ERROR(
+      AtLeast(std::string(), "poisoned_agents", c.poisoned_agents(), 0));
   RETURN_IF_ERROR(AtLeast(std::string(), "max_abandoned_rounds",
                           c.max_abandoned_rounds(), 0));
-  RETURN_IF_ERROR(AtLeast(std::string(), "random_epochs_max",
-                          c.random_epochs_max(), 0));
+  RETURN_IF_ERROR(
+      AtLeast(std::string(), "random_epochs_max", c.random_epochs_max(), 0));
   if (c.poisoned_agents() > c.num_agents()) {
     return Bad(std::string(), "poisoned_agents",
                absl::StrCat("must be <= num_agents (", c.num_agents(),
                             "), got ", c.poisoned_agents()));
   }
-  RETURN_IF_ERROR(InRange(std::string(), "poison_scale", c.poison_scale(),
-                          -1e6, 1e6, false));
+  RETURN_IF_ERROR(InRange(std::string(), "poison_scale", c.poison_scale(), -1e6,
+                          1e6, false));
   const v1::DeviceSpeedConfig& speed = c.device_speed();
   RETURN_IF_ERROR(InRange("device_speed.", "examples_per_second",
                           speed.examples_per_second(), 0, 1e12, false));

@@ -591,10 +591,9 @@ absl::Status ModelDecoder::State::CheckDataLen(uint64_t data_len) const {
     const uint64_t n = static_cast<uint64_t>(elements);
     const uint64_t least = 4 + (n + 7) / 8 + 4, most = least - 4 + 4 * n;
     if (data_len < least || data_len > most) {
-      return Invalid("data_len ", data_len, " is outside [", least, ", ",
-                     most, "] for top-k (mask) of shape ", ShapeString(dims),
-                     " (4 + ceil(n / 8) + 4k bytes, 1 <= k <= ", elements,
-                     ")");
+      return Invalid("data_len ", data_len, " is outside [", least, ", ", most,
+                     "] for top-k (mask) of shape ", ShapeString(dims),
+                     " (4 + ceil(n / 8) + 4k bytes, 1 <= k <= ", elements, ")");
     }
     return absl::OkStatus();
   }
@@ -625,7 +624,7 @@ absl::Status ModelDecoder::State::AllocateTensor() {
   // Top-k leaves unsent elements at zero; the others are overwritten whole.
   absl::StatusOr<TensorBuffer> tensor =
       IsTopK(encoding) ? TensorBuffer::Zeros(name, dtype, dims)
-          : TensorBuffer::Uninitialized(name, dtype, dims);
+                       : TensorBuffer::Uninitialized(name, dtype, dims);
   if (!tensor.ok()) return Annotate(tensor.status(), Where());
   current = *std::move(tensor);
   return absl::OkStatus();

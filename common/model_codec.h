@@ -98,9 +98,9 @@ inline bool IsTopK(TensorEncoding e) {
 const char* TensorEncodingName(TensorEncoding encoding);
 
 // The data_len of a tensor of `dtype` and `shape` encoded as `encoding`
-// (for the top-k ones, holding `topk_k` values). INVALID_ARGUMENT, saying which rule
-// is broken, for a bad shape (CheckedNumElements) or when the encoding does
-// not apply: a lossy encoding of a non-float32 or empty tensor,
+// (for the top-k ones, holding `topk_k` values). INVALID_ARGUMENT, saying which
+// rule is broken, for a bad shape (CheckedNumElements) or when the encoding
+// does not apply: a lossy encoding of a non-float32 or empty tensor,
 // kInt8PerChannel of a scalar, or topk_k outside [1, n].
 absl::StatusOr<uint64_t> EncodedDataLen(TensorEncoding encoding, DType dtype,
                                         absl::Span<const int64_t> shape,

@@ -52,8 +52,8 @@ struct AgentInfo {
 // do less instead of missing the deadline.
 struct DeviceClassPlan {
   std::string device_class;
-  int epochs = 0;           // > 0 overrides the plan's epochs.
-  int64_t max_steps = 0;    // > 0 caps the local optimizer steps.
+  int epochs = 0;         // > 0 overrides the plan's epochs.
+  int64_t max_steps = 0;  // > 0 caps the local optimizer steps.
   // Overrides the update encoding's kind for this class.
   std::optional<UpdateEncoding> update_encoding;
 };

@@ -50,8 +50,8 @@ absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
     execv(args[0], args.data());
     const char* reason = strerrordesc_np(errno);  // Static, no allocation.
     if (reason == nullptr) reason = "unknown error";
-    ssize_t ignored = write(STDOUT_FILENO, exec_failed.data(),
-                            exec_failed.size());
+    ssize_t ignored =
+        write(STDOUT_FILENO, exec_failed.data(), exec_failed.size());
     ignored = write(STDOUT_FILENO, ": ", 2);
     ignored = write(STDOUT_FILENO, reason, strlen(reason));
     (void)ignored;

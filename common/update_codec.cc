@@ -683,7 +683,8 @@ absl::StatusOr<EncodedModel> EncodeWithErrorFeedback(
     // Counters (int64) are the delta's, not sums.
     for (size_t i = 0; i < corrected.size(); ++i) {
       if (corrected.tensor(i).dtype() != DType::kInt64) continue;
-      std::copy(delta.tensor(i).int64s().begin(), delta.tensor(i).int64s().end(),
+      std::copy(delta.tensor(i).int64s().begin(),
+                delta.tensor(i).int64s().end(),
                 corrected.mutable_tensor(i).mutable_int64s().begin());
     }
     to_send = &corrected;

@@ -510,9 +510,8 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
   if (m.total_size_bytes() <= 0 || m.total_size_bytes() > update_size_ ||
       m.total_size_bytes() > config_.max_update_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "update size ", m.total_size_bytes(),
-        " bytes is outside (0, ", std::min(update_size_,
-                                           config_.max_update_bytes()),
+        "update size ", m.total_size_bytes(), " bytes is outside (0, ",
+        std::min(update_size_, config_.max_update_bytes()),
         "]: the model's raw size is ", update_size_,
         " bytes and max_update_bytes ", config_.max_update_bytes()));
   }
@@ -652,10 +651,9 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
     return response;
   }
   if (!accepted.ok()) {
-    return Refuse(upload.agent_id_,
-                  absl::IsAborted(accepted) ? "stale" : "refused",
-                  absl::IsUnavailable(accepted) ? "buffer_full" : "round",
-                  accepted);
+    return Refuse(
+        upload.agent_id_, absl::IsAborted(accepted) ? "stale" : "refused",
+        absl::IsUnavailable(accepted) ? "buffer_full" : "round", accepted);
   }
   // Checked under the same lock: folding cannot fail now.
   absl::Status added = accumulator_.Add(result, upload.received_);

@@ -81,8 +81,7 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 // One line: the network `spec` names, its parameters and MACs (zoo models;
 // a TorchScript archive's cost is not known without LibTorch).
 void PrintCost(const fedge::ml::ModelSpec& spec) {
-  absl::StatusOr<fedge::ml::ModelCost> cost =
-      fedge::ml::ComputeModelCost(spec);
+  absl::StatusOr<fedge::ml::ModelCost> cost = fedge::ml::ComputeModelCost(spec);
   if (!cost.ok()) {
     absl::PrintF("model %s, input %s, %d classes: cost unknown (%s)\n",
                  spec.architecture, ShapeText(spec.input_shape),

@@ -51,15 +51,15 @@ absl::StatusOr<std::string> RunPythonScript(
   if (code == 0) return std::move(result->output);
   if (code == 127) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot run ", options.python, " (exit 127): ",
-        LastLines(result->output, 2),
+        "cannot run ", options.python,
+        " (exit 127): ", LastLines(result->output, 2),
         " (install python3-torch, python3-onnx and python3-numpy with "
         "scripts/install-deps.sh, or pass --python)"));
   }
   const std::string how = code > 128 ? absl::StrCat("signal ", code - 128)
                                      : absl::StrCat("exit ", code);
-  return absl::InternalError(absl::StrCat(script, " failed (", how, "): ",
-                                          LastLines(result->output, 3)));
+  return absl::InternalError(absl::StrCat(script, " failed (", how,
+                                          "): ", LastLines(result->output, 3)));
 }
 
 }  // namespace fedge::ml

@@ -206,8 +206,7 @@ std::string PeerIdentity(const grpc::ServerContextBase& context) {
 }
 
 bool IsOperatorIdentity(const std::string& common_name) {
-  return common_name == "operator" ||
-         common_name.rfind("operator-", 0) == 0;
+  return common_name == "operator" || common_name.rfind("operator-", 0) == 0;
 }
 
 }  // namespace fedge

@@ -280,7 +280,8 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     RoundRecord record = std::move(close.record);
     record.train_seconds = train_seconds;
     // Every selected agent downloads the model.
-    record.bytes_sent = EncodedSize(global_) * static_cast<int64_t>(plan.size());
+    record.bytes_sent =
+        EncodedSize(global_) * static_cast<int64_t>(plan.size());
     if (!options_.examples_per_second.empty()) {
       record.simulated_seconds = simulated;
     }
@@ -294,9 +295,11 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     if (options_.max_abandoned_rounds > 0 &&
         abandoned_in_a_row >= options_.max_abandoned_rounds) {
       return absl::FailedPreconditionError(absl::StrCat(
-          abandoned_in_a_row, " rounds in a row were abandoned (the last at "
-          "round ", round, ": ", record.num_failed, " agents failed, ",
-          record.num_agents, " reported); the model may have diverged (see "
+          abandoned_in_a_row,
+          " rounds in a row were abandoned (the last at "
+          "round ",
+          round, ": ", record.num_failed, " agents failed, ", record.num_agents,
+          " reported); the model may have diverged (see "
           "the agents' errors above). Stopping: max_abandoned_rounds is ",
           options_.max_abandoned_rounds, " (0 = never stop)"));
     }

@@ -28,8 +28,8 @@ struct Task {
   double finish = 0;
   uint64_t seq = 0;
   int agent = 0;
-  int64_t base = 0;   // The version it trained from.
-  int64_t bytes = 0;  // The update's size on the wire.
+  int64_t base = 0;                     // The version it trained from.
+  int64_t bytes = 0;                    // The update's size on the wire.
   std::shared_ptr<TrainOutput> output;  // Null when the agent failed.
 };
 

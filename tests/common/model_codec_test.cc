@@ -639,26 +639,28 @@ TEST(ModelCodecTest, TopKMask_ValuesGoWhereTheBitsAre) {
   absl::StatusOr<ModelState> decoded = DecodeModel(
       OneTensor({3, 4}, 5, TopKMaskData(3, std::string("\x12\x02", 2), 3)));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
-  EXPECT_THAT(decoded->tensor(0).floats(),
-              ::testing::ElementsAre(0, 1.5f, 0, 0, 2.5f, 0, 0, 0, 0, 3.5f, 0,
-                                     0));
+  EXPECT_THAT(
+      decoded->tensor(0).floats(),
+      ::testing::ElementsAre(0, 1.5f, 0, 0, 2.5f, 0, 0, 0, 0, 3.5f, 0, 0));
 }
 
 TEST(ModelCodecTest, TopKMask_BadMasksAndLengthsRejected) {
   // Bit 12 is past the 12 elements.
-  EXPECT_THAT(
-      LossyError(OneTensor({3, 4}, 5, TopKMaskData(2, std::string("\x02\x10", 2), 2))),
-      HasSubstr("top-k mask sets bit 12 past the 12 elements"));
+  EXPECT_THAT(LossyError(OneTensor(
+                  {3, 4}, 5, TopKMaskData(2, std::string("\x02\x10", 2), 2))),
+              HasSubstr("top-k mask sets bit 12 past the 12 elements"));
   // Two bits for k = 3, and four for k = 3.
+  EXPECT_THAT(LossyError(OneTensor(
+                  {3, 4}, 5, TopKMaskData(3, std::string("\x03\x00", 2), 3))),
+              HasSubstr("top-k mask sets 2 bits, not k = 3"));
+  EXPECT_THAT(LossyError(OneTensor(
+                  {3, 4}, 5, TopKMaskData(3, std::string("\x0f\x00", 2), 3))),
+              HasSubstr("top-k mask sets 4 bits or more, not k = 3"));
   EXPECT_THAT(
-      LossyError(OneTensor({3, 4}, 5, TopKMaskData(3, std::string("\x03\x00", 2), 3))),
-      HasSubstr("top-k mask sets 2 bits, not k = 3"));
-  EXPECT_THAT(
-      LossyError(OneTensor({3, 4}, 5, TopKMaskData(3, std::string("\x0f\x00", 2), 3))),
-      HasSubstr("top-k mask sets 4 bits or more, not k = 3"));
-  EXPECT_THAT(
-      LossyError(OneTensor({3, 4}, 5, TopKMaskData(2, std::string("\x03\x00", 2), 3))),
-      HasSubstr("top-k k 2 does not match data_len 18 (4 + ceil(n / 8) + 4k = 14)"));
+      LossyError(
+          OneTensor({3, 4}, 5, TopKMaskData(2, std::string("\x03\x00", 2), 3))),
+      HasSubstr(
+          "top-k k 2 does not match data_len 18 (4 + ceil(n / 8) + 4k = 14)"));
   EXPECT_THAT(LossyError(OneTensor({3, 4}, 5, "", 9)),
               HasSubstr("data_len 9 is outside [10, 54] for top-k (mask)"));
 }

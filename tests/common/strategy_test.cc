@@ -1058,8 +1058,7 @@ TEST(StrategyTest, Plans_EncodingPerDeviceClass) {
   o.fraction = 1;
   o.plan.update_encoding.kind = UpdateEncoding::kFp16;
   o.device_plans = {{"metered", 0, 0, UpdateEncoding::kTopK}};
-  std::vector<AgentInfo> agents = {{"a", 100, "", 0},
-                                   {"b", 100, "metered", 0}};
+  std::vector<AgentInfo> agents = {{"a", 100, "", 0}, {"b", 100, "metered", 0}};
   std::vector<FitInstruction> fit = Make(o)->ConfigureFit(1, agents);
   ASSERT_THAT(fit, SizeIs(2));
   EXPECT_EQ(fit[0].plan.update_encoding.kind, UpdateEncoding::kFp16);

@@ -44,9 +44,8 @@ TEST(RunProcessTest, OutputIsBounded) {
 }
 
 TEST(RunProcessTest, OutrunningTheDeadline_Killed) {
-  absl::StatusOr<ProcessResult> r =
-      RunProcess({"/bin/sh", "-c", "exec sleep 30"},
-                 Within(absl::Milliseconds(200)));
+  absl::StatusOr<ProcessResult> r = RunProcess(
+      {"/bin/sh", "-c", "exec sleep 30"}, Within(absl::Milliseconds(200)));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(r.status().message(), HasSubstr("killed"));
 }

@@ -625,8 +625,8 @@ TEST(EncodeWithErrorFeedbackTest, TopK_ResidualOfAnotherSchemaIsDropped) {
   residual.Add(FloatTensor("other", {3}, {1, 2, 3}));
   ModelState delta;
   delta.Add(FloatTensor("w", {100}, RandomValues(100, 5)));
-  absl::StatusOr<EncodedModel> encoded = EncodeWithErrorFeedback(
-      delta, Options(UpdateEncoding::kTopK), &residual);
+  absl::StatusOr<EncodedModel> encoded =
+      EncodeWithErrorFeedback(delta, Options(UpdateEncoding::kTopK), &residual);
   ASSERT_TRUE(encoded.ok()) << encoded.status();
   ASSERT_TRUE(CheckSameSchema(delta, residual).ok());
 }

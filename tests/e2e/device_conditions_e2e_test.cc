@@ -112,8 +112,8 @@ TEST_F(DeviceConditionsTest,
       },
       absl::Seconds(90)))
       << agents << a2->Log();
-  EXPECT_TRUE(LogShows(*coordinator,
-                       "agent agent-2 holds back: power: on battery"));
+  EXPECT_TRUE(
+      LogShows(*coordinator, "agent agent-2 holds back: power: on battery"));
   // Near the deadline it gives the round up, which closes with agent-1.
   ASSERT_TRUE(LogShows(*a2, "round 1: giving up (power: on battery)"))
       << a2->Log();
@@ -151,8 +151,8 @@ TEST_F(DeviceConditionsTest, PowerLostMidTraining_ResumesAndCountsOnce) {
                       absl::Seconds(120)));
   SetPower(1, false);
   ASSERT_TRUE(LogShows(*agent, "training stopped at step")) << agent->Log();
-  EXPECT_TRUE(LogShows(*coordinator,
-                       "agent agent-1 holds back: power: on battery"));
+  EXPECT_TRUE(
+      LogShows(*coordinator, "agent agent-1 holds back: power: on battery"));
   SetPower(1, true);
   ASSERT_TRUE(LogShows(*agent, "round 1: resuming the training at step"))
       << agent->Log();

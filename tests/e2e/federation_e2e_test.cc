@@ -108,10 +108,10 @@ TEST_F(FederationTest, CompressedUpdates_PerDeviceClass_FewerBytesAndLearns) {
       &port);
   std::vector<std::unique_ptr<Process>> agents;
   for (int i = 1; i <= 3; ++i) {
-    agents.push_back(StartAgent(
-        i, port,
-        i == 3 ? std::vector<std::string>{"--device_class=metered"}
-               : std::vector<std::string>{}));
+    agents.push_back(
+        StartAgent(i, port,
+                   i == 3 ? std::vector<std::string>{"--device_class=metered"}
+                          : std::vector<std::string>{}));
   }
   ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
   for (auto& a : agents) {
@@ -130,7 +130,8 @@ TEST_F(FederationTest, CompressedUpdates_PerDeviceClass_FewerBytesAndLearns) {
   EXPECT_GT(Number(rows[2], "test_accuracy"), Number(rows[0], "test_accuracy"))
       << coordinator->Log();
   // The metered agent keeps what it has not sent yet.
-  EXPECT_FALSE(ReadFileOrEmpty(dir_ + "/agent-3/update_residual.state").empty());
+  EXPECT_FALSE(
+      ReadFileOrEmpty(dir_ + "/agent-3/update_residual.state").empty());
 }
 
 TEST_F(FederationTest, AgentKilledMidRound_RoundClosesAtDeadlineWithQuorum) {

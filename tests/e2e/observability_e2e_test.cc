@@ -398,7 +398,8 @@ TEST_F(ObservabilityTest, AgentMetrics_TrainingBytesRoundAndVersion) {
   auto coordinator = StartCoordinator({"--rounds=2"}, &port);
   std::vector<std::unique_ptr<Process>> agents;
   agents.push_back(StartAgent(
-      1, port, {"--metrics_address=127.0.0.1:0", "--exit_when_finished=false"}));
+      1, port,
+      {"--metrics_address=127.0.0.1:0", "--exit_when_finished=false"}));
   for (int i = 2; i <= 3; ++i) agents.push_back(StartAgent(i, port));
   const int http = WaitForHttpPort(dir_ + "/agent-1", "metrics_port");
   ASSERT_GT(http, 0) << agents[0]->Log();

@@ -119,15 +119,15 @@ void Check(bool condition, const char* what);
 // Defines libFuzzer's entry points for a target whose seeds come from
 // `seeds` (std::vector<std::string>()) and whose one run is
 // `fuzz_one(absl::string_view input)`: quiet logs, FEDGE_FUZZ_WRITE_SEEDS.
-#define FEDGE_FUZZ_TARGET(seeds, fuzz_one)                                \
-  extern "C" int LLVMFuzzerInitialize(int*, char***) {                   \
-    fedge::fuzz::QuietLogs();                                            \
-    fedge::fuzz::MaybeWriteSeeds(seeds);                                 \
-    return 0;                                                            \
-  }                                                                      \
+#define FEDGE_FUZZ_TARGET(seeds, fuzz_one)                                  \
+  extern "C" int LLVMFuzzerInitialize(int*, char***) {                      \
+    fedge::fuzz::QuietLogs();                                               \
+    fedge::fuzz::MaybeWriteSeeds(seeds);                                    \
+    return 0;                                                               \
+  }                                                                         \
   extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { \
     fuzz_one(absl::string_view(reinterpret_cast<const char*>(data), size)); \
-    return 0;                                                            \
+    return 0;                                                               \
   }
 
 #endif  // FEDGE_TESTS_FUZZ_FUZZ_UTIL_H_

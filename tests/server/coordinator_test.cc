@@ -1145,7 +1145,6 @@ TEST_F(CoordinatorTest, Evaluator_EvaluatesEachNewModel) {
   EXPECT_THAT(calls->models, SizeIs(1));
 }
 
-
 // ---------------------------------------------------------------------------
 // Agents that hold back or give their round up (device conditions).
 
