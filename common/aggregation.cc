@@ -36,6 +36,12 @@ absl::Status WeightedMeanAccumulator::Validate(const ModelState& update,
 absl::Status WeightedMeanAccumulator::Add(const ModelState& update,
                                           double weight) {
   RETURN_IF_ERROR(Validate(update, weight));
+  AddValidated(update, weight);
+  return absl::OkStatus();
+}
+
+void WeightedMeanAccumulator::AddValidated(const ModelState& update,
+                                           double weight) {
   for (size_t i = 0; i < update.size(); ++i) {
     const TensorBuffer& t = update.tensor(i);
     if (t.dtype() == DType::kFloat32) {
@@ -51,7 +57,6 @@ absl::Status WeightedMeanAccumulator::Add(const ModelState& update,
   }
   ++num_updates_;
   total_weight_ += weight;
-  return absl::OkStatus();
 }
 
 absl::StatusOr<ModelState> WeightedMeanAccumulator::Mean() const {

@@ -38,6 +38,9 @@ class WeightedMeanAccumulator {
   // Validates, then adds weight * update to the running sums.
   // INVALID_ARGUMENT (nothing changed) when Validate() fails.
   absl::Status Add(const ModelState& update, double weight);
+  // Adds an update Validate() accepted (not checked again: the values are
+  // read once more, to fold them).
+  void AddValidated(const ModelState& update, double weight);
 
   // The weighted mean of everything added so far, as float32 tensors shaped
   // like the schema. FAILED_PRECONDITION when nothing was added.

@@ -52,6 +52,12 @@ uint64_t AgentPlanSeed(uint64_t seed, int64_t round,
                   StableHash64(agent_id.data(), agent_id.size())});
 }
 
+absl::Status Strategy::AddUpdate(const FitResult& result) {
+  RETURN_IF_ERROR(CheckUpdate(result));
+  Fold(result);
+  return absl::OkStatus();
+}
+
 TrainPlan Strategy::PlanFor(int64_t round, const AgentInfo& agent) const {
   TrainPlan plan = options_.plan;
   plan.seed = AgentPlanSeed(options_.seed, round, agent.id);

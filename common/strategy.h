@@ -148,7 +148,11 @@ class Strategy {
   // CheckUpdate, then folds the update into the round. INVALID_ARGUMENT
   // (nothing changed) as CheckUpdate; RESOURCE_EXHAUSTED when a robust
   // strategy's buffer is full (max_buffered_updates).
-  virtual absl::Status AddUpdate(const FitResult& result) = 0;
+  absl::Status AddUpdate(const FitResult& result);
+  // Folds an update that CheckUpdate accepted, with nothing added since
+  // (the caller holds the lock it checked under): an update's values are
+  // read once for validation and once for folding, never twice.
+  void AddCheckedUpdate(const FitResult& result) { Fold(result); }
   // Updates folded in the round so far.
   virtual int64_t num_updates() const = 0;
   // aggregate_fit: the next global model from `global` and the round's
@@ -187,6 +191,8 @@ class Strategy {
   // The base plan for `agent` in `round`: its seed, its device class's
   // epochs and step cap, its time budget.
   TrainPlan PlanFor(int64_t round, const AgentInfo& agent) const;
+  // Folds an update CheckUpdate accepted into the round (cannot fail).
+  virtual void Fold(const FitResult& result) = 0;
 
   const StrategyOptions options_;
 };

@@ -71,13 +71,11 @@ class MeanStrategy : public Strategy {
     return CheckMore(r);
   }
 
-  absl::Status AddUpdate(const FitResult& r) override {
-    RETURN_IF_ERROR(CheckUpdate(r));
+  void Fold(const FitResult& r) override {
     Prepare(r);
-    FEDGE_CHECK(sum_.Add(*r.delta, Weight(r)).ok());
+    sum_.AddValidated(*r.delta, Weight(r));
     AddMore(r);
     ++num_updates_;
-    return absl::OkStatus();
   }
 
   int64_t num_updates() const override { return num_updates_; }
@@ -335,7 +333,7 @@ class Scaffold final : public MeanStrategy {
     return dc_sum_.Validate(*r.extras, 1.0);
   }
   void AddMore(const FitResult& r) override {
-    FEDGE_CHECK(dc_sum_.Add(*r.extras, 1.0).ok());
+    dc_sum_.AddValidated(*r.extras, 1.0);
   }
   void ResetMore() override {
     dc_sum_.Reset();

@@ -44,10 +44,8 @@ class Robust final : public Strategy {
     return absl::OkStatus();
   }
 
-  absl::Status AddUpdate(const FitResult& r) override {
-    RETURN_IF_ERROR(CheckUpdate(r));
+  void Fold(const FitResult& r) override {
     updates_.push_back(r.delta->Clone());
-    return absl::OkStatus();
   }
 
   int64_t num_updates() const override { return updates_.size(); }

@@ -14,7 +14,18 @@ absl::Status RoundAccumulator::Check(const FitResult& result) const {
 
 absl::Status RoundAccumulator::Add(const FitResult& result, int64_t bytes) {
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(strategy_->AddUpdate(result));
+  RETURN_IF_ERROR(strategy_->CheckUpdate(result));
+  Record(result, bytes);
+  return absl::OkStatus();
+}
+
+void RoundAccumulator::AddChecked(const FitResult& result, int64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  Record(result, bytes);
+}
+
+void RoundAccumulator::Record(const FitResult& result, int64_t bytes) {
+  strategy_->AddCheckedUpdate(result);
   const double n = result.num_examples;
   examples_ += n;
   loss_sum_ += n * result.metrics.loss;
@@ -22,7 +33,6 @@ absl::Status RoundAccumulator::Add(const FitResult& result, int64_t bytes) {
   slowest_train_seconds_ =
       std::max(slowest_train_seconds_, result.metrics.seconds);
   bytes_ += bytes;
-  return absl::OkStatus();
 }
 
 int64_t RoundAccumulator::num_updates() const {

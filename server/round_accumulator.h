@@ -54,6 +54,9 @@ class RoundAccumulator {
   // statistics; `bytes` is the size it had on the wire. The strategy's
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED leave everything unchanged.
   absl::Status Add(const FitResult& result, int64_t bytes);
+  // Add() for an update Check() accepted, with nothing added since (the
+  // caller serializes Check and AddChecked): not validated a second time.
+  void AddChecked(const FitResult& result, int64_t bytes);
 
   // Closes the round of `outcome`: for a completed round with updates, the
   // strategy's aggregate from `global`; then the round's state is reset.
@@ -65,6 +68,10 @@ class RoundAccumulator {
   int64_t num_updates() const;
 
  private:
+  // Folds a checked update and counts its statistics.
+  void Record(const FitResult& result, int64_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   Strategy* const strategy_;
   mutable absl::Mutex mu_;
   double examples_ ABSL_GUARDED_BY(mu_) = 0;
