@@ -174,6 +174,10 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
     return Bad(p, "update_encoding", std::string(e.message()));
   }
   RETURN_IF_ERROR(InRange(p, "topk_fraction", c.topk_fraction(), 0, 1, true));
+  if (absl::Status e = ParseDownloadEncoding(c.download_encoding()).status();
+      !e.ok()) {
+    return Bad(p, "download_encoding", std::string(e.message()));
+  }
   for (int i = 0; i < c.device_plans_size(); ++i) {
     const v1::DeviceClassPlanConfig& d = c.device_plans(i);
     const std::string dp = absl::StrCat(p, "device_plans[", i, "].");

@@ -348,6 +348,7 @@ struct ModelDecoder::State {
 
   uint32_t count = 0;
   std::vector<TensorBuffer> tensors;
+  ModelState spare;  // Buffers to decode into (Recycle).
   std::unordered_set<std::string> names;
   int64_t decoded_bytes = 0;  // Allocated for tensor data so far.
   // The tensor being decoded.
@@ -621,6 +622,20 @@ absl::Status ModelDecoder::State::AllocateTensor() {
                      " bytes (max_decoded_bytes)");
   }
   decoded_bytes += static_cast<int64_t>(size);
+  const size_t index = tensors.size();
+  if (index < spare.size()) {
+    TensorBuffer& reuse = spare.mutable_tensor(index);
+    if (reuse.name() == name && reuse.dtype() == dtype &&
+        reuse.shape() == dims) {
+      current = std::move(reuse);
+      // Top-k leaves unsent elements at zero (it applies to float32 only).
+      if (IsTopK(encoding)) {
+        absl::Span<float> f = current.mutable_floats();
+        std::fill(f.begin(), f.end(), 0.0f);
+      }
+      return absl::OkStatus();
+    }
+  }
   // Top-k leaves unsent elements at zero; the others are overwritten whole.
   absl::StatusOr<TensorBuffer> tensor =
       IsTopK(encoding) ? TensorBuffer::Zeros(name, dtype, dims)
@@ -648,6 +663,11 @@ ModelDecoder::ModelDecoder(DecodeLimits limits,
 ModelDecoder::~ModelDecoder() = default;
 ModelDecoder::ModelDecoder(ModelDecoder&&) noexcept = default;
 ModelDecoder& ModelDecoder::operator=(ModelDecoder&&) noexcept = default;
+
+void ModelDecoder::Recycle(ModelState spare) {
+  FEDGE_CHECK(state_->consumed == 0) << "Recycle after Feed";
+  state_->spare = std::move(spare);
+}
 
 void ModelDecoder::SetExpectedSize(int64_t total_bytes) {
   State& s = *state_;

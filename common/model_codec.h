@@ -217,6 +217,13 @@ class ModelDecoder {
   // the first Feed().
   void SetExpectedSize(int64_t total_bytes);
 
+  // Buffers to decode into instead of allocating (e.g. the previous
+  // update's, so a server decoding model-sized updates round after round
+  // does not fault in fresh pages each time): tensor #i is decoded into
+  // spare #i when their names, dtypes and shapes match (other spares are
+  // freed). The limits apply as to fresh buffers. Call before Feed().
+  void Recycle(ModelState spare);
+
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED as soon as the bytes seen so far
   // are malformed or over a limit (including bytes after the last tensor,
   // an unknown encoding or one the tensor cannot have, a data_len the

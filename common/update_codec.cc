@@ -154,6 +154,32 @@ absl::StatusOr<UpdateEncoding> ParseUpdateEncoding(absl::string_view name) {
       "unknown update encoding '", name, "' (valid: fp32, fp16, int8, topk)"));
 }
 
+absl::StatusOr<UpdateEncoding> ParseDownloadEncoding(absl::string_view name) {
+  if (name == "fp32") return UpdateEncoding::kFp32;
+  if (name == "fp16") return UpdateEncoding::kFp16;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown download encoding '", name, "' (valid: fp32, fp16)"));
+}
+
+absl::StatusOr<ModelState> AsDownloaded(const ModelState& model,
+                                        UpdateEncoding encoding,
+                                        int64_t* wire_bytes) {
+  if (encoding == UpdateEncoding::kFp32) {
+    if (wire_bytes != nullptr) *wire_bytes = EncodedSize(model);
+    return model.Clone();
+  }
+  if (encoding != UpdateEncoding::kFp16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("models are not downloaded as ",
+                     UpdateEncodingName(encoding), " (valid: fp32, fp16)"));
+  }
+  EncodingOptions options;
+  options.kind = encoding;
+  ASSIGN_OR_RETURN(EncodedModel wire, EncodeForWire(model, options));
+  if (wire_bytes != nullptr) *wire_bytes = EncodedSize(wire);
+  return DecodeModel(EncodeModel(wire));
+}
+
 absl::Status ValidateEncodingOptions(const EncodingOptions& options) {
   if (!(options.topk_fraction > 0.0 && options.topk_fraction <= 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat(

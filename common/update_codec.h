@@ -70,6 +70,10 @@ const char* UpdateEncodingName(UpdateEncoding encoding);
 // INVALID_ARGUMENT listing the valid names.
 absl::StatusOr<UpdateEncoding> ParseUpdateEncoding(absl::string_view name);
 
+// How the global model travels to agents: "fp32" (raw) or "fp16" (half
+// the bytes). INVALID_ARGUMENT naming the valid names otherwise.
+absl::StatusOr<UpdateEncoding> ParseDownloadEncoding(absl::string_view name);
+
 struct EncodingOptions {
   UpdateEncoding kind = UpdateEncoding::kFp32;
   // int8: one scale per slice along dim 0 (rank >= 2) instead of per tensor.
@@ -96,6 +100,16 @@ absl::Status ValidateEncodingOptions(const EncodingOptions& options);
 absl::StatusOr<EncodedModel> EncodeForWire(const ModelState& model,
                                            const EncodingOptions& options,
                                            ModelState* residual = nullptr);
+
+// The model an agent trains from when the global model is downloaded in
+// `encoding` (fp16: every float32 value rounded to half precision, as the
+// agent decodes it; fp32: an exact copy). What fedge-sim's agents start
+// from; the coordinator sends EncodeForWire(model, {encoding}) itself.
+// `wire_bytes` (when not null) receives the size of the download.
+// INVALID_ARGUMENT for another encoding or a non-finite value.
+absl::StatusOr<ModelState> AsDownloaded(const ModelState& model,
+                                        UpdateEncoding encoding,
+                                        int64_t* wire_bytes = nullptr);
 
 // IEEE binary16 conversions used by the fp16 encoding. FloatToHalf rounds
 // to nearest even, keeps subnormals, clamps magnitudes beyond 65504

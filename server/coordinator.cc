@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
@@ -52,7 +53,9 @@ Upload::Upload(Coordinator* owner, v1::UpdateMetadata metadata,
     : owner_(owner),
       metadata_(std::move(metadata)),
       agent_id_(std::move(agent_id)),
-      decoder_(limits, std::move(schema)) {}
+      decoder_(limits, std::move(schema)) {
+  decoder_.Recycle(owner_->TakeSpareBuffers());
+}
 
 Upload::~Upload() { owner_->ReleaseSlot(); }
 
@@ -125,6 +128,9 @@ Coordinator::Coordinator(CoordinatorOptions& options,
       schema_(SchemaOf(options.initial_model)),
       update_schema_(Concat(schema_, strategy->ExtrasSchema(schema_))),
       update_size_(EncodedSize(ZerosOf(update_schema_))),
+      download_encoding_(
+          ParseDownloadEncoding(options.config.strategy().download_encoding())
+              .value_or(UpdateEncoding::kFp32)),
       engine_(std::move(engine)),
       strategy_(std::move(strategy)),
       checkpoints_(std::move(checkpoints)),
@@ -239,6 +245,19 @@ std::shared_ptr<PublishedModel> Coordinator::MakePublished(
     published->with_extras = std::move(download);
   }
   published->model = std::move(model);
+  if (download_encoding_ != UpdateEncoding::kFp32) {
+    EncodingOptions options;
+    options.kind = download_encoding_;
+    absl::StatusOr<EncodedModel> wire =
+        EncodeForWire(published->download(), options);
+    // Aggregates are checked finite: a lossy encoding of them cannot fail.
+    FEDGE_CHECK(wire.ok()) << wire.status();
+    published->wire = *std::move(wire);
+    published->encoding = UpdateEncodingName(download_encoding_);
+    published->sha256_hex = ToHex(ModelDigest(*published->wire));
+    published->size_bytes = EncodedSize(*published->wire);
+    return published;
+  }
   published->sha256_hex = ToHex(ModelDigest(published->download()));
   published->size_bytes = EncodedSize(published->download());
   return published;
@@ -354,6 +373,7 @@ v1::TrainTask Coordinator::MakeTask(int64_t round, const std::string& agent_id,
   task.set_model_version(model.version);
   task.set_model_sha256(model.sha256_hex);
   task.set_model_size_bytes(model.size_bytes);
+  task.set_model_encoding(model.encoding);
   {
     absl::MutexLock lock(&mu_);
     auto it = plans_.find(agent_id);
@@ -373,6 +393,7 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
   std::shared_ptr<const PublishedModel> model = latest_model();
   response.set_latest_model_version(model->version);
   response.set_latest_model_sha256(model->sha256_hex);
+  response.set_latest_model_encoding(model->encoding);
   if (std::optional<v1::TrainTask> train = TrainTaskFor(agent_id)) {
     *response.mutable_train() = *std::move(train);
     return response;
@@ -385,6 +406,7 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
       task->set_model_version(eval_->model->version);
       task->set_model_sha256(eval_->model->sha256_hex);
       task->set_model_size_bytes(eval_->model->size_bytes);
+      task->set_model_encoding(eval_->model->encoding);
       task->set_deadline_remaining_ms(std::max<int64_t>(
           1, absl::ToInt64Milliseconds(eval_->deadline - clock_->Now())));
       return response;
@@ -418,6 +440,7 @@ void Coordinator::Poll(const v1::PollRequest& request, PollCallback done) {
     std::shared_ptr<const PublishedModel> model = latest_model();
     wait.set_latest_model_version(model->version);
     wait.set_latest_model_sha256(model->sha256_hex);
+    wait.set_latest_model_encoding(model->encoding);
     return done(wait);
   }
   {
@@ -451,6 +474,7 @@ void Coordinator::AnswerParkedPolls(bool expire_all) {
       std::shared_ptr<const PublishedModel> model = latest_model();
       wait.set_latest_model_version(model->version);
       wait.set_latest_model_sha256(model->sha256_hex);
+      wait.set_latest_model_encoding(model->encoding);
       p.done(wait);
     } else {
       still_waiting.push_back(std::move(p));
@@ -565,6 +589,22 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
   waiter.start();
 }
 
+void Coordinator::KeepSpareBuffers(ModelState buffers) {
+  absl::MutexLock lock(&slots_mu_);
+  if (static_cast<int>(spare_buffers_.size()) <
+      config_.max_concurrent_uploads()) {
+    spare_buffers_.push_back(std::move(buffers));
+  }
+}
+
+ModelState Coordinator::TakeSpareBuffers() {
+  absl::MutexLock lock(&slots_mu_);
+  if (spare_buffers_.empty()) return ModelState();
+  ModelState spare = std::move(spare_buffers_.back());
+  spare_buffers_.pop_back();
+  return spare;
+}
+
 void Coordinator::ReleaseSlot() {
   SlotWaiter next;
   {
@@ -612,7 +652,10 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::FinishUpload(
   if (!update.ok()) {
     return Refuse(upload->agent_id_, "invalid", "malformed", update.status());
   }
-  return Accumulate(*upload, *update);
+  absl::StatusOr<v1::SubmitUpdateResponse> response =
+      Accumulate(*upload, *update);
+  KeepSpareBuffers(*std::move(update));
+  return response;
 }
 
 absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
@@ -635,6 +678,16 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
   result.metrics.seconds = m.metrics().train_seconds();
   result.delta = &delta;
   result.extras = extras.size() > 0 ? &extras : nullptr;
+  // The buffers go back to `update`, to be decoded into again.
+  absl::Cleanup give_back = [&] {
+    size_t i = 0;
+    for (TensorBuffer& t : delta.mutable_tensors()) {
+      update.mutable_tensor(i++) = std::move(t);
+    }
+    for (TensorBuffer& t : extras.mutable_tensors()) {
+      update.mutable_tensor(i++) = std::move(t);
+    }
+  };
   absl::MutexLock lock(&accumulate_mu_);
   absl::Status checked = accumulator_.Check(result);
   if (!checked.ok()) {
@@ -655,9 +708,8 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
         upload.agent_id_, absl::IsAborted(accepted) ? "stale" : "refused",
         absl::IsUnavailable(accepted) ? "buffer_full" : "round", accepted);
   }
-  // Checked under the same lock: folding cannot fail now.
-  absl::Status added = accumulator_.Add(result, upload.received_);
-  FEDGE_CHECK(added.ok()) << added;
+  // Checked under the same lock: folded without checking again.
+  accumulator_.AddChecked(result, upload.received_);
   metrics_.Update("accepted", "");
   metrics_.bytes_received.IncrementBy(upload.received_);
   return response;

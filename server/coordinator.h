@@ -61,6 +61,7 @@
 #include "common/metrics.h"
 #include "common/model_codec.h"
 #include "common/strategy.h"
+#include "common/update_codec.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
 #include "server/checkpoint_store.h"
@@ -79,7 +80,11 @@ struct PublishedModel {
   // What agents download when it differs from `model`: the model followed
   // by the strategy's broadcast tensors (SCAFFOLD's control variate).
   std::optional<ModelState> with_extras;
-  // SHA-256 and size of the canonical encoding of what agents download.
+  // What agents download in a lossy encoding (strategy.download_encoding
+  // fp16), when not raw; `encoding` names it ("fp32" when raw).
+  std::optional<EncodedModel> wire;
+  std::string encoding = "fp32";
+  // SHA-256 and size of the encoding of what agents download.
   std::string sha256_hex;
   int64_t size_bytes = 0;
 
@@ -397,6 +402,8 @@ class Coordinator {
   // An update: the model's tensors, then the strategy's extras.
   ModelSchema update_schema_;
   int64_t update_size_ = 0;  // Encoded size of every update.
+  // How agents download the model (strategy.download_encoding, validated).
+  UpdateEncoding download_encoding_ = UpdateEncoding::kFp32;
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<Strategy> strategy_;
   std::unique_ptr<CheckpointStore> checkpoints_;
@@ -454,9 +461,15 @@ class Coordinator {
     std::function<void(absl::Status)> fail;
   };
   void ReleaseSlot();
+  // The buffers of a decoded update, for the next upload to decode into
+  // (at most one set per slot is kept: the memory the slots use anyway, no
+  // fresh pages per update); an empty state when none is spare.
+  void KeepSpareBuffers(ModelState buffers);
+  ModelState TakeSpareBuffers();
   absl::Mutex slots_mu_;
   int free_slots_ ABSL_GUARDED_BY(slots_mu_);
   std::deque<SlotWaiter> slot_waiters_ ABSL_GUARDED_BY(slots_mu_);
+  std::vector<ModelState> spare_buffers_ ABSL_GUARDED_BY(slots_mu_);
   friend class Upload;
 
   std::atomic<int64_t> bytes_sent_{0};

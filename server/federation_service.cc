@@ -31,7 +31,7 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
               int chunk_bytes, bool model_only = false)
       : coordinator_(coordinator),
         model_(std::move(model)),
-        encoder_(model_only ? model_->model : model_->download(), chunk_bytes) {
+        encoder_(MakeEncoder(*model_, model_only, chunk_bytes)) {
     encoder_.Seek(offset);
     chunk_.set_version(model_->version);
     chunk_.set_total_size_bytes(encoder_.total_bytes());
@@ -62,6 +62,14 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
 
   Coordinator* coordinator_;
   std::shared_ptr<const PublishedModel> model_;
+  // What agents download (in its wire encoding), or the model alone.
+  static ModelEncoder MakeEncoder(const PublishedModel& model, bool model_only,
+                                  int chunk_bytes) {
+    if (model_only) return ModelEncoder(model.model, chunk_bytes);
+    if (model.wire.has_value()) return ModelEncoder(*model.wire, chunk_bytes);
+    return ModelEncoder(model.download(), chunk_bytes);
+  }
+
   ModelEncoder encoder_;
   v1::ModelChunk chunk_;
 };

@@ -108,6 +108,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   SimulatorOptions options;
   options.engine = ToRoundEngineOptions(c.strategy(), c.rounds());
   options.strategy = ToStrategyOptions(c.strategy(), c.train(), c.seed());
+  ASSIGN_OR_RETURN(options.download_encoding,
+                   ParseDownloadEncoding(c.strategy().download_encoding()));
   options.eval_every_rounds = c.eval_every_rounds();
   options.stop_at_accuracy = c.stop_at_accuracy();
   options.max_abandoned_rounds = c.max_abandoned_rounds();

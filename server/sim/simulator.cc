@@ -171,7 +171,8 @@ absl::StatusOr<TrainOutput> Simulator::TrainLocal(
 }
 
 double Simulator::TrainRound(int64_t round,
-                             const std::vector<FitInstruction>& plan) {
+                             const std::vector<FitInstruction>& plan,
+                             const ModelState& downloaded) {
   absl::Mutex mu;
   double slowest = 0;
   pool_.RunBatch(plan.size(), [&](size_t task, int worker) {
@@ -180,7 +181,7 @@ double Simulator::TrainRound(int64_t round,
     double seconds = 0;
     int64_t bytes = 0;
     absl::StatusOr<TrainOutput> out =
-        TrainLocal(round, instruction, global_, *trainers_[worker], &extras,
+        TrainLocal(round, instruction, downloaded, *trainers_[worker], &extras,
                    &seconds, &bytes);
     absl::Status s = out.status();
     if (out.ok()) {
@@ -269,7 +270,12 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     ASSIGN_OR_RETURN(const int64_t started, engine_->StartRound(selected));
     FEDGE_CHECK(started == round);
     const absl::Time train_start = absl::Now();
-    simulated += TrainRound(round, plan);
+    // Agents train from the model as they download it.
+    int64_t download_bytes = 0;
+    ASSIGN_OR_RETURN(ModelState downloaded,
+                     AsDownloaded(global_, options_.download_encoding,
+                                  &download_bytes));
+    simulated += TrainRound(round, plan, downloaded);
     const double train_seconds =
         absl::ToDoubleSeconds(absl::Now() - train_start);
     std::vector<RoundOutcome> outcomes = engine_->Tick();
@@ -281,7 +287,7 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     record.train_seconds = train_seconds;
     // Every selected agent downloads the model.
     record.bytes_sent =
-        EncodedSize(global_) * static_cast<int64_t>(plan.size());
+        download_bytes * static_cast<int64_t>(plan.size());
     if (!options_.examples_per_second.empty()) {
       record.simulated_seconds = simulated;
     }

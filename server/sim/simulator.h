@@ -26,6 +26,7 @@
 #include "common/local_trainer.h"
 #include "common/scaffold.h"
 #include "common/strategy.h"
+#include "common/update_codec.h"
 #include "common/tensor_buffer.h"
 #include "common/thread_pool.h"
 #include "server/round_accumulator.h"
@@ -38,6 +39,9 @@ struct SimulatorOptions {
   RoundEngineOptions engine;
   // The strategy, with the base plan, selection and the run's seed.
   StrategyOptions strategy;
+  // How agents receive the global model (fp32 or fp16): they train from it
+  // as downloaded, the global model stays float32 (as in the coordinator).
+  UpdateEncoding download_encoding = UpdateEncoding::kFp32;
   // Evaluate every this many rounds (and always after the last).
   int eval_every_rounds = 1;
   // Stop once the test accuracy reaches this (0 = never).
@@ -110,7 +114,9 @@ class Simulator {
             std::function<void(int)> on_worker_start);
   // Trains the agents of `round` on the pool and folds their updates;
   // returns the simulated duration of the round (0 without simulated time).
-  double TrainRound(int64_t round, const std::vector<FitInstruction>& plan);
+  // Agents train from `downloaded` (the global model as they receive it).
+  double TrainRound(int64_t round, const std::vector<FitInstruction>& plan,
+                    const ModelState& downloaded);
   // One agent's local training from `base`: its update (SCAFFOLD's delta in
   // *extras), or why it failed. `*seconds` is its simulated compute time.
   // The update goes through the plan's encoding (top-k with error

@@ -59,7 +59,13 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
   // Model versions that tasks in flight started from.
   std::map<int64_t, std::shared_ptr<const ModelState>> versions;
   int64_t version = 0;
-  versions[0] = std::make_shared<const ModelState>(global_.Clone());
+  // Each version as agents download it (they train from that).
+  auto downloaded = [&]() -> absl::StatusOr<std::shared_ptr<const ModelState>> {
+    ASSIGN_OR_RETURN(ModelState m,
+                     AsDownloaded(global_, options_.download_encoding));
+    return std::make_shared<const ModelState>(std::move(m));
+  };
+  ASSIGN_OR_RETURN(versions[0], downloaded());
   std::vector<bool> busy(n, false);
   double now = 0;
   uint64_t seq = 0;
@@ -140,7 +146,7 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
     RoundRecord record = std::move(close.record);
     if (close.next.has_value()) global_ = *std::move(close.next);
     ++version;
-    versions[version] = std::make_shared<const ModelState>(global_.Clone());
+    ASSIGN_OR_RETURN(versions[version], downloaded());
     // Forget versions no task in flight started from.
     int64_t oldest = version;
     {

@@ -832,5 +832,81 @@ TEST(ModelCodecTest, MiniFuzz_LossyMutationsDecodeOrFailCleanly) {
   EXPECT_GT(decoded_ok, 0);
 }
 
+// A model shaped like `model` whose float32 values are all 99 (stale
+// buffers from an earlier update).
+ModelState Dirty(const ModelState& model) {
+  ModelState out = model.Clone();
+  for (TensorBuffer& t : out.mutable_tensors()) {
+    if (t.dtype() != DType::kFloat32) continue;
+    for (float& v : t.mutable_floats()) v = 99;
+  }
+  return out;
+}
+
+TEST(ModelCodecTest, Recycle_DecodesIntoTheSpareBuffers) {
+  ModelState model = SmallModel();
+  model.Add(Floats("big", {256, 256}));  // 256 KiB, beyond any bookkeeping.
+  const std::string bytes = EncodeModel(model);
+  ModelState spare = Dirty(model);
+  std::vector<const void*> buffers;
+  for (const TensorBuffer& t : spare.tensors()) buffers.push_back(t.data());
+  ModelDecoder decoder({}, SchemaOf(model));
+  decoder.Recycle(std::move(spare));
+  absl::StatusOr<ModelState> decoded;
+  const size_t largest = LargestAllocationDuring([&] {
+    ASSERT_TRUE(decoder.Feed(bytes).ok());
+    decoded = decoder.Finish();
+  });
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  ExpectSameModel(model, *decoded);
+  for (size_t i = 0; i < decoded->size(); ++i) {
+    if (decoded->tensor(i).num_bytes() == 0) continue;
+    EXPECT_EQ(decoded->tensor(i).data(), buffers[i])
+        << decoded->tensor(i).name();
+  }
+  EXPECT_LT(largest, model.Find("big")->num_bytes());  // Not allocated.
+}
+
+TEST(ModelCodecTest, Recycle_TopKZeroesWhatItDoesNotSend) {
+  EncodingOptions options;
+  options.kind = UpdateEncoding::kTopK;
+  options.topk_fraction = 0.2;
+  const std::string bytes =
+      EncodeModel(*EncodeForWire(LossyModel(), options));
+  const absl::StatusOr<ModelState> fresh = DecodeModel(bytes);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  ModelDecoder decoder;
+  decoder.Recycle(Dirty(LossyModel()));
+  ASSERT_TRUE(decoder.Feed(bytes).ok());
+  absl::StatusOr<ModelState> recycled = decoder.Finish();
+  ASSERT_TRUE(recycled.ok()) << recycled.status();
+  ExpectSameModel(*fresh, *recycled);
+}
+
+TEST(ModelCodecTest, Recycle_MismatchedSparesAreNotUsed) {
+  const ModelState model = SmallModel();
+  ModelState spare;
+  spare.Add(Floats("fc1.weight", {4, 3}));  // Other shape.
+  spare.Add(Floats("other", {4}));          // Other name.
+  const void* wrong_shape = spare.tensor(0).data();
+  ModelDecoder decoder;
+  decoder.Recycle(std::move(spare));
+  ASSERT_TRUE(decoder.Feed(EncodeModel(model)).ok());
+  absl::StatusOr<ModelState> decoded = decoder.Finish();
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  ExpectSameModel(model, *decoded);
+  EXPECT_NE(decoded->tensor(0).data(), wrong_shape);
+}
+
+TEST(ModelCodecTest, Recycle_LimitsStillApply) {
+  const ModelState model = SmallModel();
+  DecodeLimits limits;
+  limits.max_decoded_bytes = 16;  // Less than fc1.weight.
+  ModelDecoder decoder(limits);
+  decoder.Recycle(model.Clone());
+  EXPECT_EQ(decoder.Feed(EncodeModel(model)).code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
 }  // namespace
 }  // namespace fedge

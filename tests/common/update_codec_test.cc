@@ -679,6 +679,40 @@ TEST(EncodeForWireTest, FullModelDownload_Fp16HalvesTheBytes) {
   EXPECT_LT(EncodedSize(*encoded), EncodedSize(model) / 2 + 100);
 }
 
+TEST(DownloadEncodingTest, OnlyFp32AndFp16) {
+  EXPECT_EQ(*ParseDownloadEncoding("fp32"), UpdateEncoding::kFp32);
+  EXPECT_EQ(*ParseDownloadEncoding("fp16"), UpdateEncoding::kFp16);
+  for (const char* name : {"int8", "topk", "FP16", ""}) {
+    absl::Status s = ParseDownloadEncoding(name).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(s.message(), HasSubstr("valid: fp32, fp16")) << name;
+  }
+}
+
+TEST(DownloadEncodingTest, AsDownloaded_IsWhatAnAgentDecodes) {
+  const ModelState model = DeltaModel();
+  int64_t bytes = 0;
+  absl::StatusOr<ModelState> fp16 =
+      AsDownloaded(model, UpdateEncoding::kFp16, &bytes);
+  ASSERT_TRUE(fp16.ok()) << fp16.status();
+  const EncodedModel wire = *EncodeForWire(model, Options(UpdateEncoding::kFp16));
+  EXPECT_EQ(bytes, EncodedSize(wire));
+  EXPECT_EQ(ModelDigest(*fp16), ModelDigest(RoundTrip(model, Options(
+                                    UpdateEncoding::kFp16))));
+  // Downloaded again as fp16, the rounded model gives the same bytes: the
+  // hash an agent caches it under is the one the coordinator announced.
+  EXPECT_EQ(ModelDigest(*EncodeForWire(*fp16, Options(UpdateEncoding::kFp16))),
+            ModelDigest(wire));
+
+  absl::StatusOr<ModelState> fp32 =
+      AsDownloaded(model, UpdateEncoding::kFp32, &bytes);
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  EXPECT_EQ(ModelDigest(*fp32), ModelDigest(model));
+  EXPECT_EQ(bytes, EncodedSize(model));
+  EXPECT_EQ(AsDownloaded(model, UpdateEncoding::kInt8).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // ---------------------------------------------------------------------------
 // Streaming of encoded models.
 

@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/local_trainer.h"
 #include "common/model_codec.h"
+#include "common/update_codec.h"
 #include "common/sha256.h"
 #include "common/strategy.h"
 #include "common/tensor_buffer.h"
@@ -38,6 +39,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::FloatEq;
+using ::testing::FloatNear;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
@@ -1053,6 +1055,39 @@ TEST_F(CoordinatorTest, CheckpointOfAnotherStrategy_FailedPrecondition) {
 
 // ---------------------------------------------------------------------------
 // SCAFFOLD's extra tensors on the wire.
+
+TEST_F(CoordinatorTest, Fp16Download_HalfTheBytes_MasterStaysFloat32) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->set_download_encoding("fp16");
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  std::shared_ptr<const PublishedModel> v0 = c->latest_model();
+  ASSERT_TRUE(v0->wire.has_value());
+  EncodingOptions fp16;
+  fp16.kind = UpdateEncoding::kFp16;
+  const EncodedModel wire = *EncodeForWire(v0->model, fp16);
+  EXPECT_EQ(v0->encoding, "fp16");
+  EXPECT_EQ(v0->sha256_hex, ToHex(ModelDigest(wire)));
+  EXPECT_EQ(v0->size_bytes, EncodedSize(wire));
+  EXPECT_LT(v0->size_bytes, EncodedSize(v0->model));
+  v1::TrainTask task = TaskOf(*c, a);
+  EXPECT_EQ(task.model_encoding(), "fp16");
+  EXPECT_EQ(task.model_sha256(), v0->sha256_hex);
+  EXPECT_EQ(task.model_size_bytes(), v0->size_bytes);
+  // The deltas are added to the float32 model, not to its rounding.
+  const ModelState before = v0->model.Clone();
+  ASSERT_TRUE(Submit(*c, a, Model(1e-4f, 0, 0), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1e-4f, 0, 0), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  std::shared_ptr<const PublishedModel> v1 = c->latest_model();
+  // (1 + 1e-4 rounds to 1 in half precision.)
+  EXPECT_THAT(Values(v1->model, "w"),
+              ElementsAre(FloatNear(Values(before, "w")[0] + 1e-4f, 1e-7),
+                          FloatEq(Values(before, "w")[1])));
+  EXPECT_NE(Values(v1->model, "w")[0], Values(before, "w")[0]);
+  EXPECT_EQ(v1->encoding, "fp16");
+}
 
 TEST_F(CoordinatorTest, Scaffold_DownloadCarriesControl_UpdateCarriesDc) {
   std::unique_ptr<Coordinator> c = Make(Config("scaffold"));
