@@ -301,8 +301,9 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   const absl::Time fetch_start = clock_->Now();
   bool fetched = false;
-  absl::StatusOr<ModelState> global =
-      GlobalModel(task.model_version(), task.model_sha256(), &fetched);
+  const ModelRef ref{task.model_version(), task.model_sha256(),
+                     task.model_encoding()};
+  absl::StatusOr<ModelState> global = GlobalModel(ref, &fetched);
   fetch_seconds_ = absl::ToDoubleSeconds(clock_->Now() - fetch_start);
   if (!global.ok()) {
     if (global.status().code() != absl::StatusCode::kNotFound) {
@@ -315,7 +316,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
   }
   absl::StatusOr<TrainOutput> output = Train(task, *global);
   if (output.ok() && output->interrupted) {
-    if (fetched) CacheModel(task.model_version(), *global);  // For resuming.
+    if (fetched) CacheModel(ref, *global);  // For resuming.
     return OnInterrupted(task, *std::move(output));
   }
   handled_rounds_.insert(task.round());
@@ -327,7 +328,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
   }
   absl::Status submitted = Submit(task, *output);
   // Cached after the upload, off the round's critical path.
-  if (fetched) CacheModel(task.model_version(), *global);
+  if (fetched) CacheModelIfDue(ref, *global);
   return submitted;
 }
 
@@ -339,10 +340,10 @@ bool Agent::DropsOut(int64_t round) {
   return skip_round_;
 }
 
-absl::StatusOr<ModelState> Agent::GlobalModel(int64_t version,
-                                              const std::string& sha256_hex,
+absl::StatusOr<ModelState> Agent::GlobalModel(const ModelRef& ref,
                                               bool* fetched) {
-  absl::StatusOr<ModelState> cached = cache_->Get(version, sha256_hex);
+  const int64_t version = ref.version;
+  absl::StatusOr<ModelState> cached = cache_->Get(version, ref.sha256_hex);
   Observe([&](AgentMetrics& m) {
     if (cached.ok())
       m.model_version.Set(
@@ -351,7 +352,7 @@ absl::StatusOr<ModelState> Agent::GlobalModel(int64_t version,
   if (cached.ok()) return cached;
   ASSIGN_OR_RETURN(
       ModelState model,
-      client_->FetchModel(session_.session_token(), version, sha256_hex));
+      client_->FetchModel(session_.session_token(), version, ref.sha256_hex));
   OnContact();
   ++stats_.models_fetched;
   Observe([&](AgentMetrics& m) {
@@ -362,15 +363,24 @@ absl::StatusOr<ModelState> Agent::GlobalModel(int64_t version,
   if (fetched != nullptr) {
     *fetched = true;  // The caller caches it when convenient.
   } else {
-    CacheModel(version, model);
+    CacheModel(ref, model);
   }
   return model;
 }
 
-void Agent::CacheModel(int64_t version, const ModelState& model) {
-  if (absl::StatusOr<std::string> s = cache_->Put(version, model); !s.ok()) {
-    FEDGE_LOG(WARNING) << "could not cache model version " << version << ": "
-                       << s.status().message();
+void Agent::CacheModel(const ModelRef& ref, const ModelState& model) {
+  last_cached_ = clock_->Now();
+  absl::StatusOr<std::string> s =
+      cache_->Put(ref.version, model, {ref.encoding, ref.sha256_hex});
+  if (!s.ok()) {
+    FEDGE_LOG(WARNING) << "could not cache model version " << ref.version
+                       << ": " << s.status().message();
+  }
+}
+
+void Agent::CacheModelIfDue(const ModelRef& ref, const ModelState& model) {
+  if (clock_->Now() - last_cached_ >= options_.model_cache_interval) {
+    CacheModel(ref, model);
   }
 }
 
@@ -461,8 +471,9 @@ absl::Status Agent::HandleEvaluation(const v1::EvaluateTask& task) {
   task_deadline_ = DeadlineIn(task.deadline_remaining_ms());
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   bool fetched = false;
-  absl::StatusOr<ModelState> global =
-      GlobalModel(task.model_version(), task.model_sha256(), &fetched);
+  const ModelRef ref{task.model_version(), task.model_sha256(),
+                     task.model_encoding()};
+  absl::StatusOr<ModelState> global = GlobalModel(ref, &fetched);
   if (!global.ok()) {
     if (global.status().code() != absl::StatusCode::kNotFound) {
       return HandleCallError("fetch model", global.status());
@@ -470,7 +481,7 @@ absl::Status Agent::HandleEvaluation(const v1::EvaluateTask& task) {
     evaluated_rounds_.insert(task.round());
     return absl::OkStatus();
   }
-  if (fetched) CacheModel(task.model_version(), *global);
+  if (fetched) CacheModelIfDue(ref, *global);
   evaluated_rounds_.insert(task.round());
   absl::StatusOr<EvalMetrics> metrics =
       trainer_->Evaluate(StripScaffoldTensors(global->Clone()));
@@ -612,7 +623,8 @@ void Agent::RefreshLatestModel(const v1::PollResponse& poll) {
     return;  // (The conditions hold downloads back too: metered networks.)
   }
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
-  absl::StatusOr<ModelState> model = GlobalModel(version, sha, nullptr);
+  absl::StatusOr<ModelState> model =
+      GlobalModel({version, sha, poll.latest_model_encoding()}, nullptr);
   if (model.ok()) return;
   FEDGE_LOG(WARNING) << "could not fetch the newest global model (version "
                      << version

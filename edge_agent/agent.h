@@ -110,6 +110,11 @@ struct AgentOptions {
   // Fetch each newer global model the coordinator announces, so that
   // offline prediction uses the newest one.
   bool keep_latest_model = true;
+  // A model the agent trained or evaluated is written to its cache at
+  // most this often (flash wear, energy); models it fetches while idle
+  // (keep_latest_model) and those of interrupted training are always
+  // written. Zero: after every task.
+  absl::Duration model_cache_interval = absl::Seconds(60);
   // Send heartbeats from a thread of its own while busy (fetching,
   // training, uploading), every JoinResponse.heartbeat_interval_ms, so a
   // slow device is not dropped for not polling.
@@ -227,13 +232,22 @@ class Agent {
   absl::StatusOr<ScaffoldClient> LoadScaffold(const ModelSchema& model);
   // Whether the simulated device skips `round` (dropout_probability).
   bool DropsOut(int64_t round);
-  // The model `version` from the cache or the coordinator. When `fetched`
-  // is given, a fetched model is not cached and *fetched is set: the caller
-  // caches it later (CacheModel).
-  absl::StatusOr<ModelState> GlobalModel(int64_t version,
-                                         const std::string& sha256_hex,
-                                         bool* fetched);
-  void CacheModel(int64_t version, const ModelState& model);
+  // A global model as the coordinator announces it: version, SHA-256 and
+  // size of its download encoding ("" or "fp32", "fp16").
+  struct ModelRef {
+    int64_t version = -1;
+    std::string sha256_hex;
+    std::string encoding;
+  };
+  // The model `ref` names, from the cache or the coordinator. When
+  // `fetched` is given, a fetched model is not cached and *fetched is set:
+  // the caller caches it later (CacheModel, CacheModelIfDue).
+  absl::StatusOr<ModelState> GlobalModel(const ModelRef& ref, bool* fetched);
+  // Keeps a downloaded model in the cache, as it was downloaded (its
+  // verified hash is not computed again).
+  void CacheModel(const ModelRef& ref, const ModelState& model);
+  // CacheModel when model_cache_interval has passed since the last one.
+  void CacheModelIfDue(const ModelRef& ref, const ModelState& model);
   absl::StatusOr<TrainOutput> Train(const v1::TrainTask& task,
                                     const ModelState& global);
   // SCAFFOLD's local training: with the control variates' correction.
@@ -300,6 +314,7 @@ class Agent {
   absl::Time task_deadline_ = absl::InfiniteFuture();
   // Newest model version whose best-effort fetch failed for good.
   int64_t refresh_failed_version_ = -1;
+  absl::Time last_cached_ = absl::InfinitePast();  // Last CacheModel.
   bool finished_logged_ = false;
 
   // An interrupted training kept to resume, and what it trains.

@@ -118,6 +118,8 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(AtLeast("num_threads", c.num_threads(), 1));
   RETURN_IF_ERROR(ValidateBackoff(c));
   RETURN_IF_ERROR(ValidateLimits(c));
+  RETURN_IF_ERROR(
+      AtLeast("model_cache_interval_ms", c.model_cache_interval_ms(), 0));
   return ValidateProfile(c.profile());
 }
 
@@ -129,6 +131,7 @@ AgentOptions ToAgentOptions(const v1::AgentConfig& c) {
   o.compute_slowdown = c.profile().compute_slowdown();
   o.dropout_probability = c.profile().dropout_probability();
   o.exit_when_finished = c.exit_when_finished();
+  o.model_cache_interval = absl::Milliseconds(c.model_cache_interval_ms());
   o.device_class = c.device_class();
   o.examples_per_second = c.examples_per_second();
   o.eligibility = ToEligibilityPolicy(c.eligibility());

@@ -16,6 +16,7 @@
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/update_codec.h"
 
 namespace fedge {
 namespace {
@@ -164,22 +165,33 @@ absl::StatusOr<ModelState> ModelCache::ReadVerified(
 }
 
 absl::StatusOr<std::string> ModelCache::Put(int64_t version,
-                                            const ModelState& model) {
+                                            const ModelState& model,
+                                            const Download& as) {
   RETURN_IF_ERROR(CheckWritable());
   if (version < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("model version must be >= 0, got ", version));
   }
+  std::optional<EncodedModel> wire;  // Unless downloaded raw.
+  if (!as.encoding.empty()) {
+    EncodingOptions options;
+    ASSIGN_OR_RETURN(options.kind, ParseDownloadEncoding(as.encoding));
+    if (options.kind != UpdateEncoding::kFp32) {
+      ASSIGN_OR_RETURN(wire, EncodeForWire(model, options));
+    }
+  }
   index_.erase(version);
+  const bool hash = as.sha256_hex.empty();
   Sha256 hasher;
-  ModelEncoder encoder(model, kChunkBytes);
+  ModelEncoder encoder = wire.has_value() ? ModelEncoder(*wire, kChunkBytes)
+                                          : ModelEncoder(model, kChunkBytes);
   RETURN_IF_ERROR(
       WriteFileAtomically(ModelPath(version), [&](std::string* out) {
         if (!encoder.Next(out)) return false;
-        hasher.Update(*out);
+        if (hash) hasher.Update(*out);
         return true;
       }));
-  std::string hex = ToHex(hasher.Finish());
+  std::string hex = hash ? ToHex(hasher.Finish()) : as.sha256_hex;
   RETURN_IF_ERROR(WriteStringAtomically(HashPath(version), hex + "\n"));
   index_[version] = hex;
   Prune();

@@ -67,11 +67,23 @@ class ModelCache {
   ModelCache(const ModelCache&) = delete;
   ModelCache& operator=(const ModelCache&) = delete;
 
+  // How a model arrived: the encoding it was downloaded in ("" or "fp32":
+  // raw; "fp16") and, when known, the SHA-256 (hex) of that encoding (the
+  // caller verified those very bytes as they arrived).
+  struct Download {
+    std::string encoding;
+    std::string sha256_hex;
+  };
   // Stores global model `version` (replacing a cached copy of the same
-  // version), then deletes all but the newest keep_versions versions.
-  // Returns the SHA-256 (hex) of its encoding. FAILED_PRECONDITION in
-  // read-only mode; file-system errors naming the path.
-  absl::StatusOr<std::string> Put(int64_t version, const ModelState& model);
+  // version) in the encoding it was downloaded in, so that its hash is the
+  // one the coordinator announced, then deletes all but the newest
+  // keep_versions versions. A known hash is recorded without hashing the
+  // bytes again (a wrong one makes the file fail verification when read,
+  // and it is dropped). Returns the SHA-256 (hex) of the file.
+  // FAILED_PRECONDITION in read-only mode; INVALID_ARGUMENT for an unknown
+  // encoding; file-system errors naming the path.
+  absl::StatusOr<std::string> Put(int64_t version, const ModelState& model,
+                                  const Download& as = {});
 
   // Cached `version`, after its bytes verified against the recorded hash
   // and, when not empty, against `expected_sha256_hex`.

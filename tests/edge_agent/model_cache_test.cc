@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model_codec.h"
 #include "common/sha256.h"
+#include "common/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -245,6 +246,38 @@ TEST_F(ModelCacheTest, AgentId_StoredAndLoaded) {
   }
   auto cache = Open();
   EXPECT_EQ(*cache->LoadAgentId(), "device-17");
+}
+
+TEST_F(ModelCacheTest, Fp16Download_StoredUnderTheAnnouncedHash) {
+  auto cache = Open();
+  // A model as an agent decodes an fp16 download, and the announced hash.
+  EncodingOptions fp16;
+  fp16.kind = UpdateEncoding::kFp16;
+  const ModelState downloaded = *AsDownloaded(TinyModel(0.1f), fp16.kind);
+  const std::string announced =
+      ToHex(ModelDigest(*EncodeForWire(downloaded, fp16)));
+  absl::StatusOr<std::string> hash =
+      cache->Put(3, downloaded, {"fp16", announced});
+  ASSERT_TRUE(hash.ok()) << hash.status();
+  EXPECT_EQ(*hash, announced);
+  EXPECT_TRUE(cache->Has(3, announced));
+  absl::StatusOr<ModelState> got = cache->Get(3, announced);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(ModelDigest(*got), ModelDigest(downloaded));
+  // Computed when not given: the same.
+  EXPECT_EQ(*cache->Put(4, downloaded, {"fp16", ""}), announced);
+  EXPECT_EQ(cache->Put(5, downloaded, {"int8", ""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ModelCacheTest, KnownHash_NotRecomputedButAWrongOneNeverVerifies) {
+  auto cache = Open();
+  const std::string wrong(64, 'a');
+  ASSERT_TRUE(cache->Put(1, TinyModel(1), {"fp32", wrong}).ok());
+  // Taken as given when written; the bytes are checked when read.
+  EXPECT_EQ(cache->Get(1, wrong).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(cache->Has(1, wrong));
 }
 
 }  // namespace
