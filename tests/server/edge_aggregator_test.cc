@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "common/clock.h"
+#include "common/fl_config.h"
 #include "common/tensor_buffer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -255,6 +256,40 @@ TEST(EdgeAggregatorCreateTest, RefusesMissingIdAndCollaborators) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(
       EdgeAggregator::Create(o, &upstream, &downstream, &clock, sleep).ok());
+}
+
+// Edge mode's config errors name the field (common/fl_config.cc).
+TEST(EdgeConfigTest, BadEdgeConfig_ErrorNamesTheField) {
+  v1::CoordinatorConfig c;
+  c.mutable_tls()->set_insecure(true);
+  ASSERT_EQ(ValidateCoordinatorConfig(c), absl::OkStatus());
+  c.mutable_upstream()->set_address("127.0.0.1:1");
+  EXPECT_THAT(ValidateCoordinatorConfig(c).message(),
+              HasSubstr("'upstream.agent_id'"));
+  c.mutable_upstream()->set_agent_id("edge-1");
+  EXPECT_THAT(ValidateCoordinatorConfig(c).message(),
+              HasSubstr("'upstream.tls.ca_path'"));
+  c.mutable_upstream()->mutable_tls()->set_ca_path("ca.pem");
+  ASSERT_EQ(ValidateCoordinatorConfig(c), absl::OkStatus());
+  for (const char* name : {"median", "scaffold", "fedadam", "trimmed_mean"}) {
+    v1::CoordinatorConfig bad = c;
+    bad.mutable_strategy()->set_name(name);
+    const absl::Status s = ValidateCoordinatorConfig(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(s.message(), HasSubstr("'strategy.name' must be fedavg"));
+  }
+  v1::CoordinatorConfig bad = c;
+  bad.mutable_strategy()->set_mode("fedbuff");
+  EXPECT_THAT(ValidateCoordinatorConfig(bad).message(),
+              HasSubstr("'strategy.mode'"));
+  bad = c;
+  bad.mutable_strategy()->set_fraction_evaluate(0.5);
+  EXPECT_THAT(ValidateCoordinatorConfig(bad).message(),
+              HasSubstr("'strategy.fraction_evaluate'"));
+  bad = c;
+  bad.mutable_strategy()->set_server_learning_rate(0.5);
+  EXPECT_THAT(ValidateCoordinatorConfig(bad).message(),
+              HasSubstr("'strategy.server_learning_rate'"));
 }
 
 }  // namespace
