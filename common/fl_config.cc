@@ -257,6 +257,66 @@ absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
   return absl::OkStatus();
 }
 
+namespace {
+
+// Edge aggregator mode: the upstream session, and what composes (an edge
+// aggregator's update must be its agents' example-weighted mean delta, so
+// that the upstream's aggregate equals a flat federation's; docs/
+// hierarchy.md).
+absl::Status ValidateUpstreamConfig(const v1::CoordinatorConfig& c) {
+  const v1::UpstreamConfig& u = c.upstream();
+  const std::string p = "upstream.";
+  if (u.address().empty()) return absl::OkStatus();
+  if (u.agent_id().empty() && u.tls().cert_path().empty()) {
+    return Bad(p, "agent_id",
+               "must name this edge aggregator upstream (or use a client "
+               "certificate: upstream.tls.cert_path)");
+  }
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(p, "initial_backoff_ms", u.initial_backoff_ms(), 1));
+  RETURN_IF_ERROR(AtLeast<int64_t>(p, "max_backoff_ms", u.max_backoff_ms(),
+                                   u.initial_backoff_ms()));
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(p, "keepalive_time_ms", u.keepalive_time_ms(), 1000));
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(p, "upload_margin_ms", u.upload_margin_ms(), 0));
+  RETURN_IF_ERROR(
+      ValidateTlsConfig(u.tls(), /*server=*/false, "upstream.tls."));
+  const v1::StrategyConfig& s = c.strategy();
+  const char* why =
+      "with upstream.address set (an edge aggregator sends its agents' "
+      "example-weighted mean delta upstream; the upstream applies its own "
+      "strategy: fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad "
+      "compose, docs/hierarchy.md)";
+  if (s.name() != "fedavg") {
+    return Bad("strategy.", "name",
+               absl::StrCat("must be fedavg ", why, ", got '", s.name(), "'"));
+  }
+  if (s.server_learning_rate() != 1.0) {
+    return Bad(
+        "strategy.", "server_learning_rate",
+        absl::StrCat("must be 1 ", why, ", got ", s.server_learning_rate()));
+  }
+  if (s.mode() != "sync") {
+    return Bad("strategy.", "mode",
+               absl::StrCat("must be sync ", why, ", got '", s.mode(), "'"));
+  }
+  if (s.fraction_evaluate() != 0) {
+    return Bad("strategy.", "fraction_evaluate",
+               "must be 0 with upstream.address set (federated evaluation "
+               "is the upstream's; an edge aggregator does not answer "
+               "evaluate tasks)");
+  }
+  if (s.device_plans_size() > 0 || s.local_time_budget_ms() > 0) {
+    return Bad("strategy.", "device_plans",
+               "and local_time_budget_ms must be unset with upstream.address "
+               "set (the plan comes from the upstream's task)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   const std::string top;
   if (c.listen_address().empty()) {
@@ -306,7 +366,8 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
                      "per connection of max_connections=", c.max_connections(),
                      "), got ", c.grpc_memory_quota_mb()));
   }
-  return ValidateTlsConfig(c.tls(), /*server=*/true, "tls.");
+  RETURN_IF_ERROR(ValidateTlsConfig(c.tls(), /*server=*/true, "tls."));
+  return ValidateUpstreamConfig(c);
 }
 
 TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c) {

@@ -13,32 +13,6 @@
 namespace fedge {
 namespace {
 
-// The coordinator did not answer (as opposed to answering with an error).
-bool IsUnreachable(absl::StatusCode code) {
-  return code == absl::StatusCode::kUnavailable ||
-         code == absl::StatusCode::kDeadlineExceeded;
-}
-
-// The session is unknown or expired: join again.
-bool IsSessionLost(absl::StatusCode code) {
-  return code == absl::StatusCode::kUnauthenticated ||
-         code == absl::StatusCode::kFailedPrecondition;
-}
-
-// The coordinator refused the update for good: drop it.
-bool IsRefusal(absl::StatusCode code) {
-  return code == absl::StatusCode::kAborted ||
-         code == absl::StatusCode::kInvalidArgument ||
-         code == absl::StatusCode::kNotFound;
-}
-
-// Join errors that retrying cannot fix.
-bool IsJoinRefusal(absl::StatusCode code) {
-  return code == absl::StatusCode::kPermissionDenied ||
-         code == absl::StatusCode::kInvalidArgument ||
-         code == absl::StatusCode::kUnauthenticated;
-}
-
 absl::Status ValidateOptions(const AgentOptions& o) {
   if (o.agent_id.empty()) return absl::InvalidArgumentError("empty agent_id");
   if (o.initial_backoff <= absl::ZeroDuration() ||
@@ -122,7 +96,7 @@ Agent::Agent(AgentOptions options, CoordinatorClient* client,
       clock_(clock),
       sleep_(std::move(sleep)),
       rng_(options_.seed),
-      backoff_bound_(options_.initial_backoff) {}
+      backoff_(options_.initial_backoff, options_.max_backoff) {}
 
 void Agent::TransitionTo(AgentState next) {
   const bool legal =
@@ -792,7 +766,7 @@ absl::Status Agent::BackOff(absl::string_view what, const absl::Status& error) {
                      absl::FormatDuration(clock_->Now() - last_contact_),
                      " (give_up_after_ms); last error: ", error.ToString()));
   }
-  const absl::Duration delay = NextBackoff();
+  const absl::Duration delay = backoff_.Next(rng_);
   FEDGE_LOG(WARNING) << what << " failed: " << error << "; retrying in "
                      << absl::FormatDuration(
                             absl::Trunc(delay, absl::Milliseconds(1)));
@@ -800,15 +774,9 @@ absl::Status Agent::BackOff(absl::string_view what, const absl::Status& error) {
   return absl::OkStatus();
 }
 
-absl::Duration Agent::NextBackoff() {
-  const absl::Duration bound = backoff_bound_;
-  backoff_bound_ = std::min(2 * backoff_bound_, options_.max_backoff);
-  return bound * (0.5 + 0.5 * rng_.UniformDouble());
-}
-
 void Agent::OnContact() {
   last_contact_ = clock_->Now();
-  backoff_bound_ = options_.initial_backoff;
+  backoff_.Reset();
 }
 
 std::string Agent::NewUploadId() {

@@ -68,6 +68,7 @@
 #include "common/random.h"
 #include "common/scaffold.h"
 #include "edge_agent/agent_metrics.h"
+#include "edge_agent/backoff.h"
 #include "edge_agent/coordinator_client.h"
 #include "edge_agent/device_conditions.h"
 #include "edge_agent/heartbeat.h"
@@ -285,7 +286,6 @@ class Agent {
   absl::Status HandleCallError(absl::string_view what,
                                const absl::Status& error);
   absl::Status BackOff(absl::string_view what, const absl::Status& error);
-  absl::Duration NextBackoff();
   // A call succeeded: records the contact and resets the backoff.
   void OnContact();
   std::string NewUploadId();
@@ -338,7 +338,7 @@ class Agent {
   // Training time of the last completed training (0 = none yet).
   absl::Duration last_training_time_ = absl::ZeroDuration();
 
-  absl::Duration backoff_bound_;
+  Backoff backoff_;
   absl::Time last_contact_;
   AgentStats stats_;
 };

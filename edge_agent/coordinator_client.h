@@ -123,6 +123,34 @@ class CoordinatorClient {
       const v1::ReportFailureRequest& request) = 0;
 };
 
+// What a client does with a failed call's status (the codes above), in one
+// place for every client of a coordinator (fedge-agent's loop, an edge
+// aggregator upstream).
+//
+// The coordinator did not answer (as opposed to answering with an error):
+// retry with backoff.
+inline bool IsUnreachable(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable ||
+         code == absl::StatusCode::kDeadlineExceeded;
+}
+// The session is unknown or expired: join again.
+inline bool IsSessionLost(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnauthenticated ||
+         code == absl::StatusCode::kFailedPrecondition;
+}
+// The coordinator refused the update for good: drop it.
+inline bool IsRefusal(absl::StatusCode code) {
+  return code == absl::StatusCode::kAborted ||
+         code == absl::StatusCode::kInvalidArgument ||
+         code == absl::StatusCode::kNotFound;
+}
+// Join errors that retrying cannot fix.
+inline bool IsJoinRefusal(absl::StatusCode code) {
+  return code == absl::StatusCode::kPermissionDenied ||
+         code == absl::StatusCode::kInvalidArgument ||
+         code == absl::StatusCode::kUnauthenticated;
+}
+
 }  // namespace fedge
 
 #endif  // FEDGE_EDGE_AGENT_COORDINATOR_CLIENT_H_

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "absl/strings/ascii.h"
@@ -77,8 +78,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
       std::unique_ptr<Strategy> strategy,
       CreateStrategy(ToStrategyOptions(c.strategy(), c.train(), c.seed()),
                      options.initial_model));
-  RoundEngineOptions engine_options =
-      ToRoundEngineOptions(c.strategy(), c.rounds());
+  // An edge aggregator runs rounds for as long as its upstream does.
+  const bool edge = !c.upstream().address().empty();
+  RoundEngineOptions engine_options = ToRoundEngineOptions(
+      c.strategy(), edge ? std::numeric_limits<int>::max() : c.rounds());
   engine_options.agent_timeout = absl::Milliseconds(c.agent_timeout_ms());
   ASSIGN_OR_RETURN(auto engine,
                    RoundEngine::Create(engine_options, options.clock));
@@ -139,6 +142,7 @@ Coordinator::Coordinator(CoordinatorOptions& options,
                    ? std::make_unique<FedBuffTasks>(
                          ToFedBuffOptions(options.config.strategy()))
                    : nullptr),
+      edge_mode_(!options.config.upstream().address().empty()),
       started_wall_(options.clock->WallNow()),
       metrics_(registry_),
       accumulator_(strategy_.get()),
@@ -780,6 +784,8 @@ void Coordinator::BeginShutdown() {
       if (!s.ok()) FEDGE_LOG(ERROR) << "closing the last round: " << s;
     }
   }
+  FailEdgeRounds(
+      absl::UnavailableError("the edge aggregator is shutting down"));
 }
 
 std::vector<AgentInfo> Coordinator::AvailableAgentInfos() const {
@@ -810,6 +816,7 @@ absl::Status Coordinator::MaybeStartRound() {
       paused_ || !engine_->CanStartRound()) {
     return absl::OkStatus();
   }
+  if (edge_mode_) return MaybeStartEdgeRound();
   const std::vector<AgentInfo> available = AvailableAgentInfos();
   const int64_t round = engine_->current_round() + 1;
   std::vector<FitInstruction> instructions =
@@ -836,6 +843,7 @@ absl::Status Coordinator::MaybeStartRound() {
 
 absl::Status Coordinator::Tick() {
   RETURN_IF_ERROR(PollPersistence());
+  if (edge_mode_) AdvanceEdge();
   RETURN_IF_ERROR(AdvanceTasks());
   const EngineSnapshot e = engine_->Snapshot();
   metrics_.agents_live.Set(static_cast<double>(e.agents.size()));

@@ -32,6 +32,15 @@
 // history line appended in the background; the next round starts as soon
 // as the checkpoint is durable, while the evaluation still runs.
 //
+// Edge mode (config.upstream set, docs/hierarchy.md): the coordinator is
+// the downstream federation of an edge aggregator (EdgeDownstream, driven
+// by server/edge_aggregator.h from another thread). It starts a round only
+// when RunRound() asks for one, from the upstream's model (published under
+// the upstream's version) and plan, and a closed round's aggregate goes to
+// RunRound() instead of becoming a new version here: the next model comes
+// with the next upstream task. The rest (roster, uploads, checkpoints,
+// history) is as in sync mode (coordinator_edge.cc).
+//
 // Shutdown: BeginShutdown() answers every parked call, refuses new work and
 // closes the round in progress (completed with what arrived when it has a
 // quorum, else abandoned); Flush() then waits for its checkpoint and
@@ -66,6 +75,7 @@
 #include "fedge/v1/federation.pb.h"
 #include "server/checkpoint_store.h"
 #include "server/coordinator_metrics.h"
+#include "server/edge_downstream.h"
 #include "server/fedbuff_tasks.h"
 #include "server/round_accumulator.h"
 #include "server/round_engine.h"
@@ -131,7 +141,7 @@ class Upload {
   int64_t received_ = 0;
 };
 
-class Coordinator {
+class Coordinator : public EdgeDownstream {
  public:
   // Builds the coordinator, resuming from the newest checkpoint in
   // config.state_dir that verifies (corrupt ones are logged and skipped).
@@ -250,6 +260,14 @@ class Coordinator {
   absl::Status EvictAgent(const std::string& agent_id, const std::string& who);
   absl::Status AllowAgent(const std::string& agent_id, const std::string& who);
 
+  // Edge mode (EdgeDownstream; FAILED_PRECONDITION outside edge mode).
+  // RunRound may be called from any thread but the Tick thread; the round
+  // starts on a Tick once min_available_agents agents are live and the
+  // previous round is durable. A request made while another waits to start
+  // replaces it (that one returns ABORTED).
+  absl::StatusOr<EdgeRoundResult> RunRound(EdgeRoundRequest request) override;
+  void Finish(ModelState final_model, int64_t version) override;
+
   // True once every round completed.
   bool done() const;
   // True when no model waits to be published and no federated evaluation
@@ -326,6 +344,25 @@ class Coordinator {
   void StartEvaluation(const PendingRound& round);
   // Closes the evaluation in progress (all answered, deadline, shutdown).
   void CloseEvaluationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- Edge mode (coordinator_edge.cc). ---
+  struct EdgeRound {
+    EdgeRoundRequest request;
+    std::promise<absl::StatusOr<EdgeRoundResult>> done;
+    int64_t engine_round = 0;  // Once started.
+  };
+  // Starts the requested round (MaybeStartRound's part in edge mode).
+  absl::Status MaybeStartEdgeRound();
+  // Tick's part: closes the running round at its close_by, fails a request
+  // that could not start by then, and finishes after Finish().
+  void AdvanceEdge();
+  // A closed round's aggregate (minus `base`) to its RunRound.
+  void DeliverEdgeRound(const RoundOutcome& outcome, const RoundClose& close,
+                        const ModelState& base);
+  // Fails the requested and the running round (shutdown).
+  void FailEdgeRounds(const absl::Status& status);
+  // Makes `model` the only published version (the upstream's).
+  void ReplaceModel(ModelState model, int64_t version);
 
   absl::Status Restore(ModelState initial_model);
   // The model as agents get it: with the strategy's broadcast tensors.
@@ -410,6 +447,7 @@ class Coordinator {
   std::unique_ptr<HistoryWriter> history_;
   // FedBuff's tasks in flight; null in sync mode.
   const std::unique_ptr<FedBuffTasks> fedbuff_;
+  const bool edge_mode_;  // config.upstream.address is set.
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
@@ -480,8 +518,17 @@ class Coordinator {
   std::future<absl::Status> persisting_;
   std::atomic<bool> durable_{false};
   std::optional<PendingRound> pending_;  // Tick thread only.
-  int64_t started_round_ = 0;            // Tick thread only.
-  absl::Time round_start_;               // Tick thread only.
+  // Edge mode: the round RunRound asked for, until a Tick starts it; the
+  // one running (Tick thread only); the final model of Finish().
+  std::unique_ptr<EdgeRound> edge_requested_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<EdgeRound> edge_running_;
+  struct EdgeFinish {
+    ModelState model;
+    int64_t version = 0;
+  };
+  std::optional<EdgeFinish> edge_finish_ ABSL_GUARDED_BY(mu_);
+  int64_t started_round_ = 0;  // Tick thread only.
+  absl::Time round_start_;     // Tick thread only.
 };
 
 }  // namespace fedge

@@ -177,6 +177,7 @@ absl::Status Coordinator::FinishRound(const RoundOutcome& outcome) {
     absl::MutexLock lock(&accumulate_mu_);
     close = accumulator_.Close(outcome, current->model, num_available);
   }
+  if (edge_mode_) DeliverEdgeRound(outcome, close, current->model);
   return PersistRound(outcome, std::move(close), std::move(current),
                       clock_->Now() - aggregation_start);
 }
@@ -197,14 +198,16 @@ absl::Status Coordinator::PersistRound(
     metrics_.rounds_abandoned.Increment();
   }
   PendingRound pending;
-  pending.new_version = completed;
+  // In edge mode the aggregate went upstream (DeliverEdgeRound): the next
+  // model comes from there.
+  pending.new_version = completed && !edge_mode_;
   std::shared_future<std::optional<EvalMetrics>> fed_eval;
   if (completed && config_.strategy().fraction_evaluate() > 0) {
     pending.fed_eval =
         std::make_shared<std::promise<std::optional<EvalMetrics>>>();
     fed_eval = pending.fed_eval->get_future().share();
   }
-  pending.model = completed
+  pending.model = pending.new_version
                       ? MakePublished(*std::move(close.next), outcome.round)
                       : current;
   pending.last = engine_->state() == RoundState::kDone;

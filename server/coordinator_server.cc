@@ -17,6 +17,7 @@
 #include "common/net/grpc_deadline.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
+#include "edge_agent/grpc_coordinator_client.h"
 #include "google/protobuf/text_format.h"
 #include "server/evaluator_process.h"
 #include "server/status_page.h"
@@ -121,12 +122,52 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   FEDGE_LOG(INFO) << "fedge-coordinator listening on port " << self->port_
                   << (config.tls().insecure() ? " (INSECURE: plain text)"
                                               : " (TLS)");
+  RETURN_IF_ERROR(self->StartEdgeAggregator());
   return self;
+}
+
+absl::Status CoordinatorServer::StartEdgeAggregator() {
+  const v1::UpstreamConfig& u = config_.upstream();
+  if (u.address().empty()) return absl::OkStatus();
+  GrpcCoordinatorClientOptions o;
+  o.target = u.address();
+  o.tls = u.tls();
+  o.keepalive_time_ms = u.keepalive_time_ms();
+  absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> client =
+      GrpcCoordinatorClient::Create(std::move(o));
+  if (!client.ok()) return Annotate(client.status(), "upstream.tls");
+  GrpcCoordinatorClient* grpc_client = client->get();
+  cancel_upstream_call_ = [grpc_client] { grpc_client->CancelActiveCall(); };
+  upstream_ = *std::move(client);
+  ASSIGN_OR_RETURN(edge_, EdgeAggregator::Create(
+                              ToEdgeAggregatorOptions(config_), upstream_.get(),
+                              coordinator_.get(), RealClock::Get(),
+                              [this](absl::Duration d) { stop_.WaitFor(d); }));
+  FEDGE_LOG(INFO) << "edge aggregator: agent " << u.agent_id() << " of "
+                  << u.address()
+                  << (u.tls().insecure() ? " (INSECURE plain text)" : " (TLS)");
+  edge_thread_ = std::thread([this] {
+    edge_status_ = edge_->Run();
+    if (!edge_status_.ok()) {
+      FEDGE_LOG(ERROR) << "edge aggregator: " << edge_status_;
+      Shutdown();
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CoordinatorServer::StopEdgeAggregator() {
+  if (!edge_thread_.joinable()) return absl::OkStatus();
+  edge_->Stop();
+  cancel_upstream_call_();
+  edge_thread_.join();
+  return edge_status_;
 }
 
 CoordinatorServer::~CoordinatorServer() {
   if (server_ != nullptr) {
     if (coordinator_ != nullptr) coordinator_->BeginShutdown();
+    StopEdgeAggregator().IgnoreError();
     server_->Shutdown(MonotonicDeadline(absl::ZeroDuration()));
   }
 }
@@ -161,9 +202,12 @@ absl::Status CoordinatorServer::Run() {
       coordinator_->Tick().IgnoreError();
     }
   }
+  if (edge_ != nullptr) edge_->Stop();  // Before its RunRound is answered.
   coordinator_->BeginShutdown();
   absl::Status flushed = coordinator_->Flush();
   if (status.ok()) status = flushed;
+  absl::Status edge = StopEdgeAggregator();
+  if (status.ok()) status = edge;
   // Parked calls are answered; streams still open get a moment to finish,
   // then are cancelled.
   server_->Shutdown(MonotonicDeadline(kShutdownGrace));

@@ -4,18 +4,24 @@
 // core, a gRPC server (TLS, callback API) with the Federation and Operator
 // services, and the operators' HTTP listener (metrics, status page); then
 // drives the core from one thread until all rounds are done or Shutdown() is
-// called.
+// called. With upstream.address set it is also an edge aggregator: an
+// EdgeAggregator thread (server/edge_aggregator.h) is the upstream
+// coordinator's agent, over the agent's gRPC client, and runs a round of
+// this coordinator for each upstream task.
 #ifndef FEDGE_SERVER_COORDINATOR_SERVER_H_
 #define FEDGE_SERVER_COORDINATOR_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "fedge/v1/config.pb.h"
 #include "server/coordinator.h"
+#include "server/edge_aggregator.h"
 #include "server/evaluator_process.h"
 #include "server/federation_service.h"
 #include "server/http_server.h"
@@ -58,6 +64,11 @@ class CoordinatorServer {
   absl::Status WriteFinalModel();
   // The operators' HTTP listener, when http_address is set.
   absl::Status StartHttp();
+  // Edge mode: the upstream client and the EdgeAggregator thread.
+  absl::Status StartEdgeAggregator();
+  // Stops and joins that thread (after the coordinator answered its
+  // RunRound: call BeginShutdown first); returns its error, if any.
+  absl::Status StopEdgeAggregator();
 
   v1::CoordinatorConfig config_;
   std::unique_ptr<Coordinator> coordinator_;
@@ -66,6 +77,11 @@ class CoordinatorServer {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   EvaluatorProcess* evaluator_ = nullptr;  // Owned by the coordinator.
+  std::unique_ptr<CoordinatorClient> upstream_;
+  std::function<void()> cancel_upstream_call_;
+  std::unique_ptr<EdgeAggregator> edge_;
+  std::thread edge_thread_;
+  absl::Status edge_status_;  // Written by edge_thread_ before it ends.
   Event stop_;
   int port_ = 0;
 };

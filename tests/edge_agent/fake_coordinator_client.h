@@ -45,7 +45,8 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   std::vector<int64_t> fetches;
   std::vector<std::string> fetch_tokens;
   std::vector<v1::UpdateMetadata> submits;
-  std::vector<int64_t> encoded_sizes;  // Of lossy-encoded submissions.
+  std::vector<int64_t> encoded_sizes;        // Of lossy-encoded submissions.
+  std::vector<ModelState> submitted_deltas;  // As passed to SubmitUpdate.
   std::vector<std::string> leaves;
   // Upload ids acknowledged (each counted once).
   std::set<std::string> accepted_uploads;
@@ -89,6 +90,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
       const EncodedModel* encoded) override {
     if (encoded != nullptr) encoded_sizes.push_back(EncodedSize(*encoded));
     submits.push_back(metadata);
+    submitted_deltas.push_back(delta.Clone());
     if (!submit_results.empty()) {
       absl::StatusOr<v1::SubmitUpdateResponse> r = Pop(submit_results);
       if (!r.ok()) return r;

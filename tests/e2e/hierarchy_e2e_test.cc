@@ -1,0 +1,206 @@
+// End-to-end: a two-level federation, an upstream coordinator with 2 edge
+// aggregators (fedge-coordinator --upstream.address=...) of 3 agents each,
+// ends with the same global model, within float tolerance, as a flat
+// federation of the same 6 agents with the same seeds, plans and data
+// partitions (FedAvg: the upstream's weighted mean of the edges' means,
+// weighted by their examples, is the flat weighted mean). The real
+// binaries on 127.0.0.1, TLS on every link (agents -> edge aggregators ->
+// upstream), synthetic data. docs/hierarchy.md.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/model_codec.h"
+#include "gmock/gmock.h"
+#include "server/checkpoint_store.h"
+#include "tests/e2e/federation_fixture.h"
+
+namespace fedge::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kRounds = 3;
+constexpr int kEdges = 2;
+constexpr int kAgentsPerEdge = 3;
+constexpr int kAgents = kEdges * kAgentsPerEdge;
+// Largest |difference| allowed between the tree's and the flat model: the
+// two sum the same float32 updates in another order (and the edges send
+// their mean as aggregate minus base), a few ulps of weights of order 0.1
+// per round. The model is logistic regression, which is smooth: with the
+// 2NN a difference of 1e-8 can flip a ReLU of one example in the next
+// round's training, a jump of about 1e-4 however small the difference was
+// (measured: 3e-8, 9e-8, then 2e-4 in round 3; docs/hierarchy.md).
+constexpr double kTolerance = 1e-5;
+
+// The largest |a - b| over the tensors of two encoded models (-1 when they
+// do not decode to the same schema), and how many elements differ at all.
+struct Difference {
+  double max_abs = -1;
+  int64_t differing = 0;
+  int64_t elements = 0;
+};
+Difference Compare(const ModelState& a, const ModelState& b) {
+  Difference d;
+  if (!CheckSchema(SchemaOf(a), b).ok()) return d;
+  d.max_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const TensorBuffer& ta = a.tensor(i);
+    const TensorBuffer& tb = b.tensor(i);
+    if (ta.dtype() != DType::kFloat32) continue;
+    for (size_t j = 0; j < ta.floats().size(); ++j) {
+      const double diff = std::fabs(static_cast<double>(ta.floats()[j]) -
+                                    static_cast<double>(tb.floats()[j]));
+      ++d.elements;
+      if (diff > 0) ++d.differing;
+      d.max_abs = std::max(d.max_abs, diff);
+    }
+  }
+  return d;
+}
+
+// The models of round `round`'s checkpoints in two state dirs.
+Difference CompareCheckpoints(const std::string& a, const std::string& b,
+                              int round) {
+  const std::string name =
+      absl::StrFormat("/checkpoints/ckpt-%08d.fedge", round);
+  absl::StatusOr<Checkpoint> ca = CheckpointStore::ReadFile(a + name);
+  absl::StatusOr<Checkpoint> cb = CheckpointStore::ReadFile(b + name);
+  if (!ca.ok() || !cb.ok()) return Difference();
+  return Compare(ca->model, cb->model);
+}
+
+std::string Describe(const Difference& d) {
+  return absl::StrFormat("max |difference| %.3g, %d of %d elements differ",
+                         d.max_abs, d.differing, d.elements);
+}
+
+class HierarchyTest : public FederationTest {
+ protected:
+  void SetUp() override {
+    FederationTest::SetUp();
+    base_dir_ = dir_;
+  }
+
+  void UseRunDir(const std::string& name) {
+    dir_ = base_dir_ + "/" + name;
+    ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0) << dir_;
+  }
+
+  // A coordinator (flat, upstream or edge aggregator) of `agents` agents,
+  // all of which train every round.
+  static std::vector<std::string> Flags(int agents) {
+    return {absl::StrCat("--rounds=", kRounds),
+            "--simulation.enabled=false",
+            absl::StrCat("--strategy.count=", agents),
+            absl::StrCat("--strategy.min_available_agents=", agents),
+            absl::StrCat("--strategy.min_fit_agents=", agents),
+            "--strategy.round_deadline_ms=120000",
+            "--model.architecture=logreg",
+            "--agent_timeout_ms=30000"};
+  }
+
+  // Agent i (1-based) holds partition i - 1 of 6, whichever coordinator
+  // it reports to.
+  std::unique_ptr<Process> Agent(int i, int port) {
+    return StartAgent(i, port,
+                      {absl::StrCat("--partition_index=", i - 1),
+                       absl::StrCat("--num_partitions=", kAgents)});
+  }
+
+  std::string base_dir_;
+};
+
+TEST_F(HierarchyTest, TwoEdgeAggregatorsOfThree_EqualsFlatFederationOfSix) {
+  // Flat: one coordinator, 6 agents.
+  ASSERT_NO_FATAL_FAILURE(UseRunDir("flat"));
+  int flat_port;
+  auto flat = StartCoordinator(Flags(kAgents), &flat_port);
+  ASSERT_GT(flat_port, 0);
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= kAgents; ++i) agents.push_back(Agent(i, flat_port));
+  ASSERT_EQ(flat->Wait(absl::Seconds(240)), 0) << flat->Log();
+  for (auto& a : agents) EXPECT_EQ(a->Wait(absl::Seconds(60)), 0) << a->Log();
+  agents.clear();
+  const std::string flat_model =
+      ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge");
+  ASSERT_FALSE(flat_model.empty()) << flat->Log();
+  ASSERT_EQ(History().size(), static_cast<size_t>(kRounds));
+
+  // Two tiers: the upstream sees 2 agents (the edge aggregators), each of
+  // which federates 3 of the same agents. TLS on both links.
+  ASSERT_NO_FATAL_FAILURE(UseRunDir("tree"));
+  int up_port;
+  auto upstream = StartCoordinator(Flags(kEdges), &up_port, "upstream");
+  ASSERT_GT(up_port, 0);
+  std::vector<std::unique_ptr<Process>> edges;
+  for (int e = 1; e <= kEdges; ++e) {
+    std::vector<std::string> flags = Flags(kAgentsPerEdge);
+    flags.push_back(absl::StrCat("--state_dir=", dir_, "/edge-", e));
+    flags.push_back(absl::StrCat("--upstream.address=127.0.0.1:", up_port));
+    flags.push_back(absl::StrCat("--upstream.agent_id=edge-", e));
+    flags.push_back("--upstream.tls.ca_path=" + CertDir() + "/ca.pem");
+    int edge_port;
+    edges.push_back(
+        StartCoordinator(flags, &edge_port, "edge-" + std::to_string(e)));
+    ASSERT_GT(edge_port, 0) << edges.back()->Log();
+    for (int k = 1; k <= kAgentsPerEdge; ++k) {
+      agents.push_back(Agent((e - 1) * kAgentsPerEdge + k, edge_port));
+    }
+  }
+  ASSERT_EQ(upstream->Wait(absl::Seconds(240)), 0) << upstream->Log();
+  const std::string tree_model =
+      ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge");
+  ASSERT_FALSE(tree_model.empty()) << upstream->Log();
+  // The upstream saw one agent per edge aggregator, each weighted by its
+  // agents' examples: the same total as the flat federation.
+  const auto tree_history = History();
+  ASSERT_EQ(tree_history.size(), static_cast<size_t>(kRounds));
+  const auto flat_history = History(base_dir_ + "/flat/coordinator");
+  for (int r = 0; r < kRounds; ++r) {
+    EXPECT_EQ(tree_history[r].at("num_agents"), std::to_string(kEdges));
+    EXPECT_EQ(tree_history[r].at("num_examples"),
+              flat_history[r].at("num_examples"));
+  }
+  // The edge aggregators finish with the upstream's final model, and so
+  // do their agents.
+  for (int e = 1; e <= kEdges; ++e) {
+    Process& edge = *edges[e - 1];
+    EXPECT_EQ(edge.Wait(absl::Seconds(60)), 0) << edge.Log();
+    EXPECT_THAT(edge.Log(), HasSubstr("the upstream federation finished"));
+    EXPECT_EQ(
+        ReadFileOrEmpty(absl::StrCat(dir_, "/edge-", e, "/final_model.fedge")),
+        tree_model)
+        << edge.Log();
+  }
+  for (auto& a : agents) EXPECT_EQ(a->Wait(absl::Seconds(60)), 0) << a->Log();
+
+  // Tensor by tensor, round by round (the checkpoints), then the final
+  // models.
+  std::string rounds;
+  for (int r = 1; r <= kRounds; ++r) {
+    const Difference d = CompareCheckpoints(base_dir_ + "/flat/coordinator",
+                                            dir_ + "/coordinator", r);
+    absl::StrAppend(&rounds, "  round ", r, ": ", Describe(d), "\n");
+    EXPECT_GE(d.max_abs, 0) << "round " << r << ": no comparable checkpoints";
+    EXPECT_LE(d.max_abs, kTolerance) << "round " << r << ": " << Describe(d);
+  }
+  absl::StatusOr<ModelState> flat_final = DecodeModel(flat_model);
+  absl::StatusOr<ModelState> tree_final = DecodeModel(tree_model);
+  ASSERT_TRUE(flat_final.ok() && tree_final.ok());
+  const Difference d = Compare(*flat_final, *tree_final);
+  ASSERT_GE(d.max_abs, 0) << "the models do not have the same schema";
+  EXPECT_LE(d.max_abs, kTolerance) << "final models: " << Describe(d);
+  std::printf("tree vs flat, by round:\n%s  final: %s\n", rounds.c_str(),
+              Describe(d).c_str());
+}
+
+}  // namespace
+}  // namespace fedge::testing
