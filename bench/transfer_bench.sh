@@ -80,10 +80,14 @@ run_once() {
   echo "$median $rss"
 }
 
-read -r median rss < <(run_once "$agents")
+# Not in a subshell: the processes it starts join `pids`, which the exit
+# trap stops.
+run_once "$agents" > "$work/result-$agents"
+read -r median rss < <(tail -n 1 "$work/result-$agents")
 echo "transfer: $agents agents, 784-2800-2800-10 MLP, $strategy, $encoding updates, round median $median s, coordinator peak RSS $rss MB"
 if [ "$compare" = 1 ]; then
-  read -r median16 rss16 < <(run_once 16)
+  run_once 16 > "$work/result-16"
+  read -r median16 rss16 < <(tail -n 1 "$work/result-16")
   echo "transfer: 16 agents, round median $median16 s, coordinator peak RSS $rss16 MB"
   awk -v a="$rss" -v b="$rss16" 'BEGIN { printf "peak RSS 16 vs %s agents: %+.1f%%\n", "'"$agents"'", 100 * (b - a) / a }'
 fi

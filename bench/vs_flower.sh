@@ -9,13 +9,14 @@
 # the ratio.
 #   Flower: the harness at ../shared/peers/flower (next to the repository),
 #     run_federation.py --clients 8 --rounds 5 --hidden 2800 --local-steps 1
-#     --batch-size 10 [--tls]. Its figure is the MEAN round wall time over
-#     rounds 2..R (summary.json's round_wall_mean_excl_first_s) and the
-#     server's peak RSS (server_vmhwm_mb). Flower always sends fp32.
+#     --batch-size 10 [--tls]. Its figure is the median round wall time over
+#     rounds 2..R (of summary.json's round_wall_s, the statistic fedge's
+#     figure is) and the server's peak RSS (server_vmhwm_mb). Flower always
+#     sends fp32.
 #   fedge: bench/transfer_bench.sh [--tls] --encoding fp32|int8. Its figure is
-#     the MEDIAN round wall time over rounds 2..R (round_seconds_median) and
+#     the median round wall time over rounds 2..R (round_seconds_median) and
 #     the coordinator's peak RSS (coordinator_peak_rss_mb).
-# Each figure is used as its script reports it.
+# Both are medians over rounds 2..R, so they compare like with like.
 #
 # Other load: the harness reports the CPU other processes used during its
 # run (foreign_cpu_frac_of_machine: busy time from /proc/stat minus the CPU
@@ -244,7 +245,10 @@ measure_flower() {
   read -r m_s m_rss m_frac < <(/usr/bin/python3 - "$dir/summary.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
-v = [s.get("round_wall_mean_excl_first_s"), s.get("server_vmhwm_mb"), s.get("foreign_cpu_frac_of_machine")]
+import statistics
+# The median over rounds 2..R, as fedge's transfer_bench.sh reports it.
+walls = (s.get("round_wall_s") or [])[1:]
+v = [statistics.median(walls) if walls else None, s.get("server_vmhwm_mb"), s.get("foreign_cpu_frac_of_machine")]
 print(" ".join("none" if x is None else repr(float(x)) for x in v))
 EOF
   ) || return 1
