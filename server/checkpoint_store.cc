@@ -27,10 +27,13 @@ namespace {
 
 constexpr char kMagic[] = "FEDGECK1";
 constexpr size_t kMagicBytes = 8;
-constexpr uint32_t kFormatVersion = 1;
-// Magic, format_version, three int64 counters, extra_len, model_len.
-constexpr uint64_t kHeaderBytes = kMagicBytes + 4 + 5 * 8;
+// Written: 2. Read: 1 and 2.
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint64_t kDigestBytes = 32;
+// Magic, format_version, three int64 counters, extra_len, model_len; then,
+// from format 2, the model's SHA-256.
+constexpr uint64_t kHeaderBytesV1 = kMagicBytes + 4 + 5 * 8;
+constexpr uint64_t kHeaderBytesV2 = kHeaderBytesV1 + kDigestBytes;
 constexpr char kPrefix[] = "ckpt-";
 constexpr char kSuffix[] = ".fedge";
 constexpr char kTempSuffix[] = ".tmp";
@@ -79,11 +82,17 @@ uint64_t ReadLE(const char* p, int bytes) {
 
 // The fixed header after the magic and format version.
 struct FileHeader {
+  uint32_t format = kFormatVersion;
   int64_t model_version = 0;
   int64_t next_round = 0;
   int64_t completed_rounds = 0;
   uint64_t extra_len = 0;
   uint64_t model_len = 0;
+  Sha256Digest model_sha256{};  // Format 2.
+
+  uint64_t header_bytes() const {
+    return format == 1 ? kHeaderBytesV1 : kHeaderBytesV2;
+  }
 };
 
 std::string EncodeHeader(const FileHeader& h) {
@@ -93,29 +102,40 @@ std::string EncodeHeader(const FileHeader& h) {
                      uint64_t(h.completed_rounds), h.extra_len, h.model_len}) {
     AppendLE(&out, v, 8);
   }
+  out.append(reinterpret_cast<const char*>(h.model_sha256.data()),
+             h.model_sha256.size());
   return out;
 }
 
-// DATA_LOSS unless `bytes` is a header whose sizes add up to `file_size`.
-absl::StatusOr<FileHeader> ParseHeader(absl::string_view bytes,
-                                       uint64_t file_size) {
+// The format version after the magic in the first kHeaderBytesV1 `bytes`.
+absl::StatusOr<uint32_t> ParseFormat(absl::string_view bytes) {
   if (bytes.substr(0, kMagicBytes) != absl::string_view(kMagic, kMagicBytes)) {
     return absl::DataLossError("bad magic: not a fedge checkpoint");
   }
   const uint64_t format = ReadLE(bytes.data() + kMagicBytes, 4);
-  if (format != kFormatVersion) {
+  if (format != 1 && format != 2) {
     return absl::DataLossError(
         absl::StrCat("unsupported format version ", format));
   }
-  const char* p = bytes.data() + kMagicBytes + 4;
+  return uint32_t(format);
+}
+
+// DATA_LOSS unless `bytes` is a header (of format ParseFormat) whose sizes
+// add up to `file_size`.
+absl::StatusOr<FileHeader> ParseHeader(absl::string_view bytes,
+                                       uint64_t file_size) {
   FileHeader h;
+  ASSIGN_OR_RETURN(h.format, ParseFormat(bytes));
+  const char* p = bytes.data() + kMagicBytes + 4;
   h.model_version = int64_t(ReadLE(p, 8));
   h.next_round = int64_t(ReadLE(p + 8, 8));
   h.completed_rounds = int64_t(ReadLE(p + 16, 8));
   h.extra_len = ReadLE(p + 24, 8);
   h.model_len = ReadLE(p + 32, 8);
+  if (h.format >= 2) std::memcpy(h.model_sha256.data(), p + 40, kDigestBytes);
   if (h.extra_len > file_size || h.model_len > file_size ||
-      kHeaderBytes + h.extra_len + h.model_len + kDigestBytes != file_size) {
+      h.header_bytes() + h.extra_len + h.model_len + kDigestBytes !=
+          file_size) {
     return absl::DataLossError(
         absl::StrCat("truncated or corrupt: header declares ", h.extra_len,
                      " extra bytes and ", h.model_len,
@@ -186,6 +206,11 @@ class HashingReader {
                     const std::function<void(absl::string_view)>& consume) {
     return ReadImpl(n, /*hash=*/true, consume);
   }
+  // Read() without adding the bytes to the file's digest.
+  absl::Status ReadUnhashed(
+      uint64_t n, const std::function<void(absl::string_view)>& consume) {
+    return ReadImpl(n, /*hash=*/false, consume);
+  }
   absl::Status ReadInto(uint64_t n, std::string* out) {
     out->reserve(n);
     return Read(
@@ -227,39 +252,62 @@ class HashingReader {
 
 absl::Status WriteCheckpointFile(const std::string& path,
                                  const Checkpoint& ckpt,
-                                 const ModelState& model) {
+                                 const ModelState& model,
+                                 const Sha256Digest& model_sha256) {
   ScopedFd fd(
       open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return IoError(errno, "create", path);
   ModelEncoder encoder(model, kIoChunkBytes);
-  FileHeader header{ckpt.model_version, ckpt.next_round, ckpt.completed_rounds,
-                    ckpt.extra.size(), uint64_t(encoder.total_bytes())};
+  FileHeader header;
+  header.model_version = ckpt.model_version;
+  header.next_round = ckpt.next_round;
+  header.completed_rounds = ckpt.completed_rounds;
+  header.extra_len = ckpt.extra.size();
+  header.model_len = uint64_t(encoder.total_bytes());
+  header.model_sha256 = model_sha256;
+  // The digest covers the header (with the model's) and the extra bytes.
   HashingWriter out(fd.get(), path);
   RETURN_IF_ERROR(out.Write(EncodeHeader(header)));
   RETURN_IF_ERROR(out.Write(ckpt.extra));
   std::string chunk;
-  while (encoder.Next(&chunk)) RETURN_IF_ERROR(out.Write(chunk));
+  while (encoder.Next(&chunk)) {
+    RETURN_IF_ERROR(WriteAll(fd.get(), chunk, path));
+  }
   RETURN_IF_ERROR(out.WriteDigest());
   if (fsync(fd.get()) != 0) return IoError(errno, "fsync", path);
   if (fd.Close() != 0) return IoError(errno, "close", path);
   return absl::OkStatus();
 }
 
-// The model of a checkpoint file, streamed through a decoder while hashed.
-// The digest is checked before the decoder's verdict, so that corruption is
-// reported as such.
+// The model of a checkpoint file, streamed through a decoder while hashed
+// (format 1: into the file's digest; 2: on its own, against the header's
+// model digest). The digests are checked before the decoder's verdict, so
+// that corruption is reported as such.
 absl::StatusOr<ModelState> ReadModelAndVerify(HashingReader& in,
-                                              uint64_t model_len,
+                                              const FileHeader& header,
                                               const DecodeLimits& limits) {
   ModelDecoder decoder(limits);
-  decoder.SetExpectedSize(int64_t(model_len));
+  decoder.SetExpectedSize(int64_t(header.model_len));
   absl::Status decoded;
-  RETURN_IF_ERROR(in.Read(model_len, [&](absl::string_view b) {
+  auto feed = [&](absl::string_view b) {
     if (decoded.ok()) decoded = decoder.Feed(b);
-  }));
+  };
+  Sha256 model_hasher;
+  if (header.format == 1) {
+    RETURN_IF_ERROR(in.Read(header.model_len, feed));
+  } else {
+    RETURN_IF_ERROR(
+        in.ReadUnhashed(header.model_len, [&](absl::string_view b) {
+          model_hasher.Update(b);
+          feed(b);
+        }));
+  }
   Sha256Digest actual, stored;
   RETURN_IF_ERROR(in.FinishWithStored(&actual, &stored));
   if (actual != stored) return absl::DataLossError("SHA-256 mismatch");
+  if (header.format >= 2 && model_hasher.Finish() != header.model_sha256) {
+    return absl::DataLossError("model SHA-256 mismatch");
+  }
   absl::StatusOr<ModelState> model =
       decoded.ok() ? decoder.Finish() : absl::StatusOr<ModelState>(decoded);
   if (!model.ok()) {
@@ -279,17 +327,25 @@ absl::StatusOr<Checkpoint> ReadCheckpointFile(
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return IoError(errno, "stat", path);
   const uint64_t size = uint64_t(st.st_size);
-  if (size < kHeaderBytes + kDigestBytes) {
+  if (size < kHeaderBytesV1 + kDigestBytes) {
     return absl::DataLossError(absl::StrCat("truncated: ", size, " bytes"));
   }
   HashingReader in(fd.get(), path);
   std::string header_bytes;
-  RETURN_IF_ERROR(in.ReadInto(kHeaderBytes, &header_bytes));
+  RETURN_IF_ERROR(in.ReadInto(kHeaderBytesV1, &header_bytes));
+  ASSIGN_OR_RETURN(const uint32_t format, ParseFormat(header_bytes));
+  if (format >= 2) {
+    if (size < kHeaderBytesV2 + kDigestBytes) {
+      return absl::DataLossError(absl::StrCat("truncated: ", size, " bytes"));
+    }
+    std::string rest;
+    RETURN_IF_ERROR(in.ReadInto(kHeaderBytesV2 - kHeaderBytesV1, &rest));
+    header_bytes += rest;
+  }
   ASSIGN_OR_RETURN(const FileHeader header, ParseHeader(header_bytes, size));
   Checkpoint ckpt;
   RETURN_IF_ERROR(in.ReadInto(header.extra_len, &ckpt.extra));
-  ASSIGN_OR_RETURN(ckpt.model,
-                   ReadModelAndVerify(in, header.model_len, limits));
+  ASSIGN_OR_RETURN(ckpt.model, ReadModelAndVerify(in, header, limits));
   RETURN_IF_ERROR(CheckCounters(header, file_version));
   ckpt.model_version = header.model_version;
   ckpt.next_round = header.next_round;
@@ -346,13 +402,19 @@ absl::StatusOr<std::string> CheckpointStore::Save(const Checkpoint& ckpt) {
 
 absl::StatusOr<std::string> CheckpointStore::Save(const Checkpoint& ckpt,
                                                   const ModelState& model) {
+  return Save(ckpt, model, ModelDigest(model));
+}
+
+absl::StatusOr<std::string> CheckpointStore::Save(
+    const Checkpoint& ckpt, const ModelState& model,
+    const Sha256Digest& model_sha256) {
   if (ckpt.model_version < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint model_version must be >= 0, got ", ckpt.model_version));
   }
   const std::string path = PathFor(ckpt.model_version);
   const std::string tmp = path + kTempSuffix;
-  absl::Status status = WriteCheckpointFile(tmp, ckpt, model);
+  absl::Status status = WriteCheckpointFile(tmp, ckpt, model, model_sha256);
   if (status.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
     status = IoError(errno, "rename", tmp);
   }

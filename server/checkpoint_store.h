@@ -5,15 +5,20 @@
 // A checkpoint is written to a temporary file in the same directory,
 // fsynced, renamed to ckpt-<model_version, 8 digits>.fedge and the directory
 // fsynced, so after a crash a checkpoint file is either complete or absent.
-// Files are verified on load (magic, sizes, a SHA-256 over the whole file,
-// the model decodes); a corrupt one is skipped in favour of an older one.
+// Files are verified on load (magic, sizes, the SHA-256s, the model
+// decodes); a corrupt one is skipped in favour of an older one.
 //
 // File layout (little-endian):
-//   magic "FEDGECK1" (8), uint32 format_version (1),
+//   magic "FEDGECK1" (8), uint32 format_version (2),
 //   int64 model_version, int64 next_round, int64 completed_rounds,
 //   uint64 extra_len, uint64 model_len,
+//   the SHA-256 (32 bytes) of the model's canonical encoding,
 //   extra bytes, the model's canonical encoding (common/model_codec.h),
-//   SHA-256 (32 bytes) of everything before it.
+//   SHA-256 (32 bytes) of everything before it but the model's encoding
+//   (which its own digest in the header covers).
+// So a coordinator that hashed its model once to publish it does not hash
+// it again to save it. Format 1 (no model digest; the final SHA-256 over
+// everything before it) is still read.
 //
 // Checkpoints are ordered by model_version. The store assumes it is the only
 // writer of its directory. Thread-compatible: the coordinator serializes
@@ -69,6 +74,12 @@ class CheckpointStore {
   // ignored), so a caller that shares its model need not copy it.
   absl::StatusOr<std::string> Save(const Checkpoint& checkpoint,
                                    const ModelState& model);
+  // The same, with the SHA-256 of the model's canonical encoding already
+  // known (ModelDigest(model): not computed again; a wrong one makes the
+  // file fail verification when read).
+  absl::StatusOr<std::string> Save(const Checkpoint& checkpoint,
+                                   const ModelState& model,
+                                   const Sha256Digest& model_sha256);
 
   // The newest checkpoint that verifies, or std::nullopt when there is none.
   // Corrupt or truncated files are skipped, logged with FEDGE_LOG(WARNING)

@@ -249,6 +249,8 @@ std::shared_ptr<PublishedModel> Coordinator::MakePublished(
     published->with_extras = std::move(download);
   }
   published->model = std::move(model);
+  // Each model is hashed once: the checkpoint records this digest.
+  published->model_sha256 = ModelDigest(published->model);
   if (download_encoding_ != UpdateEncoding::kFp32) {
     EncodingOptions options;
     options.kind = download_encoding_;
@@ -262,7 +264,9 @@ std::shared_ptr<PublishedModel> Coordinator::MakePublished(
     published->size_bytes = EncodedSize(*published->wire);
     return published;
   }
-  published->sha256_hex = ToHex(ModelDigest(published->download()));
+  published->sha256_hex = published->with_extras.has_value()
+                              ? ToHex(ModelDigest(*published->with_extras))
+                              : ToHex(published->model_sha256);
   published->size_bytes = EncodedSize(published->download());
   return published;
 }

@@ -97,6 +97,9 @@ struct PublishedModel {
   // SHA-256 and size of the encoding of what agents download.
   std::string sha256_hex;
   int64_t size_bytes = 0;
+  // SHA-256 of `model`'s canonical encoding (what checkpoints record; the
+  // download's when that is `model` raw: hashed once).
+  Sha256Digest model_sha256{};
 
   const ModelState& download() const {
     return with_extras.has_value() ? *with_extras : model;

@@ -50,7 +50,8 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
 
 absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
                                          const PublishedModel& model) {
-  ASSIGN_OR_RETURN(std::string path, checkpoints_->Save(ckpt, model.model));
+  ASSIGN_OR_RETURN(std::string path, checkpoints_->Save(ckpt, model.model,
+                                                        model.model_sha256));
   FEDGE_LOG(INFO) << "checkpoint " << path << " (model version "
                   << ckpt.model_version << ")";
   return absl::OkStatus();

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/model_codec.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -292,6 +294,82 @@ TEST_F(CheckpointStoreTest, Save_NegativeVersion_InvalidArgument) {
   auto store = MakeStore();
   EXPECT_EQ(store->Save(MakeCheckpoint(-1)).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A checkpoint file in format 1 (no model digest in the header; the final
+// SHA-256 over everything before it), as earlier versions wrote it.
+std::string FormatOneFile(const Checkpoint& c) {
+  auto le = [](std::string* out, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out->push_back(char((v >> 8 * i) & 0xff));
+  };
+  const std::string model = EncodeModel(c.model);
+  std::string out = "FEDGECK1";
+  le(&out, 1, 4);
+  for (uint64_t v : {uint64_t(c.model_version), uint64_t(c.next_round),
+                     uint64_t(c.completed_rounds), uint64_t(c.extra.size()),
+                     uint64_t(model.size())}) {
+    le(&out, v, 8);
+  }
+  out += c.extra + model;
+  const Sha256Digest digest = Sha256Of(out);
+  out.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+  return out;
+}
+
+TEST_F(CheckpointStoreTest, FormatOneFiles_StillRead) {
+  auto store = MakeStore();
+  const Checkpoint ckpt = MakeCheckpoint(4);
+  WriteFile(dir_ + "/ckpt-00000004.fedge", FormatOneFile(ckpt));
+  std::vector<std::string> skipped;
+  auto loaded = store->LoadNewest(&skipped);
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ExpectSameCheckpoint(ckpt, **loaded);
+  EXPECT_TRUE(skipped.empty());
+  // And a damaged one is still caught.
+  std::string bytes = FormatOneFile(ckpt);
+  bytes[bytes.size() / 2] ^= 0x10;
+  WriteFile(dir_ + "/ckpt-00000004.fedge", bytes);
+  loaded = store->LoadNewest(&skipped);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_FALSE(loaded->has_value());
+  ASSERT_THAT(skipped, SizeIs(1));
+  EXPECT_THAT(skipped[0], HasSubstr("SHA-256 mismatch"));
+}
+
+TEST_F(CheckpointStoreTest, KnownModelDigest_RecordedNotRecomputed) {
+  auto store = MakeStore();
+  const Checkpoint ckpt = MakeCheckpoint(5);
+  // The right digest: a checkpoint like any other.
+  ASSERT_TRUE(store->Save(ckpt, ckpt.model, ModelDigest(ckpt.model)).ok());
+  auto loaded = store->LoadNewest();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ExpectSameCheckpoint(ckpt, **loaded);
+  EXPECT_EQ(ReadFile(dir_ + "/ckpt-00000005.fedge"),
+            ReadFile(*store->Save(ckpt)));
+  // A wrong one is written as given, and the file never verifies.
+  Sha256Digest wrong = ModelDigest(ckpt.model);
+  wrong[0] ^= 1;
+  ASSERT_TRUE(store->Save(ckpt, ckpt.model, wrong).ok());
+  std::vector<std::string> skipped;
+  loaded = store->LoadNewest(&skipped);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_FALSE(loaded->has_value());
+  ASSERT_THAT(skipped, SizeIs(1));
+  EXPECT_THAT(skipped[0], HasSubstr("model SHA-256 mismatch"));
+}
+
+TEST_F(CheckpointStoreTest, FlippedModelDigestInTheHeader_Skipped) {
+  auto store = MakeStore();
+  const std::string path = *store->Save(MakeCheckpoint(6));
+  std::string bytes = ReadFile(path);
+  bytes[8 + 4 + 5 * 8 + 3] ^= 0x01;  // Inside the model's digest.
+  WriteFile(path, bytes);
+  std::vector<std::string> skipped;
+  auto loaded = store->LoadNewest(&skipped);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_FALSE(loaded->has_value());
+  ASSERT_THAT(skipped, SizeIs(1));
+  EXPECT_THAT(skipped[0], HasSubstr("SHA-256 mismatch"));
 }
 
 }  // namespace
