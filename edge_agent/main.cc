@@ -4,6 +4,8 @@
 //   fedge-agent predict --state_dir DIR [--data.source=...] [--limit N]
 //
 // Exit codes: 0 done, 1 runtime failure, 2 bad usage or configuration.
+#include <malloc.h>
+
 #include <cstdio>
 #include <string>
 
@@ -69,6 +71,16 @@ int RunPredict(const fedge::CommandLine& cmd,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Each round allocates and frees model-sized buffers (the download, the
+  // network's weights, the delta, the upload). glibc maps the largest with
+  // mmap and unmaps them when freed, and returns freed heap above 128 KiB,
+  // so every round faulted all of them in again (12% of the agents' CPU in
+  // bench/transfer_bench.sh). Served from the heap (up to 32 MiB a block,
+  // glibc's most) and with up to 256 MiB of freed heap kept, a round reuses
+  // the last one's pages: its peak is unchanged, and between rounds the
+  // agent keeps what its next round needs.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   fedge::CommandLineSpec spec;
   spec.own_flags = {"limit", "split"};
   spec.aliases = {{"data_dir", "data.data_dir"}};
