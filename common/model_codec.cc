@@ -360,6 +360,7 @@ struct ModelDecoder::State {
   int64_t elements = 0;
   TensorBuffer current;
   std::optional<LossyDataDecoder> lossy;  // Unless encoding is kRaw.
+  uint32_t max_abs_bits = 0;  // Of the raw float32 values copied so far.
 
   absl::Status Step(absl::string_view* bytes);
   absl::Status CopyData(absl::string_view* bytes);
@@ -451,6 +452,15 @@ absl::Status ModelDecoder::State::CopyData(absl::string_view* bytes) {
     if (!decoded.ok()) return Invalid(decoded.message());
   } else {
     std::memcpy(current.mutable_data() + data_done, bytes->data(), n);
+    if (dtype == DType::kFloat32) {
+      // The values whose last byte just arrived, while they are in cache.
+      const size_t first = data_done / 4, end = (data_done + n) / 4;
+      if (end > first) {
+        max_abs_bits = std::max(
+            max_abs_bits,
+            MaxAbsFloatBits(current.data() + 4 * first, end - first));
+      }
+    }
   }
   bytes->remove_prefix(n);
   data_done += n;
@@ -622,6 +632,7 @@ absl::Status ModelDecoder::State::AllocateTensor() {
                      " bytes (max_decoded_bytes)");
   }
   decoded_bytes += static_cast<int64_t>(size);
+  max_abs_bits = 0;
   const size_t index = tensors.size();
   if (index < spare.size()) {
     TensorBuffer& reuse = spare.mutable_tensor(index);
@@ -646,6 +657,11 @@ absl::Status ModelDecoder::State::AllocateTensor() {
 }
 
 absl::Status ModelDecoder::State::OnData() {
+  // Raw float32 data was checked as it arrived (CheckFinite skips it).
+  if (!lossy.has_value() && dtype == DType::kFloat32 &&
+      max_abs_bits < 0x7f800000u) {
+    current.set_known_finite();
+  }
   lossy.reset();
   tensors.push_back(std::move(current));
   if (tensors.size() == count) return Expect(Phase::kDone, 0);

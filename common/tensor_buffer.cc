@@ -117,6 +117,7 @@ TensorBuffer TensorBuffer::Clone() const {
   t.num_bytes_ = num_bytes_;
   t.bytes_.reset(new uint8_t[num_bytes_]);
   if (num_bytes_ > 0) std::memcpy(t.bytes_.get(), bytes_.get(), num_bytes_);
+  t.known_finite_ = known_finite_;
   return t;
 }
 
@@ -128,6 +129,7 @@ absl::Span<const float> TensorBuffer::floats() const {
 
 absl::Span<float> TensorBuffer::mutable_floats() {
   FEDGE_CHECK(dtype_ == DType::kFloat32) << name_ << " is not float32";
+  known_finite_ = false;
   return {reinterpret_cast<float*>(bytes_.get()),
           static_cast<size_t>(num_elements_)};
 }
@@ -217,22 +219,16 @@ absl::Status CheckSameSchema(const ModelState& reference,
 
 namespace {
 
+constexpr uint32_t kInfBits = 0x7f800000u;
+
 // Index of the first value of `v` that is not finite, v.size() when all
-// are. Blocks are scanned without a branch per element (the compiler
-// vectorizes the loop): every update is checked, at memory speed.
+// are. Blocks are scanned without a branch per element: every update is
+// checked, at memory speed.
 size_t FirstNonFinite(absl::Span<const float> v) {
   constexpr size_t kBlock = 4096;
-  constexpr uint32_t kAbsMask = 0x7fffffffu, kInfBits = 0x7f800000u;
   for (size_t start = 0; start < v.size(); start += kBlock) {
     const size_t end = std::min(v.size(), start + kBlock);
-    uint32_t most = 0;
-    for (size_t i = start; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, &v[i], sizeof(bits));
-      bits &= kAbsMask;
-      most = bits > most ? bits : most;
-    }
-    if (most < kInfBits) continue;
+    if (MaxAbsFloatBits(&v[start], end - start) < kInfBits) continue;
     for (size_t i = start; i < end; ++i) {
       if (!std::isfinite(v[i])) return i;
     }
@@ -242,9 +238,21 @@ size_t FirstNonFinite(absl::Span<const float> v) {
 
 }  // namespace
 
+uint32_t MaxAbsFloatBits(const void* data, size_t count) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  uint32_t most = 0;
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, bytes + 4 * i, sizeof(bits));
+    bits &= 0x7fffffffu;
+    most = bits > most ? bits : most;
+  }
+  return most;
+}
+
 absl::Status CheckFinite(const ModelState& state) {
   for (const TensorBuffer& t : state.tensors()) {
-    if (t.dtype() != DType::kFloat32) continue;
+    if (t.dtype() != DType::kFloat32 || t.known_finite()) continue;
     absl::Span<const float> v = t.floats();
     const size_t i = FirstNonFinite(v);
     if (i < v.size()) {

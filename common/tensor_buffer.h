@@ -77,7 +77,17 @@ class TensorBuffer {
 
   // Raw bytes (host byte order), num_bytes() long.
   const uint8_t* data() const { return bytes_.get(); }
-  uint8_t* mutable_data() { return bytes_.get(); }
+  uint8_t* mutable_data() {
+    known_finite_ = false;
+    return bytes_.get();
+  }
+
+  // True when every float32 value was found finite by whoever wrote them
+  // (the model decoder checks the values it copies in, while they are in
+  // cache): CheckFinite does not read them again. Any mutable access clears
+  // it; Clone keeps it.
+  bool known_finite() const { return known_finite_; }
+  void set_known_finite() { known_finite_ = true; }
 
   // Typed views; the dtype must match (checked: a mismatch is a bug).
   absl::Span<const float> floats() const;
@@ -95,7 +105,13 @@ class TensorBuffer {
   int64_t num_elements_ = 0;
   size_t num_bytes_ = 0;
   std::unique_ptr<uint8_t[]> bytes_;
+  bool known_finite_ = false;
 };
+
+// The largest |x| of `count` float32 values at `data` (any alignment), as
+// IEEE bits: at least 0x7f800000 when one of them is infinite or NaN. No
+// branch per element (the compiler vectorizes it).
+uint32_t MaxAbsFloatBits(const void* data, size_t count);
 
 // An ordered list of named tensors: one model's parameters and buffers, or an
 // update (delta) shaped like them.

@@ -109,12 +109,8 @@ void Int8sToFloats(const char* in, uint64_t count, float scale, float* out) {
 // element is not finite (bit patterns of non-negative floats sort like
 // their values).
 int32_t MaxAbsBits(const float* x, int64_t count) {
-  int32_t most = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const int32_t bits = FloatBits(x[i]) & kFloatAbsMask;
-    most = bits > most ? bits : most;
-  }
-  return most;
+  return static_cast<int32_t>(
+      MaxAbsFloatBits(x, static_cast<size_t>(count)));
 }
 
 // INVALID_ARGUMENT naming the first non-finite element of `t`, when

@@ -1,13 +1,16 @@
 #include "common/model_codec.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -906,6 +909,60 @@ TEST(ModelCodecTest, Recycle_LimitsStillApply) {
   decoder.Recycle(model.Clone());
   EXPECT_EQ(decoder.Feed(EncodeModel(model)).code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+// Decodes feeding `chunk` bytes at a time.
+absl::StatusOr<ModelState> DecodeInChunks(absl::string_view bytes,
+                                          size_t chunk) {
+  ModelDecoder decoder;
+  while (!bytes.empty()) {
+    const size_t n = std::min(chunk, bytes.size());
+    absl::Status fed = decoder.Feed(bytes.substr(0, n));
+    if (!fed.ok()) return fed;
+    bytes.remove_prefix(n);
+  }
+  return decoder.Finish();
+}
+
+TEST(ModelCodecTest, RawFloatsCheckedWhileDecoded_NonFiniteNeverMarked) {
+  ModelState model;
+  model.Add(Floats("w", {37, 5}));
+  model.Add(Floats("b", {5}));
+  model.Add(Int64s("n", {3}));
+  const std::string bytes = EncodeModel(model);
+  for (size_t chunk : {1u, 3u, 7u, 4096u}) {  // Floats split across chunks.
+    absl::StatusOr<ModelState> decoded = DecodeInChunks(bytes, chunk);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_TRUE(decoded->tensor(0).known_finite()) << chunk;
+    EXPECT_TRUE(decoded->tensor(1).known_finite()) << chunk;
+    EXPECT_TRUE(CheckFinite(*decoded).ok());
+  }
+  // A NaN in any position, the last byte of a float in a later chunk.
+  for (int64_t at : {0, 1, 92, 184}) {
+    ModelState bad = model.Clone();
+    bad.mutable_tensor(0).mutable_floats()[at] =
+        std::numeric_limits<float>::quiet_NaN();
+    for (size_t chunk : {3u, 4096u}) {
+      absl::StatusOr<ModelState> decoded =
+          DecodeInChunks(EncodeModel(bad), chunk);
+      ASSERT_TRUE(decoded.ok()) << decoded.status();
+      EXPECT_FALSE(decoded->tensor(0).known_finite()) << at;
+      EXPECT_TRUE(decoded->tensor(1).known_finite());
+      EXPECT_THAT(CheckFinite(*decoded).message(),
+                  HasSubstr(absl::StrCat("'w' element ", at, " is nan")));
+    }
+  }
+}
+
+TEST(ModelCodecTest, LossyTensors_NotMarkedFinite_CheckedLater) {
+  EncodingOptions options;
+  options.kind = UpdateEncoding::kFp16;
+  ModelState model;
+  model.Add(Floats("w", {4, 4}));
+  absl::StatusOr<ModelState> decoded =
+      DecodeModel(EncodeModel(*EncodeForWire(model, options)));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_FALSE(decoded->tensor(0).known_finite());
 }
 
 }  // namespace

@@ -543,5 +543,35 @@ TEST(AddScaledInPlaceTest,
   EXPECT_THAT(a.tensor(2).int64s(), ElementsAre(5));
 }
 
+TEST(TensorBufferTest, KnownFinite_ClearedByAnyMutableAccess_KeptByClone) {
+  TensorBuffer t = *TensorBuffer::FromFloats("w", {2}, {1, 2});
+  EXPECT_FALSE(t.known_finite());
+  t.set_known_finite();
+  EXPECT_TRUE(t.Clone().known_finite());
+  t.mutable_floats()[0] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(t.known_finite());
+  t.set_known_finite();
+  t.mutable_data();
+  EXPECT_FALSE(t.known_finite());
+  ModelState m;
+  m.Add(std::move(t));
+  EXPECT_EQ(CheckFinite(m).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TensorBufferTest, MaxAbsFloatBits_AnyAlignmentAndNonFinite) {
+  const float values[] = {1.5f, -3.0f, 0.25f};
+  alignas(4) uint8_t bytes[1 + sizeof(values)];
+  std::memcpy(bytes + 1, values, sizeof(values));  // Misaligned.
+  uint32_t three;
+  const float f = 3.0f;
+  std::memcpy(&three, &f, 4);
+  EXPECT_EQ(MaxAbsFloatBits(bytes + 1, 3), three);
+  EXPECT_EQ(MaxAbsFloatBits(bytes + 1, 0), 0u);
+  const float bad[] = {1, -std::numeric_limits<float>::infinity()};
+  EXPECT_GE(MaxAbsFloatBits(bad, 2), 0x7f800000u);
+  const float nan[] = {std::numeric_limits<float>::quiet_NaN()};
+  EXPECT_GE(MaxAbsFloatBits(nan, 1), 0x7f800000u);
+}
+
 }  // namespace
 }  // namespace fedge
