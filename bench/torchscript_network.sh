@@ -32,7 +32,8 @@ done
 . "$root/scripts/lib.sh"
 fedge_work_dir tsnet
 
-python3 "$root/examples/torchscript_cnn/make_model.py" --out "$work/model.pt" >&2
+# Debian's python3-torch (not a python3 earlier in PATH).
+/usr/bin/python3 "$root/examples/torchscript_cnn/make_model.py" --out "$work/model.pt" >&2
 "$root/deploy/make-certs.sh" "$work/certs" >/dev/null
 "$root/build/server/fedge-coordinator" \
   --config "$root/examples/torchscript_cnn/coordinator.textproto" \

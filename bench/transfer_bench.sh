@@ -6,10 +6,11 @@
 # agents to show the peak does not grow with the number of agents.
 # --encoding NAME: the agents' update encoding (fp32, fp16, int8, int8pc
 # for a scale per channel, topkF for top-k sending the fraction F, e.g.
-# topk0.1); --strategy NAME: the strategy (default fedavg).
+# topk0.1); --strategy NAME: the strategy (default fedavg); --download NAME:
+# how the model is downloaded (fp32, the default, or fp16).
 #
 # usage: bench/transfer_bench.sh [--agents N] [--rounds R] [--compare] [--tls]
-#            [--encoding NAME] [--strategy NAME]
+#            [--encoding NAME] [--strategy NAME] [--download fp32|fp16]
 # Needs build/ (scripts/build.sh fedge-coordinator fedge-agent).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +20,7 @@ compare=0
 tls=0
 encoding=fp32
 strategy=fedavg
+download=fp32
 while [ $# -gt 0 ]; do
   case "$1" in
     --agents) agents=$2; shift 2 ;;
@@ -27,6 +29,7 @@ while [ $# -gt 0 ]; do
     --tls) tls=1; shift ;;
     --encoding) encoding=$2; shift 2 ;;
     --strategy) strategy=$2; shift 2 ;;
+    --download) download=$2; shift 2 ;;
     *) echo "transfer_bench: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +56,8 @@ run_once() {
     "${tls_server[@]}" --state_dir "$dir/coordinator" --rounds "$rounds" \
     --strategy.count "$n" --strategy.min_available_agents "$n" \
     --strategy.min_fit_agents "$n" --simulation.num_partitions "$n" \
-    --strategy.name "$strategy" "${encoding_flags[@]}" \
+    --strategy.name "$strategy" --strategy.download_encoding "$download" \
+    "${encoding_flags[@]}" \
     2> "$dir/coordinator.log" &
   local coordinator=$!
   pids+=("$coordinator")
@@ -84,7 +88,7 @@ run_once() {
 # trap stops.
 run_once "$agents" > "$work/result-$agents"
 read -r median rss < <(tail -n 1 "$work/result-$agents")
-echo "transfer: $agents agents, 784-2800-2800-10 MLP, $strategy, $encoding updates, round median $median s, coordinator peak RSS $rss MB"
+echo "transfer: $agents agents, 784-2800-2800-10 MLP, $strategy, $encoding updates, $download downloads, round median $median s, coordinator peak RSS $rss MB"
 if [ "$compare" = 1 ]; then
   run_once 16 > "$work/result-16"
   read -r median16 rss16 < <(tail -n 1 "$work/result-16")

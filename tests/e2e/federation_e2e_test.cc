@@ -12,6 +12,7 @@ namespace fedge::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 double Number(const std::map<std::string, std::string>& row,
               const std::string& column) {
@@ -132,6 +133,46 @@ TEST_F(FederationTest, CompressedUpdates_PerDeviceClass_FewerBytesAndLearns) {
   // The metered agent keeps what it has not sent yet.
   EXPECT_FALSE(
       ReadFileOrEmpty(dir_ + "/agent-3/update_residual.state").empty());
+}
+
+TEST_F(FederationTest, Fp16Downloads_HalfTheBytesAndLearns) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=3", "--train.learning_rate=0.005",
+       "--strategy.download_encoding=fp16"},
+      &port);
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= 3; ++i) agents.push_back(StartAgent(i, port));
+  ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
+  for (auto& a : agents) {
+    EXPECT_EQ(a->Wait(absl::Seconds(30)), 0) << a->Log();
+  }
+  auto rows = History();
+  ASSERT_EQ(rows.size(), 3u) << coordinator->Log();
+  // Agents upload fp32 deltas: a round receives 3 model sizes (fp32). Each
+  // round's 3 downloads are fp16, half a model size each; an agent may
+  // also fetch a new version between rounds, for offline prediction (and
+  // then train from its cache). In fp32, 9 downloads would be 9 sizes.
+  double sent = 0, model_size = 0;
+  for (const auto& row : rows) {
+    EXPECT_EQ(Number(row, "num_agents"), 3);
+    sent += Number(row, "bytes_sent");
+    model_size = Number(row, "bytes_received") / 3;
+  }
+  EXPECT_GT(sent, 9 * 0.45 * model_size) << coordinator->Log();
+  EXPECT_LT(sent, 12 * 0.55 * model_size) << coordinator->Log();
+  EXPECT_GT(Number(rows[2], "test_accuracy"), Number(rows[0], "test_accuracy"))
+      << coordinator->Log();
+  // The agent kept the final model as it downloaded it (fp16), under the
+  // hash the coordinator announced, and the file verifies: it predicts
+  // without a coordinator.
+  EXPECT_THAT(agents[0]->Log(), Not(HasSubstr("could not cache")));
+  Process predict({kBinaryDir + "/edge_agent/fedge-agent", "predict",
+                   "--state_dir=" + dir_ + "/agent-1", "--data.source=synthetic",
+                   "--limit=50"},
+                  dir_ + "/predict.log");
+  EXPECT_EQ(predict.Wait(absl::Seconds(60)), 0) << predict.Log();
+  EXPECT_THAT(predict.Log(), HasSubstr("accuracy"));
 }
 
 TEST_F(FederationTest, AgentKilledMidRound_RoundClosesAtDeadlineWithQuorum) {
