@@ -378,6 +378,7 @@ TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c) {
   plan.momentum = c.momentum();
   plan.weight_decay = c.weight_decay();
   plan.proximal_mu = c.proximal_mu();
+  plan.keep_pruned = c.keep_pruned();
   return plan;
 }
 
@@ -389,6 +390,7 @@ TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
   plan.momentum = p.momentum();
   plan.weight_decay = p.weight_decay();
   plan.proximal_mu = p.proximal_mu();
+  plan.keep_pruned = p.keep_pruned();
   plan.seed = p.seed();
   plan.max_steps = p.max_steps();
   if (!p.update_encoding().empty()) {
@@ -414,6 +416,7 @@ v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan) {
   p.set_momentum(plan.momentum);
   p.set_weight_decay(plan.weight_decay);
   p.set_proximal_mu(plan.proximal_mu);
+  p.set_keep_pruned(plan.keep_pruned);
   p.set_seed(plan.seed);
   p.set_max_steps(plan.max_steps);
   p.set_update_encoding(UpdateEncodingName(plan.update_encoding.kind));

@@ -34,6 +34,10 @@ struct TrainPlan {
   // Stop after this many optimizer steps (0 = after `epochs` epochs): the
   // local-work cap of slow devices.
   int64_t max_steps = 0;
+  // Fine-tuning a pruned model: the elements the global model holds at
+  // zero (its pruning mask: common/ml/prune.h PruningMask) stay exactly
+  // zero: no gradient, no momentum, no weight decay.
+  bool keep_pruned = false;
   // SCAFFOLD: added to every trainable parameter's gradient at every step
   // (c - c_i: server minus agent control variate), with the model's schema
   // (tensors without gradients, e.g. running statistics, are ignored);

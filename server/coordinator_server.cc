@@ -11,6 +11,7 @@
 #include "common/fl_config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/ml/model_files.h"
 #include "common/ml/model_init.h"
 #include "common/ml/model_spec.h"
 #include "common/net/credentials.h"
@@ -83,6 +84,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   } else {
     ASSIGN_OR_RETURN(options.initial_model, ml::InitialModelState(spec));
   }
+  ASSIGN_OR_RETURN(options.initial_model,
+                   ml::InitialWeights(config.model().initial_weights_path(),
+                                      std::move(options.initial_model)));
   options.model_spec = ml::SpecToProto(spec);
   if (config.has_eval_data()) {
     EvaluatorProcess::Options eval;

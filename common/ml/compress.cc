@@ -53,25 +53,6 @@ absl::Status CheckData(const Dataset& data) {
   return absl::OkStatus();
 }
 
-// Views of the masks of the net's parameters (the first tensors of its
-// state) that mask something; undefined tensors for the others.
-absl::StatusOr<std::vector<torch::Tensor>> ParameterMasks(
-    const std::vector<torch::Tensor>& params, const ModelState& mask) {
-  std::vector<torch::Tensor> masks;
-  for (size_t i = 0; i < params.size(); ++i) {
-    const TensorBuffer* m = i < mask.size() ? &mask.tensor(i) : nullptr;
-    if (m == nullptr || m->dtype() != DType::kFloat32 ||
-        m->shape() != params[i].sizes().vec()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the pruning mask does not fit parameter #", i, " of the model"));
-    }
-    const absl::Span<const float> v = m->floats();
-    const bool masks_something = std::find(v.begin(), v.end(), 0.0f) != v.end();
-    masks.push_back(masks_something ? ViewAsTensor(*m) : torch::Tensor());
-  }
-  return masks;
-}
-
 // SGD over `data` minimizing `loss`; the masked elements stay zero.
 // `masks`: one per parameter (or none), see ParameterMasks.
 TrainStats RunSgd(Net& net, const Dataset& data, const SgdOptions& o,
@@ -102,15 +83,7 @@ TrainStats RunSgd(Net& net, const Dataset& data, const SgdOptions& o,
           loss_fn(features.index_select(0, idx), labels.index_select(0, idx));
       loss.backward();
       torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < masks.size(); ++i) {
-        if (masks[i].defined() && params[i].grad().defined()) {
-          params[i].grad().mul_(masks[i]);
-        }
-      }
-      sgd.step();
-      for (size_t i = 0; i < masks.size(); ++i) {
-        if (masks[i].defined()) params[i].mul_(masks[i]);
-      }
+      MaskedStep(sgd, params, masks);
       loss_sum += loss.item<double>() * size;
       ++stats.steps;
     }

@@ -120,6 +120,22 @@ absl::StatusOr<ModelState> ReadModelFile(const std::string& path) {
   return state;
 }
 
+absl::StatusOr<ModelState> InitialWeights(
+    const std::string& initial_weights_path, ModelState initial) {
+  if (initial_weights_path.empty()) return initial;
+  const std::string field = "model.initial_weights_path";
+  absl::StatusOr<ModelState> weights = ReadModelFile(initial_weights_path);
+  if (!weights.ok()) return Annotate(weights.status(), field);
+  absl::Status fits = CheckSameSchema(initial, *weights);
+  if (!fits.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", initial_weights_path,
+        " does not hold this model's tensors (", fits.message(),
+        "); give a file of the architecture in model.*"));
+  }
+  return weights;
+}
+
 absl::Status WriteModelFile(const std::string& path, const ModelState& state) {
   ModelEncoder encoder(state);
   return WriteFileAtomically(

@@ -39,6 +39,13 @@ absl::Status WriteSpecFile(const std::string& path, const ModelSpec& spec);
 // decoder's INVALID_ARGUMENT / RESOURCE_EXHAUSTED, naming the file.
 absl::StatusOr<ModelState> ReadModelFile(const std::string& path);
 
+// The weights a federation starts from: `initial` (the architecture's
+// own), or the model file `initial_weights_path` names when it is set, which
+// must have initial's tensors (names, dtypes, shapes, order). Errors name
+// the field, the file and the tensor.
+absl::StatusOr<ModelState> InitialWeights(
+    const std::string& initial_weights_path, ModelState initial);
+
 // Writes `state` in the raw canonical encoding, atomically.
 absl::Status WriteModelFile(const std::string& path, const ModelState& state);
 

@@ -61,6 +61,37 @@ torch::Tensor ViewAsTensor(const TensorBuffer& buffer) {
       torch::TensorOptions().dtype(ToTorchDType(buffer.dtype())));
 }
 
+absl::StatusOr<std::vector<torch::Tensor>> ParameterMasks(
+    const std::vector<torch::Tensor>& params, const ModelState& mask) {
+  std::vector<torch::Tensor> masks;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const TensorBuffer* m = i < mask.size() ? &mask.tensor(i) : nullptr;
+    if (m == nullptr || m->dtype() != DType::kFloat32 ||
+        m->shape() != params[i].sizes().vec()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the pruning mask does not fit parameter #", i, " of the model"));
+    }
+    const absl::Span<const float> v = m->floats();
+    const bool masks_something = std::find(v.begin(), v.end(), 0.0f) != v.end();
+    masks.push_back(masks_something ? ViewAsTensor(*m) : torch::Tensor());
+  }
+  return masks;
+}
+
+void MaskedStep(torch::optim::Optimizer& optimizer,
+                std::vector<torch::Tensor>& params,
+                const std::vector<torch::Tensor>& masks) {
+  for (size_t i = 0; i < masks.size(); ++i) {
+    if (masks[i].defined() && params[i].grad().defined()) {
+      params[i].grad().mul_(masks[i]);
+    }
+  }
+  optimizer.step();
+  for (size_t i = 0; i < masks.size(); ++i) {
+    if (masks[i].defined()) params[i].mul_(masks[i]);
+  }
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> StateTensors(
     const torch::nn::Module& module) {
   std::vector<std::pair<std::string, torch::Tensor>> out;

@@ -25,6 +25,22 @@ absl::StatusOr<TensorBuffer> ToTensorBuffer(const std::string& name,
 // the tensor and is not modified through it unless the caller writes to it.
 torch::Tensor ViewAsTensor(const TensorBuffer& buffer);
 
+// Views of the masks (common/ml/prune.h PruningMask: a float32 tensor per
+// tensor of the state, parameters first, 0 where an element must stay
+// zero) of `params`: one per parameter, undefined where the mask masks
+// nothing. INVALID_ARGUMENT when the mask does not fit the parameters. The
+// mask must outlive the views.
+absl::StatusOr<std::vector<torch::Tensor>> ParameterMasks(
+    const std::vector<torch::Tensor>& params, const ModelState& mask);
+
+// One optimizer step that keeps the masked elements at zero: their
+// gradients are zeroed before it (no momentum builds up) and the elements
+// after it (weight decay cannot move them). `masks` as ParameterMasks (or
+// empty: a plain step). Call with gradients computed and grad mode off.
+void MaskedStep(torch::optim::Optimizer& optimizer,
+                std::vector<torch::Tensor>& params,
+                const std::vector<torch::Tensor>& masks);
+
 // The module's parameters and buffers, copied.
 absl::StatusOr<ModelState> ExportState(const torch::nn::Module& module);
 

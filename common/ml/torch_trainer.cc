@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/ml/prune.h"
 #include "common/ml/torch_converters.h"
 #include "common/ml/torch_status.h"
 #include "common/ml/torchscript_model.h"
@@ -167,6 +168,13 @@ absl::StatusOr<bool> TorchTrainer::RunSgd(const ModelState& global,
         anchors.push_back(ViewAsTensor(global.tensor(i)));
       }
     }
+    // Fine-tuning a pruned model: the global model's pruning mask.
+    ModelState mask;
+    std::vector<torch::Tensor> masks;
+    if (plan.keep_pruned) {
+      ASSIGN_OR_RETURN(mask, PruningMask(options_.model, global));
+      ASSIGN_OR_RETURN(masks, ParameterMasks(params, mask));
+    }
     // SCAFFOLD: the correction of each parameter's gradient (parameters
     // come first in the state, in order).
     std::vector<torch::Tensor> corrections;
@@ -216,7 +224,10 @@ absl::StatusOr<bool> TorchTrainer::RunSgd(const ModelState& global,
         for (size_t i = 0; i < corrections.size(); ++i) {
           if (params[i].grad().defined()) params[i].grad().add_(corrections[i]);
         }
-        sgd.step();
+        {
+          torch::NoGradGuard no_grad;
+          MaskedStep(sgd, params, masks);
+        }
         p.loss_sum += loss.item<double>() * size;
         p.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
         p.examples_seen += size;

@@ -10,6 +10,7 @@
 #include "common/data/data_source.h"
 #include "common/file_util.h"
 #include "common/fl_config.h"
+#include "common/ml/model_files.h"
 #include "common/ml/torch_trainer.h"
 #include "common/ml/torchscript_model.h"
 #include "common/model_codec.h"
@@ -97,6 +98,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   ASSIGN_OR_RETURN(ModelState initial, ml::InitialState(ml::SpecFromConfig(
                                            c.model(), data.train.example_shape,
                                            data.train.num_classes)));
+  ASSIGN_OR_RETURN(initial, ml::InitialWeights(c.model().initial_weights_path(),
+                                               std::move(initial)));
   absl::FPrintF(out,
                 "model %s (%d parameters), %d agents (%s split), strategy %s, "
                 "C=%g, E=%d, B=%d, lr=%g, %d worker threads\n",

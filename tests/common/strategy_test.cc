@@ -1095,6 +1095,13 @@ TEST(StrategyTest, ToStrategyOptions_CarriesTheEncoding_PlanProtoRoundTrips) {
   EXPECT_EQ(back.update_encoding.topk_fraction, 0.02);
   EXPECT_TRUE(back.update_encoding.per_channel);
   EXPECT_EQ(back.update_encoding.seed, 77u);
+  EXPECT_FALSE(back.keep_pruned);
+  // Fine-tuning a pruned model: from the config to the agent's plan.
+  v1::TrainPlanConfig fine;
+  fine.set_keep_pruned(true);
+  EXPECT_TRUE(ToTrainPlan(ToTrainPlanProto(
+                              ToStrategyOptions(c, fine, 1).plan))
+                  .keep_pruned);
   // A plan from a newer coordinator with an unknown encoding: fp32.
   v1::TrainPlanProto newer = ToTrainPlanProto(plan);
   newer.set_update_encoding("fp4");

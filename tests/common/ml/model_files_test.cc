@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/ml/model_init.h"
+#include "common/model_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -85,6 +86,38 @@ TEST_F(ModelFilesTest, ModelRoundTripsAndCorruptFilesAreNamed) {
   EXPECT_FALSE(junk.ok());
   EXPECT_THAT(std::string(junk.status().message()),
               StartsWith("model file " + dir_));
+}
+
+TEST_F(ModelFilesTest, InitialWeights_FromTheFileWhenItFits) {
+  ModelSpec spec;  // 2nn
+  auto initial = InitialModelState(spec);
+  ASSERT_TRUE(initial.ok());
+  // No path: the architecture's own weights.
+  auto same = InitialWeights("", initial->Clone());
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(ModelDigest(*same), ModelDigest(*initial));
+  // A file of the same architecture (e.g. pruned): its weights.
+  ModelState pruned = initial->Clone();
+  for (float& v : pruned.mutable_tensor(0).mutable_floats()) v = 0;
+  ASSERT_TRUE(WriteModelFile(dir_ + "/pruned.fedge", pruned).ok());
+  auto loaded = InitialWeights(dir_ + "/pruned.fedge", initial->Clone());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(ModelDigest(*loaded), ModelDigest(pruned));
+  // Another architecture's file, or none: errors naming the field.
+  ModelSpec other;
+  other.architecture = "logreg";
+  ASSERT_TRUE(WriteModelFile(dir_ + "/logreg.fedge",
+                             *InitialModelState(other))
+                  .ok());
+  auto wrong = InitialWeights(dir_ + "/logreg.fedge", initial->Clone());
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(),
+              HasSubstr("model.initial_weights_path: " + dir_ +
+                        "/logreg.fedge does not hold this model's tensors"));
+  auto missing = InitialWeights(dir_ + "/none.fedge", initial->Clone());
+  EXPECT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("model.initial_weights_path"));
 }
 
 TEST_F(ModelFilesTest, NpyHasNumpysHeaderAndTheValues) {

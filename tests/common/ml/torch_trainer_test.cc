@@ -108,6 +108,41 @@ TEST_F(TorchTrainerTest, MomentumAndProx_Train) {
   EXPECT_GT(out->metrics.accuracy, 0.3);
 }
 
+TEST_F(TorchTrainerTest, KeepPruned_ZeroWeightsStayZero_OthersTrain) {
+  auto trainer = MakeTrainer("2nn");
+  auto global = trainer->State();
+  ASSERT_TRUE(global.ok());
+  // Prune every other element of the first layer's weights.
+  absl::Span<float> w = global->mutable_tensor(0).mutable_floats();
+  for (size_t i = 0; i < w.size(); i += 2) w[i] = 0;
+  TrainPlan plan;
+  plan.momentum = 0.9;
+  plan.weight_decay = 1e-3;
+  plan.learning_rate = 0.05;
+  plan.keep_pruned = true;
+  auto out = trainer->Train(*global, plan, {});
+  ASSERT_TRUE(out.ok()) << out.status();
+  absl::Span<const float> d = out->delta.tensor(0).floats();
+  size_t moved = 0;
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (i % 2 == 0) {
+      ASSERT_EQ(d[i], 0.0f) << "pruned element " << i << " moved";
+    } else {
+      moved += d[i] != 0;
+    }
+  }
+  EXPECT_GT(moved, d.size() / 4);  // The others trained.
+  // Without keep_pruned the zeros train like any weight.
+  plan.keep_pruned = false;
+  auto free = trainer->Train(*global, plan, {});
+  ASSERT_TRUE(free.ok()) << free.status();
+  size_t zeros_moved = 0;
+  for (size_t i = 0; i < d.size(); i += 2) {
+    zeros_moved += free->delta.tensor(0).floats()[i] != 0;
+  }
+  EXPECT_GT(zeros_moved, d.size() / 8);
+}
+
 TEST_F(TorchTrainerTest, IndexOutOfRange_IsInvalidArgument) {
   auto trainer = MakeTrainer("logreg");
   auto global = trainer->State();
