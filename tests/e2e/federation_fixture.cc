@@ -1,5 +1,6 @@
 #include "tests/e2e/federation_fixture.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -41,6 +42,12 @@ void FederationTest::SetUp() {
   dir_ = absl::StrCat(::testing::TempDir(), "/fedge_e2e_", getpid(), "_",
                       info->name());
   Shell("rm -rf " + dir_ + " && mkdir -p " + dir_);
+  base_dir_ = dir_;
+}
+
+void FederationTest::UseRunDir(const std::string& name) {
+  dir_ = base_dir_ + "/" + name;
+  ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0) << dir_;
 }
 
 std::vector<std::string> FederationTest::CoordinatorArgv(

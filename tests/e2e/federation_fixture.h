@@ -57,7 +57,12 @@ class FederationTest : public ::testing::Test {
   int WaitForHttpPort(const std::string& state_dir = "",
                       const std::string& file = "http_port") const;
 
-  std::string dir_;  // Fresh per test.
+  // Tests that compare runs keep each run's processes, logs and state dirs
+  // in a sub-folder of the test's folder: dir_ becomes base_dir_/name.
+  void UseRunDir(const std::string& name);
+
+  std::string dir_;       // Fresh per test (or the run's: UseRunDir).
+  std::string base_dir_;  // The test's folder.
 };
 
 }  // namespace fedge::testing

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "server/checkpoint_store.h"
 #include "tests/e2e/federation_fixture.h"
+#include "tests/e2e/model_diff.h"
 
 namespace fedge::testing {
 namespace {
@@ -40,60 +41,19 @@ constexpr int kAgents = kEdges * kAgentsPerEdge;
 // (measured: 3e-8, 9e-8, then 2e-4 in round 3; docs/hierarchy.md).
 constexpr double kTolerance = 1e-5;
 
-// The largest |a - b| over the tensors of two encoded models (-1 when they
-// do not decode to the same schema), and how many elements differ at all.
-struct Difference {
-  double max_abs = -1;
-  int64_t differing = 0;
-  int64_t elements = 0;
-};
-Difference Compare(const ModelState& a, const ModelState& b) {
-  Difference d;
-  if (!CheckSchema(SchemaOf(a), b).ok()) return d;
-  d.max_abs = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const TensorBuffer& ta = a.tensor(i);
-    const TensorBuffer& tb = b.tensor(i);
-    if (ta.dtype() != DType::kFloat32) continue;
-    for (size_t j = 0; j < ta.floats().size(); ++j) {
-      const double diff = std::fabs(static_cast<double>(ta.floats()[j]) -
-                                    static_cast<double>(tb.floats()[j]));
-      ++d.elements;
-      if (diff > 0) ++d.differing;
-      d.max_abs = std::max(d.max_abs, diff);
-    }
-  }
-  return d;
-}
-
 // The models of round `round`'s checkpoints in two state dirs.
-Difference CompareCheckpoints(const std::string& a, const std::string& b,
-                              int round) {
+ModelDifference CompareCheckpoints(const std::string& a, const std::string& b,
+                                   int round) {
   const std::string name =
       absl::StrFormat("/checkpoints/ckpt-%08d.fedge", round);
   absl::StatusOr<Checkpoint> ca = CheckpointStore::ReadFile(a + name);
   absl::StatusOr<Checkpoint> cb = CheckpointStore::ReadFile(b + name);
-  if (!ca.ok() || !cb.ok()) return Difference();
-  return Compare(ca->model, cb->model);
-}
-
-std::string Describe(const Difference& d) {
-  return absl::StrFormat("max |difference| %.3g, %d of %d elements differ",
-                         d.max_abs, d.differing, d.elements);
+  if (!ca.ok() || !cb.ok()) return ModelDifference();
+  return CompareModels(ca->model, cb->model);
 }
 
 class HierarchyTest : public FederationTest {
  protected:
-  void SetUp() override {
-    FederationTest::SetUp();
-    base_dir_ = dir_;
-  }
-
-  void UseRunDir(const std::string& name) {
-    dir_ = base_dir_ + "/" + name;
-    ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0) << dir_;
-  }
-
   // A coordinator (flat, upstream or edge aggregator) of `agents` agents,
   // all of which train every round.
   static std::vector<std::string> Flags(int agents) {
@@ -114,8 +74,6 @@ class HierarchyTest : public FederationTest {
                       {absl::StrCat("--partition_index=", i - 1),
                        absl::StrCat("--num_partitions=", kAgents)});
   }
-
-  std::string base_dir_;
 };
 
 TEST_F(HierarchyTest, TwoEdgeAggregatorsOfThree_EqualsFlatFederationOfSix) {
@@ -186,8 +144,8 @@ TEST_F(HierarchyTest, TwoEdgeAggregatorsOfThree_EqualsFlatFederationOfSix) {
   // models.
   std::string rounds;
   for (int r = 1; r <= kRounds; ++r) {
-    const Difference d = CompareCheckpoints(base_dir_ + "/flat/coordinator",
-                                            dir_ + "/coordinator", r);
+    const ModelDifference d = CompareCheckpoints(
+        base_dir_ + "/flat/coordinator", dir_ + "/coordinator", r);
     absl::StrAppend(&rounds, "  round ", r, ": ", Describe(d), "\n");
     EXPECT_GE(d.max_abs, 0) << "round " << r << ": no comparable checkpoints";
     EXPECT_LE(d.max_abs, kTolerance) << "round " << r << ": " << Describe(d);
@@ -195,7 +153,7 @@ TEST_F(HierarchyTest, TwoEdgeAggregatorsOfThree_EqualsFlatFederationOfSix) {
   absl::StatusOr<ModelState> flat_final = DecodeModel(flat_model);
   absl::StatusOr<ModelState> tree_final = DecodeModel(tree_model);
   ASSERT_TRUE(flat_final.ok() && tree_final.ok());
-  const Difference d = Compare(*flat_final, *tree_final);
+  const ModelDifference d = CompareModels(*flat_final, *tree_final);
   ASSERT_GE(d.max_abs, 0) << "the models do not have the same schema";
   EXPECT_LE(d.max_abs, kTolerance) << "final models: " << Describe(d);
   std::printf("tree vs flat, by round:\n%s  final: %s\n", rounds.c_str(),

@@ -23,6 +23,7 @@
 #include "common/model_codec.h"
 #include "gmock/gmock.h"
 #include "tests/e2e/federation_fixture.h"
+#include "tests/e2e/model_diff.h"
 
 namespace fedge::testing {
 namespace {
@@ -73,32 +74,12 @@ std::string DescribeHashes(const std::map<int, std::string>& a,
   return out;
 }
 
-// The largest |a - b| over the float tensors of two encoded models, or a
-// description of why they cannot be compared.
+// How two encoded models differ, or why they cannot be compared.
 std::string MaxAbsDifference(const std::string& a, const std::string& b) {
   absl::StatusOr<ModelState> ma = DecodeModel(a);
   absl::StatusOr<ModelState> mb = DecodeModel(b);
-  if (!ma.ok() || !mb.ok() || ma->size() != mb->size()) {
-    return "models do not decode to the same schema";
-  }
-  double max_diff = 0;
-  int64_t differing = 0;
-  for (size_t i = 0; i < ma->size(); ++i) {
-    const TensorBuffer& ta = ma->tensor(i);
-    const TensorBuffer& tb = mb->tensor(i);
-    if (ta.dtype() != DType::kFloat32 || tb.dtype() != DType::kFloat32 ||
-        ta.floats().size() != tb.floats().size()) {
-      continue;
-    }
-    for (size_t j = 0; j < ta.floats().size(); ++j) {
-      const double d = std::fabs(static_cast<double>(ta.floats()[j]) -
-                                 static_cast<double>(tb.floats()[j]));
-      if (d > 0) ++differing;
-      max_diff = std::max(max_diff, d);
-    }
-  }
-  return absl::StrFormat("max |difference| %.9g over %d differing elements",
-                         max_diff, differing);
+  if (!ma.ok() || !mb.ok()) return "the models do not decode";
+  return Describe(CompareModels(*ma, *mb));
 }
 
 int Count(const std::string& text, const std::string& what) {
@@ -113,18 +94,6 @@ int Count(const std::string& text, const std::string& what) {
 class ResumeEqualityTest : public FederationTest,
                            public ::testing::WithParamInterface<std::string> {
  protected:
-  void SetUp() override {
-    FederationTest::SetUp();
-    base_dir_ = dir_;
-  }
-
-  // The fixture keeps each run's processes, logs and state dirs below
-  // dir_: one sub-folder per run.
-  void UseRunDir(const std::string& name) {
-    dir_ = base_dir_ + "/" + name;
-    ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0) << dir_;
-  }
-
   std::vector<std::string> CoordinatorFlags() const {
     return {"--strategy.name=" + GetParam(), absl::StrCat("--rounds=", kRounds),
             absl::StrCat("--strategy.count=", kAgents),
@@ -153,7 +122,6 @@ class ResumeEqualityTest : public FederationTest,
     return ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge");
   }
 
-  std::string base_dir_;
   std::vector<std::unique_ptr<Process>> agents_;
 };
 
