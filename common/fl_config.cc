@@ -130,6 +130,27 @@ absl::Status ValidateTrainPlan(const v1::TrainPlanConfig& c,
   return InRange(p, "proximal_mu", c.proximal_mu(), 0, 1e3, false);
 }
 
+absl::Status ValidateUpdateLimits(const v1::UpdateLimitsConfig& c,
+                                  const std::string& p) {
+  // 2^40 examples: the most any update may claim (UpdateMetadata's check).
+  constexpr int64_t kMaxExamples = int64_t{1} << 40;
+  if (c.max_examples_per_update() < 0 ||
+      c.max_examples_per_update() > kMaxExamples) {
+    return Bad(
+        p, "max_examples_per_update",
+        absl::StrCat("must be in [0, ", kMaxExamples,
+                     "] (0 = no maximum), got ", c.max_examples_per_update()));
+  }
+  RETURN_IF_ERROR(
+      InRange(p, "update_norm_bound", c.update_norm_bound(), 0, 1e300, false));
+  if (!OneOf(c.update_norm_action(), {"refuse", "clip"})) {
+    return Bad(p, "update_norm_action",
+               absl::StrCat("must be refuse or clip, got '",
+                            c.update_norm_action(), "'"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
                                     const std::string& p) {
   RETURN_IF_ERROR(InRange(p, "fraction", c.fraction(), 0, 1, true));
@@ -190,6 +211,8 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
     RETURN_IF_ERROR(AtLeast(dp, "epochs", d.epochs(), 0));
     RETURN_IF_ERROR(AtLeast<int64_t>(dp, "max_steps", d.max_steps(), 0));
   }
+  RETURN_IF_ERROR(
+      ValidateUpdateLimits(c.update_limits(), p + "update_limits."));
   // The strategy's own ranges (its messages name strategy.<field>).
   StrategyOptions options = ToStrategyOptions(c, v1::TrainPlanConfig(), 0);
   return ValidateStrategyOptions(options);
@@ -423,6 +446,14 @@ v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan) {
   p.set_topk_fraction(plan.update_encoding.topk_fraction);
   p.set_int8_per_channel(plan.update_encoding.per_channel);
   return p;
+}
+
+UpdateLimits ToUpdateLimits(const v1::UpdateLimitsConfig& c) {
+  UpdateLimits limits;
+  limits.max_examples_per_update = c.max_examples_per_update();
+  limits.update_norm_bound = c.update_norm_bound();
+  limits.clip = c.update_norm_action() == "clip";
+  return limits;
 }
 
 StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "common/local_trainer.h"
 #include "common/strategy.h"
+#include "common/update_limits.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
 
@@ -27,6 +28,9 @@ absl::Status ValidateTrainPlan(const v1::TrainPlanConfig& c,
                                const std::string& prefix);
 absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
                                     const std::string& prefix);
+// The poisoning limits (part of ValidateStrategyConfig).
+absl::Status ValidateUpdateLimits(const v1::UpdateLimitsConfig& c,
+                                  const std::string& prefix);
 // The whole fedge-sim configuration, including the parts above.
 absl::Status ValidateSimConfig(const v1::SimConfig& c);
 // TLS settings of a coordinator (`server`) or an agent.
@@ -41,6 +45,8 @@ TrainPlan ToTrainPlan(const v1::TrainPlanProto& p);
 v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan);
 // The strategy's options: the StrategyConfig, the base plan of every agent,
 // and the federation's seed (selection and per-agent plan seeds).
+// The poisoning limits of every update (a validated config).
+UpdateLimits ToUpdateLimits(const v1::UpdateLimitsConfig& c);
 StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,
                                   const v1::TrainPlanConfig& train,
                                   uint64_t seed);

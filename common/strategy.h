@@ -109,7 +109,10 @@ struct FitRound {
 struct FitResult {
   std::string agent_id;
   double num_examples = 0;  // FedAvg weight, already bounded by the caller.
-  int64_t num_steps = 0;    // Local optimizer steps (FedNova).
+  // What the agent declared at join (0: nothing), which bounds num_examples
+  // (common/update_limits.h).
+  int64_t declared_examples = 0;
+  int64_t num_steps = 0;  // Local optimizer steps (FedNova).
   TrainMetrics metrics;
   ModelState* delta = nullptr;   // Local minus global; strategies may
                                  // modify it (e.g. clip it).

@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/random.h"
 #include "common/status_macros.h"
+#include "common/update_limits.h"
 #include "common/version.h"
 #include "server/engine_config.h"
 
@@ -68,6 +69,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   if (options.initial_model.size() == 0) {
     return absl::InvalidArgumentError("Coordinator needs an initial model");
   }
+  RETURN_IF_ERROR(Annotate(CheckFinite(options.initial_model),
+                           "the initial model is not finite"));
   const v1::CoordinatorConfig& c = options.config;
   if (c.strategy().mode() == "fedbuff") {
     // Among its checks: the strategies FedBuff works with (one home for
@@ -145,7 +148,8 @@ Coordinator::Coordinator(CoordinatorOptions& options,
       edge_mode_(!options.config.upstream().address().empty()),
       started_wall_(options.clock->WallNow()),
       metrics_(registry_),
-      accumulator_(strategy_.get()),
+      accumulator_(strategy_.get(),
+                   ToUpdateLimits(options.config.strategy().update_limits())),
       free_slots_(options.config.max_concurrent_uploads()),
       round_start_(options.clock->Now()) {
   RegisterBuildInfo(&registry_, kFedgeVersion);
@@ -158,8 +162,7 @@ Coordinator::~Coordinator() {
 
 absl::Status Coordinator::Restore(ModelState initial_model) {
   std::vector<std::string> skipped;
-  ASSIGN_OR_RETURN(std::optional<Checkpoint> ckpt,
-                   checkpoints_->LoadNewest(&skipped));
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> ckpt, LoadNewestFinite(&skipped));
   // The rounds before a restart, for the operator's views.
   absl::StatusOr<std::vector<RoundRecord>> past =
       HistoryWriter::Read(config_.state_dir() + "/history.csv");
@@ -173,7 +176,7 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     }
   }
   for (const std::string& s : skipped) {
-    FEDGE_LOG(WARNING) << "skipped corrupt checkpoint: " << s;
+    FEDGE_LOG(WARNING) << "skipped checkpoint: " << s;
   }
   if (!ckpt.has_value()) {
     std::shared_ptr<PublishedModel> initial =
@@ -237,6 +240,36 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
                   << ckpt->next_round << ", " << ckpt->completed_rounds
                   << " rounds completed";
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<Checkpoint>> Coordinator::LoadNewestFinite(
+    std::vector<std::string>* skipped) {
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> newest,
+                   checkpoints_->LoadNewest(skipped));
+  if (!newest.has_value()) return newest;
+  absl::Status finite = CheckFinite(newest->model);
+  if (finite.ok()) return newest;
+  // A model that is not finite (written by an older fedge, or by hand) is
+  // never resumed from: the next older checkpoint that verifies and is.
+  const int64_t bad_version = newest->model_version;
+  bool past_newest = false;  // Newer files: LoadNewest reported them.
+  const std::vector<std::string> paths = checkpoints_->ListCheckpoints();
+  for (auto it = paths.rbegin(); it != paths.rend(); ++it) {  // Newest first.
+    const std::string& path = *it;
+    absl::StatusOr<Checkpoint> c = CheckpointStore::ReadFile(path);
+    if (absl::IsUnavailable(c.status())) return c.status();
+    if (c.ok() && c->model_version > bad_version) continue;
+    if (c.ok() && c->model_version == bad_version) past_newest = true;
+    if (!past_newest) continue;
+    absl::Status usable = c.ok() ? CheckFinite(c->model) : c.status();
+    if (usable.ok()) return std::optional<Checkpoint>(*std::move(c));
+    skipped->push_back(absl::StrCat(
+        path, c.ok() ? ": the model is not finite: " : ": ", usable.message()));
+  }
+  return absl::DataLossError(absl::StrCat(
+      "no checkpoint in ", config_.state_dir(),
+      "/checkpoints holds a finite model (the newest, version ", bad_version,
+      ": ", finite.message(), "); move the directory away to start a new run"));
 }
 
 std::shared_ptr<PublishedModel> Coordinator::MakePublished(
@@ -550,7 +583,21 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
   if (m.sha256().size() != 64) {
     return absl::InvalidArgumentError("sha256 must be 64 hex characters");
   }
-  return absl::OkStatus();
+  // The poisoning limits that need no bytes: refused before any is read
+  // (the accumulator checks them again with the norm).
+  TrainMetrics metrics;
+  metrics.num_steps = m.num_steps();
+  metrics.loss = m.metrics().loss();
+  metrics.accuracy = m.metrics().accuracy();
+  metrics.seconds = m.metrics().train_seconds();
+  return CheckUpdateClaims(accumulator_.limits(), DeclaredExamples(agent),
+                           static_cast<double>(m.num_examples()), metrics);
+}
+
+int64_t Coordinator::DeclaredExamples(const std::string& agent_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  return it == agents_.end() ? 0 : it->second.num_examples;
 }
 
 void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
@@ -567,13 +614,16 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
   if (absl::IsAlreadyExists(ok)) metrics_.Update("duplicate", "retry");
   if (!ok.ok() && !absl::IsAlreadyExists(ok)) {
     const absl::StatusCode code = ok.code();
-    ok = Refuse(
-        session->agent_id,
-        code == absl::StatusCode::kAborted           ? "stale"
-        : code == absl::StatusCode::kInvalidArgument ? "invalid"
-        : code == absl::StatusCode::kUnauthenticated ? "unauthenticated"
-                                                     : "refused",
-        code == absl::StatusCode::kAborted ? "round closed" : "metadata", ok);
+    const std::string limit = UpdateLimitReason(ok);
+    ok = Refuse(session->agent_id,
+                code == absl::StatusCode::kAborted           ? "stale"
+                : code == absl::StatusCode::kInvalidArgument ? "invalid"
+                : code == absl::StatusCode::kUnauthenticated ? "unauthenticated"
+                                                             : "refused",
+                code == absl::StatusCode::kAborted ? "round closed"
+                : !limit.empty()                   ? limit
+                                                   : "metadata",
+                ok);
   }
   if (!ok.ok()) return done(ok);
   auto shared_done = std::make_shared<UploadCallback>(std::move(done));
@@ -684,6 +734,7 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
   result.metrics.loss = m.metrics().loss();
   result.metrics.accuracy = m.metrics().accuracy();
   result.metrics.seconds = m.metrics().train_seconds();
+  result.declared_examples = DeclaredExamples(upload.agent_id_);
   result.delta = &delta;
   result.extras = extras.size() > 0 ? &extras : nullptr;
   // The buffers go back to `update`, to be decoded into again.
@@ -696,6 +747,13 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
       update.mutable_tensor(i++) = std::move(t);
     }
   };
+  // The limits first, on the upload's own buffers (a clip scales them in
+  // place), outside the round's lock.
+  absl::StatusOr<double> clip = accumulator_.ApplyLimits(result);
+  if (!clip.ok()) {
+    return Refuse(upload.agent_id_, "invalid", UpdateLimitReason(clip.status()),
+                  clip.status());
+  }
   absl::MutexLock lock(&accumulate_mu_);
   absl::Status checked = accumulator_.Check(result);
   if (!checked.ok()) {
@@ -718,7 +776,13 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::Accumulate(
   }
   // Checked under the same lock: folded without checking again.
   accumulator_.AddChecked(result, upload.received_);
-  metrics_.Update("accepted", "");
+  if (*clip != 1.0) {
+    FEDGE_LOG(INFO) << "update from " << upload.agent_id_
+                    << " clipped to strategy.update_limits.update_norm_bound "
+                       "(scaled by "
+                    << *clip << ")";
+  }
+  metrics_.Update("accepted", *clip != 1.0 ? "clipped" : "");
   metrics_.bytes_received.IncrementBy(upload.received_);
   return response;
 }

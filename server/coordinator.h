@@ -409,6 +409,13 @@ class Coordinator : public EdgeDownstream {
              const std::string& detail);
   absl::Status CheckUploadMetadata(const v1::UpdateMetadata& m,
                                    const std::string& agent_id);
+  // The examples `agent_id` declared at join (0: none, or unknown).
+  int64_t DeclaredExamples(const std::string& agent_id) const;
+  // The newest checkpoint that verifies and whose model is finite: when
+  // the newest is not finite, older ones are read. What is passed over goes
+  // to `skipped` ("<path>: <reason>"). As CheckpointStore::LoadNewest.
+  absl::StatusOr<std::optional<Checkpoint>> LoadNewestFinite(
+      std::vector<std::string>* skipped);
   // Why agents do not train (ListAgents' status_reason): the paused reason
   // of each poll, and their failure reports.
   void NotePausedReason(const std::string& agent_id, absl::string_view reason);

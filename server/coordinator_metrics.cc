@@ -23,6 +23,12 @@ CoordinatorMetrics::CoordinatorMetrics(MetricsRegistry& r)
                        "Rounds closed without a new model (no quorum, or "
                        "the aggregate was refused).")
               .Get()),
+      aggregates_refused(
+          r.AddCounter("fedge_aggregates_refused_total",
+                       "Rounds with a quorum whose aggregate was refused "
+                       "(not finite, too few updates for the strategy): "
+                       "the global model was kept.")
+              .Get()),
       round_duration(r.AddHistogram("fedge_round_duration_seconds",
                                     "Wall time of each finished round.",
                                     SecondsBuckets())

@@ -4,12 +4,17 @@
 //
 //   fedge_build_info{version}                  1
 //   fedge_rounds_completed_total / fedge_rounds_abandoned_total
+//   fedge_aggregates_refused_total             aggregates not finite, ...
 //   fedge_round_duration_seconds               histogram
 //   fedge_current_round, fedge_model_version, fedge_paused
 //   fedge_agents_joined_total, fedge_agents_live, fedge_agents_selected
 //   fedge_updates_total{result, reason}        result: accepted, duplicate,
 //                                              stale, invalid, refused,
-//                                              unauthenticated
+//                                              unauthenticated; the
+//                                              poisoning limits' reasons:
+//                                              weight_declared, weight_max,
+//                                              metrics, norm (invalid) and
+//                                              clipped (accepted)
 //   fedge_bytes_received_total, fedge_bytes_sent_total
 //   fedge_aggregation_seconds, fedge_evaluation_seconds,
 //   fedge_checkpoint_seconds                   histograms
@@ -40,6 +45,7 @@ struct CoordinatorMetrics {
 
   Counter& rounds_completed;
   Counter& rounds_abandoned;
+  Counter& aggregates_refused;
   Histogram& round_duration;
   Gauge& current_round;
   Gauge& model_version;

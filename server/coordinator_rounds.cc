@@ -5,6 +5,7 @@
 #include <cmath>
 #include <future>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fl_config.h"
 #include "common/logging.h"
@@ -197,6 +198,13 @@ absl::Status Coordinator::PersistRound(
     for (const std::string& id : outcome.reported) ++contributed_[id];
   } else {
     metrics_.rounds_abandoned.Increment();
+    if (!close.aggregation_error.ok()) {
+      metrics_.aggregates_refused.Increment();
+      FEDGE_LOG(WARNING) << "round " << outcome.round
+                         << ": the aggregate was refused, model version "
+                       << current->version
+                       << " stays published: " << close.aggregation_error;
+    }
   }
   PendingRound pending;
   // In edge mode the aggregate went upstream (DeliverEdgeRound): the next
@@ -237,7 +245,14 @@ absl::Status Coordinator::Persist(
     std::shared_future<std::optional<EvalMetrics>> fed_eval,
     int64_t task_lease) {
   const absl::Time checkpoint_start = clock_->Now();
-  absl::Status saved = SaveCheckpoint(ckpt, model);
+  // Never written: RoundAccumulator::Close keeps such a model out.
+  absl::Status saved = CheckFinite(model.model);
+  if (!saved.ok()) {
+    saved = absl::InternalError(absl::StrCat(
+        "model version ", model.version,
+        " is not finite and is not checkpointed: ", saved.message()));
+  }
+  if (saved.ok()) saved = SaveCheckpoint(ckpt, model);
   if (!saved.ok()) {
     metrics_.checkpoint_failures.Increment();
     FEDGE_LOG(ERROR) << "round " << record.round

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -13,6 +14,7 @@ absl::Status RoundAccumulator::Check(const FitResult& result) const {
 }
 
 absl::Status RoundAccumulator::Add(const FitResult& result, int64_t bytes) {
+  RETURN_IF_ERROR(ApplyLimits(result).status());
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(strategy_->CheckUpdate(result));
   Record(result, bytes);
@@ -62,6 +64,15 @@ RoundClose RoundAccumulator::Close(const RoundOutcome& outcome,
     round.num_available = num_available;
     round.failures = outcome.failed;
     absl::StatusOr<ModelState> next = strategy_->AggregateFit(round, global);
+    if (next.ok()) {
+      // The strategies check it too; a model that is not finite is never
+      // published nor checkpointed, whichever strategy made it.
+      if (absl::Status finite = CheckFinite(*next); !finite.ok()) {
+        next = absl::InvalidArgumentError(
+            absl::StrCat("the aggregate is not finite (", finite.message(),
+                         "); the global model is kept"));
+      }
+    }
     if (next.ok()) {
       close.next = *std::move(next);
     } else {

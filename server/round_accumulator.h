@@ -2,12 +2,14 @@
 // round close, written once and used by both fedge-coordinator and fedge-sim
 // (the coordinator and the simulator share everything but the transport).
 //
-// During a round, Add() hands each accepted update to the strategy
-// (common/strategy.h: validated, then folded) and keeps the round's
+// During a round, Add() applies the poisoning limits to each update
+// (common/update_limits.h: its weight, metrics and norm), hands it to the
+// strategy (common/strategy.h: validated, then folded) and keeps the round's
 // statistics (example-weighted training loss and accuracy, examples, bytes,
 // the slowest agent's training time). Close() turns the round's outcome
 // into the next global model (the strategy's aggregate_fit) and the history
-// record; an abandoned round leaves the model unchanged.
+// record; an abandoned round, or an aggregate that is not finite, leaves
+// the model unchanged.
 //
 // Thread-safe: updates may arrive from many threads (the coordinator's
 // upload handlers, the simulator's workers).
@@ -22,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/history.h"
 #include "common/strategy.h"
+#include "common/update_limits.h"
 #include "server/round_engine.h"
 
 namespace fedge {
@@ -41,25 +44,39 @@ struct RoundClose {
 
 class RoundAccumulator {
  public:
-  // `strategy` must outlive the accumulator.
-  explicit RoundAccumulator(Strategy* strategy) : strategy_(strategy) {}
+  // `strategy` must outlive the accumulator; `limits` bound every update.
+  explicit RoundAccumulator(Strategy* strategy, UpdateLimits limits = {})
+      : strategy_(strategy), limits_(limits) {}
   RoundAccumulator(const RoundAccumulator&) = delete;
   RoundAccumulator& operator=(const RoundAccumulator&) = delete;
+
+  // The poisoning limits on an update, before anything else looks at it
+  // (ApplyUpdateLimits): its clip factor (1: unchanged), or INVALID_ARGUMENT
+  // naming the limit (UpdateLimitReason gives its label). Clipping scales
+  // *result.delta in place; nothing else changes. Needs no lock: callers
+  // run it on their own update outside the round's serialization.
+  absl::StatusOr<double> ApplyLimits(const FitResult& result) const {
+    return ApplyUpdateLimits(limits_, result);
+  }
+  const UpdateLimits& limits() const { return limits_; }
 
   // The strategy's checks of an update, without recording it:
   // INVALID_ARGUMENT naming the problem.
   absl::Status Check(const FitResult& result) const;
 
-  // Folds an accepted update (once per accepted upload) and counts its
-  // statistics; `bytes` is the size it had on the wire. The strategy's
-  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED leave everything unchanged.
+  // ApplyLimits, then folds the update (once per accepted upload) and
+  // counts its statistics; `bytes` is the size it had on the wire. The
+  // limits' and the strategy's INVALID_ARGUMENT / RESOURCE_EXHAUSTED leave
+  // everything unchanged.
   absl::Status Add(const FitResult& result, int64_t bytes);
   // Add() for an update Check() accepted, with nothing added since (the
   // caller serializes Check and AddChecked): not validated a second time.
   void AddChecked(const FitResult& result, int64_t bytes);
 
   // Closes the round of `outcome`: for a completed round with updates, the
-  // strategy's aggregate from `global`; then the round's state is reset.
+  // strategy's aggregate from `global`, which must be finite (else
+  // aggregation_error is INVALID_ARGUMENT and no model comes out); then the
+  // round's state is reset.
   // `num_available` is the roster size when the round started.
   RoundClose Close(const RoundOutcome& outcome, const ModelState& global,
                    int64_t num_available);
@@ -73,6 +90,7 @@ class RoundAccumulator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Strategy* const strategy_;
+  const UpdateLimits limits_;
   mutable absl::Mutex mu_;
   double examples_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;

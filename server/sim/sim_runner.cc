@@ -111,6 +111,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   SimulatorOptions options;
   options.engine = ToRoundEngineOptions(c.strategy(), c.rounds());
   options.strategy = ToStrategyOptions(c.strategy(), c.train(), c.seed());
+  options.update_limits = ToUpdateLimits(c.strategy().update_limits());
   ASSIGN_OR_RETURN(options.download_encoding,
                    ParseDownloadEncoding(c.strategy().download_encoding()));
   options.eval_every_rounds = c.eval_every_rounds();

@@ -79,7 +79,7 @@ Simulator::Simulator(SimulatorOptions options,
       trainers_(std::move(trainers)),
       engine_(std::move(engine)),
       strategy_(std::move(strategy)),
-      accumulator_(strategy_.get()),
+      accumulator_(strategy_.get(), options_.update_limits),
       residuals_(partitions_.size()),
       scaffold_(partitions_.size()),
       pool_(static_cast<int>(trainers_.size()), std::move(on_worker_start)) {
@@ -188,6 +188,8 @@ double Simulator::TrainRound(int64_t round,
       FitResult result;
       result.agent_id = instruction.agent_id;
       result.num_examples = static_cast<double>(out->metrics.num_examples);
+      result.declared_examples =
+          agents_[SimAgentIndex(instruction.agent_id)].num_examples;
       result.num_steps = out->metrics.num_steps;
       result.metrics = out->metrics;
       result.delta = &out->delta;
@@ -272,9 +274,9 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     const absl::Time train_start = absl::Now();
     // Agents train from the model as they download it.
     int64_t download_bytes = 0;
-    ASSIGN_OR_RETURN(ModelState downloaded,
-                     AsDownloaded(global_, options_.download_encoding,
-                                  &download_bytes));
+    ASSIGN_OR_RETURN(
+        ModelState downloaded,
+        AsDownloaded(global_, options_.download_encoding, &download_bytes));
     simulated += TrainRound(round, plan, downloaded);
     const double train_seconds =
         absl::ToDoubleSeconds(absl::Now() - train_start);
@@ -286,8 +288,7 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     RoundRecord record = std::move(close.record);
     record.train_seconds = train_seconds;
     // Every selected agent downloads the model.
-    record.bytes_sent =
-        download_bytes * static_cast<int64_t>(plan.size());
+    record.bytes_sent = download_bytes * static_cast<int64_t>(plan.size());
     if (!options_.examples_per_second.empty()) {
       record.simulated_seconds = simulated;
     }

@@ -26,9 +26,9 @@
 #include "common/local_trainer.h"
 #include "common/scaffold.h"
 #include "common/strategy.h"
-#include "common/update_codec.h"
 #include "common/tensor_buffer.h"
 #include "common/thread_pool.h"
+#include "common/update_codec.h"
 #include "server/round_accumulator.h"
 #include "server/round_engine.h"
 
@@ -39,6 +39,9 @@ struct SimulatorOptions {
   RoundEngineOptions engine;
   // The strategy, with the base plan, selection and the run's seed.
   StrategyOptions strategy;
+  // Poisoning limits on every update (weight, metrics, norm), as in the
+  // coordinator; an agent's declared examples are its partition's size.
+  UpdateLimits update_limits;
   // How agents receive the global model (fp32 or fp16): they train from it
   // as downloaded, the global model stays float32 (as in the coordinator).
   UpdateEncoding download_encoding = UpdateEncoding::kFp32;

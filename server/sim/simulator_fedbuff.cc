@@ -124,6 +124,7 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
       result.agent_id = id;
       result.num_examples =
           task.output->metrics.num_examples * StalenessWeight(staleness);
+      result.declared_examples = agents_[task.agent].num_examples;
       result.num_steps = task.output->metrics.num_steps;
       result.metrics = task.output->metrics;
       result.delta = &task.output->delta;

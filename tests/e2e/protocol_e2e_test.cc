@@ -1,15 +1,23 @@
 // End-to-end protocol checks against the real fedge-coordinator binary, with
 // a hand-driven client (the stub), so that bad behaviour can be sent on
 // purpose: stale results, duplicate uploads, malformed updates, a model of
-// more than 100 MB, and clients without a valid certificate under mutual TLS.
+// more than 100 MB, clients without a valid certificate under mutual TLS,
+// and poisoned updates (the limits of strategy.update_limits).
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_status.h"
+#include "common/robust_aggregation.h"
 #include "fedge/v1/federation.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "server/checkpoint_store.h"
 #include "tests/e2e/federation_fixture.h"
 
 namespace fedge::testing {
@@ -28,9 +36,11 @@ class RawClient {
     operator_ = v1::Operator::NewStub(channel_);
   }
 
-  absl::Status Join(const std::string& id) {
+  // Joins as `id`, declaring `num_examples` (0: none).
+  absl::Status Join(const std::string& id, int64_t num_examples = 0) {
     v1::JoinRequest req;
     req.set_agent_id(id);
+    req.set_num_examples(num_examples);
     v1::JoinResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
@@ -222,6 +232,234 @@ TEST_F(ProtocolTest, StaleDuplicateAndMalformedUpdates) {
   // The closed round refuses late results.
   r = a.Submit(Meta(*task, "late"), good);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+}
+
+// ---------------------------------------------------------------------------
+// Poisoning limits: the attacks of issue #9, each refused (INVALID_ARGUMENT
+// naming the limit), logged under its reason, and changing nothing.
+
+constexpr float kFltMax = std::numeric_limits<float>::max();
+
+TEST_F(ProtocolTest, PoisonedUpdates_RefusedAndTheModelUnchanged) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--strategy.count=2", "--strategy.min_available_agents=2",
+       "--strategy.min_fit_agents=2",
+       "--strategy.update_limits.update_norm_bound=100"},
+      &port);
+  const std::string certs = CertDir();
+  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  ASSERT_TRUE(a.Join("raw-a", 200).ok());
+  ASSERT_TRUE(b.Join("raw-b", 200).ok());
+  auto task = a.WaitForTask();
+  auto task_b = b.WaitForTask();
+  ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
+  std::string sha;
+  auto model = a.Fetch(task->model_version(), &sha);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string before = a.Status().model_sha256();
+  const std::string small = EncodeModel(Filled(*model, 0.001f));
+
+  // Declared 200 examples at join, claims 2^40.
+  v1::UpdateMetadata heavy = Meta(*task, "heavy");
+  heavy.set_num_examples(int64_t{1} << 40);
+  auto r = a.Submit(heavy, small);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("exceeds the 200 examples the agent declared"));
+  // An L2 norm above the bound (2NN: ~446 with every value 1).
+  r = a.Submit(Meta(*task, "far"), EncodeModel(Filled(*model, 1.0f)));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("strategy.update_limits.update_norm_bound = 100"));
+  // 1e38 everywhere.
+  r = a.Submit(Meta(*task, "huge"), EncodeModel(Filled(*model, 1e38f)));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  // NaN metrics.
+  v1::UpdateMetadata nan = Meta(*task, "nan");
+  nan.mutable_metrics()->set_loss(std::nan(""));
+  r = a.Submit(nan, small);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("metrics out of range"));
+  // The FLT_MAX pair.
+  const std::string top = EncodeModel(Filled(*model, kFltMax));
+  r = a.Submit(Meta(*task, "max-a"), top);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  r = b.Submit(Meta(*task_b, "max-b"), top);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+
+  // Nothing changed; each refusal is logged under its reason.
+  const v1::GetStatusResponse after = a.Status();
+  EXPECT_EQ(after.model_sha256(), before);
+  EXPECT_EQ(after.model_version(), 0);
+  EXPECT_EQ(after.num_reported(), 0);
+  const std::string log = coordinator->Log();
+  EXPECT_THAT(log, HasSubstr("from raw-a: weight_declared: num_examples"));
+  EXPECT_THAT(log, HasSubstr("from raw-a: norm: the update's L2 norm"));
+  EXPECT_THAT(log, HasSubstr("from raw-a: metrics: metrics out of range"));
+  EXPECT_THAT(log, HasSubstr("from raw-b: norm: the update's L2 norm"));
+
+  // The honest updates still count: the round completes with them alone.
+  r = a.Submit(Meta(*task, "good-a"), small);
+  ASSERT_TRUE(r.ok()) << r.status();
+  r = b.Submit(Meta(*task_b, "good-b"), small);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(WaitForRounds(1, absl::Seconds(30))) << coordinator->Log();
+  auto rows = History();
+  EXPECT_EQ(rows[0]["num_agents"], "2");
+  EXPECT_EQ(rows[0]["num_examples"], "200");
+}
+
+TEST_F(ProtocolTest, FltMaxPair_DefaultLimits_RefusedAndTheModelUnchanged) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--strategy.count=2", "--strategy.min_available_agents=2",
+       "--strategy.min_fit_agents=2"},
+      &port);
+  const std::string certs = CertDir();
+  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  ASSERT_TRUE(a.Join("raw-a", 100).ok());
+  ASSERT_TRUE(b.Join("raw-b", 100).ok());
+  auto task = a.WaitForTask();
+  auto task_b = b.WaitForTask();
+  ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
+  std::string sha;
+  auto model = a.Fetch(task->model_version(), &sha);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string before = a.Status().model_sha256();
+  const std::string top = EncodeModel(Filled(*model, kFltMax));
+  auto r = a.Submit(Meta(*task, "max-a"), top);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("strategy.update_limits.update_norm_bound = 1e+06"));
+  r = b.Submit(Meta(*task_b, "max-b"), top);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a.Status().model_sha256(), before);
+  EXPECT_EQ(a.Status().num_reported(), 0);
+}
+
+TEST_F(ProtocolTest, NormAboveBound_ClippedToTheBound) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=2", "--strategy.count=1", "--strategy.min_available_agents=1",
+       "--strategy.min_fit_agents=1",
+       "--strategy.update_limits.update_norm_bound=2",
+       "--strategy.update_limits.update_norm_action=clip"},
+      &port);
+  RawClient a(port, ClientTls(CertDir(), ""));
+  ASSERT_TRUE(a.Join("raw-a", 100).ok());
+  auto task = a.WaitForTask();
+  ASSERT_TRUE(task.has_value()) << coordinator->Log();
+  std::string sha;
+  auto base = a.Fetch(task->model_version(), &sha);
+  ASSERT_TRUE(base.ok()) << base.status();
+  auto r = a.Submit(Meta(*task, "far"), EncodeModel(Filled(*base, 1.0f)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(WaitForRounds(1, absl::Seconds(30))) << coordinator->Log();
+  auto next_task = a.WaitForTask();
+  ASSERT_TRUE(next_task.has_value()) << coordinator->Log();
+  ASSERT_EQ(next_task->model_version(), 1);
+  auto next = a.Fetch(1, &sha);
+  ASSERT_TRUE(next.ok()) << next.status();
+  // FedAvg of one update: the new model is the old plus the clipped delta.
+  absl::StatusOr<ModelState> delta = Subtract(*next, *base);
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  EXPECT_NEAR(L2Norm(*delta), 2.0, 1e-3);
+  EXPECT_THAT(coordinator->Log(), HasSubstr("clipped to "
+                                            "strategy.update_limits."
+                                            "update_norm_bound"));
+}
+
+// All checkpoints in `dir` verify and hold finite models; their versions.
+std::vector<int64_t> FiniteCheckpoints(const std::string& dir) {
+  std::vector<int64_t> versions;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().extension() != ".fedge") continue;  // A file being written.
+    absl::StatusOr<Checkpoint> c = CheckpointStore::ReadFile(f.path());
+    EXPECT_TRUE(c.ok()) << f.path() << ": " << c.status();
+    if (!c.ok()) continue;
+    EXPECT_EQ(CheckFinite(c->model), absl::OkStatus()) << f.path();
+    versions.push_back(c->model_version);
+  }
+  return versions;
+}
+
+// Without a norm bound, two FLT_MAX updates are finite and accepted; the
+// second pair would make the model inf: that aggregate is refused, nothing
+// that is not finite is checkpointed, and a restart resumes a finite model
+// even when a checkpoint that is not finite lies newest on disk.
+TEST_F(ProtocolTest, FltMaxPairs_NoBound_ModelStaysFinite_RestartToo) {
+  const std::vector<std::string> flags = {
+      "--rounds=5", "--strategy.count=2", "--strategy.min_available_agents=2",
+      "--strategy.min_fit_agents=2",
+      "--strategy.update_limits.update_norm_bound=0"};
+  int port;
+  auto coordinator = StartCoordinator(flags, &port);
+  const std::string certs = CertDir();
+  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  ASSERT_TRUE(a.Join("raw-a", 100).ok());
+  ASSERT_TRUE(b.Join("raw-b", 100).ok());
+  std::string v1_sha;
+  for (int round = 1; round <= 2; ++round) {
+    auto task = a.WaitForTask();
+    auto task_b = b.WaitForTask();
+    ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
+    ASSERT_EQ(task->round(), round);
+    std::string sha;
+    auto model = a.Fetch(task->model_version(), &sha);
+    ASSERT_TRUE(model.ok()) << model.status();
+    ASSERT_EQ(CheckFinite(*model), absl::OkStatus());
+    const std::string top = EncodeModel(Filled(*model, kFltMax));
+    auto r = a.Submit(Meta(*task, absl::StrCat("max-a-", round)), top);
+    ASSERT_TRUE(r.ok()) << r.status();
+    r = b.Submit(Meta(*task_b, absl::StrCat("max-b-", round)), top);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(WaitForRounds(round, absl::Seconds(30))) << coordinator->Log();
+    if (round == 1) {
+      ASSERT_TRUE(WaitFor([&] { return a.Status().model_version() == 1; },
+                          absl::Seconds(30)));
+      v1_sha = a.Status().model_sha256();
+    }
+  }
+  // Round 2's aggregate (FLT_MAX + FLT_MAX) was refused: version 1 stays.
+  EXPECT_EQ(a.Status().model_version(), 1);
+  EXPECT_EQ(a.Status().model_sha256(), v1_sha);
+  EXPECT_THAT(coordinator->Log(), HasSubstr("the aggregate is not finite"));
+  EXPECT_EQ(History()[1]["num_agents"], "2");
+  const std::string ckpt_dir = dir_ + "/coordinator/checkpoints";
+  std::vector<int64_t> versions = FiniteCheckpoints(ckpt_dir);
+  EXPECT_THAT(versions, ::testing::Not(::testing::Contains(2)));
+  coordinator->Signal(SIGTERM);
+  ASSERT_TRUE(coordinator->Wait(absl::Seconds(30)).has_value());
+
+  // A checkpoint that is not finite, newest on disk (as an earlier fedge
+  // wrote it): skipped on restart.
+  absl::StatusOr<Checkpoint> good =
+      CheckpointStore::ReadFile(ckpt_dir + "/ckpt-00000001.fedge");
+  ASSERT_TRUE(good.ok()) << good.status();
+  Checkpoint bad;
+  bad.extra = good->extra;
+  bad.model = Filled(good->model, std::numeric_limits<float>::infinity());
+  bad.model_version = 9;
+  bad.next_round = 10;
+  bad.completed_rounds = good->completed_rounds;
+  auto store = CheckpointStore::Create({ckpt_dir, 5});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Save(bad).ok());
+
+  auto restarted = StartCoordinator(flags, &port, "coordinator-restarted");
+  RawClient c(port, ClientTls(certs, ""));
+  ASSERT_TRUE(c.Join("raw-c", 100).ok());
+  const v1::GetStatusResponse resumed = c.Status();
+  EXPECT_EQ(resumed.model_version(), 1) << restarted->Log();
+  EXPECT_EQ(resumed.model_sha256(), v1_sha);
+  std::string sha;
+  auto model = c.Fetch(-1, &sha);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(CheckFinite(*model), absl::OkStatus());
+  EXPECT_THAT(restarted->Log(),
+              HasSubstr("ckpt-00000009.fedge: the model is not finite"));
 }
 
 TEST_F(ProtocolTest, HundredMegabyteModel_TransfersIntact) {

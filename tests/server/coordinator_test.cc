@@ -25,10 +25,10 @@
 #include "common/clock.h"
 #include "common/local_trainer.h"
 #include "common/model_codec.h"
-#include "common/update_codec.h"
 #include "common/sha256.h"
 #include "common/strategy.h"
 #include "common/tensor_buffer.h"
+#include "common/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/checkpoint_store.h"
@@ -496,7 +496,7 @@ TEST_F(CoordinatorTest, ParkedPoll_AnsweredWithTheTask_OrWaitAfterPollWait) {
 
 TEST_F(CoordinatorTest, AllSelectedReport_RoundClosed_NextVersionPublished) {
   std::unique_ptr<Coordinator> c = Make(Config());
-  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  const Agent a = Join(*c, "a"), b = Join(*c, "b", 30);
   Tick(*c);
   ASSERT_TRUE(
       Submit(*c, a, Model(1, 0, 2, 5),
@@ -824,7 +824,11 @@ TEST_F(CoordinatorTest, RoundClosedDuringUpload_Aborted_NotCounted) {
 }
 
 TEST_F(CoordinatorTest, RefusedAggregate_KeepsTheModel_NextRoundRuns) {
-  std::unique_ptr<Coordinator> c = Make(Config());
+  // No norm bound (it would refuse these updates): the aggregate's own
+  // check behind it.
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->mutable_update_limits()->set_update_norm_bound(0);
+  std::unique_ptr<Coordinator> c = Make(config);
   const Agent a = Join(*c, "a"), b = Join(*c, "b");
   Tick(*c);
   const float max = std::numeric_limits<float>::max();
@@ -849,6 +853,218 @@ TEST_F(CoordinatorTest, RefusedAggregate_KeepsTheModel_NextRoundRuns) {
   // The federation goes on from version 1.
   EXPECT_EQ(c->GetStatus().current_round(), 3);
   EXPECT_EQ(TaskOf(*c, a).model_version(), 1);
+  // Nothing that is not finite was checkpointed.
+  EXPECT_FALSE(fs::exists(CheckpointPath(2)));
+  for (const auto& f : fs::directory_iterator(StateDir() + "/checkpoints")) {
+    absl::StatusOr<Checkpoint> ckpt = CheckpointStore::ReadFile(f.path());
+    ASSERT_TRUE(ckpt.ok()) << f.path() << ": " << ckpt.status();
+    EXPECT_EQ(CheckFinite(ckpt->model), absl::OkStatus()) << f.path();
+  }
+  EXPECT_THAT(c->metrics_registry().Render(),
+              HasSubstr("fedge_aggregates_refused_total 1\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Poisoning limits (strategy.update_limits): each refusal names its limit,
+// is counted under its reason and changes nothing.
+
+std::string Published(Coordinator& c) {
+  return EncodeModel(c.latest_model()->model);
+}
+
+// The count of fedge_updates_total{result, reason}.
+std::string UpdatesCounted(Coordinator& c, const std::string& result,
+                           const std::string& reason) {
+  const std::string text = c.metrics_registry().Render();
+  const std::string key = absl::StrCat("fedge_updates_total{result=\"", result,
+                                       "\",reason=\"", reason, "\"} ");
+  const size_t at = text.find(key);
+  if (at == std::string::npos) return "0";
+  return text.substr(at + key.size(), text.find('\n', at) - at - key.size());
+}
+
+TEST_F(CoordinatorTest, Limits_Weight_BoundedByDeclarationAndMaximum) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()
+      ->mutable_update_limits()
+      ->set_max_examples_per_update(500);
+  config.mutable_strategy()->set_min_available_agents(3);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a", 200), b = Join(*c, "b", 1000),
+              d = Join(*c, "d", 0);
+  Tick(*c);
+  const std::string before = Published(*c);
+
+  // The attack of issue #9: 200 declared, 2^40 claimed. Refused before a
+  // byte is read.
+  const std::string bytes = EncodeModel(Model(1, 0, 0));
+  absl::StatusOr<std::unique_ptr<Upload>> up =
+      Begin(*c, a, bytes, Sub().set_num_examples(int64_t{1} << 40));
+  EXPECT_EQ(up.status().code(), kInvalidArgument);
+  EXPECT_THAT(up.status().message(),
+              HasSubstr("exceeds the 200 examples the agent declared at join"));
+  EXPECT_EQ(Submit(*c, a, Model(1, 0, 0), Sub().set_num_examples(201))
+                .status()
+                .code(),
+            kInvalidArgument);
+  // Declared 1000, the operator allows 500.
+  absl::Status s =
+      Submit(*c, b, Model(1, 0, 0), Sub().set_num_examples(501)).status();
+  EXPECT_EQ(s.code(), kInvalidArgument);
+  EXPECT_THAT(s.message(),
+              HasSubstr("strategy.update_limits.max_examples_per_update = "
+                        "500"));
+  // Declared nothing: the maximum alone.
+  EXPECT_EQ(Submit(*c, d, Model(1, 0, 0), Sub().set_num_examples(600))
+                .status()
+                .code(),
+            kInvalidArgument);
+  EXPECT_EQ(UpdatesCounted(*c, "invalid", "weight_declared"), "2");
+  EXPECT_EQ(UpdatesCounted(*c, "invalid", "weight_max"), "2");
+  EXPECT_EQ(c->GetStatus().num_reported(), 0);
+  EXPECT_EQ(Published(*c), before);
+
+  // Nothing was counted: honest weights go through.
+  ASSERT_TRUE(Submit(*c, a, Model(4, 0, 0), Sub().set_num_examples(200)).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(0, 0, 0), Sub().set_num_examples(500)).ok());
+  ASSERT_TRUE(Submit(*c, d, Model(0, 0, 0), Sub().set_num_examples(300)).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  // w0 = 1 + 200 * 4 / 1000.
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(1.8f), FloatEq(2)));
+}
+
+TEST_F(CoordinatorTest, Limits_NanMetrics_Refused_ModelUnchanged) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a");
+  Join(*c, "b");
+  Tick(*c);
+  const std::string before = Published(*c);
+  absl::Status s =
+      Submit(*c, a, Model(1, 0, 0), Sub().set_loss(std::nan(""))).status();
+  EXPECT_EQ(s.code(), kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("metrics out of range"));
+  EXPECT_EQ(Submit(*c, a, Model(1, 0, 0), Sub().set_train_seconds(-1))
+                .status()
+                .code(),
+            kInvalidArgument);
+  EXPECT_EQ(UpdatesCounted(*c, "invalid", "metrics"), "2");
+  EXPECT_EQ(c->GetStatus().num_reported(), 0);
+  EXPECT_EQ(Published(*c), before);
+}
+
+TEST_F(CoordinatorTest, Limits_NormAboveBound_Refused_ModelUnchanged) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->mutable_update_limits()->set_update_norm_bound(10);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const std::string before = Published(*c);
+  absl::Status s = Submit(*c, a, Model(30, 0, 40), Sub()).status();  // 50.
+  EXPECT_EQ(s.code(), kInvalidArgument);
+  EXPECT_THAT(s.message(),
+              HasSubstr("L2 norm 50 exceeds the limit "
+                        "strategy.update_limits.update_norm_bound = 10"));
+  EXPECT_EQ(UpdatesCounted(*c, "invalid", "norm"), "1");
+  EXPECT_EQ(c->GetStatus().num_reported(), 0);
+  EXPECT_EQ(Published(*c), before);
+  ASSERT_TRUE(Submit(*c, a, Model(6, 0, 8), Sub()).ok());  // 10: within.
+  ASSERT_TRUE(Submit(*c, b, Model(0, 0, 0), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(4), FloatEq(2)));
+}
+
+TEST_F(CoordinatorTest, Limits_NormAboveBound_Clipped) {
+  v1::CoordinatorConfig config = Config();
+  v1::UpdateLimitsConfig* limits =
+      config.mutable_strategy()->mutable_update_limits();
+  limits->set_update_norm_bound(5);
+  limits->set_update_norm_action("clip");
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  // [30, 0 | 40] (norm 50) is folded as [3, 0 | 4]; the counter is not a
+  // float and keeps its value.
+  ASSERT_TRUE(Submit(*c, a, Model(30, 0, 40, 9), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 0, 0), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  // [1, 2 | 0.5] + ([3, 0 | 4] + [1, 0 | 0]) / 2.
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatEq(3), FloatEq(2)));
+  EXPECT_THAT(Values(c->latest_model()->model, "b"),
+              ElementsAre(FloatEq(2.5f)));
+  EXPECT_EQ(UpdatesCounted(*c, "accepted", "clipped"), "1");
+  EXPECT_EQ(UpdatesCounted(*c, "accepted", ""), "1");
+}
+
+TEST_F(CoordinatorTest, Limits_FltMaxPair_RefusedByDefault_ModelUnchanged) {
+  std::unique_ptr<Coordinator> c = Make(Config());  // Default limits.
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const std::string before = Published(*c);
+  const float max = std::numeric_limits<float>::max();
+  for (const Agent* agent : {&a, &b}) {
+    absl::Status s = Submit(*c, *agent, Model(max, max, max), Sub()).status();
+    EXPECT_EQ(s.code(), kInvalidArgument);
+    EXPECT_THAT(s.message(), HasSubstr("update_norm_bound = 1e+06"));
+  }
+  // 1e38 everywhere, too.
+  EXPECT_EQ(Submit(*c, a, Model(1e38f, 1e38f, 1e38f), Sub()).status().code(),
+            kInvalidArgument);
+  EXPECT_EQ(UpdatesCounted(*c, "invalid", "norm"), "3");
+  EXPECT_EQ(c->GetStatus().num_reported(), 0);
+  // The round runs out without a quorum: the model stays.
+  clock_.Advance(absl::Seconds(11));
+  Tick(*c);
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  Tick(*c);
+  EXPECT_EQ(c->GetStatus().model_version(), 0);
+  EXPECT_EQ(Published(*c), before);
+}
+
+TEST_F(CoordinatorTest, Restore_SkipsCheckpointWithNonFiniteModel) {
+  {
+    std::unique_ptr<Coordinator> c = Make(Config());
+    const Agent a = Join(*c, "a"), b = Join(*c, "b");
+    Tick(*c);
+    ASSERT_TRUE(Submit(*c, a, Model(2, 0, 0), Sub()).ok());
+    ASSERT_TRUE(Submit(*c, b, Model(0, 2, 0), Sub()).ok());
+    ASSERT_TRUE(TickUntilVersion(*c, 1));
+    ASSERT_EQ(c->Flush(), absl::OkStatus());
+  }
+  // A newer checkpoint whose model is not finite (as an older fedge could
+  // write): all inf.
+  absl::StatusOr<Checkpoint> good =
+      CheckpointStore::ReadFile(CheckpointPath(1));
+  ASSERT_TRUE(good.ok()) << good.status();
+  const std::string v1_model = EncodeModel(good->model);
+  Checkpoint bad;
+  bad.extra = good->extra;
+  bad.model = good->model.Clone();
+  bad.model_version = 2;
+  bad.next_round = 3;
+  bad.completed_rounds = 2;
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float& x : bad.model.mutable_tensor(0).mutable_floats()) x = inf;
+  auto store = CheckpointStore::Create({StateDir() + "/checkpoints", 3});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Save(bad).ok());
+
+  // Resumed from version 1.
+  {
+    std::unique_ptr<Coordinator> c = Make(Config());
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(c->GetStatus().model_version(), 1);
+    EXPECT_EQ(Published(*c), v1_model);
+    EXPECT_EQ(CheckFinite(c->latest_model()->model), absl::OkStatus());
+  }
+  // Only non-finite models: the coordinator refuses to start.
+  for (int64_t version : {0, 1}) fs::remove(CheckpointPath(version));
+  ASSERT_TRUE(fs::exists(CheckpointPath(2)));
+  absl::StatusOr<std::unique_ptr<Coordinator>> none = Create(Config());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(none.status().message(), HasSubstr("finite"));
 }
 
 TEST_F(CoordinatorTest, UploadSlots_BoundConcurrentUploads) {
@@ -1295,7 +1511,7 @@ TEST_F(CoordinatorTest, FedBuff_TasksUpToConcurrency_EachWithItsNumber) {
 
 TEST_F(CoordinatorTest, FedBuff_VersionEveryKUpdates_WeightedByStaleness) {
   std::unique_ptr<Coordinator> c = Make(FedBuffConfig(Config(), 2, 3));
-  const Agent a = Join(*c, "a"), b = Join(*c, "b"), d = Join(*c, "d");
+  const Agent a = Join(*c, "a"), b = Join(*c, "b", 30), d = Join(*c, "d");
   ASSERT_EQ(TaskNumber(*c, a), 1);
   ASSERT_EQ(TaskNumber(*c, b), 2);
   ASSERT_EQ(TaskNumber(*c, d), 3);

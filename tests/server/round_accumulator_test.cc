@@ -1,5 +1,6 @@
 #include "server/round_accumulator.h"
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "common/model_codec.h"
 #include "common/strategy.h"
 #include "common/tensor_buffer.h"
+#include "common/update_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -204,6 +206,59 @@ TEST(RoundAccumulatorTest, RefusedAggregate_SetsAggregationError) {
   EXPECT_FALSE(overflow.next.has_value());
   EXPECT_EQ(overflow.aggregation_error.code(), kInvalidArgument);
   EXPECT_THAT(overflow.aggregation_error.message(), HasSubstr("not finite"));
+}
+
+TEST(RoundAccumulatorTest, Limits_RefusedUpdatesChangeNothing_ClipScales) {
+  std::unique_ptr<Strategy> strategy = MakeStrategy("fedavg");
+  UpdateLimits limits;
+  limits.max_examples_per_update = 1000;
+  limits.update_norm_bound = 10;
+  RoundAccumulator acc(strategy.get(), limits);
+  ModelState honest = Model(3, 4);
+  FitResult good = Result("a", &honest, 100, 1.0, 0.5, 1.0);
+  good.declared_examples = 100;
+  ASSERT_EQ(acc.Add(good, 10), absl::OkStatus());
+
+  // Weight above the declaration, above the maximum, NaN metrics, a norm
+  // above the bound: each refused with its reason, nothing folded.
+  ModelState d = Model(1, 1);
+  FitResult inflated = Result("b", &d, 201, 1.0, 0.5, 1.0);
+  inflated.declared_examples = 200;
+  FitResult heavy = Result("c", &d, 1001, 1.0, 0.5, 1.0);
+  FitResult nan = Result("e", &d, 10, std::nan(""), 0.5, 1.0);
+  ModelState big = Model(1e38f, 1e38f);
+  FitResult far = Result("f", &big, 10, 1.0, 0.5, 1.0);
+  const std::vector<std::pair<FitResult, std::string>> refused = {
+      {inflated, "weight_declared"},
+      {heavy, "weight_max"},
+      {nan, "metrics"},
+      {far, "norm"}};
+  for (const auto& [r, reason] : refused) {
+    absl::Status s = acc.Add(r, 10);
+    EXPECT_EQ(s.code(), kInvalidArgument) << r.agent_id;
+    EXPECT_EQ(UpdateLimitReason(s), reason) << s;
+  }
+  EXPECT_EQ(acc.num_updates(), 1);
+  RoundClose close = acc.Close(Completed(1, {"a"}), Model(0, 0), 2);
+  ASSERT_TRUE(close.next.has_value());
+  EXPECT_THAT(W(*close.next), ElementsAre(FloatEq(3), FloatEq(4)));
+  EXPECT_EQ(close.record.num_examples, 100);
+
+  // Clip: scaled to the bound before it is folded.
+  limits.clip = true;
+  RoundAccumulator clipping(strategy.get(), limits);
+  ModelState long_delta = Model(30, 40);
+  absl::StatusOr<double> factor =
+      clipping.ApplyLimits(Result("a", &long_delta, 10, 1.0, 0.5, 1.0));
+  ASSERT_TRUE(factor.ok()) << factor.status();
+  EXPECT_DOUBLE_EQ(*factor, 0.2);
+  EXPECT_THAT(W(long_delta), ElementsAre(FloatEq(6), FloatEq(8)));
+  ModelState again = Model(30, 40);
+  ASSERT_EQ(clipping.Add(Result("a", &again, 10, 1.0, 0.5, 1.0), 10),
+            absl::OkStatus());
+  close = clipping.Close(Completed(2, {"a"}), Model(0, 0), 1);
+  ASSERT_TRUE(close.next.has_value());
+  EXPECT_THAT(W(*close.next), ElementsAre(FloatEq(6), FloatEq(8)));
 }
 
 TEST(RoundAccumulatorTest, ScaffoldGetsTheRosterSize) {
