@@ -271,8 +271,12 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
   if (absl::Status signature =
           CheckSignature(ref, absl::StrCat("round ", task.round()));
       !signature.ok()) {
-    return GiveUp(task, v1::FAILURE_REASON_MODEL_SIGNATURE,
-                  std::string(signature.message()));
+    RETURN_IF_ERROR(GiveUp(task, v1::FAILURE_REASON_MODEL_SIGNATURE,
+                           std::string(signature.message())));
+    // The next round's model is likely signed the same way: do not make
+    // the coordinator run (and abandon) rounds as fast as it can.
+    sleep_(options_.max_backoff);
+    return absl::OkStatus();
   }
   if (absl::Status memory = CheckMemory(task); !memory.ok()) {
     return GiveUp(task, v1::FAILURE_REASON_MEMORY,

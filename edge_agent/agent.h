@@ -39,8 +39,9 @@
 // fetches, trains, evaluates or caches it; the bytes are then held to that
 // SHA-256 (FetchModel, ModelCache). A model that fails is refused with a
 // log line naming its version and why: a train task is given up
-// (ReportFailure, FAILURE_REASON_MODEL_SIGNATURE), an evaluation skipped,
-// the newest version not fetched. The signature is cached with the model
+// (ReportFailure, FAILURE_REASON_MODEL_SIGNATURE) and the agent pauses
+// for max_backoff before it polls again, an evaluation is skipped, the
+// newest version not fetched. The signature is cached with the model
 // for offline prediction.
 //
 // Errors are handled by what the call's status code says

@@ -111,6 +111,9 @@ TEST_F(AgentSigningTest, TaskSignedByAnotherKey_GivenUp_ModelNeverUsed) {
   EXPECT_THAT(client_.failures[0].detail(), HasSubstr("not pinned"));
   EXPECT_EQ(agent->stats().models_refused, 1);
   EXPECT_EQ(agent->stats().rounds_given_up, 1);
+  // It pauses before polling again, so that the coordinator does not run
+  // round after round for it.
+  EXPECT_THAT(sleeps_, ::testing::Contains(DefaultOptions().max_backoff));
 }
 
 TEST_F(AgentSigningTest, UnsignedTask_GivenUp) {
