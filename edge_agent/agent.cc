@@ -264,6 +264,20 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
     FEDGE_LOG(INFO) << "round " << task.round() << ": skipped (dropout)";
     return absl::OkStatus();
   }
+  const ModelRef ref{task.model_version(),
+                     task.model_sha256(),
+                     task.model_encoding(),
+                     {task.model_signing_key_id(), task.model_signature()}};
+  if (absl::Status signature =
+          CheckSignature(ref, absl::StrCat("round ", task.round()));
+      !signature.ok()) {
+    RETURN_IF_ERROR(GiveUp(task, v1::FAILURE_REASON_MODEL_SIGNATURE,
+                           std::string(signature.message())));
+    // The next round's model is likely signed the same way: do not make
+    // the coordinator run (and abandon) rounds as fast as it can.
+    sleep_(options_.max_backoff);
+    return absl::OkStatus();
+  }
   if (absl::Status memory = CheckMemory(task); !memory.ok()) {
     return GiveUp(task, v1::FAILURE_REASON_MEMORY,
                   std::string(memory.message()));
@@ -275,8 +289,6 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   const absl::Time fetch_start = clock_->Now();
   bool fetched = false;
-  const ModelRef ref{task.model_version(), task.model_sha256(),
-                     task.model_encoding()};
   absl::StatusOr<ModelState> global = GlobalModel(ref, &fetched);
   fetch_seconds_ = absl::ToDoubleSeconds(clock_->Now() - fetch_start);
   if (!global.ok()) {
@@ -342,10 +354,23 @@ absl::StatusOr<ModelState> Agent::GlobalModel(const ModelRef& ref,
   return model;
 }
 
+absl::Status Agent::CheckSignature(const ModelRef& ref,
+                                   absl::string_view what) {
+  if (options_.model_verifier == nullptr) return absl::OkStatus();
+  absl::Status s = options_.model_verifier->Verify(
+      ref.version, session_.model(), ref.sha256_hex, ref.signature);
+  if (s.ok()) return s;
+  ++stats_.models_refused;
+  FEDGE_LOG(WARNING) << what << ": refusing model version " << ref.version
+                     << " (sha256 " << ref.sha256_hex.substr(0, 16)
+                     << "): " << s.message();
+  return s;
+}
+
 void Agent::CacheModel(const ModelRef& ref, const ModelState& model) {
   last_cached_ = clock_->Now();
-  absl::StatusOr<std::string> s =
-      cache_->Put(ref.version, model, {ref.encoding, ref.sha256_hex});
+  absl::StatusOr<std::string> s = cache_->Put(
+      ref.version, model, {ref.encoding, ref.sha256_hex, ref.signature});
   if (!s.ok()) {
     FEDGE_LOG(WARNING) << "could not cache model version " << ref.version
                        << ": " << s.status().message();
@@ -443,10 +468,17 @@ absl::Status Agent::HandleEvaluation(const v1::EvaluateTask& task) {
     return absl::OkStatus();
   }
   task_deadline_ = DeadlineIn(task.deadline_remaining_ms());
+  const ModelRef ref{task.model_version(),
+                     task.model_sha256(),
+                     task.model_encoding(),
+                     {task.model_signing_key_id(), task.model_signature()}};
+  if (!CheckSignature(ref, absl::StrCat("round ", task.round(), " evaluation"))
+           .ok()) {
+    evaluated_rounds_.insert(task.round());
+    return absl::OkStatus();
+  }
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
   bool fetched = false;
-  const ModelRef ref{task.model_version(), task.model_sha256(),
-                     task.model_encoding()};
   absl::StatusOr<ModelState> global = GlobalModel(ref, &fetched);
   if (!global.ok()) {
     if (global.status().code() != absl::StatusCode::kNotFound) {
@@ -596,9 +628,17 @@ void Agent::RefreshLatestModel(const v1::PollResponse& poll) {
       version == refresh_failed_version_ || !eligibility_.eligible()) {
     return;  // (The conditions hold downloads back too: metered networks.)
   }
+  const ModelRef ref{
+      version,
+      sha,
+      poll.latest_model_encoding(),
+      {poll.latest_model_signing_key_id(), poll.latest_model_signature()}};
+  if (!CheckSignature(ref, "newest global model").ok()) {
+    refresh_failed_version_ = version;  // Refused once, not at every poll.
+    return;
+  }
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
-  absl::StatusOr<ModelState> model =
-      GlobalModel({version, sha, poll.latest_model_encoding()}, nullptr);
+  absl::StatusOr<ModelState> model = GlobalModel(ref, nullptr);
   if (model.ok()) return;
   FEDGE_LOG(WARNING) << "could not fetch the newest global model (version "
                      << version

@@ -32,6 +32,18 @@
 // failed condition. A task whose memory estimate exceeds the budget is
 // given up the same way (FAILURE_REASON_MEMORY).
 //
+// Model signing (AgentOptions::model_verifier, docs/model-signing.md):
+// with pinned keys, the agent checks the signature of every global model
+// it is told about (task, evaluation, newest version) against the
+// announced version, the session's model spec and SHA-256 before it
+// fetches, trains, evaluates or caches it; the bytes are then held to that
+// SHA-256 (FetchModel, ModelCache). A model that fails is refused with a
+// log line naming its version and why: a train task is given up
+// (ReportFailure, FAILURE_REASON_MODEL_SIGNATURE) and the agent pauses
+// for max_backoff before it polls again, an evaluation is skipped, the
+// newest version not fetched. The signature is cached with the model
+// for offline prediction.
+//
 // Errors are handled by what the call's status code says
 // (coordinator_client.h): UNAVAILABLE-like errors back off exponentially
 // with jitter and retry (giving up after give_up_after without contact);
@@ -65,6 +77,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/local_trainer.h"
+#include "common/model_signature.h"
 #include "common/random.h"
 #include "common/scaffold.h"
 #include "edge_agent/agent_metrics.h"
@@ -140,6 +153,9 @@ struct AgentOptions {
   // Prometheus metrics to keep (agent_metrics.h); null: none. Not owned,
   // must outlive the agent.
   AgentMetrics* metrics = nullptr;
+  // The coordinator's pinned model-signing keys (see the header comment);
+  // null: models are not verified. Not owned, must outlive the agent.
+  const ModelVerifier* model_verifier = nullptr;
 };
 
 // Builds the trainer for the session: the model the coordinator names and
@@ -163,6 +179,7 @@ struct AgentStats {
   int64_t partials_discarded = 0;     // Kept states whose round closed.
   int64_t rounds_held_back = 0;  // Rounds whose task waited for conditions.
   int64_t rounds_given_up = 0;   // Rounds given up (ReportFailure).
+  int64_t models_refused = 0;    // Signature checks failed.
 };
 
 enum class AgentState { kNotJoined, kJoined, kDone };
@@ -239,7 +256,11 @@ class Agent {
     int64_t version = -1;
     std::string sha256_hex;
     std::string encoding;
+    ModelSignature signature;
   };
+  // OK when no key is pinned or `ref`'s signature verifies; otherwise
+  // counts and logs the refusal (naming `what`) and returns why.
+  absl::Status CheckSignature(const ModelRef& ref, absl::string_view what);
   // The model `ref` names, from the cache or the coordinator. When
   // `fetched` is given, a fetched model is not cached and *fetched is set:
   // the caller caches it later (CacheModel, CacheModelIfDue).

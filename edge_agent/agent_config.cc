@@ -120,7 +120,32 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(ValidateLimits(c));
   RETURN_IF_ERROR(
       AtLeast("model_cache_interval_ms", c.model_cache_interval_ms(), 0));
+  for (const std::string& path : c.model_signing_public_key_paths()) {
+    if (path.empty()) {
+      return Bad("model_signing_public_key_paths", "has an empty path");
+    }
+  }
   return ValidateProfile(c.profile());
+}
+
+absl::StatusOr<std::optional<ModelVerifier>> LoadModelVerifier(
+    const v1::AgentConfig& c) {
+  if (c.model_signing_public_key_paths().empty()) {
+    FEDGE_LOG(WARNING) << "no model-signing key pinned "
+                          "(model_signing_public_key_paths): global models "
+                          "are not verified";
+    return std::nullopt;
+  }
+  absl::StatusOr<ModelVerifier> verifier =
+      ModelVerifier::Load({c.model_signing_public_key_paths().begin(),
+                           c.model_signing_public_key_paths().end()});
+  if (!verifier.ok()) {
+    return Bad("model_signing_public_key_paths",
+               absl::StrCat("does not load: ", verifier.status().message()));
+  }
+  FEDGE_LOG(INFO) << "verifying global models against model-signing key id(s) "
+                  << verifier->KeyIds();
+  return std::optional<ModelVerifier>(*std::move(verifier));
 }
 
 AgentOptions ToAgentOptions(const v1::AgentConfig& c) {

@@ -6,10 +6,12 @@
 #define FEDGE_EDGE_AGENT_AGENT_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/model_signature.h"
 #include "edge_agent/agent.h"
 #include "edge_agent/device_conditions.h"
 #include "edge_agent/link_throttle.h"
@@ -33,6 +35,13 @@ LinuxDeviceConditionsOptions ToDeviceConditionsOptions(
 
 // The simulated link of config.profile().
 LinkProfile ToLinkProfile(const v1::DeviceProfile& profile);
+
+// The pinned model-signing keys of config.model_signing_public_key_paths,
+// nullopt when none is set (then logs once that models are not verified).
+// INVALID_ARGUMENT naming the field (and the file) when a key does not
+// load.
+absl::StatusOr<std::optional<ModelVerifier>> LoadModelVerifier(
+    const v1::AgentConfig& config);
 
 // The agent's id: config.agent_id() when set; otherwise the one stored in
 // the cache's state directory; otherwise "<hostname>-<pid>", which is then

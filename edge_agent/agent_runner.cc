@@ -266,6 +266,8 @@ absl::Status RunAgent(const v1::AgentConfig& c) {
   ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
   if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
   ASSIGN_OR_RETURN(AgentOptions options, MakeAgentOptions(c, *cache, data));
+  ASSIGN_OR_RETURN(std::optional<ModelVerifier> verifier, LoadModelVerifier(c));
+  if (verifier.has_value()) options.model_verifier = &*verifier;
   std::unique_ptr<LinuxDeviceConditions> device;
   if (options.eligibility.needs_readings()) {
     ASSIGN_OR_RETURN(device, LinuxDeviceConditions::Create(

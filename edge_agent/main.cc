@@ -49,6 +49,9 @@ int RunPredict(const fedge::CommandLine& cmd,
   options.state_dir = config.state_dir();
   options.data = config.data();
   options.num_threads = config.num_threads();
+  auto verifier = fedge::LoadModelVerifier(config);
+  if (!verifier.ok()) return Fail(2, verifier.status().message());
+  if (verifier->has_value()) options.verifier = &**verifier;
   if (auto it = cmd.flags.find("split"); it != cmd.flags.end()) {
     options.split = it->second;
   }

@@ -9,9 +9,11 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/sha256.h"
@@ -96,6 +98,23 @@ std::string ModelCache::ModelPath(int64_t version) const {
 
 std::string ModelCache::HashPath(int64_t version) const {
   return absl::StrCat(models_dir_, "/model-", version, ".sha256");
+}
+
+std::string ModelCache::SignaturePath(int64_t version) const {
+  return absl::StrCat(models_dir_, "/model-", version, ".sig");
+}
+
+ModelSignature ModelCache::ReadSignature(int64_t version) const {
+  absl::StatusOr<std::string> text = ReadTrimmed(SignaturePath(version));
+  if (!text.ok()) return {};
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n');
+  if (lines.size() != 2 || lines[1].size() != 2 * kEd25519SignatureBytes ||
+      lines[1].find_first_not_of("0123456789abcdef") != std::string::npos) {
+    FEDGE_LOG(WARNING) << SignaturePath(version) << " does not parse";
+    return {};
+  }
+  return {std::string(absl::StripAsciiWhitespace(lines[0])),
+          absl::HexStringToBytes(lines[1])};
 }
 
 absl::Status ModelCache::CheckWritable() const {
@@ -193,6 +212,14 @@ absl::StatusOr<std::string> ModelCache::Put(int64_t version,
       }));
   std::string hex = hash ? ToHex(hasher.Finish()) : as.sha256_hex;
   RETURN_IF_ERROR(WriteStringAtomically(HashPath(version), hex + "\n"));
+  if (as.signature.empty()) {
+    unlink(SignaturePath(version).c_str());  // Not another model's.
+  } else {
+    RETURN_IF_ERROR(WriteStringAtomically(
+        SignaturePath(version),
+        absl::StrCat(as.signature.key_id, "\n",
+                     absl::BytesToHexString(as.signature.signature), "\n")));
+  }
   index_[version] = hex;
   Prune();
   return hex;
@@ -227,6 +254,7 @@ absl::StatusOr<CachedModel> ModelCache::Latest() {
     absl::StatusOr<ModelState> model = Get(cached.version, "");
     if (!model.ok()) return Latest();  // Get dropped it: try the next one.
     cached.model = *std::move(model);
+    cached.signature = ReadSignature(cached.version);
     return cached;
   }
   return absl::NotFoundError(
@@ -260,6 +288,7 @@ void ModelCache::Drop(int64_t version) {
   if (options_.read_only) return;
   unlink(ModelPath(version).c_str());
   unlink(HashPath(version).c_str());
+  unlink(SignaturePath(version).c_str());
 }
 
 void ModelCache::Prune() {

@@ -8,6 +8,9 @@
 //   agent_id                    the agent's self-chosen id
 //   models/model-<v>.fedge      canonical encoding of global version <v>
 //   models/model-<v>.sha256     its SHA-256, lower-case hex
+//   models/model-<v>.sig        the coordinator's signature of it, when it
+//                               came signed: the key id, then the Ed25519
+//                               signature in hex, one line each
 //   models/model-spec.binpb     v1::ModelSpecProto of the cached models
 // Every file is written atomically (temporary file, fsync, rename). A model
 // is only ever returned after its bytes hashed to the recorded SHA-256;
@@ -29,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "common/file_util.h"
 #include "common/model_codec.h"
+#include "common/model_signature.h"
 #include "common/tensor_buffer.h"
 #include "fedge/v1/federation.pb.h"
 
@@ -51,6 +55,10 @@ struct CachedModel {
   int64_t version = -1;
   std::string sha256_hex;
   ModelState model;
+  // The signature kept with it (empty when it came unsigned, or its .sig
+  // file is missing or unreadable). Not verified by the cache: the caller
+  // checks it with its ModelVerifier against version, spec and sha256_hex.
+  ModelSignature signature;
 };
 
 class ModelCache {
@@ -73,6 +81,9 @@ class ModelCache {
   struct Download {
     std::string encoding;
     std::string sha256_hex;
+    // The coordinator's signature of the model, kept beside it (none when
+    // empty).
+    ModelSignature signature;
   };
   // Stores global model `version` (replacing a cached copy of the same
   // version) in the encoding it was downloaded in, so that its hash is the
@@ -137,6 +148,10 @@ class ModelCache {
 
   std::string ModelPath(int64_t version) const;
   std::string HashPath(int64_t version) const;
+  std::string SignaturePath(int64_t version) const;
+  // The signature kept with `version`; empty when none is, or its file
+  // does not parse.
+  ModelSignature ReadSignature(int64_t version) const;
   absl::Status CheckWritable() const;
   absl::Status IndexExistingFiles();
   absl::Status VerifyFile(int64_t version, const std::string& sha256_hex) const;

@@ -283,6 +283,12 @@ absl::StatusOr<PredictSummary> Predict(const PredictOptions& o,
   ASSIGN_OR_RETURN(auto cache, ModelCache::Open(cache_options));
   ASSIGN_OR_RETURN(v1::ModelSpecProto spec, CachedSpec(*cache));
   ASSIGN_OR_RETURN(CachedModel cached, cache->Latest());
+  if (o.verifier != nullptr) {
+    RETURN_IF_ERROR(Annotate(
+        o.verifier->Verify(cached.version, spec, cached.sha256_hex,
+                           cached.signature),
+        absl::StrCat("refusing the cached model in ", o.state_dir, "/models")));
+  }
   ASSIGN_OR_RETURN(LoadedData data, LoadData(o.data));
   if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
   const bool use_train = o.split == "train" || data.test.num_examples() == 0;

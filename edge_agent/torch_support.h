@@ -77,6 +77,9 @@ struct PredictOptions {
   // For a TorchScript model: the archive, which must match the cached
   // spec's SHA-256 and size.
   std::string torchscript_path;
+  // The pinned model-signing keys: the cached model is used only when the
+  // signature kept with it verifies (null: not verified). Not owned.
+  const ModelVerifier* verifier = nullptr;
 };
 
 struct PredictSummary {
@@ -90,7 +93,9 @@ struct PredictSummary {
 // coordinator: writes "index<TAB>predicted<TAB>label" lines (after a
 // header) to `out`. NOT_FOUND when state_dir holds no model or spec yet;
 // INVALID_ARGUMENT for a bad split or limit, or data that does not fit the
-// model; data loading errors naming the file.
+// model; data loading errors naming the file; with a verifier,
+// UNAUTHENTICATED (naming the version and why) when the newest cached
+// model's signature does not verify.
 absl::StatusOr<PredictSummary> Predict(const PredictOptions& options,
                                        std::FILE* out);
 

@@ -5,9 +5,9 @@
 #include <limits>
 #include <random>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
@@ -42,6 +42,33 @@ std::string FailureReasonLabel(v1::FailureReason reason) {
   return absl::AsciiStrToLower(name);
 }
 
+// The signature of the newest model, with its announcement in a poll.
+void AnnounceSignature(const PublishedModel& model, v1::PollResponse& r) {
+  r.set_latest_model_signature(model.signature.signature);
+  r.set_latest_model_signing_key_id(model.signature.key_id);
+}
+
+// The signer of config.model_signing_key_path (nullopt when unset: models
+// are published unsigned). INVALID_ARGUMENT naming the field when the key
+// does not load.
+absl::StatusOr<std::optional<ModelSigner>> LoadSigner(
+    const v1::CoordinatorConfig& c) {
+  if (c.model_signing_key_path().empty()) {
+    FEDGE_LOG(WARNING) << "model_signing_key_path is not set: global models "
+                          "are published unsigned";
+    return std::nullopt;
+  }
+  absl::StatusOr<ModelSigner> signer =
+      ModelSigner::Load(c.model_signing_key_path());
+  if (!signer.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config field 'model_signing_key_path': ", signer.status().message()));
+  }
+  FEDGE_LOG(INFO) << "signing global models with key id " << signer->key_id()
+                  << " (" << c.model_signing_key_path() << ")";
+  return std::optional<ModelSigner>(*std::move(signer));
+}
+
 v1::PollResponse WaitResponse(int64_t retry_after_ms) {
   v1::PollResponse r;
   r.set_wait_retry_after_ms(retry_after_ms);
@@ -72,6 +99,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   RETURN_IF_ERROR(Annotate(CheckFinite(options.initial_model),
                            "the initial model is not finite"));
   const v1::CoordinatorConfig& c = options.config;
+  ASSIGN_OR_RETURN(std::optional<ModelSigner> signer, LoadSigner(c));
   if (c.strategy().mode() == "fedbuff") {
     // Among its checks: the strategies FedBuff works with (one home for
     // the coordinator and fedge-sim).
@@ -96,6 +124,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   std::unique_ptr<Coordinator> coordinator(
       new Coordinator(options, std::move(engine), std::move(strategy),
                       std::move(checkpoints), std::move(history)));
+  coordinator->signer_ = std::move(signer);
   RETURN_IF_ERROR(coordinator->Restore(std::move(options.initial_model)));
   return coordinator;
 }
@@ -295,13 +324,24 @@ std::shared_ptr<PublishedModel> Coordinator::MakePublished(
     published->encoding = UpdateEncodingName(download_encoding_);
     published->sha256_hex = ToHex(ModelDigest(*published->wire));
     published->size_bytes = EncodedSize(*published->wire);
+    SignPublished(*published);
     return published;
   }
   published->sha256_hex = published->with_extras.has_value()
                               ? ToHex(ModelDigest(*published->with_extras))
                               : ToHex(published->model_sha256);
   published->size_bytes = EncodedSize(published->download());
+  SignPublished(*published);
   return published;
+}
+
+void Coordinator::SignPublished(PublishedModel& published) const {
+  if (!signer_.has_value()) return;
+  absl::StatusOr<ModelSignature> signature =
+      signer_->Sign(published.version, spec_, published.sha256_hex);
+  // The hash is ours and the key loaded: only OpenSSL itself can fail.
+  FEDGE_CHECK(signature.ok()) << signature.status();
+  published.signature = *std::move(signature);
 }
 
 void Coordinator::Publish(std::shared_ptr<const PublishedModel> model) {
@@ -415,6 +455,8 @@ v1::TrainTask Coordinator::MakeTask(int64_t round, const std::string& agent_id,
   task.set_model_sha256(model.sha256_hex);
   task.set_model_size_bytes(model.size_bytes);
   task.set_model_encoding(model.encoding);
+  task.set_model_signature(model.signature.signature);
+  task.set_model_signing_key_id(model.signature.key_id);
   {
     absl::MutexLock lock(&mu_);
     auto it = plans_.find(agent_id);
@@ -435,6 +477,7 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
   response.set_latest_model_version(model->version);
   response.set_latest_model_sha256(model->sha256_hex);
   response.set_latest_model_encoding(model->encoding);
+  AnnounceSignature(*model, response);
   if (std::optional<v1::TrainTask> train = TrainTaskFor(agent_id)) {
     *response.mutable_train() = *std::move(train);
     return response;
@@ -448,6 +491,8 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
       task->set_model_sha256(eval_->model->sha256_hex);
       task->set_model_size_bytes(eval_->model->size_bytes);
       task->set_model_encoding(eval_->model->encoding);
+      task->set_model_signature(eval_->model->signature.signature);
+      task->set_model_signing_key_id(eval_->model->signature.key_id);
       task->set_deadline_remaining_ms(std::max<int64_t>(
           1, absl::ToInt64Milliseconds(eval_->deadline - clock_->Now())));
       return response;
@@ -482,6 +527,7 @@ void Coordinator::Poll(const v1::PollRequest& request, PollCallback done) {
     wait.set_latest_model_version(model->version);
     wait.set_latest_model_sha256(model->sha256_hex);
     wait.set_latest_model_encoding(model->encoding);
+    AnnounceSignature(*model, wait);
     return done(wait);
   }
   {
@@ -516,6 +562,7 @@ void Coordinator::AnswerParkedPolls(bool expire_all) {
       wait.set_latest_model_version(model->version);
       wait.set_latest_model_sha256(model->sha256_hex);
       wait.set_latest_model_encoding(model->encoding);
+      AnnounceSignature(*model, wait);
       p.done(wait);
     } else {
       still_waiting.push_back(std::move(p));

@@ -69,6 +69,7 @@
 #include "common/local_trainer.h"
 #include "common/metrics.h"
 #include "common/model_codec.h"
+#include "common/model_signature.h"
 #include "common/strategy.h"
 #include "common/update_codec.h"
 #include "fedge/v1/config.pb.h"
@@ -100,6 +101,9 @@ struct PublishedModel {
   // SHA-256 of `model`'s canonical encoding (what checkpoints record; the
   // download's when that is `model` raw: hashed once).
   Sha256Digest model_sha256{};
+  // The coordinator's signature of (version, spec, sha256_hex); empty when
+  // config.model_signing_key_path is not set.
+  ModelSignature signature;
 
   const ModelState& download() const {
     return with_extras.has_value() ? *with_extras : model;
@@ -371,6 +375,8 @@ class Coordinator : public EdgeDownstream {
   // The model as agents get it: with the strategy's broadcast tensors.
   std::shared_ptr<PublishedModel> MakePublished(ModelState model,
                                                 int64_t version) const;
+  // Signs `published` (MakePublished's last step) when a key is set.
+  void SignPublished(PublishedModel& published) const;
   // Starts a round when the engine can: the strategy picks the agents and
   // their plans.
   absl::Status MaybeStartRound();
@@ -442,6 +448,8 @@ class Coordinator : public EdgeDownstream {
 
   const v1::CoordinatorConfig config_;
   const v1::ModelSpecProto spec_;
+  // Signs published models (config.model_signing_key_path); unset: none.
+  std::optional<ModelSigner> signer_;
   const std::string archive_path_;
   Clock* const clock_;
   std::unique_ptr<LocalTrainer> evaluator_;

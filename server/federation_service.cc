@@ -37,6 +37,10 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
     chunk_.set_total_size_bytes(encoder_.total_bytes());
     chunk_.set_sha256(model_only ? ToHex(ModelDigest(model_->model))
                                  : model_->sha256_hex);
+    if (!model_only) {  // The signature covers the download's hash.
+      chunk_.set_signature(model_->signature.signature);
+      chunk_.set_signing_key_id(model_->signature.key_id);
+    }
     WriteNext();
   }
 
@@ -46,6 +50,8 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
           grpc::Status(grpc::StatusCode::UNAVAILABLE, "model stream broken"));
     chunk_.clear_total_size_bytes();
     chunk_.clear_sha256();
+    chunk_.clear_signature();
+    chunk_.clear_signing_key_id();
     WriteNext();
   }
   void OnDone() override { delete this; }

@@ -75,6 +75,11 @@ if is_true "${FEDGE_TLS:-1}"; then
 else
   flags+=(--tls.insecure=true)
 fi
+# Signed global models (docs/model-signing.md): pin the federation's
+# model-signing key when the certs service provided it.
+if [[ -r "$certs/model-signing.pub.pem" ]]; then
+  flags+=(--model_signing_public_key_paths="$certs/model-signing.pub.pem")
+fi
 # Word-split on purpose: a list of --field.path=value flags.
 # shellcheck disable=SC2206
 extra=(${FEDGE_AGENT_FLAGS:-})

@@ -9,7 +9,9 @@
 # container). The operator certificate operator-1 (the Operator service's
 # client certificate under mutual TLS: fedge status, pause, ...) goes to
 # /operator-certs (the volume operator-certs, mounted by the coordinator
-# only, for its healthcheck), never to the agents' volume. Idempotent:
+# only, for its healthcheck), never to the agents' volume, and so does the
+# model-signing key model-signing.key (its public key model-signing.pub.pem
+# goes to /certs for the agents). Idempotent:
 # make-certs.sh keeps current certificates.
 set -euo pipefail
 
@@ -37,7 +39,12 @@ done
 if [[ -d /operator-certs && -w /operator-certs ]]; then
   install -m 644 "$ca/operator-1.pem" /operator-certs/
   install -m 600 "$ca/operator-1.key" /operator-certs/
+  # Model signing (docs/model-signing.md): the private key goes only where
+  # coordinators (and edge aggregators) look, never to the agents' volume.
+  install -m 600 "$ca/model-signing.key" /operator-certs/
 fi
+# ... and its public key to every agent, which pins it.
+install -m 644 "$ca/model-signing.pub.pem" "$certs/"
 # Certificates beyond FEDGE_AGENT_CERTS (or all, without mutual TLS) go.
 for pem in "$certs"/agent-*.pem; do
   [[ -f "$pem" ]] || continue

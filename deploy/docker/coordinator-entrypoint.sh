@@ -89,6 +89,13 @@ else
   log "WARNING: FEDGE_TLS=0: plain-text gRPC (developer mode only)"
   flags+=(--tls.insecure=true)
 fi
+# Signed global models (docs/model-signing.md) with the key the certs
+# service put in the coordinators' volume operator-certs.
+if [[ -r /operator-certs/model-signing.key ]]; then
+  flags+=(--model_signing_key_path=/operator-certs/model-signing.key)
+else
+  log "WARNING: /operator-certs/model-signing.key missing: models are published unsigned"
+fi
 # Word-split on purpose: a list of --field.path=value flags.
 # shellcheck disable=SC2206
 extra=(${FEDGE_COORDINATOR_FLAGS:-})

@@ -4,9 +4,12 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/model_signature.h"
+#include "common/signing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -198,6 +201,42 @@ TEST(ResolveAgentIdTest, ConfigWins_ElseStored_ElseGeneratedAndKept) {
   auto cache = *ModelCache::Open(options);  // A restarted agent.
   EXPECT_EQ(*ResolveAgentId(ValidConfig(), *cache), generated);
   cache.reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoadModelVerifierTest, NoneEmptyMissingOrValidKeys) {
+  v1::AgentConfig c = ValidConfig();
+  absl::StatusOr<std::optional<ModelVerifier>> none = LoadModelVerifier(c);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+
+  c.add_model_signing_public_key_paths("");
+  ExpectBadField(c, "model_signing_public_key_paths");
+
+  const std::string dir =
+      absl::StrCat(testing::TempDir(), "/fedge_agent_config_keys.", getpid());
+  std::filesystem::create_directories(dir);
+  c.set_model_signing_public_key_paths(0, dir + "/missing.pub.pem");
+  absl::StatusOr<std::optional<ModelVerifier>> missing = LoadModelVerifier(c);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("'model_signing_public_key_paths'"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("missing.pub.pem"));
+
+  const Ed25519PrivateKey a = *Ed25519PrivateKey::Generate();
+  const Ed25519PrivateKey b = *Ed25519PrivateKey::Generate();
+  ASSERT_EQ(SavePublicKeyPem(a.public_key(), dir + "/a.pub.pem"),
+            absl::OkStatus());
+  ASSERT_EQ(SavePublicKeyPem(b.public_key(), dir + "/b.pub.pem"),
+            absl::OkStatus());
+  c.set_model_signing_public_key_paths(0, dir + "/a.pub.pem");
+  c.add_model_signing_public_key_paths(dir + "/b.pub.pem");
+  EXPECT_TRUE(ValidateAgentConfig(c).ok());
+  absl::StatusOr<std::optional<ModelVerifier>> both = LoadModelVerifier(c);
+  ASSERT_TRUE(both.ok()) << both.status();
+  ASSERT_TRUE(both->has_value());
+  EXPECT_THAT((*both)->KeyIds(), HasSubstr(ModelSigningKeyId(a.public_key())));
+  EXPECT_THAT((*both)->KeyIds(), HasSubstr(ModelSigningKeyId(b.public_key())));
   std::filesystem::remove_all(dir);
 }
 

@@ -275,9 +275,40 @@ TEST_F(ModelCacheTest, KnownHash_NotRecomputedButAWrongOneNeverVerifies) {
   const std::string wrong(64, 'a');
   ASSERT_TRUE(cache->Put(1, TinyModel(1), {"fp32", wrong}).ok());
   // Taken as given when written; the bytes are checked when read.
-  EXPECT_EQ(cache->Get(1, wrong).status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(cache->Get(1, wrong).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_FALSE(cache->Has(1, wrong));
+}
+
+TEST_F(ModelCacheTest, Signature_KeptBesideTheModel_DroppedWithIt) {
+  std::unique_ptr<ModelCache> cache = Open();
+  ModelSignature sig;
+  sig.key_id = "0123456789abcdef";
+  sig.signature = std::string(64, '\x5a');
+  ASSERT_TRUE(cache->Put(1, TinyModel(1), {"", "", sig}).ok());
+  EXPECT_TRUE(fs::exists(dir_ + "/models/model-1.sig"));
+  cache.reset();
+  {
+    std::unique_ptr<ModelCache> reader = Open(/*read_only=*/true);
+    absl::StatusOr<CachedModel> cached = reader->Latest();
+    ASSERT_TRUE(cached.ok()) << cached.status();
+    EXPECT_EQ(cached->signature.key_id, sig.key_id);
+    EXPECT_EQ(cached->signature.signature, sig.signature);
+  }
+  cache = Open();
+  // The same version again, unsigned: the old signature is not its.
+  ASSERT_TRUE(cache->Put(1, TinyModel(2)).ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/models/model-1.sig"));
+  EXPECT_TRUE(cache->Latest()->signature.empty());
+  ASSERT_TRUE(cache->Put(2, TinyModel(2), {"", "", sig}).ok());
+  // A damaged signature file reads as no signature.
+  { std::ofstream(dir_ + "/models/model-2.sig") << "garbage\n"; }
+  EXPECT_TRUE(cache->Latest()->signature.empty());
+  ASSERT_TRUE(cache->Put(2, TinyModel(2), {"", "", sig}).ok());
+  ASSERT_TRUE(cache->Put(3, TinyModel(3), {"", "", sig}).ok());
+  ASSERT_TRUE(cache->Put(4, TinyModel(4), {"", "", sig}).ok());
+  // keep_versions = 2: versions 1 and 2 went, with their signatures.
+  EXPECT_FALSE(fs::exists(dir_ + "/models/model-2.sig"));
+  EXPECT_TRUE(fs::exists(dir_ + "/models/model-4.sig"));
 }
 
 }  // namespace

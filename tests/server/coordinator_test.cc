@@ -25,7 +25,9 @@
 #include "common/clock.h"
 #include "common/local_trainer.h"
 #include "common/model_codec.h"
+#include "common/model_signature.h"
 #include "common/sha256.h"
+#include "common/signing.h"
 #include "common/strategy.h"
 #include "common/tensor_buffer.h"
 #include "common/update_codec.h"
@@ -1684,6 +1686,108 @@ TEST_F(CoordinatorTest, FedBuff_ScaffoldOrRobustStrategy_InvalidArgument) {
     EXPECT_EQ(c.status().code(), kInvalidArgument) << name;
     EXPECT_THAT(c.status().message(), HasSubstr("strategy.mode")) << name;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Model signing (docs/model-signing.md).
+
+// The signature a task carries.
+ModelSignature SignatureOf(const v1::TrainTask& task) {
+  return {task.model_signing_key_id(), task.model_signature()};
+}
+
+TEST_F(CoordinatorTest, SigningKey_EveryModelAndAnnouncementSigned) {
+  fs::create_directories(root_);
+  const std::string key_path = (root_ / "model-signing.key").string();
+  Ed25519PrivateKey key = *Ed25519PrivateKey::Generate();
+  ASSERT_EQ(SavePrivateKeyPem(key, key_path), absl::OkStatus());
+  v1::CoordinatorConfig config = Config();
+  config.set_model_signing_key_path(key_path);
+  std::unique_ptr<Coordinator> c = Make(config);
+  ASSERT_NE(c, nullptr);
+  const ModelVerifier verifier({key.public_key()});
+  v1::ModelSpecProto spec;
+  spec.set_architecture("logreg");  // What Create() was given.
+
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const v1::TrainTask task = TaskOf(*c, a);
+  EXPECT_EQ(task.model_signing_key_id(), ModelSigningKeyId(key.public_key()));
+  EXPECT_EQ(verifier.Verify(task.model_version(), spec, task.model_sha256(),
+                            SignatureOf(task)),
+            absl::OkStatus());
+  // Bound to the version, the spec and the hash.
+  v1::ModelSpecProto other_spec = spec;
+  other_spec.set_num_classes(3);
+  EXPECT_EQ(verifier
+                .Verify(task.model_version(), other_spec, task.model_sha256(),
+                        SignatureOf(task))
+                .code(),
+            kUnauthenticated);
+  EXPECT_EQ(verifier
+                .Verify(task.model_version() + 1, spec, task.model_sha256(),
+                        SignatureOf(task))
+                .code(),
+            kUnauthenticated);
+  EXPECT_EQ(verifier
+                .Verify(task.model_version(), spec, std::string(64, '0'),
+                        SignatureOf(task))
+                .code(),
+            kUnauthenticated);
+
+  // The next version is signed too, and announced with its signature.
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  std::shared_ptr<const PublishedModel> latest = c->latest_model();
+  EXPECT_EQ(verifier.Verify(1, spec, latest->sha256_hex, latest->signature),
+            absl::OkStatus());
+  absl::StatusOr<v1::PollResponse> poll = PollNow(*c, a);
+  ASSERT_TRUE(poll.ok()) << poll.status();
+  EXPECT_EQ(poll->latest_model_version(), 1);
+  EXPECT_EQ(verifier.Verify(1, spec, poll->latest_model_sha256(),
+                            {poll->latest_model_signing_key_id(),
+                             poll->latest_model_signature()}),
+            absl::OkStatus());
+  ASSERT_TRUE(poll->has_train());
+  EXPECT_EQ(poll->train().model_version(), 1);
+  EXPECT_EQ(verifier.Verify(1, spec, poll->train().model_sha256(),
+                            SignatureOf(poll->train())),
+            absl::OkStatus());
+  // Another key does not verify it.
+  const ModelVerifier other({Ed25519PrivateKey::Generate()->public_key()});
+  EXPECT_EQ(other.Verify(1, spec, latest->sha256_hex, latest->signature).code(),
+            kUnauthenticated);
+}
+
+TEST_F(CoordinatorTest, NoSigningKey_ModelsPublishedUnsigned) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a");
+  Join(*c, "b");
+  Tick(*c);
+  const v1::TrainTask task = TaskOf(*c, a);
+  EXPECT_TRUE(task.model_signature().empty());
+  EXPECT_TRUE(task.model_signing_key_id().empty());
+  EXPECT_TRUE(c->latest_model()->signature.empty());
+}
+
+TEST_F(CoordinatorTest, SigningKeyMissingOrNotAPrivateKey_InvalidArgument) {
+  v1::CoordinatorConfig config = Config();
+  config.set_model_signing_key_path((root_ / "missing.key").string());
+  absl::StatusOr<std::unique_ptr<Coordinator>> c = Create(config);
+  EXPECT_EQ(c.status().code(), kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("model_signing_key_path"));
+  EXPECT_FALSE(fs::exists(StateDir()));  // Refused before any state.
+
+  fs::create_directories(root_);
+  const std::string pub_path = (root_ / "model-signing.pub.pem").string();
+  ASSERT_EQ(
+      SavePublicKeyPem(Ed25519PrivateKey::Generate()->public_key(), pub_path),
+      absl::OkStatus());
+  config.set_model_signing_key_path(pub_path);
+  c = Create(config);
+  EXPECT_EQ(c.status().code(), kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("model_signing_key_path"));
 }
 
 }  // namespace
