@@ -456,9 +456,9 @@ absl::Status ModelDecoder::State::CopyData(absl::string_view* bytes) {
       // The values whose last byte just arrived, while they are in cache.
       const size_t first = data_done / 4, end = (data_done + n) / 4;
       if (end > first) {
-        max_abs_bits = std::max(
-            max_abs_bits,
-            MaxAbsFloatBits(current.data() + 4 * first, end - first));
+        max_abs_bits =
+            std::max(max_abs_bits,
+                     MaxAbsFloatBits(current.data() + 4 * first, end - first));
       }
     }
   }

@@ -109,8 +109,7 @@ void Int8sToFloats(const char* in, uint64_t count, float scale, float* out) {
 // element is not finite (bit patterns of non-negative floats sort like
 // their values).
 int32_t MaxAbsBits(const float* x, int64_t count) {
-  return static_cast<int32_t>(
-      MaxAbsFloatBits(x, static_cast<size_t>(count)));
+  return static_cast<int32_t>(MaxAbsFloatBits(x, static_cast<size_t>(count)));
 }
 
 // INVALID_ARGUMENT naming the first non-finite element of `t`, when

@@ -56,9 +56,9 @@ absl::Status CheckUpdateClaims(const UpdateLimits& limits,
   if (!in_range) {
     return Refusal(
         kLimitMetrics,
-        absl::StrCat("metrics out of range: loss ", metrics.loss,
-                     ", accuracy ", metrics.accuracy, ", train_seconds ",
-                     metrics.seconds, ", num_steps ", metrics.num_steps,
+        absl::StrCat("metrics out of range: loss ", metrics.loss, ", accuracy ",
+                     metrics.accuracy, ", train_seconds ", metrics.seconds,
+                     ", num_steps ", metrics.num_steps,
                      " (loss must be finite and >= 0, accuracy in [0, 1], "
                      "train_seconds finite and >= 0, num_steps >= 0)"));
   }

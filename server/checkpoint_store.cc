@@ -296,11 +296,10 @@ absl::StatusOr<ModelState> ReadModelAndVerify(HashingReader& in,
   if (header.format == 1) {
     RETURN_IF_ERROR(in.Read(header.model_len, feed));
   } else {
-    RETURN_IF_ERROR(
-        in.ReadUnhashed(header.model_len, [&](absl::string_view b) {
-          model_hasher.Update(b);
-          feed(b);
-        }));
+    RETURN_IF_ERROR(in.ReadUnhashed(header.model_len, [&](absl::string_view b) {
+      model_hasher.Update(b);
+      feed(b);
+    }));
   }
   Sha256Digest actual, stored;
   RETURN_IF_ERROR(in.FinishWithStored(&actual, &stored));

@@ -51,8 +51,8 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
 
 absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
                                          const PublishedModel& model) {
-  ASSIGN_OR_RETURN(std::string path, checkpoints_->Save(ckpt, model.model,
-                                                        model.model_sha256));
+  ASSIGN_OR_RETURN(std::string path,
+                   checkpoints_->Save(ckpt, model.model, model.model_sha256));
   FEDGE_LOG(INFO) << "checkpoint " << path << " (model version "
                   << ckpt.model_version << ")";
   return absl::OkStatus();
@@ -202,8 +202,8 @@ absl::Status Coordinator::PersistRound(
       metrics_.aggregates_refused.Increment();
       FEDGE_LOG(WARNING) << "round " << outcome.round
                          << ": the aggregate was refused, model version "
-                       << current->version
-                       << " stays published: " << close.aggregation_error;
+                         << current->version
+                         << " stays published: " << close.aggregation_error;
     }
   }
   PendingRound pending;

@@ -128,10 +128,10 @@ absl::StatusOr<ModelState> InitialWeights(
   if (!weights.ok()) return Annotate(weights.status(), field);
   absl::Status fits = CheckSameSchema(initial, *weights);
   if (!fits.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": ", initial_weights_path,
-        " does not hold this model's tensors (", fits.message(),
-        "); give a file of the architecture in model.*"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", initial_weights_path,
+                     " does not hold this model's tensors (", fits.message(),
+                     "); give a file of the architecture in model.*"));
   }
   return weights;
 }

@@ -874,8 +874,7 @@ TEST(ModelCodecTest, Recycle_TopKZeroesWhatItDoesNotSend) {
   EncodingOptions options;
   options.kind = UpdateEncoding::kTopK;
   options.topk_fraction = 0.2;
-  const std::string bytes =
-      EncodeModel(*EncodeForWire(LossyModel(), options));
+  const std::string bytes = EncodeModel(*EncodeForWire(LossyModel(), options));
   const absl::StatusOr<ModelState> fresh = DecodeModel(bytes);
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   ModelDecoder decoder;

@@ -1099,8 +1099,7 @@ TEST(StrategyTest, ToStrategyOptions_CarriesTheEncoding_PlanProtoRoundTrips) {
   // Fine-tuning a pruned model: from the config to the agent's plan.
   v1::TrainPlanConfig fine;
   fine.set_keep_pruned(true);
-  EXPECT_TRUE(ToTrainPlan(ToTrainPlanProto(
-                              ToStrategyOptions(c, fine, 1).plan))
+  EXPECT_TRUE(ToTrainPlan(ToTrainPlanProto(ToStrategyOptions(c, fine, 1).plan))
                   .keep_pruned);
   // A plan from a newer coordinator with an unknown encoding: fp32.
   v1::TrainPlanProto newer = ToTrainPlanProto(plan);

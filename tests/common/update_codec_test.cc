@@ -695,10 +695,11 @@ TEST(DownloadEncodingTest, AsDownloaded_IsWhatAnAgentDecodes) {
   absl::StatusOr<ModelState> fp16 =
       AsDownloaded(model, UpdateEncoding::kFp16, &bytes);
   ASSERT_TRUE(fp16.ok()) << fp16.status();
-  const EncodedModel wire = *EncodeForWire(model, Options(UpdateEncoding::kFp16));
+  const EncodedModel wire =
+      *EncodeForWire(model, Options(UpdateEncoding::kFp16));
   EXPECT_EQ(bytes, EncodedSize(wire));
-  EXPECT_EQ(ModelDigest(*fp16), ModelDigest(RoundTrip(model, Options(
-                                    UpdateEncoding::kFp16))));
+  EXPECT_EQ(ModelDigest(*fp16),
+            ModelDigest(RoundTrip(model, Options(UpdateEncoding::kFp16))));
   // Downloaded again as fp16, the rounded model gives the same bytes: the
   // hash an agent caches it under is the one the coordinator announced.
   EXPECT_EQ(ModelDigest(*EncodeForWire(*fp16, Options(UpdateEncoding::kFp16))),

@@ -176,17 +176,22 @@ TEST_F(ExportE2eTest, FederatedFinetuningKeepsThePrunedZeros) {
             0)
       << log;
   const double pruned_nonzero =
-      Figure(log, "after file=\\S+ size_bytes=\\d+ parameters=\\d+ "
-                  "nonzero_parameters");
+      Figure(log,
+             "after file=\\S+ size_bytes=\\d+ parameters=\\d+ "
+             "nonzero_parameters");
   ASSERT_GT(pruned_nonzero, 0) << log;
   for (bool keep : {true, false}) {
     SCOPED_TRACE(keep ? "keep_pruned" : "without keep_pruned");
     const std::string out = Path(keep ? "fed.fedge" : "free.fedge");
     std::vector<std::string> sim = {
         std::string(FEDGE_BINARY_DIR) + "/server/sim/fedge-sim",
-        "--model.architecture=2nn", "--num_agents=4", "--rounds=2",
-        "--strategy.fraction=1", "--train.momentum=0.9",
-        "--train.weight_decay=0.001", "--train.learning_rate=0.05",
+        "--model.architecture=2nn",
+        "--num_agents=4",
+        "--rounds=2",
+        "--strategy.fraction=1",
+        "--train.momentum=0.9",
+        "--train.weight_decay=0.001",
+        "--train.learning_rate=0.05",
         "--model.initial_weights_path=" + Path("p.fedge"),
         "--train.keep_pruned=" + std::string(keep ? "true" : "false"),
         "--model_out=" + out};
@@ -196,14 +201,15 @@ TEST_F(ExportE2eTest, FederatedFinetuningKeepsThePrunedZeros) {
         Path("p.spec"), out.substr(0, out.size() - 6) + ".spec",
         std::filesystem::copy_options::overwrite_existing);
     ASSERT_EQ(Export({"evaluate", out}, &log, true), 0) << log;
-    ASSERT_EQ(Export({"prune", out, "--sparsity", "0.8", "-o",
-                      Path("re.fedge")},
-                     &log, true),
-              0)
+    ASSERT_EQ(
+        Export({"prune", out, "--sparsity", "0.8", "-o", Path("re.fedge")},
+               &log, true),
+        0)
         << log;
     const double nonzero =
-        Figure(log, "before file=\\S+ size_bytes=\\d+ parameters=\\d+ "
-                    "nonzero_parameters");
+        Figure(log,
+               "before file=\\S+ size_bytes=\\d+ parameters=\\d+ "
+               "nonzero_parameters");
     if (keep) {
       EXPECT_EQ(nonzero, pruned_nonzero) << log;
     } else {

@@ -137,10 +137,10 @@ TEST_F(FederationTest, CompressedUpdates_PerDeviceClass_FewerBytesAndLearns) {
 
 TEST_F(FederationTest, Fp16Downloads_HalfTheBytesAndLearns) {
   int port;
-  auto coordinator = StartCoordinator(
-      {"--rounds=3", "--train.learning_rate=0.005",
-       "--strategy.download_encoding=fp16"},
-      &port);
+  auto coordinator =
+      StartCoordinator({"--rounds=3", "--train.learning_rate=0.005",
+                        "--strategy.download_encoding=fp16"},
+                       &port);
   std::vector<std::unique_ptr<Process>> agents;
   for (int i = 1; i <= 3; ++i) agents.push_back(StartAgent(i, port));
   ASSERT_EQ(coordinator->Wait(absl::Seconds(120)), 0) << coordinator->Log();
@@ -168,8 +168,8 @@ TEST_F(FederationTest, Fp16Downloads_HalfTheBytesAndLearns) {
   // without a coordinator.
   EXPECT_THAT(agents[0]->Log(), Not(HasSubstr("could not cache")));
   Process predict({kBinaryDir + "/edge_agent/fedge-agent", "predict",
-                   "--state_dir=" + dir_ + "/agent-1", "--data.source=synthetic",
-                   "--limit=50"},
+                   "--state_dir=" + dir_ + "/agent-1",
+                   "--data.source=synthetic", "--limit=50"},
                   dir_ + "/predict.log");
   EXPECT_EQ(predict.Wait(absl::Seconds(60)), 0) << predict.Log();
   EXPECT_THAT(predict.Log(), HasSubstr("accuracy"));

@@ -106,9 +106,8 @@ TEST_F(ModelFilesTest, InitialWeights_FromTheFileWhenItFits) {
   // Another architecture's file, or none: errors naming the field.
   ModelSpec other;
   other.architecture = "logreg";
-  ASSERT_TRUE(WriteModelFile(dir_ + "/logreg.fedge",
-                             *InitialModelState(other))
-                  .ok());
+  ASSERT_TRUE(
+      WriteModelFile(dir_ + "/logreg.fedge", *InitialModelState(other)).ok());
   auto wrong = InitialWeights(dir_ + "/logreg.fedge", initial->Clone());
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong.status().message(),
