@@ -1,7 +1,10 @@
 #include "common/fl_config.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -391,6 +394,22 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   }
   RETURN_IF_ERROR(ValidateTlsConfig(c.tls(), /*server=*/true, "tls."));
   return ValidateUpstreamConfig(c);
+}
+
+absl::Status ValidateAgentId(absl::string_view id) {
+  constexpr size_t kMaxAgentIdBytes = 256;
+  const bool fits =
+      !id.empty() && id.size() <= kMaxAgentIdBytes &&
+      std::all_of(id.begin(), id.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+               c == '_' || c == '-';
+      });
+  if (fits) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "agent id '", absl::CHexEscape(id.substr(0, 64)),
+      id.size() > 64 ? "...'" : "'",
+      " is not 1 to 256 letters, digits, '.', '_' or '-' (set --agent_id, or "
+      "the CN of the client certificate)"));
 }
 
 TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c) {

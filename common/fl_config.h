@@ -36,6 +36,13 @@ absl::Status ValidateSimConfig(const v1::SimConfig& c);
 // TLS settings of a coordinator (`server`) or an agent.
 absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
                                const std::string& prefix);
+// An agent id (chosen with --agent_id, stored in the agent's state dir, or
+// the CN of its client certificate): 1 to 256 characters, each a letter, a
+// digit, '.', '_' or '-' (hostnames and certificate names fit), so that an
+// id printed in a log, a metric label or a file cannot forge anything.
+// INVALID_ARGUMENT saying the rule otherwise.
+absl::Status ValidateAgentId(absl::string_view id);
+
 // The whole fedge-coordinator configuration.
 absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c);
 

@@ -109,8 +109,10 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
                absl::StrCat("must be host:port, got '", c.coordinator(), "'"));
   }
   if (c.state_dir().empty()) return Bad("state_dir", "must be set");
-  if (c.agent_id().find('\n') != std::string::npos) {
-    return Bad("agent_id", "must be on one line");
+  if (!c.agent_id().empty()) {
+    if (absl::Status id = ValidateAgentId(c.agent_id()); !id.ok()) {
+      return Bad("agent_id", std::string(id.message()));
+    }
   }
   RETURN_IF_ERROR(ValidateDataConfig(c.data(), "data."));
   RETURN_IF_ERROR(ValidatePartitioning(c));

@@ -382,11 +382,22 @@ int32_t Coordinator::AssignPartition(const std::string& agent_id) {
 
 absl::StatusOr<v1::JoinResponse> Coordinator::Join(
     const v1::JoinRequest& request, const std::string& peer_identity) {
+  // Under mutual TLS the certificate is the identity: one without a usable
+  // CN is refused, never replaced by the id the request claims.
+  if (config_.tls().require_client_cert() && peer_identity.empty()) {
+    return absl::UnauthenticatedError(
+        "the client certificate has no common name (CN): under mutual TLS "
+        "the certificate's CN is the agent's id");
+  }
   const std::string agent_id =
       peer_identity.empty() ? request.agent_id() : peer_identity;
-  if (agent_id.empty() || agent_id.size() > 256) {
-    return absl::InvalidArgumentError(
-        "agent_id must be 1 to 256 characters (set --agent_id)");
+  if (absl::Status valid = ValidateAgentId(agent_id); !valid.ok()) {
+    if (!peer_identity.empty()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("the client certificate's CN is not a usable agent id: ",
+                       valid.message()));
+    }
+    return valid;
   }
   bool evicted;
   {

@@ -414,11 +414,40 @@ TEST_F(CoordinatorTest, Join_GivesASession) {
 
   request.set_agent_id("");
   EXPECT_EQ(c->Join(request, "").status().code(), kInvalidArgument);
+  // Ids are letters, digits, '.', '_', '-': nothing that forges a log line.
+  for (const char* bad : {"a\nI1130 forged line", "a b", "a/b", "\x01"}) {
+    request.set_agent_id(bad);
+    absl::Status s = c->Join(request, "").status();
+    EXPECT_EQ(s.code(), kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("letters, digits")) << bad;
+  }
+  request.set_agent_id(std::string(257, 'a'));
+  EXPECT_EQ(c->Join(request, "").status().code(), kInvalidArgument);
+  request.set_agent_id("host-1.example_2");
+  EXPECT_TRUE(c->Join(request, "").ok());
+  // A certificate whose CN is not a usable id is refused.
+  EXPECT_EQ(c->Join(request, "bad cn").status().code(), kUnauthenticated);
   EXPECT_EQ(PollNow(*c, {"x", "no-such-token"}).status().code(),
             kUnauthenticated);
   v1::HeartbeatRequest hb;
   hb.set_session_token("no-such-token");
   EXPECT_EQ(c->Heartbeat(hb).code(), kUnauthenticated);
+}
+
+TEST_F(CoordinatorTest,
+       MutualTls_CertificateWithoutCn_Refused_ClaimedIdNeverUsed) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_tls()->set_require_client_cert(true);
+  std::unique_ptr<Coordinator> c = Make(config);
+  v1::JoinRequest request;
+  request.set_agent_id("agent-3");
+  absl::Status s = c->Join(request, "").status();
+  EXPECT_EQ(s.code(), kUnauthenticated);
+  EXPECT_THAT(s.message(), HasSubstr("no common name"));
+  EXPECT_EQ(c->GetStatus().num_agents(), 0);
+  absl::StatusOr<v1::JoinResponse> cert = c->Join(request, "agent-1");
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  EXPECT_EQ(cert->agent_id(), "agent-1");
 }
 
 TEST_F(CoordinatorTest, Poll_GetsTaskWithPlan_OnceMinAvailableJoined) {
