@@ -430,6 +430,13 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
     response.set_dirichlet_alpha(sim.partition().dirichlet_alpha());
     response.set_shards_per_agent(sim.partition().shards_per_agent());
   }
+  // One live session per agent: joining again revokes the earlier token
+  // (a copied or stale one stops working).
+  if (auto old = session_of_agent_.find(agent_id);
+      old != session_of_agent_.end()) {
+    sessions_.erase(old->second);
+  }
+  session_of_agent_[agent_id] = response.session_token();
   sessions_[response.session_token()] = {agent_id, partition};
   AgentInfo& info = agents_[agent_id];
   info.id = agent_id;
@@ -850,6 +857,7 @@ absl::Status Coordinator::Leave(const v1::LeaveRequest& request) {
   {
     absl::MutexLock lock(&mu_);
     sessions_.erase(request.session_token());
+    session_of_agent_.erase(session.agent_id);
   }
   absl::Status removed = engine_->RemoveAgent(session.agent_id);
   FEDGE_LOG(INFO) << "agent " << session.agent_id << " left";

@@ -469,6 +469,9 @@ class Coordinator : public EdgeDownstream {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // Each agent's one live session: a new Join revokes the previous token.
+  absl::flat_hash_map<std::string, std::string> session_of_agent_
+      ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int32_t> partitions_ ABSL_GUARDED_BY(mu_);
   // What each agent declared at its last join.
   absl::flat_hash_map<std::string, AgentInfo> agents_ ABSL_GUARDED_BY(mu_);

@@ -126,6 +126,7 @@ absl::Status Coordinator::EvictAgent(const std::string& agent_id,
           absl::StrCat("no agent '", Printable(agent_id, 64), "' has joined"));
     }
     evicted_.insert(agent_id);
+    session_of_agent_.erase(agent_id);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       if (it->second.agent_id == agent_id) {
         sessions_.erase(it++);

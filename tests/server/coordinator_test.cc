@@ -401,11 +401,17 @@ TEST_F(CoordinatorTest, Join_GivesASession) {
   EXPECT_EQ(first->heartbeat_interval_ms(), 1000);
   EXPECT_EQ(first->model().architecture(), "logreg");
   EXPECT_EQ(first->partition_index(), -1);  // No simulation mode.
-  // A second join of the same agent gets another session; both work.
+  // A second join of the same agent gets another session and revokes the
+  // first (one live session per agent).
   absl::StatusOr<v1::JoinResponse> again = c->Join(request, "");
   ASSERT_TRUE(again.ok());
   EXPECT_NE(again->session_token(), first->session_token());
-  EXPECT_TRUE(PollNow(*c, {"a", first->session_token()}).ok());
+  EXPECT_TRUE(PollNow(*c, {"a", again->session_token()}).ok());
+  EXPECT_EQ(PollNow(*c, {"a", first->session_token()}).status().code(),
+            kUnauthenticated);
+  v1::HeartbeatRequest old_hb;
+  old_hb.set_session_token(first->session_token());
+  EXPECT_EQ(c->Heartbeat(old_hb).code(), kUnauthenticated);
   EXPECT_EQ(c->GetStatus().num_agents(), 1);
   // A verified identity overrides the id the agent chose.
   absl::StatusOr<v1::JoinResponse> cert = c->Join(request, "cert-name");
