@@ -89,7 +89,7 @@ absl::Status Coordinator::MaybeStartEdgeRound() {
   }
   std::shared_ptr<const PublishedModel> latest = latest_model();
   if (latest->version != r.model_version ||
-      latest->sha256_hex != ToHex(ModelDigest(r.model))) {
+      latest->model_sha256 != ModelDigest(r.model)) {
     ReplaceModel(r.model.Clone(), r.model_version);
   }
   // Selection and each agent's seed as a flat federation with this seed

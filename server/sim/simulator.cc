@@ -272,12 +272,17 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     ASSIGN_OR_RETURN(const int64_t started, engine_->StartRound(selected));
     FEDGE_CHECK(started == round);
     const absl::Time train_start = absl::Now();
-    // Agents train from the model as they download it.
-    int64_t download_bytes = 0;
-    ASSIGN_OR_RETURN(
-        ModelState downloaded,
-        AsDownloaded(global_, options_.download_encoding, &download_bytes));
-    simulated += TrainRound(round, plan, downloaded);
+    // Agents train from the model as they download it (in fp32 the global
+    // model itself: no copy).
+    int64_t download_bytes = EncodedSize(global_);
+    std::optional<ModelState> rounded;
+    if (options_.download_encoding != UpdateEncoding::kFp32) {
+      ASSIGN_OR_RETURN(
+          rounded,
+          AsDownloaded(global_, options_.download_encoding, &download_bytes));
+    }
+    simulated +=
+        TrainRound(round, plan, rounded.has_value() ? *rounded : global_);
     const double train_seconds =
         absl::ToDoubleSeconds(absl::Now() - train_start);
     std::vector<RoundOutcome> outcomes = engine_->Tick();
