@@ -111,6 +111,7 @@ poll_wait_ms=$((agents > 1000 ? agents : 1000))
   --strategy.min_fit_agents="$agents" --strategy.round_deadline_ms=60000 \
   --heartbeat_interval_ms=1000 --agent_timeout_ms=30000 \
   --max_connections="$((agents + 100))" --poll_wait_ms="$poll_wait_ms" \
+  --join_rate_per_source=0 \
   --simulation.enabled=false "${coordinator_flags[@]}" \
   >"$work/coordinator.log" 2>&1 &
 coordinator_pid=$!

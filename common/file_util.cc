@@ -34,9 +34,11 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
-absl::Status WriteAndSync(const std::string& tmp, const ChunkSource& next) {
+absl::Status WriteAndSync(const std::string& tmp, const ChunkSource& next,
+                          mode_t mode) {
+  unlink(tmp.c_str());  // A leftover may have another mode.
   ScopedFd fd(
-      open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (fd.get() < 0) return ErrnoStatus(errno, "create", tmp);
   std::string chunk;
   while (next(&chunk)) RETURN_IF_ERROR(WriteAll(fd.get(), chunk, tmp));
@@ -74,9 +76,9 @@ absl::Status ErrnoStatus(int err, absl::string_view what,
 }
 
 absl::Status WriteFileAtomically(const std::string& path,
-                                 const ChunkSource& next) {
+                                 const ChunkSource& next, mode_t mode) {
   const std::string tmp = path + ".tmp";
-  absl::Status s = WriteAndSync(tmp, next);
+  absl::Status s = WriteAndSync(tmp, next, mode);
   if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
     s = ErrnoStatus(errno, "rename to", path);
   }
@@ -88,14 +90,17 @@ absl::Status WriteFileAtomically(const std::string& path,
 }
 
 absl::Status WriteStringAtomically(const std::string& path,
-                                   absl::string_view contents) {
+                                   absl::string_view contents, mode_t mode) {
   bool done = false;
-  return WriteFileAtomically(path, [&](std::string* out) {
-    if (done) return false;
-    out->assign(contents.data(), contents.size());
-    done = true;
-    return true;
-  });
+  return WriteFileAtomically(
+      path,
+      [&](std::string* out) {
+        if (done) return false;
+        out->assign(contents.data(), contents.size());
+        done = true;
+        return true;
+      },
+      mode);
 }
 
 absl::Status ReadFileChunks(

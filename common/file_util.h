@@ -5,6 +5,9 @@
 #ifndef FEDGE_COMMON_FILE_UTIL_H_
 #define FEDGE_COMMON_FILE_UTIL_H_
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,13 +33,15 @@ using ChunkSource = std::function<bool(std::string* out)>;
 // Writes the bytes of `next` to `path` + ".tmp", fsyncs it, renames it over
 // `path` and fsyncs the directory: after a crash `path` holds either the old
 // or the new contents, never a mix. The temporary file is removed on
-// failure. Returns ErrnoStatus errors.
+// failure. `mode`: the new file's permissions (before the umask; 0600 for
+// secrets). Returns ErrnoStatus errors.
 absl::Status WriteFileAtomically(const std::string& path,
-                                 const ChunkSource& next);
+                                 const ChunkSource& next, mode_t mode = 0644);
 
 // WriteFileAtomically with `contents` as the whole file.
 absl::Status WriteStringAtomically(const std::string& path,
-                                   absl::string_view contents);
+                                   absl::string_view contents,
+                                   mode_t mode = 0644);
 
 // Calls `consume` with consecutive pieces (at most `chunk_bytes` each) of
 // the file at `path`, stopping at the first error it returns.

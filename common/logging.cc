@@ -57,4 +57,12 @@ LogMessage::~LogMessage() {
 }
 
 }  // namespace internal
+std::string Printable(absl::string_view s, size_t max) {
+  std::string out;
+  for (char c : s.substr(0, max)) {
+    out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  }
+  return out;
+}
+
 }  // namespace fedge

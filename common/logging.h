@@ -11,12 +11,19 @@
 #define FEDGE_COMMON_LOGGING_H_
 
 #include <sstream>
+#include <string>
+
+#include "absl/strings/string_view.h"
 
 namespace fedge {
 
 enum class LogLevel { kInfo = 0, kWarning = 1, kError = 2, kFatal = 3 };
 
 void SetMinLogLevel(LogLevel level);
+
+// At most `max` bytes of `s` on one printable line (bytes outside printable
+// ASCII become '?'): for ids and reasons that come from the network.
+std::string Printable(absl::string_view s, size_t max = 200);
 LogLevel MinLogLevel();
 
 namespace internal {

@@ -139,6 +139,7 @@ absl::Status Agent::TryJoin() {
   request.set_agent_version(options_.agent_version);
   request.set_device_class(options_.device_class);
   request.set_examples_per_second(options_.examples_per_second);
+  options_.join_credentials.Apply(request);
   absl::StatusOr<v1::JoinResponse> response = client_->Join(request);
   if (!response.ok()) {
     if (IsJoinRefusal(response.status().code())) {
@@ -147,6 +148,11 @@ absl::Status Agent::TryJoin() {
     return BackOff("join", response.status());
   }
   OnContact();
+  if (absl::Status kept = options_.join_credentials.Remember(*response);
+      !kept.ok()) {
+    // Without the key the next Join needs the token again: say so.
+    FEDGE_LOG(WARNING) << "could not keep the agent key: " << kept;
+  }
   return StartSession(*std::move(response));
 }
 

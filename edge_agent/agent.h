@@ -85,6 +85,7 @@
 #include "edge_agent/coordinator_client.h"
 #include "edge_agent/device_conditions.h"
 #include "edge_agent/heartbeat.h"
+#include "edge_agent/join_credentials.h"
 #include "edge_agent/model_cache.h"
 #include "edge_agent/sleeper.h"
 #include "fedge/v1/federation.pb.h"
@@ -135,6 +136,9 @@ struct AgentOptions {
   bool heartbeat_while_busy = true;
   // Seed of backoff jitter, dropout and upload ids.
   uint64_t seed = 1;
+  // The join token / agent key Join presents (coordinators with
+  // require_join_token); the agent key a Join returns is kept.
+  JoinCredentials join_credentials;
   // Device conditions to train under (see the header comment); the
   // default requires none. `device` supplies the readings when the policy
   // needs_readings() (required then; not owned, must outlive the agent);

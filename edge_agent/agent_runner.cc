@@ -164,6 +164,10 @@ absl::StatusOr<AgentOptions> MakeAgentOptions(const v1::AgentConfig& c,
   AgentOptions options = ToAgentOptions(c);
   options.local_data_bytes = DataBytes(data);
   ASSIGN_OR_RETURN(options.agent_id, ResolveAgentId(c, cache));
+  ASSIGN_OR_RETURN(options.join_credentials,
+                   JoinCredentials::Load(c.join_token_path(),
+                                         cache.state_dir() + "/agent_key",
+                                         "join_token_path"));
   ASSIGN_OR_RETURN(options.num_examples, NumLocalExamples(c, data.train));
   options.agent_version = kAgentVersion;
   options.architectures = TrainableArchitectures(/*archives=*/true);

@@ -24,15 +24,6 @@ namespace {
 
 constexpr int64_t kMaxExamplesPerUpdate = int64_t{1} << 40;
 
-std::string RandomToken() {
-  static std::atomic<uint64_t> counter{0};
-  std::random_device rd;
-  DeterministicRng rng(MixSeed({rd(), rd(), counter++}));
-  const uint64_t words[2] = {rng.NextBits(), rng.NextBits()};
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(words), sizeof(words)));
-}
-
 // "power" for FAILURE_REASON_POWER; "unknown" for a value this build does
 // not know (a newer agent's).
 std::string FailureReasonLabel(v1::FailureReason reason) {
@@ -125,6 +116,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
       new Coordinator(options, std::move(engine), std::move(strategy),
                       std::move(checkpoints), std::move(history)));
   coordinator->signer_ = std::move(signer);
+  RETURN_IF_ERROR(coordinator->OpenAccess());
   RETURN_IF_ERROR(coordinator->Restore(std::move(options.initial_model)));
   return coordinator;
 }
@@ -381,23 +373,33 @@ int32_t Coordinator::AssignPartition(const std::string& agent_id) {
 }
 
 absl::StatusOr<v1::JoinResponse> Coordinator::Join(
-    const v1::JoinRequest& request, const std::string& peer_identity) {
+    const v1::JoinRequest& request, const std::string& peer_identity,
+    const std::string& source) {
+  auto refused = [&](const std::string& agent, absl::Status status) {
+    AuditEvent("join_refused", {{"agent", agent},
+                                {"peer", source},
+                                {"code", absl::StatusCodeToString(status.code())},
+                                {"reason", std::string(status.message())}});
+    return status;
+  };
   // Under mutual TLS the certificate is the identity: one without a usable
   // CN is refused, never replaced by the id the request claims.
   if (config_.tls().require_client_cert() && peer_identity.empty()) {
-    return absl::UnauthenticatedError(
-        "the client certificate has no common name (CN): under mutual TLS "
-        "the certificate's CN is the agent's id");
+    return refused(
+        "", absl::UnauthenticatedError(
+                "the client certificate has no common name (CN): under mutual "
+                "TLS the certificate's CN is the agent's id"));
   }
   const std::string agent_id =
       peer_identity.empty() ? request.agent_id() : peer_identity;
   if (absl::Status valid = ValidateAgentId(agent_id); !valid.ok()) {
     if (!peer_identity.empty()) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("the client certificate's CN is not a usable agent id: ",
-                       valid.message()));
+      return refused("", absl::UnauthenticatedError(absl::StrCat(
+                             "the client certificate's CN is not a usable "
+                             "agent id: ",
+                             valid.message())));
     }
-    return valid;
+    return refused("", valid);
   }
   bool evicted;
   {
@@ -405,18 +407,27 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
     evicted = evicted_.contains(agent_id);
   }
   if (evicted) {
-    return Refuse(agent_id, "join", "evicted",
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "agent ", agent_id,
-                      " was evicted by an operator (fedge allow ID lets it "
-                      "back)")));
+    return refused(agent_id,
+                   Refuse(agent_id, "join", "evicted",
+                          absl::PermissionDeniedError(absl::StrCat(
+                              "agent ", agent_id,
+                              " was evicted by an operator (fedge allow ID "
+                              "lets it back)"))));
+  }
+  std::string how, agent_key;
+  if (absl::Status admitted =
+          AdmitJoin(request, agent_id, !peer_identity.empty(), source, &how,
+                    &agent_key);
+      !admitted.ok()) {
+    return refused(agent_id, admitted);
   }
   absl::Status added = engine_->AddAgent(agent_id);
   if (!added.ok() && !absl::IsAlreadyExists(added)) return added;
   metrics_.agents_joined.Increment();
   v1::JoinResponse response;
-  response.set_session_token(RandomToken());
+  response.set_session_token(SecureRandomHex(16));
   response.set_agent_id(agent_id);
+  response.set_agent_key(agent_key);
   response.set_heartbeat_interval_ms(config_.heartbeat_interval_ms());
   *response.mutable_model() = spec_;
   const v1::SimulationModeConfig& sim = config_.simulation();
@@ -432,12 +443,15 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
   }
   // One live session per agent: joining again revokes the earlier token
   // (a copied or stale one stops working).
-  if (auto old = session_of_agent_.find(agent_id);
-      old != session_of_agent_.end()) {
-    sessions_.erase(old->second);
-  }
+  EndSessionLocked(agent_id);
   session_of_agent_[agent_id] = response.session_token();
-  sessions_[response.session_token()] = {agent_id, partition};
+  Session& session = sessions_[response.session_token()];
+  session.agent_id = agent_id;
+  session.partition_index = partition;
+  if (config_.session_lifetime_ms() > 0) {
+    session.expires =
+        clock_->Now() + absl::Milliseconds(config_.session_lifetime_ms());
+  }
   AgentInfo& info = agents_[agent_id];
   info.id = agent_id;
   info.num_examples = std::max<int64_t>(0, request.num_examples());
@@ -451,6 +465,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
                   << (partition >= 0
                           ? absl::StrCat(" (partition ", partition, ")")
                           : "");
+  AuditEvent("join", {{"agent", agent_id}, {"peer", source}, {"by", how}});
   return response;
 }
 
@@ -460,6 +475,10 @@ absl::StatusOr<Coordinator::Session> Coordinator::FindSession(
   auto it = sessions_.find(token);
   if (it == sessions_.end()) {
     return absl::UnauthenticatedError("unknown session: join again");
+  }
+  if (clock_->Now() >= it->second.expires) {
+    return absl::UnauthenticatedError(
+        "the session expired (session_lifetime_ms): join again");
   }
   return it->second;
 }
@@ -856,8 +875,7 @@ absl::Status Coordinator::Leave(const v1::LeaveRequest& request) {
   ASSIGN_OR_RETURN(Session session, FindSession(request.session_token()));
   {
     absl::MutexLock lock(&mu_);
-    sessions_.erase(request.session_token());
-    session_of_agent_.erase(session.agent_id);
+    EndSessionLocked(session.agent_id);
   }
   absl::Status removed = engine_->RemoveAgent(session.agent_id);
   FEDGE_LOG(INFO) << "agent " << session.agent_id << " left";
@@ -991,6 +1009,7 @@ absl::Status Coordinator::Tick() {
     round_start_ = clock_->Now();
   }
   AnswerParkedPolls(/*expire_all=*/false);
+  PruneSessions();
   return absl::OkStatus();
 }
 

@@ -74,7 +74,9 @@
 #include "common/update_codec.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
+#include "server/audit_log.h"
 #include "server/checkpoint_store.h"
+#include "server/credential_store.h"
 #include "server/coordinator_metrics.h"
 #include "server/edge_downstream.h"
 #include "server/fedbuff_tasks.h"
@@ -160,9 +162,35 @@ class Coordinator : public EdgeDownstream {
 
   // Registers an agent. `peer_identity` (from a verified client
   // certificate) overrides request.agent_id when set. INVALID_ARGUMENT for
-  // an empty id.
+  // an empty id. `source` (the caller's address without its port, "" =
+  // unknown) is rate-limited (join_rate_per_source: RESOURCE_EXHAUSTED).
+  // Without mutual TLS and with require_join_token the request needs a
+  // join token or the agent key (docs/security.md): UNAUTHENTICATED /
+  // PERMISSION_DENIED otherwise. RESOURCE_EXHAUSTED for a new id beyond
+  // max_agents. Every join and refusal goes to the audit log.
   absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request,
-                                        const std::string& peer_identity);
+                                        const std::string& peer_identity,
+                                        const std::string& source = "");
+
+  // Under mutual TLS a session belongs to its certificate: PERMISSION_DENIED
+  // (logged and audited) when `session_token` is a session of another agent
+  // than `peer_identity`. OK without mutual TLS, and for unknown sessions
+  // (the call itself answers UNAUTHENTICATED).
+  absl::Status CheckCaller(const std::string& session_token,
+                           const std::string& peer_identity,
+                           absl::string_view call);
+
+  // Join tokens (operators; docs/security.md). RevokeJoinToken also
+  // revokes the enrollments made with it and ends those agents' sessions.
+  absl::StatusOr<v1::CreateJoinTokenResponse> CreateJoinToken(
+      const v1::CreateJoinTokenRequest& request, const std::string& who);
+  v1::ListJoinTokensResponse ListJoinTokens() const;
+  absl::StatusOr<std::string> RevokeJoinToken(const std::string& token_id,
+                                              const std::string& who);
+
+  // Appends an event to the audit log (<state_dir>/audit.log).
+  void AuditEvent(absl::string_view event,
+                  std::vector<std::pair<absl::string_view, std::string>> fields);
 
   // Heartbeat and task hand-out. Calls `done` exactly once: at once when
   // there is a task, the federation finished, or the session is unknown
@@ -292,6 +320,7 @@ class Coordinator : public EdgeDownstream {
   struct Session {
     std::string agent_id;
     int32_t partition_index = -1;
+    absl::Time expires = absl::InfiniteFuture();  // session_lifetime_ms.
   };
   struct ParkedPoll {
     std::string agent_id;
@@ -445,6 +474,24 @@ class Coordinator : public EdgeDownstream {
   std::vector<AgentInfo> AvailableAgentInfos() const;
   int32_t AssignPartition(const std::string& agent_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens the credential journal and the audit log (Create).
+  absl::Status OpenAccess();
+  // Join's checks before anything changes: rate, credentials, capacity.
+  // Sets `how` to how the agent proved its id and `agent_key` when it was
+  // enrolled now.
+  absl::Status AdmitJoin(const v1::JoinRequest& request,
+                         const std::string& agent_id, bool certified,
+                         const std::string& source, std::string* how,
+                         std::string* agent_key);
+  bool TakeJoinRateToken(const std::string& source)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends `agent_id`'s session (revocation, eviction, leave).
+  void EndSessionLocked(const std::string& agent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops expired sessions, sessions of agents no longer in the roster,
+  // what those agents declared, and idle join-rate buckets (Tick, every
+  // few seconds).
+  void PruneSessions();
 
   const v1::CoordinatorConfig config_;
   const v1::ModelSpecProto spec_;
@@ -502,6 +549,17 @@ class Coordinator : public EdgeDownstream {
   };
   absl::flat_hash_map<std::string, StatusReason> status_reasons_
       ABSL_GUARDED_BY(mu_);
+  // Join tokens and enrollments; the audit log; the joins' token buckets
+  // per source address.
+  std::unique_ptr<CredentialStore> credentials_;
+  std::unique_ptr<AuditLog> audit_log_;
+  struct RateBucket {
+    double tokens = 0;
+    absl::Time last;
+  };
+  absl::flat_hash_map<std::string, RateBucket> join_buckets_
+      ABSL_GUARDED_BY(mu_);
+  absl::Time last_prune_;  // Tick thread only.
   std::atomic<bool> paused_{false};
   absl::Time started_wall_;
   MetricsRegistry registry_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/fl_config.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/coordinator.h"
@@ -13,15 +14,6 @@ namespace fedge {
 namespace {
 
 constexpr size_t kMaxRefusalsKept = 50;
-
-// Ids and reasons come from agents: keep them on one printable line.
-std::string Printable(absl::string_view s, size_t max = 200) {
-  std::string out;
-  for (char c : s.substr(0, max)) {
-    out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -36,6 +28,10 @@ absl::Status Coordinator::Refuse(const std::string& agent_id,
   r.reason = Printable(absl::StrCat(reason, ": ", status.message()));
   FEDGE_LOG(INFO) << "refused " << result << " from " << r.agent_id << ": "
                   << r.reason;
+  AuditEvent("refused", {{"agent", agent_id},
+                         {"what", std::string(result)},
+                         {"reason", std::string(reason)},
+                         {"message", std::string(status.message())}});
   absl::MutexLock lock(&mu_);
   refusals_.push_back(std::move(r));
   while (refusals_.size() > kMaxRefusalsKept) refusals_.pop_front();
@@ -89,6 +85,8 @@ void Coordinator::Audit(absl::string_view action, const std::string& who,
   metrics_.operator_actions.WithLabels({std::string(action)}).Increment();
   FEDGE_LOG(INFO) << "operator action " << action << " by " << Printable(who)
                   << (detail.empty() ? "" : ": ") << Printable(detail);
+  AuditEvent("operator",
+             {{"action", std::string(action)}, {"by", who}, {"detail", detail}});
 }
 
 absl::Status Coordinator::Pause(const std::string& who) {
@@ -121,19 +119,13 @@ absl::Status Coordinator::EvictAgent(const std::string& agent_id,
                                      const std::string& who) {
   {
     absl::MutexLock lock(&mu_);
-    if (!agents_.contains(agent_id) && !partitions_.contains(agent_id)) {
+    if (!agents_.contains(agent_id) && !partitions_.contains(agent_id) &&
+        !ValidateAgentId(agent_id).ok()) {
       return absl::NotFoundError(
           absl::StrCat("no agent '", Printable(agent_id, 64), "' has joined"));
     }
     evicted_.insert(agent_id);
-    session_of_agent_.erase(agent_id);
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-      if (it->second.agent_id == agent_id) {
-        sessions_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
+    EndSessionLocked(agent_id);
   }
   engine_->RemoveAgent(agent_id).IgnoreError();  // Gone already is fine.
   Audit("evict", who, agent_id);

@@ -105,9 +105,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   ASSIGN_OR_RETURN(self->coordinator_, Coordinator::Create(std::move(options)));
   self->federation_ = std::make_unique<FederationService>(
       self->coordinator_.get(), config.chunk_bytes());
+  // Without mutual TLS operators present a token (the file is made on the
+  // first start).
+  Sha256Digest operator_token{};
+  if (!config.tls().require_client_cert()) {
+    const std::string path = config.operator_token_path().empty()
+                                 ? config.state_dir() + "/operator_token"
+                                 : config.operator_token_path();
+    absl::StatusOr<Sha256Digest> token = LoadOrCreateOperatorToken(path);
+    if (!token.ok()) {
+      return Annotate(token.status(), "config field 'operator_token_path'");
+    }
+    operator_token = *token;
+    FEDGE_LOG(INFO) << "the Operator service needs the operator token in "
+                    << path << " (fedge --operator_token_path " << path << ")";
+  }
   self->operator_ = std::make_unique<OperatorService>(
       self->coordinator_.get(), config.tls().require_client_cert(),
-      config.chunk_bytes());
+      operator_token, config.chunk_bytes());
   ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
   grpc::ServerBuilder builder;
   ConfigureServerBuilder(builder, config);
@@ -143,8 +158,14 @@ absl::Status CoordinatorServer::StartEdgeAggregator() {
   GrpcCoordinatorClient* grpc_client = client->get();
   cancel_upstream_call_ = [grpc_client] { grpc_client->CancelActiveCall(); };
   upstream_ = *std::move(client);
+  EdgeAggregatorOptions edge_options = ToEdgeAggregatorOptions(config_);
+  ASSIGN_OR_RETURN(edge_options.join_credentials,
+                   JoinCredentials::Load(u.join_token_path(),
+                                         config_.state_dir() +
+                                             "/upstream_agent_key",
+                                         "upstream.join_token_path"));
   ASSIGN_OR_RETURN(edge_, EdgeAggregator::Create(
-                              ToEdgeAggregatorOptions(config_), upstream_.get(),
+                              std::move(edge_options), upstream_.get(),
                               coordinator_.get(), RealClock::Get(),
                               [this](absl::Duration d) { stop_.WaitFor(d); }));
   FEDGE_LOG(INFO) << "edge aggregator: agent " << u.agent_id() << " of "

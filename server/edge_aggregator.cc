@@ -85,6 +85,7 @@ absl::Status EdgeAggregator::Join() {
   for (const std::string& a : options_.architectures) {
     request.add_architectures(a);
   }
+  options_.join_credentials.Apply(request);
   absl::StatusOr<v1::JoinResponse> response = upstream_->Join(request);
   if (!response.ok()) {
     if (IsJoinRefusal(response.status().code())) {
@@ -94,6 +95,10 @@ absl::Status EdgeAggregator::Join() {
     return absl::OkStatus();
   }
   OnContact();
+  if (absl::Status kept = options_.join_credentials.Remember(*response);
+      !kept.ok()) {
+    FEDGE_LOG(WARNING) << "could not keep the upstream agent key: " << kept;
+  }
   session_ = *std::move(response);
   joined_ = true;
   handled_rounds_.clear();

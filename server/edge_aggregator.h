@@ -40,6 +40,7 @@
 #include "common/random.h"
 #include "edge_agent/backoff.h"
 #include "edge_agent/coordinator_client.h"
+#include "edge_agent/join_credentials.h"
 #include "edge_agent/sleeper.h"
 #include "fedge/v1/config.pb.h"
 #include "fedge/v1/federation.pb.h"
@@ -65,6 +66,8 @@ struct EdgeAggregatorOptions {
   absl::Duration upload_margin = absl::Seconds(5);
   // Seed of backoff jitter and upload ids.
   uint64_t seed = 1;
+  // Join token / agent key towards an upstream with require_join_token.
+  JoinCredentials join_credentials;
 };
 
 // The options of `config.upstream()` (a validated config).

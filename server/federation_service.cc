@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -19,6 +20,16 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context,
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
+}
+
+// The caller's address without its port ("ipv4:10.0.0.7"), the key of
+// the join rate limit.
+std::string SourceAddress(const grpc::CallbackServerContext& context) {
+  const std::string peer = context.peer();
+  const size_t colon = peer.rfind(':');
+  const size_t scheme = peer.find(':');
+  if (colon == std::string::npos || colon == scheme) return peer;
+  return peer.substr(0, colon);
 }
 
 // Streams one published model in chunks; the first carries its size and
@@ -148,9 +159,11 @@ class Refusal : public grpc::ServerWriteReactor<v1::ModelChunk> {
 // Receives one update: metadata first, then bytes into an upload slot.
 class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
  public:
-  UpdateReader(Coordinator* coordinator, v1::SubmitUpdateResponse* response)
+  UpdateReader(Coordinator* coordinator, v1::SubmitUpdateResponse* response,
+               std::string peer_identity)
       : coordinator_(coordinator),
         response_(response),
+        peer_identity_(std::move(peer_identity)),
         shared_(std::make_shared<Shared>()) {
     shared_->reader = this;
     StartRead(&chunk_);
@@ -196,6 +209,11 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     if (chunk_.part_case() != v1::UpdateChunk::kMetadata) {
       return Fail(absl::InvalidArgumentError(
           "the first chunk of an upload must hold its metadata"));
+    }
+    if (absl::Status caller = coordinator_->CheckCaller(
+            chunk_.metadata().session_token(), peer_identity_, "SubmitUpdate");
+        !caller.ok()) {
+      return Fail(caller);
     }
     {
       absl::MutexLock lock(&shared_->mu);
@@ -251,6 +269,7 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
 
   Coordinator* coordinator_;
   v1::SubmitUpdateResponse* response_;
+  const std::string peer_identity_;
   std::shared_ptr<Shared> shared_;
   v1::UpdateChunk chunk_;
   std::unique_ptr<Upload> upload_;
@@ -267,7 +286,7 @@ grpc::ServerUnaryReactor* FederationService::Join(
                                "an operator certificate cannot join as an "
                                "agent; use an agent certificate"));
   }
-  auto joined = coordinator_->Join(*request, peer);
+  auto joined = coordinator_->Join(*request, peer, SourceAddress(*context));
   if (joined.ok()) *response = *std::move(joined);
   return Finish(context, joined.status());
 }
@@ -275,6 +294,10 @@ grpc::ServerUnaryReactor* FederationService::Join(
 grpc::ServerUnaryReactor* FederationService::Poll(
     grpc::CallbackServerContext* context, const v1::PollRequest* request,
     v1::PollResponse* response) {
+  if (absl::Status s = Caller(*context, request->session_token(), "Poll");
+      !s.ok()) {
+    return Finish(context, s);
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   coordinator_->Poll(
       *request, [reactor, response](absl::StatusOr<v1::PollResponse> result) {
@@ -287,6 +310,11 @@ grpc::ServerUnaryReactor* FederationService::Poll(
 grpc::ServerWriteReactor<v1::ModelChunk>* FederationService::FetchModel(
     grpc::CallbackServerContext* context,
     const v1::FetchModelRequest* request) {
+  if (absl::Status s =
+          Caller(*context, request->session_token(), "FetchModel");
+      !s.ok()) {
+    return new Refusal(s);
+  }
   auto model = coordinator_->GetModel(*request);
   if (!model.ok()) return new Refusal(model.status());
   return new ModelWriter(coordinator_, *std::move(model), request->offset(),
@@ -295,12 +323,16 @@ grpc::ServerWriteReactor<v1::ModelChunk>* FederationService::FetchModel(
 
 grpc::ServerReadReactor<v1::UpdateChunk>* FederationService::SubmitUpdate(
     grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) {
-  return new UpdateReader(coordinator_, response);
+  return new UpdateReader(coordinator_, response, PeerIdentity(*context));
 }
 
 grpc::ServerUnaryReactor* FederationService::Leave(
     grpc::CallbackServerContext* context, const v1::LeaveRequest* request,
     v1::LeaveResponse* response) {
+  if (absl::Status s = Caller(*context, request->session_token(), "Leave");
+      !s.ok()) {
+    return Finish(context, s);
+  }
   return Finish(context, coordinator_->Leave(*request));
 }
 
@@ -308,12 +340,22 @@ grpc::ServerUnaryReactor* FederationService::SubmitEvaluation(
     grpc::CallbackServerContext* context,
     const v1::SubmitEvaluationRequest* request,
     v1::SubmitEvaluationResponse* response) {
+  if (absl::Status s =
+          Caller(*context, request->session_token(), "SubmitEvaluation");
+      !s.ok()) {
+    return Finish(context, s);
+  }
   return Finish(context, coordinator_->SubmitEvaluation(*request));
 }
 
 grpc::ServerWriteReactor<v1::ArchiveChunk>* FederationService::FetchArchive(
     grpc::CallbackServerContext* context,
     const v1::FetchArchiveRequest* request) {
+  if (absl::Status s =
+          Caller(*context, request->session_token(), "FetchArchive");
+      !s.ok()) {
+    return new ArchiveRefusal(s);
+  }
   auto archive = coordinator_->GetArchive(*request);
   if (!archive.ok()) return new ArchiveRefusal(archive.status());
   return new ArchiveWriter(archive->first, archive->second, request->offset(),
@@ -323,6 +365,11 @@ grpc::ServerWriteReactor<v1::ArchiveChunk>* FederationService::FetchArchive(
 grpc::ServerUnaryReactor* FederationService::Heartbeat(
     grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
     v1::HeartbeatResponse* response) {
+  if (absl::Status s =
+          Caller(*context, request->session_token(), "Heartbeat");
+      !s.ok()) {
+    return Finish(context, s);
+  }
   return Finish(context, coordinator_->Heartbeat(*request));
 }
 
@@ -330,21 +377,57 @@ grpc::ServerUnaryReactor* FederationService::ReportFailure(
     grpc::CallbackServerContext* context,
     const v1::ReportFailureRequest* request,
     v1::ReportFailureResponse* response) {
+  if (absl::Status s =
+          Caller(*context, request->session_token(), "ReportFailure");
+      !s.ok()) {
+    return Finish(context, s);
+  }
   return Finish(context, coordinator_->ReportFailure(*request));
+}
+
+absl::Status FederationService::Caller(
+    const grpc::CallbackServerContext& context, const std::string& token,
+    absl::string_view call) const {
+  return coordinator_->CheckCaller(token, PeerIdentity(context), call);
 }
 
 absl::StatusOr<std::string> OperatorService::Operator(
     grpc::CallbackServerContext* context) const {
   const std::string cn = PeerIdentity(*context);
-  if (require_operator_cert_ && !IsOperatorIdentity(cn)) {
-    return absl::PermissionDeniedError(absl::StrCat(
+  absl::Status refused;
+  if (require_operator_cert_) {
+    if (IsOperatorIdentity(cn)) return absl::StrCat(cn, " (", context->peer(), ")");
+    refused = absl::PermissionDeniedError(absl::StrCat(
         "the Operator service needs an operator certificate (common name "
         "operator or operator-*, from deploy/make-certs.sh --operators N); "
         "got ",
-        cn.empty() ? "none" : "'" + cn + "'"));
+        cn.empty() ? "none" : "'" + Printable(cn, 64) + "'"));
+  } else {
+    const auto& md = context->client_metadata();
+    auto it = md.find("authorization");
+    constexpr absl::string_view kBearer = "Bearer ";
+    if (it != md.end()) {
+      const absl::string_view value(it->second.data(), it->second.size());
+      if (absl::StartsWith(value, kBearer) &&
+          DigestsEqual(Sha256Of(value.substr(kBearer.size())),
+                       operator_token_sha256_)) {
+        return absl::StrCat("operator token (", context->peer(), ")");
+      }
+    }
+    refused = absl::UnauthenticatedError(
+        it == md.end()
+            ? "the Operator service needs the operator token: fedge "
+              "--operator_token_path <coordinator state_dir>/operator_token"
+            : "the operator token is not this coordinator's (see its "
+              "operator_token_path)");
   }
-  return cn.empty() ? absl::StrCat("peer ", context->peer())
-                    : absl::StrCat(cn, " (", context->peer(), ")");
+  FEDGE_LOG(WARNING) << "refused an Operator call from " << context->peer()
+                     << ": " << refused.message();
+  coordinator_->AuditEvent("operator_refused",
+                           {{"peer", context->peer()},
+                            {"certificate", cn},
+                            {"reason", std::string(refused.message())}});
+  return refused;
 }
 
 grpc::ServerUnaryReactor* OperatorService::Act(
@@ -464,8 +547,44 @@ grpc::ServerWriteReactor<v1::ModelChunk>* OperatorService::ExportModel(
   std::shared_ptr<const PublishedModel> model = coordinator_->latest_model();
   FEDGE_LOG(INFO) << "operator action export by " << *who << ": model version "
                   << model->version;
+  coordinator_->AuditEvent(
+      "operator", {{"action", "export"},
+                   {"by", *who},
+                   {"detail", absl::StrCat("model version ", model->version)}});
   return new ModelWriter(coordinator_, std::move(model), 0, chunk_bytes_,
                          /*model_only=*/true);
+}
+
+grpc::ServerUnaryReactor* OperatorService::CreateJoinToken(
+    grpc::CallbackServerContext* context,
+    const v1::CreateJoinTokenRequest* request,
+    v1::CreateJoinTokenResponse* response) {
+  absl::StatusOr<std::string> who = Operator(context);
+  if (!who.ok()) return Finish(context, who.status());
+  auto created = coordinator_->CreateJoinToken(*request, *who);
+  if (created.ok()) *response = *std::move(created);
+  return Finish(context, created.status());
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListJoinTokens(
+    grpc::CallbackServerContext* context,
+    const v1::ListJoinTokensRequest* request,
+    v1::ListJoinTokensResponse* response) {
+  absl::StatusOr<std::string> who = Operator(context);
+  if (!who.ok()) return Finish(context, who.status());
+  *response = coordinator_->ListJoinTokens();
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* OperatorService::RevokeJoinToken(
+    grpc::CallbackServerContext* context,
+    const v1::RevokeJoinTokenRequest* request,
+    v1::OperatorActionResponse* response) {
+  absl::StatusOr<std::string> who = Operator(context);
+  if (!who.ok()) return Finish(context, who.status());
+  auto done = coordinator_->RevokeJoinToken(request->token_id(), *who);
+  if (done.ok()) response->set_message(*done);
+  return Finish(context, done.status());
 }
 
 }  // namespace fedge

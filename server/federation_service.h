@@ -52,19 +52,28 @@ class FederationService final : public v1::Federation::CallbackService {
       v1::ReportFailureResponse* response) override;
 
  private:
+  // Under mutual TLS: PERMISSION_DENIED when `token` is another agent's
+  // session (Coordinator::CheckCaller).
+  absl::Status Caller(const grpc::CallbackServerContext& context,
+                      const std::string& token, absl::string_view call) const;
+
   Coordinator* const coordinator_;
   const int chunk_bytes_;
 };
 
 // Under mutual TLS (require_operator_cert) every call needs an operator
 // certificate (common name "operator" or "operator-*"); agents' are
-// refused with PERMISSION_DENIED. Actions are logged with the caller.
+// refused with PERMISSION_DENIED. Otherwise every call needs the operator
+// token (metadata "authorization: Bearer <token>", compared by SHA-256 in
+// constant time): UNAUTHENTICATED without it. Actions and refusals are
+// logged and audited with the caller.
 class OperatorService final : public v1::Operator::CallbackService {
  public:
   OperatorService(Coordinator* coordinator, bool require_operator_cert,
-                  int chunk_bytes)
+                  Sha256Digest operator_token_sha256, int chunk_bytes)
       : coordinator_(coordinator),
         require_operator_cert_(require_operator_cert),
+        operator_token_sha256_(operator_token_sha256),
         chunk_bytes_(chunk_bytes) {}
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
@@ -102,9 +111,22 @@ class OperatorService final : public v1::Operator::CallbackService {
   grpc::ServerWriteReactor<v1::ModelChunk>* ExportModel(
       grpc::CallbackServerContext* context,
       const v1::ExportModelRequest* request) override;
+  grpc::ServerUnaryReactor* CreateJoinToken(
+      grpc::CallbackServerContext* context,
+      const v1::CreateJoinTokenRequest* request,
+      v1::CreateJoinTokenResponse* response) override;
+  grpc::ServerUnaryReactor* ListJoinTokens(
+      grpc::CallbackServerContext* context,
+      const v1::ListJoinTokensRequest* request,
+      v1::ListJoinTokensResponse* response) override;
+  grpc::ServerUnaryReactor* RevokeJoinToken(
+      grpc::CallbackServerContext* context,
+      const v1::RevokeJoinTokenRequest* request,
+      v1::OperatorActionResponse* response) override;
 
  private:
-  // The caller as the audit log names it, or PERMISSION_DENIED.
+  // The caller as the audit log names it, or PERMISSION_DENIED /
+  // UNAUTHENTICATED (audited).
   absl::StatusOr<std::string> Operator(
       grpc::CallbackServerContext* context) const;
   // Runs an action for an authorized operator and answers with `done`.
@@ -116,6 +138,7 @@ class OperatorService final : public v1::Operator::CallbackService {
 
   Coordinator* const coordinator_;
   const bool require_operator_cert_;
+  const Sha256Digest operator_token_sha256_;
   const int chunk_bytes_;
 };
 

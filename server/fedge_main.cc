@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -44,8 +45,13 @@ constexpr char kUsage[] =
     "          fedge set-rounds N\n"
     "          fedge evict AGENT_ID | allow AGENT_ID\n"
     "          fedge export-model FILE.fedge    (the current global model)\n"
+    "  tokens: fedge token create [--agent ID] [--ttl_seconds S] [--label "
+    "TEXT]\n"
+    "          fedge token list | fedge token revoke TOKEN_ID\n"
     "  each with [--coordinator HOST:PORT] [--tls.ca_path CA.pem | "
     "--insecure]\n"
+    "           [--operator_token_path STATE_DIR/operator_token]"
+    " (without mutual TLS)\n"
     "           [--tls.cert_path operator-1.pem --tls.key_path operator-1.key]"
     " (mutual TLS)\n"
     "           [--tls.server_name N]\n"
@@ -244,6 +250,22 @@ std::unique_ptr<fedge::v1::Operator::Stub> Connect(
   return fedge::v1::Operator::NewStub(channel);
 }
 
+// The operator token of --operator_token_path as call metadata.
+absl::Status AddOperatorToken(const fedge::v1::ToolConfig& config,
+                              grpc::ClientContext& context) {
+  if (config.operator_token_path().empty()) return absl::OkStatus();
+  absl::StatusOr<std::string> token =
+      fedge::ReadSmallFile(config.operator_token_path(), 4096);
+  if (!token.ok()) {
+    return absl::Status(token.status().code(),
+                        absl::StrCat("--operator_token_path: ",
+                                     token.status().message()));
+  }
+  context.AddMetadata("authorization",
+                      absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)));
+  return absl::OkStatus();
+}
+
 template <typename Request, typename Response, typename Method>
 int Call(const fedge::v1::ToolConfig& config, Method method,
          Request request = Request()) {
@@ -253,6 +275,9 @@ int Call(const fedge::v1::ToolConfig& config, Method method,
   grpc::ClientContext context;
   context.set_deadline(
       fedge::MonotonicDeadline(absl::Seconds(config.timeout_seconds())));
+  if (auto s = AddOperatorToken(config, context); !s.ok()) {
+    return Fail(2, s.message());
+  }
   Response response;
   absl::Status s =
       fedge::FromGrpcStatus(((*stub).*method)(&context, request, &response));
@@ -272,6 +297,9 @@ int ExportModel(const fedge::v1::ToolConfig& config, const std::string& path) {
   grpc::ClientContext context;
   context.set_deadline(
       fedge::MonotonicDeadline(absl::Seconds(config.timeout_seconds() + 600)));
+  if (auto s = AddOperatorToken(config, context); !s.ok()) {
+    return Fail(2, s.message());
+  }
   auto reader = stub->ExportModel(&context, fedge::v1::ExportModelRequest());
   fedge::v1::ModelChunk chunk;
   fedge::ModelDecoder decoder;
@@ -386,6 +414,30 @@ int main(int argc, char** argv) {
     request.set_agent_id(pos[1]);
     return Call<v1::AllowAgentRequest, Action>(config, &Stub::AllowAgent,
                                                request);
+  }
+  if (verb == "token") {
+    if (pos.size() == 2 && pos[1] == "create") {
+      v1::CreateJoinTokenRequest request;
+      request.set_agent_id(config.agent());
+      request.set_ttl_seconds(config.ttl_seconds());
+      request.set_label(config.label());
+      return Call<v1::CreateJoinTokenRequest, v1::CreateJoinTokenResponse>(
+          config, &Stub::CreateJoinToken, request);
+    }
+    if (pos.size() == 2 && pos[1] == "list") {
+      return Call<v1::ListJoinTokensRequest, v1::ListJoinTokensResponse>(
+          config, &Stub::ListJoinTokens);
+    }
+    if (pos.size() == 3 && pos[1] == "revoke") {
+      v1::RevokeJoinTokenRequest request;
+      request.set_token_id(pos[2]);
+      return Call<v1::RevokeJoinTokenRequest, Action>(
+          config, &Stub::RevokeJoinToken, request);
+    }
+    return Fail(2,
+                "usage: fedge token create [--agent ID] [--ttl_seconds S] "
+                "[--label TEXT] | fedge token list | fedge token revoke "
+                "TOKEN_ID");
   }
   if (verb == "export-model") {
     if (pos.size() != 2) return Fail(2, "usage: fedge export-model FILE.fedge");

@@ -236,7 +236,8 @@ TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
   // The operator tool sees the restarted coordinator (TLS).
   Process status({kBinaryDir + "/server/fedge", "status",
                   absl::StrCat("--coordinator=127.0.0.1:", port),
-                  "--tls.ca_path=" + CertDir() + "/ca.pem"},
+                  "--tls.ca_path=" + CertDir() + "/ca.pem",
+                  OperatorTokenFlag()},
                  dir_ + "/status.log");
   EXPECT_EQ(status.Wait(absl::Seconds(30)), 0) << status.Log();
   EXPECT_THAT(status.Log(), HasSubstr("total_rounds: 4"));

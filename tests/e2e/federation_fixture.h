@@ -57,6 +57,17 @@ class FederationTest : public ::testing::Test {
   int WaitForHttpPort(const std::string& state_dir = "",
                       const std::string& file = "http_port") const;
 
+  // The coordinator's operator token file (made at its first start; the
+  // Operator service needs it without mutual TLS).
+  std::string OperatorTokenPath(const std::string& state_dir = "") const {
+    return (state_dir.empty() ? dir_ + "/coordinator" : state_dir) +
+           "/operator_token";
+  }
+  // --operator_token_path=... for the fedge tool.
+  std::string OperatorTokenFlag(const std::string& state_dir = "") const {
+    return "--operator_token_path=" + OperatorTokenPath(state_dir);
+  }
+
   // Tests that compare runs keep each run's processes, logs and state dirs
   // in a sub-folder of the test's folder: dir_ becomes base_dir_/name.
   void UseRunDir(const std::string& name);

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -45,7 +46,8 @@ void WriteFile(const std::string& path, const std::string& contents,
 
 // The coordinator's model version through Operator.GetStatus (-1 when it
 // does not answer).
-int64_t StatusVersion(int port, const std::string& ca) {
+int64_t StatusVersion(int port, const std::string& ca,
+                      const std::string& operator_token_path) {
   v1::TlsConfig tls;
   tls.set_ca_path(ca);
   auto creds = MakeChannelCredentials(tls);
@@ -59,6 +61,9 @@ int64_t StatusVersion(int port, const std::string& ca) {
   auto stub = v1::Operator::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(MonotonicDeadline(absl::Seconds(2)));
+  context.AddMetadata("authorization",
+                      "Bearer " + std::string(absl::StripAsciiWhitespace(
+                                      ReadFileOrEmpty(operator_token_path))));
   v1::GetStatusResponse response;
   if (!stub->GetStatus(&context, v1::GetStatusRequest(), &response).ok()) {
     return -1;
@@ -220,7 +225,7 @@ TEST_F(FederationTest, SigkillAfterNewVersion_ResumesAtOrAboveIt) {
   int64_t seen = 0;
   ASSERT_TRUE(WaitFor(
       [&] {
-        seen = std::max(seen, StatusVersion(port, ca));
+        seen = std::max(seen, StatusVersion(port, ca, OperatorTokenPath()));
         return seen >= 1;
       },
       absl::Seconds(120)))

@@ -467,6 +467,24 @@ TEST_F(ObservabilityTest, OperatorActions_ThroughTheFedgeTool) {
   const int http = WaitForHttpPort();
   tool_flags_ = {absl::StrCat("--coordinator=127.0.0.1:", port),
                  "--tls.ca_path=" + CertDir() + "/ca.pem"};
+  {
+    // Without mutual TLS the Operator service needs the operator token:
+    // none, or a wrong one, is refused (and audited).
+    auto [code, out] = Fedge({"agents"});
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_THAT(out, HasSubstr("UNAUTHENTICATED"));
+    EXPECT_THAT(out, HasSubstr("needs the operator token"));
+    const std::string wrong = dir_ + "/wrong_token";
+    std::ofstream(wrong) << "0123456789abcdef0123\n";
+    std::vector<std::string> flags = tool_flags_;
+    flags.push_back("--operator_token_path=" + wrong);
+    std::tie(code, out) = Fedge({"pause"}, flags);
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_THAT(out, HasSubstr("not this coordinator's"));
+    EXPECT_THAT(ReadFileOrEmpty(dir_ + "/coordinator/audit.log"),
+                HasSubstr("\"event\":\"operator_refused\""));
+  }
+  tool_flags_.push_back(OperatorTokenFlag());
   std::vector<std::unique_ptr<Process>> agents;
   for (int i = 1; i <= 3; ++i) agents.push_back(StartAgent(i, port));
   ASSERT_TRUE(WaitForRounds(2, absl::Seconds(120))) << coordinator->Log();
@@ -564,7 +582,14 @@ TEST_F(ObservabilityTest, OperatorActions_ThroughTheFedgeTool) {
   for (const char* action :
        {"pause", "resume", "set_rounds", "evict", "allow", "export", "stop"}) {
     EXPECT_THAT(log, HasSubstr(absl::StrCat("operator action ", action,
-                                            " by peer ipv4:127.0.0.1:")));
+                                            " by operator token (ipv4:127.0.0.1:")));
+  }
+  // Each action is in the audit log too.
+  const std::string audit = ReadFileOrEmpty(dir_ + "/coordinator/audit.log");
+  for (const char* action : {"pause", "resume", "set_rounds", "evict", "allow",
+                             "export", "stop"}) {
+    EXPECT_THAT(audit, HasSubstr(absl::StrCat("\"event\":\"operator\",\"action\":\"",
+                                              action, "\"")));
   }
 }
 

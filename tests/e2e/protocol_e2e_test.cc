@@ -8,8 +8,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
@@ -23,11 +25,15 @@
 namespace fedge::testing {
 namespace {
 
+namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 class RawClient {
  public:
-  RawClient(int port, const v1::TlsConfig& tls) {
+  // `operator_token_path`: the coordinator's operator token, for Status().
+  RawClient(int port, const v1::TlsConfig& tls,
+            std::string operator_token_path = "")
+      : operator_token_path_(std::move(operator_token_path)) {
     auto creds = MakeChannelCredentials(tls);
     EXPECT_TRUE(creds.ok()) << creds.status();
     channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
@@ -49,6 +55,43 @@ class RawClient {
     agent_id_ = resp.agent_id();
     return s;
   }
+
+  // Joins with `req` as it is (tokens, keys); the response in `out`.
+  absl::Status JoinWith(const v1::JoinRequest& req,
+                        v1::JoinResponse* out = nullptr) {
+    v1::JoinResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    absl::Status s = FromGrpcStatus(stub_->Join(&ctx, req, &resp));
+    if (s.ok()) {
+      token_ = resp.session_token();
+      agent_id_ = resp.agent_id();
+    }
+    if (out != nullptr) *out = resp;
+    return s;
+  }
+  // One heartbeat with the current session.
+  absl::Status Heartbeat() {
+    v1::HeartbeatRequest req;
+    req.set_session_token(token_);
+    v1::HeartbeatResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
+  }
+  // One poll that answers at once.
+  absl::Status PollNow() {
+    v1::PollRequest req;
+    req.set_session_token(token_);
+    req.set_cached_model_version(-1);
+    req.set_no_wait(true);
+    v1::PollResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return FromGrpcStatus(stub_->Poll(&ctx, req, &resp));
+  }
+  const std::string& session() const { return token_; }
+  void UseSession(const std::string& token) { token_ = token; }
 
   // Polls until a train task arrives (or 30 s pass).
   std::optional<v1::TrainTask> WaitForTask() {
@@ -122,6 +165,9 @@ class RawClient {
     v1::GetStatusResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ctx.AddMetadata("authorization",
+                    "Bearer " + std::string(absl::StripAsciiWhitespace(
+                                    ReadFileOrEmpty(operator_token_path_))));
     operator_->GetStatus(&ctx, v1::GetStatusRequest(), &resp);
     return resp;
   }
@@ -130,6 +176,7 @@ class RawClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Federation::Stub> stub_;
   std::unique_ptr<v1::Operator::Stub> operator_;
+  std::string operator_token_path_;
   std::string token_, agent_id_;
 };
 
@@ -172,7 +219,8 @@ TEST_F(ProtocolTest, StaleDuplicateAndMalformedUpdates) {
        "--strategy.min_fit_agents=2"},
       &port);
   const std::string certs = CertDir();
-  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  RawClient a(port, ClientTls(certs, ""), OperatorTokenPath()),
+      b(port, ClientTls(certs, ""), OperatorTokenPath());
   ASSERT_TRUE(a.Join("raw-a").ok());
   ASSERT_TRUE(b.Join("raw-b").ok());
   auto task = a.WaitForTask();
@@ -248,7 +296,8 @@ TEST_F(ProtocolTest, PoisonedUpdates_RefusedAndTheModelUnchanged) {
        "--strategy.update_limits.update_norm_bound=100"},
       &port);
   const std::string certs = CertDir();
-  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  RawClient a(port, ClientTls(certs, ""), OperatorTokenPath()),
+      b(port, ClientTls(certs, ""), OperatorTokenPath());
   ASSERT_TRUE(a.Join("raw-a", 200).ok());
   ASSERT_TRUE(b.Join("raw-b", 200).ok());
   auto task = a.WaitForTask();
@@ -318,7 +367,8 @@ TEST_F(ProtocolTest, FltMaxPair_DefaultLimits_RefusedAndTheModelUnchanged) {
        "--strategy.min_fit_agents=2"},
       &port);
   const std::string certs = CertDir();
-  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  RawClient a(port, ClientTls(certs, ""), OperatorTokenPath()),
+      b(port, ClientTls(certs, ""), OperatorTokenPath());
   ASSERT_TRUE(a.Join("raw-a", 100).ok());
   ASSERT_TRUE(b.Join("raw-b", 100).ok());
   auto task = a.WaitForTask();
@@ -347,7 +397,7 @@ TEST_F(ProtocolTest, NormAboveBound_ClippedToTheBound) {
        "--strategy.update_limits.update_norm_bound=2",
        "--strategy.update_limits.update_norm_action=clip"},
       &port);
-  RawClient a(port, ClientTls(CertDir(), ""));
+  RawClient a(port, ClientTls(CertDir(), ""), OperatorTokenPath());
   ASSERT_TRUE(a.Join("raw-a", 100).ok());
   auto task = a.WaitForTask();
   ASSERT_TRUE(task.has_value()) << coordinator->Log();
@@ -397,7 +447,8 @@ TEST_F(ProtocolTest, FltMaxPairs_NoBound_ModelStaysFinite_RestartToo) {
   int port;
   auto coordinator = StartCoordinator(flags, &port);
   const std::string certs = CertDir();
-  RawClient a(port, ClientTls(certs, "")), b(port, ClientTls(certs, ""));
+  RawClient a(port, ClientTls(certs, ""), OperatorTokenPath()),
+      b(port, ClientTls(certs, ""), OperatorTokenPath());
   ASSERT_TRUE(a.Join("raw-a", 100).ok());
   ASSERT_TRUE(b.Join("raw-b", 100).ok());
   std::string v1_sha;
@@ -449,7 +500,7 @@ TEST_F(ProtocolTest, FltMaxPairs_NoBound_ModelStaysFinite_RestartToo) {
   ASSERT_TRUE((*store)->Save(bad).ok());
 
   auto restarted = StartCoordinator(flags, &port, "coordinator-restarted");
-  RawClient c(port, ClientTls(certs, ""));
+  RawClient c(port, ClientTls(certs, ""), OperatorTokenPath());
   ASSERT_TRUE(c.Join("raw-c", 100).ok());
   const v1::GetStatusResponse resumed = c.Status();
   EXPECT_EQ(resumed.model_version(), 1) << restarted->Log();
@@ -471,7 +522,7 @@ TEST_F(ProtocolTest, HundredMegabyteModel_TransfersIntact) {
        "--model.hidden_units=5000,5000",
        "--eval_data.synthetic_test_examples=100"},
       &port);
-  RawClient a(port, ClientTls(CertDir(), ""));
+  RawClient a(port, ClientTls(CertDir(), ""), OperatorTokenPath());
   ASSERT_TRUE(a.Join("big").ok());
   auto task = a.WaitForTask();
   ASSERT_TRUE(task.has_value()) << coordinator->Log();
@@ -495,16 +546,172 @@ TEST_F(ProtocolTest, MutualTls_RefusesClientsWithoutValidCertificate) {
       StartCoordinator({"--rounds=1", "--tls.require_client_cert=true",
                         "--tls.ca_path=" + certs + "/ca.pem"},
                        &port);
-  RawClient none(port, ClientTls(certs, ""));
+  RawClient none(port, ClientTls(certs, ""), OperatorTokenPath());
   EXPECT_EQ(none.Join("x").code(), absl::StatusCode::kUnavailable);
   v1::TlsConfig foreign = ClientTls(certs, "");
   foreign.set_cert_path(certs + "/foreign/agent-1.pem");
   foreign.set_key_path(certs + "/foreign/agent-1.key");
   RawClient intruder(port, foreign);
   EXPECT_EQ(intruder.Join("agent-1").code(), absl::StatusCode::kUnavailable);
-  RawClient valid(port, ClientTls(certs, "agent-2"));
+  RawClient valid(port, ClientTls(certs, "agent-2"), OperatorTokenPath());
   EXPECT_TRUE(valid.Join("whoever").ok());
   EXPECT_THAT(coordinator->Log(), HasSubstr("agent agent-2 joined"));
+}
+
+// --- Identity and access (docs/security.md) ---
+
+// Runs `fedge ARGS` against the coordinator at `port` (TLS, the operator
+// token of dir_/coordinator); its exit code and output.
+std::pair<int, std::string> FedgeTool(const std::string& dir,
+                                      const std::string& certs, int port,
+                                      std::vector<std::string> args,
+                                      const std::string& log) {
+  args.insert(args.begin(), FEDGE_BINARY_DIR "/server/fedge");
+  args.push_back(absl::StrCat("--coordinator=127.0.0.1:", port));
+  args.push_back("--tls.ca_path=" + certs + "/ca.pem");
+  args.push_back("--operator_token_path=" + dir + "/coordinator/operator_token");
+  Process p(args, log);
+  std::optional<int> code = p.Wait(absl::Seconds(60));
+  return {code.value_or(-1), p.Log()};
+}
+
+// The token `fedge token create` printed (its text-format answer).
+std::string TokenFrom(const std::string& out) {
+  const size_t at = out.find("token: \"");
+  if (at == std::string::npos) return "";
+  const size_t start = at + 8;
+  return out.substr(start, out.find('"', start) - start);
+}
+
+v1::JoinRequest JoinReq(const std::string& id, const std::string& token,
+                        const std::string& key = "") {
+  v1::JoinRequest r;
+  r.set_agent_id(id);
+  r.set_join_token(token);
+  r.set_agent_key(key);
+  return r;
+}
+
+TEST_F(ProtocolTest, JoinTokens_EnrollRefuseAndRevoke) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1000", "--require_join_token=true", "--strategy.count=1",
+       "--strategy.min_available_agents=1", "--strategy.min_fit_agents=1"},
+      &port);
+  auto tool = [&](std::vector<std::string> args) {
+    static int n = 0;
+    return FedgeTool(dir_, CertDir(), port, std::move(args),
+                     absl::StrCat(dir_, "/fedge-", ++n, ".log"));
+  };
+  auto [code, out] = tool({"token", "create", "--label=lab fleet"});
+  ASSERT_EQ(code, 0) << out;
+  const std::string fleet = TokenFrom(out);
+  ASSERT_FALSE(fleet.empty()) << out;
+  std::tie(code, out) = tool({"token", "create", "--agent=agent-2"});
+  const std::string personal = TokenFrom(out);
+  std::tie(code, out) = tool({"token", "create", "--ttl_seconds=1"});
+  const std::string short_lived = TokenFrom(out);
+  ASSERT_FALSE(personal.empty() || short_lived.empty()) << out;
+
+  RawClient c(port, ClientTls(CertDir(), ""), OperatorTokenPath());
+  // No token, a forged one, one made for another agent: refused.
+  absl::Status s = c.JoinWith(JoinReq("raw-1", ""));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+  EXPECT_THAT(s.message(), HasSubstr("requires a join token"));
+  std::string forged = fleet;
+  forged.back() = forged.back() == 'a' ? 'b' : 'a';
+  EXPECT_EQ(c.JoinWith(JoinReq("raw-1", forged)).code(),
+            absl::StatusCode::kUnauthenticated);
+  s = c.JoinWith(JoinReq("raw-1", personal));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  // Expired.
+  absl::SleepFor(absl::Milliseconds(1500));
+  s = c.JoinWith(JoinReq("raw-1", short_lived));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+  EXPECT_THAT(s.message(), HasSubstr("expired"));
+  EXPECT_EQ(c.Status().num_agents(), 0) << "a refused join added an agent";
+
+  // A real agent enrolls with the fleet token and trains.
+  const std::string token_file = dir_ + "/fleet.token";
+  std::ofstream(token_file) << fleet << "\n";
+  auto agent = StartAgent(1, port, {"--join_token_path=" + token_file});
+  ASSERT_TRUE(WaitForRounds(2, absl::Seconds(120))) << coordinator->Log();
+  const std::string key_path = dir_ + "/agent-1/agent_key";
+  ASSERT_TRUE(fs::exists(key_path));
+  EXPECT_EQ(fs::status(key_path).permissions() & fs::perms::others_read,
+            fs::perms::none);
+  // The fleet token cannot take the enrolled id over.
+  s = c.JoinWith(JoinReq("agent-1", fleet));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+
+  // Revoking the token ends the agent's enrollment and session: it is
+  // refused at its next call and stops; the model stops changing.
+  std::tie(code, out) = tool({"token", "list"});
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("token_id: \"", fleet.substr(0, 19))));
+  EXPECT_THAT(out, HasSubstr("label: \"lab fleet\""));
+  EXPECT_THAT(out, HasSubstr("enrollments: 1"));
+  std::tie(code, out) = tool({"token", "revoke", fleet.substr(0, 19)});
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("1 enrollments made with it revoked"));
+  ASSERT_TRUE(agent->Wait(absl::Seconds(60)).has_value()) << agent->Log();
+  EXPECT_THAT(agent->Log(), HasSubstr("revoked"));
+  const int64_t version = c.Status().model_version();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(c.Status().model_version(), version);
+
+  const std::string audit = ReadFileOrEmpty(dir_ + "/coordinator/audit.log");
+  EXPECT_THAT(audit, HasSubstr("\"event\":\"join\",\"agent\":\"agent-1\""));
+  EXPECT_THAT(audit, HasSubstr("\"event\":\"join_refused\""));
+  EXPECT_THAT(audit, HasSubstr("\"action\":\"token_revoke\""));
+  EXPECT_EQ(audit.find(fleet.substr(20)), std::string::npos)
+      << "a token secret reached the audit log";
+}
+
+TEST_F(ProtocolTest, MutualTls_AnotherAgentsSession_PermissionDenied) {
+  const std::string certs = CertDir();
+  int port;
+  auto coordinator =
+      StartCoordinator({"--rounds=1", "--tls.require_client_cert=true",
+                        "--tls.ca_path=" + certs + "/ca.pem",
+                        "--strategy.min_available_agents=3"},
+                       &port);
+  RawClient one(port, ClientTls(certs, "agent-1"));
+  RawClient two(port, ClientTls(certs, "agent-2"));
+  ASSERT_TRUE(one.Join("agent-1").ok());
+  ASSERT_TRUE(two.Join("agent-2").ok());
+  two.UseSession(one.session());  // agent-2 replays agent-1's token.
+  absl::Status s = two.Heartbeat();
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_EQ(two.PollNow().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(one.Heartbeat().ok());  // The owner is unaffected.
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/coordinator/audit.log"),
+              HasSubstr("another agent's session"));
+}
+
+TEST_F(ProtocolTest, JoinRateMaxAgentsAndSessionExpiry) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--strategy.min_available_agents=50",
+       "--join_rate_per_source=0.5", "--join_burst_per_source=3",
+       "--max_agents=2", "--session_lifetime_ms=1500"},
+      &port);
+  RawClient c(port, ClientTls(CertDir(), ""), OperatorTokenPath());
+  ASSERT_TRUE(c.Join("a-1").ok());
+  ASSERT_TRUE(c.Join("a-2").ok());
+  const std::string a2_session = c.session();
+  absl::Status s = c.Join("a-3");  // Third id: over max_agents.
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_THAT(s.message(), HasSubstr("max_agents = 2"));
+  s = c.Join("a-1");  // Fourth join from this address: over the rate.
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_THAT(s.message(), HasSubstr("join_rate_per_source"));
+  // The session of a-2 expires 1.5 s after its join.
+  c.UseSession(a2_session);
+  EXPECT_TRUE(c.Heartbeat().ok());
+  absl::SleepFor(absl::Milliseconds(1700));
+  s = c.Heartbeat();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+  EXPECT_THAT(s.message(), HasSubstr("expired"));
 }
 
 }  // namespace

@@ -58,7 +58,7 @@ class SigningTest : public FederationTest {
   std::string ModelSha(int port) {
     Process p({kBinaryDir + "/server/fedge", "status",
                absl::StrCat("--coordinator=127.0.0.1:", port),
-               "--tls.ca_path=" + CertDir() + "/ca.pem"},
+               "--tls.ca_path=" + CertDir() + "/ca.pem", OperatorTokenFlag()},
               absl::StrCat(dir_, "/status-", ++runs_, ".log"));
     EXPECT_EQ(p.Wait(absl::Seconds(60)), 0) << p.Log();
     const std::string log = p.Log();

@@ -498,6 +498,137 @@ TEST_F(CoordinatorTest, Poll_GetsTaskWithPlan_OnceMinAvailableJoined) {
   EXPECT_EQ(TaskOf(*c, a).deadline_remaining_ms(), 6000);
 }
 
+// ---------------------------------------------------------------------------
+// Identity and access (docs/security.md).
+
+absl::Status HeartbeatOf(Coordinator& c, const std::string& token) {
+  v1::HeartbeatRequest hb;
+  hb.set_session_token(token);
+  return c.Heartbeat(hb);
+}
+
+TEST_F(CoordinatorTest, Sessions_OfDroppedAgentsEnd_AndSessionsExpire) {
+  v1::CoordinatorConfig config = Config();
+  config.set_agent_timeout_ms(10000);
+  config.set_session_lifetime_ms(30000);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a");
+  const Agent b = Join(*c, "b");
+  // b keeps heartbeating; a goes silent and is dropped, and its session
+  // ends with it (pruned within 5 s).
+  for (int i = 0; i < 4; ++i) {
+    clock_.Advance(absl::Seconds(4));
+    ASSERT_TRUE(HeartbeatOf(*c, b.token).ok());
+    Tick(*c);
+  }
+  EXPECT_EQ(c->GetStatus().num_agents(), 1);
+  absl::Status s = HeartbeatOf(*c, a.token);
+  EXPECT_EQ(s.code(), kUnauthenticated) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("unknown session"));
+  // b's session ends 30 s after its join, live or not: it joins again.
+  clock_.Advance(absl::Seconds(14));
+  s = HeartbeatOf(*c, b.token);
+  EXPECT_EQ(s.code(), kUnauthenticated) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("expired"));
+  EXPECT_TRUE(HeartbeatOf(*c, Join(*c, "b").token).ok());
+}
+
+TEST_F(CoordinatorTest, JoinTokens_EnrollThenAgentKey_RevokeEndsSessions) {
+  v1::CoordinatorConfig config = Config();
+  config.set_require_join_token(true);
+  std::unique_ptr<Coordinator> c = Make(config);
+  v1::JoinRequest request;
+  request.set_agent_id("a");
+  absl::StatusOr<v1::JoinResponse> none = c->Join(request, "", "ipv4:1.2.3.4");
+  EXPECT_EQ(none.status().code(), kUnauthenticated);
+  EXPECT_EQ(c->GetStatus().num_agents(), 0);
+
+  v1::CreateJoinTokenRequest make;
+  make.set_ttl_seconds(60);
+  absl::StatusOr<v1::CreateJoinTokenResponse> token =
+      c->CreateJoinToken(make, "tester");
+  ASSERT_TRUE(token.ok()) << token.status();
+  request.set_join_token(token->token());
+  absl::StatusOr<v1::JoinResponse> enrolled = c->Join(request, "", "x");
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status();
+  ASSERT_FALSE(enrolled->agent_key().empty());
+  // Later: the key alone, after the token expired.
+  clock_.Advance(absl::Seconds(61));
+  v1::JoinRequest with_key;
+  with_key.set_agent_id("a");
+  with_key.set_agent_key(enrolled->agent_key());
+  absl::StatusOr<v1::JoinResponse> again = c->Join(with_key, "", "x");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->agent_key().empty());
+  EXPECT_EQ(c->Join(request, "", "x").status().code(), kUnauthenticated)
+      << "an expired token enrolled";
+  EXPECT_EQ(c->ListJoinTokens().tokens(0).enrollments(), 1);
+
+  // Revoking the token ends the session and the enrollment.
+  absl::StatusOr<std::string> revoked =
+      c->RevokeJoinToken(token->token_id(), "tester");
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(HeartbeatOf(*c, again->session_token()).code(), kUnauthenticated);
+  EXPECT_EQ(c->Join(with_key, "", "x").status().code(), kUnauthenticated);
+  EXPECT_EQ(c->GetStatus().num_agents(), 0);
+  const std::string audit = [&] {
+    std::ifstream in(StateDir() + "/audit.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }();
+  EXPECT_THAT(audit, HasSubstr("\"event\":\"join_refused\",\"agent\":\"a\""));
+  EXPECT_THAT(audit, HasSubstr("\"event\":\"join\",\"agent\":\"a\""));
+  EXPECT_THAT(audit, HasSubstr("\"action\":\"token_revoke\""));
+  EXPECT_EQ(audit.find(enrolled->agent_key()), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, MaxAgentsAndJoinRatePerSource) {
+  v1::CoordinatorConfig config = Config();
+  config.set_max_agents(2);
+  config.set_join_rate_per_source(1);
+  config.set_join_burst_per_source(3);
+  std::unique_ptr<Coordinator> c = Make(config);
+  v1::JoinRequest r;
+  auto join = [&](const std::string& id, const std::string& source) {
+    r.set_agent_id(id);
+    return c->Join(r, "", source).status();
+  };
+  EXPECT_TRUE(join("a", "s1").ok());
+  EXPECT_TRUE(join("b", "s1").ok());
+  absl::Status full = join("c", "s2");
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.message()), HasSubstr("max_agents = 2"));
+  EXPECT_TRUE(join("a", "s1").ok());  // Known ids may join again.
+  absl::Status fast = join("a", "s1");  // The 4th from s1 at once.
+  EXPECT_EQ(fast.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(fast.message()), HasSubstr("join_rate_per_source"));
+  EXPECT_TRUE(join("a", "s3").ok());  // Other sources are not affected.
+  clock_.Advance(absl::Seconds(1));   // One more token for s1.
+  EXPECT_TRUE(join("a", "s1").ok());
+}
+
+TEST_F(CoordinatorTest, MutualTls_AnotherAgentsSession_PermissionDenied) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_tls()->set_require_client_cert(true);
+  std::unique_ptr<Coordinator> c = Make(config);
+  v1::JoinRequest r;
+  absl::StatusOr<v1::JoinResponse> a = c->Join(r, "agent-a");
+  absl::StatusOr<v1::JoinResponse> b = c->Join(r, "agent-b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(c->CheckCaller(a->session_token(), "agent-a", "Poll").ok());
+  absl::Status s = c->CheckCaller(a->session_token(), "agent-b", "Poll");
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  // Without mutual TLS a session is a bearer token (no identity to bind).
+  std::unique_ptr<Coordinator> open = Make([&] {
+    v1::CoordinatorConfig o = Config();
+    o.set_state_dir(StateDir("open"));
+    return o;
+  }());
+  absl::StatusOr<v1::JoinResponse> x = open->Join(r, "agent-x");
+  EXPECT_TRUE(open->CheckCaller(x->session_token(), "", "Poll").ok());
+}
+
 TEST_F(CoordinatorTest, ParkedPoll_AnsweredWithTheTask_OrWaitAfterPollWait) {
   std::unique_ptr<Coordinator> c = Make(Config());
   const Agent a = Join(*c, "a");
