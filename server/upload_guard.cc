@@ -1,0 +1,128 @@
+#include "server/upload_guard.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace fedge {
+
+absl::Status UploadGuard::Open(uint64_t id, const std::string& agent_id,
+                               const v1::UpdateMetadata& metadata,
+                               Cancel cancel) {
+  absl::MutexLock lock(&mu_);
+  int& open = per_agent_[agent_id];
+  if (open >= max_per_agent_) {
+    const int n = open;
+    if (n == 0) per_agent_.erase(agent_id);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "agent ", agent_id, " already has ", n,
+        " upload(s) open and max_uploads_per_agent is ", max_per_agent_,
+        ": wait for the open one to finish (or to be ended after "
+        "upload_idle_timeout_ms without a chunk)"));
+  }
+  ++open;
+  Stream& s = streams_[id];
+  s.agent_id = agent_id;
+  s.metadata = metadata;
+  s.metadata.clear_session_token();
+  s.cancel = std::move(cancel);
+  return absl::OkStatus();
+}
+
+UploadGuard::Ended UploadGuard::TakeLocked(uint64_t id, std::string reason,
+                                           absl::Status status) {
+  auto it = streams_.find(id);
+  Ended e;
+  e.id = id;
+  e.agent_id = it->second.agent_id;
+  e.held_slot = it->second.holds_slot;
+  e.reason = std::move(reason);
+  e.status = std::move(status);
+  e.cancel = std::move(it->second.cancel);
+  auto a = per_agent_.find(e.agent_id);
+  if (a != per_agent_.end() && --a->second <= 0) per_agent_.erase(a);
+  streams_.erase(it);
+  return e;
+}
+
+void UploadGuard::Close(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  if (streams_.contains(id)) TakeLocked(id, "", absl::OkStatus());
+}
+
+void UploadGuard::SlotGranted(uint64_t id, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  it->second.holds_slot = true;
+  it->second.last_activity = now;
+}
+
+void UploadGuard::Touch(uint64_t id, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(id);
+  if (it != streams_.end()) it->second.last_activity = now;
+}
+
+std::vector<UploadGuard::Ended> UploadGuard::Sweep(
+    absl::Time now, const RoundCheck& round_open) {
+  struct Candidate {
+    uint64_t id;
+    std::string agent_id;
+    v1::UpdateMetadata metadata;
+  };
+  std::vector<Ended> ended;
+  std::vector<Candidate> candidates;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<uint64_t> idle;
+    for (const auto& [id, s] : streams_) {
+      if (s.holds_slot && now - s.last_activity >= idle_timeout_) {
+        idle.push_back(id);
+      } else {
+        candidates.push_back({id, s.agent_id, s.metadata});
+      }
+    }
+    for (uint64_t id : idle) {
+      const absl::Duration silent = now - streams_[id].last_activity;
+      ended.push_back(TakeLocked(
+          id, "upload_idle_timeout_ms",
+          absl::DeadlineExceededError(absl::StrCat(
+              "upload ended: no chunk for ",
+              absl::ToInt64Milliseconds(silent),
+              " ms while holding an upload slot (upload_idle_timeout_ms = ",
+              absl::ToInt64Milliseconds(idle_timeout_),
+              "); its slot was freed"))));
+    }
+  }
+  // The round checks take the coordinator's locks: not under mu_.
+  std::vector<std::pair<uint64_t, absl::Status>> closed;
+  for (const Candidate& c : candidates) {
+    absl::Status s = round_open(c.metadata, c.agent_id);
+    if (absl::IsAborted(s)) closed.emplace_back(c.id, std::move(s));
+  }
+  if (closed.empty()) return ended;
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, why] : closed) {
+    if (!streams_.contains(id)) continue;  // Ended meanwhile.
+    const int64_t round = streams_[id].metadata.round();
+    ended.push_back(TakeLocked(
+        id, "round_closed",
+        absl::AbortedError(absl::StrCat(
+            "upload cancelled: round ", round,
+            " closed before this upload finished (", why.message(),
+            "); its slot was freed"))));
+  }
+  return ended;
+}
+
+size_t UploadGuard::size() const {
+  absl::MutexLock lock(&mu_);
+  return streams_.size();
+}
+
+int UploadGuard::OpenBy(const std::string& agent_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = per_agent_.find(agent_id);
+  return it == per_agent_.end() ? 0 : it->second;
+}
+
+}  // namespace fedge
