@@ -4,7 +4,10 @@
 //   - silent uploads cannot keep an honest agent's update out of its round
 //     (upload_idle_timeout_ms, max_uploads_per_agent), and the honest agent
 //     stays live while it waits for a slot;
-//   - an upload frozen mid-stream holds its slot no longer than its round.
+//   - an upload frozen mid-stream holds its slot no longer than its round;
+//   - a certificate revoked while the coordinator runs (tls.crl_path,
+//     deploy/make-certs.sh --revoke) is refused at its next call, on its
+//     existing connection, while the others keep training.
 #include <grpcpp/grpcpp.h>
 
 #include <signal.h>
@@ -318,6 +321,84 @@ TEST_F(UploadLimitsTest, UploadFrozenMidStream_EndsWithItsRound) {
                                             "round_closed"));
   honest->Signal(SIGTERM);
   honest->Wait(absl::Seconds(20));
+}
+
+// Issue #9: "Certificate revocation: ... a revoked agent is refused at its
+// next call." Mutual TLS, tls.crl_path from deploy/make-certs.sh; agent-2
+// (a real fedge-agent) and agent-3 (a client holding one connection open)
+// are revoked while the coordinator runs: both are refused at their next
+// call, agent-3 on the connection it opened before; agent-1 keeps training.
+TEST_F(UploadLimitsTest, CertificateRevokedWhileRunning_RefusedOthersTrain) {
+  const std::string certs = dir_ + "/certs";
+  ASSERT_EQ(std::system(("cp -r " + CertDir() + " " + certs).c_str()), 0);
+  int port = 0;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1000", "--strategy.count=3",
+       "--strategy.min_available_agents=1", "--strategy.min_fit_agents=1",
+       "--strategy.round_deadline_ms=5000", "--tls.require_client_cert=true",
+       "--tls.ca_path=" + certs + "/ca.pem",
+       "--tls.crl_path=" + certs + "/crl.pem",
+       "--tls.crl_reload_interval_ms=200"},
+      &port);
+  ASSERT_NE(port, 0) << coordinator->Log();
+  std::vector<std::unique_ptr<Process>> agents;
+  for (int i = 1; i <= 2; ++i) {
+    agents.push_back(StartAgent(
+        i, port,
+        {absl::StrCat("--tls.cert_path=", certs, "/agent-", i, ".pem"),
+         absl::StrCat("--tls.key_path=", certs, "/agent-", i, ".key"),
+         "--tls.ca_path=" + certs + "/ca.pem"}));
+  }
+  v1::TlsConfig tls3;
+  tls3.set_ca_path(certs + "/ca.pem");
+  tls3.set_cert_path(certs + "/agent-3.pem");
+  tls3.set_key_path(certs + "/agent-3.key");
+  RawAgent agent3(port, tls3);
+  ASSERT_TRUE(agent3.Join("ignored").ok());
+  ASSERT_TRUE(agent3.Heartbeat().ok());
+  agent3.StartHeartbeats();  // Stays live (its own calls below check).
+  ASSERT_TRUE(WaitForRounds(2, absl::Seconds(60))) << coordinator->Log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ReadFileOrEmpty(dir_ + "/agent-2.log").find("submitted in") !=
+               std::string::npos;
+      },
+      absl::Seconds(60)));
+
+  const std::string revoke = kSourceDir + "/deploy/make-certs.sh " + certs +
+                             " --revoke agent-2 --revoke agent-3 >" + dir_ +
+                             "/revoke.log 2>&1";
+  ASSERT_EQ(std::system(revoke.c_str()), 0) << ReadFileOrEmpty(dir_ + "/revoke.log");
+  // agent-3's next call, on its existing connection, is refused.
+  absl::Status refused;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        refused = agent3.Heartbeat();
+        return !refused.ok();
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnauthenticated) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("certificate serial "));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("(CN agent-3) is revoked"));
+  // agent-2 (a real agent) is refused at its next call too.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ReadFileOrEmpty(dir_ + "/agent-2.log")
+                   .find("(CN agent-2) is revoked") != std::string::npos;
+      },
+      absl::Seconds(30)))
+      << ReadFileOrEmpty(dir_ + "/agent-2.log");
+  // agent-1 keeps training: three more rounds complete, with one agent.
+  const size_t before = History().size();
+  ASSERT_TRUE(WaitForRounds(before + 3, absl::Seconds(60))) << coordinator->Log();
+  auto rows = History();
+  EXPECT_EQ(rows[before + 2]["num_agents"], "1");
+  EXPECT_THAT(coordinator->Log(),
+              HasSubstr("certificate revocation list " + certs +
+                        "/crl.pem reloaded: 2 revoked certificate(s)"));
+  EXPECT_THAT(coordinator->Log(), HasSubstr("refused a call: certificate serial"));
+  coordinator->Signal(SIGTERM);
+  EXPECT_TRUE(coordinator->Wait(absl::Seconds(30)).has_value());
 }
 
 }  // namespace
