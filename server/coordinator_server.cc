@@ -1,6 +1,7 @@
 #include "server/coordinator_server.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include "absl/strings/ascii.h"
@@ -30,6 +31,13 @@ namespace {
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(5);
 // Time open streams get to finish once the coordinator shuts down.
 constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
+// How often freed heap memory is handed back to the system (malloc_trim).
+// Connections and calls that closed (thousands of half-open connections or
+// silent streams, say) leave their memory free in glibc's per-thread arenas,
+// resident for good otherwise: measured 72 MB still resident after 2,000
+// half-open connections and 1,000 silent streams closed, 18 MB once trimmed
+// (tests/e2e/capacity_e2e_test.cc, docs/security.md).
+constexpr absl::Duration kTrimPeriod = absl::Seconds(10);
 
 // tls.crl_path: every call's client certificate is checked against the
 // CRL (server/crl_auth.h); refusals are logged and counted.
@@ -214,7 +222,12 @@ void CoordinatorServer::Shutdown() {
 
 absl::Status CoordinatorServer::Run() {
   absl::Status status;
+  absl::Time next_trim = RealClock::Get()->Now() + kTrimPeriod;
   while (!stop_.WaitFor(kTickPeriod)) {
+    if (RealClock::Get()->Now() >= next_trim) {
+      malloc_trim(0);
+      next_trim = RealClock::Get()->Now() + kTrimPeriod;
+    }
     status = coordinator_->Tick();
     if (!status.ok()) {
       FEDGE_LOG(ERROR) << "stopping: " << status;
