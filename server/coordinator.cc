@@ -763,6 +763,11 @@ void Coordinator::ReleaseSlot() {
   next.start();  // The slot passes straight to the next waiting upload.
 }
 
+void Coordinator::WatchUploadStream(
+    uint64_t id, std::function<bool(absl::Status status)> cancel) {
+  upload_guard_.Watch(id, clock_->Now(), std::move(cancel));
+}
+
 void Coordinator::EndUploadStream(uint64_t id) {
   upload_guard_.Close(id);
   DropSlotWaiter(id);
@@ -792,7 +797,9 @@ void Coordinator::SweepUploads() {
   for (UploadGuard::Ended& e : ended) {
     if (!e.held_slot) DropSlotWaiter(e.id);
     if (e.cancel && e.cancel(e.status)) {
-      Refuse(e.agent_id, "cancelled", e.reason, e.status).IgnoreError();
+      Refuse(e.agent_id.empty() ? "?" : e.agent_id, "cancelled", e.reason,
+             e.status)
+          .IgnoreError();
     }
   }
 }

@@ -214,6 +214,10 @@ class Coordinator : public EdgeDownstream {
   // The upload stream `id` ended: it no longer counts for its agent, and
   // waits for a slot no more.
   void EndUploadStream(uint64_t id);
+  // Watches a new upload stream before its metadata: it is ended (its
+  // `cancel`) when no metadata comes within upload_idle_timeout_ms.
+  void WatchUploadStream(uint64_t id,
+                         std::function<bool(absl::Status status)> cancel);
   // Feeds bytes; INVALID_ARGUMENT / RESOURCE_EXHAUSTED as soon as they are
   // malformed (wrong schema, too long).
   absl::Status FeedUpload(Upload& upload, absl::string_view bytes);

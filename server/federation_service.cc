@@ -160,6 +160,7 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
         shared_(std::make_shared<Shared>()),
         stream_id_(NextStreamId()) {
     shared_->reader = this;
+    coordinator_->WatchUploadStream(stream_id_, MakeCancel(shared_));
     StartRead(&chunk_);
   }
 
@@ -229,6 +230,26 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     Finish(status);
   }
 
+  // Ends the stream for the upload limits (Tick thread); false when it had
+  // finished already.
+  static std::function<bool(absl::Status)> MakeCancel(
+      std::shared_ptr<Shared> shared) {
+    return [shared](absl::Status status) {
+      std::unique_ptr<Upload> freed;
+      UpdateReader* reader;
+      {
+        absl::MutexLock lock(&shared->mu);
+        if (shared->reader == nullptr || shared->finished) return false;
+        shared->finished = true;
+        reader = shared->reader;  // Alive until its Finish below.
+        freed = std::move(reader->upload_);
+      }
+      freed.reset();  // The slot is free before the reply.
+      reader->FinishStream(ToGrpcStatus(status));
+      return true;
+    };
+  }
+
   static uint64_t NextStreamId() {
     static std::atomic<uint64_t> next{1};
     return next.fetch_add(1);
@@ -247,21 +268,7 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     std::shared_ptr<Shared> shared = shared_;
     Coordinator::UploadStream stream;
     stream.id = stream_id_;
-    // Ends the stream for the upload limits (Tick thread).
-    stream.cancel = [shared](absl::Status status) {
-      std::unique_ptr<Upload> freed;
-      UpdateReader* reader;
-      {
-        absl::MutexLock lock(&shared->mu);
-        if (shared->reader == nullptr || shared->finished) return false;
-        shared->finished = true;
-        reader = shared->reader;  // Alive until its Finish below.
-        freed = std::move(reader->upload_);
-      }
-      freed.reset();  // The slot is free before the reply.
-      reader->FinishStream(ToGrpcStatus(status));
-      return true;
-    };
+    stream.cancel = MakeCancel(shared_);
     coordinator_->BeginUpload(
         chunk_.metadata(),
         [shared, response = response_](

@@ -4,6 +4,14 @@
 
 namespace fedge {
 
+void UploadGuard::Watch(uint64_t id, absl::Time now, Cancel cancel) {
+  absl::MutexLock lock(&mu_);
+  Stream& s = streams_[id];
+  s.awaiting_metadata = true;
+  s.last_activity = now;
+  s.cancel = std::move(cancel);
+}
+
 absl::Status UploadGuard::Open(uint64_t id, const std::string& agent_id,
                                const v1::UpdateMetadata& metadata,
                                Cancel cancel) {
@@ -23,7 +31,8 @@ absl::Status UploadGuard::Open(uint64_t id, const std::string& agent_id,
   s.agent_id = agent_id;
   s.metadata = metadata;
   s.metadata.clear_session_token();
-  s.cancel = std::move(cancel);
+  s.awaiting_metadata = false;
+  if (cancel) s.cancel = std::move(cancel);
   return absl::OkStatus();
 }
 
@@ -37,8 +46,10 @@ UploadGuard::Ended UploadGuard::TakeLocked(uint64_t id, std::string reason,
   e.reason = std::move(reason);
   e.status = std::move(status);
   e.cancel = std::move(it->second.cancel);
-  auto a = per_agent_.find(e.agent_id);
-  if (a != per_agent_.end() && --a->second <= 0) per_agent_.erase(a);
+  if (!it->second.awaiting_metadata) {
+    auto a = per_agent_.find(e.agent_id);
+    if (a != per_agent_.end() && --a->second <= 0) per_agent_.erase(a);
+  }
   streams_.erase(it);
   return e;
 }
@@ -75,22 +86,29 @@ std::vector<UploadGuard::Ended> UploadGuard::Sweep(
     absl::MutexLock lock(&mu_);
     std::vector<uint64_t> idle;
     for (const auto& [id, s] : streams_) {
-      if (s.holds_slot && now - s.last_activity >= idle_timeout_) {
+      if ((s.holds_slot || s.awaiting_metadata) &&
+          now - s.last_activity >= idle_timeout_) {
         idle.push_back(id);
-      } else {
+      } else if (!s.awaiting_metadata) {
         candidates.push_back({id, s.agent_id, s.metadata});
       }
     }
     for (uint64_t id : idle) {
-      const absl::Duration silent = now - streams_[id].last_activity;
+      const Stream& s = streams_[id];
+      const std::string silent =
+          absl::StrCat(absl::ToInt64Milliseconds(now - s.last_activity));
+      const std::string limit = absl::StrCat(
+          "(upload_idle_timeout_ms = ", absl::ToInt64Milliseconds(idle_timeout_),
+          ")");
       ended.push_back(TakeLocked(
           id, "upload_idle_timeout_ms",
-          absl::DeadlineExceededError(absl::StrCat(
-              "upload ended: no chunk for ",
-              absl::ToInt64Milliseconds(silent),
-              " ms while holding an upload slot (upload_idle_timeout_ms = ",
-              absl::ToInt64Milliseconds(idle_timeout_),
-              "); its slot was freed"))));
+          absl::DeadlineExceededError(
+              s.awaiting_metadata
+                  ? absl::StrCat("upload ended: no metadata ", silent,
+                                 " ms after the stream opened ", limit)
+                  : absl::StrCat("upload ended: no chunk for ", silent,
+                                 " ms while holding an upload slot ", limit,
+                                 "; its slot was freed"))));
     }
   }
   // The round checks take the coordinator's locks: not under mu_.

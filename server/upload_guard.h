@@ -3,7 +3,8 @@
 //   - max_uploads_per_agent: streams one agent may have open at once
 //     (holding or waiting for a slot); another is RESOURCE_EXHAUSTED;
 //   - upload_idle_timeout_ms: a stream that holds a slot and receives no
-//     chunk for that long is ended (DEADLINE_EXCEEDED);
+//     chunk for that long is ended (DEADLINE_EXCEEDED), and so is one that
+//     sends no metadata for that long after it opened;
 //   - a stream whose round closed is ended (ABORTED).
 // No gRPC: the transport registers each stream with the function that ends
 // it; the coordinator's Tick sweeps (Coordinator::SweepUploads).
@@ -44,9 +45,12 @@ class UploadGuard {
   UploadGuard(int max_per_agent, absl::Duration idle_timeout)
       : max_per_agent_(max_per_agent), idle_timeout_(idle_timeout) {}
 
-  // Registers stream `id` (unique, non-zero) of `agent_id` for the update
+  // Watches stream `id` (unique, non-zero) from its start, before its
+  // metadata names the agent: ended after the idle timeout without it.
+  void Watch(uint64_t id, absl::Time now, Cancel cancel);
+  // Registers stream `id` (watched or not) of `agent_id` for the update
   // `metadata`. RESOURCE_EXHAUSTED naming max_uploads_per_agent when the
-  // agent already has that many open (nothing registered then).
+  // agent already has that many open (it stays as it was then).
   absl::Status Open(uint64_t id, const std::string& agent_id,
                     const v1::UpdateMetadata& metadata, Cancel cancel);
   // The stream ended (any way); a no-op for one unknown or already ended.
@@ -74,6 +78,7 @@ class UploadGuard {
     v1::UpdateMetadata metadata;  // Without the session token.
     Cancel cancel;
     bool holds_slot = false;
+    bool awaiting_metadata = false;  // Watched, not opened yet.
     absl::Time last_activity = absl::InfinitePast();
   };
   Ended TakeLocked(uint64_t id, std::string reason, absl::Status status)

@@ -323,6 +323,29 @@ TEST_F(UploadLimitsTest, UploadFrozenMidStream_EndsWithItsRound) {
   honest->Wait(absl::Seconds(20));
 }
 
+// A stream that never sends even its metadata is ended too (it would hold
+// its call's memory for good otherwise).
+TEST_F(UploadLimitsTest, StreamWithoutMetadata_EndedAfterIdleTimeout) {
+  int port = 0;
+  auto coordinator = StartCoordinator({"--upload_idle_timeout_ms=1000"}, &port);
+  ASSERT_NE(port, 0) << coordinator->Log();
+  auto creds = MakeChannelCredentials(ServerOnlyTls());
+  ASSERT_TRUE(creds.ok());
+  auto stub = v1::Federation::NewStub(grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", port), *creds,
+      MakeChannelArguments(ServerOnlyTls(), 0)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Seconds(30)));
+  v1::SubmitUpdateResponse resp;
+  auto writer = stub->SubmitUpdate(&ctx, &resp);  // Then silence.
+  const absl::Status s = FromGrpcStatus(writer->Finish());
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("no metadata"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("(upload_idle_timeout_ms = 1000)"));
+}
+
 // Issue #9: "Certificate revocation: ... a revoked agent is refused at its
 // next call." Mutual TLS, tls.crl_path from deploy/make-certs.sh; agent-2
 // (a real fedge-agent) and agent-3 (a client holding one connection open)

@@ -87,6 +87,29 @@ TEST(UploadGuardTest, ClosedRound_EndsItsUploadsHoldingOrWaiting) {
   for (const std::string& t : checked_tokens) EXPECT_EQ(t, "");  // Not kept.
 }
 
+TEST(UploadGuardTest, StreamWithoutMetadata_EndedAfterTheIdleTimeout) {
+  UploadGuard guard(1, absl::Seconds(30));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  guard.Watch(1, t0, nullptr);
+  guard.Watch(2, t0, nullptr);
+  // Stream 2 sends its metadata: it waits for a slot, never idle then.
+  ASSERT_TRUE(guard.Open(2, "a", Meta(1), nullptr).ok());
+  EXPECT_EQ(guard.OpenBy("a"), 1);
+  EXPECT_TRUE(guard.Sweep(t0 + absl::Seconds(29), AllOpen).empty());
+  std::vector<UploadGuard::Ended> ended =
+      guard.Sweep(t0 + absl::Seconds(30), AllOpen);
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].id, 1u);
+  EXPECT_EQ(ended[0].status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(ended[0].status.message()),
+              HasSubstr("no metadata 30000 ms after the stream opened "
+                        "(upload_idle_timeout_ms = 30000)"));
+  EXPECT_EQ(guard.OpenBy("a"), 1);  // A watched stream never counted.
+  guard.Close(2);
+  EXPECT_EQ(guard.OpenBy("a"), 0);
+  EXPECT_EQ(guard.size(), 0u);
+}
+
 TEST(UploadGuardTest, OtherRoundCheckErrors_DoNotEndTheUpload) {
   UploadGuard guard(1, absl::Seconds(30));
   ASSERT_TRUE(guard.Open(1, "a", Meta(3), nullptr).ok());
