@@ -323,10 +323,12 @@ ca_cmd() {
       -cert ca.pem "$@")
 }
 
-# Writes crl.pem from the CA's record of revoked certificates.
+# Writes crl.pem from the CA's record of revoked certificates (renamed into
+# place, so that a coordinator never reads half a file).
 write_crl() {
-  ca_cmd -gencrl -out crl.pem
-  chmod 644 "$out_dir/crl.pem"
+  ca_cmd -gencrl -out crl.pem.tmp
+  chmod 644 "$out_dir/crl.pem.tmp"
+  mv -f "$out_dir/crl.pem.tmp" "$out_dir/crl.pem"
 }
 
 # crl.pem: kept while it verifies against the CA; made (empty) for a new CA.
@@ -362,7 +364,7 @@ revoke() {
       die "'$pem' is not signed by this CA"
     serial="$(openssl x509 -in "$pem" -noout -serial)"
     serial="${serial#serial=}"
-    if grep -q "^R.*[[:space:]]$serial[[:space:]]" "$out_dir/crl-index.txt"; then
+    if grep -q "^R.*[[:space:]]${serial}[[:space:]]" "$out_dir/crl-index.txt"; then
       echo "already revoked $pem (serial $serial)"
       continue
     fi
