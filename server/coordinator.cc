@@ -790,9 +790,21 @@ void Coordinator::SweepUploads() {
   const absl::Time now = clock_->Now();
   if (now < next_upload_sweep_ || upload_guard_.size() == 0) return;
   next_upload_sweep_ = now + kUploadSweepPeriod;
+  // Rounds: one look at the engine for every stream (no lock per stream;
+  // thousands may wait for a slot). FedBuff's tasks are checked one by one
+  // (at most its concurrency in flight).
+  const RoundState state = engine_->state();
+  const int64_t round = engine_->current_round();
   std::vector<UploadGuard::Ended> ended = upload_guard_.Sweep(
-      now, [this](const v1::UpdateMetadata& m, const std::string& agent) {
-        return CheckTaskResult(m, agent);
+      now, [this, state, round](const v1::UpdateMetadata& m,
+                                const std::string& agent) {
+        if (fedbuff_ != nullptr) return CheckTaskResult(m, agent);
+        if (state == RoundState::kInProgress && m.round() == round) {
+          return absl::OkStatus();
+        }
+        return absl::AbortedError(absl::StrCat(
+            "round ", m.round(), " is not in progress; current round ", round,
+            state == RoundState::kInProgress ? "" : " (not in progress)"));
       });
   for (UploadGuard::Ended& e : ended) {
     if (!e.held_slot) DropSlotWaiter(e.id);

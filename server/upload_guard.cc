@@ -75,59 +75,42 @@ void UploadGuard::Touch(uint64_t id, absl::Time now) {
 
 std::vector<UploadGuard::Ended> UploadGuard::Sweep(
     absl::Time now, const RoundCheck& round_open) {
-  struct Candidate {
-    uint64_t id;
-    std::string agent_id;
-    v1::UpdateMetadata metadata;
-  };
   std::vector<Ended> ended;
-  std::vector<Candidate> candidates;
-  {
-    absl::MutexLock lock(&mu_);
-    std::vector<uint64_t> idle;
-    for (const auto& [id, s] : streams_) {
-      if ((s.holds_slot || s.awaiting_metadata) &&
-          now - s.last_activity >= idle_timeout_) {
-        idle.push_back(id);
-      } else if (!s.awaiting_metadata) {
-        candidates.push_back({id, s.agent_id, s.metadata});
-      }
-    }
-    for (uint64_t id : idle) {
-      const Stream& s = streams_[id];
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<uint64_t, absl::Status>> to_end;
+  std::vector<std::string> reasons;
+  for (const auto& [id, s] : streams_) {
+    if ((s.holds_slot || s.awaiting_metadata) &&
+        now - s.last_activity >= idle_timeout_) {
       const std::string silent =
           absl::StrCat(absl::ToInt64Milliseconds(now - s.last_activity));
-      const std::string limit = absl::StrCat(
-          "(upload_idle_timeout_ms = ", absl::ToInt64Milliseconds(idle_timeout_),
-          ")");
-      ended.push_back(TakeLocked(
-          id, "upload_idle_timeout_ms",
-          absl::DeadlineExceededError(
-              s.awaiting_metadata
-                  ? absl::StrCat("upload ended: no metadata ", silent,
-                                 " ms after the stream opened ", limit)
-                  : absl::StrCat("upload ended: no chunk for ", silent,
-                                 " ms while holding an upload slot ", limit,
-                                 "; its slot was freed"))));
+      const std::string limit =
+          absl::StrCat("(upload_idle_timeout_ms = ",
+                       absl::ToInt64Milliseconds(idle_timeout_), ")");
+      to_end.emplace_back(
+          id, absl::DeadlineExceededError(
+                  s.awaiting_metadata
+                      ? absl::StrCat("upload ended: no metadata ", silent,
+                                     " ms after the stream opened ", limit)
+                      : absl::StrCat("upload ended: no chunk for ", silent,
+                                     " ms while holding an upload slot ",
+                                     limit, "; its slot was freed")));
+      reasons.push_back("upload_idle_timeout_ms");
+      continue;
     }
+    if (s.awaiting_metadata) continue;
+    absl::Status open = round_open(s.metadata, s.agent_id);
+    if (!absl::IsAborted(open)) continue;
+    to_end.emplace_back(
+        id, absl::AbortedError(absl::StrCat(
+                "upload cancelled: round ", s.metadata.round(),
+                " closed before this upload finished (", open.message(),
+                "); its slot was freed")));
+    reasons.push_back("round_closed");
   }
-  // The round checks take the coordinator's locks: not under mu_.
-  std::vector<std::pair<uint64_t, absl::Status>> closed;
-  for (const Candidate& c : candidates) {
-    absl::Status s = round_open(c.metadata, c.agent_id);
-    if (absl::IsAborted(s)) closed.emplace_back(c.id, std::move(s));
-  }
-  if (closed.empty()) return ended;
-  absl::MutexLock lock(&mu_);
-  for (auto& [id, why] : closed) {
-    if (!streams_.contains(id)) continue;  // Ended meanwhile.
-    const int64_t round = streams_[id].metadata.round();
-    ended.push_back(TakeLocked(
-        id, "round_closed",
-        absl::AbortedError(absl::StrCat(
-            "upload cancelled: round ", round,
-            " closed before this upload finished (", why.message(),
-            "); its slot was freed"))));
+  for (size_t i = 0; i < to_end.size(); ++i) {
+    ended.push_back(TakeLocked(to_end[i].first, std::move(reasons[i]),
+                               std::move(to_end[i].second)));
   }
   return ended;
 }

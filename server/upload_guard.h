@@ -61,9 +61,11 @@ class UploadGuard {
   void Touch(uint64_t id, absl::Time now);
 
   // Streams to end now, removed from the guard (their agents may open
-  // others): those holding a slot without a chunk for the idle timeout,
-  // and those for which `round_open` is ABORTED (their round closed; it is
-  // called without the guard's lock held). The caller calls their cancel.
+  // others): those holding a slot without a chunk for the idle timeout (or
+  // without metadata since they opened), and those for which `round_open`
+  // is ABORTED (their round closed). `round_open` is called under the
+  // guard's lock: it must not call the guard. The caller calls their
+  // cancel.
   using RoundCheck = std::function<absl::Status(
       const v1::UpdateMetadata& metadata, const std::string& agent_id)>;
   std::vector<Ended> Sweep(absl::Time now, const RoundCheck& round_open);
