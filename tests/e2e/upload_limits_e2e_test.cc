@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <chrono>
 #include <memory>
@@ -185,6 +186,23 @@ size_t Find(const std::string& log, const std::string& needle,
 
 class UploadLimitsTest : public FederationTest {
  protected:
+  // The coordinator's /metrics (HTTPS, its certificate checked against the
+  // CA), by curl; "" on failure.
+  std::string Metrics() const {
+    const int port = WaitForHttpPort();
+    std::string out;
+    FILE* p = popen(absl::StrCat("curl -sS --max-time 10 --cacert ", CertDir(),
+                                 "/ca.pem https://localhost:", port,
+                                 "/metrics 2>&1")
+                        .c_str(),
+                    "r");
+    if (p == nullptr) return out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+    return out;
+  }
   static v1::TlsConfig ServerOnlyTls() {
     v1::TlsConfig tls;
     tls.set_ca_path(CertDir() + "/ca.pem");
@@ -276,6 +294,15 @@ TEST_F(UploadLimitsTest, SilentUploads_HonestUpdateStillAccepted) {
               HasSubstr("submitted in"));
   EXPECT_THAT(log, ::testing::Not(HasSubstr("agent-1 dropped")));
   EXPECT_THAT(log, ::testing::Not(HasSubstr("agent agent-1 timed out")));
+  // Counted with their reasons.
+  const std::string metrics = Metrics();
+  EXPECT_THAT(metrics, ::testing::ContainsRegex(
+                           "fedge_updates_total\\{result=\"cancelled\",reason="
+                           "\"upload_idle_timeout_ms\"\\} [1-9]"))
+      << metrics;
+  EXPECT_THAT(metrics, ::testing::ContainsRegex(
+                           "fedge_updates_total\\{result=\"refused\",reason="
+                           "\"max_uploads_per_agent\"\\} [1-9]"));
   honest->Signal(SIGTERM);
   honest->Wait(absl::Seconds(20));
 }
@@ -319,6 +346,9 @@ TEST_F(UploadLimitsTest, UploadFrozenMidStream_EndsWithItsRound) {
   EXPECT_EQ(rows[1]["num_agents"], "1") << coordinator->Log();
   EXPECT_THAT(coordinator->Log(), HasSubstr("refused cancelled from frozen: "
                                             "round_closed"));
+  EXPECT_THAT(Metrics(), ::testing::ContainsRegex(
+                             "fedge_updates_total\\{result=\"cancelled\","
+                             "reason=\"round_closed\"\\} [1-9]"));
   honest->Signal(SIGTERM);
   honest->Wait(absl::Seconds(20));
 }
@@ -420,6 +450,8 @@ TEST_F(UploadLimitsTest, CertificateRevokedWhileRunning_RefusedOthersTrain) {
               HasSubstr("certificate revocation list " + certs +
                         "/crl.pem reloaded: 2 revoked certificate(s)"));
   EXPECT_THAT(coordinator->Log(), HasSubstr("refused a call: certificate serial"));
+  EXPECT_THAT(Metrics(), ::testing::ContainsRegex(
+                             "fedge_revoked_certificate_calls_total [1-9]"));
   coordinator->Signal(SIGTERM);
   EXPECT_TRUE(coordinator->Wait(absl::Seconds(30)).has_value());
 }
