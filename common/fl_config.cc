@@ -393,6 +393,18 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
                      "), got ", c.grpc_memory_quota_mb()));
   }
   RETURN_IF_ERROR(ValidateTlsConfig(c.tls(), /*server=*/true, "tls."));
+  // Upload limits and revocation (docs/security.md).
+  RETURN_IF_ERROR(AtLeast<int64_t>(top, "upload_idle_timeout_ms",
+                                   c.upload_idle_timeout_ms(), 100));
+  RETURN_IF_ERROR(
+      AtLeast(top, "max_uploads_per_agent", c.max_uploads_per_agent(), 1));
+  if (!c.tls().crl_path().empty() && !c.tls().require_client_cert()) {
+    return Bad("tls.", "crl_path",
+               "revokes client certificates: it needs "
+               "tls.require_client_cert=true (mutual TLS)");
+  }
+  RETURN_IF_ERROR(AtLeast<int64_t>("tls.", "crl_reload_interval_ms",
+                                   c.tls().crl_reload_interval_ms(), 10));
   return ValidateUpstreamConfig(c);
 }
 

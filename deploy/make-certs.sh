@@ -3,6 +3,7 @@
 # fedge deployment, made with the openssl command-line tool (OpenSSL 3).
 #
 #   deploy/make-certs.sh OUT_DIR [--agents N] [--operators N] [--san NAME ...] [--force]
+#   deploy/make-certs.sh OUT_DIR --revoke NAME [--revoke NAME ...]
 #
 # Creates in OUT_DIR:
 #   ca.key, ca.pem                    self-signed CA (EC P-256, 10 years)
@@ -15,6 +16,17 @@
 #   model-signing.key                 Ed25519 private key the coordinator
 #                                     signs global models with (PKCS#8 PEM)
 #   model-signing.pub.pem             its public key, for every agent
+#   crl.pem                           certificate revocation list signed by
+#                                     the CA (empty until --revoke), for the
+#                                     coordinator's tls.crl_path
+#   crl-index.txt, crl-number         the CA's record of revoked
+#                                     certificates (openssl ca's database)
+#
+# --revoke NAME revokes NAME.pem (e.g. agent-2, operator-1; repeatable),
+# rewrites crl.pem and exits without touching anything else. A coordinator
+# with tls.crl_path reloads crl.pem within a second and refuses the revoked
+# certificate at its next call. A later run without --revoke re-issues a
+# revoked certificate (new key and serial) like a missing one.
 #
 # Idempotent: an existing CA is kept (unless --force), and an existing leaf
 # certificate is kept while it is signed by that CA, valid for 30 more days
@@ -46,6 +58,7 @@ usage() {
   cat >&2 <<EOF
 usage: $PROG OUT_DIR [--agents N] [--operators N] [--san NAME ...] [--force]
                     [--rotate-model-key]
+       $PROG OUT_DIR --revoke NAME [--revoke NAME ...]
   --agents N          agent client certificates agent-1 .. agent-N (default 2)
   --operators N       operator client certificates operator-1 .. operator-N
                       (default 1): under mutual TLS only these may call the
@@ -57,6 +70,8 @@ usage: $PROG OUT_DIR [--agents N] [--operators N] [--san NAME ...] [--force]
   --rotate-model-key  archive the Ed25519 model-signing key pair as
                       model-signing.<UTC time>.key / .pub.pem and create a new
                       one (docs/model-signing.md: rotation)
+  --revoke NAME       revoke OUT_DIR/NAME.pem (agent-2, operator-1, ...) and
+                      rewrite crl.pem; repeatable; nothing else is done
 Also writes model-signing.key (Ed25519, mode 600; the coordinator signs
 global models with it) and model-signing.pub.pem (for the agents) unless a
 valid pair exists.
@@ -84,6 +99,7 @@ operators=1
 force=0
 rotate_model_key=0
 extra_sans=()
+revoke_names=()
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
@@ -107,6 +123,12 @@ parse_args() {
       --san=*) set -- --san "${1#--san=}" "${@:2}" ;;
       --force) force=1; shift ;;
       --rotate-model-key) rotate_model_key=1; shift ;;
+      --revoke)
+        [[ $# -ge 2 ]] || usage
+        [[ "$2" =~ ^[A-Za-z0-9._-]+$ ]] || die "--revoke wants a certificate name like agent-2, got '$2'"
+        revoke_names+=("$2")
+        shift 2 ;;
+      --revoke=*) set -- --revoke "${1#--revoke=}" "${@:2}" ;;
       -h|--help) usage ;;
       -*) echo "$PROG: unknown option '$1'" >&2; usage ;;
       *)
@@ -170,6 +192,12 @@ leaf_is_current() {
   local pem="$out_dir/$1.pem"
   [[ -f "$pem" && -f "$out_dir/$1.key" ]] || return 1
   openssl verify -CAfile "$out_dir/ca.pem" "$pem" >/dev/null 2>&1 || return 1
+  if [[ -f "$out_dir/crl.pem" ]] && ! openssl verify -crl_check \
+      -CAfile "$out_dir/ca.pem" -CRLfile "$out_dir/crl.pem" "$pem" \
+      >/dev/null 2>&1; then
+    echo "revoked $pem: re-issuing it" >&2
+    return 1
+  fi
   openssl x509 -in "$pem" -noout -checkend "$RENEW_SECONDS" >/dev/null 2>&1
 }
 
@@ -275,6 +303,78 @@ make_model_signing_key() {
   echo "created $pub (Ed25519 model-signing key, private key $key)"
 }
 
+# The openssl ca configuration of the CRL (paths relative to OUT_DIR).
+write_ca_config() {
+  cat >"$tmp/ca.cnf" <<CNF
+[ ca ]
+default_ca = fedge_ca
+[ fedge_ca ]
+database = crl-index.txt
+crlnumber = crl-number
+default_md = sha256
+default_crl_days = $CA_DAYS
+unique_subject = no
+CNF
+}
+
+# Runs openssl ca in OUT_DIR with the CA's key and certificate.
+ca_cmd() {
+  (cd "$out_dir" && run openssl ca -config "$tmp/ca.cnf" -keyfile ca.key \
+      -cert ca.pem "$@")
+}
+
+# Writes crl.pem from the CA's record of revoked certificates (renamed into
+# place, so that a coordinator never reads half a file).
+write_crl() {
+  ca_cmd -gencrl -out crl.pem.tmp
+  chmod 644 "$out_dir/crl.pem.tmp"
+  mv -f "$out_dir/crl.pem.tmp" "$out_dir/crl.pem"
+}
+
+# crl.pem: kept while it verifies against the CA; made (empty) for a new CA.
+make_crl() {
+  write_ca_config
+  if [[ -f "$out_dir/crl.pem" && -f "$out_dir/crl-index.txt" ]] && \
+      openssl crl -in "$out_dir/crl.pem" -CAfile "$out_dir/ca.pem" -noout \
+      >/dev/null 2>&1; then
+    echo "kept    $out_dir/crl.pem (signed by the CA)"
+    return
+  fi
+  : >"$out_dir/crl-index.txt"
+  echo "unique_subject = no" >"$out_dir/crl-index.txt.attr"
+  echo 01 >"$out_dir/crl-number"
+  write_crl
+  echo "created $out_dir/crl.pem (empty revocation list)"
+}
+
+revoke() {
+  [[ -f "$out_dir/ca.pem" && -f "$out_dir/ca.key" ]] || \
+    die "no CA in '$out_dir' (ca.pem, ca.key): nothing to revoke"
+  write_ca_config
+  if [[ ! -f "$out_dir/crl-index.txt" ]]; then
+    : >"$out_dir/crl-index.txt"
+    echo "unique_subject = no" >"$out_dir/crl-index.txt.attr"
+    echo 01 >"$out_dir/crl-number"
+  fi
+  local name pem serial
+  for name in "${revoke_names[@]}"; do
+    pem="$out_dir/$name.pem"
+    [[ -f "$pem" ]] || die "no certificate '$pem' to revoke"
+    openssl verify -CAfile "$out_dir/ca.pem" "$pem" >/dev/null 2>&1 || \
+      die "'$pem' is not signed by this CA"
+    serial="$(openssl x509 -in "$pem" -noout -serial)"
+    serial="${serial#serial=}"
+    if grep -q "^R.*[[:space:]]${serial}[[:space:]]" "$out_dir/crl-index.txt"; then
+      echo "already revoked $pem (serial $serial)"
+      continue
+    fi
+    ca_cmd -revoke "$name.pem"
+    echo "revoked $pem (serial $serial)"
+  done
+  write_crl
+  echo "wrote   $out_dir/crl.pem"
+}
+
 main() {
   parse_args "$@"
   command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
@@ -286,11 +386,16 @@ main() {
   mkdir -p "$out_dir" || die "cannot create '$out_dir'"
   tmp="$(mktemp -d)" || die "cannot create a temporary directory"
   trap 'rm -rf "$tmp"' EXIT
+  if [[ ${#revoke_names[@]} -gt 0 ]]; then
+    revoke
+    return
+  fi
   if [[ $force -eq 0 && -f "$out_dir/ca.pem" && -f "$out_dir/ca.key" ]]; then
     echo "kept    $out_dir/ca.pem (existing CA; --force replaces it)"
   else
     make_ca
   fi
+  make_crl
   make_coordinator
   make_agents
   make_operators

@@ -23,6 +23,8 @@ namespace fedge {
 namespace {
 
 constexpr int64_t kMaxExamplesPerUpdate = int64_t{1} << 40;
+// How often the upload limits are checked (idle streams, closed rounds).
+constexpr absl::Duration kUploadSweepPeriod = absl::Milliseconds(50);
 
 // "power" for FAILURE_REASON_POWER; "unknown" for a value this build does
 // not know (a newer agent's).
@@ -686,6 +688,11 @@ int64_t Coordinator::DeclaredExamples(const std::string& agent_id) const {
 
 void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
                               UploadCallback done) {
+  BeginUpload(metadata, std::move(done), UploadStream());
+}
+
+void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
+                              UploadCallback done, UploadStream stream) {
   if (shutting_down_) {
     return done(absl::UnavailableError("the coordinator is shutting down"));
   }
@@ -710,14 +717,28 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
                 ok);
   }
   if (!ok.ok()) return done(ok);
+  const uint64_t stream_id = stream.id;
+  if (stream_id != 0 && !absl::IsAlreadyExists(ok)) {
+    absl::Status opened = upload_guard_.Open(stream_id, session->agent_id,
+                                             metadata, std::move(stream.cancel));
+    if (!opened.ok()) {
+      return done(Refuse(session->agent_id, "refused", "max_uploads_per_agent",
+                         opened));
+    }
+  }
   auto shared_done = std::make_shared<UploadCallback>(std::move(done));
   SlotWaiter waiter;
-  waiter.start = [this, metadata, agent = session->agent_id, shared_done]() {
+  waiter.stream_id = stream_id;
+  waiter.start = [this, metadata, agent = session->agent_id, shared_done,
+                  stream_id]() {
     DecodeLimits limits;
     limits.max_total_bytes = update_size_;
     limits.max_decoded_bytes = update_size_;
-    (*shared_done)(std::unique_ptr<Upload>(
-        new Upload(this, metadata, agent, update_schema_, limits)));
+    auto upload = std::unique_ptr<Upload>(
+        new Upload(this, metadata, agent, update_schema_, limits));
+    upload->stream_id_ = stream_id;
+    if (stream_id != 0) upload_guard_.SlotGranted(stream_id, clock_->Now());
+    (*shared_done)(std::move(upload));
   };
   waiter.fail = [shared_done](absl::Status s) { (*shared_done)(s); };
   {
@@ -761,7 +782,63 @@ void Coordinator::ReleaseSlot() {
   next.start();  // The slot passes straight to the next waiting upload.
 }
 
+void Coordinator::WatchUploadStream(
+    uint64_t id, std::function<bool(absl::Status status)> cancel) {
+  upload_guard_.Watch(id, clock_->Now(), std::move(cancel));
+}
+
+void Coordinator::EndUploadStream(uint64_t id) {
+  upload_guard_.Close(id);
+  DropSlotWaiter(id);
+}
+
+bool Coordinator::DropSlotWaiter(uint64_t id) {
+  SlotWaiter dropped;  // Destroyed after the lock.
+  absl::MutexLock lock(&slots_mu_);
+  for (auto it = slot_waiters_.begin(); it != slot_waiters_.end(); ++it) {
+    if (it->stream_id == id) {
+      dropped = std::move(*it);
+      slot_waiters_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Coordinator::SweepUploads() {
+  const absl::Time now = clock_->Now();
+  if (now < next_upload_sweep_ || upload_guard_.size() == 0) return;
+  next_upload_sweep_ = now + kUploadSweepPeriod;
+  // Rounds: one look at the engine for every stream (no lock per stream;
+  // thousands may wait for a slot). FedBuff's tasks are checked one by one
+  // (at most its concurrency in flight).
+  const RoundState state = engine_->state();
+  const int64_t round = engine_->current_round();
+  std::vector<UploadGuard::Ended> ended = upload_guard_.Sweep(
+      now, [this, state, round](const v1::UpdateMetadata& m,
+                                const std::string& agent) {
+        if (fedbuff_ != nullptr) return CheckTaskResult(m, agent);
+        if (state == RoundState::kInProgress && m.round() == round) {
+          return absl::OkStatus();
+        }
+        return absl::AbortedError(absl::StrCat(
+            "round ", m.round(), " is not in progress; current round ", round,
+            state == RoundState::kInProgress ? "" : " (not in progress)"));
+      });
+  for (UploadGuard::Ended& e : ended) {
+    if (!e.held_slot) DropSlotWaiter(e.id);
+    if (e.cancel && e.cancel(e.status)) {
+      Refuse(e.agent_id.empty() ? "?" : e.agent_id, "cancelled", e.reason,
+             e.status)
+          .IgnoreError();
+    }
+  }
+}
+
 absl::Status Coordinator::FeedUpload(Upload& upload, absl::string_view bytes) {
+  if (upload.stream_id_ != 0) {
+    upload_guard_.Touch(upload.stream_id_, clock_->Now());
+  }
   upload.received_ += static_cast<int64_t>(bytes.size());
   if (upload.received_ > upload.metadata_.total_size_bytes()) {
     return Refuse(upload.agent_id_, "invalid", "size",
@@ -997,6 +1074,7 @@ absl::Status Coordinator::Tick() {
   RETURN_IF_ERROR(PollPersistence());
   if (edge_mode_) AdvanceEdge();
   RETURN_IF_ERROR(AdvanceTasks());
+  SweepUploads();
   const EngineSnapshot e = engine_->Snapshot();
   metrics_.agents_live.Set(static_cast<double>(e.agents.size()));
   metrics_.agents_selected.Set(static_cast<double>(

@@ -83,6 +83,7 @@
 #include "server/round_accumulator.h"
 #include "server/round_engine.h"
 #include "server/status_snapshot.h"
+#include "server/upload_guard.h"
 
 namespace fedge {
 
@@ -148,6 +149,7 @@ class Upload {
   ModelDecoder decoder_;
   Sha256 sha_;
   int64_t received_ = 0;
+  uint64_t stream_id_ = 0;  // Its UploadStream's (0: none).
 };
 
 class Coordinator : public EdgeDownstream {
@@ -223,7 +225,27 @@ class Coordinator : public EdgeDownstream {
   // caller must not read the update's bytes before).
   using UploadCallback =
       std::function<void(absl::StatusOr<std::unique_ptr<Upload>> upload)>;
+  // The transport's stream of an upload, for the upload limits
+  // (server/upload_guard.h): a unique non-zero id, and `cancel`, which ends
+  // the stream with its status and frees its slot at once (called from the
+  // Tick thread after upload_idle_timeout_ms without a chunk, or when the
+  // round closes). With a stream, BeginUpload also refuses an agent's
+  // upload beyond max_uploads_per_agent (RESOURCE_EXHAUSTED), and the
+  // transport must call EndUploadStream(id) when the stream is over.
+  struct UploadStream {
+    uint64_t id = 0;  // 0: no stream (in-process callers; no limits).
+    std::function<bool(absl::Status status)> cancel;  // As UploadGuard's.
+  };
+  void BeginUpload(const v1::UpdateMetadata& metadata, UploadCallback done,
+                   UploadStream stream);
   void BeginUpload(const v1::UpdateMetadata& metadata, UploadCallback done);
+  // The upload stream `id` ended: it no longer counts for its agent, and
+  // waits for a slot no more.
+  void EndUploadStream(uint64_t id);
+  // Watches a new upload stream before its metadata: it is ended (its
+  // `cancel`) when no metadata comes within upload_idle_timeout_ms.
+  void WatchUploadStream(uint64_t id,
+                         std::function<bool(absl::Status status)> cancel);
   // Feeds bytes; INVALID_ARGUMENT / RESOURCE_EXHAUSTED as soon as they are
   // malformed (wrong schema, too long).
   absl::Status FeedUpload(Upload& upload, absl::string_view bytes);
@@ -576,7 +598,17 @@ class Coordinator : public EdgeDownstream {
   struct SlotWaiter {
     std::function<void()> start;
     std::function<void(absl::Status)> fail;
+    uint64_t stream_id = 0;
   };
+  // Ends the upload streams past upload_idle_timeout_ms or of a closed
+  // round (Tick thread; at most every kUploadSweepPeriod).
+  void SweepUploads();
+  // Removes stream `id`'s slot waiter (the stream ended); false when none.
+  bool DropSlotWaiter(uint64_t id);
+  UploadGuard upload_guard_{
+      config_.max_uploads_per_agent(),
+      absl::Milliseconds(config_.upload_idle_timeout_ms())};
+  absl::Time next_upload_sweep_ = absl::InfinitePast();  // Tick thread.
   void ReleaseSlot();
   // The buffers of a decoded update, for the next upload to decode into
   // (at most one set per slot is kept: the memory the slots use anyway, no

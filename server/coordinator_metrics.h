@@ -14,7 +14,12 @@
 //                                              poisoning limits' reasons:
 //                                              weight_declared, weight_max,
 //                                              metrics, norm (invalid) and
-//                                              clipped (accepted)
+//                                              clipped (accepted); the
+//                                              upload limits: refused /
+//                                              max_uploads_per_agent,
+//                                              cancelled /
+//                                              upload_idle_timeout_ms and
+//                                              cancelled / round_closed
 //   fedge_bytes_received_total, fedge_bytes_sent_total
 //   fedge_aggregation_seconds, fedge_evaluation_seconds,
 //   fedge_checkpoint_seconds                   histograms

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -157,6 +159,10 @@ class Refusal : public grpc::ServerWriteReactor<v1::ModelChunk> {
 };
 
 // Receives one update: metadata first, then bytes into an upload slot.
+// The coordinator may end it from its Tick thread (the upload limits:
+// idle past upload_idle_timeout_ms, round closed), so every step that uses
+// the upload or finishes the call does so under shared_->mu, and only the
+// one that sets `finished` calls Finish.
 class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
  public:
   UpdateReader(Coordinator* coordinator, v1::SubmitUpdateResponse* response,
@@ -164,29 +170,52 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
       : coordinator_(coordinator),
         response_(response),
         peer_identity_(std::move(peer_identity)),
-        shared_(std::make_shared<Shared>()) {
+        shared_(std::make_shared<Shared>()),
+        stream_id_(NextStreamId()) {
     shared_->reader = this;
+    coordinator_->WatchUploadStream(stream_id_, MakeCancel(shared_));
     StartRead(&chunk_);
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return FinishUpload();
-    if (upload_ == nullptr) return Begin();
-    if (chunk_.part_case() != v1::UpdateChunk::kData) {
-      return Fail(absl::InvalidArgumentError(
-          "only the first chunk of an upload may hold metadata"));
+    std::unique_ptr<Upload> freed;  // Destroyed after the lock: frees a slot.
+    std::optional<grpc::Status> finish;
+    bool begin = false;
+    {
+      absl::MutexLock lock(&shared_->mu);
+      if (shared_->finished) return;  // Ended meanwhile (limits, cancel).
+      if (!ok) {
+        finish = FinishUploadLocked();
+      } else if (!begun_) {
+        begun_ = true;
+        begin = true;
+        shared_->waiting_for_slot = true;
+      } else if (chunk_.part_case() != v1::UpdateChunk::kData) {
+        freed = std::move(upload_);
+        finish = FailLocked(absl::InvalidArgumentError(
+            "only the first chunk of an upload may hold metadata"));
+      } else {
+        absl::Status fed = coordinator_->FeedUpload(*upload_, chunk_.data());
+        if (!fed.ok()) {
+          freed = std::move(upload_);
+          finish = FailLocked(fed);
+        } else {
+          StartRead(&chunk_);
+        }
+      }
     }
-    absl::Status fed = coordinator_->FeedUpload(*upload_, chunk_.data());
-    if (!fed.ok()) return Fail(fed);
-    StartRead(&chunk_);
+    if (begin) return Begin();
+    freed.reset();
+    if (finish.has_value()) FinishStream(*finish);
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&shared_->mu);
-    if (shared_->waiting_for_slot && !shared_->finished) {
+    {
+      absl::MutexLock lock(&shared_->mu);
+      if (!shared_->waiting_for_slot || shared_->finished) return;
       shared_->finished = true;
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
     }
+    FinishStream(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
   void OnDone() override {
@@ -194,6 +223,7 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
       absl::MutexLock lock(&shared_->mu);
       shared_->reader = nullptr;
     }
+    coordinator_->EndUploadStream(stream_id_);
     delete this;
   }
 
@@ -202,77 +232,124 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     absl::Mutex mu;
     UpdateReader* reader = nullptr;  // Null once the call is done.
     bool waiting_for_slot = false;
-    bool finished = false;
+    bool finished = false;  // Finish was (or is being) called.
   };
+
+  // Finishes the call. The stream stops counting for its agent first, so
+  // that the agent's next upload is not refused because this one's OnDone
+  // has not run yet when the agent reads the answer.
+  void FinishStream(const grpc::Status& status) {
+    coordinator_->EndUploadStream(stream_id_);
+    Finish(status);
+  }
+
+  // Ends the stream for the upload limits (Tick thread); false when it had
+  // finished already.
+  static std::function<bool(absl::Status)> MakeCancel(
+      std::shared_ptr<Shared> shared) {
+    return [shared](absl::Status status) {
+      std::unique_ptr<Upload> freed;
+      UpdateReader* reader;
+      {
+        absl::MutexLock lock(&shared->mu);
+        if (shared->reader == nullptr || shared->finished) return false;
+        shared->finished = true;
+        reader = shared->reader;  // Alive until its Finish below.
+        freed = std::move(reader->upload_);
+      }
+      freed.reset();  // The slot is free before the reply.
+      reader->FinishStream(ToGrpcStatus(status));
+      return true;
+    };
+  }
+
+  static uint64_t NextStreamId() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1);
+  }
 
   void Begin() {
     if (chunk_.part_case() != v1::UpdateChunk::kMetadata) {
-      return Fail(absl::InvalidArgumentError(
+      return FailBeforeUpload(absl::InvalidArgumentError(
           "the first chunk of an upload must hold its metadata"));
     }
     if (absl::Status caller = coordinator_->CheckCaller(
             chunk_.metadata().session_token(), peer_identity_, "SubmitUpdate");
         !caller.ok()) {
-      return Fail(caller);
-    }
-    {
-      absl::MutexLock lock(&shared_->mu);
-      shared_->waiting_for_slot = true;
+      return FailBeforeUpload(caller);
     }
     std::shared_ptr<Shared> shared = shared_;
+    Coordinator::UploadStream stream;
+    stream.id = stream_id_;
+    stream.cancel = MakeCancel(shared_);
     coordinator_->BeginUpload(
         chunk_.metadata(),
-        [shared](absl::StatusOr<std::unique_ptr<Upload>> upload) {
+        [shared, response = response_](
+            absl::StatusOr<std::unique_ptr<Upload>> upload) {
+          std::unique_ptr<Upload> unused;  // Destroyed after the lock.
           UpdateReader* reader;
+          grpc::Status finish;
           {
             absl::MutexLock lock(&shared->mu);
             shared->waiting_for_slot = false;
-            if (shared->reader == nullptr || shared->finished) return;
+            if (shared->reader == nullptr || shared->finished) {
+              if (upload.ok()) unused = *std::move(upload);
+              return;
+            }
             reader = shared->reader;  // Alive: Finish was not called yet.
+            if (upload.ok()) {
+              reader->upload_ = *std::move(upload);
+              reader->StartRead(&reader->chunk_);
+              return;
+            }
+            shared->finished = true;
+            if (absl::IsAlreadyExists(upload.status())) {
+              response->set_duplicate(true);  // A retry of a counted upload.
+            } else {
+              finish = ToGrpcStatus(upload.status());
+            }
           }
-          reader->OnUploadReady(std::move(upload));
-        });
+          reader->FinishStream(finish);
+        },
+        std::move(stream));
   }
 
-  void OnUploadReady(absl::StatusOr<std::unique_ptr<Upload>> upload) {
-    if (absl::IsAlreadyExists(upload.status())) {
-      response_->set_duplicate(true);  // A retry of a counted upload.
-      MarkFinished();
-      return Finish(grpc::Status::OK);
+  // Ends the call before any upload slot was asked for.
+  void FailBeforeUpload(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&shared_->mu);
+      if (shared_->finished) return;
+      shared_->finished = true;
     }
-    if (!upload.ok()) return Fail(upload.status());
-    upload_ = *std::move(upload);
-    StartRead(&chunk_);
+    FinishStream(ToGrpcStatus(status));
   }
 
-  void FinishUpload() {
+  // The client closed its side: the upload is complete (or truncated).
+  grpc::Status FinishUploadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_->mu) {
+    shared_->finished = true;
     if (upload_ == nullptr) {
-      return Fail(absl::InvalidArgumentError("upload without metadata"));
+      return ToGrpcStatus(absl::InvalidArgumentError("upload without metadata"));
     }
     auto result = coordinator_->FinishUpload(std::move(upload_));
-    if (!result.ok()) return Fail(result.status());
+    if (!result.ok()) return ToGrpcStatus(result.status());
     *response_ = *result;
-    MarkFinished();
-    Finish(grpc::Status::OK);
+    return grpc::Status::OK;
   }
 
-  void Fail(const absl::Status& status) {
-    upload_.reset();  // Frees the slot before the reply.
-    MarkFinished();
-    Finish(ToGrpcStatus(status));
-  }
-
-  void MarkFinished() {
-    absl::MutexLock lock(&shared_->mu);
+  grpc::Status FailLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_->mu) {
     shared_->finished = true;
+    return ToGrpcStatus(status);
   }
 
   Coordinator* coordinator_;
   v1::SubmitUpdateResponse* response_;
   const std::string peer_identity_;
   std::shared_ptr<Shared> shared_;
+  const uint64_t stream_id_;
   v1::UpdateChunk chunk_;
-  std::unique_ptr<Upload> upload_;
+  bool begun_ = false;  // The metadata was read.
+  std::unique_ptr<Upload> upload_ ABSL_GUARDED_BY(shared_->mu);
 };
 
 }  // namespace
