@@ -112,6 +112,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   options.engine = ToRoundEngineOptions(c.strategy(), c.rounds());
   options.strategy = ToStrategyOptions(c.strategy(), c.train(), c.seed());
   options.update_limits = ToUpdateLimits(c.strategy().update_limits());
+  options.secure_aggregation =
+      ToSecureAggregationOptions(c.strategy().secure_aggregation());
   ASSIGN_OR_RETURN(options.download_encoding,
                    ParseDownloadEncoding(c.strategy().download_encoding()));
   options.eval_every_rounds = c.eval_every_rounds();
