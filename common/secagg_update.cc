@@ -90,16 +90,21 @@ absl::StatusOr<SecAggInput> SecAggInput::Prepare(
   }
   const double u = options.weight_unit;
   const float scale = static_cast<float>(w.weight / u);
+  const float c = static_cast<float>(options.clip_range);
+  SecAggInput in;
   for (TensorBuffer& t : result.delta->mutable_tensors()) {
     if (t.dtype() != DType::kFloat32) continue;
-    for (float& v : t.mutable_floats()) v *= scale;
+    for (float& v : t.mutable_floats()) {
+      v *= scale;
+      in.clipped_ += (v > c) | (v < -c);
+    }
   }
-  SecAggInput in;
   in.delta_ = result.delta;
   in.scalars_ = {static_cast<float>(w.weight / u), static_cast<float>(n / u),
                  static_cast<float>(n * w.work / kSecAggWorkUnit / u),
                  static_cast<float>(n * result.metrics.loss / u),
                  static_cast<float>(n * result.metrics.accuracy / u)};
+  for (float v : in.scalars_) in.clipped_ += (v > c) | (v < -c);
   return in;
 }
 

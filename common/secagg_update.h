@@ -41,7 +41,7 @@ struct SecureAggregationOptions {
   bool enabled = false;
   int threshold = 0;  // At least floor(|N| / 2) + 1 (SecAggThreshold).
   int neighbors = 0;  // 0: complete graph.
-  double clip_range = 100;
+  double clip_range = 10;
   double weight_unit = 1000;
 };
 
@@ -83,11 +83,15 @@ class SecAggInput {
 
   // The float32 tensors of the scaled delta, then the scalars.
   std::vector<absl::Span<const float>> pieces() const;
+  // Elements beyond the clip range (masking clips them: a bias worth a
+  // warning, or a larger clip_range).
+  int64_t clipped() const { return clipped_; }
 
  private:
   SecAggInput() = default;
 
   const ModelState* delta_ = nullptr;
+  int64_t clipped_ = 0;
   std::array<float, kSecAggScalars> scalars_{};
 };
 

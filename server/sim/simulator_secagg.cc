@@ -102,6 +102,14 @@ absl::Status Simulator::TrainSecureRound(
             s.ok() ? SecAggInput::Prepare(options_.secure_aggregation,
                                           options_.strategy, result)
                    : absl::StatusOr<SecAggInput>(s);
+        if (input.ok() && input->clipped() > 0) {
+          FEDGE_LOG(WARNING)
+              << "round " << round << ": " << ids[i] << " clipped "
+              << input->clipped()
+              << " elements of its masked update to "
+                 "strategy.secure_aggregation.clip_range "
+              << options_.secure_aggregation.clip_range;
+        }
         absl::StatusOr<std::string> shares =
             input.ok() ? session.EncryptedSharesFor(ids[i])
                        : absl::StatusOr<std::string>(input.status());

@@ -50,6 +50,13 @@ TEST(SecAggUpdateTest, Input_IsTheWeightedDeltaThenTheScalars) {
   EXPECT_THAT(flat, ElementsAre(0.5f, -1.0f, 0.5f, 0.5f,
                                 FloatNear(50 * 10 / 1000.0 / 100, 1e-7), 1.0f,
                                 0.25f));
+  EXPECT_EQ(in->clipped(), 0);
+  // An element beyond the clip range (10) is counted.
+  ModelState big = Model({30, 1}, 0);
+  r.delta = &big;
+  in = SecAggInput::Prepare(options, fedavg, r);
+  ASSERT_TRUE(in.ok());
+  EXPECT_EQ(in->clipped(), 1);  // 0.5 * 30 = 15.
 }
 
 TEST(SecAggUpdateTest, FedNova_WeightIsExamplesOverLocalWork) {
@@ -109,13 +116,13 @@ TEST(SecAggUpdateTest, Threshold_DefaultsAndIsRaisedToHalfTheNeighbourhood) {
   c = SecAggSessionConfig(o, "run/1", 12, 100);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->neighbors, 4);
-  EXPECT_EQ(c->max_abs_value, 100);
+  EXPECT_EQ(c->max_abs_value, 10);
 }
 
 TEST(SecAggUpdateTest, Config_DefaultsConversionAndValidation) {
   v1::StrategyConfig s;
   EXPECT_FALSE(s.secure_aggregation().enabled());
-  EXPECT_EQ(s.secure_aggregation().clip_range(), 100);
+  EXPECT_EQ(s.secure_aggregation().clip_range(), 10);
   EXPECT_EQ(s.secure_aggregation().weight_unit(), 1000);
   s.mutable_secure_aggregation()->set_enabled(true);
   s.mutable_secure_aggregation()->set_neighbors(6);
@@ -124,7 +131,7 @@ TEST(SecAggUpdateTest, Config_DefaultsConversionAndValidation) {
       ToSecureAggregationOptions(s.secure_aggregation());
   EXPECT_TRUE(o.enabled);
   EXPECT_EQ(o.neighbors, 6);
-  EXPECT_EQ(o.clip_range, 100);
+  EXPECT_EQ(o.clip_range, 10);
   for (const char* name : {"fedavg", "fedavgm", "fedprox", "fednova",
                            "fedadam", "fedyogi", "fedadagrad"}) {
     s.set_name(name);

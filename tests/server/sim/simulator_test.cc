@@ -229,11 +229,11 @@ PlainAndSecure RunBoth(SimulatorOptions options, int agents) {
 }
 
 // quantization.h's bound on the mean of a secure round with the default
-// options (clip range 100, weight unit 1000) for `selected` agents of which
+// options (clip range 10, weight unit 1000) for `selected` agents of which
 // `record` says who reported with how many examples: each of the k inputs
 // is off by half a ring step, in units of examples / 1000.
 double SecureMeanBound(int selected, const RoundRecord& record) {
-  secagg::Quantizer q = *secagg::Quantizer::Create({selected, 100.0});
+  secagg::Quantizer q = *secagg::Quantizer::Create({selected, 10.0});
   return q.MaxSumError(record.num_agents) * 1000 / record.num_examples + 1e-7;
 }
 
