@@ -110,6 +110,16 @@ class Simulator {
       const std::function<void(const RoundRecord&)>& on_round);
 
   const ModelState& global_model() const { return global_; }
+  // Wall time spent in secure aggregation so far (zero when off): in the
+  // server's half (SecAggRound, what a coordinator spends) and in the
+  // agents' (summed over agents: devices would spend it in parallel);
+  // training excluded.
+  struct SecAggSeconds {
+    double server = 0;
+    double agents = 0;
+    int rounds = 0;
+  };
+  const SecAggSeconds& secagg_seconds() const { return secagg_seconds_; }
   Strategy& strategy() { return *strategy_; }
 
  private:
@@ -172,6 +182,7 @@ class Simulator {
   std::vector<ModelState> residuals_;
   // SCAFFOLD: each agent's control variate, created at its first round.
   std::vector<std::optional<ScaffoldClient>> scaffold_;
+  SecAggSeconds secagg_seconds_;
   ThreadPool pool_;
 };
 

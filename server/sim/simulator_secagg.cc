@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/secagg/client.h"
 #include "common/status_macros.h"
@@ -41,6 +43,19 @@ absl::Status Simulator::TrainSecureRound(
       ids, SchemaOf(global_));
   if (!created.ok()) return fail_rest(created.status());
   SecAggRound& session = **created;
+  // Time spent in the server's half (what a coordinator would spend), apart
+  // from the agents' (which devices would spend in parallel), for the log.
+  absl::Mutex timer_mu;
+  absl::Duration server_time, agent_time;
+  auto timed = [&](absl::Duration* total, auto&& f) {
+    const absl::Time start = absl::Now();
+    auto r = f();
+    absl::MutexLock lock(&timer_mu);
+    *total += absl::Now() - start;
+    return r;
+  };
+  auto server = [&](auto&& f) { return timed(&server_time, f); };
+  auto agent = [&](auto&& f) { return timed(&agent_time, f); };
   std::vector<std::unique_ptr<secagg::SecAggClient>> clients(n);
   std::vector<absl::Status> failure(n);
 
@@ -51,22 +66,36 @@ absl::Status Simulator::TrainSecureRound(
     o.client_id = static_cast<int>(i) + 1;
     absl::StatusOr<std::unique_ptr<secagg::SecAggClient>> c =
         secagg::SecAggClient::Create(o);
-    absl::StatusOr<std::string> m =
-        c.ok() ? (*c)->AdvertiseKeys() : absl::StatusOr<std::string>(c.status());
-    failure[i] = m.ok() ? session.ReceiveAdvertiseKeys(ids[i], *m) : m.status();
+    absl::StatusOr<std::string> m = agent([&] {
+      return c.ok() ? (*c)->AdvertiseKeys()
+                    : absl::StatusOr<std::string>(c.status());
+    });
+    failure[i] = m.ok() ? server([&] {
+      return session.ReceiveAdvertiseKeys(ids[i], *m);
+    })
+                        : m.status();
     if (failure[i].ok()) clients[i] = *std::move(c);
   });
-  if (absl::Status s = session.CloseAdvertiseKeys(); !s.ok()) {
+  if (absl::Status s = server([&] { return session.CloseAdvertiseKeys(); });
+      !s.ok()) {
     return fail_rest(s);
   }
   pool_.RunBatch(n, [&](size_t i, int) {
     if (!failure[i].ok()) return;
-    absl::StatusOr<std::string> directory = session.KeyDirectoryFor(ids[i]);
-    absl::StatusOr<std::string> m =
-        directory.ok() ? clients[i]->ShareKeys(*directory) : directory;
-    failure[i] = m.ok() ? session.ReceiveShareKeys(ids[i], *m) : m.status();
+    absl::StatusOr<std::string> directory =
+        server([&] { return session.KeyDirectoryFor(ids[i]); });
+    absl::StatusOr<std::string> m = agent([&] {
+      return directory.ok() ? clients[i]->ShareKeys(*directory) : directory;
+    });
+    failure[i] = m.ok() ? server([&] {
+      return session.ReceiveShareKeys(ids[i], *m);
+    })
+                        : m.status();
   });
-  if (absl::Status s = session.CloseShareKeys(); !s.ok()) return fail_rest(s);
+  if (absl::Status s = server([&] { return session.CloseShareKeys(); });
+      !s.ok()) {
+    return fail_rest(s);
+  }
 
   // Stage 2: each agent trains, then masks and sends its weighted update;
   // the session adds it into its running sum at once (nothing kept per
@@ -111,12 +140,16 @@ absl::Status Simulator::TrainSecureRound(
               << options_.secure_aggregation.clip_range;
         }
         absl::StatusOr<std::string> shares =
-            input.ok() ? session.EncryptedSharesFor(ids[i])
+            input.ok() ? server([&] { return session.EncryptedSharesFor(ids[i]); })
                        : absl::StatusOr<std::string>(input.status());
-        absl::StatusOr<std::string> masked =
-            shares.ok() ? clients[i]->MaskInputPieces(*shares, input->pieces())
-                        : shares;
-        s = masked.ok() ? session.ReceiveMaskedInput(ids[i], *masked)
+        absl::StatusOr<std::string> masked = agent([&] {
+          return shares.ok()
+                     ? clients[i]->MaskInputPieces(*shares, input->pieces())
+                     : shares;
+        });
+        s = masked.ok() ? server([&] {
+          return session.ReceiveMaskedInput(ids[i], *masked);
+        })
                         : masked.status();
         if (s.ok()) sent = static_cast<int64_t>(masked->size());
         if (s.ok()) s = engine_->AcceptResult(ids[i], round, "sim");
@@ -133,23 +166,35 @@ absl::Status Simulator::TrainSecureRound(
                        << " failed: " << s;
     engine_->ReportFailure(ids[i], round).IgnoreError();
   });
-  RETURN_IF_ERROR(session.CloseMaskedInputs());
+  RETURN_IF_ERROR(server([&] { return session.CloseMaskedInputs(); }));
 
   // Stage 3: the survivors reveal the shares that remove the masks.
   const std::vector<std::string> survivors = session.InputsReceived();
   pool_.RunBatch(survivors.size(), [&](size_t k, int) {
     const int i = *session.ClientId(survivors[k]) - 1;
-    absl::StatusOr<std::string> request = session.UnmaskingRequestFor(ids[i]);
-    absl::StatusOr<std::string> m =
-        request.ok() ? clients[i]->Unmask(*request) : request;
-    absl::Status s =
-        m.ok() ? session.ReceiveUnmaskingResponse(ids[i], *m) : m.status();
+    absl::StatusOr<std::string> request =
+        server([&] { return session.UnmaskingRequestFor(ids[i]); });
+    absl::StatusOr<std::string> m = agent(
+        [&] { return request.ok() ? clients[i]->Unmask(*request) : request; });
+    absl::Status s = m.ok() ? server([&] {
+      return session.ReceiveUnmaskingResponse(ids[i], *m);
+    })
+                            : m.status();
     if (!s.ok()) {
       FEDGE_LOG(WARNING) << "round " << round << ": " << ids[i]
                          << " did not unmask: " << s;
     }
   });
-  ASSIGN_OR_RETURN(SecAggSum sum, session.Finish(global_));
+  ASSIGN_OR_RETURN(SecAggSum sum,
+                   server([&] { return session.Finish(global_); }));
+  secagg_seconds_.server += absl::ToDoubleSeconds(server_time);
+  secagg_seconds_.agents += absl::ToDoubleSeconds(agent_time);
+  ++secagg_seconds_.rounds;
+  FEDGE_LOG(INFO) << "round " << round << ": secure aggregation of "
+                  << sum.num_updates << " of " << n << " agents: server "
+                  << absl::ToDoubleSeconds(server_time) << " s, agents "
+                  << absl::ToDoubleSeconds(agent_time)
+                  << " s (summed over agents, training excluded)";
   return accumulator_.AddSum(sum, bytes);
 }
 
