@@ -167,10 +167,10 @@ static absl::Status ValidateSecureAggregation(const v1::StrategyConfig& c,
                             s.neighbors()));
   }
   if (s.neighbors() > 0 && s.threshold() > s.neighbors() + 1) {
-    return Bad(sp, "threshold",
-               absl::StrCat("must be <= neighbors + 1 (", s.neighbors() + 1,
-                            ", the agents of a neighbourhood), got ",
-                            s.threshold()));
+    return Bad(
+        sp, "threshold",
+        absl::StrCat("must be <= neighbors + 1 (", s.neighbors() + 1,
+                     ", the agents of a neighbourhood), got ", s.threshold()));
   }
   RETURN_IF_ERROR(InRange(sp, "clip_range", s.clip_range(), 0, 1e9, true));
   RETURN_IF_ERROR(InRange(sp, "weight_unit", s.weight_unit(), 0, 1e12, true));

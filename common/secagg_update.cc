@@ -59,11 +59,12 @@ absl::StatusOr<secagg::SecAggConfig> SecAggSessionConfig(
   c.max_abs_value = options.clip_range;
   const int neighbourhood = c.neighbors > 0 ? c.neighbors + 1 : num_agents;
   if (c.threshold > neighbourhood) {
-    return Bad("threshold",
-               absl::StrCat(c.threshold, " exceeds the ", neighbourhood,
-                            " agents of a neighbourhood in this round of ",
-                            num_agents, " agents; lower it or select more "
-                            "agents"));
+    return Bad(
+        "threshold",
+        absl::StrCat(c.threshold, " exceeds the ", neighbourhood,
+                     " agents of a neighbourhood in this round of ", num_agents,
+                     " agents; lower it or select more "
+                     "agents"));
   }
   if (absl::Status s = secagg::ValidateConfig(c); !s.ok()) {
     return Bad("enabled", absl::StrCat("this round of ", num_agents,
@@ -79,8 +80,7 @@ absl::StatusOr<SecAggInput> SecAggInput::Prepare(
     return absl::InvalidArgumentError("update without a delta");
   }
   const double n = result.num_examples;
-  const UpdateWeights w =
-      UpdateSumWeights(strategy, n, result.num_steps);
+  const UpdateWeights w = UpdateSumWeights(strategy, n, result.num_steps);
   if (!(w.weight > 0) || !Finite(w.weight) || !Finite(w.work)) {
     return absl::InvalidArgumentError(
         absl::StrCat("update weight must be finite and > 0, got ", w.weight));
@@ -144,9 +144,8 @@ absl::StatusOr<SecAggSum> DecodeSecAggSum(
       out.weighted_delta_sum.Add(g.Clone());
       continue;
     }
-    ASSIGN_OR_RETURN(
-        TensorBuffer t,
-        TensorBuffer::Uninitialized(g.name(), DType::kFloat32, g.shape()));
+    ASSIGN_OR_RETURN(TensorBuffer t, TensorBuffer::Uninitialized(
+                                         g.name(), DType::kFloat32, g.shape()));
     absl::Span<float> o = t.mutable_floats();
     for (size_t j = 0; j < o.size(); ++j) {
       o[j] = static_cast<float>(sum[at + j] * u);
@@ -162,9 +161,9 @@ absl::StatusOr<SecAggSum> DecodeSecAggSum(
   out.accuracy_sum = s[4] * u;
   out.num_updates = num_updates;
   if (!(out.total_weight > 0) || !(out.examples > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the secure sum's weight (", out.total_weight, ") and examples (",
-        out.examples, ") must be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the secure sum's weight (", out.total_weight,
+                     ") and examples (", out.examples, ") must be > 0"));
   }
   return out;
 }

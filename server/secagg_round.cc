@@ -10,11 +10,10 @@ namespace fedge {
 absl::StatusOr<std::unique_ptr<SecAggRound>> SecAggRound::Create(
     const SecureAggregationOptions& options, std::string session_id,
     std::vector<std::string> agents, const ModelSchema& schema) {
-  ASSIGN_OR_RETURN(
-      secagg::SecAggConfig config,
-      SecAggSessionConfig(options, std::move(session_id),
-                          static_cast<int>(agents.size()),
-                          SecAggVectorLength(schema)));
+  ASSIGN_OR_RETURN(secagg::SecAggConfig config,
+                   SecAggSessionConfig(options, std::move(session_id),
+                                       static_cast<int>(agents.size()),
+                                       SecAggVectorLength(schema)));
   secagg::SecAggServer::Options server_options;
   server_options.config = config;
   ASSIGN_OR_RETURN(std::unique_ptr<secagg::SecAggServer> server,

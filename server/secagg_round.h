@@ -60,8 +60,7 @@ class SecAggRound {
   absl::Status ReceiveShareKeys(absl::string_view agent,
                                 absl::string_view message);
   absl::Status CloseShareKeys();
-  absl::StatusOr<std::string> EncryptedSharesFor(
-      absl::string_view agent) const;
+  absl::StatusOr<std::string> EncryptedSharesFor(absl::string_view agent) const;
   // Stage 2: masked inputs (added into the running sum at once).
   absl::Status ReceiveMaskedInput(absl::string_view agent,
                                   absl::string_view message);

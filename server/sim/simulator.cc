@@ -52,7 +52,8 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
         "strategy.secure_aggregation needs sync rounds and a strategy that "
         "uses only the weighted sum (fedavg, fedavgm, fedprox, fednova, "
         "fedadam, fedyogi, fedadagrad), got strategy '",
-        options.strategy.name, "'", options.fedbuff.enabled ? " (fedbuff)" : ""));
+        options.strategy.name, "'",
+        options.fedbuff.enabled ? " (fedbuff)" : ""));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
                    CreateStrategy(options.strategy, initial_model));

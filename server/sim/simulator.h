@@ -144,8 +144,7 @@ class Simulator {
   // the simulated duration, as TrainRound returns it.
   absl::Status TrainSecureRound(int64_t round,
                                 const std::vector<FitInstruction>& plan,
-                                const ModelState& downloaded,
-                                double* slowest);
+                                const ModelState& downloaded, double* slowest);
   // One agent's local training from `base`: its update (SCAFFOLD's delta in
   // *extras), or why it failed. `*seconds` is its simulated compute time.
   // The update goes through the plan's encoding (top-k with error

@@ -70,10 +70,10 @@ absl::Status Simulator::TrainSecureRound(
       return c.ok() ? (*c)->AdvertiseKeys()
                     : absl::StatusOr<std::string>(c.status());
     });
-    failure[i] = m.ok() ? server([&] {
-      return session.ReceiveAdvertiseKeys(ids[i], *m);
-    })
-                        : m.status();
+    failure[i] =
+        m.ok()
+            ? server([&] { return session.ReceiveAdvertiseKeys(ids[i], *m); })
+            : m.status();
     if (failure[i].ok()) clients[i] = *std::move(c);
   });
   if (absl::Status s = server([&] { return session.CloseAdvertiseKeys(); });
@@ -87,10 +87,9 @@ absl::Status Simulator::TrainSecureRound(
     absl::StatusOr<std::string> m = agent([&] {
       return directory.ok() ? clients[i]->ShareKeys(*directory) : directory;
     });
-    failure[i] = m.ok() ? server([&] {
-      return session.ReceiveShareKeys(ids[i], *m);
-    })
-                        : m.status();
+    failure[i] =
+        m.ok() ? server([&] { return session.ReceiveShareKeys(ids[i], *m); })
+               : m.status();
   });
   if (absl::Status s = server([&] { return session.CloseShareKeys(); });
       !s.ok()) {
@@ -132,16 +131,16 @@ absl::Status Simulator::TrainSecureRound(
                                           options_.strategy, result)
                    : absl::StatusOr<SecAggInput>(s);
         if (input.ok() && input->clipped() > 0) {
-          FEDGE_LOG(WARNING)
-              << "round " << round << ": " << ids[i] << " clipped "
-              << input->clipped()
-              << " elements of its masked update to "
-                 "strategy.secure_aggregation.clip_range "
-              << options_.secure_aggregation.clip_range;
+          FEDGE_LOG(WARNING) << "round " << round << ": " << ids[i]
+                             << " clipped " << input->clipped()
+                             << " elements of its masked update to "
+                                "strategy.secure_aggregation.clip_range "
+                             << options_.secure_aggregation.clip_range;
         }
         absl::StatusOr<std::string> shares =
-            input.ok() ? server([&] { return session.EncryptedSharesFor(ids[i]); })
-                       : absl::StatusOr<std::string>(input.status());
+            input.ok()
+                ? server([&] { return session.EncryptedSharesFor(ids[i]); })
+                : absl::StatusOr<std::string>(input.status());
         absl::StatusOr<std::string> masked = agent([&] {
           return shares.ok()
                      ? clients[i]->MaskInputPieces(*shares, input->pieces())

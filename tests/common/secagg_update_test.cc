@@ -47,9 +47,9 @@ TEST(SecAggUpdateTest, Input_IsTheWeightedDeltaThenTheScalars) {
   EXPECT_EQ(static_cast<int64_t>(flat.size()),
             SecAggVectorLength(SchemaOf(delta)));
   // (50 / 100) * delta; w, n, n a / 1000, n loss, n accuracy over 100.
-  EXPECT_THAT(flat, ElementsAre(0.5f, -1.0f, 0.5f, 0.5f,
-                                FloatNear(50 * 10 / 1000.0 / 100, 1e-7), 1.0f,
-                                0.25f));
+  EXPECT_THAT(
+      flat, ElementsAre(0.5f, -1.0f, 0.5f, 0.5f,
+                        FloatNear(50 * 10 / 1000.0 / 100, 1e-7), 1.0f, 0.25f));
   EXPECT_EQ(in->clipped(), 0);
   // An element beyond the clip range (10) is counted.
   ModelState big = Model({30, 1}, 0);
@@ -93,9 +93,7 @@ TEST(SecAggUpdateTest, DecodeSum_ScalesBackAndKeepsTheGlobalCounters) {
   EXPECT_EQ(s->fit().num_updates, 2);
   // Wrong length, or no weight: refused.
   EXPECT_FALSE(DecodeSecAggSum(options, global, {0.1f}, 1).ok());
-  EXPECT_FALSE(DecodeSecAggSum(options, global,
-                               {0, 0, 0, 0, 0, 0, 0}, 1)
-                   .ok());
+  EXPECT_FALSE(DecodeSecAggSum(options, global, {0, 0, 0, 0, 0, 0, 0}, 1).ok());
 }
 
 TEST(SecAggUpdateTest, Threshold_DefaultsAndIsRaisedToHalfTheNeighbourhood) {
@@ -132,11 +130,10 @@ TEST(SecAggUpdateTest, Config_DefaultsConversionAndValidation) {
   EXPECT_TRUE(o.enabled);
   EXPECT_EQ(o.neighbors, 6);
   EXPECT_EQ(o.clip_range, 10);
-  for (const char* name : {"fedavg", "fedavgm", "fedprox", "fednova",
-                           "fedadam", "fedyogi", "fedadagrad"}) {
+  for (const char* name : {"fedavg", "fedavgm", "fedprox", "fednova", "fedadam",
+                           "fedyogi", "fedadagrad"}) {
     s.set_name(name);
-    EXPECT_EQ(ValidateStrategyConfig(s, "strategy."), absl::OkStatus())
-        << name;
+    EXPECT_EQ(ValidateStrategyConfig(s, "strategy."), absl::OkStatus()) << name;
   }
 
   struct Case {

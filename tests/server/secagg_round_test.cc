@@ -126,8 +126,8 @@ struct SecureRun {
                                 const ModelState& global) {
     std::vector<std::string> ids;
     for (const Update& u : updates) ids.push_back(u.agent);
-    absl::StatusOr<std::unique_ptr<SecAggRound>> created = SecAggRound::Create(
-        options, "test/round-1", ids, SchemaOf(global));
+    absl::StatusOr<std::unique_ptr<SecAggRound>> created =
+        SecAggRound::Create(options, "test/round-1", ids, SchemaOf(global));
     if (!created.ok()) return created.status();
     session = *std::move(created);
     std::vector<std::unique_ptr<secagg::SecAggClient>> clients;
@@ -163,8 +163,7 @@ struct SecureRun {
     for (const std::string& id : session->InputsReceived()) {
       if (drop_at_unmasking.count(id)) continue;
       const int i = *session->ClientId(id) - 1;
-      std::string m =
-          *clients[i]->Unmask(*session->UnmaskingRequestFor(id));
+      std::string m = *clients[i]->Unmask(*session->UnmaskingRequestFor(id));
       EXPECT_TRUE(session->ReceiveUnmaskingResponse(id, m).ok());
     }
     return session->Finish(global);
@@ -177,8 +176,7 @@ struct SecureRun {
 // rounding of the weighted sums.
 double MeanBound(const SecureAggregationOptions& options, int n, int k,
                  double total_weight) {
-  secagg::Quantizer q =
-      *secagg::Quantizer::Create({n, options.clip_range});
+  secagg::Quantizer q = *secagg::Quantizer::Create({n, options.clip_range});
   return 2 * q.MaxSumError(k) * options.weight_unit / total_weight + 1e-6;
 }
 
@@ -231,8 +229,7 @@ TEST_P(SumEqualsPlainTest, NextModelEqualsPlainWithinFixedPointPrecision) {
   // The round's statistics come from the sums.
   EXPECT_EQ(secure.record.num_examples, plain.record.num_examples);
   EXPECT_NEAR(secure.record.train_loss, plain.record.train_loss, 1e-4);
-  EXPECT_NEAR(secure.record.train_accuracy, plain.record.train_accuracy,
-              1e-4);
+  EXPECT_NEAR(secure.record.train_accuracy, plain.record.train_accuracy, 1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(SumOnlyStrategies, SumEqualsPlainTest,
@@ -329,9 +326,9 @@ TEST(SecAggRoundTest, ServersViewOfAMaskedInput_IsUncorrelatedWithTheUpdate) {
   ASSERT_TRUE(q.Quantize(input, absl::MakeSpan(plain)).ok());
   std::vector<float> unmasked(plain.size());
   q.Dequantize(plain, absl::MakeSpan(unmasked));
-  EXPECT_GT(Correlation(x, std::vector<double>(unmasked.begin(),
-                                               unmasked.end())),
-            0.999);
+  EXPECT_GT(
+      Correlation(x, std::vector<double>(unmasked.begin(), unmasked.end())),
+      0.999);
   // And the masked words spread over the whole ring: no element is near
   // its input (the step of the ring is ~2e-8 here, the inputs ~0.03).
   int close = 0;
@@ -424,8 +421,8 @@ TEST(SecAggRoundTest, ThresholdAboveTheRound_RefusedNamingTheField) {
   SecureAggregationOptions options;
   options.enabled = true;
   options.threshold = 5;
-  absl::StatusOr<std::unique_ptr<SecAggRound>> r = SecAggRound::Create(
-      options, "s", {"a", "b", "c"}, SchemaOf(Zeros(4)));
+  absl::StatusOr<std::unique_ptr<SecAggRound>> r =
+      SecAggRound::Create(options, "s", {"a", "b", "c"}, SchemaOf(Zeros(4)));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(),
               HasSubstr("strategy.secure_aggregation.threshold"));

@@ -162,12 +162,12 @@ TEST(FedgeSimE2eTest, SecureAggregation_FinalModelEqualsPlainWithinPrecision) {
         absl::StrCat(testing::TempDir(), "/sim_secagg_", secure, ".csv");
     std::remove(out.c_str());
     std::remove(history.c_str());
-    Result r = RunSim(absl::StrCat(
-        "--config ", kConfigs,
-        "synthetic_smoke.textproto --rounds 3 --num_threads 2 "
-        "--strategy.secure_aggregation.enabled=",
-        secure ? "true" : "false", " --model_out ", out, " --history_out ",
-        history));
+    Result r = RunSim(
+        absl::StrCat("--config ", kConfigs,
+                     "synthetic_smoke.textproto --rounds 3 --num_threads 2 "
+                     "--strategy.secure_aggregation.enabled=",
+                     secure ? "true" : "false", " --model_out ", out,
+                     " --history_out ", history));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     absl::StatusOr<ModelState> m = DecodeModel(ReadAll(out));
     ASSERT_TRUE(m.ok()) << m.status();
@@ -200,10 +200,10 @@ TEST(FedgeSimE2eTest, SecureAggregation_FinalModelEqualsPlainWithinPrecision) {
 }
 
 TEST(FedgeSimE2eTest, SecureAggregation_WithMedian_RefusedNamingTheField) {
-  Result r = RunSim(absl::StrCat(
-      "--config ", kConfigs,
-      "synthetic_smoke.textproto --strategy.name=median "
-      "--strategy.secure_aggregation.enabled=true"));
+  Result r =
+      RunSim(absl::StrCat("--config ", kConfigs,
+                          "synthetic_smoke.textproto --strategy.name=median "
+                          "--strategy.secure_aggregation.enabled=true"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output,
               testing::HasSubstr("strategy.secure_aggregation.enabled"));

@@ -250,8 +250,7 @@ TEST(SimulatorTest, SecureAggregation_EqualsPlainRoundsWithinPrecision) {
     // The error of a round adds to the earlier rounds' (which moved the
     // model it started from): twice the bound covers them here, each
     // round halving the distance to the target.
-    EXPECT_NEAR(r.secure_w[i], r.plain_w[i],
-                2 * SecureMeanBound(6, r.plain[i]))
+    EXPECT_NEAR(r.secure_w[i], r.plain_w[i], 2 * SecureMeanBound(6, r.plain[i]))
         << "round " << i + 1;
   }
   EXPECT_GT(r.plain_w.back(), 0.9);  // It learned.
@@ -259,8 +258,8 @@ TEST(SimulatorTest, SecureAggregation_EqualsPlainRoundsWithinPrecision) {
 
 TEST(SimulatorTest, SecureAggregation_DropoutsAfterSharingKeysRecovered) {
   SimulatorOptions options;
-  options.strategy.count = 10;  // Threshold floor(10 / 2) + 1 = 6.
-  options.engine.num_rounds = 4;  // (This seed's round 5 drops 5.)
+  options.strategy.count = 10;         // Threshold floor(10 / 2) + 1 = 6.
+  options.engine.num_rounds = 4;       // (This seed's round 5 drops 5.)
   options.dropout_probability = 0.15;  // Agents drop after sharing keys.
   options.max_abandoned_rounds = 0;
   PlainAndSecure r = RunBoth(options, 10);
