@@ -59,6 +59,30 @@ void WeightedMeanAccumulator::AddValidated(const ModelState& update,
   total_weight_ += weight;
 }
 
+absl::Status WeightedMeanAccumulator::AddWeightedSum(
+    const ModelState& weighted_sum, double total_weight, int64_t num_updates) {
+  if (num_updates <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a sum must hold > 0 updates, got ", num_updates));
+  }
+  RETURN_IF_ERROR(Validate(weighted_sum, total_weight));
+  for (size_t i = 0; i < weighted_sum.size(); ++i) {
+    const TensorBuffer& t = weighted_sum.tensor(i);
+    if (t.dtype() == DType::kFloat32) {
+      absl::Span<const float> in = t.floats();
+      double* sum = sums_[i].data();
+      for (size_t j = 0; j < in.size(); ++j) sum[j] += in[j];
+    } else {
+      absl::Span<const int64_t> in = t.int64s();
+      int64_t* mx = maxima_[i].data();
+      for (size_t j = 0; j < in.size(); ++j) mx[j] = std::max(mx[j], in[j]);
+    }
+  }
+  num_updates_ += num_updates;
+  total_weight_ += total_weight;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelState> WeightedMeanAccumulator::Mean() const {
   if (num_updates_ == 0) {
     return absl::FailedPreconditionError("no update was added");

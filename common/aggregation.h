@@ -42,6 +42,15 @@ class WeightedMeanAccumulator {
   // read once more, to fold them).
   void AddValidated(const ModelState& update, double weight);
 
+  // Adds a sum of weighted updates made elsewhere (secure aggregation):
+  // float32 tensors are added to the running sums as they are (already
+  // weighted), int64 tensors count as one more maximum; `total_weight` and
+  // `num_updates` are what the sum holds. INVALID_ARGUMENT (nothing
+  // changed) for another schema, a value that is not finite, or a weight or
+  // count that is not > 0.
+  absl::Status AddWeightedSum(const ModelState& weighted_sum,
+                              double total_weight, int64_t num_updates);
+
   // The weighted mean of everything added so far, as float32 tensors shaped
   // like the schema. FAILED_PRECONDITION when nothing was added.
   absl::StatusOr<ModelState> Mean() const;

@@ -154,6 +154,64 @@ absl::Status ValidateUpdateLimits(const v1::UpdateLimitsConfig& c,
   return absl::OkStatus();
 }
 
+static absl::Status ValidateSecureAggregation(const v1::StrategyConfig& c,
+                                              const std::string& p) {
+  const v1::SecureAggregationConfig& s = c.secure_aggregation();
+  const std::string sp = p + "secure_aggregation.";
+  RETURN_IF_ERROR(AtLeast(sp, "threshold", s.threshold(), 0));
+  RETURN_IF_ERROR(AtLeast(sp, "neighbors", s.neighbors(), 0));
+  if (s.neighbors() == 1 || s.neighbors() % 2 != 0) {
+    return Bad(sp, "neighbors",
+               absl::StrCat("must be 0 (complete graph) or an even number "
+                            ">= 2, got ",
+                            s.neighbors()));
+  }
+  if (s.neighbors() > 0 && s.threshold() > s.neighbors() + 1) {
+    return Bad(
+        sp, "threshold",
+        absl::StrCat("must be <= neighbors + 1 (", s.neighbors() + 1,
+                     ", the agents of a neighbourhood), got ", s.threshold()));
+  }
+  RETURN_IF_ERROR(InRange(sp, "clip_range", s.clip_range(), 0, 1e9, true));
+  RETURN_IF_ERROR(InRange(sp, "weight_unit", s.weight_unit(), 0, 1e12, true));
+  if (!s.enabled()) return absl::OkStatus();
+  if (!IsSumOnlyStrategy(c.name())) {
+    return Bad(sp, "enabled",
+               absl::StrCat("secure aggregation gives the coordinator only "
+                            "the sum of the updates, which strategy '",
+                            c.name(),
+                            "' cannot use; choose fedavg, fedavgm, fedprox, "
+                            "fednova, fedadam, fedyogi or fedadagrad, or set "
+                            "enabled to false"));
+  }
+  if (c.mode() != "sync") {
+    return Bad(sp, "enabled",
+               "secure aggregation needs strategy.mode sync (fedbuff folds "
+               "updates one by one); set mode to sync or enabled to false");
+  }
+  if (c.update_encoding() != "fp32") {
+    return Bad(sp, "enabled",
+               absl::StrCat("masked updates are fixed point in a ring, not '",
+                            c.update_encoding(),
+                            "': set strategy.update_encoding to fp32"));
+  }
+  for (int i = 0; i < c.device_plans_size(); ++i) {
+    const std::string& e = c.device_plans(i).update_encoding();
+    if (!e.empty() && e != "fp32") {
+      return Bad(sp, "enabled",
+                 absl::StrCat("masked updates are fixed point in a ring: set "
+                              "strategy.device_plans[",
+                              i, "].update_encoding to fp32, not '", e, "'"));
+    }
+  }
+  if (c.count() == 1) {
+    return Bad(sp, "enabled",
+               "a round with secure aggregation needs at least 2 agents: set "
+               "strategy.count to 0 or >= 2");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
                                     const std::string& p) {
   RETURN_IF_ERROR(InRange(p, "fraction", c.fraction(), 0, 1, true));
@@ -216,6 +274,7 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
   }
   RETURN_IF_ERROR(
       ValidateUpdateLimits(c.update_limits(), p + "update_limits."));
+  RETURN_IF_ERROR(ValidateSecureAggregation(c, p));
   // The strategy's own ranges (its messages name strategy.<field>).
   StrategyOptions options = ToStrategyOptions(c, v1::TrainPlanConfig(), 0);
   return ValidateStrategyOptions(options);
@@ -372,6 +431,11 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
   RETURN_IF_ERROR(ValidateTrainPlan(c.train(), "train."));
   RETURN_IF_ERROR(ValidateStrategyConfig(c.strategy(), "strategy."));
+  if (c.strategy().secure_aggregation().enabled()) {
+    return Bad("strategy.secure_aggregation.", "enabled",
+               "fedge-coordinator does not run secure aggregation over the "
+               "network yet (fedge-sim does); set it to false");
+  }
   if (c.has_eval_data()) {
     RETURN_IF_ERROR(ValidateDataConfig(c.eval_data(), "eval_data."));
   }
@@ -485,6 +549,17 @@ UpdateLimits ToUpdateLimits(const v1::UpdateLimitsConfig& c) {
   limits.update_norm_bound = c.update_norm_bound();
   limits.clip = c.update_norm_action() == "clip";
   return limits;
+}
+
+SecureAggregationOptions ToSecureAggregationOptions(
+    const v1::SecureAggregationConfig& c) {
+  SecureAggregationOptions o;
+  o.enabled = c.enabled();
+  o.threshold = c.threshold();
+  o.neighbors = c.neighbors();
+  o.clip_range = c.clip_range();
+  o.weight_unit = c.weight_unit();
+  return o;
 }
 
 StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "common/local_trainer.h"
+#include "common/secagg_update.h"
 #include "common/strategy.h"
 #include "common/update_limits.h"
 #include "fedge/v1/config.pb.h"
@@ -54,6 +55,9 @@ v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan);
 // and the federation's seed (selection and per-agent plan seeds).
 // The poisoning limits of every update (a validated config).
 UpdateLimits ToUpdateLimits(const v1::UpdateLimitsConfig& c);
+// StrategyConfig.secure_aggregation (a validated config).
+SecureAggregationOptions ToSecureAggregationOptions(
+    const v1::SecureAggregationConfig& c);
 StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,
                                   const v1::TrainPlanConfig& train,
                                   uint64_t seed);

@@ -154,6 +154,36 @@ bool IsSumOnlyStrategy(absl::string_view name) {
   return false;
 }
 
+namespace {
+// FedNova's a_i: tau local steps, or with local momentum rho
+// (tau - rho (1 - rho^tau) / (1 - rho)) / (1 - rho) (Wang et al. 2020).
+double LocalWork(double tau, double rho) {
+  if (rho <= 0) return tau;
+  return (tau - rho * (1 - std::pow(rho, tau)) / (1 - rho)) / (1 - rho);
+}
+}  // namespace
+
+UpdateWeights UpdateSumWeights(const StrategyOptions& options,
+                               double num_examples, int64_t num_steps) {
+  UpdateWeights w;
+  w.weight = num_examples;
+  if (options.name == "fednova" && num_steps > 0) {
+    w.work = LocalWork(static_cast<double>(num_steps), options.plan.momentum);
+    w.weight = num_examples / w.work;
+  } else {
+    w.work = static_cast<double>(num_steps);
+  }
+  return w;
+}
+
+absl::Status Strategy::AddSum(const FitSum& sum) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "strategy '", name(),
+      "' needs each update, not only their sum (secure aggregation works "
+      "with fedavg, fedavgm, fedprox, fednova, fedadam, fedyogi, "
+      "fedadagrad)"));
+}
+
 absl::Status ValidateStrategyOptions(const StrategyOptions& o) {
   const std::vector<std::string> names = StrategyNames();
   if (std::find(names.begin(), names.end(), o.name) == names.end()) {

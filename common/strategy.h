@@ -120,6 +120,32 @@ struct FitResult {
                                  // control-variate delta); may be null.
 };
 
+// The sum of a round's updates as secure aggregation delivers it (the
+// server never sees them one by one): for the sum-only strategies
+// (IsSumOnlyStrategy), what folding each update would have accumulated.
+struct FitSum {
+  // sum_i w_i delta_i over float32 tensors, w_i each update's weight as the
+  // strategy folds it (UpdateSumWeights); int64 tensors (counters) are
+  // taken as they are (the global model's: secure aggregation cannot take
+  // a maximum).
+  const ModelState* weighted_delta_sum = nullptr;
+  double total_weight = 0;  // sum_i w_i (> 0).
+  double examples = 0;      // sum_i n_i.
+  double work = 0;          // sum_i n_i a_i (FedNova's local work a_i).
+  int64_t num_updates = 0;  // Updates in the sum (> 0).
+};
+
+// How the sum-only strategies weigh one update (fedavg and the like: its
+// examples; fednova: examples / local work) and its local work a_i (the
+// local steps, or FedNova's momentum-corrected count), so that an agent can
+// weight its own update before secure aggregation as the strategy would.
+struct UpdateWeights {
+  double weight = 0;
+  double work = 0;
+};
+UpdateWeights UpdateSumWeights(const StrategyOptions& options,
+                               double num_examples, int64_t num_steps);
+
 class Strategy {
  public:
   virtual ~Strategy() = default;
@@ -156,6 +182,11 @@ class Strategy {
   // (the caller holds the lock it checked under): an update's values are
   // read once for validation and once for folding, never twice.
   void AddCheckedUpdate(const FitResult& result) { Fold(result); }
+  // Folds the round's updates given as their sum (secure aggregation).
+  // FAILED_PRECONDITION for a strategy that needs each update
+  // (!IsSumOnlyStrategy); INVALID_ARGUMENT (nothing changed) for a sum of
+  // another schema, not finite, or without weight or updates.
+  virtual absl::Status AddSum(const FitSum& sum);
   // Updates folded in the round so far.
   virtual int64_t num_updates() const = 0;
   // aggregate_fit: the next global model from `global` and the round's

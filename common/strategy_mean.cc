@@ -80,6 +80,23 @@ class MeanStrategy : public Strategy {
 
   int64_t num_updates() const override { return num_updates_; }
 
+  absl::Status AddSum(const FitSum& s) override {
+    if (!IsSumOnlyStrategy(options_.name)) return Strategy::AddSum(s);
+    if (s.weighted_delta_sum == nullptr || s.num_updates <= 0) {
+      return absl::InvalidArgumentError("a sum without updates");
+    }
+    if (!(s.examples > 0) || !std::isfinite(s.examples) || !(s.work >= 0) ||
+        !std::isfinite(s.work)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a sum with examples ", s.examples, " and work ", s.work));
+    }
+    RETURN_IF_ERROR(sum_.AddWeightedSum(*s.weighted_delta_sum, s.total_weight,
+                                        s.num_updates));
+    AddSumMore(s);
+    num_updates_ += s.num_updates;
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<ModelState> AggregateFit(const FitRound& round,
                                           const ModelState& global) override {
     absl::StatusOr<ModelState> next = Aggregate(round, global);
@@ -102,6 +119,7 @@ class MeanStrategy : public Strategy {
   // Changes the update before it is folded (norm_bounded clips it).
   virtual void Prepare(const FitResult& r) {}
   virtual void AddMore(const FitResult& r) {}
+  virtual void AddSumMore(const FitSum& s) {}
   virtual void ResetMore() {}
   // global + the server step, for a round with updates; must leave the
   // strategy's state unchanged until the result is known to be finite.
@@ -202,13 +220,10 @@ class FedNova final : public MeanStrategy {
 
  private:
   double LocalWork(const FitResult& r) const {
-    const double tau = static_cast<double>(r.num_steps);
-    const double rho = options_.plan.momentum;
-    if (rho <= 0) return tau;
-    return (tau - rho * (1 - std::pow(rho, tau)) / (1 - rho)) / (1 - rho);
+    return UpdateSumWeights(options_, r.num_examples, r.num_steps).work;
   }
   double Weight(const FitResult& r) const override {
-    return r.num_steps > 0 ? r.num_examples / LocalWork(r) : r.num_examples;
+    return UpdateSumWeights(options_, r.num_examples, r.num_steps).weight;
   }
   absl::Status CheckMore(const FitResult& r) const override {
     if (r.num_steps <= 0) {
@@ -222,6 +237,10 @@ class FedNova final : public MeanStrategy {
   void AddMore(const FitResult& r) override {
     examples_ += r.num_examples;
     work_ += r.num_examples * LocalWork(r);
+  }
+  void AddSumMore(const FitSum& s) override {
+    examples_ += s.examples;
+    work_ += s.work;
   }
   void ResetMore() override { examples_ = work_ = 0; }
   absl::StatusOr<ModelState> Step(const FitRound& round,

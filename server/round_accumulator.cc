@@ -1,6 +1,7 @@
 #include "server/round_accumulator.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -35,6 +36,17 @@ void RoundAccumulator::Record(const FitResult& result, int64_t bytes) {
   slowest_train_seconds_ =
       std::max(slowest_train_seconds_, result.metrics.seconds);
   bytes_ += bytes;
+}
+
+absl::Status RoundAccumulator::AddSum(const SecAggSum& sum, int64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(strategy_->AddSum(sum.fit()));
+  // Examples are whole: the fixed-point sum is within a rounding of it.
+  examples_ += std::round(sum.examples);
+  loss_sum_ += sum.loss_sum;
+  accuracy_sum_ += sum.accuracy_sum;
+  bytes_ += bytes;
+  return absl::OkStatus();
 }
 
 int64_t RoundAccumulator::num_updates() const {

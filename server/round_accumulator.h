@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/history.h"
+#include "common/secagg_update.h"
 #include "common/strategy.h"
 #include "common/update_limits.h"
 #include "server/round_engine.h"
@@ -72,6 +73,14 @@ class RoundAccumulator {
   // Add() for an update Check() accepted, with nothing added since (the
   // caller serializes Check and AddChecked): not validated a second time.
   void AddChecked(const FitResult& result, int64_t bytes);
+
+  // Folds a secure-aggregation round's sum (server/secagg_round.h) into the
+  // strategy (Strategy::AddSum) and counts its statistics: the summed
+  // examples and example-weighted metrics, `bytes` on the wire. The
+  // per-update limits cannot apply to a sum: secure aggregation bounds each
+  // element by its clip range instead. The strategy's FAILED_PRECONDITION
+  // or INVALID_ARGUMENT leaves everything unchanged.
+  absl::Status AddSum(const SecAggSum& sum, int64_t bytes);
 
   // Closes the round of `outcome`: for a completed round with updates, the
   // strategy's aggregate from `global`, which must be finite (else

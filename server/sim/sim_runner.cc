@@ -112,6 +112,8 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   options.engine = ToRoundEngineOptions(c.strategy(), c.rounds());
   options.strategy = ToStrategyOptions(c.strategy(), c.train(), c.seed());
   options.update_limits = ToUpdateLimits(c.strategy().update_limits());
+  options.secure_aggregation =
+      ToSecureAggregationOptions(c.strategy().secure_aggregation());
   ASSIGN_OR_RETURN(options.download_encoding,
                    ParseDownloadEncoding(c.strategy().download_encoding()));
   options.eval_every_rounds = c.eval_every_rounds();
@@ -183,6 +185,15 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     }
   }));
   RETURN_IF_ERROR(write_status);
+  if (c.strategy().secure_aggregation().enabled()) {
+    const Simulator::SecAggSeconds& t = sim->secagg_seconds();
+    absl::FPrintF(out,
+                  "secure aggregation: %d rounds aggregated, server %.3f s "
+                  "per round, agents %.3f s per round (summed over agents, "
+                  "training excluded)\n",
+                  t.rounds, t.rounds > 0 ? t.server / t.rounds : 0.0,
+                  t.rounds > 0 ? t.agents / t.rounds : 0.0);
+  }
   if (!c.model_out().empty()) {
     // The final global model, in the coordinator's final_model.fedge format.
     ModelEncoder encoder(sim->global_model());

@@ -46,6 +46,15 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
   if (!(options.dropout_probability >= 0 && options.dropout_probability <= 1)) {
     return absl::InvalidArgumentError("dropout_probability must be in [0, 1]");
   }
+  if (options.secure_aggregation.enabled &&
+      (options.fedbuff.enabled || !IsSumOnlyStrategy(options.strategy.name))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strategy.secure_aggregation needs sync rounds and a strategy that "
+        "uses only the weighted sum (fedavg, fedavgm, fedprox, fednova, "
+        "fedadam, fedyogi, fedadagrad), got strategy '",
+        options.strategy.name, "'",
+        options.fedbuff.enabled ? " (fedbuff)" : ""));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
                    CreateStrategy(options.strategy, initial_model));
   // The simulator drives time itself: nobody times out, no deadline passes.
@@ -281,13 +290,32 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
           rounded,
           AsDownloaded(global_, options_.download_encoding, &download_bytes));
     }
-    simulated +=
-        TrainRound(round, plan, rounded.has_value() ? *rounded : global_);
+    const ModelState& base = rounded.has_value() ? *rounded : global_;
+    absl::Status secure = absl::OkStatus();
+    if (options_.secure_aggregation.enabled) {
+      double slowest = 0;
+      secure = TrainSecureRound(round, plan, base, &slowest);
+      simulated += slowest;
+    } else {
+      simulated += TrainRound(round, plan, base);
+    }
     const double train_seconds =
         absl::ToDoubleSeconds(absl::Now() - train_start);
     std::vector<RoundOutcome> outcomes = engine_->Tick();
     if (outcomes.size() != 1) {
       return absl::InternalError("round did not close after all agents ran");
+    }
+    if (!secure.ok()) {
+      // No sum: the round is abandoned and the model kept, whatever the
+      // engine counted (its reports carried masked inputs only).
+      FEDGE_LOG(WARNING) << "round " << round
+                         << ": secure aggregation failed, the round is "
+                            "abandoned and the global model kept: "
+                         << secure;
+      RoundOutcome& o = outcomes[0];
+      o.completed = false;
+      o.failed.insert(o.failed.end(), o.reported.begin(), o.reported.end());
+      o.reported.clear();
     }
     RoundClose close = accumulator_.Close(outcomes[0], global_, agents_.size());
     RoundRecord record = std::move(close.record);

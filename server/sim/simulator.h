@@ -25,6 +25,7 @@
 #include "common/history.h"
 #include "common/local_trainer.h"
 #include "common/scaffold.h"
+#include "common/secagg_update.h"
 #include "common/strategy.h"
 #include "common/tensor_buffer.h"
 #include "common/thread_pool.h"
@@ -84,6 +85,10 @@ struct SimulatorOptions {
     int max_staleness = 20;
     int concurrency = 10;
   } fedbuff;
+  // Secure aggregation (sync rounds, sum-only strategies): each selected
+  // agent runs a SecAggClient and the round one SecAggRound; the sum
+  // takes the strategy's server step as a plain round's updates would.
+  SecureAggregationOptions secure_aggregation;
 };
 
 class Simulator {
@@ -105,6 +110,16 @@ class Simulator {
       const std::function<void(const RoundRecord&)>& on_round);
 
   const ModelState& global_model() const { return global_; }
+  // Wall time spent in secure aggregation so far (zero when off): in the
+  // server's half (SecAggRound, what a coordinator spends) and in the
+  // agents' (summed over agents: devices would spend it in parallel);
+  // training excluded.
+  struct SecAggSeconds {
+    double server = 0;
+    double agents = 0;
+    int rounds = 0;
+  };
+  const SecAggSeconds& secagg_seconds() const { return secagg_seconds_; }
   Strategy& strategy() { return *strategy_; }
 
  private:
@@ -120,6 +135,16 @@ class Simulator {
   // Agents train from `downloaded` (the global model as they receive it).
   double TrainRound(int64_t round, const std::vector<FitInstruction>& plan,
                     const ModelState& downloaded);
+  // TrainRound with secure aggregation (simulator_secagg.cc): keys are
+  // advertised and shared first, then each agent trains and sends its
+  // masked input, which the session adds at once; after unmasking the sum
+  // is folded into the round. An agent that fails after sharing its keys
+  // is a dropout the protocol recovers. ABORTED (or another error) when
+  // the round cannot be aggregated: the caller abandons it. `*slowest` is
+  // the simulated duration, as TrainRound returns it.
+  absl::Status TrainSecureRound(int64_t round,
+                                const std::vector<FitInstruction>& plan,
+                                const ModelState& downloaded, double* slowest);
   // One agent's local training from `base`: its update (SCAFFOLD's delta in
   // *extras), or why it failed. `*seconds` is its simulated compute time.
   // The update goes through the plan's encoding (top-k with error
@@ -156,6 +181,7 @@ class Simulator {
   std::vector<ModelState> residuals_;
   // SCAFFOLD: each agent's control variate, created at its first round.
   std::vector<std::optional<ScaffoldClient>> scaffold_;
+  SecAggSeconds secagg_seconds_;
   ThreadPool pool_;
 };
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/synchronization/mutex.h"
+#include "common/secagg/quantization.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -200,6 +201,121 @@ TEST(SimulatorTest, AbandonedRoundsInARow_StopTheRunNamingTheLimit) {
   EXPECT_THAT(records.status().message(),
               testing::HasSubstr("max_abandoned_rounds is 3"));
   EXPECT_EQ(rounds_seen, 3);  // Each still recorded.
+}
+
+// Runs `options` with and without secure aggregation (same seeds): the
+// records of both and the final weights.
+struct PlainAndSecure {
+  std::vector<RoundRecord> plain, secure;
+  std::vector<float> plain_w, secure_w;  // Global weight after each round.
+};
+
+PlainAndSecure RunBoth(SimulatorOptions options, int agents) {
+  PlainAndSecure out;
+  for (bool secure : {false, true}) {
+    Fixture f;
+    options.secure_aggregation.enabled = secure;
+    auto sim = f.Make(options, agents, 2);
+    EXPECT_TRUE(sim.ok()) << sim.status();
+    if (!sim.ok()) return out;
+    std::vector<float>& w = secure ? out.secure_w : out.plain_w;
+    auto records = (*sim)->Run([&](const RoundRecord&) {
+      w.push_back((*sim)->global_model().tensor(0).floats()[0]);
+    });
+    EXPECT_TRUE(records.ok()) << records.status();
+    if (records.ok()) (secure ? out.secure : out.plain) = *records;
+  }
+  return out;
+}
+
+// quantization.h's bound on the mean of a secure round with the default
+// options (clip range 10, weight unit 1000) for `selected` agents of which
+// `record` says who reported with how many examples: each of the k inputs
+// is off by half a ring step, in units of examples / 1000.
+double SecureMeanBound(int selected, const RoundRecord& record) {
+  secagg::Quantizer q = *secagg::Quantizer::Create({selected, 10.0});
+  return q.MaxSumError(record.num_agents) * 1000 / record.num_examples + 1e-7;
+}
+
+TEST(SimulatorTest, SecureAggregation_EqualsPlainRoundsWithinPrecision) {
+  SimulatorOptions options;
+  options.strategy.count = 6;
+  options.engine.num_rounds = 5;
+  PlainAndSecure r = RunBoth(options, 20);
+  ASSERT_EQ(r.secure.size(), 5u);
+  ASSERT_EQ(r.plain.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(r.secure[i].num_agents, 6);
+    EXPECT_EQ(r.secure[i].num_examples, r.plain[i].num_examples);
+    // The error of a round adds to the earlier rounds' (which moved the
+    // model it started from): twice the bound covers them here, each
+    // round halving the distance to the target.
+    EXPECT_NEAR(r.secure_w[i], r.plain_w[i], 2 * SecureMeanBound(6, r.plain[i]))
+        << "round " << i + 1;
+  }
+  EXPECT_GT(r.plain_w.back(), 0.9);  // It learned.
+}
+
+TEST(SimulatorTest, SecureAggregation_DropoutsAfterSharingKeysRecovered) {
+  SimulatorOptions options;
+  options.strategy.count = 10;         // Threshold floor(10 / 2) + 1 = 6.
+  options.engine.num_rounds = 4;       // (This seed's round 5 drops 5.)
+  options.dropout_probability = 0.15;  // Agents drop after sharing keys.
+  options.max_abandoned_rounds = 0;
+  PlainAndSecure r = RunBoth(options, 10);
+  ASSERT_EQ(r.secure.size(), 4u);
+  ASSERT_EQ(r.plain.size(), 4u);
+  int dropped = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    // The same agents drop in both runs (the seed decides).
+    ASSERT_GE(r.plain[i].num_agents, 6) << "this seed drops too many";
+    dropped += r.plain[i].num_failed;
+    EXPECT_EQ(r.secure[i].num_agents, r.plain[i].num_agents);
+    EXPECT_EQ(r.secure[i].num_failed, r.plain[i].num_failed);
+    EXPECT_NEAR(r.secure_w[i], r.plain_w[i],
+                2 * SecureMeanBound(10, r.plain[i]))
+        << "round " << i + 1;
+  }
+  EXPECT_GT(dropped, 0);
+}
+
+TEST(SimulatorTest, SecureAggregation_TooFewSurvivors_RoundAbandonedModelKept) {
+  SimulatorOptions options;
+  options.strategy.count = 10;
+  options.engine.num_rounds = 8;
+  options.dropout_probability = 0.5;
+  options.max_abandoned_rounds = 0;
+  PlainAndSecure r = RunBoth(options, 10);
+  ASSERT_EQ(r.secure.size(), 8u);
+  int abandoned = 0, aggregated = 0;
+  float before = 0;  // The initial weight.
+  for (size_t i = 0; i < 8; ++i) {
+    const int survivors = r.plain[i].num_agents;  // Same drops as plain.
+    if (survivors < 6) {
+      ++abandoned;
+      EXPECT_EQ(r.secure[i].num_agents, 0) << "round " << i + 1;
+      EXPECT_EQ(r.secure[i].num_failed, 10);
+      EXPECT_EQ(r.secure_w[i], before) << "round " << i + 1;
+    } else {
+      ++aggregated;
+      EXPECT_EQ(r.secure[i].num_agents, survivors);
+      EXPECT_NE(r.secure_w[i], before);
+    }
+    before = r.secure_w[i];
+  }
+  EXPECT_GT(abandoned, 0);  // The seed gives both kinds of rounds.
+  EXPECT_GT(aggregated, 0);
+}
+
+TEST(SimulatorTest, SecureAggregation_WithAStrategyNeedingEachUpdate_Refused) {
+  Fixture f;
+  SimulatorOptions options;
+  options.strategy.name = "median";
+  options.secure_aggregation.enabled = true;
+  auto sim = f.Make(options, 4, 1);
+  ASSERT_FALSE(sim.ok());
+  EXPECT_THAT(sim.status().message(),
+              testing::HasSubstr("strategy.secure_aggregation"));
 }
 
 TEST(SimulatorTest, PlanSeeds_AreTheOneDerivation) {
