@@ -18,30 +18,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/openssl_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace fedge {
 namespace {
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-
-// A read-only memory BIO over `bytes` (which must outlive it).
-BioPtr MemoryBio(absl::string_view bytes) {
-  if (bytes.size() > INT_MAX) return nullptr;
-  return BioPtr(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
-}
+using openssl::BioPtr;
+using openssl::MdCtxPtr;
+using openssl::MemoryBio;
+using openssl::PkeyPtr;
 
 // The contents of a memory BIO.
 std::string BioContents(BIO* bio) {

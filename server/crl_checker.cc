@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/openssl_util.h"
 
 namespace fedge {
 namespace {
@@ -22,37 +23,12 @@ constexpr int64_t kMaxCrlBytes = int64_t{64} << 20;
 // Parsed peer certificates kept (then the cache is cleared).
 constexpr size_t kMaxPeersCached = 4096;
 
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct CrlFree {
-  void operator()(X509_CRL* c) const { X509_CRL_free(c); }
-};
-struct BnFree {
-  void operator()(BIGNUM* b) const { BN_free(b); }
-};
-using Bio = std::unique_ptr<BIO, BioFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using Crl = std::unique_ptr<X509_CRL, CrlFree>;
-
-std::string OpenSslError() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "no detail";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
-
-Bio MemBio(absl::string_view bytes) {
-  return Bio(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
-}
+using openssl::BioPtr;
+using openssl::X509CrlPtr;
+using openssl::X509Ptr;
 
 std::string SerialHex(const ASN1_INTEGER* serial) {
-  std::unique_ptr<BIGNUM, BnFree> bn(ASN1_INTEGER_to_BN(serial, nullptr));
+  openssl::BnPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
   if (bn == nullptr) return "";
   char* hex = BN_bn2hex(bn.get());
   if (hex == nullptr) return "";
@@ -116,14 +92,14 @@ absl::StatusOr<CrlChecker::Loaded> CrlChecker::Load() const {
         absl::StrCat("the CA (tls.ca_path) to verify it with: ",
                      ca_pem.status().message()));
   }
-  Bio bio = MemBio(*pem);
-  Crl crl(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
+  BioPtr bio = openssl::MemoryBio(*pem);
+  X509CrlPtr crl(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
   if (crl == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        options_.crl_path, " is not a PEM CRL: ", OpenSslError()));
+        options_.crl_path, " is not a PEM CRL: ", openssl::ErrorString()));
   }
   // The CA certificate that issued it must verify its signature.
-  Bio ca_bio = MemBio(*ca_pem);
+  BioPtr ca_bio = openssl::MemoryBio(*ca_pem);
   bool verified = false;
   int cas = 0;
   while (X509* raw = PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr,
@@ -211,7 +187,7 @@ absl::Status CrlChecker::Check(absl::string_view cert_pem) {
     if (it != peers_.end()) peer = it->second;
   }
   if (peer.serial.empty()) {
-    Bio bio = MemBio(cert_pem);
+    BioPtr bio = openssl::MemoryBio(cert_pem);
     X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
     if (cert == nullptr) {
       ERR_clear_error();
