@@ -18,18 +18,20 @@ std::string Opt(const std::optional<double>& v) {
 
 }  // namespace
 
-std::string HistoryWriter::Header(bool with_bytes, bool with_simulated_time) {
+std::string HistoryWriter::Header(bool with_bytes, bool with_simulated_time,
+                                  bool with_privacy) {
   std::string h =
       "round,num_agents,num_failed,num_examples,train_loss,train_accuracy,"
       "test_loss,test_accuracy,train_seconds,round_seconds,fed_eval_loss,"
       "fed_eval_accuracy";
   if (with_bytes) h += ",bytes_received,bytes_sent";
   if (with_simulated_time) h += ",simulated_seconds";
+  if (with_privacy) h += ",epsilon,delta";
   return h;
 }
 
 std::string HistoryWriter::Line(const RoundRecord& r, bool with_bytes,
-                                bool with_simulated_time) {
+                                bool with_simulated_time, bool with_privacy) {
   std::string line = absl::StrFormat(
       "%d,%d,%d,%d,%.6f,%.6f,%s,%s,%.4f,%.4f,%s,%s", r.round, r.num_agents,
       r.num_failed, r.num_examples, r.train_loss, r.train_accuracy,
@@ -45,17 +47,25 @@ std::string HistoryWriter::Line(const RoundRecord& r, bool with_bytes,
                         ? absl::StrFormat("%.3f", *r.simulated_seconds)
                         : "");
   }
+  if (with_privacy) {
+    absl::StrAppend(
+        &line, ",",
+        r.epsilon.has_value() ? absl::StrFormat("%.6f", *r.epsilon) : "", ",",
+        r.delta.has_value() ? absl::StrFormat("%.6g", *r.delta) : "");
+  }
   return line;
 }
 
 absl::StatusOr<std::unique_ptr<HistoryWriter>> HistoryWriter::Open(
-    const std::string& path, bool with_bytes, bool with_simulated_time) {
+    const std::string& path, bool with_bytes, bool with_simulated_time,
+    bool with_privacy) {
   std::string first_line;
   {
     std::ifstream in(path);
     if (in) std::getline(in, first_line);
   }
-  const std::string header = Header(with_bytes, with_simulated_time);
+  const std::string header =
+      Header(with_bytes, with_simulated_time, with_privacy);
   if (!first_line.empty() && first_line != header) {
     return absl::FailedPreconditionError(
         absl::StrCat("history file '", path, "' has different columns (",
@@ -66,8 +76,8 @@ absl::StatusOr<std::unique_ptr<HistoryWriter>> HistoryWriter::Open(
     return absl::UnavailableError(
         absl::StrCat("cannot open history file '", path, "' for writing"));
   }
-  auto writer =
-      std::unique_ptr<HistoryWriter>(new HistoryWriter(f, path, with_bytes, with_simulated_time));
+  auto writer = std::unique_ptr<HistoryWriter>(new HistoryWriter(
+      f, path, with_bytes, with_simulated_time, with_privacy));
   if (first_line.empty()) {
     std::fprintf(f, "%s\n", header.c_str());
     std::fflush(f);
@@ -116,6 +126,8 @@ absl::StatusOr<std::vector<RoundRecord>> HistoryWriter::Read(
       if (name == "bytes_received") r.bytes_received = static_cast<int64_t>(v);
       if (name == "bytes_sent") r.bytes_sent = static_cast<int64_t>(v);
       if (name == "simulated_seconds") r.simulated_seconds = v;
+      if (name == "epsilon") r.epsilon = v;
+      if (name == "delta") r.delta = v;
     }
     records.push_back(r);
   }
@@ -124,7 +136,7 @@ absl::StatusOr<std::vector<RoundRecord>> HistoryWriter::Read(
 
 absl::Status HistoryWriter::Append(const RoundRecord& record) {
   const std::string line =
-      Line(record, with_bytes_, with_simulated_time_) + "\n";
+      Line(record, with_bytes_, with_simulated_time_, with_privacy_) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() ||
       std::fflush(file_) != 0) {
     return ErrnoStatus(errno, "write", path_);
