@@ -3,6 +3,10 @@
 // multipliers that reach epsilon 1, 4 and 8 in the federated setting.
 //
 //   build/bench/dp_accountant
+//   build/bench/dp_accountant --noise_for EPS Q ROUNDS DELTA
+//       prints only the noise multiplier reaching epsilon EPS after ROUNDS
+//       rounds with sampling rate Q at DELTA (improved conversion): what
+//       bench/dp.sh runs with.
 //
 // The references (Abadi et al. 2016; TF Privacy's MNIST tutorial and its
 // tests) are checked to their published precision by
@@ -11,11 +15,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "common/privacy_accountant.h"
 
@@ -120,4 +126,31 @@ int Run() {
 }  // namespace
 }  // namespace fedge
 
-int main() { return fedge::Run(); }
+int main(int argc, char** argv) {
+  if (argc == 6 && std::string(argv[1]) == "--noise_for") {
+    double eps = 0, q = 0, delta = 0;
+    int64_t rounds = 0;
+    if (!absl::SimpleAtod(argv[2], &eps) || !absl::SimpleAtod(argv[3], &q) ||
+        !absl::SimpleAtoi(argv[4], &rounds) ||
+        !absl::SimpleAtod(argv[5], &delta)) {
+      absl::FPrintF(stderr,
+                    "usage: dp_accountant --noise_for EPS Q ROUNDS "
+                    "DELTA\n");
+      return 2;
+    }
+    absl::StatusOr<double> sigma =
+        fedge::NoiseMultiplierForEpsilon(eps, delta, q, rounds);
+    if (!sigma.ok()) {
+      absl::FPrintF(stderr, "%s\n", sigma.status().ToString());
+      return 1;
+    }
+    absl::PrintF("%.9g\n", *sigma);
+    return 0;
+  }
+  if (argc != 1) {
+    absl::FPrintF(stderr,
+                  "usage: dp_accountant [--noise_for EPS Q ROUNDS DELTA]\n");
+    return 2;
+  }
+  return fedge::Run();
+}

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <random>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -30,6 +31,15 @@ absl::Status DpFedAvgOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "noise_multiplier must be > 0 and finite, got ", noise_multiplier));
   }
+  if (!(delta > 0.0 && delta < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("delta must be in (0, 1), got ", delta));
+  }
+  if (!(max_epsilon >= 0.0 && std::isfinite(max_epsilon))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_epsilon must be >= 0 and finite (0 = no budget), got ",
+        max_epsilon));
+  }
   return absl::OkStatus();
 }
 
@@ -44,17 +54,6 @@ double MeanNoiseStddev(const DpFedAvgOptions& options,
   FEDGE_CHECK(expected_agents >= 1)
       << "expected_agents must be >= 1, got " << expected_agents;
   return NoiseStddev(options) / static_cast<double>(expected_agents);
-}
-
-double L2Norm(const ModelState& state) {
-  double sum_squares = 0.0;
-  for (const TensorBuffer& t : state.tensors()) {
-    if (t.dtype() != DType::kFloat32) continue;
-    for (float v : t.floats()) {
-      sum_squares += static_cast<double>(v) * static_cast<double>(v);
-    }
-  }
-  return std::sqrt(sum_squares);
 }
 
 double ClipUpdate(ModelState& delta, double clip_norm) {
@@ -85,6 +84,20 @@ void AddGaussianNoise(ModelState& x, double stddev, uint64_t seed) {
       v = static_cast<float>(static_cast<double>(v) + stddev * rng.Normal());
     }
   }
+}
+
+void PrivatizeUpdate(ModelState& delta, double clip_norm, double noise_stddev,
+                     uint64_t seed) {
+  FEDGE_CHECK(clip_norm >= 0.0 && std::isfinite(clip_norm))
+      << "clip_norm must be >= 0 and finite, got " << clip_norm;
+  if (clip_norm > 0.0) ClipUpdate(delta, clip_norm);
+  AddGaussianNoise(delta, noise_stddev, seed);
+}
+
+uint64_t SecretSeed() {
+  std::random_device device;
+  // random_device yields 32 bits at a time.
+  return (static_cast<uint64_t>(device()) << 32) ^ device();
 }
 
 }  // namespace fedge

@@ -53,6 +53,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/robust_aggregation.h"  // L2Norm: one home for the norm.
 #include "common/tensor_buffer.h"
 
 namespace fedge {
@@ -66,10 +67,30 @@ struct DpFedAvgOptions {
   // false: central DP, the coordinator noises the aggregate; true: local DP,
   // every agent noises its own clipped update. See the file comment.
   bool local = false;
+  // The delta of the (epsilon, delta) guarantee reported, in (0, 1).
+  double delta = 1e-5;
+  // Budget: no round may take epsilon above it (0 = no budget). >= 0.
+  double max_epsilon = 0;
+  // Secret base seed of the noise; 0 = SecretSeed() at start.
+  uint64_t noise_seed = 0;
 
   // OK, or INVALID_ARGUMENT naming the first field out of range.
   absl::Status Validate() const;
 };
+
+// What agents do to their update before upload (the TrainPlan carries
+// both): clip it to `clip_norm` (ClipUpdate; 0 = no clipping) and, for
+// local DP, add N(0, noise_stddev^2) to every float32 value
+// (AddGaussianNoise with `seed`; 0 = no noise). The one function the agent
+// and fedge-sim's simulated agents call. clip_norm and noise_stddev >= 0
+// and finite (checked).
+void PrivatizeUpdate(ModelState& delta, double clip_norm, double noise_stddev,
+                     uint64_t seed);
+
+// A fresh 64-bit seed from the operating system's entropy source
+// (std::random_device, /dev/urandom on Linux), for noise whose seed must
+// stay secret.
+uint64_t SecretSeed();
 
 // z * S: the noise stddev per coordinate on the SUM of the round's clipped
 // updates (central), or on one agent's clipped update (local).
@@ -82,9 +103,8 @@ double NoiseStddev(const DpFedAvgOptions& options);
 // `options` must be valid and expected_agents >= 1 (checked).
 double MeanNoiseStddev(const DpFedAvgOptions& options, int64_t expected_agents);
 
-// The L2 norm over all float32 elements of `state` (int64 tensors are
-// ignored), accumulated in double.
-double L2Norm(const ModelState& state);
+// The L2 norm of an update is common/robust_aggregation.h's L2Norm (over
+// the float32 elements, accumulated in double).
 
 // Scales the float32 tensors of `delta` so their joint L2 norm is at most
 // `clip_norm` (unchanged when it already is) and returns the norm before

@@ -212,6 +212,50 @@ static absl::Status ValidateSecureAggregation(const v1::StrategyConfig& c,
   return absl::OkStatus();
 }
 
+absl::Status ValidateDpConfig(const v1::StrategyConfig& s,
+                              const std::string& strategy_prefix) {
+  const v1::DpConfig& c = s.dp();
+  const std::string p = strategy_prefix + "dp.";
+  if (!OneOf(c.mode(), {"off", "central", "local"})) {
+    return Bad(
+        p, "mode",
+        absl::StrCat("must be off, central or local, got '", c.mode(), "'"));
+  }
+  if (c.mode() == "off") return absl::OkStatus();
+  RETURN_IF_ERROR(InRange(p, "clip_norm", c.clip_norm(), 0, 1e30, true));
+  RETURN_IF_ERROR(
+      InRange(p, "noise_multiplier", c.noise_multiplier(), 0, 1e6, true));
+  if (!(c.delta() > 0 && c.delta() < 1)) {
+    return Bad(p, "delta",
+               absl::StrCat("must be in (0, 1) (e.g. 1e-5, below 1 / the "
+                            "number of agents), got ",
+                            c.delta()));
+  }
+  RETURN_IF_ERROR(InRange(p, "max_epsilon", c.max_epsilon(), 0, 1e6, false));
+  // The combinations that would break the guarantee, each with its fix.
+  const char* why =
+      "DP-FedAvg's guarantee needs every clipped update to enter one "
+      "uniform-weight sum per round, over a fixed denominator";
+  if (s.mode() != "sync") {
+    return Bad(
+        strategy_prefix, "mode",
+        absl::StrCat("must be sync with ", p, "mode = ", c.mode(), " (", why,
+                     "; fedbuff's staleness weights break it), "
+                     "got '",
+                     s.mode(), "'"));
+  }
+  if (!SupportsDifferentialPrivacy(s.name())) {
+    return Bad(strategy_prefix, "name",
+               absl::StrCat("must be fedavg, fedprox, fedavgm, fedadam, "
+                            "fedyogi or fedadagrad with ",
+                            p, "mode = ", c.mode(), " (", why,
+                            "; robust rules, fednova's step weights and "
+                            "scaffold's control variates break it), got '",
+                            s.name(), "'"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
                                     const std::string& p) {
   RETURN_IF_ERROR(InRange(p, "fraction", c.fraction(), 0, 1, true));
@@ -275,6 +319,17 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
   RETURN_IF_ERROR(
       ValidateUpdateLimits(c.update_limits(), p + "update_limits."));
   RETURN_IF_ERROR(ValidateSecureAggregation(c, p));
+  RETURN_IF_ERROR(ValidateDpConfig(c, p));
+  if (c.secure_aggregation().enabled() && c.dp().mode() != "off") {
+    // Under secure aggregation the coordinator can neither clip each
+    // update nor weigh them uniformly, which DP-FedAvg's guarantee needs.
+    return Bad(p + "dp.", "mode",
+               absl::StrCat("must be off with secure_aggregation.enabled "
+                            "(the coordinator sees only the masked sum, so "
+                            "it cannot clip or weigh each update as DP-FedAvg "
+                            "needs); got '",
+                            c.dp().mode(), "'"));
+  }
   // The strategy's own ranges (its messages name strategy.<field>).
   StrategyOptions options = ToStrategyOptions(c, v1::TrainPlanConfig(), 0);
   return ValidateStrategyOptions(options);
@@ -396,6 +451,12 @@ absl::Status ValidateUpstreamConfig(const v1::CoordinatorConfig& c) {
     return Bad("strategy.", "device_plans",
                "and local_time_budget_ms must be unset with upstream.address "
                "set (the plan comes from the upstream's task)");
+  }
+  if (s.dp().mode() != "off") {
+    return Bad("strategy.dp.", "mode",
+               "must be off with upstream.address set (privacy is the "
+               "upstream's: its plan tells the agents to clip, and it clips "
+               "and noises the aggregate; docs/privacy.md)");
   }
   return absl::OkStatus();
 }
@@ -523,6 +584,10 @@ TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
   }
   plan.update_encoding.per_channel = p.int8_per_channel();
   plan.update_encoding.seed = p.seed();
+  // Values out of range (a newer or broken coordinator) are ignored.
+  auto usable = [](double v) { return v > 0 && std::isfinite(v); };
+  if (usable(p.dp_clip_norm())) plan.dp_clip_norm = p.dp_clip_norm();
+  if (usable(p.dp_noise_stddev())) plan.dp_noise_stddev = p.dp_noise_stddev();
   return plan;
 }
 
@@ -540,6 +605,8 @@ v1::TrainPlanProto ToTrainPlanProto(const TrainPlan& plan) {
   p.set_update_encoding(UpdateEncodingName(plan.update_encoding.kind));
   p.set_topk_fraction(plan.update_encoding.topk_fraction);
   p.set_int8_per_channel(plan.update_encoding.per_channel);
+  p.set_dp_clip_norm(plan.dp_clip_norm);
+  p.set_dp_noise_stddev(plan.dp_noise_stddev);
   return p;
 }
 
@@ -605,6 +672,16 @@ StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,
   o.max_buffered_updates = c.max_buffered_updates();
   o.fraction_evaluate = c.fraction_evaluate();
   o.min_evaluate_agents = c.min_evaluate_agents();
+  if (c.dp().mode() == "central" || c.dp().mode() == "local") {
+    DpFedAvgOptions dp;
+    dp.local = c.dp().mode() == "local";
+    dp.clip_norm = c.dp().clip_norm();
+    dp.noise_multiplier = c.dp().noise_multiplier();
+    dp.delta = c.dp().delta();
+    dp.max_epsilon = c.dp().max_epsilon();
+    dp.noise_seed = c.dp().noise_seed();
+    o.dp = dp;
+  }
   return o;
 }
 

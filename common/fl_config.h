@@ -32,6 +32,12 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
 // The poisoning limits (part of ValidateStrategyConfig).
 absl::Status ValidateUpdateLimits(const v1::UpdateLimitsConfig& c,
                                   const std::string& prefix);
+// Differential privacy, strategy.dp (part of ValidateStrategyConfig): the
+// fields' ranges, and the combinations that would break the guarantee
+// (strategy.mode other than sync, a strategy without DP support), each
+// naming the field and the fix. `prefix` is the StrategyConfig's.
+absl::Status ValidateDpConfig(const v1::StrategyConfig& c,
+                              const std::string& prefix);
 // The whole fedge-sim configuration, including the parts above.
 absl::Status ValidateSimConfig(const v1::SimConfig& c);
 // TLS settings of a coordinator (`server`) or an agent.

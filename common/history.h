@@ -4,6 +4,9 @@
 //   round,num_agents,num_failed,num_examples,train_loss,train_accuracy,
 //   test_loss,test_accuracy,train_seconds,round_seconds,fed_eval_loss,
 //   fed_eval_accuracy[,bytes_received,bytes_sent][,simulated_seconds]
+//   [,epsilon,delta]
+// Files are read back by column name, so files written before a column
+// existed stay readable.
 //
 // Thread-compatible: one writer per file.
 #ifndef FEDGE_COMMON_HISTORY_H_
@@ -43,6 +46,11 @@ struct RoundRecord {
   // fedge-sim with simulated device speeds: simulated time since the start
   // of the run when the round (or FedBuff version) closed.
   std::optional<double> simulated_seconds;
+  // Differential privacy: the accountant's (epsilon, delta) guarantee after
+  // this round (common/privacy_accountant.h); unset when the run is not
+  // private.
+  std::optional<double> epsilon;
+  std::optional<double> delta;
 };
 
 class HistoryWriter {
@@ -50,10 +58,11 @@ class HistoryWriter {
   // Opens `path` for appending. A new or empty file gets the header; an
   // existing file must have the same header (so a resumed run continues
   // it), else FAILED_PRECONDITION. `with_bytes` adds bytes_received and
-  // bytes_sent. UNAVAILABLE when the file cannot be opened.
+  // bytes_sent; `with_privacy` epsilon and delta. UNAVAILABLE when the file
+  // cannot be opened.
   static absl::StatusOr<std::unique_ptr<HistoryWriter>> Open(
       const std::string& path, bool with_bytes,
-      bool with_simulated_time = false);
+      bool with_simulated_time = false, bool with_privacy = false);
   ~HistoryWriter();
   HistoryWriter(const HistoryWriter&) = delete;
   HistoryWriter& operator=(const HistoryWriter&) = delete;
@@ -63,8 +72,9 @@ class HistoryWriter {
   absl::Status Append(const RoundRecord& record);
 
   // The header line (without newline); `with_simulated_time` adds
-  // simulated_seconds.
-  static std::string Header(bool with_bytes, bool with_simulated_time = false);
+  // simulated_seconds, `with_privacy` epsilon and delta.
+  static std::string Header(bool with_bytes, bool with_simulated_time = false,
+                            bool with_privacy = false);
   // Reads back a history file written by HistoryWriter (any of its column
   // sets; columns found by name). NOT_FOUND when missing (an empty list
   // for an empty file); INVALID_ARGUMENT naming the line and column of a
@@ -72,19 +82,22 @@ class HistoryWriter {
   static absl::StatusOr<std::vector<RoundRecord>> Read(const std::string& path);
   // One CSV line for `record` (without newline).
   static std::string Line(const RoundRecord& record, bool with_bytes,
-                          bool with_simulated_time = false);
+                          bool with_simulated_time = false,
+                          bool with_privacy = false);
 
  private:
   HistoryWriter(std::FILE* file, std::string path, bool with_bytes,
-                bool with_simulated_time)
+                bool with_simulated_time, bool with_privacy)
       : file_(file),
         path_(std::move(path)),
         with_bytes_(with_bytes),
-        with_simulated_time_(with_simulated_time) {}
+        with_simulated_time_(with_simulated_time),
+        with_privacy_(with_privacy) {}
   std::FILE* file_;
   std::string path_;
   bool with_bytes_;
   bool with_simulated_time_;
+  bool with_privacy_;
 };
 
 }  // namespace fedge

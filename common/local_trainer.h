@@ -46,6 +46,12 @@ struct TrainPlan {
   // How the agent sends its update (fp32, fp16, int8, top-k with error
   // feedback): not the trainer's business, part of the round's plan.
   EncodingOptions update_encoding;
+  // Differential privacy (common/dp.h PrivatizeUpdate, applied to the delta
+  // after training, before encoding): clip it to this L2 norm (0 = no
+  // clipping) and, for local DP, add Gaussian noise of this stddev (0 =
+  // none). Not the trainer's business either.
+  double dp_clip_norm = 0;
+  double dp_noise_stddev = 0;
   // Interruptible training (a device condition failed): asked before each
   // batch; when it answers true the trainer stops there and returns the
   // partial state (TrainOutput::interrupted). Null: never stops.

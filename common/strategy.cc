@@ -21,8 +21,9 @@ absl::Status Invalid(absl::string_view field, absl::string_view rule,
       absl::StrCat("strategy.", field, " ", rule, ", got ", got));
 }
 
-// Number of agents to select out of `available`.
-size_t SelectionSize(const StrategyOptions& o, size_t available) {
+}  // namespace
+
+size_t FitSelectionSize(const StrategyOptions& o, size_t available) {
   int64_t k = o.count > 0
                   ? o.count
                   : std::max<int64_t>(1, std::llround(o.fraction * available));
@@ -30,7 +31,13 @@ size_t SelectionSize(const StrategyOptions& o, size_t available) {
   return static_cast<size_t>(std::min<int64_t>(k, available));
 }
 
-}  // namespace
+bool SupportsDifferentialPrivacy(absl::string_view name) {
+  for (absl::string_view n :
+       {"fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad"}) {
+    if (name == n) return true;
+  }
+  return false;
+}
 
 std::vector<std::string> SampleAgents(std::vector<std::string> ids, size_t k,
                                       uint64_t seed, int64_t round) {
@@ -70,6 +77,10 @@ TrainPlan Strategy::PlanFor(int64_t round, const AgentInfo& agent) const {
       plan.update_encoding.kind = *d.update_encoding;
     }
   }
+  if (options_.dp.has_value()) {
+    plan.dp_clip_norm = options_.dp->clip_norm;
+    plan.dp_noise_stddev = options_.dp->local ? NoiseStddev(*options_.dp) : 0;
+  }
   if (options_.local_time_budget_ms > 0 && agent.examples_per_second > 0) {
     const double examples =
         agent.examples_per_second * options_.local_time_budget_ms / 1000.0;
@@ -87,7 +98,7 @@ std::vector<FitInstruction> Strategy::ConfigureFit(
   ids.reserve(available.size());
   for (const AgentInfo& a : available) ids.push_back(a.id);
   const std::vector<std::string> chosen = SampleAgents(
-      ids, SelectionSize(options_, ids.size()), options_.seed, round);
+      ids, FitSelectionSize(options_, ids.size()), options_.seed, round);
   std::vector<FitInstruction> out;
   out.reserve(chosen.size());
   for (const AgentInfo& a : available) {
@@ -268,6 +279,22 @@ absl::Status ValidateStrategyOptions(const StrategyOptions& o) {
   if (o.local_time_budget_ms < 0) {
     return Invalid("local_time_budget_ms", "must be >= 0",
                    o.local_time_budget_ms);
+  }
+  if (o.dp.has_value()) {
+    if (absl::Status s = o.dp->Validate(); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("strategy.dp.", s.message()));
+    }
+    if (!SupportsDifferentialPrivacy(o.name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "strategy.dp.mode '", o.dp->local ? "local" : "central",
+          "' does not work with strategy.name '", o.name,
+          "': DP-FedAvg's guarantee needs every clipped update to enter a "
+          "uniform-weight sum (robust rules, FedNova's step weights and "
+          "SCAFFOLD's control variates break it); use fedavg, fedprox, "
+          "fedavgm, fedadam, fedyogi or fedadagrad, or set strategy.dp.mode "
+          "to off"));
+    }
   }
   return absl::OkStatus();
 }

@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/dp.h"
 #include "common/local_trainer.h"
 #include "common/tensor_buffer.h"
 
@@ -88,6 +89,14 @@ struct StrategyOptions {
   // Federated evaluation (configure_evaluate).
   double fraction_evaluate = 0;
   int min_evaluate_agents = 1;
+  // Differential privacy (DP-FedAvg, common/dp.h; unset: off). Plans carry
+  // the clip norm (and, for local DP, the noise stddev). Central DP: every
+  // update weighs 1 (not its examples), the mean divides by the agents
+  // sampled (FitSelectionSize of the roster when the round started), and
+  // Gaussian noise of stddev MeanNoiseStddev is added to it before the
+  // server step. Only fedavg, fedprox, fedavgm, fedadam, fedyogi and
+  // fedadagrad accept it (ValidateStrategyOptions).
+  std::optional<DpFedAvgOptions> dp;
 };
 
 // One agent's instructions for a round.
@@ -245,6 +254,16 @@ absl::StatusOr<std::unique_ptr<Strategy>> CreateStrategy(
 
 // Validates the options on their own (CreateStrategy does too).
 absl::Status ValidateStrategyOptions(const StrategyOptions& options);
+
+// How many agents ConfigureFit selects out of `available`: `count` if > 0,
+// else max(1, round(fraction * available)); at least min_fit_agents; at
+// most `available`.
+size_t FitSelectionSize(const StrategyOptions& options, size_t available);
+
+// True for the strategies DP-FedAvg works with (sum-only, uniform weights,
+// no per-agent state): fedavg, fedprox, fedavgm, fedadam, fedyogi,
+// fedadagrad.
+bool SupportsDifferentialPrivacy(absl::string_view name);
 
 // The agents of a round: `k` of `ids` (sorted) for `round`, a pure function
 // of (seed, round, ids): the same in the simulator and the coordinator, on

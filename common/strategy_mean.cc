@@ -9,13 +9,23 @@
 //   scaffold      control variates                  (Karimireddy et al. 2020)
 //   norm_bounded  each delta clipped to an L2 norm, then fedavg
 //                                                           (Sun et al. 2019)
+//
+// Central differential privacy (StrategyOptions::dp, common/dp.h): every
+// update weighs 1, and "the mean" the server steps take is the sum of the
+// round's (clipped) updates over the number of agents the round sampled
+// (the fixed denominator) plus Gaussian noise of stddev
+// MeanNoiseStddev, seeded from a secret base seed and the round; int64
+// counters keep the global model's values (they would not be noised).
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/aggregation.h"
+#include "common/dp.h"
 #include "common/logging.h"
 #include "common/model_codec.h"
+#include "common/random.h"
 #include "common/robust_aggregation.h"
 #include "common/scaffold.h"
 #include "common/server_optimizer.h"
@@ -59,7 +69,13 @@ void MomentumStep(double m, const ModelState& mean, ModelState& v) {
 class MeanStrategy : public Strategy {
  public:
   MeanStrategy(const StrategyOptions& options, const ModelState& model)
-      : Strategy(options), schema_(SchemaOf(model)), sum_(model) {}
+      : Strategy(options),
+        schema_(SchemaOf(model)),
+        sum_(model),
+        central_dp_(options.dp.has_value() && !options.dp->local),
+        noise_secret_(!central_dp_                  ? 0
+                      : options.dp->noise_seed != 0 ? options.dp->noise_seed
+                                                    : SecretSeed()) {}
 
   absl::string_view name() const override { return options_.name; }
 
@@ -111,8 +127,11 @@ class MeanStrategy : public Strategy {
   }
 
  protected:
-  // The example weight of an update (FedNova divides it by the local work).
-  virtual double Weight(const FitResult& r) const { return r.num_examples; }
+  // The example weight of an update (FedNova divides it by the local work);
+  // 1 under central DP (each agent's sensitivity is its clip norm).
+  virtual double Weight(const FitResult& r) const {
+    return central_dp_ ? 1.0 : r.num_examples;
+  }
   virtual absl::Status CheckMore(const FitResult& r) const {
     return absl::OkStatus();
   }
@@ -126,8 +145,50 @@ class MeanStrategy : public Strategy {
   virtual absl::StatusOr<ModelState> Step(const FitRound& round,
                                           const ModelState& global) {
     ModelState next = global.Clone();
+    if (central_dp_) {
+      ASSIGN_OR_RETURN(ModelState mean, RoundMean(round, global));
+      RETURN_IF_ERROR(
+          AddScaledInPlace(next, mean, static_cast<float>(LearningRate(1.0))));
+      return next;
+    }
     RETURN_IF_ERROR(sum_.AddMeanTo(next, LearningRate(1.0)));
     return next;
+  }
+
+  // The round's mean delta the server step uses: the weighted mean, or
+  // under central DP the noised fixed-denominator mean (file comment).
+  absl::StatusOr<ModelState> RoundMean(const FitRound& round,
+                                       const ModelState& global) const {
+    if (!central_dp_) return sum_.Mean();
+    const DpFedAvgOptions& dp = *options_.dp;
+    const int64_t sampled = static_cast<int64_t>(FitSelectionSize(
+        options_,
+        static_cast<size_t>(std::max<int64_t>(0, round.num_available))));
+    if (sampled < 1 || sum_.num_updates() > sampled) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "round ", round.round, " has ", sum_.num_updates(),
+          " updates but samples ", sampled, " of ", round.num_available,
+          " agents: the DP mean's fixed denominator would not bound each "
+          "agent's influence"));
+    }
+    ModelState mean = global.Clone();
+    for (TensorBuffer& t : mean.mutable_tensors()) {
+      if (t.dtype() != DType::kFloat32) continue;
+      for (float& v : t.mutable_floats()) v = 0.0f;
+    }
+    // sum / sampled = (sum / total_weight) * (total_weight / sampled).
+    RETURN_IF_ERROR(sum_.AddMeanTo(
+        mean, sum_.total_weight() / static_cast<double>(sampled)));
+    for (size_t i = 0; i < mean.size(); ++i) {  // Counters: the global's.
+      TensorBuffer& t = mean.mutable_tensor(i);
+      if (t.dtype() == DType::kFloat32) continue;
+      std::copy(global.tensor(i).int64s().begin(),
+                global.tensor(i).int64s().end(), t.mutable_int64s().begin());
+    }
+    AddGaussianNoise(mean, MeanNoiseStddev(dp, sampled),
+                     MixSeed({noise_secret_, kDpNoiseStream,
+                              static_cast<uint64_t>(round.round)}));
+    return mean;
   }
 
   double LearningRate(double fallback) const {
@@ -139,6 +200,12 @@ class MeanStrategy : public Strategy {
   WeightedMeanAccumulator sum_;
 
  private:
+  // The noise's seed stream ("dpnoise"), apart from every other use of it.
+  static constexpr uint64_t kDpNoiseStream = 0x64706e6f697365ULL;
+  const bool central_dp_;
+  // Secret: whoever knows it can subtract the noise (common/dp.h).
+  const uint64_t noise_secret_;
+
   absl::StatusOr<ModelState> Aggregate(const FitRound& round,
                                        const ModelState& global) {
     if (num_updates_ == 0) {
@@ -190,7 +257,7 @@ class FedAvgM final : public MeanStrategy {
  private:
   absl::StatusOr<ModelState> Step(const FitRound& round,
                                   const ModelState& global) override {
-    ASSIGN_OR_RETURN(ModelState mean, sum_.Mean());
+    ASSIGN_OR_RETURN(ModelState mean, RoundMean(round, global));
     if (velocity_.has_value()) {
       next_velocity_ = velocity_->Clone();
       MomentumStep(options_.server_momentum, mean, *next_velocity_);
@@ -283,7 +350,7 @@ class Adaptive final : public MeanStrategy {
  private:
   absl::StatusOr<ModelState> Step(const FitRound& round,
                                   const ModelState& global) override {
-    ASSIGN_OR_RETURN(ModelState mean, sum_.Mean());
+    ASSIGN_OR_RETURN(ModelState mean, RoundMean(round, global));
     backup_ = optimizer_->SaveState();
     ModelState next = global.Clone();
     absl::Status stepped = optimizer_->Step(mean, next);

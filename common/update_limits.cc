@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/dp.h"
 #include "common/robust_aggregation.h"
 #include "common/status_macros.h"
 
@@ -68,19 +69,29 @@ absl::Status CheckUpdateClaims(const UpdateLimits& limits,
 absl::StatusOr<double> BoundUpdateNorm(const UpdateLimits& limits,
                                        ModelState& delta) {
   const double bound = limits.update_norm_bound;
-  if (bound <= 0) return 1.0;
-  const double norm = L2Norm(delta);
-  if (!std::isfinite(norm) || norm <= bound) return 1.0;
-  if (!limits.clip) {
-    return Refusal(kLimitNorm, absl::StrCat("the update's L2 norm ", norm,
-                                            " exceeds the limit ", kField,
-                                            "update_norm_bound = ", bound));
+  const double dp_clip = limits.dp_clip_norm;
+  if (bound <= 0 && dp_clip <= 0) return 1.0;
+  double norm = L2Norm(delta);
+  if (!std::isfinite(norm)) return 1.0;
+  double factor = 1.0;
+  if (bound > 0 && norm > bound) {
+    if (!limits.clip) {
+      return Refusal(kLimitNorm, absl::StrCat("the update's L2 norm ", norm,
+                                              " exceeds the limit ", kField,
+                                              "update_norm_bound = ", bound));
+    }
+    // ClipToL2Norm computes the norm again: scale here with the one we have.
+    factor = bound / norm;
+    for (TensorBuffer& t : delta.mutable_tensors()) {
+      if (t.dtype() != DType::kFloat32) continue;
+      for (float& x : t.mutable_floats()) x = static_cast<float>(x * factor);
+    }
+    norm = bound;
   }
-  // ClipToL2Norm computes the norm again: scale here with the one we have.
-  const double factor = bound / norm;
-  for (TensorBuffer& t : delta.mutable_tensors()) {
-    if (t.dtype() != DType::kFloat32) continue;
-    for (float& x : t.mutable_floats()) x = static_cast<float>(x * factor);
+  if (dp_clip > 0 && norm > dp_clip) {
+    // DP's clip keeps a safety margin so rounding never leaves it above.
+    ClipUpdate(delta, dp_clip);
+    factor *= dp_clip / norm;
   }
   return factor;
 }

@@ -11,6 +11,9 @@
 //   norm      the L2 norm of the delta's float32 values <= update_norm_bound
 //             (when set): above it the update is refused, or scaled down to
 //             the bound in place (clip).
+//   dp clip   central differential privacy (common/dp.h): the delta is then
+//             clipped to dp_clip_norm (ClipUpdate), whatever the agent did:
+//             the coordinator trusts no agent to have clipped.
 //
 // Each refusal is INVALID_ARGUMENT (the same bytes will never be accepted:
 // an agent drops the update) whose message names the limit and its config
@@ -41,6 +44,10 @@ struct UpdateLimits {
   double update_norm_bound = 0;
   // Above the bound: refuse the update, or clip it to the bound.
   bool clip = false;
+  // Central DP: every update is clipped to this L2 norm (never refused);
+  // 0 = no DP clipping. The round accumulator sets it from the strategy's
+  // StrategyOptions::dp.
+  double dp_clip_norm = 0;
 };
 
 // Reason labels of the refusals (fedge_updates_total{reason}).
@@ -60,9 +67,11 @@ absl::Status CheckUpdateClaims(const UpdateLimits& limits,
 // The norm bound on `delta`. Without a bound, or for a delta within it,
 // changes nothing and returns 1. Above it: INVALID_ARGUMENT (reason norm)
 // when refusing; when clipping, scales every float32 value in place by
-// bound / norm and returns that factor. A delta whose norm is not finite
-// (it holds inf or NaN) is left as it is and 1 returned: CheckFinite
-// refuses it as malformed.
+// bound / norm and returns that factor. Then, with dp_clip_norm set, a
+// delta above it is clipped to it (ClipUpdate) and the returned factor
+// includes that scaling. A delta whose norm is not finite (it holds inf or
+// NaN) is left as it is and 1 returned: CheckFinite refuses it as
+// malformed.
 absl::StatusOr<double> BoundUpdateNorm(const UpdateLimits& limits,
                                        ModelState& delta);
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/dp.h"
 #include "common/fl_config.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -431,6 +432,12 @@ absl::StatusOr<TrainOutput> Agent::Train(const v1::TrainTask& task,
   ASSIGN_OR_RETURN(TrainOutput output, std::move(result));
   if (output.interrupted) return output;
   paused_.reset();
+  if (plan.dp_clip_norm > 0 || plan.dp_noise_stddev > 0) {
+    // Differential privacy (docs/privacy.md): clipped, and for local DP
+    // noised from a fresh secret seed, before anything leaves the device.
+    PrivatizeUpdate(output.delta, plan.dp_clip_norm, plan.dp_noise_stddev,
+                    SecretSeed());
+  }
   ++stats_.rounds_trained;
   Observe([&](AgentMetrics& m) {
     m.rounds_trained.Increment();

@@ -19,6 +19,9 @@ PACKAGES=(
   # fedge-export: ONNX export and int8 quantization through PyTorch, checks
   # of the exported files (ONNX checker, OpenCV's DNN module).
   python3-torch python3-onnx python3-numpy libopencv-dnn-dev
+  # Fuzzing (tests/fuzz, run briefly by CI): clang with libFuzzer and the
+  # sanitizers' runtimes.
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
 )
 
 SUDO=""

@@ -112,8 +112,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   ASSIGN_OR_RETURN(auto checkpoints,
                    CheckpointStore::Create(
                        {c.state_dir() + "/checkpoints", c.keep_checkpoints()}));
-  ASSIGN_OR_RETURN(auto history,
-                   HistoryWriter::Open(c.state_dir() + "/history.csv", true));
+  ASSIGN_OR_RETURN(auto history, HistoryWriter::Open(
+                                     c.state_dir() + "/history.csv", true,
+                                     false, c.strategy().dp().mode() != "off"));
   std::unique_ptr<Coordinator> coordinator(
       new Coordinator(options, std::move(engine), std::move(strategy),
                       std::move(checkpoints), std::move(history)));
@@ -237,6 +238,7 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     absl::MutexLock lock(&mu_);
     for (const std::string& id : extra.evicted_agents()) evicted_.insert(id);
   }
+  RETURN_IF_ERROR(RestorePrivacy(extra, ckpt->completed_rounds));
   if (extra.has_total_rounds() && extra.total_rounds() != config_.rounds()) {
     FEDGE_LOG(INFO) << "rounds: " << extra.total_rounds()
                     << " (set by an operator; the config says "
@@ -1048,6 +1050,7 @@ absl::Status Coordinator::MaybeStartRound() {
   if (edge_mode_) return MaybeStartEdgeRound();
   const std::vector<AgentInfo> available = AvailableAgentInfos();
   const int64_t round = engine_->current_round() + 1;
+  if (StopAtPrivacyBudget(round, available.size())) return absl::OkStatus();
   std::vector<FitInstruction> instructions =
       strategy_->ConfigureFit(round, available);
   std::vector<std::string> selected;

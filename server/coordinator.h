@@ -423,6 +423,18 @@ class Coordinator : public EdgeDownstream {
   void ReplaceModel(ModelState model, int64_t version);
 
   absl::Status Restore(ModelState initial_model);
+  // --- Differential privacy (coordinator_privacy.cc). ---
+  // The privacy ledger from a checkpoint's extra state; FAILED_PRECONDITION
+  // when the run is private but the checkpoint's rounds were not.
+  absl::Status RestorePrivacy(const v1::CoordinatorCheckpointExtra& extra,
+                              int completed_rounds);
+  // True (and the federation ends, logged with the figures) when `round`
+  // over `num_available` agents would exceed strategy.dp.max_epsilon.
+  bool StopAtPrivacyBudget(int64_t round, size_t num_available);
+  // The ledger's figures for the status views and /metrics (unset: the run
+  // is not private).
+  std::optional<PrivacyStatus> PrivacySnapshot() const;
+  void UpdatePrivacyMetrics();
   // The model as agents get it: with the strategy's broadcast tensors.
   std::shared_ptr<PublishedModel> MakePublished(ModelState model,
                                                 int64_t version) const;
@@ -583,6 +595,9 @@ class Coordinator : public EdgeDownstream {
       ABSL_GUARDED_BY(mu_);
   absl::Time last_prune_;  // Tick thread only.
   std::atomic<bool> paused_{false};
+  // Differential privacy: the run stopped before a round that would have
+  // exceeded strategy.dp.max_epsilon (accumulator_.privacy() is the ledger).
+  std::atomic<bool> privacy_budget_exhausted_{false};
   absl::Time started_wall_;
   MetricsRegistry registry_;
   CoordinatorMetrics metrics_;

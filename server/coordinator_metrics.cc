@@ -99,6 +99,16 @@ CoordinatorMetrics::CoordinatorMetrics(MetricsRegistry& r)
                                 "Example-weighted loss of the newest "
                                 "federated evaluation.")
                          .Get()),
+      privacy_epsilon(
+          r.AddGauge("fedge_privacy_epsilon",
+                     "Differential privacy: the accountant's epsilon after "
+                     "the completed rounds, at fedge_privacy_delta (0 when "
+                     "the run is not private; strategy.dp).")
+              .Get()),
+      privacy_delta(r.AddGauge("fedge_privacy_delta",
+                               "Differential privacy: the delta of "
+                               "fedge_privacy_epsilon (0 when not private).")
+                        .Get()),
       operator_actions(r.AddCounter("fedge_operator_actions_total",
                                     "Operator actions by kind.", {"action"})),
       agent_failures(r.AddCounter("fedge_agent_failures_total",

@@ -26,6 +26,9 @@
 //   fedge_checkpoint_failures_total, fedge_evaluation_failures_total
 //   fedge_central_accuracy, fedge_central_loss       latest, per round
 //   fedge_federated_accuracy, fedge_federated_loss   (federated evaluation)
+//   fedge_privacy_epsilon, fedge_privacy_delta  the accountant's guarantee
+//                                              after the completed rounds
+//                                              (0 when not private)
 //   fedge_operator_actions_total{action}
 //   fedge_agent_failures_total{reason}         rounds agents gave up, by
 //                                              FailureReason (power,
@@ -70,6 +73,8 @@ struct CoordinatorMetrics {
   Gauge& central_loss;
   Gauge& federated_accuracy;
   Gauge& federated_loss;
+  Gauge& privacy_epsilon;
+  Gauge& privacy_delta;
   CounterFamily& operator_actions;
   CounterFamily& agent_failures;
 };

@@ -162,6 +162,13 @@ v1::GetStatusResponse Coordinator::GetStatus() const {
   s.set_paused(paused_);
   s.set_stopping(e.stopping);
   s.set_strategy(std::string(strategy_->name()));
+  s.set_privacy_mode(config_.strategy().dp().mode());
+  if (const std::optional<PrivacyStatus> p = PrivacySnapshot()) {
+    s.set_privacy_epsilon(p->epsilon);
+    s.set_privacy_delta(p->delta);
+    s.set_privacy_max_epsilon(p->max_epsilon);
+    s.set_privacy_budget_exhausted(p->budget_exhausted);
+  }
   absl::MutexLock lock(&mu_);
   s.set_last_test_accuracy(last_accuracy_);
   return s;
@@ -222,6 +229,7 @@ FederationSnapshot Coordinator::Snapshot() const {
   f.strategy = std::string(strategy_->name());
   f.started_unix_ms = absl::ToUnixMillis(started_wall_);
   f.now_unix_ms = absl::ToUnixMillis(clock_->WallNow());
+  f.privacy = PrivacySnapshot();
   if (e.state == RoundState::kInProgress) {
     CurrentRoundStatus c;
     c.round = e.current_round;

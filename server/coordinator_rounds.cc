@@ -35,6 +35,9 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
   extra.set_strategy_name(std::string(strategy_->name()));
   extra.set_strategy_state(strategy_->SaveState());
   extra.set_total_rounds(engine_->num_rounds());
+  if (const RoundPrivacy* privacy = accumulator_.privacy()) {
+    extra.set_privacy_accountant_state(privacy->SaveState());
+  }
   if (fedbuff_ != nullptr) {
     extra.set_next_task(fedbuff_->Reserve());
     if (task_lease != nullptr) *task_lease = extra.next_task();
@@ -190,6 +193,7 @@ absl::Status Coordinator::PersistRound(
     absl::Duration aggregation_time) {
   RoundRecord record = std::move(close.record);
   const bool completed = close.next.has_value();
+  UpdatePrivacyMetrics();
   if (completed) {
     metrics_.aggregation_seconds.Observe(
         absl::ToDoubleSeconds(aggregation_time));

@@ -8,6 +8,29 @@
 #include "common/status_macros.h"
 
 namespace fedge {
+namespace {
+
+UpdateLimits WithDpClip(UpdateLimits limits, const StrategyOptions& options) {
+  if (options.dp.has_value() && !options.dp->local) {
+    limits.dp_clip_norm = options.dp->clip_norm;
+  }
+  return limits;
+}
+
+std::unique_ptr<RoundPrivacy> MakeLedger(const StrategyOptions& options) {
+  if (!options.dp.has_value()) return nullptr;
+  absl::StatusOr<std::unique_ptr<RoundPrivacy>> ledger =
+      RoundPrivacy::Create(options);
+  FEDGE_CHECK(ledger.ok()) << ledger.status();  // CreateStrategy checked.
+  return *std::move(ledger);
+}
+
+}  // namespace
+
+RoundAccumulator::RoundAccumulator(Strategy* strategy, UpdateLimits limits)
+    : strategy_(strategy),
+      limits_(WithDpClip(limits, strategy->options())),
+      privacy_(MakeLedger(strategy->options())) {}
 
 absl::Status RoundAccumulator::Check(const FitResult& result) const {
   absl::MutexLock lock(&mu_);
@@ -70,7 +93,8 @@ RoundClose RoundAccumulator::Close(const RoundOutcome& outcome,
   }
   r.train_seconds = slowest_train_seconds_;
   r.bytes_received = bytes_;
-  if (outcome.completed && strategy_->num_updates() > 0) {
+  const bool had_updates = strategy_->num_updates() > 0;
+  if (outcome.completed && had_updates) {
     FitRound round;
     round.round = outcome.round;
     round.num_available = num_available;
@@ -95,6 +119,22 @@ RoundClose RoundAccumulator::Close(const RoundOutcome& outcome,
     }
   } else {
     strategy_->DiscardRound();
+  }
+  if (privacy_ != nullptr) {
+    // Central: what left the coordinator is the new model; local: the
+    // agents' noised updates, whatever became of the round.
+    const bool released =
+        privacy_->options().local ? had_updates : close.next.has_value();
+    if (released) {
+      // An unknown roster (0) is accounted as q = 1: the most it can cost.
+      absl::Status composed =
+          privacy_->ComposeRound(std::max<int64_t>(1, num_available));
+      FEDGE_CHECK(composed.ok())
+          << "round " << outcome.round << ": " << composed;
+    }
+    const PrivacySpent spent = privacy_->Spent();
+    r.epsilon = spent.epsilon;
+    r.delta = spent.delta;
   }
   examples_ = loss_sum_ = accuracy_sum_ = slowest_train_seconds_ = 0;
   bytes_ = 0;

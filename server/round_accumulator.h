@@ -11,12 +11,19 @@
 // record; an abandoned round, or an aggregate that is not finite, leaves
 // the model unchanged.
 //
+// Differential privacy (the strategy's StrategyOptions::dp, docs/
+// privacy.md): with central DP every update is clipped to the clip norm
+// among the limits (UpdateLimits::dp_clip_norm), whatever its agent did;
+// the privacy ledger (server/round_privacy.h) composes each round at its
+// close, and the record carries the (epsilon, delta) after it.
+//
 // Thread-safe: updates may arrive from many threads (the coordinator's
 // upload handlers, the simulator's workers).
 #ifndef FEDGE_SERVER_ROUND_ACCUMULATOR_H_
 #define FEDGE_SERVER_ROUND_ACCUMULATOR_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
@@ -27,6 +34,7 @@
 #include "common/strategy.h"
 #include "common/update_limits.h"
 #include "server/round_engine.h"
+#include "server/round_privacy.h"
 
 namespace fedge {
 
@@ -45,9 +53,10 @@ struct RoundClose {
 
 class RoundAccumulator {
  public:
-  // `strategy` must outlive the accumulator; `limits` bound every update.
-  explicit RoundAccumulator(Strategy* strategy, UpdateLimits limits = {})
-      : strategy_(strategy), limits_(limits) {}
+  // `strategy` must outlive the accumulator; `limits` bound every update
+  // (with central DP, the strategy's clip norm is added to them). The
+  // strategy's DP options were validated by CreateStrategy.
+  explicit RoundAccumulator(Strategy* strategy, UpdateLimits limits = {});
   RoundAccumulator(const RoundAccumulator&) = delete;
   RoundAccumulator& operator=(const RoundAccumulator&) = delete;
 
@@ -93,6 +102,10 @@ class RoundAccumulator {
   // Updates folded in the round so far.
   int64_t num_updates() const;
 
+  // The privacy ledger; null when the strategy runs without DP.
+  RoundPrivacy* privacy() { return privacy_.get(); }
+  const RoundPrivacy* privacy() const { return privacy_.get(); }
+
  private:
   // Folds a checked update and counts its statistics.
   void Record(const FitResult& result, int64_t bytes)
@@ -100,6 +113,7 @@ class RoundAccumulator {
 
   Strategy* const strategy_;
   const UpdateLimits limits_;
+  const std::unique_ptr<RoundPrivacy> privacy_;
   mutable absl::Mutex mu_;
   double examples_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;

@@ -161,6 +161,26 @@ void WriteFederation(const FederationStatus& f, JsonWriter* json) {
   json->Int(f.started_unix_ms);
   json->Key("now_unix_ms");
   json->Int(f.now_unix_ms);
+  json->Key("privacy");
+  if (f.privacy.has_value()) {
+    const PrivacyStatus& p = *f.privacy;
+    json->BeginObject();
+    json->Key("mode");
+    json->String(p.mode);
+    json->Key("epsilon");
+    json->Double(p.epsilon);
+    json->Key("delta");
+    json->Double(p.delta);
+    json->Key("max_epsilon");
+    json->Double(p.max_epsilon);
+    json->Key("rounds");
+    json->Int(p.rounds);
+    json->Key("budget_exhausted");
+    json->Bool(p.budget_exhausted);
+    json->EndObject();
+  } else {
+    json->Null();
+  }
   json->EndObject();
 }
 

@@ -13,6 +13,16 @@
 
 namespace fedge {
 
+// Differential privacy (strategy.dp): the accountant's guarantee so far.
+struct PrivacyStatus {
+  std::string mode;    // "central" or "local".
+  double epsilon = 0;  // After the completed rounds; null in JSON if inf.
+  double delta = 0;
+  double max_epsilon = 0;         // The budget; 0 = none.
+  int64_t rounds = 0;             // Rounds accounted.
+  bool budget_exhausted = false;  // The run stopped at the budget.
+};
+
 struct FederationStatus {
   std::string state;  // The federation state's name, e.g. "IN_PROGRESS".
   bool paused = false;
@@ -24,6 +34,7 @@ struct FederationStatus {
   std::string strategy;      // e.g. "FedAvg".
   int64_t started_unix_ms = 0;
   int64_t now_unix_ms = 0;  // When the snapshot was taken.
+  std::optional<PrivacyStatus> privacy;  // Unset: the run is not private.
 };
 
 // The round being run.
@@ -80,7 +91,8 @@ struct FederationSnapshot {
 };
 
 // The snapshot as one line of JSON (RFC 8259) with the field names above:
-//   {"federation":{...},"current_round":{...}|null,"agents":[...],
+//   {"federation":{...,"privacy":{...}|null},"current_round":{...}|null,
+//    "agents":[...],
 //    "rounds":[...],"refusals":[...]}
 // Strings are escaped (quote, backslash, control characters; invalid
 // UTF-8 becomes U+FFFD; other characters pass through as UTF-8); unset

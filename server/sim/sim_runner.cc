@@ -47,18 +47,21 @@ std::string Percent(const std::optional<double>& v) {
 }
 
 void PrintRound(std::FILE* out, const RoundRecord& r, int total_rounds) {
-  absl::FPrintF(out,
-                "round %4d/%d  agents %3d  examples %6d  train_loss %.4f  "
-                "test_loss %s  test_acc %s%s  %.2f s\n",
-                r.round, total_rounds, r.num_agents, r.num_examples,
-                r.train_loss,
-                r.test_loss.has_value() ? absl::StrFormat("%.4f", *r.test_loss)
-                                        : "     -",
-                Percent(r.test_accuracy),
-                r.fed_eval_accuracy.has_value()
-                    ? absl::StrCat("  fed_acc ", Percent(r.fed_eval_accuracy))
-                    : "",
-                r.round_seconds);
+  absl::FPrintF(
+      out,
+      "round %4d/%d  agents %3d  examples %6d  train_loss %.4f  "
+      "test_loss %s  test_acc %s%s%s  %.2f s\n",
+      r.round, total_rounds, r.num_agents, r.num_examples, r.train_loss,
+      r.test_loss.has_value() ? absl::StrFormat("%.4f", *r.test_loss)
+                              : "     -",
+      Percent(r.test_accuracy),
+      r.fed_eval_accuracy.has_value()
+          ? absl::StrCat("  fed_acc ", Percent(r.fed_eval_accuracy))
+          : "",
+      r.epsilon.has_value() ? absl::StrFormat("  epsilon %.4f (delta %g)",
+                                              *r.epsilon, r.delta.value_or(0))
+                            : "",
+      r.round_seconds);
   std::fflush(out);
 }
 
@@ -164,9 +167,10 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
 
   std::unique_ptr<HistoryWriter> history;
   if (!c.history_out().empty()) {
-    ASSIGN_OR_RETURN(history,
-                     HistoryWriter::Open(c.history_out(), /*with_bytes=*/true,
-                                         speed.examples_per_second() > 0));
+    ASSIGN_OR_RETURN(history, HistoryWriter::Open(
+                                  c.history_out(), /*with_bytes=*/true,
+                                  speed.examples_per_second() > 0,
+                                  /*with_privacy=*/sim->privacy() != nullptr));
   }
   SimRunSummary summary;
   summary.num_threads = threads;
@@ -193,6 +197,18 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
                   "training excluded)\n",
                   t.rounds, t.rounds > 0 ? t.server / t.rounds : 0.0,
                   t.rounds > 0 ? t.agents / t.rounds : 0.0);
+  }
+  if (!sim->stop_reason().empty()) {
+    absl::FPrintF(out, "%s\n", sim->stop_reason());
+  }
+  if (const RoundPrivacy* privacy = sim->privacy(); privacy != nullptr) {
+    const PrivacySpent spent = privacy->Spent();
+    absl::FPrintF(out,
+                  "privacy: %s DP, epsilon %.4f at delta %g after %d rounds "
+                  "(noise multiplier %g, clip norm %g)\n",
+                  spent.local ? "local" : "central", spent.epsilon, spent.delta,
+                  spent.rounds, privacy->options().noise_multiplier,
+                  privacy->options().clip_norm);
   }
   if (!c.model_out().empty()) {
     // The final global model, in the coordinator's final_model.fedge format.

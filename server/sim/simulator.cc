@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/dp.h"
 #include "common/logging.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -55,6 +56,11 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
         options.strategy.name, "'",
         options.fedbuff.enabled ? " (fedbuff)" : ""));
   }
+  if (options.strategy.dp.has_value() && options.fedbuff.enabled) {
+    return absl::InvalidArgumentError(
+        "differential privacy needs rounds: strategy.mode must be sync with "
+        "strategy.dp");
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
                    CreateStrategy(options.strategy, initial_model));
   // The simulator drives time itself: nobody times out, no deadline passes.
@@ -92,6 +98,12 @@ Simulator::Simulator(SimulatorOptions options,
       residuals_(partitions_.size()),
       scaffold_(partitions_.size()),
       pool_(static_cast<int>(trainers_.size()), std::move(on_worker_start)) {
+  if (options_.strategy.dp.has_value()) {
+    // Agents' noise: from the configured seed (reproducible runs) or fresh.
+    const uint64_t seed = options_.strategy.dp->noise_seed;
+    agent_noise_secret_ =
+        seed != 0 ? MixSeed({seed, 0x6167656e7473ULL}) : SecretSeed();
+  }
   poisoned_.assign(partitions_.size(), false);
   for (int i : options_.poisoned) {
     if (i >= 0 && i < static_cast<int>(poisoned_.size())) poisoned_[i] = true;
@@ -159,7 +171,12 @@ absl::StatusOr<TrainOutput> Simulator::TrainLocal(
                                   out.metrics.num_steps, plan.learning_rate));
   }
   *seconds = SimulatedSeconds(index, out, plan);
-  if (poisoned_[index]) {  // A Byzantine agent (experiments).
+  if (plan.dp_clip_norm > 0 || plan.dp_noise_stddev > 0) {
+    PrivatizeUpdate(out.delta, plan.dp_clip_norm, plan.dp_noise_stddev,
+                    MixSeed({agent_noise_secret_, static_cast<uint64_t>(round),
+                             static_cast<uint64_t>(index)}));
+  }
+  if (poisoned_[index]) {  // A Byzantine agent: ignores the plan.
     for (TensorBuffer& t : out.delta.mutable_tensors()) {
       if (t.dtype() != DType::kFloat32) continue;
       for (float& v : t.mutable_floats()) {
@@ -274,6 +291,16 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     }
     if (!engine_->CanStartRound()) break;  // Done.
     const int64_t round = engine_->current_round() + 1;
+    if (const RoundPrivacy* privacy = accumulator_.privacy();
+        privacy != nullptr) {
+      absl::Status budget = privacy->CheckBudget(agents_.size());
+      if (!budget.ok()) {
+        stop_reason_ = absl::StrCat("stopped before round ", round, ": ",
+                                    budget.message());
+        FEDGE_LOG(INFO) << stop_reason_;
+        break;
+      }
+    }
     const std::vector<FitInstruction> plan =
         strategy_->ConfigureFit(round, agents_);
     std::vector<std::string> selected;

@@ -10,6 +10,9 @@
 // agent whose training fails (an error in training, an injected dropout) is
 // recorded as a failure of that round, as in the coordinator, and the run
 // goes on. SCAFFOLD's agent-side state lives here per virtual agent.
+// With differential privacy (StrategyOptions::dp) the simulated agents clip
+// (and for local DP noise) their updates as fedge-agent does
+// (PrivatizeUpdate), and no round starts that would exceed the budget.
 // Torch-free: trainers come in through the LocalTrainer interface.
 //
 // Not thread-safe: one thread calls Run().
@@ -121,6 +124,11 @@ class Simulator {
   };
   const SecAggSeconds& secagg_seconds() const { return secagg_seconds_; }
   Strategy& strategy() { return *strategy_; }
+  // The privacy ledger (null without strategy.dp).
+  const RoundPrivacy* privacy() const { return accumulator_.privacy(); }
+  // Why Run() stopped before its last round (the privacy budget's message);
+  // empty otherwise.
+  const std::string& stop_reason() const { return stop_reason_; }
 
  private:
   Simulator(SimulatorOptions options,
@@ -182,6 +190,9 @@ class Simulator {
   // SCAFFOLD: each agent's control variate, created at its first round.
   std::vector<std::optional<ScaffoldClient>> scaffold_;
   SecAggSeconds secagg_seconds_;
+  // Secret base seed of the simulated agents' local DP noise.
+  uint64_t agent_noise_secret_ = 0;
+  std::string stop_reason_;
   ThreadPool pool_;
 };
 

@@ -30,6 +30,7 @@
 #include "fedge/v1/federation.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "tests/e2e/federation_fixture.h"
+#include "tests/e2e/raw_client.h"
 
 namespace fedge::testing {
 namespace {
@@ -42,29 +43,12 @@ std::chrono::system_clock::time_point In(absl::Duration d) {
 
 // A client of its own (one connection) that joins and can keep its session
 // alive from a thread, as a hostile device can.
-class RawAgent {
+class RawAgent : public RawClient {
  public:
-  RawAgent(int port, const v1::TlsConfig& tls) : tls_(tls) {
-    auto creds = MakeChannelCredentials(tls);
-    EXPECT_TRUE(creds.ok()) << creds.status();
-    channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
-                                         *creds, MakeChannelArguments(tls, 0));
-    stub_ = v1::Federation::NewStub(channel_);
-  }
+  RawAgent(int port, const v1::TlsConfig& tls) : RawClient(port, tls) {}
   ~RawAgent() {
     stop_heartbeats_ = true;
     if (heartbeats_.joinable()) heartbeats_.join();
-  }
-
-  absl::Status Join(const std::string& id) {
-    v1::JoinRequest req;
-    req.set_agent_id(id);
-    v1::JoinResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(absl::Seconds(10)));
-    absl::Status s = FromGrpcStatus(stub_->Join(&ctx, req, &resp));
-    token_ = resp.session_token();
-    return s;
   }
 
   void StartHeartbeats() {
@@ -79,41 +63,6 @@ class RawAgent {
         std::this_thread::sleep_for(std::chrono::milliseconds(150));
       }
     });
-  }
-
-  // Polls until a train task for a round after `after_round` arrives (or
-  // 60 s pass).
-  std::optional<v1::TrainTask> WaitForTask(int64_t after_round = 0) {
-    const absl::Time end = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < end) {
-      v1::PollRequest req;
-      req.set_session_token(token_);
-      req.set_cached_model_version(-1);
-      v1::PollResponse resp;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(In(absl::Seconds(10)));
-      if (!stub_->Poll(&ctx, req, &resp).ok()) return std::nullopt;
-      if (resp.has_train() && resp.train().round() > after_round) {
-        return resp.train();
-      }
-    }
-    return std::nullopt;
-  }
-
-  absl::StatusOr<ModelState> Fetch(int64_t version) {
-    v1::FetchModelRequest req;
-    req.set_session_token(token_);
-    req.set_version(version);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(absl::Seconds(60)));
-    auto reader = stub_->FetchModel(&ctx, req);
-    v1::ModelChunk chunk;
-    ModelDecoder decoder;
-    while (reader->Read(&chunk)) {
-      if (auto s = decoder.Feed(chunk.data()); !s.ok()) return s;
-    }
-    if (auto s = FromGrpcStatus(reader->Finish()); !s.ok()) return s;
-    return decoder.Finish();
   }
 
   // An upload for `task` that sends its metadata and the first `send_bytes`
@@ -149,20 +98,7 @@ class RawAgent {
     return FromGrpcStatus(writer->Finish());
   }
 
-  absl::Status Heartbeat() {
-    v1::HeartbeatRequest req;
-    req.set_session_token(token_);
-    v1::HeartbeatResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(absl::Seconds(5)));
-    return FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
-  }
-
  private:
-  v1::TlsConfig tls_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Federation::Stub> stub_;
-  std::string token_;
   std::thread heartbeats_;
   std::atomic<bool> stop_heartbeats_{false};
 };
@@ -170,12 +106,7 @@ class RawAgent {
 
 // A zero delta shaped like `model`, encoded.
 std::string ZeroUpdate(const ModelState& model) {
-  ModelState d = model.Clone();
-  for (size_t i = 0; i < d.size(); ++i) {
-    if (d.tensor(i).dtype() != DType::kFloat32) continue;
-    for (float& x : d.mutable_tensor(i).mutable_floats()) x = 0.0f;
-  }
-  return EncodeModel(d);
+  return EncodeModel(Filled(model, 0.0f));
 }
 
 // Position of the first `needle` in `log` at or after `from` (npos: none).

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/dp.h"
 #include "common/model_codec.h"
 #include "common/sha256.h"
 #include "edge_agent/model_cache.h"
@@ -382,6 +383,28 @@ TEST(AgentCreateTest, BadOptions_InvalidArgument) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Differential privacy (docs/privacy.md): the plan's clip norm bounds what
+// leaves the device, and local DP's noise is added to it.
+TEST_F(AgentTest, DpPlan_UpdateClippedBeforeUpload_LocalNoiseAdded) {
+  v1::PollResponse clip_only = TaskPoll(1, 0, client_.models[0]);
+  clip_only.mutable_train()->mutable_plan()->set_dp_clip_norm(0.01);
+  v1::PollResponse noised = TaskPoll(2, 0, client_.models[0]);
+  noised.mutable_train()->mutable_plan()->set_dp_clip_norm(0.01);
+  noised.mutable_train()->mutable_plan()->set_dp_noise_stddev(5);
+  client_.poll_results.push_back(clip_only);
+  client_.poll_results.push_back(noised);
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+  ASSERT_THAT(client_.submitted_deltas, SizeIs(2));
+  // The fake trainer's delta is the model itself (norm > 0.01).
+  ASSERT_GT(L2Norm(client_.models[0]), 0.01);
+  EXPECT_LE(L2Norm(client_.submitted_deltas[0]), 0.01);
+  EXPECT_NEAR(L2Norm(client_.submitted_deltas[0]), 0.01, 1e-6);
+  // Noise of stddev 5 on top of a norm-0.01 update (below 0.02 with
+  // probability 1e-5).
+  EXPECT_GT(L2Norm(client_.submitted_deltas[1]), 0.02);
 }
 
 }  // namespace

@@ -9,12 +9,16 @@
 //                       completed_rounds, a record (U16 length) of extra
 //                       state, then the model's encoding: the harness writes
 //                       the header with the right sizes and the digest.
-//   mode & 3 == 3:      not a file: an RdpAccountant state, the text the
-//                       coordinator is to checkpoint for DP-FedAvg
-//                       (common/privacy_accountant.h): RestoreState, and
-//                       for a state it takes, SaveState reads back the same
-//                       and GetEpsilon answers.
-// mode >> 2 picks the strategy the coordinator runs (StrategyNames()).
+//   mode & 3 == 3:      not a file: an RdpAccountant state, and the privacy
+//                       ledger's (server/round_privacy.h: "rounds N" then
+//                       the accountant's), the text the coordinator
+//                       checkpoints for DP-FedAvg: RestoreState, and for a
+//                       state it takes, SaveState reads back the same and
+//                       the epsilon is answered.
+// mode >> 2 picks the strategy the coordinator runs (StrategyNames()); when
+// (mode >> 2) / the number of strategies is odd and the strategy supports
+// it, the coordinator runs with central DP, so it restores the checkpoint's
+// privacy_accountant_state.
 //
 // The file is written as <dir>/checkpoints/ckpt-00000001.fedge. Then:
 //   1. CheckpointStore::ReadFile, and LoadNewest over the directory: both
@@ -44,6 +48,7 @@
 #include "fedge/v1/config.pb.h"
 #include "server/checkpoint_store.h"
 #include "server/coordinator.h"
+#include "server/round_privacy.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace fedge {
@@ -98,8 +103,11 @@ std::string FileBytes(uint8_t mode, InputReader& in) {
 }
 
 v1::CoordinatorConfig Config(const std::string& state_dir,
-                             const std::string& strategy) {
+                             const std::string& strategy, bool dp) {
   v1::CoordinatorConfig c;
+  if (dp && SupportsDifferentialPrivacy(strategy)) {
+    c.mutable_strategy()->mutable_dp()->set_mode("central");
+  }
   c.set_state_dir(state_dir);
   c.set_rounds(5);
   c.set_seed(11);
@@ -141,6 +149,25 @@ void FuzzAccountantState(absl::string_view state) {
                    }),
         "SaveState/RestoreState changed the RDP");
   (*accountant)->GetEpsilon(1e-5).status().IgnoreError();
+
+  StrategyOptions options;
+  options.dp = DpFedAvgOptions();
+  absl::StatusOr<std::unique_ptr<RoundPrivacy>> ledger =
+      RoundPrivacy::Create(options);
+  Check(ledger.ok(), "RoundPrivacy::Create");
+  const absl::Status taken = (*ledger)->RestoreState(state);
+  fuzz::Trace("RoundPrivacy::RestoreState", taken);
+  if (!taken.ok()) {
+    Check(absl::IsInvalidArgument(taken),
+          "RoundPrivacy::RestoreState: not INVALID_ARGUMENT");
+    return;
+  }
+  absl::StatusOr<std::unique_ptr<RoundPrivacy>> copy =
+      RoundPrivacy::Create(options);
+  Check(copy.ok() && (*copy)->RestoreState((*ledger)->SaveState()).ok() &&
+            (*copy)->SaveState() == (*ledger)->SaveState(),
+        "RoundPrivacy: SaveState does not restore");
+  (*ledger)->Spent();
 }
 
 void FuzzOne(absl::string_view input) {
@@ -150,6 +177,7 @@ void FuzzOne(absl::string_view input) {
   const uint8_t mode = in.Byte();
   if ((mode & 3) == 3) return FuzzAccountantState(in.Rest());
   const std::string strategy = strategies[(mode >> 2) % strategies.size()];
+  const bool dp = ((mode >> 2) / strategies.size()) % 2 == 1;
   dir.Clear();
   const std::string path = dir.WriteFile(kFileName, FileBytes(mode, in));
 
@@ -176,7 +204,7 @@ void FuzzOne(absl::string_view input) {
 
   FakeClock clock;
   CoordinatorOptions coordinator;
-  coordinator.config = Config(dir.path(), strategy);
+  coordinator.config = Config(dir.path(), strategy, dp);
   coordinator.model_spec.set_architecture("logreg");
   coordinator.initial_model = fuzz::SmallModel();
   coordinator.clock = &clock;
@@ -203,6 +231,13 @@ std::string ExtraFor(const std::string& strategy) {
   (*extra.mutable_partitions())["agent-1"] = 0;
   extra.add_evicted_agents("evicted-agent");
   extra.set_total_rounds(7);
+  if (SupportsDifferentialPrivacy(strategy)) {
+    StrategyOptions dp = options;
+    dp.dp = DpFedAvgOptions();
+    std::unique_ptr<RoundPrivacy> ledger = *RoundPrivacy::Create(dp);
+    Check(ledger->ComposeRound(10).ok(), "ComposeRound");
+    extra.set_privacy_accountant_state(ledger->SaveState());
+  }
   return extra.SerializeAsString();
 }
 

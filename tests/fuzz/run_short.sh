@@ -25,6 +25,9 @@ fuzz_dir="$build/tests/fuzz"
 log() { printf '[run_short] %s\n' "$*"; }
 
 # --- Build -----------------------------------------------------------------
+# Lets ccache share results between clones (as scripts/build.sh does).
+export CCACHE_BASEDIR="$root"
+export CCACHE_NOHASHDIR=1
 start=$SECONDS
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   cmake -S "$root" -B "$build" -G Ninja \

@@ -26,6 +26,7 @@
 #include "common/local_trainer.h"
 #include "common/model_codec.h"
 #include "common/model_signature.h"
+#include "common/privacy_accountant.h"
 #include "common/sha256.h"
 #include "common/signing.h"
 #include "common/strategy.h"
@@ -1954,6 +1955,139 @@ TEST_F(CoordinatorTest, SigningKeyMissingOrNotAPrivateKey_InvalidArgument) {
   c = Create(config);
   EXPECT_EQ(c.status().code(), kInvalidArgument);
   EXPECT_THAT(c.status().message(), HasSubstr("model_signing_key_path"));
+}
+
+// ---------------------------------------------------------------------------
+// Differential privacy (strategy.dp, docs/privacy.md).
+
+v1::CoordinatorConfig WithDp(v1::CoordinatorConfig c, double z,
+                             double max_epsilon = 0) {
+  v1::DpConfig* dp = c.mutable_strategy()->mutable_dp();
+  dp->set_mode("central");
+  dp->set_clip_norm(1.0);
+  dp->set_noise_multiplier(z);
+  dp->set_max_epsilon(max_epsilon);
+  dp->set_noise_seed(5);
+  return c;
+}
+
+// Epsilon at delta 1e-5 after `rounds` rounds with sampling rate q.
+double DpEpsilon(double q, double sigma, int rounds) {
+  auto a = RdpAccountant::Create({});
+  EXPECT_TRUE(a.ok() && (*a)->Compose(q, sigma, rounds).ok());
+  return (*a)->GetEpsilon(1e-5)->epsilon;
+}
+
+TEST_F(CoordinatorTest, Dp_ServerClipsEveryUpdate_MeanOverSampled_Reported) {
+  // Negligible noise, so the clipped fixed-denominator mean shows.
+  std::unique_ptr<Coordinator> c = Make(WithDp(Config(), 1e-7));
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  const v1::TrainTask task = TaskOf(*c, a);
+  EXPECT_DOUBLE_EQ(task.plan().dp_clip_norm(), 1.0);
+  EXPECT_EQ(task.plan().dp_noise_stddev(), 0);  // Central: no agent noise.
+  // a did not clip (norm 50): the coordinator clips it to 1 anyway.
+  ASSERT_TRUE(Submit(*c, a, Model(30, 40, 0), Sub().set_num_examples(10)).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(0, 0, 0.5), Sub().set_num_examples(1)).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  // (1, 2, 0.5) + ((0.6, 0.8, 0) + (0, 0, 0.5)) / 2, uniform weights.
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatNear(1.3f, 1e-4), FloatNear(2.4f, 1e-4)));
+  EXPECT_THAT(Values(c->latest_model()->model, "b"),
+              ElementsAre(FloatNear(0.75f, 1e-4)));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  const double eps = DpEpsilon(1.0, 1e-7, 1);
+  const v1::GetStatusResponse s = c->GetStatus();
+  EXPECT_EQ(s.privacy_mode(), "central");
+  EXPECT_DOUBLE_EQ(s.privacy_epsilon(), eps);
+  EXPECT_DOUBLE_EQ(s.privacy_delta(), 1e-5);
+  EXPECT_FALSE(s.privacy_budget_exhausted());
+  ASSERT_TRUE(c->Snapshot().federation.privacy.has_value());
+  EXPECT_EQ(c->Snapshot().federation.privacy->rounds, 1);
+  EXPECT_THAT(c->metrics_registry().Render(),
+              HasSubstr("fedge_privacy_epsilon "));
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(2));
+  EXPECT_EQ(history[0][history[0].size() - 2], "epsilon");
+  EXPECT_EQ(history[0].back(), "delta");
+  EXPECT_NEAR(std::stod(history[1][history[1].size() - 2]), eps, 1e-6 * eps);
+}
+
+TEST_F(CoordinatorTest, Dp_AccountantSurvivesRestart_RunStopsAtTheBudget) {
+  // 2 of 2 agents (q = 1), sigma 2: the budget fits two rounds, not three.
+  const double e1 = DpEpsilon(1, 2, 1), e2 = DpEpsilon(1, 2, 2),
+               e3 = DpEpsilon(1, 2, 3);
+  v1::CoordinatorConfig config = WithDp(Config(), 2.0, (e2 + e3) / 2);
+  config.set_rounds(10);
+  {
+    std::unique_ptr<Coordinator> first = Make(config);
+    const Agent a = Join(*first, "a"), b = Join(*first, "b");
+    Tick(*first);
+    ASSERT_TRUE(Submit(*first, a, Model(0.1f, 0, 0), Sub()).ok());
+    ASSERT_TRUE(Submit(*first, b, Model(0, 0.1f, 0), Sub()).ok());
+    ASSERT_TRUE(TickUntilVersion(*first, 1));
+    ASSERT_EQ(first->Flush(), absl::OkStatus());
+    EXPECT_NEAR(first->GetStatus().privacy_epsilon(), e1, 1e-9);
+  }
+  std::unique_ptr<Coordinator> second = Make(config);
+  // The ledger came back with the checkpoint.
+  EXPECT_NEAR(second->GetStatus().privacy_epsilon(), e1, 1e-9);
+  const Agent a = Join(*second, "a"), b = Join(*second, "b");
+  Tick(*second);
+  ASSERT_TRUE(Submit(*second, a, Model(0.1f, 0, 0),
+                     Sub().set_round(2).set_base_version(1))
+                  .ok());
+  ASSERT_TRUE(Submit(*second, b, Model(0, 0.1f, 0),
+                     Sub().set_round(2).set_base_version(1))
+                  .ok());
+  ASSERT_TRUE(TickUntilVersion(*second, 2));
+  ASSERT_EQ(second->Flush(), absl::OkStatus());
+  EXPECT_NEAR(second->GetStatus().privacy_epsilon(), e2, 1e-9);
+  // Round 3 would take epsilon to e3 > max_epsilon: the run ends instead.
+  for (int i = 0; i < 10 && !second->done(); ++i) Tick(*second);
+  ASSERT_TRUE(second->done());
+  v1::GetStatusResponse s = second->GetStatus();
+  EXPECT_TRUE(s.privacy_budget_exhausted());
+  EXPECT_EQ(s.state(), "DONE");
+  EXPECT_EQ(s.completed_rounds(), 2);
+  EXPECT_EQ(s.model_version(), 2);
+  absl::StatusOr<v1::PollResponse> r = PollNow(*second, a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->finished());
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(3));
+  EXPECT_NEAR(std::stod(history[1][history[1].size() - 2]), e1, 1e-5);
+  EXPECT_NEAR(std::stod(history[2][history[2].size() - 2]), e2, 1e-5);
+  second.reset();
+  // A restart stops again before round 3.
+  std::unique_ptr<Coordinator> third = Make(config);
+  Join(*third, "a");
+  Join(*third, "b");
+  for (int i = 0; i < 10 && !third->done(); ++i) Tick(*third);
+  EXPECT_TRUE(third->done());
+  EXPECT_EQ(third->GetStatus().model_version(), 2);
+  EXPECT_NEAR(third->GetStatus().privacy_epsilon(), e2, 1e-9);
+}
+
+TEST_F(CoordinatorTest, Dp_CheckpointOfANonPrivateRun_FailedPrecondition) {
+  {
+    std::unique_ptr<Coordinator> plain = Make(Config());
+    const Agent a = Join(*plain, "a"), b = Join(*plain, "b");
+    Tick(*plain);
+    ASSERT_TRUE(Submit(*plain, a, Model(1, 1, 1), Sub()).ok());
+    ASSERT_TRUE(Submit(*plain, b, Model(1, 1, 1), Sub()).ok());
+    ASSERT_TRUE(TickUntilVersion(*plain, 1));
+    ASSERT_EQ(plain->Flush(), absl::OkStatus());
+  }
+  // Its history has no epsilon columns: refused as well.
+  absl::StatusOr<std::unique_ptr<Coordinator>> dp = Create(WithDp(Config(), 1));
+  EXPECT_EQ(dp.status().code(), kFailedPrecondition);
+  EXPECT_THAT(dp.status().message(), HasSubstr("different columns"));
+  // Without it, the checkpoint's unaccounted round is.
+  fs::remove(StateDir() + "/history.csv");
+  dp = Create(WithDp(Config(), 1));
+  EXPECT_EQ(dp.status().code(), kFailedPrecondition);
+  EXPECT_THAT(dp.status().message(), HasSubstr("without strategy.dp"));
 }
 
 }  // namespace

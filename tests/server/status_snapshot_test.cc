@@ -4,6 +4,7 @@
 #include <limits>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace fedge {
@@ -24,9 +25,19 @@ TEST(StatusSnapshotTest, Empty_AllFieldsPresent) {
             "{\"federation\":{\"state\":\"\",\"paused\":false,"
             "\"current_round\":0,\"completed_rounds\":0,\"total_rounds\":0,"
             "\"model_version\":0,\"model_sha256\":\"\",\"strategy\":\"\","
-            "\"started_unix_ms\":0,\"now_unix_ms\":0},"
+            "\"started_unix_ms\":0,\"now_unix_ms\":0,\"privacy\":null},"
             "\"current_round\":null,\"agents\":[],\"rounds\":[],"
             "\"refusals\":[]}");
+}
+
+TEST(StatusSnapshotTest, Privacy_ObjectWhenPrivate) {
+  FederationSnapshot s;
+  s.federation.privacy = PrivacyStatus{"central", 2.5, 1e-5, 8, 40, true};
+  EXPECT_THAT(
+      ToJson(s),
+      ::testing::HasSubstr("\"privacy\":{\"mode\":\"central\",\"epsilon\":2.5,"
+                           "\"delta\":1e-05,\"max_epsilon\":8,\"rounds\":40,"
+                           "\"budget_exhausted\":true}},"));
 }
 
 TEST(StatusSnapshotTest, Full_ExactJson) {
@@ -62,7 +73,8 @@ TEST(StatusSnapshotTest, Full_ExactJson) {
       "{\"federation\":{\"state\":\"IN_PROGRESS\",\"paused\":true,"
       "\"current_round\":3,\"completed_rounds\":2,\"total_rounds\":10,"
       "\"model_version\":2,\"model_sha256\":\"ab12\",\"strategy\":\"FedAvg\","
-      "\"started_unix_ms\":1700000000000,\"now_unix_ms\":1700000012345},"
+      "\"started_unix_ms\":1700000000000,\"now_unix_ms\":1700000012345,"
+      "\"privacy\":null},"
       "\"current_round\":{\"round\":3,\"selected\":4,\"reported\":1,"
       "\"failed\":1,\"deadline_remaining_ms\":2500,\"elapsed_ms\":7500},"
       "\"agents\":[{\"id\":\"agent-1\",\"device_class\":\"phone\","

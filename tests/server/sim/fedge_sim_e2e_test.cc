@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/model_codec.h"
+#include "common/privacy_accountant.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -214,6 +215,57 @@ TEST(FedgeSimE2eTest, Help_ListsFields) {
   Result r = RunSim("--help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.output, testing::HasSubstr("--train.learning_rate"));
+}
+
+// Differential privacy in fedge-sim: epsilon in the progress lines and the
+// history after every round, and the run stops before the round that would
+// exceed the budget (docs/privacy.md).
+double SimEpsilon(double q, double sigma, int rounds) {
+  auto a = RdpAccountant::Create({});
+  EXPECT_TRUE(a.ok() && (*a)->Compose(q, sigma, rounds).ok());
+  return (*a)->GetEpsilon(1e-5)->epsilon;
+}
+
+TEST(FedgeSimE2eTest, CentralDp_EpsilonEveryRound_StopsAtTheBudget) {
+  // 5 of 20 agents per round: q = 0.25; the budget fits 3 rounds.
+  const double e3 = SimEpsilon(0.25, 1.0, 3), e4 = SimEpsilon(0.25, 1.0, 4);
+  const std::string history = testing::TempDir() + "/sim_dp_history.csv";
+  std::remove(history.c_str());
+  Result r = RunSim(absl::StrCat(
+      "--config ", kConfigs, "synthetic_smoke.textproto --rounds 10 ",
+      "--num_threads 2 --strategy.dp.mode=central ",
+      "--strategy.dp.clip_norm=0.5 --strategy.dp.noise_multiplier=1.0 ",
+      "--strategy.dp.max_epsilon=", (e3 + e4) / 2, " --history_out ", history));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::HasSubstr("round    3/10"));
+  EXPECT_THAT(r.output, testing::Not(testing::HasSubstr("round    4/10")));
+  EXPECT_THAT(r.output, testing::HasSubstr("epsilon "));
+  EXPECT_THAT(r.output,
+              testing::HasSubstr("stopped before round 4: privacy budget "
+                                 "reached: after 3 rounds"));
+  auto rows = ReadCsv(history);
+  ASSERT_EQ(rows.size(), 4u) << r.output;
+  const std::vector<double> eps = Column(rows, "epsilon");
+  ASSERT_EQ(eps.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(eps[i], SimEpsilon(0.25, 1.0, i + 1), 1e-5) << i;
+  }
+  EXPECT_EQ(Column(rows, "delta"), std::vector<double>(3, 1e-5));
+}
+
+TEST(FedgeSimE2eTest, LocalDp_AgentsNoise_AccountedPerAgent) {
+  const std::string history = testing::TempDir() + "/sim_ldp_history.csv";
+  std::remove(history.c_str());
+  Result r = RunSim(absl::StrCat(
+      "--config ", kConfigs, "synthetic_smoke.textproto --rounds 2 ",
+      "--num_threads 2 --strategy.dp.mode=local ",
+      "--strategy.dp.clip_norm=0.5 --strategy.dp.noise_multiplier=8 ",
+      "--history_out ", history));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::HasSubstr("privacy: local DP"));
+  const std::vector<double> eps = Column(ReadCsv(history), "epsilon");
+  ASSERT_EQ(eps.size(), 2u) << r.output;
+  EXPECT_NEAR(eps[1], SimEpsilon(1.0, 4.0, 2), 1e-5);
 }
 
 }  // namespace
