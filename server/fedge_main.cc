@@ -12,6 +12,8 @@
 //       PNG or SVG image; prints the path written.
 #include <grpcpp/grpcpp.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 
@@ -251,11 +253,15 @@ std::unique_ptr<fedge::v1::Operator::Stub> Connect(
 }
 
 // The operator token of --operator_token_path as call metadata.
+// Unset, the token of a coordinator started here with its default
+// state_dir is used when there is one.
 absl::Status AddOperatorToken(const fedge::v1::ToolConfig& config,
                               grpc::ClientContext& context) {
-  if (config.operator_token_path().empty()) return absl::OkStatus();
-  absl::StatusOr<std::string> token =
-      fedge::ReadSmallFile(config.operator_token_path(), 4096);
+  constexpr char kDefaultPath[] = "state/coordinator/operator_token";
+  std::string path = config.operator_token_path();
+  if (path.empty() && access(kDefaultPath, R_OK) == 0) path = kDefaultPath;
+  if (path.empty()) return absl::OkStatus();
+  absl::StatusOr<std::string> token = fedge::ReadSmallFile(path, 4096);
   if (!token.ok()) {
     return absl::Status(token.status().code(),
                         absl::StrCat("--operator_token_path: ",
