@@ -73,14 +73,6 @@ int ElfMachine(const std::string& path) {
          static_cast<unsigned char>(head[19]) << 8;
 }
 
-double Number(const std::map<std::string, std::string>& row,
-              const std::string& column) {
-  double v = -1;
-  auto it = row.find(column);
-  if (it == row.end() || !absl::SimpleAtod(it->second, &v)) return -1;
-  return v;
-}
-
 // Largest |a - b| over all elements; fails the test (and returns infinity)
 // unless both models have the same float32 tensors in the same order.
 double MaxAbsDiff(const ModelState& a, const ModelState& b) {

@@ -14,14 +14,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-double Number(const std::map<std::string, std::string>& row,
-              const std::string& column) {
-  double v = -1;
-  auto it = row.find(column);
-  if (it == row.end() || !absl::SimpleAtod(it->second, &v)) return -1;
-  return v;
-}
-
 TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
   int port;
   // A small learning rate, so that three rounds show a clear rise.

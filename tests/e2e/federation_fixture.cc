@@ -11,6 +11,14 @@
 #include "absl/strings/strip.h"
 
 namespace fedge::testing {
+
+double Number(const std::map<std::string, std::string>& row,
+              const std::string& column) {
+  double v = -1;
+  auto it = row.find(column);
+  if (it == row.end() || !absl::SimpleAtod(it->second, &v)) return -1;
+  return v;
+}
 namespace {
 
 std::string Shell(const std::string& command) {

@@ -18,6 +18,11 @@ namespace fedge::testing {
 inline const std::string kSourceDir = FEDGE_SOURCE_DIR;
 inline const std::string kBinaryDir = FEDGE_BINARY_DIR;
 
+// The number in `column` of a history row (-1 when missing or not a
+// number).
+double Number(const std::map<std::string, std::string>& row,
+              const std::string& column);
+
 class FederationTest : public ::testing::Test {
  protected:
   void SetUp() override;

@@ -26,14 +26,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-double Number(const std::map<std::string, std::string>& row,
-              const std::string& column) {
-  double v = -1;
-  auto it = row.find(column);
-  if (it == row.end() || !absl::SimpleAtod(it->second, &v)) return -1;
-  return v;
-}
-
 bool LogHas(const Process& p, const std::string& text) {
   return p.Log().find(text) != std::string::npos;
 }

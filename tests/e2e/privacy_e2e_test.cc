@@ -20,14 +20,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-double Number(const std::map<std::string, std::string>& row,
-              const std::string& column) {
-  double v = -1;
-  auto it = row.find(column);
-  if (it == row.end() || !absl::SimpleAtod(it->second, &v)) return -1;
-  return v;
-}
-
 // Epsilon at delta 1e-5 after `rounds` rounds of (q, sigma).
 double Epsilon(double q, double sigma, int rounds) {
   auto a = RdpAccountant::Create({});
