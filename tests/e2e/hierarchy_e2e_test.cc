@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -158,6 +160,53 @@ TEST_F(HierarchyTest, TwoEdgeAggregatorsOfThree_EqualsFlatFederationOfSix) {
   EXPECT_LE(d.max_abs, kTolerance) << "final models: " << Describe(d);
   std::printf("tree vs flat, by round:\n%s  final: %s\n", rounds.c_str(),
               Describe(d).c_str());
+}
+
+// An edge aggregator towards an upstream that requires join tokens: it
+// enrolls with the token the operator made for it
+// (--upstream.join_token_path), keeps the agent key it was given, and its
+// federation trains through the upstream's rounds.
+TEST_F(HierarchyTest, EdgeAggregator_EnrollsUpstreamWithAJoinToken) {
+  int up_port;
+  std::vector<std::string> up_flags = Flags(1);
+  up_flags.push_back("--require_join_token=true");
+  auto upstream = StartCoordinator(up_flags, &up_port, "upstream");
+  ASSERT_GT(up_port, 0);
+  Process make({kBinaryDir + "/server/fedge", "token", "create",
+                "--agent=edge-1", "--label=edge aggregator 1",
+                absl::StrCat("--coordinator=127.0.0.1:", up_port),
+                "--tls.ca_path=" + CertDir() + "/ca.pem", OperatorTokenFlag()},
+               dir_ + "/token-create.log");
+  ASSERT_EQ(make.Wait(absl::Seconds(60)), 0) << make.Log();
+  const std::string out = make.Log();
+  const size_t at = out.find("token: \"");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string token = out.substr(at + 8, out.find('"', at + 8) - at - 8);
+  const std::string token_file = dir_ + "/edge-1.token";
+  std::ofstream(token_file) << token << "\n";
+
+  std::vector<std::string> flags = Flags(1);
+  flags.push_back(absl::StrCat("--state_dir=", dir_, "/edge-1"));
+  flags.push_back(absl::StrCat("--upstream.address=127.0.0.1:", up_port));
+  flags.push_back("--upstream.agent_id=edge-1");
+  flags.push_back("--upstream.tls.ca_path=" + CertDir() + "/ca.pem");
+  flags.push_back("--upstream.join_token_path=" + token_file);
+  int edge_port;
+  auto edge = StartCoordinator(flags, &edge_port, "edge-1");
+  ASSERT_GT(edge_port, 0) << edge->Log();
+  auto agent = Agent(1, edge_port);
+  ASSERT_EQ(upstream->Wait(absl::Seconds(240)), 0) << upstream->Log();
+  EXPECT_EQ(History().size(), static_cast<size_t>(kRounds));
+  const std::string key = dir_ + "/edge-1/upstream_agent_key";
+  ASSERT_TRUE(std::filesystem::exists(key)) << edge->Log();
+  EXPECT_EQ(std::filesystem::status(key).permissions() &
+                std::filesystem::perms::others_read,
+            std::filesystem::perms::none);
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/coordinator/audit.log"),
+              HasSubstr(absl::StrCat("\"event\":\"join\",\"agent\":\"edge-1\"")));
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/coordinator/audit.log"),
+              HasSubstr(absl::StrCat("join token ", token.substr(0, 19),
+                                     " (enrolled now)")));
 }
 
 }  // namespace
