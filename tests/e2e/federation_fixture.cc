@@ -12,6 +12,14 @@
 
 namespace fedge::testing {
 
+std::string JoinTokenFrom(const std::string& output) {
+  const size_t at = output.find("token: \"");
+  if (at == std::string::npos) return "";
+  const size_t start = at + 8;
+  const size_t end = output.find('"', start);
+  return end == std::string::npos ? "" : output.substr(start, end - start);
+}
+
 double Number(const std::map<std::string, std::string>& row,
               const std::string& column) {
   double v = -1;

@@ -23,6 +23,9 @@ inline const std::string kBinaryDir = FEDGE_BINARY_DIR;
 double Number(const std::map<std::string, std::string>& row,
               const std::string& column);
 
+// The token `fedge token create` printed in `output` ("" when none).
+std::string JoinTokenFrom(const std::string& output);
+
 class FederationTest : public ::testing::Test {
  protected:
   void SetUp() override;

@@ -178,10 +178,8 @@ TEST_F(HierarchyTest, EdgeAggregator_EnrollsUpstreamWithAJoinToken) {
                 "--tls.ca_path=" + CertDir() + "/ca.pem", OperatorTokenFlag()},
                dir_ + "/token-create.log");
   ASSERT_EQ(make.Wait(absl::Seconds(60)), 0) << make.Log();
-  const std::string out = make.Log();
-  const size_t at = out.find("token: \"");
-  ASSERT_NE(at, std::string::npos) << out;
-  const std::string token = out.substr(at + 8, out.find('"', at + 8) - at - 8);
+  const std::string token = JoinTokenFrom(make.Log());
+  ASSERT_FALSE(token.empty()) << make.Log();
   const std::string token_file = dir_ + "/edge-1.token";
   std::ofstream(token_file) << token << "\n";
 

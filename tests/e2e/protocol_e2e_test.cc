@@ -404,14 +404,6 @@ std::pair<int, std::string> FedgeTool(const std::string& dir,
   return {code.value_or(-1), p.Log()};
 }
 
-// The token `fedge token create` printed (its text-format answer).
-std::string TokenFrom(const std::string& out) {
-  const size_t at = out.find("token: \"");
-  if (at == std::string::npos) return "";
-  const size_t start = at + 8;
-  return out.substr(start, out.find('"', start) - start);
-}
-
 v1::JoinRequest JoinReq(const std::string& id, const std::string& token,
                         const std::string& key = "") {
   v1::JoinRequest r;
@@ -434,12 +426,12 @@ TEST_F(ProtocolTest, JoinTokens_EnrollRefuseAndRevoke) {
   };
   auto [code, out] = tool({"token", "create", "--label=lab fleet"});
   ASSERT_EQ(code, 0) << out;
-  const std::string fleet = TokenFrom(out);
+  const std::string fleet = JoinTokenFrom(out);
   ASSERT_FALSE(fleet.empty()) << out;
   std::tie(code, out) = tool({"token", "create", "--agent=agent-2"});
-  const std::string personal = TokenFrom(out);
+  const std::string personal = JoinTokenFrom(out);
   std::tie(code, out) = tool({"token", "create", "--ttl_seconds=1"});
-  const std::string short_lived = TokenFrom(out);
+  const std::string short_lived = JoinTokenFrom(out);
   ASSERT_FALSE(personal.empty() || short_lived.empty()) << out;
 
   RawClient c(port, ClientTls(CertDir(), ""), OperatorTokenPath());
