@@ -9,31 +9,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
+#include "common/json.h"
 #include "common/logging.h"
 
 namespace fedge {
 
 std::string JsonQuote(absl::string_view s) {
-  std::string out = "\"";
-  out.reserve(s.size() + 2);
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          // Bytes outside printable ASCII are escaped one by one (the log
-          // stays ASCII; a non-UTF-8 byte cannot break a JSON reader).
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
+  std::string out;
+  AppendJsonString(s, &out, /*ascii_only=*/true);
   return out;
 }
 

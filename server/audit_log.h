@@ -25,7 +25,8 @@
 
 namespace fedge {
 
-// `s` as a JSON string literal (with the quotes).
+// `s` as a JSON string literal (with the quotes), printable ASCII only
+// (AppendJsonString with ascii_only).
 std::string JsonQuote(absl::string_view s);
 
 class AuditLog {

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "common/utf8.h"
+#include "common/json.h"
 
 namespace fedge {
 namespace {
@@ -90,49 +90,7 @@ class JsonWriter {
     first_ = false;
   }
 
-  void AppendString(absl::string_view s) {
-    out_.push_back('"');
-    while (!s.empty()) {
-      const size_t length = Utf8SequenceLength(s);
-      if (length == 0) {
-        out_.append("\xef\xbf\xbd");  // U+FFFD for an invalid byte.
-        s.remove_prefix(1);
-        continue;
-      }
-      const unsigned char c = s[0];
-      switch (c) {
-        case '"':
-          out_.append("\\\"");
-          break;
-        case '\\':
-          out_.append("\\\\");
-          break;
-        case '\b':
-          out_.append("\\b");
-          break;
-        case '\f':
-          out_.append("\\f");
-          break;
-        case '\n':
-          out_.append("\\n");
-          break;
-        case '\r':
-          out_.append("\\r");
-          break;
-        case '\t':
-          out_.append("\\t");
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f) {
-            absl::StrAppendFormat(&out_, "\\u%04x", c);
-          } else {
-            out_.append(s.data(), length);
-          }
-      }
-      s.remove_prefix(length);
-    }
-    out_.push_back('"');
-  }
+  void AppendString(absl::string_view s) { AppendJsonString(s, &out_); }
 
   std::string out_;
   bool first_ = true;
