@@ -65,14 +65,7 @@ class DeviceConditionsTest : public FederationTest {
   }
   // Runs `fedge ARGS` against the coordinator; its output.
   std::string Fedge(const std::vector<std::string>& args, int port) {
-    std::vector<std::string> argv = {kBinaryDir + "/server/fedge"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back(absl::StrCat("--coordinator=127.0.0.1:", port));
-    argv.push_back("--tls.ca_path=" + CertDir() + "/ca.pem");
-    argv.push_back(OperatorTokenFlag());
-    Process p(argv, absl::StrCat(dir_, "/fedge-", ++runs_, ".log"));
-    p.Wait(absl::Seconds(60));
-    return p.Log();
+    return RunFedge(port, args).second;
   }
   // The coordinator's /metrics (HTTPS, its certificate).
   std::string Metrics() {

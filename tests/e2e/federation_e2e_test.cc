@@ -226,13 +226,9 @@ TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
       "coordinator-restarted");
   ASSERT_EQ(port2, port);
   // The operator tool sees the restarted coordinator (TLS).
-  Process status({kBinaryDir + "/server/fedge", "status",
-                  absl::StrCat("--coordinator=127.0.0.1:", port),
-                  "--tls.ca_path=" + CertDir() + "/ca.pem",
-                  OperatorTokenFlag()},
-                 dir_ + "/status.log");
-  EXPECT_EQ(status.Wait(absl::Seconds(30)), 0) << status.Log();
-  EXPECT_THAT(status.Log(), HasSubstr("total_rounds: 4"));
+  const auto [code, status] = RunFedge(port, {"status"});
+  EXPECT_EQ(code, 0) << status;
+  EXPECT_THAT(status, HasSubstr("total_rounds: 4"));
   ASSERT_EQ(restarted->Wait(absl::Seconds(120)), 0) << restarted->Log();
   const std::string log2 = restarted->Log();
   EXPECT_THAT(log2, HasSubstr(absl::StrCat("resumed from checkpoint: model "

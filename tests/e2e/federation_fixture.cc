@@ -171,4 +171,15 @@ int FederationTest::WaitForHttpPort(const std::string& state_dir,
   return port;
 }
 
+std::pair<int, std::string> FederationTest::RunFedge(
+    int port, std::vector<std::string> args, const std::string& state_dir) {
+  args.insert(args.begin(), kBinaryDir + "/server/fedge");
+  args.push_back(absl::StrCat("--coordinator=127.0.0.1:", port));
+  args.push_back("--tls.ca_path=" + CertDir() + "/ca.pem");
+  args.push_back(OperatorTokenFlag(state_dir));
+  Process p(args, absl::StrCat(dir_, "/fedge-", ++fedge_runs_, ".log"));
+  const std::optional<int> code = p.Wait(absl::Seconds(60));
+  return {code.value_or(-1), p.Log()};
+}
+
 }  // namespace fedge::testing

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -75,12 +76,19 @@ class FederationTest : public ::testing::Test {
   std::string OperatorTokenFlag(const std::string& state_dir = "") const {
     return "--operator_token_path=" + OperatorTokenPath(state_dir);
   }
+  // Runs `fedge ARGS` against the coordinator on 127.0.0.1:`port` (TLS with
+  // the test CA, the operator token of `state_dir`, default
+  // dir_/coordinator), waiting up to 60 s: its exit code (-1 when it did not
+  // end) and output. Logs in dir_/fedge-<n>.log.
+  std::pair<int, std::string> RunFedge(int port, std::vector<std::string> args,
+                                       const std::string& state_dir = "");
 
   // Tests that compare runs keep each run's processes, logs and state dirs
   // in a sub-folder of the test's folder: dir_ becomes base_dir_/name.
   void UseRunDir(const std::string& name);
 
   std::string dir_;       // Fresh per test (or the run's: UseRunDir).
+  int fedge_runs_ = 0;    // RunFedge's log files.
   std::string base_dir_;  // The test's folder.
 };
 

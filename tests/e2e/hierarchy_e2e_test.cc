@@ -172,14 +172,12 @@ TEST_F(HierarchyTest, EdgeAggregator_EnrollsUpstreamWithAJoinToken) {
   up_flags.push_back("--require_join_token=true");
   auto upstream = StartCoordinator(up_flags, &up_port, "upstream");
   ASSERT_GT(up_port, 0);
-  Process make({kBinaryDir + "/server/fedge", "token", "create",
-                "--agent=edge-1", "--label=edge aggregator 1",
-                absl::StrCat("--coordinator=127.0.0.1:", up_port),
-                "--tls.ca_path=" + CertDir() + "/ca.pem", OperatorTokenFlag()},
-               dir_ + "/token-create.log");
-  ASSERT_EQ(make.Wait(absl::Seconds(60)), 0) << make.Log();
-  const std::string token = JoinTokenFrom(make.Log());
-  ASSERT_FALSE(token.empty()) << make.Log();
+  const auto [code, out] = RunFedge(
+      up_port,
+      {"token", "create", "--agent=edge-1", "--label=edge aggregator 1"});
+  ASSERT_EQ(code, 0) << out;
+  const std::string token = JoinTokenFrom(out);
+  ASSERT_FALSE(token.empty()) << out;
   const std::string token_file = dir_ + "/edge-1.token";
   std::ofstream(token_file) << token << "\n";
 

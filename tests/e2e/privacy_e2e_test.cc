@@ -69,16 +69,12 @@ TEST_F(FederationTest, CentralDp_EpsilonEveryRound_StopsAtTheBudget) {
               HasSubstr("round 4 not started, the federation ends: privacy "
                         "budget reached: after 3 rounds"));
   // The operator's views.
-  Process status({kBinaryDir + "/server/fedge", "status",
-                  absl::StrCat("--coordinator=127.0.0.1:", port),
-                  "--tls.ca_path=" + CertDir() + "/ca.pem",
-                  OperatorTokenFlag()},
-                 dir_ + "/status.log");
-  EXPECT_EQ(status.Wait(absl::Seconds(30)), 0) << status.Log();
-  EXPECT_THAT(status.Log(), HasSubstr("state: \"DONE\""));
-  EXPECT_THAT(status.Log(), HasSubstr("privacy_mode: \"central\""));
-  EXPECT_THAT(status.Log(), HasSubstr("privacy_budget_exhausted: true"));
-  EXPECT_THAT(status.Log(), HasSubstr("privacy_epsilon: "));
+  const auto [code, status] = RunFedge(port, {"status"});
+  EXPECT_EQ(code, 0) << status;
+  EXPECT_THAT(status, HasSubstr("state: \"DONE\""));
+  EXPECT_THAT(status, HasSubstr("privacy_mode: \"central\""));
+  EXPECT_THAT(status, HasSubstr("privacy_budget_exhausted: true"));
+  EXPECT_THAT(status, HasSubstr("privacy_epsilon: "));
   const std::string ca = CertDir() + "/ca.pem";
   const std::string metrics = HttpsGet(http, "/metrics", ca);
   const size_t at = metrics.find("\nfedge_privacy_epsilon ");

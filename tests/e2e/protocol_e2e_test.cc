@@ -389,21 +389,6 @@ TEST_F(ProtocolTest, MutualTls_RefusesClientsWithoutValidCertificate) {
 
 // --- Identity and access (docs/security.md) ---
 
-// Runs `fedge ARGS` against the coordinator at `port` (TLS, the operator
-// token of dir_/coordinator); its exit code and output.
-std::pair<int, std::string> FedgeTool(const std::string& dir,
-                                      const std::string& certs, int port,
-                                      std::vector<std::string> args,
-                                      const std::string& log) {
-  args.insert(args.begin(), FEDGE_BINARY_DIR "/server/fedge");
-  args.push_back(absl::StrCat("--coordinator=127.0.0.1:", port));
-  args.push_back("--tls.ca_path=" + certs + "/ca.pem");
-  args.push_back("--operator_token_path=" + dir + "/coordinator/operator_token");
-  Process p(args, log);
-  std::optional<int> code = p.Wait(absl::Seconds(60));
-  return {code.value_or(-1), p.Log()};
-}
-
 v1::JoinRequest JoinReq(const std::string& id, const std::string& token,
                         const std::string& key = "") {
   v1::JoinRequest r;
@@ -419,18 +404,13 @@ TEST_F(ProtocolTest, JoinTokens_EnrollRefuseAndRevoke) {
       {"--rounds=1000", "--require_join_token=true", "--strategy.count=1",
        "--strategy.min_available_agents=1", "--strategy.min_fit_agents=1"},
       &port);
-  auto tool = [&](std::vector<std::string> args) {
-    static int n = 0;
-    return FedgeTool(dir_, CertDir(), port, std::move(args),
-                     absl::StrCat(dir_, "/fedge-", ++n, ".log"));
-  };
-  auto [code, out] = tool({"token", "create", "--label=lab fleet"});
+  auto [code, out] = RunFedge(port, {"token", "create", "--label=lab fleet"});
   ASSERT_EQ(code, 0) << out;
   const std::string fleet = JoinTokenFrom(out);
   ASSERT_FALSE(fleet.empty()) << out;
-  std::tie(code, out) = tool({"token", "create", "--agent=agent-2"});
+  std::tie(code, out) = RunFedge(port, {"token", "create", "--agent=agent-2"});
   const std::string personal = JoinTokenFrom(out);
-  std::tie(code, out) = tool({"token", "create", "--ttl_seconds=1"});
+  std::tie(code, out) = RunFedge(port, {"token", "create", "--ttl_seconds=1"});
   const std::string short_lived = JoinTokenFrom(out);
   ASSERT_FALSE(personal.empty() || short_lived.empty()) << out;
 
@@ -467,11 +447,11 @@ TEST_F(ProtocolTest, JoinTokens_EnrollRefuseAndRevoke) {
 
   // Revoking the token ends the agent's enrollment and session: it is
   // refused at its next call and stops; the model stops changing.
-  std::tie(code, out) = tool({"token", "list"});
+  std::tie(code, out) = RunFedge(port, {"token", "list"});
   EXPECT_THAT(out, HasSubstr(absl::StrCat("token_id: \"", fleet.substr(0, 19))));
   EXPECT_THAT(out, HasSubstr("label: \"lab fleet\""));
   EXPECT_THAT(out, HasSubstr("enrollments: 1"));
-  std::tie(code, out) = tool({"token", "revoke", fleet.substr(0, 19)});
+  std::tie(code, out) = RunFedge(port, {"token", "revoke", fleet.substr(0, 19)});
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("1 enrollments made with it revoked"));
   ASSERT_TRUE(agent->Wait(absl::Seconds(60)).has_value()) << agent->Log();

@@ -56,12 +56,8 @@ class SigningTest : public FederationTest {
 
   // The global model's SHA-256 as `fedge status` reports it.
   std::string ModelSha(int port) {
-    Process p({kBinaryDir + "/server/fedge", "status",
-               absl::StrCat("--coordinator=127.0.0.1:", port),
-               "--tls.ca_path=" + CertDir() + "/ca.pem", OperatorTokenFlag()},
-              absl::StrCat(dir_, "/status-", ++runs_, ".log"));
-    EXPECT_EQ(p.Wait(absl::Seconds(60)), 0) << p.Log();
-    const std::string log = p.Log();
+    const auto [code, log] = RunFedge(port, {"status"});
+    EXPECT_EQ(code, 0) << log;
     const size_t at = log.find("model_sha256: \"");
     if (at == std::string::npos) return "";
     return log.substr(at + 15, 64);
