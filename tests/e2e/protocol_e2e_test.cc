@@ -39,7 +39,45 @@ v1::UpdateMetadata Meta(const v1::TrainTask& task, const std::string& upload) {
   return m;
 }
 
-class ProtocolTest : public FederationTest {};
+class ProtocolTest : public FederationTest {
+ protected:
+  // Two raw clients joined as raw-a and raw-b (each declaring `examples`),
+  // both given round 1's task; their tasks and the model a fetched for it.
+  struct TwoAgents {
+    std::unique_ptr<RawClient> a, b;
+    v1::TrainTask task, task_b;
+    ModelState model;
+    std::string model_sha256;  // As the download announced it.
+  };
+  // Fails the test (nullopt) when a step does.
+  std::optional<TwoAgents> JoinTwo(int port, const Process& coordinator,
+                                   int64_t examples = 0) {
+    TwoAgents t;
+    const v1::TlsConfig tls = ClientTls(CertDir(), "");
+    t.a = std::make_unique<RawClient>(port, tls, OperatorTokenPath());
+    t.b = std::make_unique<RawClient>(port, tls, OperatorTokenPath());
+    if (!t.a->Join("raw-a", examples).ok() ||
+        !t.b->Join("raw-b", examples).ok()) {
+      ADD_FAILURE() << "join failed: " << coordinator.Log();
+      return std::nullopt;
+    }
+    auto task = t.a->WaitForTask();
+    auto task_b = t.b->WaitForTask();
+    if (!task.has_value() || !task_b.has_value()) {
+      ADD_FAILURE() << "no task: " << coordinator.Log();
+      return std::nullopt;
+    }
+    t.task = *task;
+    t.task_b = *task_b;
+    auto model = t.a->Fetch(task->model_version(), &t.model_sha256);
+    if (!model.ok()) {
+      ADD_FAILURE() << model.status();
+      return std::nullopt;
+    }
+    t.model = *std::move(model);
+    return t;
+  }
+};
 
 TEST_F(ProtocolTest, StaleDuplicateAndMalformedUpdates) {
   int port;
@@ -47,36 +85,32 @@ TEST_F(ProtocolTest, StaleDuplicateAndMalformedUpdates) {
       {"--rounds=2", "--strategy.count=2", "--strategy.min_available_agents=2",
        "--strategy.min_fit_agents=2"},
       &port);
-  const std::string certs = CertDir();
-  RawClient a(port, ClientTls(certs, ""), OperatorTokenPath()),
-      b(port, ClientTls(certs, ""), OperatorTokenPath());
-  ASSERT_TRUE(a.Join("raw-a").ok());
-  ASSERT_TRUE(b.Join("raw-b").ok());
-  auto task = a.WaitForTask();
-  auto task_b = b.WaitForTask();
-  ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
-  std::string sha;
-  auto model = a.Fetch(task->model_version(), &sha);
-  ASSERT_TRUE(model.ok()) << model.status();
-  EXPECT_EQ(sha, task->model_sha256());
+  std::optional<TwoAgents> two = JoinTwo(port, *coordinator);
+  ASSERT_TRUE(two.has_value());
+  RawClient& a = *two->a;
+  RawClient& b = *two->b;
+  const v1::TrainTask& task = two->task;
+  const v1::TrainTask& task_b = two->task_b;
+  const ModelState& model = two->model;
+  EXPECT_EQ(two->model_sha256, task.model_sha256());
   const v1::GetStatusResponse before = a.Status();
 
   // Malformed: a NaN value, a wrong schema, a wrong hash, truncated bytes.
-  ModelState nan = Filled(*model, 0.0f);
+  ModelState nan = Filled(model, 0.0f);
   nan.mutable_tensor(0).mutable_floats()[3] = std::nanf("");
-  auto r = a.Submit(Meta(*task, "bad-1"), EncodeModel(nan));
+  auto r = a.Submit(Meta(task, "bad-1"), EncodeModel(nan));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("finite"));
   ModelState wrong;
   wrong.Add(*TensorBuffer::FromFloats("w", {1}, {1.0f}));
-  r = a.Submit(Meta(*task, "bad-2"), EncodeModel(wrong));
+  r = a.Submit(Meta(task, "bad-2"), EncodeModel(wrong));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  v1::UpdateMetadata bad_hash = Meta(*task, "bad-3");
+  v1::UpdateMetadata bad_hash = Meta(task, "bad-3");
   bad_hash.set_sha256(std::string(64, '0'));
-  r = a.Submit(bad_hash, EncodeModel(Filled(*model, 0.0f)));
+  r = a.Submit(bad_hash, EncodeModel(Filled(model, 0.0f)));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  std::string cut = EncodeModel(Filled(*model, 0.0f));
-  v1::UpdateMetadata truncated = Meta(*task, "bad-4");
+  std::string cut = EncodeModel(Filled(model, 0.0f));
+  v1::UpdateMetadata truncated = Meta(task, "bad-4");
   truncated.set_total_size_bytes(cut.size());
   r = a.Submit(truncated, cut.substr(0, cut.size() / 2));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
@@ -86,28 +120,28 @@ TEST_F(ProtocolTest, StaleDuplicateAndMalformedUpdates) {
   EXPECT_EQ(after.num_reported(), 0);
 
   // Stale: a result for another round is refused with ABORTED.
-  v1::UpdateMetadata stale = Meta(*task, "stale");
-  stale.set_round(task->round() + 7);
-  r = a.Submit(stale, EncodeModel(Filled(*model, 0.0f)));
+  v1::UpdateMetadata stale = Meta(task, "stale");
+  stale.set_round(task.round() + 7);
+  r = a.Submit(stale, EncodeModel(Filled(model, 0.0f)));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
 
   // Duplicate: the same upload twice is acknowledged twice, counted once.
-  const std::string good = EncodeModel(Filled(*model, 0.01f));
-  r = a.Submit(Meta(*task, "up-1"), good);
+  const std::string good = EncodeModel(Filled(model, 0.01f));
+  r = a.Submit(Meta(task, "up-1"), good);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->duplicate());
-  r = a.Submit(Meta(*task, "up-1"), good);
+  r = a.Submit(Meta(task, "up-1"), good);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->duplicate());
   EXPECT_EQ(a.Status().num_reported(), 1);
-  r = b.Submit(Meta(*task_b, "up-b"), good);
+  r = b.Submit(Meta(task_b, "up-b"), good);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(WaitForRounds(1, absl::Seconds(30))) << coordinator->Log();
   auto rows = History();
   EXPECT_EQ(rows[0]["num_agents"], "2");
   EXPECT_EQ(rows[0]["num_examples"], "200");
   // The closed round refuses late results.
-  r = a.Submit(Meta(*task, "late"), good);
+  r = a.Submit(Meta(task, "late"), good);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
 }
 
@@ -124,47 +158,43 @@ TEST_F(ProtocolTest, PoisonedUpdates_RefusedAndTheModelUnchanged) {
        "--strategy.min_fit_agents=2",
        "--strategy.update_limits.update_norm_bound=100"},
       &port);
-  const std::string certs = CertDir();
-  RawClient a(port, ClientTls(certs, ""), OperatorTokenPath()),
-      b(port, ClientTls(certs, ""), OperatorTokenPath());
-  ASSERT_TRUE(a.Join("raw-a", 200).ok());
-  ASSERT_TRUE(b.Join("raw-b", 200).ok());
-  auto task = a.WaitForTask();
-  auto task_b = b.WaitForTask();
-  ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
-  std::string sha;
-  auto model = a.Fetch(task->model_version(), &sha);
-  ASSERT_TRUE(model.ok()) << model.status();
+  std::optional<TwoAgents> two = JoinTwo(port, *coordinator, 200);
+  ASSERT_TRUE(two.has_value());
+  RawClient& a = *two->a;
+  RawClient& b = *two->b;
+  const v1::TrainTask& task = two->task;
+  const v1::TrainTask& task_b = two->task_b;
+  const ModelState& model = two->model;
   const std::string before = a.Status().model_sha256();
-  const std::string small = EncodeModel(Filled(*model, 0.001f));
+  const std::string small = EncodeModel(Filled(model, 0.001f));
 
   // Declared 200 examples at join, claims 2^40.
-  v1::UpdateMetadata heavy = Meta(*task, "heavy");
+  v1::UpdateMetadata heavy = Meta(task, "heavy");
   heavy.set_num_examples(int64_t{1} << 40);
   auto r = a.Submit(heavy, small);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("exceeds the 200 examples the agent declared"));
   // An L2 norm above the bound (2NN: ~446 with every value 1).
-  r = a.Submit(Meta(*task, "far"), EncodeModel(Filled(*model, 1.0f)));
+  r = a.Submit(Meta(task, "far"), EncodeModel(Filled(model, 1.0f)));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("strategy.update_limits.update_norm_bound = 100"));
   // 1e38 everywhere.
-  r = a.Submit(Meta(*task, "huge"), EncodeModel(Filled(*model, 1e38f)));
+  r = a.Submit(Meta(task, "huge"), EncodeModel(Filled(model, 1e38f)));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   // NaN metrics.
-  v1::UpdateMetadata nan = Meta(*task, "nan");
+  v1::UpdateMetadata nan = Meta(task, "nan");
   nan.mutable_metrics()->set_loss(std::nan(""));
   r = a.Submit(nan, small);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("metrics out of range"));
   // The FLT_MAX pair.
-  const std::string top = EncodeModel(Filled(*model, kFltMax));
-  r = a.Submit(Meta(*task, "max-a"), top);
+  const std::string top = EncodeModel(Filled(model, kFltMax));
+  r = a.Submit(Meta(task, "max-a"), top);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  r = b.Submit(Meta(*task_b, "max-b"), top);
+  r = b.Submit(Meta(task_b, "max-b"), top);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 
   // Nothing changed; each refusal is logged under its reason.
@@ -179,9 +209,9 @@ TEST_F(ProtocolTest, PoisonedUpdates_RefusedAndTheModelUnchanged) {
   EXPECT_THAT(log, HasSubstr("from raw-b: norm: the update's L2 norm"));
 
   // The honest updates still count: the round completes with them alone.
-  r = a.Submit(Meta(*task, "good-a"), small);
+  r = a.Submit(Meta(task, "good-a"), small);
   ASSERT_TRUE(r.ok()) << r.status();
-  r = b.Submit(Meta(*task_b, "good-b"), small);
+  r = b.Submit(Meta(task_b, "good-b"), small);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(WaitForRounds(1, absl::Seconds(30))) << coordinator->Log();
   auto rows = History();
@@ -195,24 +225,20 @@ TEST_F(ProtocolTest, FltMaxPair_DefaultLimits_RefusedAndTheModelUnchanged) {
       {"--rounds=1", "--strategy.count=2", "--strategy.min_available_agents=2",
        "--strategy.min_fit_agents=2"},
       &port);
-  const std::string certs = CertDir();
-  RawClient a(port, ClientTls(certs, ""), OperatorTokenPath()),
-      b(port, ClientTls(certs, ""), OperatorTokenPath());
-  ASSERT_TRUE(a.Join("raw-a", 100).ok());
-  ASSERT_TRUE(b.Join("raw-b", 100).ok());
-  auto task = a.WaitForTask();
-  auto task_b = b.WaitForTask();
-  ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
-  std::string sha;
-  auto model = a.Fetch(task->model_version(), &sha);
-  ASSERT_TRUE(model.ok()) << model.status();
+  std::optional<TwoAgents> two = JoinTwo(port, *coordinator, 100);
+  ASSERT_TRUE(two.has_value());
+  RawClient& a = *two->a;
+  RawClient& b = *two->b;
+  const v1::TrainTask& task = two->task;
+  const v1::TrainTask& task_b = two->task_b;
+  const ModelState& model = two->model;
   const std::string before = a.Status().model_sha256();
-  const std::string top = EncodeModel(Filled(*model, kFltMax));
-  auto r = a.Submit(Meta(*task, "max-a"), top);
+  const std::string top = EncodeModel(Filled(model, kFltMax));
+  auto r = a.Submit(Meta(task, "max-a"), top);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("strategy.update_limits.update_norm_bound = 1e+06"));
-  r = b.Submit(Meta(*task_b, "max-b"), top);
+  r = b.Submit(Meta(task_b, "max-b"), top);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(a.Status().model_sha256(), before);
   EXPECT_EQ(a.Status().num_reported(), 0);
@@ -230,8 +256,7 @@ TEST_F(ProtocolTest, NormAboveBound_ClippedToTheBound) {
   ASSERT_TRUE(a.Join("raw-a", 100).ok());
   auto task = a.WaitForTask();
   ASSERT_TRUE(task.has_value()) << coordinator->Log();
-  std::string sha;
-  auto base = a.Fetch(task->model_version(), &sha);
+  auto base = a.Fetch(task->model_version());
   ASSERT_TRUE(base.ok()) << base.status();
   auto r = a.Submit(Meta(*task, "far"), EncodeModel(Filled(*base, 1.0f)));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -239,7 +264,7 @@ TEST_F(ProtocolTest, NormAboveBound_ClippedToTheBound) {
   auto next_task = a.WaitForTask();
   ASSERT_TRUE(next_task.has_value()) << coordinator->Log();
   ASSERT_EQ(next_task->model_version(), 1);
-  auto next = a.Fetch(1, &sha);
+  auto next = a.Fetch(1);
   ASSERT_TRUE(next.ok()) << next.status();
   // FedAvg of one update: the new model is the old plus the clipped delta.
   absl::StatusOr<ModelState> delta = Subtract(*next, *base);
@@ -286,8 +311,7 @@ TEST_F(ProtocolTest, FltMaxPairs_NoBound_ModelStaysFinite_RestartToo) {
     auto task_b = b.WaitForTask();
     ASSERT_TRUE(task.has_value() && task_b.has_value()) << coordinator->Log();
     ASSERT_EQ(task->round(), round);
-    std::string sha;
-    auto model = a.Fetch(task->model_version(), &sha);
+    auto model = a.Fetch(task->model_version());
     ASSERT_TRUE(model.ok()) << model.status();
     ASSERT_EQ(CheckFinite(*model), absl::OkStatus());
     const std::string top = EncodeModel(Filled(*model, kFltMax));
@@ -334,8 +358,7 @@ TEST_F(ProtocolTest, FltMaxPairs_NoBound_ModelStaysFinite_RestartToo) {
   const v1::GetStatusResponse resumed = c.Status();
   EXPECT_EQ(resumed.model_version(), 1) << restarted->Log();
   EXPECT_EQ(resumed.model_sha256(), v1_sha);
-  std::string sha;
-  auto model = c.Fetch(-1, &sha);
+  auto model = c.Fetch(-1);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ(CheckFinite(*model), absl::OkStatus());
   EXPECT_THAT(restarted->Log(),
@@ -356,8 +379,7 @@ TEST_F(ProtocolTest, HundredMegabyteModel_TransfersIntact) {
   auto task = a.WaitForTask();
   ASSERT_TRUE(task.has_value()) << coordinator->Log();
   EXPECT_GE(task->model_size_bytes(), 100'000'000);
-  std::string sha;
-  auto model = a.Fetch(task->model_version(), &sha);
+  auto model = a.Fetch(task->model_version());
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ(ToHex(ModelDigest(*model)), task->model_sha256());
   auto r = a.Submit(Meta(*task, "big-1"), EncodeModel(Filled(*model, 0.001f)));
