@@ -173,7 +173,9 @@ static absl::Status ValidateSecureAggregation(const v1::StrategyConfig& c,
                      ", the agents of a neighbourhood), got ", s.threshold()));
   }
   RETURN_IF_ERROR(InRange(sp, "clip_range", s.clip_range(), 0, 1e9, true));
-  RETURN_IF_ERROR(InRange(sp, "weight_unit", s.weight_unit(), 0, 1e12, true));
+  RETURN_IF_ERROR(InRange(sp, "weight_unit", s.weight_unit(), 0, 1e12, false));
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(sp, "stage_timeout_ms", s.stage_timeout_ms(), 100));
   if (!s.enabled()) return absl::OkStatus();
   if (!IsSumOnlyStrategy(c.name())) {
     return Bad(sp, "enabled",
@@ -492,10 +494,12 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   RETURN_IF_ERROR(ValidateModelConfig(c.model(), "model."));
   RETURN_IF_ERROR(ValidateTrainPlan(c.train(), "train."));
   RETURN_IF_ERROR(ValidateStrategyConfig(c.strategy(), "strategy."));
-  if (c.strategy().secure_aggregation().enabled()) {
+  if (c.strategy().secure_aggregation().enabled() &&
+      !c.upstream().address().empty()) {
     return Bad("strategy.secure_aggregation.", "enabled",
-               "fedge-coordinator does not run secure aggregation over the "
-               "network yet (fedge-sim does); set it to false");
+               "an edge aggregator forwards its agents' mean update upstream, "
+               "which it could not compute from masked inputs: set it to "
+               "false (or run the edge's federation without upstream)");
   }
   if (c.has_eval_data()) {
     RETURN_IF_ERROR(ValidateDataConfig(c.eval_data(), "eval_data."));
@@ -627,6 +631,63 @@ SecureAggregationOptions ToSecureAggregationOptions(
   o.clip_range = c.clip_range();
   o.weight_unit = c.weight_unit();
   return o;
+}
+
+v1::SecAggTask ToSecAggTask(const SecAggAssignment& a) {
+  v1::SecAggTask t;
+  t.set_session_id(a.config.session_id);
+  t.set_client_id(a.client_id);
+  t.set_num_clients(a.config.num_clients);
+  t.set_threshold(a.config.threshold);
+  t.set_neighbors(a.config.neighbors);
+  t.set_vector_length(a.config.vector_length);
+  t.set_clip_range(a.options.clip_range);
+  t.set_weight_unit(a.options.weight_unit);
+  t.set_strategy_name(a.strategy_name);
+  t.set_max_examples_per_update(a.limits.max_examples_per_update);
+  t.set_update_norm_bound(a.limits.update_norm_bound);
+  t.set_clip_to_norm_bound(a.limits.clip);
+  t.set_stage_timeout_ms(a.stage_timeout_ms);
+  return t;
+}
+
+absl::StatusOr<SecAggAssignment> FromSecAggTask(const v1::SecAggTask& t) {
+  SecAggAssignment a;
+  a.config.session_id = t.session_id();
+  a.config.num_clients = t.num_clients();
+  a.config.threshold = t.threshold();
+  a.config.neighbors = t.neighbors();
+  a.config.vector_length = t.vector_length();
+  a.config.max_abs_value = t.clip_range();
+  const std::string p = "TrainTask.secure_aggregation.";
+  if (absl::Status s = secagg::ValidateConfig(a.config); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(p, s.message()));
+  }
+  if (t.client_id() < 1 || t.client_id() > t.num_clients()) {
+    return Bad(p, "client_id",
+               absl::StrCat("must be in [1, ", t.num_clients(), "], got ",
+                            t.client_id()));
+  }
+  a.client_id = t.client_id();
+  a.options.enabled = true;
+  a.options.threshold = t.threshold();
+  a.options.neighbors = t.neighbors();
+  a.options.clip_range = t.clip_range();
+  RETURN_IF_ERROR(
+      InRange(p, "weight_unit", t.weight_unit(), 0, 1e12, true));
+  a.options.weight_unit = t.weight_unit();
+  a.strategy_name = t.strategy_name();
+  RETURN_IF_ERROR(AtLeast<int64_t>(p, "max_examples_per_update",
+                                   t.max_examples_per_update(), 0));
+  RETURN_IF_ERROR(
+      InRange(p, "update_norm_bound", t.update_norm_bound(), 0, 1e300, false));
+  a.limits.max_examples_per_update = t.max_examples_per_update();
+  a.limits.update_norm_bound = t.update_norm_bound();
+  a.limits.clip = t.clip_to_norm_bound();
+  RETURN_IF_ERROR(
+      AtLeast<int64_t>(p, "stage_timeout_ms", t.stage_timeout_ms(), 0));
+  a.stage_timeout_ms = t.stage_timeout_ms();
+  return a;
 }
 
 StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,

@@ -68,6 +68,22 @@ StrategyOptions ToStrategyOptions(const v1::StrategyConfig& c,
                                   const v1::TrainPlanConfig& train,
                                   uint64_t seed);
 
+// An agent's part in a round's secure aggregation, as TrainTask carries it
+// (the coordinator makes it, the agent reads it back).
+struct SecAggAssignment {
+  secagg::SecAggConfig config;
+  int client_id = 0;
+  SecureAggregationOptions options;  // clip_range, weight_unit.
+  std::string strategy_name;
+  UpdateLimits limits;  // Applied by the agent before masking.
+  int64_t stage_timeout_ms = 0;
+};
+v1::SecAggTask ToSecAggTask(const SecAggAssignment& a);
+// INVALID_ARGUMENT naming the field for a task no session could have
+// (a bad config, a client id outside 1..num_clients, a clip range or weight
+// unit not > 0, negative limits).
+absl::StatusOr<SecAggAssignment> FromSecAggTask(const v1::SecAggTask& t);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_FL_CONFIG_H_

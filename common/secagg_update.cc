@@ -30,6 +30,15 @@ int64_t SecAggVectorLength(const ModelSchema& schema) {
   return n + kSecAggScalars;
 }
 
+SecureAggregationOptions ResolveWeightUnit(
+    const SecureAggregationOptions& options, int64_t max_examples) {
+  SecureAggregationOptions o = options;
+  if (o.weight_unit <= 0) {
+    o.weight_unit = max_examples > 0 ? static_cast<double>(max_examples) : 1000;
+  }
+  return o;
+}
+
 int SecAggThreshold(const SecureAggregationOptions& options, int num_agents) {
   const bool sparse =
       options.neighbors > 0 && num_agents > options.neighbors + 1;
@@ -89,6 +98,11 @@ absl::StatusOr<SecAggInput> SecAggInput::Prepare(
     return absl::InvalidArgumentError("training metrics are not finite");
   }
   const double u = options.weight_unit;
+  if (!(u > 0)) {
+    return absl::InvalidArgumentError(
+        "weight_unit must be > 0 here (resolve an automatic one with "
+        "ResolveWeightUnit)");
+  }
   const float scale = static_cast<float>(w.weight / u);
   const float c = static_cast<float>(options.clip_range);
   SecAggInput in;
@@ -137,6 +151,11 @@ absl::StatusOr<SecAggSum> DecodeSecAggSum(
                      " elements, the model needs ", length));
   }
   const double u = options.weight_unit;
+  if (!(u > 0)) {
+    return absl::InvalidArgumentError(
+        "weight_unit must be > 0 here (resolve an automatic one with "
+        "ResolveWeightUnit)");
+  }
   SecAggSum out;
   size_t at = 0;
   for (const TensorBuffer& g : global.tensors()) {

@@ -42,8 +42,16 @@ struct SecureAggregationOptions {
   int threshold = 0;  // At least floor(|N| / 2) + 1 (SecAggThreshold).
   int neighbors = 0;  // 0: complete graph.
   double clip_range = 10;
+  // 0: automatic (ResolveWeightUnit; the config's default).
   double weight_unit = 1000;
 };
+
+// The options a round uses: an automatic weight_unit (0) becomes the
+// largest example count the round's agents declared (`max_examples`; 1000
+// when none did), so that no agent's weight n / U exceeds 1 and its scaled
+// update stays within the clip range.
+SecureAggregationOptions ResolveWeightUnit(
+    const SecureAggregationOptions& options, int64_t max_examples);
 
 // FedNova's local work is masked as n * a / kSecAggWorkUnit (n * a is often
 // far beyond the examples' scale).

@@ -294,6 +294,21 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
   }
   // Stays live while it fetches, trains and uploads.
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
+  std::optional<SecureRound> secure;
+  if (task.has_secure_aggregation()) {
+    absl::StatusOr<SecureRound> joined = JoinSecureRound(task);
+    if (!joined.ok()) {
+      handled_rounds_.insert(task.round());
+      if (IsSessionLost(joined.status().code())) {
+        return HandleCallError("secure aggregation", joined.status());
+      }
+      DropUpdate(absl::StrCat("round ", task.round(),
+                              ": secure aggregation: ",
+                              joined.status().ToString()));
+      return absl::OkStatus();
+    }
+    secure = *std::move(joined);
+  }
   const absl::Time fetch_start = clock_->Now();
   bool fetched = false;
   absl::StatusOr<ModelState> global = GlobalModel(ref, &fetched);
@@ -308,6 +323,13 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
     return absl::OkStatus();
   }
   absl::StatusOr<TrainOutput> output = Train(task, *global);
+  if (output.ok() && output->interrupted && secure.has_value()) {
+    // A session does not wait for a resumed training: its keys are this
+    // round's only.
+    paused_.reset();
+    return GiveUp(task, v1::FAILURE_REASON_SECURE_AGGREGATION,
+                  "training interrupted in a secure-aggregation round");
+  }
   if (output.ok() && output->interrupted) {
     if (fetched) CacheModel(ref, *global);  // For resuming.
     return OnInterrupted(task, *std::move(output));
@@ -319,7 +341,9 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
         ": training failed, no update: ", output.status().ToString()));
     return absl::OkStatus();
   }
-  absl::Status submitted = Submit(task, *output);
+  absl::Status submitted = secure.has_value()
+                               ? SubmitSecure(task, *output, *secure)
+                               : Submit(task, *output);
   // Cached after the upload, off the round's critical path.
   if (fetched) CacheModelIfDue(ref, *global);
   return submitted;

@@ -77,9 +77,11 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/local_trainer.h"
+#include "common/fl_config.h"
 #include "common/model_signature.h"
 #include "common/random.h"
 #include "common/scaffold.h"
+#include "common/secagg/client.h"
 #include "edge_agent/agent_metrics.h"
 #include "edge_agent/backoff.h"
 #include "edge_agent/coordinator_client.h"
@@ -280,6 +282,28 @@ class Agent {
   absl::StatusOr<TrainOutput> TrainScaffold(const ModelState& global,
                                             TrainPlan plan);
   absl::Status Submit(const v1::TrainTask& task, const TrainOutput& output);
+
+  // Secure aggregation (agent_secagg.cc; docs/secure-aggregation.md): this
+  // agent's part of a round's session.
+  struct SecureRound {
+    SecAggAssignment assignment;
+    std::unique_ptr<secagg::SecAggClient> client;
+    std::string shares;  // Stage 1's answer: the shares addressed to it.
+  };
+  // Stages 0 and 1: keys advertised, shares exchanged. ABORTED when the
+  // session went on without this agent or is over.
+  absl::StatusOr<SecureRound> JoinSecureRound(const v1::TrainTask& task);
+  // One stage message and the coordinator's answer: asks again while it is
+  // pending, retries (with the same message) while the coordinator is
+  // unreachable, until `until` (DEADLINE_EXCEEDED) or Stop() (CANCELLED).
+  absl::StatusOr<std::string> SecAggExchange(int64_t round,
+                                             v1::SecAggStage stage,
+                                             const std::string& message,
+                                             absl::Time until);
+  // Stages 2 and 3: the limits, then the masked update uploaded, then the
+  // answer to the unmasking request. `output`'s delta is scaled in place.
+  absl::Status SubmitSecure(const v1::TrainTask& task, TrainOutput& output,
+                            SecureRound& secure);
   v1::UpdateMetadata MakeMetadata(const v1::TrainTask& task,
                                   const TrainMetrics& metrics);
   void DropUpdate(const std::string& message);

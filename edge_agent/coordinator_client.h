@@ -121,6 +121,24 @@ class CoordinatorClient {
   // reason.
   virtual absl::Status ReportFailure(
       const v1::ReportFailureRequest& request) = 0;
+
+  // Secure aggregation (TrainTask.secure_aggregation): one stage message,
+  // answered with the coordinator's next message or `pending` (ask again
+  // with no message). ABORTED when the round's session is over or went on
+  // without this agent: drop the round. The default: UNIMPLEMENTED (a
+  // transport without secure aggregation).
+  virtual absl::StatusOr<v1::SecAggStepResponse> SecAggStep(
+      const v1::SecAggStepRequest& request) {
+    return absl::UnimplementedError("secure aggregation is not supported");
+  }
+  // Uploads a masked input (the secagg message, `masked`) for the round in
+  // `metadata` (session_token, round, base_version, upload_id; the
+  // implementation sets masked, total_size_bytes and sha256), in chunks.
+  // Statuses as SubmitUpdate.
+  virtual absl::StatusOr<v1::SubmitUpdateResponse> SubmitMaskedInput(
+      v1::UpdateMetadata metadata, const std::string& masked) {
+    return absl::UnimplementedError("secure aggregation is not supported");
+  }
 };
 
 // What a client does with a failed call's status (the codes above), in one

@@ -3,6 +3,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -298,13 +299,13 @@ absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
 
 bool GrpcCoordinatorClient::WriteUpdate(
     grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
-    v1::UpdateMetadata metadata, ModelEncoder& encoder) {
+    v1::UpdateMetadata metadata, absl::FunctionRef<bool(std::string*)> next) {
   v1::UpdateChunk chunk;
   *chunk.mutable_metadata() = std::move(metadata);
   if (!writer.Write(chunk)) return false;
   throttle_.StartTransfer();
   std::string data;
-  while (encoder.Next(&data)) {
+  while (next(&data)) {
     const int64_t size = static_cast<int64_t>(data.size());
     chunk.mutable_data()->swap(data);
     if (!writer.Write(chunk)) return false;
@@ -313,14 +314,10 @@ bool GrpcCoordinatorClient::WriteUpdate(
   return writer.WritesDone();
 }
 
-absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
-    v1::UpdateMetadata metadata, const ModelState& delta,
-    const EncodedModel* encoded) {
-  const int64_t size =
-      encoded != nullptr ? EncodedSize(*encoded) : EncodedSize(delta);
+absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::StreamUpdate(
+    v1::UpdateMetadata metadata, int64_t size,
+    absl::FunctionRef<bool(std::string*)> next) {
   metadata.set_total_size_bytes(size);
-  metadata.set_sha256(
-      ToHex(encoded != nullptr ? ModelDigest(*encoded) : ModelDigest(delta)));
   throttle_.BeforeCall();
   grpc::ClientContext context;
   SetDeadline(&context, size);
@@ -329,12 +326,55 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
   auto writer = stub_->SubmitUpdate(&context, &response);
   // A failed write shows in Finish()'s status; an OK status with a partial
   // write means the coordinator answered early (e.g. a known upload id).
+  WriteUpdate(*writer, std::move(metadata), next);
+  RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  return response;
+}
+
+absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
+    v1::UpdateMetadata metadata, const ModelState& delta,
+    const EncodedModel* encoded) {
+  metadata.set_sha256(
+      ToHex(encoded != nullptr ? ModelDigest(*encoded) : ModelDigest(delta)));
   std::unique_ptr<ModelEncoder> encoder =
       encoded != nullptr
           ? std::make_unique<ModelEncoder>(*encoded, options_.chunk_bytes)
           : std::make_unique<ModelEncoder>(delta, options_.chunk_bytes);
-  WriteUpdate(*writer, std::move(metadata), *encoder);
-  RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  return StreamUpdate(
+      std::move(metadata),
+      encoded != nullptr ? EncodedSize(*encoded) : EncodedSize(delta),
+      [&](std::string* data) { return encoder->Next(data); });
+}
+
+absl::StatusOr<v1::SubmitUpdateResponse>
+GrpcCoordinatorClient::SubmitMaskedInput(v1::UpdateMetadata metadata,
+                                         const std::string& masked) {
+  Sha256 sha;
+  sha.Update(masked);
+  metadata.set_sha256(ToHex(sha.Finish()));
+  metadata.set_masked(true);
+  size_t offset = 0;
+  return StreamUpdate(std::move(metadata), static_cast<int64_t>(masked.size()),
+                      [&](std::string* data) {
+                        if (offset >= masked.size()) return false;
+                        const size_t n = std::min<size_t>(
+                            masked.size() - offset,
+                            static_cast<size_t>(options_.chunk_bytes));
+                        data->assign(masked, offset, n);
+                        offset += n;
+                        return true;
+                      });
+}
+
+absl::StatusOr<v1::SecAggStepResponse> GrpcCoordinatorClient::SecAggStep(
+    const v1::SecAggStepRequest& request) {
+  throttle_.BeforeCall();
+  grpc::ClientContext context;
+  SetDeadline(&context, static_cast<int64_t>(request.message().size()));
+  ActiveCall active(this, &context);
+  v1::SecAggStepResponse response;
+  grpc::Status s = stub_->SecAggStep(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
   return response;
 }
 

@@ -31,6 +31,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -104,6 +105,11 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   // Thread-safe (gRPC stubs are); does not go through the simulated link.
   absl::Status Heartbeat(const std::string& session_token) override;
   absl::Status ReportFailure(const v1::ReportFailureRequest& request) override;
+  // A long poll: waits up to the coordinator's poll_wait_ms.
+  absl::StatusOr<v1::SecAggStepResponse> SecAggStep(
+      const v1::SecAggStepRequest& request) override;
+  absl::StatusOr<v1::SubmitUpdateResponse> SubmitMaskedInput(
+      v1::UpdateMetadata metadata, const std::string& masked) override;
 
   // Cancels the call in progress, if any (it returns CANCELLED), so that a
   // stopping agent does not wait for a long poll or a reconnection.
@@ -119,8 +125,14 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   // Sets the deadline of a unary call (`bytes` < 0) or of a stream.
   void SetDeadline(grpc::ClientContext* context, int64_t bytes) const;
   absl::Status Consume(const v1::ModelChunk& chunk, Download& download);
+  // Streams `metadata`, then the chunks `next` produces (false: no more).
   bool WriteUpdate(grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
-                   v1::UpdateMetadata metadata, ModelEncoder& encoder);
+                   v1::UpdateMetadata metadata,
+                   absl::FunctionRef<bool(std::string*)> next);
+  // SubmitUpdate's call for a payload of `size` bytes from `next`.
+  absl::StatusOr<v1::SubmitUpdateResponse> StreamUpdate(
+      v1::UpdateMetadata metadata, int64_t size,
+      absl::FunctionRef<bool(std::string*)> next);
 
   // Registers a call's context as the one CancelActiveCall() cancels.
   class ActiveCall {

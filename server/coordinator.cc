@@ -76,7 +76,12 @@ Upload::Upload(Coordinator* owner, v1::UpdateMetadata metadata,
       metadata_(std::move(metadata)),
       agent_id_(std::move(agent_id)),
       decoder_(limits, std::move(schema)) {
-  decoder_.Recycle(owner_->TakeSpareBuffers());
+  if (metadata_.masked()) {
+    // Its size was checked against the session's before (BeginUpload).
+    masked_.reserve(static_cast<size_t>(metadata_.total_size_bytes()));
+  } else {
+    decoder_.Recycle(owner_->TakeSpareBuffers());
+  }
 }
 
 Upload::~Upload() { owner_->ReleaseSlot(); }
@@ -504,6 +509,9 @@ v1::TrainTask Coordinator::MakeTask(int64_t round, const std::string& agent_id,
     if (it != plans_.end()) *task.mutable_plan() = ToTrainPlanProto(it->second);
   }
   task.set_client_algorithm(std::string(strategy_->client_algorithm()));
+  if (std::optional<v1::SecAggTask> secure = SecAggTaskFor(round, agent_id)) {
+    *task.mutable_secure_aggregation() = *std::move(secure);
+  }
   const absl::Duration left = deadline - clock_->Now();
   task.set_deadline_remaining_ms(
       std::max<int64_t>(0, absl::ToInt64Milliseconds(left)));
@@ -653,6 +661,30 @@ absl::StatusOr<std::pair<std::string, int64_t>> Coordinator::GetArchive(
 absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
                                               const std::string& agent) {
   RETURN_IF_ERROR(CheckTaskResult(m, agent));
+  if (std::shared_ptr<SecAggRound> secure = SecAggSessionOf(m.round());
+      secure != nullptr || m.masked()) {
+    if (secure == nullptr || !m.masked()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round ", m.round(),
+          secure != nullptr
+              ? " uses secure aggregation: upload the masked input "
+                "(UpdateMetadata.masked), never the update itself"
+              : " does not use secure aggregation: a masked input is "
+                "refused"));
+    }
+    const int64_t size = secure->MaskedInputBytes();
+    if (m.total_size_bytes() != size || size > config_.max_update_bytes()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("masked input of ", m.total_size_bytes(),
+                       " bytes; the session's is ", size,
+                       " bytes (max_update_bytes ", config_.max_update_bytes(),
+                       ")"));
+    }
+    if (m.sha256().size() != 64) {
+      return absl::InvalidArgumentError("sha256 must be 64 hex characters");
+    }
+    return absl::OkStatus();
+  }
   if (m.num_examples() <= 0 || m.num_examples() > kMaxExamplesPerUpdate) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_examples must be in [1, ", kMaxExamplesPerUpdate,
@@ -849,6 +881,10 @@ absl::Status Coordinator::FeedUpload(Upload& upload, absl::string_view bytes) {
                       upload.metadata_.total_size_bytes(), " bytes")));
   }
   upload.sha_.Update(bytes);
+  if (upload.metadata_.masked()) {
+    upload.masked_.append(bytes.data(), bytes.size());
+    return absl::OkStatus();
+  }
   absl::Status fed = upload.decoder_.Feed(bytes);
   if (!fed.ok()) return Refuse(upload.agent_id_, "invalid", "malformed", fed);
   return fed;
@@ -869,6 +905,7 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::FinishUpload(
                                              "SHA-256 (corrupted in "
                                              "transit?)"));
   }
+  if (m.masked()) return AcceptMaskedInput(*upload);
   absl::StatusOr<ModelState> update = upload->decoder_.Finish();
   if (!update.ok()) {
     return Refuse(upload->agent_id_, "invalid", "malformed", update.status());
@@ -998,6 +1035,10 @@ void Coordinator::BeginShutdown() {
   }
   AnswerParkedPolls(/*expire_all=*/true);
   {
+    absl::MutexLock lock(&secagg_mu_);  // SecAggStep parks no more.
+  }
+  AnswerSecAggWaiters(/*expire_all=*/true);
+  {
     absl::MutexLock lock(&mu_);
     CloseEvaluationLocked();
   }
@@ -1011,9 +1052,16 @@ void Coordinator::BeginShutdown() {
   }
   if (engine_->CloseRoundNow().ok()) {
     for (const RoundOutcome& outcome : engine_->Tick()) {
-      absl::Status s = FinishRound(outcome);
+      absl::StatusOr<bool> secure = CloseSecAggInputs(outcome);
+      absl::Status s = secure.ok() && !*secure ? FinishRound(outcome)
+                                               : secure.status();
       if (!s.ok()) FEDGE_LOG(ERROR) << "closing the last round: " << s;
     }
+  }
+  // A secure round whose inputs are being unmasked is abandoned: its
+  // agents will not answer any more.
+  if (absl::Status s = FinishSecAgg(); !s.ok()) {
+    FEDGE_LOG(ERROR) << "closing the last round: " << s;
   }
   FailEdgeRounds(
       absl::UnavailableError("the edge aggregator is shutting down"));
@@ -1047,6 +1095,10 @@ absl::Status Coordinator::MaybeStartRound() {
       paused_ || !engine_->CanStartRound()) {
     return absl::OkStatus();
   }
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    if (secagg_.has_value()) return absl::OkStatus();  // Still unmasking.
+  }
   if (edge_mode_) return MaybeStartEdgeRound();
   const std::vector<AgentInfo> available = AvailableAgentInfos();
   const int64_t round = engine_->current_round() + 1;
@@ -1063,13 +1115,15 @@ absl::Status Coordinator::MaybeStartRound() {
     }
     num_available_ = static_cast<int64_t>(available.size());
   }
-  absl::StatusOr<int64_t> started = engine_->StartRound(std::move(selected));
+  absl::StatusOr<int64_t> started = engine_->StartRound(selected);
   // The roster may have changed meanwhile (an agent dropped): the next tick
   // tries again.
   if (!started.ok()) {
     FEDGE_LOG(WARNING) << "round " << round
                        << " not started: " << started.status();
+    return absl::OkStatus();
   }
+  StartSecAgg(*started, selected);
   return absl::OkStatus();
 }
 

@@ -82,6 +82,7 @@
 #include "server/fedbuff_tasks.h"
 #include "server/round_accumulator.h"
 #include "server/round_engine.h"
+#include "server/secagg_round.h"
 #include "server/status_snapshot.h"
 #include "server/upload_guard.h"
 
@@ -147,6 +148,8 @@ class Upload {
   v1::UpdateMetadata metadata_;
   std::string agent_id_;
   ModelDecoder decoder_;
+  // A masked input (secure aggregation: metadata.masked) is kept as bytes.
+  std::string masked_;
   Sha256 sha_;
   int64_t received_ = 0;
   uint64_t stream_id_ = 0;  // Its UploadStream's (0: none).
@@ -254,6 +257,18 @@ class Coordinator : public EdgeDownstream {
   // bad update; ABORTED when the round closed meanwhile.
   absl::StatusOr<v1::SubmitUpdateResponse> FinishUpload(
       std::unique_ptr<Upload> upload);
+
+  // Secure aggregation (strategy.secure_aggregation, docs/
+  // secure-aggregation.md; coordinator_secagg.cc): one stage message of
+  // the round's session (SecAggStepRequest), answered with the agent's
+  // next message once the stage closed, or `pending` after poll_wait_ms.
+  // Calls `done` exactly once (maybe on the Tick thread). UNAUTHENTICATED
+  // for an unknown session; ABORTED when the round or its session is over
+  // or the agent is no longer part of it; INVALID_ARGUMENT /
+  // FAILED_PRECONDITION for a message the session refuses.
+  using SecAggCallback =
+      std::function<void(absl::StatusOr<v1::SecAggStepResponse> response)>;
+  void SecAggStep(const v1::SecAggStepRequest& request, SecAggCallback done);
 
   // Removes the agent (its round counts it as failed). UNAUTHENTICATED for
   // an unknown session.
@@ -594,6 +609,59 @@ class Coordinator : public EdgeDownstream {
   absl::flat_hash_map<std::string, RateBucket> join_buckets_
       ABSL_GUARDED_BY(mu_);
   absl::Time last_prune_;  // Tick thread only.
+
+  // --- Secure aggregation over the network (coordinator_secagg.cc). ---
+  // The session of the round in progress (or whose inputs are being
+  // unmasked), from the round's start until it is folded or abandoned.
+  struct SecAggState {
+    int64_t round = 0;
+    std::shared_ptr<SecAggRound> session;  // Null when it could not start.
+    // Why the session failed (the round is abandoned); OK while it runs.
+    absl::Status failure;
+    absl::Time stage_deadline;
+    // The engine's outcome, once the masked inputs are in: the round
+    // closes when the unmasking is over.
+    std::optional<RoundOutcome> outcome;
+    int64_t bytes = 0;  // Masked inputs received.
+  };
+  struct SecAggWaiter {
+    std::string agent_id;
+    int64_t round = 0;
+    v1::SecAggStage stage = v1::SECAGG_STAGE_UNSPECIFIED;
+    absl::Time deadline;
+    SecAggCallback done;
+  };
+  // Starts the session of a round that just started (MaybeStartRound).
+  void StartSecAgg(int64_t round, const std::vector<std::string>& selected);
+  // The session of `round` while it runs; null otherwise.
+  std::shared_ptr<SecAggRound> SecAggSessionOf(int64_t round) const;
+  // The agent's part of the session, for its task.
+  std::optional<v1::SecAggTask> SecAggTaskFor(int64_t round,
+                                              const std::string& agent_id)
+      const;
+  // Tick's part: closes the key stages when every awaited agent answered
+  // or their deadline passed, finishes the unmasking, answers waiters.
+  absl::Status AdvanceSecAgg();
+  // The engine closed a secure round: its masked inputs are closed and the
+  // unmasking starts (FinishRound comes when it ends), or the round is
+  // abandoned. False when `outcome` is not a secure round.
+  absl::StatusOr<bool> CloseSecAggInputs(RoundOutcome outcome);
+  // Fails the session (the round is abandoned): the agents it waits for
+  // count as failed, waiters get ABORTED.
+  void FailSecAgg(const absl::Status& why);
+  // Ends the session: folds the sum (or abandons the round) and closes
+  // the round.
+  absl::Status FinishSecAgg();
+  // The answer for a waiter now, or nullopt while its stage is open.
+  std::optional<absl::StatusOr<v1::SecAggStepResponse>> TryAnswerSecAgg(
+      const SecAggWaiter& w) const;
+  void AnswerSecAggWaiters(bool expire_all);
+  // The masked input of a secure round (FinishUpload).
+  absl::StatusOr<v1::SubmitUpdateResponse> AcceptMaskedInput(
+      const Upload& upload);
+  mutable absl::Mutex secagg_mu_;
+  std::optional<SecAggState> secagg_ ABSL_GUARDED_BY(secagg_mu_);
+  std::deque<SecAggWaiter> secagg_waiters_ ABSL_GUARDED_BY(secagg_mu_);
   std::atomic<bool> paused_{false};
   // Differential privacy: the run stopped before a round that would have
   // exceeded strategy.dp.max_epsilon (accumulator_.privacy() is the ledger).

@@ -78,8 +78,11 @@ absl::Status Coordinator::FailTask(const std::string& agent_id, int64_t round) {
 
 absl::Status Coordinator::AdvanceTasks() {
   if (fedbuff_ == nullptr) {
+    RETURN_IF_ERROR(AdvanceSecAgg());
     for (const RoundOutcome& outcome : engine_->Tick()) {
-      RETURN_IF_ERROR(FinishRound(outcome));
+      // A secure round closes once its sum is unmasked (AdvanceSecAgg).
+      ASSIGN_OR_RETURN(const bool secure, CloseSecAggInputs(outcome));
+      if (!secure) RETURN_IF_ERROR(FinishRound(outcome));
     }
     return MaybeStartRound();
   }

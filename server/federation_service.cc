@@ -462,6 +462,24 @@ grpc::ServerUnaryReactor* FederationService::ReportFailure(
   return Finish(context, coordinator_->ReportFailure(*request));
 }
 
+grpc::ServerUnaryReactor* FederationService::SecAggStep(
+    grpc::CallbackServerContext* context, const v1::SecAggStepRequest* request,
+    v1::SecAggStepResponse* response) {
+  if (absl::Status s =
+          Caller(*context, request->session_token(), "SecAggStep");
+      !s.ok()) {
+    return Finish(context, s);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  coordinator_->SecAggStep(
+      *request,
+      [reactor, response](absl::StatusOr<v1::SecAggStepResponse> result) {
+        if (result.ok()) *response = *std::move(result);
+        reactor->Finish(ToGrpcStatus(result.status()));
+      });
+  return reactor;
+}
+
 absl::Status FederationService::Caller(
     const grpc::CallbackServerContext& context, const std::string& token,
     absl::string_view call) const {

@@ -50,6 +50,10 @@ class FederationService final : public v1::Federation::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ReportFailureRequest* request,
       v1::ReportFailureResponse* response) override;
+  grpc::ServerUnaryReactor* SecAggStep(
+      grpc::CallbackServerContext* context,
+      const v1::SecAggStepRequest* request,
+      v1::SecAggStepResponse* response) override;
 
  private:
   // Under mutual TLS: PERMISSION_DENIED when `token` is another agent's

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/secagg/messages.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -121,6 +122,55 @@ std::vector<std::string> SecAggRound::InputsReceived() const {
   std::vector<std::string> out;
   for (int id : server_->InputsReceived()) out.push_back(agents_[id - 1]);
   return out;
+}
+
+secagg::ServerState SecAggRound::state() const {
+  absl::MutexLock lock(&mu_);
+  return server_->state();
+}
+
+std::vector<std::string> SecAggRound::Awaited() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<int> expected, answered;
+  switch (server_->state()) {
+    case secagg::ServerState::kCollectingKeys:
+      for (size_t i = 0; i < agents_.size(); ++i) {
+        expected.push_back(static_cast<int>(i) + 1);
+      }
+      answered = server_->KeysAdvertised();
+      break;
+    case secagg::ServerState::kCollectingShares:
+      expected = server_->KeysAdvertised();
+      answered = server_->SharesReceived();
+      break;
+    case secagg::ServerState::kCollectingInputs:
+      expected = server_->SharesReceived();
+      answered = server_->InputsReceived();
+      break;
+    case secagg::ServerState::kUnmasking:
+      expected = server_->InputsReceived();
+      answered = server_->UnmaskingResponders();
+      break;
+    case secagg::ServerState::kDone:
+    case secagg::ServerState::kFailed:
+      return {};
+  }
+  // Both ascending.
+  std::vector<std::string> out;
+  auto a = answered.begin();
+  for (int id : expected) {
+    while (a != answered.end() && *a < id) ++a;
+    if (a == answered.end() || *a != id) out.push_back(agents_[id - 1]);
+  }
+  return out;
+}
+
+int64_t SecAggRound::MaskedInputBytes() const {
+  secagg::MessageContext context;
+  context.config_digest = secagg::ConfigDigest(config_);
+  context.num_clients = config_.num_clients;
+  context.vector_length = config_.vector_length;
+  return static_cast<int64_t>(secagg::MaskedInputBytes(context));
 }
 
 absl::StatusOr<SecAggSum> SecAggRound::Finish(const ModelState& global) {

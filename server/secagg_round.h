@@ -47,6 +47,7 @@ class SecAggRound {
       std::vector<std::string> agents, const ModelSchema& schema);
 
   const secagg::SecAggConfig& config() const { return config_; }
+  const SecureAggregationOptions& options() const { return options_; }
   const std::vector<std::string>& agents() const { return agents_; }
   // The client id of `agent` in this round; NOT_FOUND when not selected.
   absl::StatusOr<int> ClientId(absl::string_view agent) const;
@@ -75,6 +76,16 @@ class SecAggRound {
   // The agents whose masked input was received (after CloseMaskedInputs:
   // the ones the sum will hold).
   std::vector<std::string> InputsReceived() const;
+
+  // Where the session is (secagg::ServerState: collecting keys, shares,
+  // inputs, unmasking; done; failed).
+  secagg::ServerState state() const;
+  // The agents the open stage still waits for: those that completed the
+  // previous stage (all agents for the keys) and have not sent this one's
+  // message. Empty when done or failed.
+  std::vector<std::string> Awaited() const;
+  // The exact size of an agent's masked-input message in this session.
+  int64_t MaskedInputBytes() const;
   // Removes the masks and decodes the sum for a model shaped like `global`
   // (whose int64 tensors it takes). ABORTED when too few agents answered
   // (the round must be abandoned); call once.

@@ -37,8 +37,15 @@ absl::Status Simulator::TrainSecureRound(
     }
     return why;
   };
+  int64_t max_examples = 0;
+  for (const std::string& id : ids) {
+    max_examples =
+        std::max(max_examples, agents_[SimAgentIndex(id)].num_examples);
+  }
+  const SecureAggregationOptions secure =
+      ResolveWeightUnit(options_.secure_aggregation, max_examples);
   absl::StatusOr<std::unique_ptr<SecAggRound>> created = SecAggRound::Create(
-      options_.secure_aggregation,
+      secure,
       absl::StrCat("fedge-sim/seed-", options_.strategy.seed, "/round-", round),
       ids, SchemaOf(global_));
   if (!created.ok()) return fail_rest(created.status());
@@ -127,7 +134,7 @@ absl::Status Simulator::TrainSecureRound(
         s = accumulator_.ApplyLimits(result).status();
         if (s.ok()) s = accumulator_.Check(result);
         absl::StatusOr<SecAggInput> input =
-            s.ok() ? SecAggInput::Prepare(options_.secure_aggregation,
+            s.ok() ? SecAggInput::Prepare(secure,
                                           options_.strategy, result)
                    : absl::StatusOr<SecAggInput>(s);
         if (input.ok() && input->clipped() > 0) {

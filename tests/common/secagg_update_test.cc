@@ -121,7 +121,7 @@ TEST(SecAggUpdateTest, Config_DefaultsConversionAndValidation) {
   v1::StrategyConfig s;
   EXPECT_FALSE(s.secure_aggregation().enabled());
   EXPECT_EQ(s.secure_aggregation().clip_range(), 10);
-  EXPECT_EQ(s.secure_aggregation().weight_unit(), 1000);
+  EXPECT_EQ(s.secure_aggregation().weight_unit(), 0);  // Automatic.
   s.mutable_secure_aggregation()->set_enabled(true);
   s.mutable_secure_aggregation()->set_neighbors(6);
   EXPECT_EQ(ValidateStrategyConfig(s, "strategy."), absl::OkStatus());
@@ -170,7 +170,9 @@ TEST(SecAggUpdateTest, Config_DefaultsConversionAndValidation) {
       {[](auto& s) {
          s.mutable_secure_aggregation()->set_weight_unit(std::nan(""));
        },
-       "'strategy.secure_aggregation.weight_unit' must be in (0"},
+       "'strategy.secure_aggregation.weight_unit' must be in [0"},
+      {[](auto& s) { s.mutable_secure_aggregation()->set_weight_unit(-1); },
+       "'strategy.secure_aggregation.weight_unit' must be in [0"},
   };
   for (const Case& k : cases) {
     v1::StrategyConfig c = s;
@@ -187,17 +189,71 @@ TEST(SecAggUpdateTest, Config_DefaultsConversionAndValidation) {
   EXPECT_EQ(ValidateStrategyConfig(off, "strategy."), absl::OkStatus());
 }
 
-TEST(SecAggUpdateTest, Coordinator_RefusesSecureAggregationItCannotRunYet) {
+TEST(SecAggUpdateTest, Coordinator_RunsItButNotOnAnEdgeAggregator) {
   v1::CoordinatorConfig c;
   c.set_listen_address("127.0.0.1:0");
   c.set_state_dir("/tmp/x");
   c.mutable_tls()->set_insecure(true);
-  ASSERT_EQ(ValidateCoordinatorConfig(c), absl::OkStatus());
   c.mutable_strategy()->mutable_secure_aggregation()->set_enabled(true);
+  EXPECT_EQ(ValidateCoordinatorConfig(c), absl::OkStatus());
+  c.mutable_upstream()->set_address("127.0.0.1:1");
   absl::Status st = ValidateCoordinatorConfig(c);
   EXPECT_THAT(st.message(),
-              HasSubstr("'strategy.secure_aggregation.enabled' fedge-"
-                        "coordinator does not run secure aggregation"));
+              HasSubstr("'strategy.secure_aggregation.enabled' an edge "
+                        "aggregator forwards"));
+}
+
+TEST(SecAggUpdateTest, WeightUnit_AutomaticIsTheLargestDeclaredCount) {
+  SecureAggregationOptions o;
+  o.weight_unit = 0;
+  EXPECT_EQ(ResolveWeightUnit(o, 20000).weight_unit, 20000);
+  EXPECT_EQ(ResolveWeightUnit(o, 0).weight_unit, 1000);  // None declared.
+  o.weight_unit = 50;
+  EXPECT_EQ(ResolveWeightUnit(o, 20000).weight_unit, 50);  // Configured.
+}
+
+TEST(SecAggUpdateTest, Task_RoundTripsAndRefusesASessionNoneCouldHave) {
+  SecAggAssignment a;
+  a.config.session_id = "run/round-3";
+  a.config.num_clients = 5;
+  a.config.threshold = 3;
+  a.config.vector_length = 1000;
+  a.config.max_abs_value = 10;
+  a.client_id = 4;
+  a.options.clip_range = 10;
+  a.options.weight_unit = 600;
+  a.strategy_name = "fednova";
+  a.limits.max_examples_per_update = 7;
+  a.limits.update_norm_bound = 2.5;
+  a.limits.clip = true;
+  a.stage_timeout_ms = 1234;
+  const v1::SecAggTask t = ToSecAggTask(a);
+  absl::StatusOr<SecAggAssignment> back = FromSecAggTask(t);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->config.session_id, "run/round-3");
+  EXPECT_EQ(back->config.num_clients, 5);
+  EXPECT_EQ(back->config.threshold, 3);
+  EXPECT_EQ(back->config.vector_length, 1000);
+  EXPECT_EQ(back->config.max_abs_value, 10);
+  EXPECT_EQ(back->client_id, 4);
+  EXPECT_EQ(back->options.weight_unit, 600);
+  EXPECT_EQ(back->strategy_name, "fednova");
+  EXPECT_EQ(back->limits.max_examples_per_update, 7);
+  EXPECT_EQ(back->limits.update_norm_bound, 2.5);
+  EXPECT_TRUE(back->limits.clip);
+  EXPECT_EQ(back->stage_timeout_ms, 1234);
+  v1::SecAggTask bad = t;
+  bad.set_client_id(6);
+  EXPECT_THAT(FromSecAggTask(bad).status().message(),
+              HasSubstr("client_id' must be in [1, 5]"));
+  bad = t;
+  bad.set_threshold(1);
+  EXPECT_EQ(FromSecAggTask(bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  bad = t;
+  bad.set_weight_unit(0);
+  EXPECT_THAT(FromSecAggTask(bad).status().message(),
+              HasSubstr("weight_unit"));
 }
 
 }  // namespace
