@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -26,6 +27,9 @@
 #include "common/local_trainer.h"
 #include "common/model_codec.h"
 #include "common/model_signature.h"
+#include "common/fl_config.h"
+#include "common/secagg/client.h"
+#include "common/secagg_update.h"
 #include "common/privacy_accountant.h"
 #include "common/sha256.h"
 #include "common/signing.h"
@@ -202,16 +206,19 @@ v1::UpdateMetadata Metadata(const Agent& agent, const std::string& bytes,
 
 // BeginUpload; with free upload slots the callback runs at once.
 absl::StatusOr<std::unique_ptr<Upload>> Begin(Coordinator& c,
+                                              const v1::UpdateMetadata& m) {
+  std::optional<absl::StatusOr<std::unique_ptr<Upload>>> got;
+  c.BeginUpload(m, [&got](absl::StatusOr<std::unique_ptr<Upload>> upload) {
+    got = std::move(upload);
+  });
+  if (!got.has_value()) return absl::InternalError("no upload slot");
+  return *std::move(got);
+}
+absl::StatusOr<std::unique_ptr<Upload>> Begin(Coordinator& c,
                                               const Agent& agent,
                                               const std::string& bytes,
                                               const Submission& s) {
-  std::optional<absl::StatusOr<std::unique_ptr<Upload>>> got;
-  c.BeginUpload(Metadata(agent, bytes, s),
-                [&got](absl::StatusOr<std::unique_ptr<Upload>> upload) {
-                  got = std::move(upload);
-                });
-  if (!got.has_value()) return absl::InternalError("no upload slot");
-  return *std::move(got);
+  return Begin(c, Metadata(agent, bytes, s));
 }
 
 // Feeds `bytes` in small chunks, then FinishUpload.
@@ -2088,6 +2095,360 @@ TEST_F(CoordinatorTest, Dp_CheckpointOfANonPrivateRun_FailedPrecondition) {
   dp = Create(WithDp(Config(), 1));
   EXPECT_EQ(dp.status().code(), kFailedPrecondition);
   EXPECT_THAT(dp.status().message(), HasSubstr("without strategy.dp"));
+}
+
+// ---------------------------------------------------------------------------
+// Secure aggregation over the network (coordinator_secagg.cc): each agent
+// runs a real SecAggClient through SecAggStep and a masked upload.
+
+// A SecAggStep that may be parked until its stage closes.
+struct ParkedStep {
+  absl::Mutex mu;
+  std::optional<absl::StatusOr<v1::SecAggStepResponse>> response
+      ABSL_GUARDED_BY(mu);
+
+  void Start(Coordinator& c, const Agent& agent, int64_t round,
+             v1::SecAggStage stage, const std::string& message) {
+    {
+      absl::MutexLock lock(&mu);
+      response.reset();
+    }
+    v1::SecAggStepRequest request;
+    request.set_session_token(agent.token);
+    request.set_round(round);
+    request.set_stage(stage);
+    request.set_message(message);
+    c.SecAggStep(request, [this](absl::StatusOr<v1::SecAggStepResponse> r) {
+      absl::MutexLock lock(&mu);
+      response = std::move(r);
+    });
+  }
+  bool answered() {
+    absl::MutexLock lock(&mu);
+    return response.has_value();
+  }
+  absl::StatusOr<v1::SecAggStepResponse> get() {
+    absl::MutexLock lock(&mu);
+    return response.value_or(absl::InternalError("not answered"));
+  }
+};
+
+// One agent of a secure round.
+struct SecureAgent {
+  Agent agent;
+  int64_t examples = 0;
+  ModelState delta;
+  SecAggAssignment assignment;
+  std::unique_ptr<secagg::SecAggClient> client;
+  std::string shares;
+  ParkedStep step;
+};
+
+class SecureCoordinatorTest : public CoordinatorTest {
+ protected:
+  v1::CoordinatorConfig SecureConfig(int agents) const {
+    v1::CoordinatorConfig config = Config();
+    config.mutable_strategy()->set_min_available_agents(agents);
+    config.mutable_strategy()->mutable_secure_aggregation()->set_enabled(true);
+    config.mutable_strategy()
+        ->mutable_secure_aggregation()
+        ->set_stage_timeout_ms(5000);
+    return config;
+  }
+
+  // Joins the agents (agents[i] with examples[i] and delta[i]) and starts
+  // round 1; each reads its part of the session from its task.
+  std::vector<std::unique_ptr<SecureAgent>> JoinSecure(
+      Coordinator& c, const std::vector<int64_t>& examples,
+      const std::vector<std::array<float, 3>>& deltas) {
+    std::vector<std::unique_ptr<SecureAgent>> out;
+    for (size_t i = 0; i < examples.size(); ++i) {
+      auto a = std::make_unique<SecureAgent>();
+      a->agent = Join(c, absl::StrCat("s", i), examples[i]);
+      a->examples = examples[i];
+      a->delta = Model(deltas[i][0], deltas[i][1], deltas[i][2]);
+      out.push_back(std::move(a));
+    }
+    Tick(c);
+    for (auto& a : out) {
+      const v1::TrainTask task = TaskOf(c, a->agent);
+      EXPECT_TRUE(task.has_secure_aggregation()) << a->agent.id;
+      absl::StatusOr<SecAggAssignment> assignment =
+          FromSecAggTask(task.secure_aggregation());
+      EXPECT_TRUE(assignment.ok()) << assignment.status();
+      if (!assignment.ok()) continue;
+      a->assignment = *assignment;
+      secagg::SecAggClient::Options o;
+      o.config = a->assignment.config;
+      o.client_id = a->assignment.client_id;
+      absl::StatusOr<std::unique_ptr<secagg::SecAggClient>> client =
+          secagg::SecAggClient::Create(o);
+      EXPECT_TRUE(client.ok()) << client.status();
+      if (client.ok()) a->client = *std::move(client);
+    }
+    return out;
+  }
+
+  // Ticks until every step of `agents` is answered (bounded).
+  void TickUntilAnswered(Coordinator& c,
+                         const std::vector<SecureAgent*>& agents) {
+    for (int i = 0; i < 1000; ++i) {
+      bool all = true;
+      for (SecureAgent* a : agents) all = all && a->step.answered();
+      if (all) return;
+      Tick(c);
+    }
+    ADD_FAILURE() << "steps not answered";
+  }
+
+  // Stages 0 and 1 for `agents` (the others stay silent).
+  void ShareKeys(Coordinator& c, const std::vector<SecureAgent*>& agents) {
+    for (SecureAgent* a : agents) {
+      absl::StatusOr<std::string> keys = a->client->AdvertiseKeys();
+      ASSERT_TRUE(keys.ok()) << keys.status();
+      a->step.Start(c, a->agent, 1, v1::SECAGG_STAGE_ADVERTISE_KEYS, *keys);
+    }
+    TickUntilAnswered(c, agents);
+    for (SecureAgent* a : agents) {
+      absl::StatusOr<v1::SecAggStepResponse> directory = a->step.get();
+      ASSERT_TRUE(directory.ok()) << directory.status();
+      ASSERT_FALSE(directory->pending());
+      absl::StatusOr<std::string> shares =
+          a->client->ShareKeys(directory->message());
+      ASSERT_TRUE(shares.ok()) << shares.status();
+      a->step.Start(c, a->agent, 1, v1::SECAGG_STAGE_SHARE_KEYS, *shares);
+    }
+    TickUntilAnswered(c, agents);
+    for (SecureAgent* a : agents) {
+      absl::StatusOr<v1::SecAggStepResponse> shares = a->step.get();
+      ASSERT_TRUE(shares.ok()) << shares.status();
+      a->shares = shares->message();
+    }
+  }
+
+  // The agent's masked input, as fedge-agent makes it.
+  std::string Mask(SecureAgent& a) {
+    FitResult result;
+    result.num_examples = static_cast<double>(a.examples);
+    result.num_steps = 1;
+    result.delta = &a.delta;
+    StrategyOptions strategy;
+    strategy.name = a.assignment.strategy_name;
+    absl::StatusOr<SecAggInput> input =
+        SecAggInput::Prepare(a.assignment.options, strategy, result);
+    EXPECT_TRUE(input.ok()) << input.status();
+    if (!input.ok()) return "";
+    absl::StatusOr<std::string> masked =
+        a.client->MaskInputPieces(a.shares, input->pieces());
+    EXPECT_TRUE(masked.ok()) << masked.status();
+    return masked.ok() ? *masked : "";
+  }
+
+  absl::StatusOr<v1::SubmitUpdateResponse> SubmitMasked(
+      Coordinator& c, const Agent& agent, const std::string& masked) {
+    v1::UpdateMetadata m = Metadata(agent, masked, Sub());
+    m.set_masked(true);
+    m.clear_num_examples();
+    m.clear_num_steps();
+    m.clear_metrics();
+    absl::StatusOr<std::unique_ptr<Upload>> upload = Begin(c, m);
+    if (!upload.ok()) return upload.status();
+    return Complete(c, *std::move(upload), masked);
+  }
+
+  // Stage 3 for `agents`, once the round's inputs are closed.
+  void Unmask(Coordinator& c, const std::vector<SecureAgent*>& agents) {
+    for (SecureAgent* a : agents) {
+      a->step.Start(c, a->agent, 1, v1::SECAGG_STAGE_UNMASKING_REQUEST, "");
+    }
+    TickUntilAnswered(c, agents);
+    for (SecureAgent* a : agents) {
+      absl::StatusOr<v1::SecAggStepResponse> request = a->step.get();
+      ASSERT_TRUE(request.ok()) << request.status();
+      absl::StatusOr<std::string> answer = a->client->Unmask(request->message());
+      ASSERT_TRUE(answer.ok()) << answer.status();
+      a->step.Start(c, a->agent, 1, v1::SECAGG_STAGE_UNMASKING_RESPONSE,
+                    *answer);
+      ASSERT_TRUE(a->step.answered());
+      EXPECT_TRUE(a->step.get().ok()) << a->step.get().status();
+    }
+  }
+};
+
+std::vector<SecureAgent*> Ptrs(
+    const std::vector<std::unique_ptr<SecureAgent>>& agents) {
+  std::vector<SecureAgent*> out;
+  for (const auto& a : agents) out.push_back(a.get());
+  return out;
+}
+
+TEST_F(SecureCoordinatorTest, SumEqualsPlainFedAvg_UpdatesNeverSeenAlone) {
+  std::unique_ptr<Coordinator> c = Make(SecureConfig(3));
+  auto agents = JoinSecure(*c, {10, 30, 60},
+                           {{1, 0, 2}, {4, 3, -1}, {-2, 1, 0.5f}});
+  ASSERT_THAT(agents, SizeIs(3));
+  EXPECT_EQ(agents[0]->assignment.config.num_clients, 3);
+  EXPECT_EQ(agents[0]->assignment.options.weight_unit, 60);  // Automatic.
+  ShareKeys(*c, Ptrs(agents));
+
+  // The update itself is refused in a secure round; so is a masked input
+  // of another size, before a byte is read.
+  absl::StatusOr<v1::SubmitUpdateResponse> plain =
+      Submit(*c, agents[0]->agent, Model(1, 0, 2), Sub());
+  EXPECT_EQ(plain.status().code(), kInvalidArgument);
+  EXPECT_THAT(plain.status().message(), HasSubstr("uses secure aggregation"));
+  const std::string masked0 = Mask(*agents[0]);
+  absl::StatusOr<v1::SubmitUpdateResponse> short_input =
+      SubmitMasked(*c, agents[0]->agent,
+                   masked0.substr(0, masked0.size() - 4));
+  EXPECT_EQ(short_input.status().code(), kInvalidArgument);
+  EXPECT_THAT(short_input.status().message(), HasSubstr("the session's is"));
+
+  absl::StatusOr<v1::SubmitUpdateResponse> first =
+      SubmitMasked(*c, agents[0]->agent, masked0);
+  ASSERT_TRUE(first.ok()) << first.status();
+  // A retry once counted: refused before reading it (the service answers
+  // "duplicate").
+  EXPECT_EQ(SubmitMasked(*c, agents[0]->agent, masked0).status().code(),
+            kAlreadyExists);
+  for (int i : {1, 2}) {
+    ASSERT_TRUE(SubmitMasked(*c, agents[i]->agent, Mask(*agents[i])).ok());
+  }
+  Tick(*c);  // The engine closes the round: unmasking.
+  EXPECT_EQ(c->GetStatus().model_version(), 0);
+  Unmask(*c, Ptrs(agents));
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+
+  // (10 [1, 0 | 2] + 30 [4, 3 | -1] + 60 [-2, 1 | 0.5]) / 100
+  //   = [0.1, 1.5 | 0.2], added to [1, 2 | 0.5].
+  std::shared_ptr<const PublishedModel> v1 = c->latest_model();
+  EXPECT_THAT(Values(v1->model, "w"),
+              ElementsAre(FloatNear(1.1f, 1e-5), FloatNear(3.5f, 1e-5)));
+  EXPECT_THAT(Values(v1->model, "b"), ElementsAre(FloatNear(0.7f, 1e-5)));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(2));
+  EXPECT_EQ(history[1][1], "3");    // num_agents
+  EXPECT_EQ(history[1][3], "100");  // examples: the masked sum's
+  // Round 2 has a session of its own.
+  const v1::TrainTask next = TaskOf(*c, agents[0]->agent);
+  EXPECT_EQ(next.round(), 2);
+  EXPECT_NE(next.secure_aggregation().session_id(),
+            agents[0]->assignment.config.session_id);
+}
+
+TEST_F(SecureCoordinatorTest, DropoutAfterSharingKeys_RecoveredAtTheDeadline) {
+  std::unique_ptr<Coordinator> c = Make(SecureConfig(4));
+  auto agents = JoinSecure(
+      *c, {10, 10, 10, 10},
+      {{1, 0, 0}, {2, 0, 0}, {3, 0, 0}, {100, 100, 100}});
+  ShareKeys(*c, Ptrs(agents));
+  // s3 shared its keys, then vanished.
+  for (int i : {0, 1, 2}) {
+    ASSERT_TRUE(SubmitMasked(*c, agents[i]->agent, Mask(*agents[i])).ok());
+  }
+  clock_.Advance(absl::Seconds(11));  // The round's 10 s deadline.
+  Tick(*c);
+  Unmask(*c, {agents[0].get(), agents[1].get(), agents[2].get()});
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  // The mean of the three that arrived: its masks were removed.
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatNear(3.0f, 1e-5), FloatNear(2.0f, 1e-5)));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(History()[1][1], "3");  // num_agents
+  EXPECT_EQ(History()[1][2], "1");  // num_failed
+}
+
+TEST_F(SecureCoordinatorTest, DropoutsBeyondTheThreshold_RoundAbandoned) {
+  std::unique_ptr<Coordinator> c = Make(SecureConfig(4));
+  auto agents = JoinSecure(
+      *c, {10, 10, 10, 10},
+      {{1, 0, 0}, {2, 0, 0}, {3, 0, 0}, {4, 0, 0}});
+  ShareKeys(*c, Ptrs(agents));
+  // Only 2 masked inputs: below the threshold of 3, never a wrong sum.
+  for (int i : {0, 1}) {
+    ASSERT_TRUE(SubmitMasked(*c, agents[i]->agent, Mask(*agents[i])).ok());
+  }
+  clock_.Advance(absl::Seconds(11));
+  for (int i = 0; i < kMaxTicks && c->GetStatus().current_round() < 2; ++i) {
+    Tick(*c);
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(c->GetStatus().model_version(), 0);
+  EXPECT_EQ(c->GetStatus().current_round(), 2);  // The next round runs.
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  const auto history = History();
+  ASSERT_THAT(history, SizeIs(2));
+  EXPECT_EQ(EncodeModel(c->latest_model()->model),
+            EncodeModel(Model(1, 2, 0.5f)));
+  // A step of the abandoned session is ABORTED.
+  agents[0]->step.Start(*c, agents[0]->agent, 1,
+                        v1::SECAGG_STAGE_UNMASKING_REQUEST, "");
+  ASSERT_TRUE(agents[0]->step.answered());
+  EXPECT_EQ(agents[0]->step.get().status().code(), kAborted);
+}
+
+TEST_F(SecureCoordinatorTest, SilentAgent_KeyStageClosesAtItsTimeout) {
+  std::unique_ptr<Coordinator> c = Make(SecureConfig(3));
+  auto agents = JoinSecure(*c, {10, 10, 10},
+                           {{1, 0, 0}, {3, 0, 0}, {5, 5, 5}});
+  // s2 never advertises its keys: the stage waits for it, then closes
+  // without it (threshold 2 of 3), and the round does not wait for its
+  // update.
+  std::vector<SecureAgent*> two = {agents[0].get(), agents[1].get()};
+  for (SecureAgent* a : two) {
+    a->step.Start(*c, a->agent, 1, v1::SECAGG_STAGE_ADVERTISE_KEYS,
+                  *a->client->AdvertiseKeys());
+  }
+  Tick(*c);
+  EXPECT_FALSE(agents[0]->step.answered());
+  clock_.Advance(absl::Milliseconds(1500));  // poll_wait_ms: "pending".
+  Tick(*c);
+  ASSERT_TRUE(agents[0]->step.answered());
+  EXPECT_TRUE(agents[0]->step.get()->pending());
+  for (SecureAgent* a : two) {
+    a->step.Start(*c, a->agent, 1, v1::SECAGG_STAGE_ADVERTISE_KEYS, "");
+  }
+  clock_.Advance(absl::Seconds(4));  // stage_timeout_ms 5000.
+  TickUntilAnswered(*c, two);
+  for (SecureAgent* a : two) {
+    absl::StatusOr<v1::SecAggStepResponse> directory = a->step.get();
+    ASSERT_TRUE(directory.ok()) << directory.status();
+    a->step.Start(*c, a->agent, 1, v1::SECAGG_STAGE_SHARE_KEYS,
+                  *a->client->ShareKeys(directory->message()));
+  }
+  TickUntilAnswered(*c, two);
+  for (SecureAgent* a : two) a->shares = a->step.get()->message();
+  // Too late for s2: it is no longer part of the session.
+  agents[2]->step.Start(*c, agents[2]->agent, 1,
+                        v1::SECAGG_STAGE_ADVERTISE_KEYS,
+                        *agents[2]->client->AdvertiseKeys());
+  ASSERT_TRUE(agents[2]->step.answered());
+  EXPECT_NE(agents[2]->step.get().status().code(), absl::StatusCode::kOk);
+  for (SecureAgent* a : two) {
+    ASSERT_TRUE(SubmitMasked(*c, a->agent, Mask(*a)).ok());
+  }
+  Tick(*c);  // Both inputs in, s2 failed: the round closes before its deadline.
+  Unmask(*c, two);
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  EXPECT_THAT(Values(c->latest_model()->model, "w"),
+              ElementsAre(FloatNear(3.0f, 1e-5), FloatNear(2.0f, 1e-5)));
+}
+
+TEST_F(SecureCoordinatorTest, MaskedInputOutsideASecureRound_Refused) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  v1::UpdateMetadata m = Metadata(a, std::string(100, 'x'), Sub());
+  m.set_masked(true);
+  absl::StatusOr<std::unique_ptr<Upload>> upload = Begin(*c, m);
+  EXPECT_EQ(upload.status().code(), kInvalidArgument);
+  EXPECT_THAT(upload.status().message(),
+              HasSubstr("does not use secure aggregation"));
+  ParkedStep step;
+  step.Start(*c, b, 1, v1::SECAGG_STAGE_ADVERTISE_KEYS, "keys");
+  ASSERT_TRUE(step.answered());
+  EXPECT_EQ(step.get().status().code(), kAborted);
 }
 
 }  // namespace
