@@ -40,55 +40,7 @@ fi
 fedge_work_dir hierarchy
 "$root/deploy/make-certs.sh" "$work/certs" >/dev/null
 certs=$work/certs
-server_tls=(--tls.cert_path "$certs/coordinator.pem" --tls.key_path "$certs/coordinator.key")
-coordinator="$root/build/server/fedge-coordinator"
-
-# start_coordinator DIR LOG ARGS...: starts a coordinator in DIR; sets $pid
-# and $port.
-start_coordinator() {
-  local dir=$1 log=$2
-  shift 2
-  mkdir -p "$dir"
-  "$coordinator" "$@" "${server_tls[@]}" --listen_address 127.0.0.1:0 \
-    --state_dir "$dir" --http_address= 2> "$log" &
-  pid=$!
-  pids+=("$pid")
-  port=$(fedge_wait_port "$dir" "$pid" "$log")
-}
-
-# start_agent I PORT DIR: agent I (1-based) against PORT.
-start_agent() {
-  "$root/build/edge_agent/fedge-agent" --config "$root/configs/agent/mnist.textproto" \
-    --coordinator "127.0.0.1:$2" --agent_id "agent-$1" --state_dir "$3/agent-$1" \
-    --data.data_dir "$data_dir" --partition_index $(($1 - 1)) --num_partitions "$agents" \
-    --tls.ca_path "$certs/ca.pem" 2> "$3/agent-$1.log" &
-  pids+=("$!")
-  members+=("$!")
-}
-
-# Everyone selected: count = min_available = min_fit = N.
-all_of() {
-  echo --strategy.count "$1" --strategy.min_available_agents "$1" --strategy.min_fit_agents "$1"
-}
-
-# wait_all PID: waits for the (upstream) coordinator, then the others.
-wait_all() {
-  timeout 900 tail --pid "$1" -f /dev/null || true
-  wait "$1" || echo "hierarchy: the coordinator failed; see $work" >&2
-  for m in "${members[@]}"; do
-    timeout 60 tail --pid "$m" -f /dev/null || kill -9 "$m" 2>/dev/null || true
-  done
-}
-
-# Median of the steady rounds' round_seconds in a history.csv, or "none".
-median_round_seconds() {
-  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "round_seconds") c = i; next }
-    NR > 2 { v[++n] = $c }
-    END {
-      if (n == 0) { print "none"; exit }
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-      printf "%.3f\n", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$1"
-}
+num_partitions=$agents
 
 config=(--config "$root/configs/coordinator/mnist_2nn.textproto" --rounds "$rounds"
   --simulation.enabled=false --eval_data.data_dir "$data_dir"
@@ -96,32 +48,32 @@ config=(--config "$root/configs/coordinator/mnist_2nn.textproto" --rounds "$roun
 
 # Flat.
 members=()
-start_coordinator "$work/flat/coordinator" "$work/flat/coordinator.log" "${config[@]}" $(all_of "$agents")
+fedge_start_coordinator "$work/flat/coordinator" "$work/flat/coordinator.log" "${config[@]}" $(fedge_all_of "$agents")
 flat=$pid
-for i in $(seq "$agents"); do start_agent "$i" "$port" "$work/flat"; done
-wait_all "$flat"
-flat_seconds=$(median_round_seconds "$work/flat/coordinator/history.csv" 2>/dev/null || echo none)
+for i in $(seq "$agents"); do fedge_start_agent "$i" "$port" "$work/flat"; done
+fedge_wait_all "$flat"
+flat_seconds=$(fedge_median_round_seconds "$work/flat/coordinator/history.csv" 2>/dev/null || echo none)
 
 # Two tiers.
 members=()
-start_coordinator "$work/tree/upstream" "$work/tree/upstream.log" "${config[@]}" $(all_of "$edges")
+fedge_start_coordinator "$work/tree/upstream" "$work/tree/upstream.log" "${config[@]}" $(fedge_all_of "$edges")
 upstream=$pid
 up_port=$port
 for e in $(seq "$edges"); do
   n=0
   for i in $(seq "$agents"); do [ $(((i - 1) % edges + 1)) = "$e" ] && n=$((n + 1)); done
-  start_coordinator "$work/tree/edge-$e" "$work/tree/edge-$e.log" \
-    --config "$root/configs/coordinator/edge_aggregator.textproto" $(all_of "$n") \
+  fedge_start_coordinator "$work/tree/edge-$e" "$work/tree/edge-$e.log" \
+    --config "$root/configs/coordinator/edge_aggregator.textproto" $(fedge_all_of "$n") \
     --strategy.round_deadline_ms 300000 --agent_timeout_ms 60000 \
     --upstream.address "127.0.0.1:$up_port" --upstream.agent_id "edge-$e" \
     --upstream.tls.ca_path "$certs/ca.pem"
   members+=("$pid")
   for i in $(seq "$agents"); do
-    [ $(((i - 1) % edges + 1)) = "$e" ] && start_agent "$i" "$port" "$work/tree"
+    [ $(((i - 1) % edges + 1)) = "$e" ] && fedge_start_agent "$i" "$port" "$work/tree"
   done
 done
-wait_all "$upstream"
-tree_seconds=$(median_round_seconds "$work/tree/upstream/history.csv" 2>/dev/null || echo none)
+fedge_wait_all "$upstream"
+tree_seconds=$(fedge_median_round_seconds "$work/tree/upstream/history.csv" 2>/dev/null || echo none)
 
 echo "tiers=1 agents=$agents round_seconds=$flat_seconds"
 echo "tiers=2 edge_aggregators=$edges agents=$agents round_seconds=$tree_seconds"

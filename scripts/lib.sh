@@ -45,3 +45,63 @@ fedge_encoding_flags() {
     *) echo "unknown encoding '$1' (fp32, fp16, int8, int8pc, topkF)" >&2; return 2 ;;
   esac
 }
+
+# Processes of a benchmark federation on 127.0.0.1 with TLS (bench/
+# hierarchy.sh, bench/secagg.sh --network). They read $root, $work, $certs
+# (deploy/make-certs.sh's folder), $data_dir and $num_partitions, and append
+# to $pids (killed at exit) and $members (waited for by fedge_wait_all).
+#
+# fedge_start_coordinator DIR LOG ARGS...: a coordinator with state in DIR;
+# sets $pid and $port.
+fedge_start_coordinator() {
+  local dir=$1 log=$2
+  shift 2
+  mkdir -p "$dir"
+  "$root/build/server/fedge-coordinator" "$@" \
+    --tls.cert_path "$certs/coordinator.pem" --tls.key_path "$certs/coordinator.key" \
+    --listen_address 127.0.0.1:0 --state_dir "$dir" --http_address= 2> "$log" &
+  pid=$!
+  pids+=("$pid")
+  port=$(fedge_wait_port "$dir" "$pid" "$log")
+}
+
+# fedge_start_agent I PORT DIR [FLAGS...]: agent I (1-based) holding MNIST
+# partition I-1 of $num_partitions, against PORT, state and log in DIR.
+fedge_start_agent() {
+  local i=$1 port=$2 dir=$3
+  shift 3
+  "$root/build/edge_agent/fedge-agent" --config "$root/configs/agent/mnist.textproto" \
+    --coordinator "127.0.0.1:$port" --agent_id "agent-$i" --state_dir "$dir/agent-$i" \
+    --data.data_dir "$data_dir" --partition_index $((i - 1)) \
+    --num_partitions "$num_partitions" --tls.ca_path "$certs/ca.pem" "$@" \
+    2> "$dir/agent-$i.log" &
+  pids+=("$!")
+  members+=("$!")
+}
+
+# fedge_all_of N: the strategy flags that select all N agents every round.
+fedge_all_of() {
+  echo --strategy.count "$1" --strategy.min_available_agents "$1" --strategy.min_fit_agents "$1"
+}
+
+# fedge_wait_all PID: waits for the coordinator PID (at most 15 minutes),
+# then for the $members (a minute each, then killed).
+fedge_wait_all() {
+  timeout 900 tail --pid "$1" -f /dev/null || true
+  wait "$1" || echo "the coordinator failed; see $work" >&2
+  for m in "${members[@]}"; do
+    timeout 60 tail --pid "$m" -f /dev/null || kill -9 "$m" 2>/dev/null || true
+  done
+}
+
+# fedge_median_round_seconds HISTORY_CSV: the median round_seconds of the
+# rounds after the first (whose time includes the agents' start-up), or
+# "none".
+fedge_median_round_seconds() {
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "round_seconds") c = i; next }
+    NR > 2 { v[++n] = $c }
+    END {
+      if (n == 0) { print "none"; exit }
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      printf "%.3f\n", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$1"
+}
