@@ -551,6 +551,8 @@ std::optional<absl::StatusOr<v1::PollResponse>> Coordinator::TryAnswerPoll(
     // Only once the last model is published, so agents leave with it.
     if (!finished_) return std::nullopt;
     response.set_finished(true);
+    absl::MutexLock lock(&mu_);
+    ++told_finished_[agent_id];
     return response;
   }
   return std::nullopt;
@@ -1149,5 +1151,15 @@ absl::Status Coordinator::Tick() {
 }
 
 bool Coordinator::done() const { return engine_->state() == RoundState::kDone; }
+
+bool Coordinator::AllAgentsToldFinished() const {
+  const std::vector<std::string> roster = engine_->AvailableAgents();
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : roster) {
+    auto it = told_finished_.find(id);
+    if (it == told_finished_.end() || it->second < 2) return false;
+  }
+  return true;
+}
 
 }  // namespace fedge

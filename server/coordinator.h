@@ -342,6 +342,11 @@ class Coordinator : public EdgeDownstream {
 
   // True once every round completed.
   bool done() const;
+  // True when every agent still in the roster has been told the federation
+  // finished twice: its second poll shows it is done with the first answer
+  // (an agent fetches the final model, then leaves, which takes it out of
+  // the roster). The server may then close its port.
+  bool AllAgentsToldFinished() const;
   // True when no model waits to be published and no federated evaluation
   // runs (Tick thread).
   bool Settled() const;
@@ -587,6 +592,8 @@ class Coordinator : public EdgeDownstream {
   // Recent refusals, newest last (for the status page).
   std::deque<RefusalStatus> refusals_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> evicted_ ABSL_GUARDED_BY(mu_);
+  // How many polls of each agent were told the federation finished.
+  absl::flat_hash_map<std::string, int> told_finished_ ABSL_GUARDED_BY(mu_);
   // Rounds whose aggregate included each agent's update.
   absl::flat_hash_map<std::string, int64_t> contributed_ ABSL_GUARDED_BY(mu_);
   // What agents said about not training: their polls' paused reason, and

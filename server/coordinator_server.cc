@@ -4,6 +4,8 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -262,12 +264,27 @@ absl::Status CoordinatorServer::Run() {
   if (status.ok() && coordinator_->done()) {
     status = coordinator_->Flush();
     if (status.ok()) status = WriteFinalModel();
-    // Let agents see "finished" on their next poll before the port closes.
-    const absl::Time grace = RealClock::Get()->Now() +
-                             2 * absl::Milliseconds(config_.poll_wait_ms());
-    while (status.ok() && RealClock::Get()->Now() < grace &&
-           !stop_.WaitFor(kTickPeriod)) {
+    // Let agents see "finished" on their next poll before the port closes:
+    // at least two polls' time, and until every agent in the roster was
+    // told and is done with it (one still training or uploading on a busy
+    // device polls later, then fetches the final model and leaves), but no
+    // longer than the roster keeps a silent agent.
+    const absl::Time now = RealClock::Get()->Now();
+    const absl::Time grace = now + 2 * absl::Milliseconds(config_.poll_wait_ms());
+    const absl::Time latest =
+        std::max(grace, now + absl::Milliseconds(config_.agent_timeout_ms()));
+    while (status.ok() && !stop_.WaitFor(kTickPeriod)) {
       coordinator_->Tick().IgnoreError();
+      const absl::Time t = RealClock::Get()->Now();
+      if (t >= latest ||
+          (t >= grace && coordinator_->AllAgentsToldFinished())) {
+        FEDGE_LOG(INFO) << (coordinator_->AllAgentsToldFinished()
+                                ? "every agent was told the federation "
+                                  "finished"
+                                : "closing before every agent was told the "
+                                  "federation finished (agent_timeout_ms)");
+        break;
+      }
     }
   }
   if (edge_ != nullptr) edge_->Stop();  // Before its RunRound is answered.

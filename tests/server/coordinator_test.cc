@@ -752,10 +752,21 @@ TEST_F(CoordinatorTest, LastRound_PollSaysFinished) {
   ASSERT_EQ(c->Flush(), absl::OkStatus());
   EXPECT_TRUE(c->done());
   EXPECT_EQ(c->GetStatus().state(), "DONE");
+  EXPECT_FALSE(c->AllAgentsToldFinished());
   absl::StatusOr<v1::PollResponse> r = PollNow(*c, a);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->finished());
   EXPECT_EQ(r->latest_model_version(), 1);
+  // The server may close its port once every agent is done with the
+  // answer: it polled again, or it left (after fetching the final model).
+  ASSERT_TRUE(PollNow(*c, b).ok());
+  EXPECT_FALSE(c->AllAgentsToldFinished());  // b may still be fetching.
+  ASSERT_TRUE(PollNow(*c, a).ok());
+  EXPECT_FALSE(c->AllAgentsToldFinished());
+  v1::LeaveRequest leave;
+  leave.set_session_token(b.token);
+  ASSERT_EQ(c->Leave(leave), absl::OkStatus());
+  EXPECT_TRUE(c->AllAgentsToldFinished());
 }
 
 TEST_F(CoordinatorTest, Deadline_WithQuorum_ClosesRound) {
