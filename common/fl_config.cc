@@ -673,8 +673,7 @@ absl::StatusOr<SecAggAssignment> FromSecAggTask(const v1::SecAggTask& t) {
   a.options.threshold = t.threshold();
   a.options.neighbors = t.neighbors();
   a.options.clip_range = t.clip_range();
-  RETURN_IF_ERROR(
-      InRange(p, "weight_unit", t.weight_unit(), 0, 1e12, true));
+  RETURN_IF_ERROR(InRange(p, "weight_unit", t.weight_unit(), 0, 1e12, true));
   a.options.weight_unit = t.weight_unit();
   a.strategy_name = t.strategy_name();
   RETURN_IF_ERROR(AtLeast<int64_t>(p, "max_examples_per_update",

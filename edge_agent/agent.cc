@@ -302,8 +302,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
       if (IsSessionLost(joined.status().code())) {
         return HandleCallError("secure aggregation", joined.status());
       }
-      DropUpdate(absl::StrCat("round ", task.round(),
-                              ": secure aggregation: ",
+      DropUpdate(absl::StrCat("round ", task.round(), ": secure aggregation: ",
                               joined.status().ToString()));
       return absl::OkStatus();
     }

@@ -25,16 +25,14 @@ absl::StatusOr<Agent::SecureRound> Agent::JoinSecureRound(
   options.client_id = secure.assignment.client_id;
   ASSIGN_OR_RETURN(secure.client, secagg::SecAggClient::Create(options));
   ASSIGN_OR_RETURN(const std::string keys, secure.client->AdvertiseKeys());
-  ASSIGN_OR_RETURN(
-      const std::string directory,
-      SecAggExchange(task.round(), v1::SECAGG_STAGE_ADVERTISE_KEYS, keys,
-                     task_deadline_));
+  ASSIGN_OR_RETURN(const std::string directory,
+                   SecAggExchange(task.round(), v1::SECAGG_STAGE_ADVERTISE_KEYS,
+                                  keys, task_deadline_));
   ASSIGN_OR_RETURN(const std::string shares,
                    secure.client->ShareKeys(directory));
-  ASSIGN_OR_RETURN(
-      secure.shares,
-      SecAggExchange(task.round(), v1::SECAGG_STAGE_SHARE_KEYS, shares,
-                     task_deadline_));
+  ASSIGN_OR_RETURN(secure.shares,
+                   SecAggExchange(task.round(), v1::SECAGG_STAGE_SHARE_KEYS,
+                                  shares, task_deadline_));
   FEDGE_LOG(INFO) << "round " << task.round()
                   << ": secure aggregation keys shared (client "
                   << secure.assignment.client_id << " of "
@@ -72,8 +70,8 @@ absl::StatusOr<std::string> Agent::SecAggExchange(int64_t round,
   }
 }
 
-absl::Status Agent::SubmitSecure(const v1::TrainTask& task,
-                                 TrainOutput& output, SecureRound& secure) {
+absl::Status Agent::SubmitSecure(const v1::TrainTask& task, TrainOutput& output,
+                                 SecureRound& secure) {
   const SecAggAssignment& a = secure.assignment;
   FitResult result;
   result.num_examples = static_cast<double>(output.metrics.num_examples);
@@ -93,9 +91,9 @@ absl::Status Agent::SubmitSecure(const v1::TrainTask& task,
           ? secure.client->MaskInputPieces(secure.shares, input->pieces())
           : absl::StatusOr<std::string>(input.status());
   if (!masked.ok()) {
-    return GiveUp(task, v1::FAILURE_REASON_SECURE_AGGREGATION,
-                  absl::StrCat("cannot mask the update: ",
-                               masked.status().message()));
+    return GiveUp(
+        task, v1::FAILURE_REASON_SECURE_AGGREGATION,
+        absl::StrCat("cannot mask the update: ", masked.status().message()));
   }
   if (input->clipped() > 0) {
     FEDGE_LOG(WARNING) << "round " << task.round() << ": " << input->clipped()
@@ -116,9 +114,9 @@ absl::Status Agent::SubmitSecure(const v1::TrainTask& task,
     const absl::StatusCode code = response.status().code();
     if (IsSessionLost(code) || IsRefusal(code) || stop_requested_.load() ||
         clock_->Now() >= task_deadline_) {
-      DropUpdate(absl::StrCat("round ", task.round(),
-                              ": masked update dropped: ",
-                              response.status().ToString()));
+      DropUpdate(absl::StrCat(
+          "round ", task.round(),
+          ": masked update dropped: ", response.status().ToString()));
       if (IsSessionLost(code)) TransitionTo(AgentState::kNotJoined);
       return absl::OkStatus();
     }
@@ -139,16 +137,15 @@ absl::Status Agent::SubmitSecure(const v1::TrainTask& task,
   // the round closes (at the latest its deadline) and lasts a stage.
   const absl::Time until =
       task_deadline_ + 2 * absl::Milliseconds(a.stage_timeout_ms);
-  absl::StatusOr<std::string> request =
-      SecAggExchange(task.round(), v1::SECAGG_STAGE_UNMASKING_REQUEST,
-                     std::string(), until);
+  absl::StatusOr<std::string> request = SecAggExchange(
+      task.round(), v1::SECAGG_STAGE_UNMASKING_REQUEST, std::string(), until);
   absl::StatusOr<std::string> answer =
       request.ok() ? secure.client->Unmask(*request) : request;
   absl::StatusOr<std::string> sent =
-      answer.ok() ? SecAggExchange(task.round(),
-                                   v1::SECAGG_STAGE_UNMASKING_RESPONSE,
-                                   *answer, until)
-                  : answer;
+      answer.ok()
+          ? SecAggExchange(task.round(), v1::SECAGG_STAGE_UNMASKING_RESPONSE,
+                           *answer, until)
+          : answer;
   if (!sent.ok()) {
     FEDGE_LOG(WARNING) << "round " << task.round()
                        << ": no unmasking answer: " << sent.status();

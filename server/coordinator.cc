@@ -385,10 +385,11 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
     const v1::JoinRequest& request, const std::string& peer_identity,
     const std::string& source) {
   auto refused = [&](const std::string& agent, absl::Status status) {
-    AuditEvent("join_refused", {{"agent", agent},
-                                {"peer", source},
-                                {"code", absl::StatusCodeToString(status.code())},
-                                {"reason", std::string(status.message())}});
+    AuditEvent("join_refused",
+               {{"agent", agent},
+                {"peer", source},
+                {"code", absl::StatusCodeToString(status.code())},
+                {"reason", std::string(status.message())}});
     return status;
   };
   // Under mutual TLS the certificate is the identity: one without a usable
@@ -424,9 +425,8 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
                               "lets it back)"))));
   }
   std::string how, agent_key;
-  if (absl::Status admitted =
-          AdmitJoin(request, agent_id, !peer_identity.empty(), source, &how,
-                    &agent_key);
+  if (absl::Status admitted = AdmitJoin(
+          request, agent_id, !peer_identity.empty(), source, &how, &agent_key);
       !admitted.ok()) {
     return refused(agent_id, admitted);
   }
@@ -676,11 +676,9 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
     }
     const int64_t size = secure->MaskedInputBytes();
     if (m.total_size_bytes() != size || size > config_.max_update_bytes()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("masked input of ", m.total_size_bytes(),
-                       " bytes; the session's is ", size,
-                       " bytes (max_update_bytes ", config_.max_update_bytes(),
-                       ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "masked input of ", m.total_size_bytes(), " bytes; the session's is ",
+          size, " bytes (max_update_bytes ", config_.max_update_bytes(), ")"));
     }
     if (m.sha256().size() != 64) {
       return absl::InvalidArgumentError("sha256 must be 64 hex characters");
@@ -755,8 +753,8 @@ void Coordinator::BeginUpload(const v1::UpdateMetadata& metadata,
   if (!ok.ok()) return done(ok);
   const uint64_t stream_id = stream.id;
   if (stream_id != 0 && !absl::IsAlreadyExists(ok)) {
-    absl::Status opened = upload_guard_.Open(stream_id, session->agent_id,
-                                             metadata, std::move(stream.cancel));
+    absl::Status opened = upload_guard_.Open(
+        stream_id, session->agent_id, metadata, std::move(stream.cancel));
     if (!opened.ok()) {
       return done(Refuse(session->agent_id, "refused", "max_uploads_per_agent",
                          opened));
@@ -850,9 +848,9 @@ void Coordinator::SweepUploads() {
   // (at most its concurrency in flight).
   const RoundState state = engine_->state();
   const int64_t round = engine_->current_round();
-  std::vector<UploadGuard::Ended> ended = upload_guard_.Sweep(
-      now, [this, state, round](const v1::UpdateMetadata& m,
-                                const std::string& agent) {
+  std::vector<UploadGuard::Ended> ended =
+      upload_guard_.Sweep(now, [this, state, round](const v1::UpdateMetadata& m,
+                                                    const std::string& agent) {
         if (fedbuff_ != nullptr) return CheckTaskResult(m, agent);
         if (state == RoundState::kInProgress && m.round() == round) {
           return absl::OkStatus();
@@ -1055,8 +1053,8 @@ void Coordinator::BeginShutdown() {
   if (engine_->CloseRoundNow().ok()) {
     for (const RoundOutcome& outcome : engine_->Tick()) {
       absl::StatusOr<bool> secure = CloseSecAggInputs(outcome);
-      absl::Status s = secure.ok() && !*secure ? FinishRound(outcome)
-                                               : secure.status();
+      absl::Status s =
+          secure.ok() && !*secure ? FinishRound(outcome) : secure.status();
       if (!s.ok()) FEDGE_LOG(ERROR) << "closing the last round: " << s;
     }
   }

@@ -76,8 +76,8 @@
 #include "fedge/v1/federation.pb.h"
 #include "server/audit_log.h"
 #include "server/checkpoint_store.h"
-#include "server/credential_store.h"
 #include "server/coordinator_metrics.h"
+#include "server/credential_store.h"
 #include "server/edge_downstream.h"
 #include "server/fedbuff_tasks.h"
 #include "server/round_accumulator.h"
@@ -194,8 +194,9 @@ class Coordinator : public EdgeDownstream {
                                               const std::string& who);
 
   // Appends an event to the audit log (<state_dir>/audit.log).
-  void AuditEvent(absl::string_view event,
-                  std::vector<std::pair<absl::string_view, std::string>> fields);
+  void AuditEvent(
+      absl::string_view event,
+      std::vector<std::pair<absl::string_view, std::string>> fields);
 
   // Heartbeat and task hand-out. Calls `done` exactly once: at once when
   // there is a task, the federation finished, or the session is unknown
@@ -643,12 +644,18 @@ class Coordinator : public EdgeDownstream {
   // The session of `round` while it runs; null otherwise.
   std::shared_ptr<SecAggRound> SecAggSessionOf(int64_t round) const;
   // The agent's part of the session, for its task.
-  std::optional<v1::SecAggTask> SecAggTaskFor(int64_t round,
-                                              const std::string& agent_id)
-      const;
+  std::optional<v1::SecAggTask> SecAggTaskFor(
+      int64_t round, const std::string& agent_id) const;
   // Tick's part: closes the key stages when every awaited agent answered
   // or their deadline passed, finishes the unmasking, answers waiters.
   absl::Status AdvanceSecAgg();
+  // True when the open stage has every awaited agent's message (agents that
+  // left the roster are not awaited) or its deadline passed (logged).
+  bool SecAggStageDue(const SecAggRound& session, int64_t round,
+                      absl::Time deadline) const;
+  // Closes stage 0 or 1; agents left out of it fail in the engine at once.
+  // A session that cannot go on fails (FailSecAgg).
+  void CloseSecAggKeyStage(SecAggRound& session, int64_t round);
   // The engine closed a secure round: its masked inputs are closed and the
   // unmasking starts (FinishRound comes when it ends), or the round is
   // abandoned. False when `outcome` is not a secure round.

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/fl_config.h"
 #include "common/logging.h"
@@ -94,8 +95,7 @@ void Coordinator::StartSecAgg(int64_t round,
   if (!session.ok()) FailSecAgg(session.status());
 }
 
-std::shared_ptr<SecAggRound> Coordinator::SecAggSessionOf(
-    int64_t round) const {
+std::shared_ptr<SecAggRound> Coordinator::SecAggSessionOf(int64_t round) const {
   absl::MutexLock lock(&secagg_mu_);
   if (!secagg_.has_value() || secagg_->round != round ||
       !secagg_->failure.ok()) {
@@ -216,9 +216,9 @@ Coordinator::TryAnswerSecAgg(const SecAggWaiter& w) const {
     failure = secagg_->failure;
   }
   if (!failure.ok() || session == nullptr) {
-    return absl::AbortedError(absl::StrCat("round ", w.round,
-                                           "'s secure aggregation failed: ",
-                                           failure.message()));
+    return absl::AbortedError(
+        absl::StrCat("round ", w.round,
+                     "'s secure aggregation failed: ", failure.message()));
   }
   const secagg::ServerState state = session->state();
   if (state == secagg::ServerState::kFailed) {
@@ -283,60 +283,66 @@ absl::Status Coordinator::AdvanceSecAgg() {
   {
     absl::MutexLock lock(&secagg_mu_);
     if (!secagg_.has_value()) return absl::OkStatus();
-    session = secagg_->session;
+    session = secagg_->failure.ok() ? secagg_->session : nullptr;
     round = secagg_->round;
     deadline = secagg_->stage_deadline;
     unmasking = secagg_->outcome.has_value();
-    if (!secagg_->failure.ok()) session = nullptr;
   }
   if (session != nullptr) {
     const secagg::ServerState state = session->state();
-    const bool key_stage = state == secagg::ServerState::kCollectingKeys ||
-                           state == secagg::ServerState::kCollectingShares;
-    if (key_stage || (unmasking && state == secagg::ServerState::kUnmasking)) {
-      std::vector<std::string> awaited = session->Awaited();
-      awaited.erase(std::remove_if(awaited.begin(), awaited.end(),
-                                   [this](const std::string& a) {
-                                     return !engine_->HasAgent(a);
-                                   }),
-                    awaited.end());
-      if (awaited.empty() || clock_->Now() >= deadline) {
-        if (!awaited.empty()) {
-          FEDGE_LOG(WARNING)
-              << "round " << round << ": " << awaited.size()
-              << " agent(s) did not answer secure aggregation's "
-              << secagg::ServerStateName(state)
-              << " stage within strategy.secure_aggregation.stage_timeout_ms ("
-              << awaited.front() << (awaited.size() > 1 ? ", ..." : "") << ")";
-        }
-        if (unmasking) {
-          RETURN_IF_ERROR(FinishSecAgg());
-        } else {
-          absl::Status closed = state == secagg::ServerState::kCollectingKeys
-                                    ? session->CloseAdvertiseKeys()
-                                    : session->CloseShareKeys();
-          if (!closed.ok()) {
-            FailSecAgg(closed);
-          } else {
-            {
-              absl::MutexLock lock(&secagg_mu_);
-              secagg_->stage_deadline = clock_->Now() + StageTimeout(config_);
-            }
-            // Agents left out of the stage cannot send an input: the round
-            // does not wait for them (Awaited now lists the next stage's).
-            const std::vector<std::string> next = session->Awaited();
-            for (const std::string& a : session->agents()) {
-              if (std::find(next.begin(), next.end(), a) == next.end()) {
-                engine_->ReportFailure(a, round).IgnoreError();
-              }
-            }
-          }
-        }
+    const bool waits = state == secagg::ServerState::kCollectingKeys ||
+                       state == secagg::ServerState::kCollectingShares ||
+                       (unmasking && state == secagg::ServerState::kUnmasking);
+    if (waits && SecAggStageDue(*session, round, deadline)) {
+      if (unmasking) {
+        RETURN_IF_ERROR(FinishSecAgg());
+      } else {
+        CloseSecAggKeyStage(*session, round);
       }
     }
   }
   AnswerSecAggWaiters(/*expire_all=*/false);
   return absl::OkStatus();
+}
+
+bool Coordinator::SecAggStageDue(const SecAggRound& session, int64_t round,
+                                 absl::Time deadline) const {
+  // Agents that left the roster are not waited for.
+  std::vector<std::string> awaited = session.Awaited();
+  awaited.erase(std::remove_if(awaited.begin(), awaited.end(),
+                               [this](const std::string& a) {
+                                 return !engine_->HasAgent(a);
+                               }),
+                awaited.end());
+  if (awaited.empty()) return true;
+  if (clock_->Now() < deadline) return false;
+  FEDGE_LOG(WARNING) << "round " << round << ": " << awaited.size()
+                     << " agent(s) did not answer secure aggregation's "
+                     << secagg::ServerStateName(session.state())
+                     << " stage within "
+                        "strategy.secure_aggregation.stage_timeout_ms ("
+                     << awaited.front() << (awaited.size() > 1 ? ", ..." : "")
+                     << ")";
+  return true;
+}
+
+void Coordinator::CloseSecAggKeyStage(SecAggRound& session, int64_t round) {
+  const absl::Status closed =
+      session.state() == secagg::ServerState::kCollectingKeys
+          ? session.CloseAdvertiseKeys()
+          : session.CloseShareKeys();
+  if (!closed.ok()) return FailSecAgg(closed);
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    secagg_->stage_deadline = clock_->Now() + StageTimeout(config_);
+  }
+  // Agents left out of the stage cannot send an input: the round does not
+  // wait for them (Awaited now lists the next stage's agents).
+  const std::vector<std::string> next = session.Awaited();
+  const absl::flat_hash_set<std::string> kept(next.begin(), next.end());
+  for (const std::string& a : session.agents()) {
+    if (!kept.contains(a)) engine_->ReportFailure(a, round).IgnoreError();
+  }
 }
 
 absl::StatusOr<bool> Coordinator::CloseSecAggInputs(RoundOutcome outcome) {
@@ -391,19 +397,17 @@ absl::Status Coordinator::FinishSecAgg() {
   RoundOutcome outcome = *std::move(state.outcome);
   // Who the sum holds, whatever the engine heard last.
   const std::vector<std::string> inputs = state.session->InputsReceived();
+  const absl::flat_hash_set<std::string> in_sum(inputs.begin(), inputs.end());
   std::vector<std::string> failed;
   for (const std::string& a : state.session->agents()) {
-    if (std::find(inputs.begin(), inputs.end(), a) == inputs.end()) {
-      failed.push_back(a);
-    }
+    if (!in_sum.contains(a)) failed.push_back(a);
   }
   outcome.reported = inputs;
   outcome.failed = failed;
   absl::StatusOr<SecAggSum> sum =
-      shutting_down_
-          ? absl::StatusOr<SecAggSum>(
-                absl::UnavailableError("the coordinator is shutting down"))
-          : state.session->Finish(latest_model()->model);
+      shutting_down_ ? absl::StatusOr<SecAggSum>(absl::UnavailableError(
+                           "the coordinator is shutting down"))
+                     : state.session->Finish(latest_model()->model);
   absl::Status folded = sum.status();
   if (sum.ok()) {
     absl::MutexLock lock(&accumulate_mu_);
@@ -444,10 +448,9 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::AcceptMaskedInput(
     return response;
   }
   if (!checked.ok()) {
-    return Refuse(upload.agent_id_,
-                  absl::IsAborted(checked) ? "stale" : "invalid",
-                  absl::IsAborted(checked) ? "round closed" : "masked",
-                  checked);
+    return Refuse(
+        upload.agent_id_, absl::IsAborted(checked) ? "stale" : "invalid",
+        absl::IsAborted(checked) ? "round closed" : "masked", checked);
   }
   // In the sum now. The engine counts it as the agent's result; should the
   // round have closed in between, the outcome is taken from the session.

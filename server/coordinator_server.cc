@@ -162,8 +162,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
       self->coordinator_.get(), config.tls().require_client_cert(),
       operator_token, config.chunk_bytes());
   ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
-  RETURN_IF_ERROR(AddRevocationCheck(config.tls(), *self->coordinator_,
-                                     *credentials));
+  RETURN_IF_ERROR(
+      AddRevocationCheck(config.tls(), *self->coordinator_, *credentials));
   grpc::ServerBuilder builder;
   ConfigureServerBuilder(builder, config);
   builder.AddListeningPort(config.listen_address(), credentials, &self->port_);
@@ -199,11 +199,11 @@ absl::Status CoordinatorServer::StartEdgeAggregator() {
   cancel_upstream_call_ = [grpc_client] { grpc_client->CancelActiveCall(); };
   upstream_ = *std::move(client);
   EdgeAggregatorOptions edge_options = ToEdgeAggregatorOptions(config_);
-  ASSIGN_OR_RETURN(edge_options.join_credentials,
-                   JoinCredentials::Load(u.join_token_path(),
-                                         config_.state_dir() +
-                                             "/upstream_agent_key",
-                                         "upstream.join_token_path"));
+  ASSIGN_OR_RETURN(
+      edge_options.join_credentials,
+      JoinCredentials::Load(u.join_token_path(),
+                            config_.state_dir() + "/upstream_agent_key",
+                            "upstream.join_token_path"));
   ASSIGN_OR_RETURN(edge_, EdgeAggregator::Create(
                               std::move(edge_options), upstream_.get(),
                               coordinator_.get(), RealClock::Get(),
@@ -270,7 +270,8 @@ absl::Status CoordinatorServer::Run() {
     // device polls later, then fetches the final model and leaves), but no
     // longer than the roster keeps a silent agent.
     const absl::Time now = RealClock::Get()->Now();
-    const absl::Time grace = now + 2 * absl::Milliseconds(config_.poll_wait_ms());
+    const absl::Time grace =
+        now + 2 * absl::Milliseconds(config_.poll_wait_ms());
     const absl::Time latest =
         std::max(grace, now + absl::Milliseconds(config_.agent_timeout_ms()));
     while (status.ok() && !stop_.WaitFor(kTickPeriod)) {

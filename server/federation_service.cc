@@ -284,8 +284,8 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     stream.cancel = MakeCancel(shared_);
     coordinator_->BeginUpload(
         chunk_.metadata(),
-        [shared, response = response_](
-            absl::StatusOr<std::unique_ptr<Upload>> upload) {
+        [shared,
+         response = response_](absl::StatusOr<std::unique_ptr<Upload>> upload) {
           std::unique_ptr<Upload> unused;  // Destroyed after the lock.
           UpdateReader* reader;
           grpc::Status finish;
@@ -328,7 +328,8 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
   grpc::Status FinishUploadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_->mu) {
     shared_->finished = true;
     if (upload_ == nullptr) {
-      return ToGrpcStatus(absl::InvalidArgumentError("upload without metadata"));
+      return ToGrpcStatus(
+          absl::InvalidArgumentError("upload without metadata"));
     }
     auto result = coordinator_->FinishUpload(std::move(upload_));
     if (!result.ok()) return ToGrpcStatus(result.status());
@@ -387,8 +388,7 @@ grpc::ServerUnaryReactor* FederationService::Poll(
 grpc::ServerWriteReactor<v1::ModelChunk>* FederationService::FetchModel(
     grpc::CallbackServerContext* context,
     const v1::FetchModelRequest* request) {
-  if (absl::Status s =
-          Caller(*context, request->session_token(), "FetchModel");
+  if (absl::Status s = Caller(*context, request->session_token(), "FetchModel");
       !s.ok()) {
     return new Refusal(s);
   }
@@ -442,8 +442,7 @@ grpc::ServerWriteReactor<v1::ArchiveChunk>* FederationService::FetchArchive(
 grpc::ServerUnaryReactor* FederationService::Heartbeat(
     grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
     v1::HeartbeatResponse* response) {
-  if (absl::Status s =
-          Caller(*context, request->session_token(), "Heartbeat");
+  if (absl::Status s = Caller(*context, request->session_token(), "Heartbeat");
       !s.ok()) {
     return Finish(context, s);
   }
@@ -465,8 +464,7 @@ grpc::ServerUnaryReactor* FederationService::ReportFailure(
 grpc::ServerUnaryReactor* FederationService::SecAggStep(
     grpc::CallbackServerContext* context, const v1::SecAggStepRequest* request,
     v1::SecAggStepResponse* response) {
-  if (absl::Status s =
-          Caller(*context, request->session_token(), "SecAggStep");
+  if (absl::Status s = Caller(*context, request->session_token(), "SecAggStep");
       !s.ok()) {
     return Finish(context, s);
   }
@@ -491,7 +489,8 @@ absl::StatusOr<std::string> OperatorService::Operator(
   const std::string cn = PeerIdentity(*context);
   absl::Status refused;
   if (require_operator_cert_) {
-    if (IsOperatorIdentity(cn)) return absl::StrCat(cn, " (", context->peer(), ")");
+    if (IsOperatorIdentity(cn))
+      return absl::StrCat(cn, " (", context->peer(), ")");
     refused = absl::PermissionDeniedError(absl::StrCat(
         "the Operator service needs an operator certificate (common name "
         "operator or operator-*, from deploy/make-certs.sh --operators N); "

@@ -134,8 +134,7 @@ absl::Status Simulator::TrainSecureRound(
         s = accumulator_.ApplyLimits(result).status();
         if (s.ok()) s = accumulator_.Check(result);
         absl::StatusOr<SecAggInput> input =
-            s.ok() ? SecAggInput::Prepare(secure,
-                                          options_.strategy, result)
+            s.ok() ? SecAggInput::Prepare(secure, options_.strategy, result)
                    : absl::StatusOr<SecAggInput>(s);
         if (input.ok() && input->clipped() > 0) {
           FEDGE_LOG(WARNING) << "round " << round << ": " << ids[i]

@@ -252,8 +252,7 @@ TEST(SecAggUpdateTest, Task_RoundTripsAndRefusesASessionNoneCouldHave) {
             absl::StatusCode::kInvalidArgument);
   bad = t;
   bad.set_weight_unit(0);
-  EXPECT_THAT(FromSecAggTask(bad).status().message(),
-              HasSubstr("weight_unit"));
+  EXPECT_THAT(FromSecAggTask(bad).status().message(), HasSubstr("weight_unit"));
 }
 
 }  // namespace

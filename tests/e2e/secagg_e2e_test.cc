@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/model_codec.h"
-#include "server/checkpoint_store.h"
 #include "gmock/gmock.h"
+#include "server/checkpoint_store.h"
 #include "tests/e2e/federation_fixture.h"
 #include "tests/e2e/model_diff.h"
 
@@ -52,9 +52,9 @@ TEST_F(FederationTest, SecureAggregation_EqualsPlainRunWithinPrecision) {
     // Agent i holds partition i - 1 in both runs.
     std::vector<std::unique_ptr<Process>> agents;
     for (int i = 1; i <= 3; ++i) {
-      agents.push_back(StartAgent(i, port,
-                                  {absl::StrCat("--partition_index=", i - 1),
-                                   "--num_partitions=3"}));
+      agents.push_back(StartAgent(
+          i, port,
+          {absl::StrCat("--partition_index=", i - 1), "--num_partitions=3"}));
     }
     ASSERT_EQ(coordinator->Wait(absl::Seconds(180)), 0) << coordinator->Log();
     for (auto& a : agents) {

@@ -24,13 +24,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/fl_config.h"
 #include "common/local_trainer.h"
 #include "common/model_codec.h"
 #include "common/model_signature.h"
-#include "common/fl_config.h"
+#include "common/privacy_accountant.h"
 #include "common/secagg/client.h"
 #include "common/secagg_update.h"
-#include "common/privacy_accountant.h"
 #include "common/sha256.h"
 #include "common/signing.h"
 #include "common/strategy.h"
@@ -607,7 +607,7 @@ TEST_F(CoordinatorTest, MaxAgentsAndJoinRatePerSource) {
   absl::Status full = join("c", "s2");
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(full.message()), HasSubstr("max_agents = 2"));
-  EXPECT_TRUE(join("a", "s1").ok());  // Known ids may join again.
+  EXPECT_TRUE(join("a", "s1").ok());    // Known ids may join again.
   absl::Status fast = join("a", "s1");  // The 4th from s1 at once.
   EXPECT_EQ(fast.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(fast.message()), HasSubstr("join_rate_per_source"));
@@ -2276,7 +2276,8 @@ class SecureCoordinatorTest : public CoordinatorTest {
     for (SecureAgent* a : agents) {
       absl::StatusOr<v1::SecAggStepResponse> request = a->step.get();
       ASSERT_TRUE(request.ok()) << request.status();
-      absl::StatusOr<std::string> answer = a->client->Unmask(request->message());
+      absl::StatusOr<std::string> answer =
+          a->client->Unmask(request->message());
       ASSERT_TRUE(answer.ok()) << answer.status();
       a->step.Start(c, a->agent, 1, v1::SECAGG_STAGE_UNMASKING_RESPONSE,
                     *answer);
@@ -2295,8 +2296,8 @@ std::vector<SecureAgent*> Ptrs(
 
 TEST_F(SecureCoordinatorTest, SumEqualsPlainFedAvg_UpdatesNeverSeenAlone) {
   std::unique_ptr<Coordinator> c = Make(SecureConfig(3));
-  auto agents = JoinSecure(*c, {10, 30, 60},
-                           {{1, 0, 2}, {4, 3, -1}, {-2, 1, 0.5f}});
+  auto agents =
+      JoinSecure(*c, {10, 30, 60}, {{1, 0, 2}, {4, 3, -1}, {-2, 1, 0.5f}});
   ASSERT_THAT(agents, SizeIs(3));
   EXPECT_EQ(agents[0]->assignment.config.num_clients, 3);
   EXPECT_EQ(agents[0]->assignment.options.weight_unit, 60);  // Automatic.
@@ -2310,8 +2311,7 @@ TEST_F(SecureCoordinatorTest, SumEqualsPlainFedAvg_UpdatesNeverSeenAlone) {
   EXPECT_THAT(plain.status().message(), HasSubstr("uses secure aggregation"));
   const std::string masked0 = Mask(*agents[0]);
   absl::StatusOr<v1::SubmitUpdateResponse> short_input =
-      SubmitMasked(*c, agents[0]->agent,
-                   masked0.substr(0, masked0.size() - 4));
+      SubmitMasked(*c, agents[0]->agent, masked0.substr(0, masked0.size() - 4));
   EXPECT_EQ(short_input.status().code(), kInvalidArgument);
   EXPECT_THAT(short_input.status().message(), HasSubstr("the session's is"));
 
@@ -2350,9 +2350,8 @@ TEST_F(SecureCoordinatorTest, SumEqualsPlainFedAvg_UpdatesNeverSeenAlone) {
 
 TEST_F(SecureCoordinatorTest, DropoutAfterSharingKeys_RecoveredAtTheDeadline) {
   std::unique_ptr<Coordinator> c = Make(SecureConfig(4));
-  auto agents = JoinSecure(
-      *c, {10, 10, 10, 10},
-      {{1, 0, 0}, {2, 0, 0}, {3, 0, 0}, {100, 100, 100}});
+  auto agents = JoinSecure(*c, {10, 10, 10, 10},
+                           {{1, 0, 0}, {2, 0, 0}, {3, 0, 0}, {100, 100, 100}});
   ShareKeys(*c, Ptrs(agents));
   // s3 shared its keys, then vanished.
   for (int i : {0, 1, 2}) {
@@ -2372,9 +2371,8 @@ TEST_F(SecureCoordinatorTest, DropoutAfterSharingKeys_RecoveredAtTheDeadline) {
 
 TEST_F(SecureCoordinatorTest, DropoutsBeyondTheThreshold_RoundAbandoned) {
   std::unique_ptr<Coordinator> c = Make(SecureConfig(4));
-  auto agents = JoinSecure(
-      *c, {10, 10, 10, 10},
-      {{1, 0, 0}, {2, 0, 0}, {3, 0, 0}, {4, 0, 0}});
+  auto agents = JoinSecure(*c, {10, 10, 10, 10},
+                           {{1, 0, 0}, {2, 0, 0}, {3, 0, 0}, {4, 0, 0}});
   ShareKeys(*c, Ptrs(agents));
   // Only 2 masked inputs: below the threshold of 3, never a wrong sum.
   for (int i : {0, 1}) {
@@ -2401,8 +2399,7 @@ TEST_F(SecureCoordinatorTest, DropoutsBeyondTheThreshold_RoundAbandoned) {
 
 TEST_F(SecureCoordinatorTest, SilentAgent_KeyStageClosesAtItsTimeout) {
   std::unique_ptr<Coordinator> c = Make(SecureConfig(3));
-  auto agents = JoinSecure(*c, {10, 10, 10},
-                           {{1, 0, 0}, {3, 0, 0}, {5, 5, 5}});
+  auto agents = JoinSecure(*c, {10, 10, 10}, {{1, 0, 0}, {3, 0, 0}, {5, 5, 5}});
   // s2 never advertises its keys: the stage waits for it, then closes
   // without it (threshold 2 of 3), and the round does not wait for its
   // update.
