@@ -2443,6 +2443,59 @@ TEST_F(SecureCoordinatorTest, SilentAgent_KeyStageClosesAtItsTimeout) {
               ElementsAre(FloatNear(3.0f, 1e-5), FloatNear(2.0f, 1e-5)));
 }
 
+// Every strategy that needs only the sum gets the same next model from the
+// masked sum as from the updates themselves.
+class SecureStrategyTest : public SecureCoordinatorTest,
+                           public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(SecureStrategyTest, NextModelEqualsAPlainCoordinators) {
+  const std::vector<int64_t> examples = {10, 30, 60};
+  const std::vector<std::array<float, 3>> deltas = {
+      {1, 0, 2}, {4, 3, -1}, {-2, 1, 0.5f}};
+  v1::CoordinatorConfig plain_config = Config(GetParam());
+  plain_config.mutable_strategy()->set_min_available_agents(3);
+  std::unique_ptr<Coordinator> plain = Make(plain_config);
+  std::vector<Agent> agents;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    agents.push_back(Join(*plain, absl::StrCat("s", i), examples[i]));
+  }
+  Tick(*plain);
+  for (size_t i = 0; i < agents.size(); ++i) {
+    ASSERT_TRUE(Submit(*plain, agents[i],
+                       Model(deltas[i][0], deltas[i][1], deltas[i][2]),
+                       Sub().set_num_examples(examples[i]))
+                    .ok());
+  }
+  ASSERT_TRUE(TickUntilVersion(*plain, 1));
+
+  v1::CoordinatorConfig secure_config = SecureConfig(3);
+  secure_config.mutable_strategy()->set_name(GetParam());
+  secure_config.set_state_dir(StateDir("secure"));
+  std::unique_ptr<Coordinator> secure = Make(secure_config);
+  auto secure_agents = JoinSecure(*secure, examples, deltas);
+  ShareKeys(*secure, Ptrs(secure_agents));
+  for (auto& a : secure_agents) {
+    ASSERT_TRUE(SubmitMasked(*secure, a->agent, Mask(*a)).ok());
+  }
+  Tick(*secure);
+  Unmask(*secure, Ptrs(secure_agents));
+  ASSERT_TRUE(TickUntilVersion(*secure, 1));
+
+  for (const char* name : {"w", "b"}) {
+    const std::vector<float> want = Values(plain->latest_model()->model, name);
+    const std::vector<float> got = Values(secure->latest_model()->model, name);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i], 1e-5) << GetParam() << " " << name << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(SumOnly, SecureStrategyTest,
+                         ::testing::Values("fedavg", "fedavgm", "fedprox",
+                                           "fednova", "fedadam", "fedyogi",
+                                           "fedadagrad"));
+
 TEST_F(SecureCoordinatorTest, MaskedInputOutsideASecureRound_Refused) {
   std::unique_ptr<Coordinator> c = Make(Config());
   const Agent a = Join(*c, "a"), b = Join(*c, "b");
