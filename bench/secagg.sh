@@ -94,6 +94,11 @@ run_network() {
   for i in $(seq "$n"); do
     fedge_start_agent "$i" "$port" "$dir" --data.max_train_examples=$((n * 600)) \
       --data.synthetic_fallback=false --num_threads="$threads"
+    # Ten at a time: each decodes the N x 600 examples before it keeps its
+    # 600, and a hundred doing so at once would not fit in memory.
+    if [ $((i % 10)) = 0 ]; then
+      fedge_wait_log "$dir/agent-$i.log" "local examples" 120 || true
+    fi
   done
   fedge_wait_all "$coordinator"
   cp "$dir/coordinator/history.csv" "$work/$n-$secure.csv"

@@ -1,5 +1,6 @@
 #include "edge_agent/agent_runner.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -168,7 +169,7 @@ absl::StatusOr<AgentOptions> MakeAgentOptions(const v1::AgentConfig& c,
                    JoinCredentials::Load(c.join_token_path(),
                                          cache.state_dir() + "/agent_key",
                                          "join_token_path"));
-  ASSIGN_OR_RETURN(options.num_examples, NumLocalExamples(c, data.train));
+  ASSIGN_OR_RETURN(options.num_examples, NumLocalExamples(c, data));
   options.agent_version = kAgentVersion;
   options.architectures = TrainableArchitectures(/*archives=*/true);
   options.seed =
@@ -269,6 +270,10 @@ absl::Status RunAgent(const v1::AgentConfig& c) {
   ClientRegistration registration(stop, client.get());
   ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
   if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
+  RETURN_IF_ERROR(KeepOwnPartition(c, data));
+  // The decoded files and whatever was dropped of them go back to the
+  // system (glibc keeps freed heap memory otherwise).
+  malloc_trim(0);
   ASSIGN_OR_RETURN(AgentOptions options, MakeAgentOptions(c, *cache, data));
   ASSIGN_OR_RETURN(std::optional<ModelVerifier> verifier, LoadModelVerifier(c));
   if (verifier.has_value()) options.model_verifier = &*verifier;

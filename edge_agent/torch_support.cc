@@ -69,8 +69,10 @@ absl::StatusOr<Partition> Split(const std::string& method, double alpha,
 // Indices of this agent's local examples (empty: the whole set): the
 // configured partition, else the one the coordinator hands out.
 absl::StatusOr<std::vector<int64_t>> LocalIndices(
-    const v1::AgentConfig& c, const Dataset& train,
+    const v1::AgentConfig& c, const LoadedData& data,
     const v1::JoinResponse& join) {
+  if (data.partitioned) return std::vector<int64_t>();
+  const Dataset& train = data.train;
   if (c.partition_index() >= 0) {
     const v1::PartitionConfig& p = c.partition();
     ASSIGN_OR_RETURN(Partition parts, Split(p.method(), p.dirichlet_alpha(),
@@ -97,8 +99,10 @@ absl::StatusOr<std::vector<int64_t>> LocalIndices(
 // test split (agents then evaluate on different data); else the whole test
 // split (empty).
 std::vector<int64_t> LocalTestIndices(const v1::AgentConfig& c,
-                                      const Dataset& test,
+                                      const LoadedData& data,
                                       const v1::JoinResponse& join) {
+  if (data.partitioned) return {};
+  const Dataset& test = data.test;
   int index = -1, count = 0;
   uint64_t seed = 0;
   if (c.partition_index() >= 0) {
@@ -149,15 +153,13 @@ absl::StatusOr<std::string> ArchivePath(const v1::JoinResponse& join,
 absl::StatusOr<std::unique_ptr<LocalTrainer>> MakeTrainer(
     const v1::AgentConfig& c, const LoadedData& data,
     const v1::JoinResponse& join, const ArchiveResolver& archives) {
-  ASSIGN_OR_RETURN(std::vector<int64_t> indices,
-                   LocalIndices(c, data.train, join));
+  ASSIGN_OR_RETURN(std::vector<int64_t> indices, LocalIndices(c, data, join));
   std::unique_ptr<Dataset> owned;
   if (!indices.empty()) {
     owned = std::make_unique<Dataset>(Subset(data.train, indices));
   }
   std::unique_ptr<Dataset> owned_test;
-  const std::vector<int64_t> test_indices =
-      LocalTestIndices(c, data.test, join);
+  const std::vector<int64_t> test_indices = LocalTestIndices(c, data, join);
   if (!test_indices.empty()) {
     owned_test = std::make_unique<Dataset>(Subset(data.test, test_indices));
   }
@@ -247,11 +249,24 @@ absl::StatusOr<std::unique_ptr<ml::TorchTrainer>> LoadNet(
 }  // namespace
 
 absl::StatusOr<int64_t> NumLocalExamples(const v1::AgentConfig& c,
-                                         const Dataset& train) {
+                                         const LoadedData& data) {
   ASSIGN_OR_RETURN(std::vector<int64_t> indices,
-                   LocalIndices(c, train, v1::JoinResponse()));
-  return indices.empty() ? train.num_examples()
+                   LocalIndices(c, data, v1::JoinResponse()));
+  return indices.empty() ? data.train.num_examples()
                          : static_cast<int64_t>(indices.size());
+}
+
+absl::Status KeepOwnPartition(const v1::AgentConfig& c, LoadedData& data) {
+  if (c.partition_index() < 0 || data.partitioned) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<int64_t> indices,
+                   LocalIndices(c, data, v1::JoinResponse()));
+  const std::vector<int64_t> test_indices =
+      LocalTestIndices(c, data, v1::JoinResponse());
+  // The whole sets' buffers are freed as they are replaced.
+  if (!indices.empty()) data.train = Subset(data.train, indices);
+  if (!test_indices.empty()) data.test = Subset(data.test, test_indices);
+  data.partitioned = true;
+  return absl::OkStatus();
 }
 
 TrainerFactory MakeTorchTrainerFactory(const v1::AgentConfig& config,

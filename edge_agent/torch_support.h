@@ -52,7 +52,15 @@ TrainerFactory MakeTorchTrainerFactory(const v1::AgentConfig& config,
 // the whole training set's. INVALID_ARGUMENT when the partition cannot be
 // made (e.g. more partitions than examples).
 absl::StatusOr<int64_t> NumLocalExamples(const v1::AgentConfig& config,
-                                         const Dataset& train);
+                                         const LoadedData& data);
+
+// With a configured partition (partition_index >= 0), keeps only that
+// partition of `data` (train, and the agent's share of test) and marks it
+// partitioned: an agent holding 600 of MNIST's 60,000 examples keeps 600,
+// not all of them. Nothing changes otherwise (the coordinator's partition
+// is known only at Join, and may change when the agent joins again).
+// INVALID_ARGUMENT when the partition cannot be made.
+absl::Status KeepOwnPartition(const v1::AgentConfig& config, LoadedData& data);
 
 // Zoo architectures this build can train ("torchscript" too once the agent
 // passes an ArchiveResolver to MakeTorchTrainerFactory).

@@ -79,6 +79,17 @@ fedge_start_agent() {
   members+=("$!")
 }
 
+# fedge_wait_log FILE PATTERN SECONDS: waits until FILE has a line matching
+# PATTERN (grep -E); fails after SECONDS.
+fedge_wait_log() {
+  local i
+  for i in $(seq $(($3 * 10))); do
+    grep -qE "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # fedge_all_of N: the strategy flags that select all N agents every round.
 fedge_all_of() {
   echo --strategy.count "$1" --strategy.min_available_agents "$1" --strategy.min_fit_agents "$1"

@@ -18,6 +18,10 @@ struct LoadedData {
   Dataset test;                // Empty (0 examples) when the source has none.
   std::string description;     // e.g. "MNIST from data/mnist: 60000 train ..."
   bool used_fallback = false;  // True when synthetic data replaced MNIST.
+  // True when train and test already hold only this agent's partition (an
+  // agent with a configured partition_index keeps nothing else): take them
+  // whole.
+  bool partitioned = false;
 };
 
 // Loads what `config` names. Errors from the readers name the file and the
