@@ -424,6 +424,11 @@ absl::Status ValidateUpstreamConfig(const v1::CoordinatorConfig& c) {
       AtLeast<int64_t>(p, "upload_margin_ms", u.upload_margin_ms(), 0));
   RETURN_IF_ERROR(
       ValidateTlsConfig(u.tls(), /*server=*/false, "upstream.tls."));
+  for (const std::string& path : u.model_signing_public_key_paths()) {
+    if (path.empty()) {
+      return Bad(p, "model_signing_public_key_paths", "has an empty path");
+    }
+  }
   const v1::StrategyConfig& s = c.strategy();
   const char* why =
       "with upstream.address set (an edge aggregator sends its agents' "

@@ -199,6 +199,24 @@ absl::Status CoordinatorServer::StartEdgeAggregator() {
   cancel_upstream_call_ = [grpc_client] { grpc_client->CancelActiveCall(); };
   upstream_ = *std::move(client);
   EdgeAggregatorOptions edge_options = ToEdgeAggregatorOptions(config_);
+  if (!u.model_signing_public_key_paths().empty()) {
+    absl::StatusOr<ModelVerifier> verifier =
+        ModelVerifier::Load({u.model_signing_public_key_paths().begin(),
+                             u.model_signing_public_key_paths().end()});
+    if (!verifier.ok()) {
+      return Annotate(verifier.status(),
+                      "upstream.model_signing_public_key_paths");
+    }
+    upstream_verifier_ = *std::move(verifier);
+    edge_options.model_verifier = &*upstream_verifier_;
+    FEDGE_LOG(INFO) << "verifying upstream models against model-signing key "
+                       "id(s) "
+                    << upstream_verifier_->KeyIds();
+  } else {
+    FEDGE_LOG(WARNING) << "no upstream model-signing key pinned "
+                          "(upstream.model_signing_public_key_paths): the "
+                          "upstream's models are not verified";
+  }
   ASSIGN_OR_RETURN(
       edge_options.join_credentials,
       JoinCredentials::Load(u.join_token_path(),

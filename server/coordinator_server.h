@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -80,6 +81,8 @@ class CoordinatorServer {
   std::unique_ptr<CoordinatorClient> upstream_;
   std::function<void()> cancel_upstream_call_;
   std::unique_ptr<EdgeAggregator> edge_;
+  // The upstream's pinned model-signing keys (edge aggregator).
+  std::optional<ModelVerifier> upstream_verifier_;
   std::thread edge_thread_;
   absl::Status edge_status_;  // Written by edge_thread_ before it ends.
   Event stop_;

@@ -163,6 +163,24 @@ absl::Status EdgeAggregator::HandleTask(const v1::TrainTask& task) {
                                "' does not compose hierarchically"));
     return absl::OkStatus();
   }
+  if (options_.model_verifier != nullptr) {
+    absl::Status verified = options_.model_verifier->Verify(
+        task.model_version(), session_.model(), task.model_sha256(),
+        {task.model_signing_key_id(), task.model_signature()});
+    if (!verified.ok()) {
+      handled_rounds_.insert(task.round());
+      FEDGE_LOG(ERROR) << "upstream round " << task.round()
+                       << ": the upstream model is refused, no downstream "
+                          "agent trains on it: "
+                       << verified;
+      ReportFailure(task, std::string(verified.message()),
+                    v1::FAILURE_REASON_MODEL_SIGNATURE);
+      // The next model is likely signed the same way: do not make the
+      // upstream run (and lose) rounds as fast as it can.
+      sleep_(options_.max_backoff);
+      return absl::OkStatus();
+    }
+  }
   HeartbeatThread heartbeat(upstream_, session_.session_token(),
                             absl::Milliseconds(std::max<int64_t>(
                                 1, session_.heartbeat_interval_ms())));
@@ -243,11 +261,12 @@ absl::Status EdgeAggregator::Submit(const v1::TrainTask& task,
 }
 
 void EdgeAggregator::ReportFailure(const v1::TrainTask& task,
-                                   const std::string& detail) {
+                                   const std::string& detail,
+                                   v1::FailureReason reason) {
   v1::ReportFailureRequest request;
   request.set_session_token(session_.session_token());
   request.set_round(task.round());
-  request.set_reason(v1::FAILURE_REASON_DOWNSTREAM);
+  request.set_reason(reason);
   request.set_detail(detail.substr(0, 200));
   absl::Status s = upstream_->ReportFailure(request);
   if (s.ok()) {
@@ -263,7 +282,17 @@ void EdgeAggregator::ReportFailure(const v1::TrainTask& task,
 
 absl::Status EdgeAggregator::OnFinished(const v1::PollResponse& poll) {
   ModelState final_model;
-  if (!poll.latest_model_sha256().empty()) {
+  absl::Status verified =
+      options_.model_verifier == nullptr || poll.latest_model_sha256().empty()
+          ? absl::OkStatus()
+          : options_.model_verifier->Verify(poll.latest_model_version(),
+                                            session_.model(),
+                                            poll.latest_model_sha256(),
+                                            {poll.latest_model_signing_key_id(),
+                                             poll.latest_model_signature()});
+  if (!verified.ok()) {
+    FEDGE_LOG(ERROR) << "the final upstream model is refused: " << verified;
+  } else if (!poll.latest_model_sha256().empty()) {
     absl::StatusOr<ModelState> model = upstream_->FetchModel(
         session_.session_token(), poll.latest_model_version(),
         poll.latest_model_sha256());

@@ -37,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/model_signature.h"
 #include "common/random.h"
 #include "edge_agent/backoff.h"
 #include "edge_agent/coordinator_client.h"
@@ -68,6 +69,10 @@ struct EdgeAggregatorOptions {
   uint64_t seed = 1;
   // Join token / agent key towards an upstream with require_join_token.
   JoinCredentials join_credentials;
+  // The upstream's pinned model-signing keys (upstream.
+  // model_signing_public_key_paths); null: models are not verified. Must
+  // outlive the aggregator.
+  const ModelVerifier* model_verifier = nullptr;
 };
 
 // The options of `config.upstream()` (a validated config).
@@ -114,7 +119,8 @@ class EdgeAggregator {
   absl::Status HandleTask(const v1::TrainTask& task);
   absl::Status Submit(const v1::TrainTask& task, absl::Time deadline,
                       const EdgeRoundResult& result);
-  void ReportFailure(const v1::TrainTask& task, const std::string& detail);
+  void ReportFailure(const v1::TrainTask& task, const std::string& detail,
+                     v1::FailureReason reason = v1::FAILURE_REASON_DOWNSTREAM);
   absl::Status OnFinished(const v1::PollResponse& poll);
   // A failed call: joins again after a lost session, else backs off.
   void HandleCallError(absl::string_view what, const absl::Status& error);

@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "common/clock.h"
 #include "common/fl_config.h"
+#include "common/model_signature.h"
+#include "common/signing.h"
 #include "common/tensor_buffer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -173,6 +175,58 @@ TEST_F(EdgeAggregatorTest, NoAggregate_ReportsFailureUpstream) {
   EXPECT_EQ(upstream_.failures[0].round(), 1);
   EXPECT_EQ(upstream_.failures[0].reason(), v1::FAILURE_REASON_DOWNSTREAM);
   EXPECT_THAT(upstream_.failures[0].detail(), HasSubstr("no aggregate"));
+}
+
+// A task whose model `signer` signed (the fake upstream's spec).
+v1::PollResponse SignedTask(int64_t round, int64_t version,
+                            const ModelSigner& signer) {
+  v1::PollResponse p = TrainTask(round, version);
+  const std::string sha(64, 'a');
+  p.mutable_train()->set_model_sha256(sha);
+  v1::ModelSpecProto spec;
+  spec.set_architecture("2nn");
+  absl::StatusOr<ModelSignature> s = signer.Sign(version, spec, sha);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (s.ok()) {
+    p.mutable_train()->set_model_signature(s->signature);
+    p.mutable_train()->set_model_signing_key_id(s->key_id);
+  }
+  return p;
+}
+
+TEST_F(EdgeAggregatorTest, PinnedKeys_AnUpstreamModelThatFailsRunsNoRound) {
+  Ed25519PrivateKey key = *Ed25519PrivateKey::Generate();
+  const ModelVerifier pinned({key.public_key()});
+  const ModelSigner upstream_signer(std::move(key));
+  const ModelSigner other(*Ed25519PrivateKey::Generate());
+  upstream_.models[0] = Model(1, 2);
+  v1::PollResponse unsigned_task = TrainTask(3, 0);
+  unsigned_task.mutable_train()->set_model_sha256(std::string(64, 'a'));
+  upstream_.poll_results = {SignedTask(1, 0, other), unsigned_task,
+                            SignedTask(4, 0, upstream_signer)};
+  downstream_.results.push_back(Result(Model(0.5f, -0.25f), 10));
+  EdgeAggregatorOptions o;
+  o.agent_id = "edge-1";
+  o.architectures = {"2nn"};
+  o.model_verifier = &pinned;
+  absl::StatusOr<std::unique_ptr<EdgeAggregator>> edge =
+      EdgeAggregator::Create(o, &upstream_, &downstream_, &clock_,
+                             [this](absl::Duration d) { clock_.Advance(d); });
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  // Runs until the script ends (the fake then says finished).
+  ASSERT_EQ((*edge)->Run(), absl::OkStatus());
+  // Another key's and an unsigned model: refused before any downstream
+  // round, reported upstream with the reason.
+  ASSERT_EQ(upstream_.failures.size(), 2u);
+  EXPECT_EQ(upstream_.failures[0].round(), 1);
+  EXPECT_EQ(upstream_.failures[0].reason(), v1::FAILURE_REASON_MODEL_SIGNATURE);
+  EXPECT_EQ(upstream_.failures[1].round(), 3);
+  EXPECT_EQ(upstream_.failures[1].reason(), v1::FAILURE_REASON_MODEL_SIGNATURE);
+  // The pinned key's model: one downstream round, its aggregate upstream.
+  ASSERT_EQ(downstream_.requests.size(), 1u);
+  EXPECT_EQ(downstream_.requests[0].upstream_round, 4);
+  ASSERT_EQ(upstream_.submits.size(), 1u);
+  EXPECT_EQ(upstream_.submits[0].round(), 4);
 }
 
 TEST_F(EdgeAggregatorTest, DeadUpstream_RetriedWithBackoff_ThenJoins) {
