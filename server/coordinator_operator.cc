@@ -169,6 +169,19 @@ v1::GetStatusResponse Coordinator::GetStatus() const {
     s.set_privacy_max_epsilon(p->max_epsilon);
     s.set_privacy_budget_exhausted(p->budget_exhausted);
   }
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    if (secagg_.has_value()) {
+      if (!secagg_->failure.ok() || secagg_->session == nullptr) {
+        s.set_secure_aggregation_stage("failed");
+      } else {
+        s.set_secure_aggregation_stage(
+            secagg::ServerStateName(secagg_->session->state()));
+        s.set_secure_aggregation_awaited(
+            static_cast<int32_t>(secagg_->session->Awaited().size()));
+      }
+    }
+  }
   absl::MutexLock lock(&mu_);
   s.set_last_test_accuracy(last_accuracy_);
   return s;

@@ -2301,7 +2301,10 @@ TEST_F(SecureCoordinatorTest, SumEqualsPlainFedAvg_UpdatesNeverSeenAlone) {
   ASSERT_THAT(agents, SizeIs(3));
   EXPECT_EQ(agents[0]->assignment.config.num_clients, 3);
   EXPECT_EQ(agents[0]->assignment.options.weight_unit, 60);  // Automatic.
+  EXPECT_EQ(c->GetStatus().secure_aggregation_stage(), "collecting_keys");
+  EXPECT_EQ(c->GetStatus().secure_aggregation_awaited(), 3);
   ShareKeys(*c, Ptrs(agents));
+  EXPECT_EQ(c->GetStatus().secure_aggregation_stage(), "collecting_inputs");
 
   // The update itself is refused in a secure round; so is a masked input
   // of another size, before a byte is read.
