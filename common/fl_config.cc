@@ -487,6 +487,8 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   RETURN_IF_ERROR(
       AtLeast<int64_t>(top, "eval_timeout_ms", c.eval_timeout_ms(), 100));
   RETURN_IF_ERROR(
+      AtLeast<int64_t>(top, "finish_linger_ms", c.finish_linger_ms(), 0));
+  RETURN_IF_ERROR(
       AtLeast(top, "max_concurrent_uploads", c.max_concurrent_uploads(), 1));
   RETURN_IF_ERROR(
       AtLeast<int64_t>(top, "max_update_bytes", c.max_update_bytes(), 1));

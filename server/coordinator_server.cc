@@ -286,12 +286,12 @@ absl::Status CoordinatorServer::Run() {
     // at least two polls' time, and until every agent in the roster was
     // told and is done with it (one still training or uploading on a busy
     // device polls later, then fetches the final model and leaves), but no
-    // longer than the roster keeps a silent agent.
+    // longer than finish_linger_ms (a frozen agent never polls).
     const absl::Time now = RealClock::Get()->Now();
     const absl::Time grace =
         now + 2 * absl::Milliseconds(config_.poll_wait_ms());
     const absl::Time latest =
-        std::max(grace, now + absl::Milliseconds(config_.agent_timeout_ms()));
+        std::max(grace, now + absl::Milliseconds(config_.finish_linger_ms()));
     while (status.ok() && !stop_.WaitFor(kTickPeriod)) {
       coordinator_->Tick().IgnoreError();
       const absl::Time t = RealClock::Get()->Now();
@@ -301,7 +301,7 @@ absl::Status CoordinatorServer::Run() {
                                 ? "every agent was told the federation "
                                   "finished"
                                 : "closing before every agent was told the "
-                                  "federation finished (agent_timeout_ms)");
+                                  "federation finished (finish_linger_ms)");
         break;
       }
     }
