@@ -23,6 +23,12 @@
 //   Tick      U16: the FakeClock advances that many 10 ms, then Tick()
 //   Operator  a byte picks Pause / Resume / StopAfterRound / SetRounds /
 //             EvictAgent / AllowAgent, with a byte or record argument
+//   SecAgg    token byte, fix-up byte, record SecAggStepRequest: bit 0 of
+//             the fix-up sets the current round; bit 1 replaces the
+//             request by the next step of the agent's real SecAggClient
+//             (keys, shares, its masked input uploaded as UpdateReader
+//             would, the unmasking answer), so a secure round (the
+//             strategy "fedavg+secagg") can get through its stages
 // A token byte with bit 0 set replaces the request's session token by a
 // live one (bits 1-3 pick which); the upload fix-ups make a message pass
 // the checks the fuzzer cannot guess: bit 0 a live token, bit 2 the current
@@ -50,10 +56,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/clock.h"
+#include "common/fl_config.h"
 #include "common/ml/model_cost.h"
 #include "common/ml/model_spec.h"
 #include "common/model_codec.h"
+#include "common/secagg/client.h"
+#include "common/secagg_update.h"
 #include "common/sha256.h"
 #include "edge_agent/agent.h"
 #include "edge_agent/model_cache.h"
@@ -76,7 +86,10 @@ constexpr int kChunkBytes = 64;  // Of the model streams.
 
 // Strategies the coordinator session runs: plain, with extras (SCAFFOLD's
 // control variates), with state, robust.
-const char* const kStrategies[] = {"fedavg", "scaffold", "fedadam", "median"};
+// "fedavg+secagg": fedavg with secure aggregation (the SecAgg op).
+const char* const kStrategies[] = {"fedavg", "scaffold", "fedadam", "median",
+                                   "fedavg+secagg"};
+constexpr int kNumStrategies = 5;
 
 enum Op : uint8_t {
   kJoin,
@@ -87,6 +100,7 @@ enum Op : uint8_t {
   kUpload,
   kTick,
   kOperator,
+  kSecAgg,
   kNumOps
 };
 
@@ -108,6 +122,8 @@ void ParseAll(absl::string_view bytes) {
   v1::EvictAgentRequest().ParseFromString(s);
   v1::AllowAgentRequest().ParseFromString(s);
   v1::GetStatusResponse().ParseFromString(s);
+  v1::SecAggStepRequest().ParseFromString(s);
+  v1::SecAggStepResponse().ParseFromString(s);
   v1::ListAgentsResponse().ParseFromString(s);
   v1::ListRoundsResponse().ParseFromString(s);
 }
@@ -117,7 +133,8 @@ void ParseAll(absl::string_view bytes) {
 
 class CoordinatorSession {
  public:
-  CoordinatorSession(const fuzz::ScratchDir& dir, const char* strategy) {
+  CoordinatorSession(const fuzz::ScratchDir& dir, absl::string_view strategy) {
+    const bool secure = absl::ConsumeSuffix(&strategy, "+secagg");
     CoordinatorOptions options;
     v1::CoordinatorConfig& c = options.config;
     c.set_state_dir(dir.path());
@@ -127,11 +144,12 @@ class CoordinatorSession {
     c.set_agent_timeout_ms(60000);
     c.set_poll_wait_ms(1000);
     v1::StrategyConfig* s = c.mutable_strategy();
-    s->set_name(strategy);
+    s->set_name(std::string(strategy));
     s->set_fraction(1.0);
     s->set_min_available_agents(2);
     s->set_min_fit_agents(1);
     s->set_round_deadline_ms(10000);
+    s->mutable_secure_aggregation()->set_enabled(secure);
     options.model_spec.set_architecture("logreg");
     options.initial_model = fuzz::SmallModel();
     options.clock = &clock_;
@@ -149,15 +167,18 @@ class CoordinatorSession {
       tokens_.push_back(joined->session_token());
     }
     Check(coordinator_->Tick().ok(), "Tick");
+    if (secure) StartClients();
   }
 
   ~CoordinatorSession() {
-    coordinator_->GetStatus();
     coordinator_->ListAgents();
     coordinator_->ListRounds();
     coordinator_->Snapshot();
     coordinator_->BeginShutdown();
     coordinator_->Flush().IgnoreError();
+    fuzz::Trace(absl::StrCat("model version ",
+                             coordinator_->GetStatus().model_version()),
+                absl::OkStatus());
   }
 
   void Run(InputReader& in) {
@@ -191,6 +212,9 @@ class CoordinatorSession {
           break;
         case kOperator:
           Operator(in);
+          break;
+        case kSecAgg:
+          SecAgg(in);
           break;
       }
     }
@@ -324,9 +348,170 @@ class CoordinatorSession {
     }
   }
 
+  // Secure aggregation: agent-1's and agent-2's clients, from their tasks.
+  struct SecureAgent {
+    std::unique_ptr<secagg::SecAggClient> client;
+    SecAggAssignment assignment;
+    int64_t round = 0;
+    // The coordinator's last answers: key directory, shares, unmasking
+    // request.
+    std::string directory, shares, unmask;
+  };
+
+  void StartClients() {
+    for (size_t i = 0; i < 2; ++i) {
+      v1::PollRequest poll;
+      poll.set_session_token(tokens_[i]);
+      poll.set_no_wait(true);
+      std::optional<v1::TrainTask> task;
+      coordinator_->Poll(poll, [&task](absl::StatusOr<v1::PollResponse> r) {
+        if (r.ok() && r->has_train()) task = r->train();
+      });
+      Check(task.has_value() && task->has_secure_aggregation(),
+            "a selected agent's task names its secure-aggregation part");
+      absl::StatusOr<SecAggAssignment> a =
+          FromSecAggTask(task->secure_aggregation());
+      Check(a.ok(), "FromSecAggTask of the coordinator's own task");
+      secagg::SecAggClient::Options o;
+      o.config = a->config;
+      o.client_id = a->client_id;
+      absl::StatusOr<std::unique_ptr<secagg::SecAggClient>> c =
+          secagg::SecAggClient::Create(o);
+      Check(c.ok(), "SecAggClient::Create");
+      secure_[i].client = *std::move(c);
+      secure_[i].assignment = *std::move(a);
+      secure_[i].round = task->round();
+    }
+  }
+
+  void SecAgg(InputReader& in) {
+    fuzz::Trace(
+        absl::StrCat("secure aggregation stage '",
+                     coordinator_->GetStatus().secure_aggregation_stage(), "'"),
+        absl::OkStatus());
+    const uint8_t token = in.Byte();
+    const uint8_t fix = in.Byte();
+    v1::SecAggStepRequest request;
+    request.ParseFromString(std::string(in.Record()));
+    const size_t who = (token >> 1) % tokens_.size();
+    if ((token & 1) != 0) request.set_session_token(tokens_[who]);
+    if ((fix & 1) != 0) {
+      request.set_round(coordinator_->GetStatus().current_round());
+    }
+    if ((fix & 2) != 0 && who < 2 && secure_[who].client != nullptr &&
+        !NextStep(secure_[who], request)) {
+      return;  // Nothing to send now (or the input went as an upload).
+    }
+    std::string* answer_to = nullptr;
+    if (who < 2) {
+      switch (request.stage()) {
+        case v1::SECAGG_STAGE_ADVERTISE_KEYS:
+          answer_to = &secure_[who].directory;
+          break;
+        case v1::SECAGG_STAGE_SHARE_KEYS:
+          answer_to = &secure_[who].shares;
+          break;
+        case v1::SECAGG_STAGE_UNMASKING_REQUEST:
+          answer_to = &secure_[who].unmask;
+          break;
+        default:
+          break;
+      }
+    }
+    // A parked step is answered by a later Tick or at shutdown.
+    coordinator_->SecAggStep(
+        request, [answer_to](absl::StatusOr<v1::SecAggStepResponse> r) {
+          fuzz::Trace("SecAggStep", r.status());
+          if (r.ok() && !r->pending() && answer_to != nullptr) {
+            *answer_to = r->message();
+          }
+        });
+  }
+
+  // The agent's next step as fedge-agent takes it; false when it has none
+  // to send as a SecAggStep (its masked input is uploaded here).
+  bool NextStep(SecureAgent& a, v1::SecAggStepRequest& request) {
+    request.set_round(a.round);
+    request.clear_message();
+    absl::StatusOr<std::string> m;
+    switch (a.client->state()) {
+      case secagg::ClientState::kNew:
+        request.set_stage(v1::SECAGG_STAGE_ADVERTISE_KEYS);
+        m = a.client->AdvertiseKeys();
+        break;
+      case secagg::ClientState::kKeysAdvertised:
+        if (a.directory.empty()) {
+          request.set_stage(v1::SECAGG_STAGE_ADVERTISE_KEYS);  // Waits.
+          return true;
+        }
+        request.set_stage(v1::SECAGG_STAGE_SHARE_KEYS);
+        m = a.client->ShareKeys(a.directory);
+        break;
+      case secagg::ClientState::kKeysShared: {
+        if (a.shares.empty()) {
+          request.set_stage(v1::SECAGG_STAGE_SHARE_KEYS);  // Waits.
+          return true;
+        }
+        // An update of 10 examples, as fedge-agent masks it.
+        ModelState delta = fuzz::SmallModel();
+        FitResult result;
+        result.num_examples = 10;
+        result.num_steps = 1;
+        result.delta = &delta;
+        StrategyOptions strategy;
+        strategy.name = a.assignment.strategy_name;
+        absl::StatusOr<SecAggInput> input =
+            SecAggInput::Prepare(a.assignment.options, strategy, result);
+        Check(input.ok(), "SecAggInput::Prepare of a valid update");
+        absl::StatusOr<std::string> masked =
+            a.client->MaskInputPieces(a.shares, input->pieces());
+        if (masked.ok()) UploadMasked(request.session_token(), a, *masked);
+        return false;
+      }
+      case secagg::ClientState::kInputSent:
+        if (a.unmask.empty()) {
+          request.set_stage(v1::SECAGG_STAGE_UNMASKING_REQUEST);
+          return true;
+        }
+        request.set_stage(v1::SECAGG_STAGE_UNMASKING_RESPONSE);
+        m = a.client->Unmask(a.unmask);
+        break;
+      case secagg::ClientState::kDone:
+        return false;
+    }
+    if (!m.ok()) return false;
+    request.set_message(*std::move(m));
+    return true;
+  }
+
+  void UploadMasked(const std::string& token, const SecureAgent& a,
+                    const std::string& masked) {
+    v1::UpdateMetadata m;
+    m.set_session_token(token);
+    m.set_round(a.round);
+    m.set_base_version(coordinator_->GetStatus().model_version());
+    m.set_upload_id("masked-1");
+    m.set_masked(true);
+    m.set_total_size_bytes(static_cast<int64_t>(masked.size()));
+    m.set_sha256(ToHex(Sha256Of(masked)));
+    std::optional<absl::StatusOr<std::unique_ptr<fedge::Upload>>> begun;
+    coordinator_->BeginUpload(
+        m, [&begun](absl::StatusOr<std::unique_ptr<fedge::Upload>> u) {
+          begun = std::move(u);
+        });
+    Check(begun.has_value(), "BeginUpload did not answer at once");
+    fuzz::Trace("BeginUpload (masked)", begun->status());
+    if (!begun->ok()) return;
+    std::unique_ptr<fedge::Upload> upload = **std::move(begun);
+    if (!coordinator_->FeedUpload(*upload, masked).ok()) return;
+    fuzz::Trace("FinishUpload (masked)",
+                coordinator_->FinishUpload(std::move(upload)).status());
+  }
+
   FakeClock clock_;
   std::unique_ptr<Coordinator> coordinator_;
   std::vector<std::string> tokens_;  // Live sessions; [0], [1] selected.
+  SecureAgent secure_[2];
 };
 
 // ---------------------------------------------------------------------------
@@ -428,7 +613,8 @@ void FuzzOne(absl::string_view input) {
   const uint8_t session = in.Byte();
   dir.Clear();
   if ((session & 1) == 0) {
-    CoordinatorSession(dir, kStrategies[(session >> 1) % 4]).Run(in);
+    CoordinatorSession(dir, kStrategies[(session >> 1) % kNumStrategies])
+        .Run(in);
   } else {
     RunAgent(dir, in);
   }
@@ -467,8 +653,25 @@ void AppendUpload(InputWriter& w, bool scaffold, bool raw_chunks) {
   }
 }
 
+// A secure round through its stages: both agents' clients play every step
+// (SecAgg op, fix-ups 1 | 2), with ticks that close the stages.
+std::string SecureSeed() {
+  InputWriter w;
+  w.Byte(static_cast<uint8_t>(4 << 1));  // "fedavg+secagg".
+  for (int step = 0; step < 4; ++step) {
+    for (uint8_t agent : {1, 3}) {  // Live token 0 and 1.
+      w.Byte(kSecAgg).Byte(agent).Byte(1 | 2).Record("");
+    }
+    w.Byte(kTick).U16(1);
+  }
+  for (uint8_t agent : {1, 3})
+    w.Byte(kSecAgg).Byte(agent).Byte(1 | 2).Record("");
+  w.Byte(kTick).U16(1);
+  return w.str();
+}
+
 std::vector<std::string> CoordinatorSeeds() {
-  std::vector<std::string> seeds;
+  std::vector<std::string> seeds = {SecureSeed()};
   for (uint8_t strategy = 0; strategy < 4; ++strategy) {
     InputWriter w;
     w.Byte(static_cast<uint8_t>(strategy << 1));
