@@ -288,16 +288,8 @@ class CoordinatorSession {
     }
     v1::UpdateMetadata metadata = first.metadata();
     FixUp(fix, data, metadata);
-    std::optional<absl::StatusOr<std::unique_ptr<fedge::Upload>>> begun;
-    coordinator_->BeginUpload(
-        metadata, [&begun](absl::StatusOr<std::unique_ptr<fedge::Upload>> u) {
-          begun = std::move(u);
-        });
-    // Uploads finish before the next op: a slot is always free.
-    Check(begun.has_value(), "BeginUpload did not answer at once");
-    fuzz::Trace("BeginUpload", begun->status());
-    if (!begun->ok()) return;
-    std::unique_ptr<fedge::Upload> upload = **std::move(begun);
+    std::unique_ptr<fedge::Upload> upload = Begin(metadata, "BeginUpload");
+    if (upload == nullptr) return;
     for (const v1::UpdateChunk& chunk : chunks) {
       if (chunk.part_case() != v1::UpdateChunk::kData) return;
       absl::Status fed = coordinator_->FeedUpload(*upload, chunk.data());
@@ -307,6 +299,20 @@ class CoordinatorSession {
     absl::StatusOr<v1::SubmitUpdateResponse> finished =
         coordinator_->FinishUpload(std::move(upload));
     fuzz::Trace("FinishUpload", finished.status());
+  }
+
+  // BeginUpload, which answers at once (uploads finish before the next op:
+  // a slot is always free); null when it refused.
+  std::unique_ptr<fedge::Upload> Begin(const v1::UpdateMetadata& m,
+                                       absl::string_view what) {
+    std::optional<absl::StatusOr<std::unique_ptr<fedge::Upload>>> begun;
+    coordinator_->BeginUpload(
+        m, [&begun](absl::StatusOr<std::unique_ptr<fedge::Upload>> u) {
+          begun = std::move(u);
+        });
+    Check(begun.has_value(), "BeginUpload did not answer at once");
+    fuzz::Trace(what, begun->status());
+    return begun->ok() ? **std::move(begun) : nullptr;
   }
 
   void FixUp(uint8_t fix, const std::string& data, v1::UpdateMetadata& m) {
@@ -494,15 +500,8 @@ class CoordinatorSession {
     m.set_masked(true);
     m.set_total_size_bytes(static_cast<int64_t>(masked.size()));
     m.set_sha256(ToHex(Sha256Of(masked)));
-    std::optional<absl::StatusOr<std::unique_ptr<fedge::Upload>>> begun;
-    coordinator_->BeginUpload(
-        m, [&begun](absl::StatusOr<std::unique_ptr<fedge::Upload>> u) {
-          begun = std::move(u);
-        });
-    Check(begun.has_value(), "BeginUpload did not answer at once");
-    fuzz::Trace("BeginUpload (masked)", begun->status());
-    if (!begun->ok()) return;
-    std::unique_ptr<fedge::Upload> upload = **std::move(begun);
+    std::unique_ptr<fedge::Upload> upload = Begin(m, "BeginUpload (masked)");
+    if (upload == nullptr) return;
     if (!coordinator_->FeedUpload(*upload, masked).ok()) return;
     fuzz::Trace("FinishUpload (masked)",
                 coordinator_->FinishUpload(std::move(upload)).status());
