@@ -24,6 +24,19 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// A unary call the coordinator may park (a long poll): `start` gets the
+// callback that finishes it, which may run on another thread.
+template <typename Response, typename Start>
+grpc::ServerUnaryReactor* Parked(grpc::CallbackServerContext* context,
+                                 Response* response, Start start) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  start([reactor, response](absl::StatusOr<Response> result) {
+    if (result.ok()) *response = *std::move(result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
 // The caller's address without its port ("ipv4:10.0.0.7"), the key of
 // the join rate limit.
 std::string SourceAddress(const grpc::CallbackServerContext& context) {
@@ -376,13 +389,9 @@ grpc::ServerUnaryReactor* FederationService::Poll(
       !s.ok()) {
     return Finish(context, s);
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  coordinator_->Poll(
-      *request, [reactor, response](absl::StatusOr<v1::PollResponse> result) {
-        if (result.ok()) *response = *std::move(result);
-        reactor->Finish(ToGrpcStatus(result.status()));
-      });
-  return reactor;
+  return Parked(context, response, [&](Coordinator::PollCallback done) {
+    coordinator_->Poll(*request, std::move(done));
+  });
 }
 
 grpc::ServerWriteReactor<v1::ModelChunk>* FederationService::FetchModel(
@@ -468,14 +477,9 @@ grpc::ServerUnaryReactor* FederationService::SecAggStep(
       !s.ok()) {
     return Finish(context, s);
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  coordinator_->SecAggStep(
-      *request,
-      [reactor, response](absl::StatusOr<v1::SecAggStepResponse> result) {
-        if (result.ok()) *response = *std::move(result);
-        reactor->Finish(ToGrpcStatus(result.status()));
-      });
-  return reactor;
+  return Parked(context, response, [&](Coordinator::SecAggCallback done) {
+    coordinator_->SecAggStep(*request, std::move(done));
+  });
 }
 
 absl::Status FederationService::Caller(
