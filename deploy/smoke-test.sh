@@ -266,10 +266,18 @@ victim_name="$(docker inspect -f '{{.Name}}' "$victim")"
 killed_after="$(last_round)"
 step "killing agent ${victim_name#/} (after round $killed_after)"
 docker kill "$victim" >/dev/null || fail "docker kill $victim failed"
-# history.csv may lag a round behind the coordinator (evaluation, the copy
-# to the results folder): the round killed_after + 3 surely started after
-# the kill.
-check_round=$((killed_after + 3))
+# history.csv lags the coordinator (evaluation, the copy to the results
+# folder), by several rounds when rounds take under a second: the round to
+# check comes from the coordinator's log, read once the container is dead.
+# Two rounds after the newest one started by then surely started after the
+# kill (its log may lag a line).
+started_round() {
+  docker logs "$(coordinator_id)" 2>&1 |
+    sed -nE 's/.*round ([0-9]+) started.*/\1/p' | tail -n 1
+}
+now_round="$(started_round)"
+[[ "$now_round" =~ ^[0-9]+$ ]] || fail "no 'round N started' in the coordinator's log"
+check_round=$((now_round + 2))
 more_rounds() { [[ -n "$(round_field "$check_round" 8)" ]]; }
 wait_for 150 "round $check_round (completed after the kill)" more_rounds
 show_rounds "$((killed_after + 1))"
