@@ -375,9 +375,11 @@ std::string RenderSvg(const Figure& figure) {
   return std::move(svg.out);
 }
 
-absl::StatusOr<std::string> RenderPng(const Figure& figure) {
+absl::StatusOr<std::string> RenderPng(const Figure& figure,
+                                      int compression_level) {
   return plot_internal::EncodePng(
-      plot_internal::PaintScene(plot_internal::LayoutFigure(figure)));
+      plot_internal::PaintScene(plot_internal::LayoutFigure(figure)),
+      compression_level);
 }
 
 absl::StatusOr<PlotFormat> PlotFormatForPath(absl::string_view path) {

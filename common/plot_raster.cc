@@ -305,7 +305,8 @@ Canvas PaintScene(const Scene& scene) {
   return canvas;
 }
 
-absl::StatusOr<std::string> EncodePng(const Canvas& canvas) {
+absl::StatusOr<std::string> EncodePng(const Canvas& canvas,
+                                      int compression_level) {
   const size_t row_bytes = static_cast<size_t>(canvas.width()) * 3;
   std::string raw;
   raw.reserve((row_bytes + 1) * canvas.height());
@@ -319,7 +320,7 @@ absl::StatusOr<std::string> EncodePng(const Canvas& canvas) {
   const int rc =
       compress2(reinterpret_cast<Bytef*>(packed.data()), &packed_size,
                 reinterpret_cast<const Bytef*>(raw.data()), raw.size(),
-                Z_BEST_COMPRESSION);
+                std::clamp(compression_level, 0, 9));
   if (rc != Z_OK) {
     return absl::InternalError(absl::StrCat("zlib compress2 failed: ", rc));
   }

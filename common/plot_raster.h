@@ -63,8 +63,10 @@ class Canvas {
 // Paints every item of `scene` in order onto a new canvas.
 Canvas PaintScene(const Scene& scene);
 
-// A PNG file of `canvas`. INTERNAL if zlib fails.
-absl::StatusOr<std::string> EncodePng(const Canvas& canvas);
+// A PNG file of `canvas`, deflated at zlib's `compression_level` (clamped
+// to [0, 9]). INTERNAL if zlib fails.
+absl::StatusOr<std::string> EncodePng(const Canvas& canvas,
+                                      int compression_level = 9);
 
 }  // namespace fedge::plot_internal
 

@@ -25,7 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kChunkBytes = size_t{1} << 20;
 constexpr int64_t kMaxSmallFileBytes = int64_t{1} << 20;
 constexpr char kSpecFile[] = "model-spec.binpb";
 
@@ -40,9 +39,10 @@ std::optional<int64_t> ParseModelFileName(absl::string_view name) {
   return version;
 }
 
-absl::StatusOr<std::string> HashOfFile(const std::string& path) {
+absl::StatusOr<std::string> HashOfFile(const std::string& path,
+                                       size_t chunk_bytes) {
   Sha256 hasher;
-  RETURN_IF_ERROR(ReadFileChunks(path, kChunkBytes, [&](absl::string_view b) {
+  RETURN_IF_ERROR(ReadFileChunks(path, chunk_bytes, [&](absl::string_view b) {
     hasher.Update(b);
     return absl::OkStatus();
   }));
@@ -73,6 +73,9 @@ absl::StatusOr<std::unique_ptr<ModelCache>> ModelCache::Open(
   }
   if (options.keep_versions < 1) {
     return absl::InvalidArgumentError("keep_versions must be at least 1");
+  }
+  if (options.io_chunk_bytes == 0) {
+    return absl::InvalidArgumentError("io_chunk_bytes must be positive");
   }
   std::unique_ptr<FileLock> lock;
   if (options.read_only) {
@@ -155,7 +158,8 @@ absl::Status ModelCache::IndexExistingFiles() {
 
 absl::Status ModelCache::VerifyFile(int64_t version,
                                     const std::string& sha256_hex) const {
-  ASSIGN_OR_RETURN(std::string actual, HashOfFile(ModelPath(version)));
+  ASSIGN_OR_RETURN(std::string actual,
+                   HashOfFile(ModelPath(version), options_.io_chunk_bytes));
   if (actual != sha256_hex) {
     return absl::DataLossError(absl::StrCat(ModelPath(version), " has SHA-256 ",
                                             actual, ", recorded ", sha256_hex));
@@ -168,10 +172,11 @@ absl::StatusOr<ModelState> ModelCache::ReadVerified(
   const std::string path = ModelPath(version);
   Sha256 hasher;
   ModelDecoder decoder(options_.limits);
-  absl::Status s = ReadFileChunks(path, kChunkBytes, [&](absl::string_view b) {
-    hasher.Update(b);
-    return decoder.Feed(b);
-  });
+  absl::Status s =
+      ReadFileChunks(path, options_.io_chunk_bytes, [&](absl::string_view b) {
+        hasher.Update(b);
+        return decoder.Feed(b);
+      });
   if (!s.ok()) return AsDataLoss(s, path);
   const std::string actual = ToHex(hasher.Finish());
   if (actual != sha256_hex) {
@@ -202,8 +207,9 @@ absl::StatusOr<std::string> ModelCache::Put(int64_t version,
   index_.erase(version);
   const bool hash = as.sha256_hex.empty();
   Sha256 hasher;
-  ModelEncoder encoder = wire.has_value() ? ModelEncoder(*wire, kChunkBytes)
-                                          : ModelEncoder(model, kChunkBytes);
+  const size_t chunk = options_.io_chunk_bytes;
+  ModelEncoder encoder = wire.has_value() ? ModelEncoder(*wire, chunk)
+                                          : ModelEncoder(model, chunk);
   RETURN_IF_ERROR(
       WriteFileAtomically(ModelPath(version), [&](std::string* out) {
         if (!encoder.Next(out)) return false;
@@ -357,7 +363,7 @@ absl::Status ModelCache::SaveState(const std::string& name,
                                    const ModelState& state) {
   RETURN_IF_ERROR(CheckWritable());
   RETURN_IF_ERROR(CheckStateName(name));
-  ModelEncoder encoder(state);
+  ModelEncoder encoder(state, options_.io_chunk_bytes);
   return WriteFileAtomically(
       options_.state_dir + "/" + name + ".state",
       [&encoder](std::string* out) { return encoder.Next(out); });
@@ -369,7 +375,7 @@ absl::StatusOr<ModelState> ModelCache::LoadState(
   const std::string path = options_.state_dir + "/" + name + ".state";
   ModelDecoder decoder(options_.limits);
   absl::Status read = ReadFileChunks(
-      path, 1 << 20,
+      path, options_.io_chunk_bytes,
       [&decoder](absl::string_view bytes) { return decoder.Feed(bytes); });
   if (absl::IsNotFound(read)) return read;
   if (!read.ok()) {

@@ -48,6 +48,10 @@ struct ModelCacheOptions {
   bool read_only = false;
   // Limits for decoding cached files.
   DecodeLimits limits;
+  // Bytes read or encoded at a time when hashing, reading and writing
+  // cached models and state (the size of the I/O buffer); > 0. Fuzzers use
+  // a few KiB: each read allocates a buffer of this size.
+  size_t io_chunk_bytes = size_t{1} << 20;
 };
 
 // A model read back from the cache.
@@ -65,7 +69,8 @@ class ModelCache {
  public:
   // Opens (creating in read-write mode) the state directory, locks it, and
   // indexes the cached versions whose files verify.
-  // INVALID_ARGUMENT for an empty state_dir or keep_versions < 1;
+  // INVALID_ARGUMENT for an empty state_dir, keep_versions < 1 or
+  // io_chunk_bytes == 0;
   // FAILED_PRECONDITION when another agent holds the directory; NOT_FOUND
   // when a read-only directory does not exist; PERMISSION_DENIED / INTERNAL
   // for file-system errors (the message names the path).

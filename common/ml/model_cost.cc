@@ -1,8 +1,14 @@
 #include "common/ml/model_cost.h"
 
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace fedge::ml {
@@ -152,34 +158,57 @@ void SqueezeNet(Plan& p, const ModelSpec& s, Hw size) {
          1, true, size);
 }
 
-}  // namespace
+// The product of `factors`; nullopt when it overflows int64.
+std::optional<int64_t> Product(std::initializer_list<int64_t> factors) {
+  int64_t product = 1;
+  for (int64_t f : factors) {
+    if (__builtin_mul_overflow(product, f, &product)) return std::nullopt;
+  }
+  return product;
+}
 
-int64_t ModelLayer::parameters() const {
-  switch (kind) {
-    case Kind::kLinear:
-      return in * out + (bias ? out : 0);
-    case Kind::kConv:
-      return out * (in / groups) * kernel * kernel + (bias ? out : 0);
-    case Kind::kBatchNorm:
-      return 2 * out;
+// a + b; nullopt when either is nullopt or the sum overflows int64.
+std::optional<int64_t> Sum(std::optional<int64_t> a, std::optional<int64_t> b) {
+  int64_t sum = 0;
+  if (!a.has_value() || !b.has_value() ||
+      __builtin_add_overflow(*a, *b, &sum)) {
+    return std::nullopt;
+  }
+  return sum;
+}
+
+// ModelLayer::parameters() and macs(), or nullopt when they overflow.
+std::optional<int64_t> CheckedParameters(const ModelLayer& l) {
+  const int64_t bias = l.bias ? l.out : 0;
+  switch (l.kind) {
+    case ModelLayer::Kind::kLinear:
+      return Sum(Product({l.in, l.out}), bias);
+    case ModelLayer::Kind::kConv:
+      return Sum(Product({l.out, l.in / l.groups, l.kernel, l.kernel}), bias);
+    case ModelLayer::Kind::kBatchNorm:
+      return Product({2, l.out});
   }
   return 0;
 }
 
-int64_t ModelLayer::macs() const {
-  switch (kind) {
-    case Kind::kLinear:
-      return in * out;
-    case Kind::kConv:
-      return out * out_height * out_width * (in / groups) * kernel * kernel;
-    case Kind::kBatchNorm:
+std::optional<int64_t> CheckedMacs(const ModelLayer& l) {
+  switch (l.kind) {
+    case ModelLayer::Kind::kLinear:
+      return Product({l.in, l.out});
+    case ModelLayer::Kind::kConv:
+      return Product({l.out, l.out_height, l.out_width, l.in / l.groups,
+                      l.kernel, l.kernel});
+    case ModelLayer::Kind::kBatchNorm:
       return 0;
   }
   return 0;
 }
 
-absl::StatusOr<std::vector<ModelLayer>> ModelLayers(const ModelSpec& spec) {
-  RETURN_IF_ERROR(CheckModelSpec(spec));
+// The layers of `spec`, which passed CheckModelSpec but for (when called
+// from CheckModelSize) the layers' sizes: the input's dimensions and
+// element count, hidden widths and classes are already bounded, so the
+// planning arithmetic cannot overflow.
+std::vector<ModelLayer> PlanLayers(const ModelSpec& spec) {
   const std::string& arch = spec.architecture;
   const auto& shape = spec.input_shape;
   int64_t in = 1;
@@ -204,6 +233,61 @@ absl::StatusOr<std::vector<ModelLayer>> ModelLayers(const ModelSpec& spec) {
     SqueezeNet(p, spec, size);
   }
   return std::move(p).Finish();
+}
+
+}  // namespace
+
+int64_t ModelLayer::parameters() const {
+  const std::optional<int64_t> n = CheckedParameters(*this);
+  FEDGE_CHECK(n.has_value()) << name << ": the parameter count overflows";
+  return *n;
+}
+
+int64_t ModelLayer::macs() const {
+  const std::optional<int64_t> n = CheckedMacs(*this);
+  FEDGE_CHECK(n.has_value()) << name << ": the MAC count overflows";
+  return *n;
+}
+
+absl::Status CheckModelSize(const ModelSpec& spec) {
+  int64_t elements = 1;
+  for (int64_t d : spec.input_shape) {
+    if (d < 1 || __builtin_mul_overflow(elements, d, &elements) ||
+        elements > kMaxInputElements) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input_shape needs dimensions >= 1 and at most ", kMaxInputElements,
+          " elements, got [", absl::StrJoin(spec.input_shape, ","), "]"));
+    }
+  }
+  constexpr int64_t kMaxWidth = std::numeric_limits<int32_t>::max();
+  for (int64_t h : spec.hidden_units) {
+    if (h < 1 || h > kMaxWidth) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "hidden_units must be in [1, ", kMaxWidth, "], got ", h));
+    }
+  }
+  if (spec.num_classes > kMaxWidth) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_classes must be at most ", kMaxWidth, ", got ", spec.num_classes));
+  }
+  std::optional<int64_t> parameters = 0, macs = 0;
+  for (const ModelLayer& layer : PlanLayers(spec)) {
+    parameters = Sum(parameters, CheckedParameters(layer));
+    macs = Sum(macs, CheckedMacs(layer));
+  }
+  if (!parameters.has_value() || !macs.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", spec.architecture, "' on input [",
+                     absl::StrJoin(spec.input_shape, ","),
+                     "] is too large: its parameter or multiply-accumulate "
+                     "count overflows 64 bits"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ModelLayer>> ModelLayers(const ModelSpec& spec) {
+  RETURN_IF_ERROR(CheckModelSpec(spec));
+  return PlanLayers(spec);
 }
 
 absl::StatusOr<ModelCost> ComputeModelCost(const ModelSpec& spec) {

@@ -71,6 +71,15 @@ struct ModelCost {
 // Returns CheckModelSpec's INVALID_ARGUMENT errors.
 absl::StatusOr<ModelCost> ComputeModelCost(const ModelSpec& spec);
 
+// CheckModelSpec's last check (call CheckModelSpec): OK when the sizes can
+// be counted; INVALID_ARGUMENT for an input dimension < 1, an input of more
+// than kMaxInputElements elements, a hidden width outside [1, 2^31), 2^31
+// classes or more, or a network whose parameter or MAC count (of a layer or
+// in total) does not fit in int64. Expects the architecture and input rank
+// checks to have passed.
+inline constexpr int64_t kMaxInputElements = int64_t{1} << 32;
+absl::Status CheckModelSize(const ModelSpec& spec);
+
 }  // namespace fedge::ml
 
 #endif  // FEDGE_COMMON_ML_MODEL_COST_H_

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/ml/model_cost.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -76,7 +77,8 @@ absl::Status CheckModelSpec(const ModelSpec& spec) {
     RETURN_IF_ERROR(CheckImageInput(spec, 4));
   }
   if (HasWidthMultiplier(arch)) RETURN_IF_ERROR(CheckImageInput(spec, 8));
-  return CheckWidthMultiplier(spec);
+  RETURN_IF_ERROR(CheckWidthMultiplier(spec));
+  return CheckModelSize(spec);
 }
 
 ModelSpec SpecFromConfig(const v1::ModelConfig& config,

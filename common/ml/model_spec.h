@@ -44,8 +44,11 @@ std::vector<std::string> ZooNames();
 // architecture (listing the known ones), fewer than 2 classes, "mlp" without
 // hidden_units, "cnn" or "mobile_cnn" on input that is not [C, H, W] with
 // H, W >= 4, "mobilenet_v2", "shufflenet_v2" or "squeezenet" on input that
-// is not [C, H, W] with H, W >= 8, or a width_multiplier outside (0, 4] (or
-// other than 1 for a network that has no width multiplier).
+// is not [C, H, W] with H, W >= 8, a width_multiplier outside (0, 4] (or
+// other than 1 for a network that has no width multiplier), or sizes that
+// cannot be counted: an input dimension < 1 or more than 2^32 input
+// elements, a hidden width outside [1, 2^31), 2^31 classes or more, a
+// parameter or MAC count beyond int64 (CheckModelSize, model_cost.h).
 absl::Status CheckModelSpec(const ModelSpec& spec);
 
 // From the config; input shape and number of classes from the data when

@@ -429,6 +429,19 @@ TEST(RenderPngTest, ValidPngWithTheSeriesColours) {
   EXPECT_GT(CountPixels(decoded, {255, 255, 255}), 640 * 480 * 7 / 10);
 }
 
+TEST(RenderPngTest, AnyCompressionLevel_SamePixels) {
+  const Figure figure = HistoryFigure(ParseOrDie(SmallHistory()), "h.csv");
+  auto best = RenderPng(figure);
+  ASSERT_TRUE(best.ok()) << best.status();
+  const std::string pixels = Decode(*best).pixels;
+  for (int level : {-3, 0, 1, 6, 12}) {
+    auto png = RenderPng(figure, level);
+    ASSERT_TRUE(png.ok()) << "level " << level << ": " << png.status();
+    EXPECT_EQ(Decode(*png).pixels, pixels) << "level " << level;
+  }
+  EXPECT_LT(best->size(), RenderPng(figure, 0)->size());
+}
+
 TEST(RenderPngTest, NoSeries_OnlyAxesAndText) {
   Figure figure;
   figure.title = "empty";

@@ -214,6 +214,37 @@ TEST_F(ModelCacheTest, BadOptions_InvalidArgument) {
   options.keep_versions = 0;
   EXPECT_EQ(ModelCache::Open(options).status().code(),
             absl::StatusCode::kInvalidArgument);
+  options.keep_versions = 2;
+  options.io_chunk_bytes = 0;
+  EXPECT_EQ(ModelCache::Open(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ModelCacheTest, SmallIoChunks_SameFilesAndModels) {
+  const ModelState model = TinyModel(4);
+  std::string sha;
+  {
+    ModelCacheOptions options;
+    options.state_dir = dir_;
+    options.io_chunk_bytes = 7;  // Every file spans several chunks.
+    std::unique_ptr<ModelCache> cache = *ModelCache::Open(options);
+    absl::StatusOr<std::string> put = cache->Put(3, model);
+    ASSERT_TRUE(put.ok()) << put.status();
+    sha = *put;
+    EXPECT_EQ(sha, ToHex(ModelDigest(model)));
+    ASSERT_TRUE(cache->SaveState("residual", model).ok());
+    absl::StatusOr<ModelState> state = cache->LoadState("residual");
+    ASSERT_TRUE(state.ok()) << state.status();
+    EXPECT_EQ(EncodeModel(*state), EncodeModel(model));
+  }
+  ModelCacheOptions options;
+  options.state_dir = dir_;
+  options.io_chunk_bytes = 5;  // Indexes (hashes) what was written.
+  std::unique_ptr<ModelCache> cache = *ModelCache::Open(options);
+  EXPECT_THAT(cache->Versions(), ElementsAre(3));
+  absl::StatusOr<ModelState> got = cache->Get(3, sha);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(EncodeModel(*got), EncodeModel(model));
 }
 
 TEST_F(ModelCacheTest, Spec_RoundTrips_AndAChangeDropsModels) {

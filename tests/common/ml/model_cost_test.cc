@@ -183,5 +183,39 @@ TEST(ModelCostTest, BadSpec_IsInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Found by config_fuzz: the input's element count overflowed int64.
+TEST(ModelCostTest, SizesBeyondInt64_InvalidArgumentNotOverflow) {
+  const std::vector<ModelSpec> too_large = {
+      Spec("logreg", {int64_t{1} << 40, int64_t{1} << 40}),
+      Spec("logreg", {1, 0, 28}), Spec("logreg", {-1, 28, 28}),
+      Spec("logreg", {1, 65536, 65537}),  // Just over kMaxInputElements.
+  };
+  for (const ModelSpec& spec : too_large) {
+    EXPECT_EQ(CheckModelSpec(spec).code(), absl::StatusCode::kInvalidArgument)
+        << absl::StrJoin(spec.input_shape, ",");
+    EXPECT_EQ(ComputeModelCost(spec).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  ModelSpec wide = Spec("mlp");
+  wide.hidden_units = {int64_t{1} << 31};
+  EXPECT_EQ(CheckModelSpec(wide).code(), absl::StatusCode::kInvalidArgument);
+  wide.hidden_units = {0};
+  EXPECT_EQ(CheckModelSpec(wide).code(), absl::StatusCode::kInvalidArgument);
+  // Every layer fits, the total does not: 2^30 x (2^31 - 1), 8 times.
+  ModelSpec deep = Spec("mlp", {1 << 30});
+  deep.hidden_units.assign(8, (int64_t{1} << 31) - 1);
+  EXPECT_THAT(std::string(CheckModelSpec(deep).message()),
+              testing::HasSubstr("overflows 64 bits"));
+  // A squeezenet classifier on a 2^32-pixel image with 2^31 - 1 classes.
+  ModelSpec classes = Spec("squeezenet", {1, 1 << 16, 1 << 16});
+  classes.num_classes = (int64_t{1} << 31) - 1;
+  EXPECT_EQ(CheckModelSpec(classes).code(), absl::StatusCode::kInvalidArgument);
+  // The largest input still counts.
+  absl::StatusOr<ModelCost> largest =
+      ComputeModelCost(Spec("logreg", {1, 65536, 65536}));
+  ASSERT_TRUE(largest.ok()) << largest.status();
+  EXPECT_EQ(largest->parameters, (int64_t{1} << 32) * 10 + 10);
+}
+
 }  // namespace
 }  // namespace fedge::ml
