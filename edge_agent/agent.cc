@@ -601,32 +601,46 @@ absl::Status Agent::Submit(const v1::TrainTask& task,
                     EncodedSize(output.delta), " bytes)");
   }
   const absl::Time submit_start = clock_->Now();
+  ASSIGN_OR_RETURN(
+      std::optional<v1::SubmitUpdateResponse> accepted,
+      UploadUpdate(
+          [&] {
+            return client_->SubmitUpdate(
+                metadata, output.delta,
+                encoded.has_value() ? &*encoded : nullptr);
+          },
+          encoded.has_value() ? EncodedSize(*encoded)
+                              : EncodedSize(output.delta),
+          absl::StrCat(trained, ", update dropped: ")));
+  if (!accepted.has_value()) return absl::OkStatus();
+  FEDGE_LOG(INFO) << trained << ", submitted in "
+                  << absl::StrFormat(
+                         "%.3f s",
+                         absl::ToDoubleSeconds(clock_->Now() - submit_start))
+                  << (accepted->duplicate() ? " (duplicate)" : "");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<v1::SubmitUpdateResponse>> Agent::UploadUpdate(
+    const std::function<absl::StatusOr<v1::SubmitUpdateResponse>()>& send,
+    int64_t bytes, absl::string_view dropped) {
   while (true) {
-    absl::StatusOr<v1::SubmitUpdateResponse> response = client_->SubmitUpdate(
-        metadata, output.delta, encoded.has_value() ? &*encoded : nullptr);
+    absl::StatusOr<v1::SubmitUpdateResponse> response = send();
     if (response.ok()) {
       OnContact();
       ++stats_.updates_submitted;
       Observe([&](AgentMetrics& m) {
         m.updates_accepted.Increment();
-        m.bytes_sent.IncrementBy(encoded.has_value()
-                                     ? EncodedSize(*encoded)
-                                     : EncodedSize(output.delta));
+        m.bytes_sent.IncrementBy(bytes);
       });
-      FEDGE_LOG(INFO) << trained << ", submitted in "
-                      << absl::StrFormat("%.3f s",
-                                         absl::ToDoubleSeconds(clock_->Now() -
-                                                               submit_start))
-                      << (response->duplicate() ? " (duplicate)" : "");
-      return absl::OkStatus();
+      return std::optional<v1::SubmitUpdateResponse>(*std::move(response));
     }
     const absl::StatusCode code = response.status().code();
     if (IsSessionLost(code) || IsRefusal(code) || stop_requested_.load() ||
         clock_->Now() >= task_deadline_) {
-      DropUpdate(absl::StrCat(
-          trained, ", update dropped: ", response.status().ToString()));
+      DropUpdate(absl::StrCat(dropped, response.status().ToString()));
       if (IsSessionLost(code)) TransitionTo(AgentState::kNotJoined);
-      return absl::OkStatus();
+      return std::optional<v1::SubmitUpdateResponse>();
     }
     RETURN_IF_ERROR(BackOff("submit", response.status()));
   }

@@ -306,6 +306,14 @@ class Agent {
                             SecureRound& secure);
   v1::UpdateMetadata MakeMetadata(const v1::TrainTask& task,
                                   const TrainMetrics& metrics);
+  // Uploads an update with `send` until the coordinator accepts it, backing
+  // off while it is unreachable. Accepted: counted (`bytes` sent) and the
+  // response returned. Dropped on a lost session (which is then left), a
+  // refusal, Stop() or the task's deadline: logged as `dropped` followed by
+  // the reason, and nullopt returned. An error only when backing off fails.
+  absl::StatusOr<std::optional<v1::SubmitUpdateResponse>> UploadUpdate(
+      const std::function<absl::StatusOr<v1::SubmitUpdateResponse>()>& send,
+      int64_t bytes, absl::string_view dropped);
   void DropUpdate(const std::string& message);
   void RefreshLatestModel(const v1::PollResponse& poll);
 

@@ -107,27 +107,13 @@ absl::Status Agent::SubmitSecure(const v1::TrainTask& task, TrainOutput& output,
   metadata.set_base_version(task.model_version());
   metadata.set_upload_id(NewUploadId());
   const absl::Time submit_start = clock_->Now();
-  while (true) {
-    absl::StatusOr<v1::SubmitUpdateResponse> response =
-        client_->SubmitMaskedInput(metadata, *masked);
-    if (response.ok()) break;
-    const absl::StatusCode code = response.status().code();
-    if (IsSessionLost(code) || IsRefusal(code) || stop_requested_.load() ||
-        clock_->Now() >= task_deadline_) {
-      DropUpdate(absl::StrCat(
-          "round ", task.round(),
-          ": masked update dropped: ", response.status().ToString()));
-      if (IsSessionLost(code)) TransitionTo(AgentState::kNotJoined);
-      return absl::OkStatus();
-    }
-    RETURN_IF_ERROR(BackOff("submit", response.status()));
-  }
-  OnContact();
-  ++stats_.updates_submitted;
-  Observe([&](AgentMetrics& m) {
-    m.updates_accepted.Increment();
-    m.bytes_sent.IncrementBy(static_cast<int64_t>(masked->size()));
-  });
+  ASSIGN_OR_RETURN(
+      std::optional<v1::SubmitUpdateResponse> accepted,
+      UploadUpdate(
+          [&] { return client_->SubmitMaskedInput(metadata, *masked); },
+          static_cast<int64_t>(masked->size()),
+          absl::StrCat("round ", task.round(), ": masked update dropped: ")));
+  if (!accepted.has_value()) return absl::OkStatus();
   FEDGE_LOG(INFO) << "round " << task.round() << ": trained "
                   << output.metrics.num_examples << " examples, masked update ("
                   << masked->size() << " bytes) submitted in "
