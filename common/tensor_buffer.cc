@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/vectorize.h"
 
 namespace fedge {
 
@@ -238,16 +239,19 @@ size_t FirstNonFinite(absl::Span<const float> v) {
 
 }  // namespace
 
+// Signed compares of the masked bits (which are non-negative): SSE2 has
+// them, not unsigned ones.
+FEDGE_VECTOR_CLONES
 uint32_t MaxAbsFloatBits(const void* data, size_t count) {
   const auto* bytes = static_cast<const uint8_t*>(data);
-  uint32_t most = 0;
+  int32_t most = 0;
   for (size_t i = 0; i < count; ++i) {
-    uint32_t bits;
+    int32_t bits;
     std::memcpy(&bits, bytes + 4 * i, sizeof(bits));
-    bits &= 0x7fffffffu;
+    bits &= 0x7fffffff;
     most = bits > most ? bits : most;
   }
-  return most;
+  return static_cast<uint32_t>(most);
 }
 
 absl::Status CheckFinite(const ModelState& state) {

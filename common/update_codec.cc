@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "common/random.h"
 #include "common/status_macros.h"
+#include "common/vectorize.h"
 
 namespace fedge {
 namespace {
@@ -91,6 +92,7 @@ inline float HalfBitsToFloat(uint16_t half) {
       sign);
 }
 
+FEDGE_VECTOR_CLONES
 void HalvesToFloats(const char* in, uint64_t count, float* out) {
   for (uint64_t i = 0; i < count; ++i) {
     uint16_t half;
@@ -99,6 +101,7 @@ void HalvesToFloats(const char* in, uint64_t count, float* out) {
   }
 }
 
+FEDGE_VECTOR_CLONES
 void Int8sToFloats(const char* in, uint64_t count, float scale, float* out) {
   for (uint64_t i = 0; i < count; ++i) {
     out[i] = static_cast<float>(static_cast<int8_t>(in[i])) * scale;
@@ -462,6 +465,7 @@ struct TensorJob {
   int64_t n;
   uint8_t* data;
   float* residual;  // May be null.
+  int32_t max_abs_bits;  // MaxAbsBits(x, n), finite.
 };
 
 void EncodeFp16(const TensorJob& job) {
@@ -505,7 +509,7 @@ inline uint32_t BlockRandom(uint64_t key, uint32_t i) {
 // multiples of 2^-23, and off by less than 2^-24 below. With Stochastic =
 // false, u = 1/2 rounds to nearest (ties down).
 template <bool Stochastic>
-void QuantizeBlock(const float* x, int64_t n, float inverse, uint64_t key,
+inline __attribute__((always_inline)) void QuantizeBlock(const float* x, int64_t n, float inverse, uint64_t key,
                    int8_t* q) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i] * inverse;
@@ -522,6 +526,7 @@ void QuantizeBlock(const float* x, int64_t n, float inverse, uint64_t key,
 
 // Quantizes n values with `scale` (> 0) into q, in blocks of 4096 keyed by
 // successive draws of `rng`.
+FEDGE_VECTOR_CLONES
 void QuantizeInt8(const float* x, int64_t n, float scale, bool stochastic,
                   DeterministicRng& rng, int8_t* q) {
   constexpr int64_t kBlock = 4096;
@@ -545,7 +550,8 @@ void EncodeInt8(const TensorJob& job, int64_t slices, bool stochastic,
   int8_t* q = reinterpret_cast<int8_t*>(job.data + 4 * slices);
   for (int64_t s = 0; s < slices; ++s) {
     const float* x = job.x + s * slice_n;
-    const float scale = Int8Scale(BitsFloat(MaxAbsBits(x, slice_n)));
+    const float scale = Int8Scale(BitsFloat(
+        slices == 1 ? job.max_abs_bits : MaxAbsBits(x, slice_n)));
     PutFloat(job.data + 4 * s, scale);
     if (scale > 0.0f) {
       QuantizeInt8(x, slice_n, scale, stochastic, rng, q + s * slice_n);
@@ -629,10 +635,9 @@ absl::StatusOr<EncodedTensor> EncodeTensor(const TensorBuffer& t,
     out.data_len = t.num_bytes();
   }
   const bool raw = out.encoding == TensorEncoding::kRaw;
-  if (!raw) {
-    RETURN_IF_ERROR(
-        CheckFiniteBits(t, MaxAbsBits(t.floats().data(), t.num_elements())));
-  }
+  const int32_t max_abs_bits =
+      raw ? 0 : MaxAbsBits(t.floats().data(), t.num_elements());
+  if (!raw) RETURN_IF_ERROR(CheckFiniteBits(t, max_abs_bits));
   if (residual != nullptr) {
     // Raw is exact: its residual is zero; lossy residuals are written whole.
     ASSIGN_OR_RETURN(
@@ -647,7 +652,8 @@ absl::StatusOr<EncodedTensor> EncodeTensor(const TensorBuffer& t,
   }
   const TensorJob job = {
       t.floats().data(), t.num_elements(), out.data.get(),
-      residual == nullptr ? nullptr : residual->mutable_floats().data()};
+      residual == nullptr ? nullptr : residual->mutable_floats().data(),
+      max_abs_bits};
   switch (out.encoding) {
     case TensorEncoding::kFp16:
       EncodeFp16(job);
