@@ -294,15 +294,7 @@ double L2Norm(const ModelState& update) {
   double sum = 0;
   for (const TensorBuffer& t : update.tensors()) {
     if (t.dtype() != DType::kFloat32) continue;
-    absl::Span<const float> v = t.floats();
-    double s0 = 0, s1 = 0;
-    size_t j = 0;
-    for (; j + 2 <= v.size(); j += 2) {
-      s0 += static_cast<double>(v[j]) * v[j];
-      s1 += static_cast<double>(v[j + 1]) * v[j + 1];
-    }
-    if (j < v.size()) s0 += static_cast<double>(v[j]) * v[j];
-    sum += s0 + s1;
+    sum += SumOfSquares(t.floats().data(), t.floats().size());
   }
   return std::sqrt(sum);
 }

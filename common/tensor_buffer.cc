@@ -254,6 +254,24 @@ uint32_t MaxAbsFloatBits(const void* data, size_t count) {
   return static_cast<uint32_t>(most);
 }
 
+FEDGE_VECTOR_CLONES
+double SumOfSquares(const float* x, size_t count) {
+  constexpr size_t kLanes = 8;
+  double sums[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    for (size_t k = 0; k < kLanes; ++k) {
+      sums[k] += static_cast<double>(x[i + k]) * x[i + k];
+    }
+  }
+  for (size_t k = 0; i + k < count; ++k) {
+    sums[k] += static_cast<double>(x[i + k]) * x[i + k];
+  }
+  double total = 0;
+  for (double s : sums) total += s;
+  return total;
+}
+
 absl::Status CheckFinite(const ModelState& state) {
   for (const TensorBuffer& t : state.tensors()) {
     if (t.dtype() != DType::kFloat32 || t.known_finite()) continue;

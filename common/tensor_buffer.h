@@ -113,6 +113,11 @@ class TensorBuffer {
 // branch per element (the compiler vectorizes it).
 uint32_t MaxAbsFloatBits(const void* data, size_t count);
 
+// The sum of x[i]^2 over `count` floats, in double: eight interleaved
+// partial sums (element i goes to sum i % 8), added at the end, so that it
+// vectorizes; the same result on every machine.
+double SumOfSquares(const float* x, size_t count);
+
 // An ordered list of named tensors: one model's parameters and buffers, or an
 // update (delta) shaped like them.
 class ModelState {
