@@ -114,6 +114,15 @@ constexpr uint8_t kMissingGlyph[9] = {0x1F, 0x11, 0x11, 0x11, 0x11,
 
 double Clamp01(double v) { return std::clamp(v, 0.0, 1.0); }
 
+// A whole-pixel coordinate (already floored, ceiled or rounded) as an int,
+// clamped to +-2^24, far off any canvas, and NaN taken as -2^24: scenes
+// from any data convert without an out-of-range cast.
+int ToPixel(double v) {
+  constexpr double kFar = 1 << 24;
+  return std::isnan(v) ? -static_cast<int>(kFar)
+                       : static_cast<int>(std::clamp(v, -kFar, kFar));
+}
+
 // Distance from `p` to the segment a-b.
 double SegmentDistance(Vec2 p, Vec2 a, Vec2 b) {
   const double dx = b.x - a.x, dy = b.y - a.y;
@@ -193,7 +202,9 @@ Rgb Canvas::Pixel(int x, int y) const {
 }
 
 void Canvas::Blend(int x, int y, Rgb color, double coverage) {
-  if (x < 0 || y < 0 || x >= width_ || y >= height_ || coverage <= 0) return;
+  if (x < 0 || y < 0 || x >= width_ || y >= height_ || !(coverage > 0)) {
+    return;  // Off the canvas, or no coverage (NaN included).
+  }
   const double a = Clamp01(coverage);
   uint8_t* p = &rgb_[(static_cast<size_t>(y) * width_ + x) * 3];
   const uint8_t c[3] = {color.r, color.g, color.b};
@@ -203,8 +214,8 @@ void Canvas::Blend(int x, int y, Rgb color, double coverage) {
 }
 
 void Canvas::FillRect(double x, double y, double w, double h, Rgb color) {
-  const int x0 = static_cast<int>(std::floor(x));
-  const int y0 = static_cast<int>(std::floor(y));
+  const int x0 = ToPixel(std::floor(x));
+  const int y0 = ToPixel(std::floor(y));
   for (int py = std::max(y0, 0); py < std::min<double>(y + h, height_); ++py) {
     const double cy = std::min(py + 1.0, y + h) - std::max<double>(py, y);
     for (int px = std::max(x0, 0); px < std::min<double>(x + w, width_); ++px) {
@@ -225,19 +236,21 @@ void Canvas::StrokePolyline(const std::vector<Vec2>& points, double width,
     x_min = std::min(x_min, p.x - reach), x_max = std::max(x_max, p.x + reach);
     y_min = std::min(y_min, p.y - reach), y_max = std::max(y_max, p.y + reach);
   }
-  const int bx = std::max(0, static_cast<int>(std::floor(x_min)));
-  const int by = std::max(0, static_cast<int>(std::floor(y_min)));
-  const int bw = std::min(width_, static_cast<int>(std::ceil(x_max))) - bx;
-  const int bh = std::min(height_, static_cast<int>(std::ceil(y_max))) - by;
+  const int bx = std::max(0, ToPixel(std::floor(x_min)));
+  const int by = std::max(0, ToPixel(std::floor(y_min)));
+  const int bw = std::min(width_, ToPixel(std::ceil(x_max))) - bx;
+  const int bh = std::min(height_, ToPixel(std::ceil(y_max))) - by;
   if (bw <= 0 || bh <= 0) return;
   std::vector<float> mask(static_cast<size_t>(bw) * bh, 0.0f);
   for (const auto& [a, b] : DashPieces(points, dash)) {
-    const int x0 = std::max(bx, static_cast<int>(std::min(a.x, b.x) - reach));
+    const int x0 =
+        std::max(bx, ToPixel(std::floor(std::min(a.x, b.x) - reach)));
     const int x1 =
-        std::min(bx + bw - 1, static_cast<int>(std::max(a.x, b.x) + reach));
-    const int y0 = std::max(by, static_cast<int>(std::min(a.y, b.y) - reach));
+        std::min(bx + bw - 1, ToPixel(std::floor(std::max(a.x, b.x) + reach)));
+    const int y0 =
+        std::max(by, ToPixel(std::floor(std::min(a.y, b.y) - reach)));
     const int y1 =
-        std::min(by + bh - 1, static_cast<int>(std::max(a.y, b.y) + reach));
+        std::min(by + bh - 1, ToPixel(std::floor(std::max(a.y, b.y) + reach)));
     for (int py = y0; py <= y1; ++py) {
       for (int px = x0; px <= x1; ++px) {
         const double d = SegmentDistance({px + 0.5, py + 0.5}, a, b);
@@ -254,10 +267,12 @@ void Canvas::StrokePolyline(const std::vector<Vec2>& points, double width,
 }
 
 void Canvas::FillDisc(Vec2 center, double radius, Rgb color) {
-  const int x0 = static_cast<int>(std::floor(center.x - radius - 1));
-  const int y0 = static_cast<int>(std::floor(center.y - radius - 1));
-  const int x1 = static_cast<int>(std::ceil(center.x + radius + 1));
-  const int y1 = static_cast<int>(std::ceil(center.y + radius + 1));
+  const int x0 = std::max(0, ToPixel(std::floor(center.x - radius - 1)));
+  const int y0 = std::max(0, ToPixel(std::floor(center.y - radius - 1)));
+  const int x1 =
+      std::min(width_ - 1, ToPixel(std::ceil(center.x + radius + 1)));
+  const int y1 =
+      std::min(height_ - 1, ToPixel(std::ceil(center.y + radius + 1)));
   for (int py = y0; py <= y1; ++py) {
     for (int px = x0; px <= x1; ++px) {
       const double d = std::hypot(px + 0.5 - center.x, py + 0.5 - center.y);
@@ -271,9 +286,8 @@ void Canvas::DrawText(Vec2 baseline, absl::string_view text, int scale,
   double x = baseline.x;
   if (anchor == Anchor::kMiddle) x -= TextWidth(text, scale) / 2;
   if (anchor == Anchor::kEnd) x -= TextWidth(text, scale);
-  const int left = static_cast<int>(std::lround(x));
-  const int top =
-      static_cast<int>(std::lround(baseline.y)) - kGlyphCapHeight * scale;
+  const int left = ToPixel(std::round(x));
+  const int top = ToPixel(std::round(baseline.y)) - kGlyphCapHeight * scale;
   for (size_t i = 0; i < text.size(); ++i) {
     const uint8_t* rows = Glyph(text[i]);
     const int cell = left + static_cast<int>(i) * kGlyphAdvance * scale;
