@@ -283,17 +283,31 @@ void ModelEncoder::EnterSegment(size_t segment) {
 bool ModelEncoder::Next(std::string* out) {
   out->clear();
   if (offset_ >= total_bytes_) return false;
+  out->reserve(static_cast<size_t>(std::min<int64_t>(
+      static_cast<int64_t>(max_chunk_bytes_), total_bytes_ - offset_)));
+  return NextPieces([out](absl::string_view bytes, bool) {
+    out->append(bytes.data(), bytes.size());
+  });
+}
+
+bool ModelEncoder::NextPieces(
+    absl::FunctionRef<void(absl::string_view bytes, bool stable)> piece) {
+  if (offset_ >= total_bytes_) return false;
   const size_t want = static_cast<size_t>(std::min<int64_t>(
       static_cast<int64_t>(max_chunk_bytes_), total_bytes_ - offset_));
-  out->reserve(want);
-  while (out->size() < want) {
+  size_t produced = 0;
+  while (produced < want) {
     const absl::string_view segment = Segment();
-    const size_t n = std::min(segment.size() - in_segment_, want - out->size());
-    if (n > 0) out->append(segment.data() + in_segment_, n);
+    const size_t n = std::min(segment.size() - in_segment_, want - produced);
+    if (n > 0) {
+      // Odd segments and segment 0 are headers, built in header_.
+      piece(segment.substr(in_segment_, n), segment_ % 2 == 0 && segment_ > 0);
+    }
+    produced += n;
     in_segment_ += n;
     if (in_segment_ == segment.size()) EnterSegment(segment_ + 1);
   }
-  offset_ += static_cast<int64_t>(out->size());
+  offset_ += static_cast<int64_t>(produced);
   return true;
 }
 

@@ -50,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -168,6 +169,13 @@ class ModelEncoder {
   // Replaces `out` with the next bytes (between 1 and max_chunk_bytes of
   // them); returns false, with `out` empty, once the encoding is complete.
   bool Next(std::string* out);
+  // Next() without copying: hands the next chunk's bytes to `piece` in
+  // order. Pieces with `stable` are the model's own tensor data, valid as
+  // long as the model is; the others (the prefix and tensor headers, a few
+  // dozen bytes each) are the encoder's, valid only during the call. Returns
+  // false, without calling `piece`, once the encoding is complete.
+  bool NextPieces(
+      absl::FunctionRef<void(absl::string_view bytes, bool stable)> piece);
   // EncodedSize() of the model.
   int64_t total_bytes() const { return total_bytes_; }
   // Bytes produced so far (or the position Seek() set).

@@ -464,7 +464,7 @@ struct TensorJob {
   const float* x;
   int64_t n;
   uint8_t* data;
-  float* residual;  // May be null.
+  float* residual;       // May be null.
   int32_t max_abs_bits;  // MaxAbsBits(x, n), finite.
 };
 
@@ -509,8 +509,8 @@ inline uint32_t BlockRandom(uint64_t key, uint32_t i) {
 // multiples of 2^-23, and off by less than 2^-24 below. With Stochastic =
 // false, u = 1/2 rounds to nearest (ties down).
 template <bool Stochastic>
-inline __attribute__((always_inline)) void QuantizeBlock(const float* x, int64_t n, float inverse, uint64_t key,
-                   int8_t* q) {
+inline __attribute__((always_inline)) void QuantizeBlock(
+    const float* x, int64_t n, float inverse, uint64_t key, int8_t* q) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i] * inverse;
     int32_t floor_v = static_cast<int32_t>(v);               // Truncated...
@@ -550,8 +550,8 @@ void EncodeInt8(const TensorJob& job, int64_t slices, bool stochastic,
   int8_t* q = reinterpret_cast<int8_t*>(job.data + 4 * slices);
   for (int64_t s = 0; s < slices; ++s) {
     const float* x = job.x + s * slice_n;
-    const float scale = Int8Scale(BitsFloat(
-        slices == 1 ? job.max_abs_bits : MaxAbsBits(x, slice_n)));
+    const float scale = Int8Scale(
+        BitsFloat(slices == 1 ? job.max_abs_bits : MaxAbsBits(x, slice_n)));
     PutFloat(job.data + 4 * s, scale);
     if (scale > 0.0f) {
       QuantizeInt8(x, slice_n, scale, stochastic, rng, q + s * slice_n);

@@ -601,17 +601,16 @@ absl::Status Agent::Submit(const v1::TrainTask& task,
                     EncodedSize(output.delta), " bytes)");
   }
   const absl::Time submit_start = clock_->Now();
-  ASSIGN_OR_RETURN(
-      std::optional<v1::SubmitUpdateResponse> accepted,
-      UploadUpdate(
-          [&] {
-            return client_->SubmitUpdate(
-                metadata, output.delta,
-                encoded.has_value() ? &*encoded : nullptr);
-          },
-          encoded.has_value() ? EncodedSize(*encoded)
-                              : EncodedSize(output.delta),
-          absl::StrCat(trained, ", update dropped: ")));
+  ASSIGN_OR_RETURN(std::optional<v1::SubmitUpdateResponse> accepted,
+                   UploadUpdate(
+                       [&] {
+                         return client_->SubmitUpdate(
+                             metadata, output.delta,
+                             encoded.has_value() ? &*encoded : nullptr);
+                       },
+                       encoded.has_value() ? EncodedSize(*encoded)
+                                           : EncodedSize(output.delta),
+                       absl::StrCat(trained, ", update dropped: ")));
   if (!accepted.has_value()) return absl::OkStatus();
   FEDGE_LOG(INFO) << trained << ", submitted in "
                   << absl::StrFormat(

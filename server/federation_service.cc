@@ -47,10 +47,35 @@ std::string SourceAddress(const grpc::CallbackServerContext& context) {
   return peer.substr(0, colon);
 }
 
-// Streams one published model in chunks; the first carries its size and
-// hash. Deletes itself when the call is done.
-// (For an export, the model alone: `model_only`.)
-class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
+// Appends the tag and length of ModelChunk.data, a length-delimited field
+// of `n` bytes, which follow: protobuf parsers take a message's fields in
+// any order, so the data can come after the others.
+void AppendDataFieldHeader(std::string* out, uint64_t n) {
+  const uint64_t tag = (uint64_t{v1::ModelChunk::kDataFieldNumber} << 3) | 2;
+  for (uint64_t v : {tag, n}) {
+    for (; v >= 0x80; v >>= 7) out->push_back(static_cast<char>(v | 0x80));
+    out->push_back(static_cast<char>(v));
+  }
+}
+
+// Parses a raw method's request.
+template <typename Request>
+absl::Status ParseRequest(const grpc::ByteBuffer& raw, Request* request) {
+  grpc::ByteBuffer copy = raw;  // Deserialize consumes it (slices: shared).
+  grpc::Status s =
+      grpc::SerializationTraits<Request>::Deserialize(&copy, request);
+  if (s.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("cannot parse the request: ", s.error_message()));
+}
+
+// Streams one published model as serialized v1::ModelChunk messages; the
+// first carries its size and hash (and signature). Tensor bytes are not
+// copied: each message's `data` is slices of the published model's own
+// memory, which hold a reference to it until gRPC has sent them (the raw
+// methods of FetchModel and ExportModel take ByteBuffers). Deletes itself
+// when the call is done. (For an export, the model alone: `model_only`.)
+class ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   ModelWriter(Coordinator* coordinator,
               std::shared_ptr<const PublishedModel> model, int64_t offset,
@@ -59,13 +84,12 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
         model_(std::move(model)),
         encoder_(MakeEncoder(*model_, model_only, chunk_bytes)) {
     encoder_.Seek(offset);
-    chunk_.set_version(model_->version);
-    chunk_.set_total_size_bytes(encoder_.total_bytes());
-    chunk_.set_sha256(model_only ? ToHex(ModelDigest(model_->model))
+    first_.set_total_size_bytes(encoder_.total_bytes());
+    first_.set_sha256(model_only ? ToHex(model_->model_sha256)
                                  : model_->sha256_hex);
     if (!model_only) {  // The signature covers the download's hash.
-      chunk_.set_signature(model_->signature.signature);
-      chunk_.set_signing_key_id(model_->signature.key_id);
+      first_.set_signature(model_->signature.signature);
+      first_.set_signing_key_id(model_->signature.key_id);
     }
     WriteNext();
   }
@@ -74,26 +98,41 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
     if (!ok)
       return Finish(
           grpc::Status(grpc::StatusCode::UNAVAILABLE, "model stream broken"));
-    chunk_.clear_total_size_bytes();
-    chunk_.clear_sha256();
-    chunk_.clear_signature();
-    chunk_.clear_signing_key_id();
     WriteNext();
   }
   void OnDone() override { delete this; }
 
  private:
+  using ModelRef = std::shared_ptr<const PublishedModel>;
+  static void Release(void* model) { delete static_cast<ModelRef*>(model); }
+
   void WriteNext() {
-    chunk_.set_offset(encoder_.offset());
-    if (!encoder_.Next(chunk_.mutable_data())) {
-      return Finish(grpc::Status::OK);
-    }
-    coordinator_->AddBytesSent(static_cast<int64_t>(chunk_.data().size()));
-    StartWrite(&chunk_);
+    v1::ModelChunk fields = std::move(first_);  // The first chunk's, then none.
+    first_.Clear();
+    fields.set_version(model_->version);
+    fields.set_offset(encoder_.offset());
+    std::vector<grpc::Slice> slices(1);  // [0]: the fields, data's header.
+    uint64_t data_bytes = 0;
+    const bool more =
+        encoder_.NextPieces([&](absl::string_view bytes, bool stable) {
+          data_bytes += bytes.size();
+          if (!stable) {  // A header: copied.
+            slices.emplace_back(bytes.data(), bytes.size());
+            return;
+          }
+          // gRPC only reads a slice it sends.
+          slices.emplace_back(const_cast<char*>(bytes.data()), bytes.size(),
+                              &Release, new ModelRef(model_));
+        });
+    if (!more) return Finish(grpc::Status::OK);
+    std::string head = fields.SerializeAsString();
+    AppendDataFieldHeader(&head, data_bytes);
+    slices[0] = grpc::Slice(head);
+    message_ = grpc::ByteBuffer(slices.data(), slices.size());
+    coordinator_->AddBytesSent(static_cast<int64_t>(data_bytes));
+    StartWrite(&message_);
   }
 
-  Coordinator* coordinator_;
-  std::shared_ptr<const PublishedModel> model_;
   // What agents download (in its wire encoding), or the model alone.
   static ModelEncoder MakeEncoder(const PublishedModel& model, bool model_only,
                                   int chunk_bytes) {
@@ -102,8 +141,11 @@ class ModelWriter final : public grpc::ServerWriteReactor<v1::ModelChunk> {
     return ModelEncoder(model.download(), chunk_bytes);
   }
 
+  Coordinator* coordinator_;
+  ModelRef model_;
   ModelEncoder encoder_;
-  v1::ModelChunk chunk_;
+  v1::ModelChunk first_;      // The first chunk's own fields.
+  grpc::ByteBuffer message_;  // Being written.
 };
 
 // Streams a file (the TorchScript archive) in chunks read as they go.
@@ -165,7 +207,7 @@ class ArchiveRefusal : public grpc::ServerWriteReactor<v1::ArchiveChunk> {
 };
 
 // A model stream that only reports an error.
-class Refusal : public grpc::ServerWriteReactor<v1::ModelChunk> {
+class Refusal : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit Refusal(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
   void OnDone() override { delete this; }
@@ -394,16 +436,19 @@ grpc::ServerUnaryReactor* FederationService::Poll(
   });
 }
 
-grpc::ServerWriteReactor<v1::ModelChunk>* FederationService::FetchModel(
-    grpc::CallbackServerContext* context,
-    const v1::FetchModelRequest* request) {
-  if (absl::Status s = Caller(*context, request->session_token(), "FetchModel");
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FederationService::FetchModel(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
+  v1::FetchModelRequest request;
+  if (absl::Status s = ParseRequest(*raw, &request); !s.ok()) {
+    return new Refusal(s);
+  }
+  if (absl::Status s = Caller(*context, request.session_token(), "FetchModel");
       !s.ok()) {
     return new Refusal(s);
   }
-  auto model = coordinator_->GetModel(*request);
+  auto model = coordinator_->GetModel(request);
   if (!model.ok()) return new Refusal(model.status());
-  return new ModelWriter(coordinator_, *std::move(model), request->offset(),
+  return new ModelWriter(coordinator_, *std::move(model), request.offset(),
                          chunk_bytes_);
 }
 
@@ -637,9 +682,8 @@ grpc::ServerUnaryReactor* OperatorService::AllowAgent(
       absl::StrCat("agent ", id, " may join again"));
 }
 
-grpc::ServerWriteReactor<v1::ModelChunk>* OperatorService::ExportModel(
-    grpc::CallbackServerContext* context,
-    const v1::ExportModelRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* OperatorService::ExportModel(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* /*raw*/) {
   absl::StatusOr<std::string> who = Operator(context);
   if (!who.ok()) return new Refusal(who.status());
   std::shared_ptr<const PublishedModel> model = coordinator_->latest_model();

@@ -15,7 +15,11 @@ namespace fedge {
 
 // Under mutual TLS an operator's certificate is not an agent's: Join
 // refuses it with PERMISSION_DENIED.
-class FederationService final : public v1::Federation::CallbackService {
+// FetchModel is a raw method (ByteBuffers): its replies are serialized
+// without copying the model.
+class FederationService final
+    : public v1::Federation::WithRawCallbackMethod_FetchModel<
+          v1::Federation::CallbackService> {
  public:
   // `coordinator` must outlive the service.
   explicit FederationService(Coordinator* coordinator, int chunk_bytes)
@@ -27,9 +31,10 @@ class FederationService final : public v1::Federation::CallbackService {
   grpc::ServerUnaryReactor* Poll(grpc::CallbackServerContext* context,
                                  const v1::PollRequest* request,
                                  v1::PollResponse* response) override;
-  grpc::ServerWriteReactor<v1::ModelChunk>* FetchModel(
+  // A v1::FetchModelRequest, answered with v1::ModelChunk messages.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* FetchModel(
       grpc::CallbackServerContext* context,
-      const v1::FetchModelRequest* request) override;
+      const grpc::ByteBuffer* request) override;
   grpc::ServerReadReactor<v1::UpdateChunk>* SubmitUpdate(
       grpc::CallbackServerContext* context,
       v1::SubmitUpdateResponse* response) override;
@@ -71,7 +76,10 @@ class FederationService final : public v1::Federation::CallbackService {
 // token (metadata "authorization: Bearer <token>", compared by SHA-256 in
 // constant time): UNAUTHENTICATED without it. Actions and refusals are
 // logged and audited with the caller.
-class OperatorService final : public v1::Operator::CallbackService {
+// ExportModel is a raw method, as FederationService's FetchModel.
+class OperatorService final
+    : public v1::Operator::WithRawCallbackMethod_ExportModel<
+          v1::Operator::CallbackService> {
  public:
   OperatorService(Coordinator* coordinator, bool require_operator_cert,
                   Sha256Digest operator_token_sha256, int chunk_bytes)
@@ -112,9 +120,11 @@ class OperatorService final : public v1::Operator::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::AllowAgentRequest* request,
       v1::OperatorActionResponse* response) override;
-  grpc::ServerWriteReactor<v1::ModelChunk>* ExportModel(
+  // A v1::ExportModelRequest (no fields), answered with v1::ModelChunk
+  // messages.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ExportModel(
       grpc::CallbackServerContext* context,
-      const v1::ExportModelRequest* request) override;
+      const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* CreateJoinToken(
       grpc::CallbackServerContext* context,
       const v1::CreateJoinTokenRequest* request,

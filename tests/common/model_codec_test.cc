@@ -234,6 +234,45 @@ TEST(ModelCodecTest, ChunkedEncoding_EqualsWholeEncoding) {
   }
 }
 
+// The pieces join to the same chunks; stable ones point into the model's
+// tensor data and the others do not.
+TEST(ModelCodecTest, NextPieces_StablePiecesAreTheModelsOwnBytes) {
+  const ModelState model = SmallModel();
+  const std::string whole = EncodeModel(model);
+  auto in_model = [&](absl::string_view bytes) {
+    for (const TensorBuffer& t : model.tensors()) {
+      const char* begin = reinterpret_cast<const char*>(t.data());
+      if (bytes.data() >= begin &&
+          bytes.data() + bytes.size() <= begin + t.num_bytes()) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (size_t chunk = 1; chunk <= whole.size() + 2; ++chunk) {
+    ModelEncoder encoder(model, chunk);
+    encoder.Seek(static_cast<int64_t>(chunk / 2));
+    std::string joined;
+    int64_t stable_bytes = 0;
+    while (true) {
+      std::string this_chunk;
+      const bool more =
+          encoder.NextPieces([&](absl::string_view bytes, bool stable) {
+            ASSERT_FALSE(bytes.empty());
+            EXPECT_EQ(stable, in_model(bytes));
+            if (stable) stable_bytes += static_cast<int64_t>(bytes.size());
+            this_chunk.append(bytes.data(), bytes.size());
+          });
+      if (!more) break;
+      ASSERT_GE(this_chunk.size(), 1u);
+      ASSERT_LE(this_chunk.size(), chunk);
+      joined += this_chunk;
+    }
+    EXPECT_EQ(joined, whole.substr(chunk / 2)) << "chunk " << chunk;
+    EXPECT_GT(stable_bytes, 0);
+  }
+}
+
 TEST(ModelCodecTest, Encoder_EmptyModel_OneChunkThenDone) {
   ModelState empty;
   ModelEncoder encoder(empty);
