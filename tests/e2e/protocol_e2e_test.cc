@@ -390,6 +390,50 @@ TEST_F(ProtocolTest, HundredMegabyteModel_TransfersIntact) {
   EXPECT_GE(std::stoll(rows[0]["bytes_received"]), 100'000'000);
 }
 
+// A download resumed at any byte: the rest of the same encoding, in chunks
+// of at most 1 MiB whose offsets follow on, the first carrying the size and
+// hash; outside the model, INVALID_ARGUMENT.
+TEST_F(ProtocolTest, FetchModel_FromAnyOffset_TheRestInChunks) {
+  int port;
+  // 784-1000-10: 795k parameters, about 3.2 MB: four chunks.
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--strategy.count=1", "--strategy.min_available_agents=1",
+       "--strategy.min_fit_agents=1", "--model.architecture=mlp",
+       "--model.hidden_units=1000", "--eval_data.synthetic_test_examples=100"},
+      &port);
+  RawClient a(port, ClientTls(CertDir(), ""), OperatorTokenPath());
+  ASSERT_TRUE(a.Join("resumer").ok());
+  auto task = a.WaitForTask();
+  ASSERT_TRUE(task.has_value()) << coordinator->Log();
+  auto model = a.Fetch(task->model_version());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string whole = EncodeModel(*model);
+  ASSERT_EQ(ToHex(Sha256Of(whole)), task->model_sha256());
+  const int64_t total = static_cast<int64_t>(whole.size());
+  ASSERT_GT(total, 3 << 20);
+  for (int64_t offset : {int64_t{0}, int64_t{1}, int64_t{1} << 20,
+                         (int64_t{1} << 20) + 5, total - 1, total}) {
+    SCOPED_TRACE(absl::StrCat("offset ", offset));
+    auto chunks = a.FetchChunks(task->model_version(), offset);
+    ASSERT_TRUE(chunks.ok()) << chunks.status();
+    std::string rest;
+    for (size_t i = 0; i < chunks->size(); ++i) {
+      const v1::ModelChunk& c = (*chunks)[i];
+      EXPECT_EQ(c.version(), task->model_version());
+      EXPECT_EQ(c.offset(), offset + static_cast<int64_t>(rest.size()));
+      EXPECT_GE(c.data().size(), 1u);
+      EXPECT_LE(c.data().size(), 1u << 20);
+      EXPECT_EQ(c.total_size_bytes(), i == 0 ? total : 0);
+      EXPECT_EQ(c.sha256(), i == 0 ? task->model_sha256() : "");
+      rest += c.data();
+    }
+    EXPECT_TRUE(rest == whole.substr(static_cast<size_t>(offset)));
+  }
+  auto beyond = a.FetchChunks(task->model_version(), total + 1);
+  EXPECT_EQ(beyond.status().code(), absl::StatusCode::kInvalidArgument)
+      << beyond.status();
+}
+
 TEST_F(ProtocolTest, MutualTls_RefusesClientsWithoutValidCertificate) {
   const std::string certs = CertDir();
   int port;
@@ -470,10 +514,12 @@ TEST_F(ProtocolTest, JoinTokens_EnrollRefuseAndRevoke) {
   // Revoking the token ends the agent's enrollment and session: it is
   // refused at its next call and stops; the model stops changing.
   std::tie(code, out) = RunFedge(port, {"token", "list"});
-  EXPECT_THAT(out, HasSubstr(absl::StrCat("token_id: \"", fleet.substr(0, 19))));
+  EXPECT_THAT(out,
+              HasSubstr(absl::StrCat("token_id: \"", fleet.substr(0, 19))));
   EXPECT_THAT(out, HasSubstr("label: \"lab fleet\""));
   EXPECT_THAT(out, HasSubstr("enrollments: 1"));
-  std::tie(code, out) = RunFedge(port, {"token", "revoke", fleet.substr(0, 19)});
+  std::tie(code, out) =
+      RunFedge(port, {"token", "revoke", fleet.substr(0, 19)});
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("1 enrollments made with it revoked"));
   ASSERT_TRUE(agent->Wait(absl::Seconds(60)).has_value()) << agent->Log();

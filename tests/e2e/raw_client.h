@@ -109,6 +109,23 @@ class RawClient {
     return std::nullopt;
   }
 
+  // The chunks of version `version` from byte `offset` on, as sent.
+  absl::StatusOr<std::vector<v1::ModelChunk>> FetchChunks(int64_t version,
+                                                          int64_t offset) {
+    v1::FetchModelRequest req;
+    req.set_session_token(token_);
+    req.set_version(version);
+    req.set_offset(offset);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    auto reader = stub_->FetchModel(&ctx, req);
+    std::vector<v1::ModelChunk> chunks(1);
+    while (reader->Read(&chunks.back())) chunks.emplace_back();
+    chunks.pop_back();
+    if (auto s = FromGrpcStatus(reader->Finish()); !s.ok()) return s;
+    return chunks;
+  }
+
   // Downloads version `version`, checking its size and SHA-256 (given in
   // `sha` when not null).
   absl::StatusOr<ModelState> Fetch(int64_t version,
@@ -185,7 +202,8 @@ class RawClient {
   std::string token_, agent_id_;
 };
 
-inline v1::TlsConfig ClientTls(const std::string& certs, const std::string& agent) {
+inline v1::TlsConfig ClientTls(const std::string& certs,
+                               const std::string& agent) {
   v1::TlsConfig tls;
   tls.set_ca_path(certs + "/ca.pem");
   if (!agent.empty()) {
