@@ -6,8 +6,27 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/vectorize.h"
 
 namespace fedge {
+namespace {
+
+// sum[j] += w * in[j]: every update's values are folded here.
+FEDGE_VECTOR_CLONES
+void AddScaledToSums(const float* in, double w, double* sum, size_t n) {
+  for (size_t j = 0; j < n; ++j) sum[j] += w * in[j];
+}
+
+// out[j] = base[j] + sum[j] * factor, rounded to float (out may be base).
+FEDGE_VECTOR_CLONES
+void BasePlusScaledSums(const float* base, const double* sum, double factor,
+                        float* out, size_t n) {
+  for (size_t j = 0; j < n; ++j) {
+    out[j] = static_cast<float>(base[j] + sum[j] * factor);
+  }
+}
+
+}  // namespace
 
 WeightedMeanAccumulator::WeightedMeanAccumulator(const ModelState& schema)
     : schema_(SchemaOf(schema)) {
@@ -45,10 +64,8 @@ void WeightedMeanAccumulator::AddValidated(const ModelState& update,
   for (size_t i = 0; i < update.size(); ++i) {
     const TensorBuffer& t = update.tensor(i);
     if (t.dtype() == DType::kFloat32) {
-      absl::Span<const float> in = t.floats();
-      double* sum = sums_[i].data();
-      const size_t n = in.size();
-      for (size_t j = 0; j < n; ++j) sum[j] += weight * in[j];
+      AddScaledToSums(t.floats().data(), weight, sums_[i].data(),
+                      t.floats().size());
     } else {
       absl::Span<const int64_t> in = t.int64s();
       int64_t* mx = maxima_[i].data();
@@ -118,16 +135,38 @@ absl::Status WeightedMeanAccumulator::AddMeanTo(ModelState& target,
     TensorBuffer& t = target.mutable_tensor(i);
     if (t.dtype() == DType::kFloat32) {
       absl::Span<float> o = t.mutable_floats();
-      const double* sum = sums_[i].data();
-      for (size_t j = 0; j < o.size(); ++j) {
-        o[j] = static_cast<float>(o[j] + sum[j] * factor);
-      }
+      BasePlusScaledSums(o.data(), sums_[i].data(), factor, o.data(), o.size());
     } else {
       std::copy(maxima_[i].begin(), maxima_[i].end(),
                 t.mutable_int64s().begin());
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<ModelState> WeightedMeanAccumulator::MeanPlus(
+    const ModelState& base, double scale) const {
+  if (num_updates_ == 0) {
+    return absl::FailedPreconditionError("no update was added");
+  }
+  RETURN_IF_ERROR(CheckSchema(schema_, base));
+  const double factor = scale / total_weight_;
+  ModelState out;
+  for (size_t i = 0; i < schema_.size(); ++i) {
+    const TensorSpec& spec = schema_[i];
+    ASSIGN_OR_RETURN(TensorBuffer t, TensorBuffer::Uninitialized(
+                                         spec.name, spec.dtype, spec.shape));
+    if (spec.dtype == DType::kFloat32) {
+      absl::Span<float> o = t.mutable_floats();
+      BasePlusScaledSums(base.tensor(i).floats().data(), sums_[i].data(),
+                         factor, o.data(), o.size());
+    } else {
+      std::copy(maxima_[i].begin(), maxima_[i].end(),
+                t.mutable_int64s().begin());
+    }
+    out.Add(std::move(t));
+  }
+  return out;
 }
 
 void WeightedMeanAccumulator::Reset() {

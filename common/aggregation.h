@@ -60,6 +60,11 @@ class WeightedMeanAccumulator {
   // unchanged) when target's schema differs; FAILED_PRECONDITION when
   // nothing was added.
   absl::Status AddMeanTo(ModelState& target, double scale) const;
+  // base + scale * Mean() as a new model, in one pass (int64 tensors: the
+  // maxima); the same values as base.Clone() then AddMeanTo(), without
+  // writing the copy first. Same errors as AddMeanTo.
+  absl::StatusOr<ModelState> MeanPlus(const ModelState& base,
+                                      double scale) const;
 
   // Forgets every update; keeps the schema and the memory.
   void Reset();

@@ -672,8 +672,13 @@ absl::Status ModelDecoder::State::AllocateTensor() {
 
 absl::Status ModelDecoder::State::OnData() {
   // Raw float32 data was checked as it arrived (CheckFinite skips it).
-  if (!lossy.has_value() && dtype == DType::kFloat32 &&
-      max_abs_bits < 0x7f800000u) {
+  // int8 values are finite by construction: |q * scale| <= 127 * FLT_MAX /
+  // 128, the decoder having refused larger or non-finite scales.
+  const bool int8 = encoding == TensorEncoding::kInt8 ||
+                    encoding == TensorEncoding::kInt8PerChannel;
+  if ((!lossy.has_value() && dtype == DType::kFloat32 &&
+       max_abs_bits < 0x7f800000u) ||
+      int8) {
     current.set_known_finite();
   }
   lossy.reset();

@@ -144,15 +144,14 @@ class MeanStrategy : public Strategy {
   // strategy's state unchanged until the result is known to be finite.
   virtual absl::StatusOr<ModelState> Step(const FitRound& round,
                                           const ModelState& global) {
-    ModelState next = global.Clone();
     if (central_dp_) {
+      ModelState next = global.Clone();
       ASSIGN_OR_RETURN(ModelState mean, RoundMean(round, global));
       RETURN_IF_ERROR(
           AddScaledInPlace(next, mean, static_cast<float>(LearningRate(1.0))));
       return next;
     }
-    RETURN_IF_ERROR(sum_.AddMeanTo(next, LearningRate(1.0)));
-    return next;
+    return sum_.MeanPlus(global, LearningRate(1.0));
   }
 
   // The round's mean delta the server step uses: the weighted mean, or
@@ -314,11 +313,9 @@ class FedNova final : public MeanStrategy {
                                   const ModelState& global) override {
     // sum_ holds S = sum (n_i / a_i) delta_i over W = sum n_i / a_i; the
     // step is tau_eff * sum p_i delta_i / a_i = (A / N) * (S / N), with
-    // N = sum n_i and A = sum n_i a_i; AddMeanTo adds (S / W) * scale.
+    // N = sum n_i and A = sum n_i a_i; MeanPlus adds (S / W) * scale.
     const double scale = work_ * sum_.total_weight() / (examples_ * examples_);
-    ModelState next = global.Clone();
-    RETURN_IF_ERROR(sum_.AddMeanTo(next, LearningRate(1.0) * scale));
-    return next;
+    return sum_.MeanPlus(global, LearningRate(1.0) * scale);
   }
 
   double examples_ = 0;  // N.
@@ -427,8 +424,7 @@ class Scaffold final : public MeanStrategy {
   }
   absl::StatusOr<ModelState> Step(const FitRound& round,
                                   const ModelState& global) override {
-    ModelState next = global.Clone();
-    RETURN_IF_ERROR(sum_.AddMeanTo(next, LearningRate(1.0)));
+    ASSIGN_OR_RETURN(ModelState next, sum_.MeanPlus(global, LearningRate(1.0)));
     // c += |S| / N * mean(dc): dc_sum_ is unweighted, so its mean times
     // |S| / N is the sum over S divided by N.
     const double n = std::max<double>(round.num_available,

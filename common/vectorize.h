@@ -7,7 +7,8 @@
 // Elsewhere (ARM64, whose baseline NEON has those instructions; clang,
 // whose sanitizer builds are for fuzzing) it is empty. Results are the
 // same on every clone: the loops are integer or exactly rounded float
-// arithmetic in a fixed order.
+// arithmetic in a fixed order, and AVX2 does not bring FMA (GCC would
+// contract a * b + c into one rounding).
 #ifndef FEDGE_COMMON_VECTORIZE_H_
 #define FEDGE_COMMON_VECTORIZE_H_
 

@@ -250,6 +250,31 @@ TEST(WeightedMeanAccumulatorTest, MeanWithoutUpdates_IsFailedPrecondition) {
   EXPECT_EQ(acc.Mean().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// MeanPlus(base, s) is base.Clone() then AddMeanTo(s), bit for bit, and
+// leaves base as it was; errors as AddMeanTo's.
+TEST(WeightedMeanAccumulatorTest, MeanPlus_EqualsCloneThenAddMeanTo) {
+  std::mt19937_64 rng(5);
+  WeightedMeanAccumulator acc(ZeroModel());
+  EXPECT_EQ(acc.MeanPlus(ZeroModel(), 1.0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (double w : {3.0, 0.25, 7.0})
+    ASSERT_TRUE(acc.Add(RandomModel(rng), w).ok());
+  const ModelState base = RandomModel(rng);
+  const ModelState base_before = base.Clone();
+  for (double scale : {1.0, 0.1, -2.5}) {
+    ModelState expected = base.Clone();
+    ASSERT_TRUE(acc.AddMeanTo(expected, scale).ok());
+    absl::StatusOr<ModelState> got = acc.MeanPlus(base, scale);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ExpectIdentical(*got, expected);
+  }
+  ExpectIdentical(base, base_before);
+  ModelState other;
+  other.Add(Zeros("w", DType::kFloat32, {3}));
+  EXPECT_EQ(acc.MeanPlus(other, 1.0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(WeightedMeanAccumulatorTest, MeanIsRepeatableAndAddCanContinue) {
   std::mt19937_64 rng(11);
   ModelState u1 = RandomModel(rng);

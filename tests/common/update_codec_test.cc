@@ -417,6 +417,27 @@ TEST(EncodeForWireTest, Int8_ExtremeMagnitudesStayFinite) {
   }
 }
 
+// Decoded int8 tensors are marked finite (CheckFinite skips them): every
+// value is, even at the largest scale the decoder accepts and q = -128.
+TEST(EncodeForWireTest, Int8Decoded_KnownFinite) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  ModelState model;
+  model.Add(FloatTensor("huge", {4}, {kMax, -kMax, 1, 0}));
+  absl::StatusOr<EncodedModel> encoded =
+      EncodeForWire(model, Options(UpdateEncoding::kInt8));
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  ASSERT_EQ(ScaleOf(encoded->tensors[0]), kMax / 128);
+  encoded->tensors[0].data[4] = 0x80;  // q = -128 (the encoder sends +-127).
+  absl::StatusOr<ModelState> decoded =
+      DecodeModel(EncodeModel(*encoded), {}, SchemaOf(model));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_TRUE(decoded->tensor(0).known_finite());
+  EXPECT_EQ(decoded->tensor(0).floats()[0], -kMax);
+  // fp16 has infinities: its tensors are checked.
+  const ModelState fp16 = RoundTrip(model, Options(UpdateEncoding::kFp16));
+  EXPECT_FALSE(fp16.tensor(0).known_finite());
+}
+
 TEST(EncodeForWireTest, TopK_KeepsExactlyTheKLargest) {
   constexpr int64_t kCount = 10000;
   const std::vector<float> v = RandomValues(kCount, 31);
