@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -172,29 +173,18 @@ absl::Status WriteAll(int fd, absl::string_view bytes,
   return absl::OkStatus();
 }
 
-// Writes to a file, hashing everything written.
-class HashingWriter {
- public:
-  HashingWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  absl::Status Write(absl::string_view bytes) {
-    hasher_.Update(bytes);
-    return WriteAll(fd_, bytes, path_);
+// Writes `bytes` at `offset`, leaving the file position alone.
+absl::Status WriteAllAt(int fd, absl::string_view bytes, off_t offset,
+                        const std::string& path) {
+  while (!bytes.empty()) {
+    const ssize_t n = pwrite(fd, bytes.data(), bytes.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError(errno, "write", path);
+    bytes.remove_prefix(size_t(n));
+    offset += n;
   }
-  // Appends the digest of everything written so far.
-  absl::Status WriteDigest() {
-    const Sha256Digest digest = hasher_.Finish();
-    return WriteAll(
-        fd_,
-        absl::string_view(reinterpret_cast<const char*>(digest.data()),
-                          digest.size()),
-        path_);
-  }
-
- private:
-  int fd_;
-  std::string path_;
-  Sha256 hasher_;
-};
+  return absl::OkStatus();
+}
 
 // Reads exact byte counts from a file, hashing them.
 class HashingReader {
@@ -250,10 +240,12 @@ class HashingReader {
   Sha256 hasher_;
 };
 
-absl::Status WriteCheckpointFile(const std::string& path,
-                                 const Checkpoint& ckpt,
-                                 const ModelState& model,
-                                 const Sha256Digest& model_sha256) {
+// Writes the file in order, except the model's digest: `model_sha256` is
+// called once the model's bytes are written (a caller may compute it
+// meanwhile), then the header with it is written again at the start.
+absl::Status WriteCheckpointFile(
+    const std::string& path, const Checkpoint& ckpt, const ModelState& model,
+    absl::FunctionRef<Sha256Digest()> model_sha256) {
   ScopedFd fd(
       open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return IoError(errno, "create", path);
@@ -264,16 +256,40 @@ absl::Status WriteCheckpointFile(const std::string& path,
   header.completed_rounds = ckpt.completed_rounds;
   header.extra_len = ckpt.extra.size();
   header.model_len = uint64_t(encoder.total_bytes());
-  header.model_sha256 = model_sha256;
-  // The digest covers the header (with the model's) and the extra bytes.
-  HashingWriter out(fd.get(), path);
-  RETURN_IF_ERROR(out.Write(EncodeHeader(header)));
-  RETURN_IF_ERROR(out.Write(ckpt.extra));
-  std::string chunk;
-  while (encoder.Next(&chunk)) {
-    RETURN_IF_ERROR(WriteAll(fd.get(), chunk, path));
+  RETURN_IF_ERROR(WriteAll(fd.get(), EncodeHeader(header), path));
+  RETURN_IF_ERROR(WriteAll(fd.get(), ckpt.extra, path));
+  // The tensors' bytes are written from the model itself; the short
+  // headers between them are gathered.
+  std::string gathered;
+  absl::Status written;
+  while (written.ok() &&
+         encoder.NextPieces([&](absl::string_view bytes, bool stable) {
+           if (!written.ok()) return;
+           if (!stable) {
+             gathered.append(bytes.data(), bytes.size());
+             return;
+           }
+           written = WriteAll(fd.get(), gathered, path);
+           gathered.clear();
+           if (written.ok()) written = WriteAll(fd.get(), bytes, path);
+         })) {
   }
-  RETURN_IF_ERROR(out.WriteDigest());
+  if (written.ok()) written = WriteAll(fd.get(), gathered, path);
+  RETURN_IF_ERROR(written);
+  header.model_sha256 = model_sha256();
+  const std::string head = EncodeHeader(header);
+  RETURN_IF_ERROR(WriteAllAt(fd.get(), head, 0, path));
+  // The file's digest covers the header (with the model's) and the extra
+  // bytes.
+  Sha256 file_hasher;
+  file_hasher.Update(head);
+  file_hasher.Update(ckpt.extra);
+  const Sha256Digest digest = file_hasher.Finish();
+  RETURN_IF_ERROR(
+      WriteAll(fd.get(),
+               absl::string_view(reinterpret_cast<const char*>(digest.data()),
+                                 digest.size()),
+               path));
   if (fsync(fd.get()) != 0) return IoError(errno, "fsync", path);
   if (fd.Close() != 0) return IoError(errno, "close", path);
   return absl::OkStatus();
@@ -400,13 +416,29 @@ absl::StatusOr<std::string> CheckpointStore::Save(const Checkpoint& ckpt) {
 }
 
 absl::StatusOr<std::string> CheckpointStore::Save(const Checkpoint& ckpt,
-                                                  const ModelState& model) {
-  return Save(ckpt, model, ModelDigest(model));
+                                                  const ModelState& model,
+                                                  Sha256Digest* model_sha256) {
+  // Hashing 40 MB takes about as long as writing it: the two overlap.
+  std::future<Sha256Digest> digest =
+      std::async(std::launch::async, [&model] { return ModelDigest(model); });
+  absl::StatusOr<std::string> path = SaveWith(ckpt, model, [&] {
+    const Sha256Digest d = digest.get();
+    if (model_sha256 != nullptr) *model_sha256 = d;
+    return d;
+  });
+  if (digest.valid()) digest.wait();  // Not taken: an early I/O error.
+  return path;
 }
 
 absl::StatusOr<std::string> CheckpointStore::Save(
     const Checkpoint& ckpt, const ModelState& model,
     const Sha256Digest& model_sha256) {
+  return SaveWith(ckpt, model, [&] { return model_sha256; });
+}
+
+absl::StatusOr<std::string> CheckpointStore::SaveWith(
+    const Checkpoint& ckpt, const ModelState& model,
+    absl::FunctionRef<Sha256Digest()> model_sha256) {
   if (ckpt.model_version < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint model_version must be >= 0, got ", ckpt.model_version));

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/model_codec.h"
@@ -71,9 +72,12 @@ class CheckpointStore {
   // checkpoint of the same version may remain).
   absl::StatusOr<std::string> Save(const Checkpoint& checkpoint);
   // The same, with the model given separately (checkpoint.model is
-  // ignored), so a caller that shares its model need not copy it.
+  // ignored), so a caller that shares its model need not copy it. The
+  // model's SHA-256 (ModelDigest) is computed on a second thread while the
+  // file is written, and stored in `model_sha256` when not null.
   absl::StatusOr<std::string> Save(const Checkpoint& checkpoint,
-                                   const ModelState& model);
+                                   const ModelState& model,
+                                   Sha256Digest* model_sha256 = nullptr);
   // The same, with the SHA-256 of the model's canonical encoding already
   // known (ModelDigest(model): not computed again; a wrong one makes the
   // file fail verification when read).
@@ -103,6 +107,11 @@ class CheckpointStore {
   explicit CheckpointStore(CheckpointStoreOptions options)
       : options_(std::move(options)) {}
   std::string PathFor(int64_t model_version) const;
+  // Save, the model's digest given by `model_sha256` once the model's bytes
+  // are written.
+  absl::StatusOr<std::string> SaveWith(
+      const Checkpoint& checkpoint, const ModelState& model,
+      absl::FunctionRef<Sha256Digest()> model_sha256);
   void Prune();
   void RemoveTempFiles();
 

@@ -304,6 +304,14 @@ absl::StatusOr<std::optional<Checkpoint>> Coordinator::LoadNewestFinite(
 
 std::shared_ptr<PublishedModel> Coordinator::MakePublished(
     ModelState model, int64_t version) const {
+  std::shared_ptr<PublishedModel> published =
+      NewPublished(std::move(model), version);
+  FinishPublished(*published, ModelDigest(published->model));
+  return published;
+}
+
+std::shared_ptr<PublishedModel> Coordinator::NewPublished(
+    ModelState model, int64_t version) const {
   auto published = std::make_shared<PublishedModel>();
   published->version = version;
   if (const ModelState* extras = strategy_->BroadcastExtras()) {
@@ -312,28 +320,31 @@ std::shared_ptr<PublishedModel> Coordinator::MakePublished(
     published->with_extras = std::move(download);
   }
   published->model = std::move(model);
+  return published;
+}
+
+void Coordinator::FinishPublished(PublishedModel& published,
+                                  const Sha256Digest& model_sha256) const {
   // Each model is hashed once: the checkpoint records this digest.
-  published->model_sha256 = ModelDigest(published->model);
+  published.model_sha256 = model_sha256;
   if (download_encoding_ != UpdateEncoding::kFp32) {
     EncodingOptions options;
     options.kind = download_encoding_;
     absl::StatusOr<EncodedModel> wire =
-        EncodeForWire(published->download(), options);
+        EncodeForWire(published.download(), options);
     // Aggregates are checked finite: a lossy encoding of them cannot fail.
     FEDGE_CHECK(wire.ok()) << wire.status();
-    published->wire = *std::move(wire);
-    published->encoding = UpdateEncodingName(download_encoding_);
-    published->sha256_hex = ToHex(ModelDigest(*published->wire));
-    published->size_bytes = EncodedSize(*published->wire);
-    SignPublished(*published);
-    return published;
+    published.wire = *std::move(wire);
+    published.encoding = UpdateEncodingName(download_encoding_);
+    published.sha256_hex = ToHex(ModelDigest(*published.wire));
+    published.size_bytes = EncodedSize(*published.wire);
+  } else {
+    published.sha256_hex = published.with_extras.has_value()
+                               ? ToHex(ModelDigest(*published.with_extras))
+                               : ToHex(published.model_sha256);
+    published.size_bytes = EncodedSize(published.download());
   }
-  published->sha256_hex = published->with_extras.has_value()
-                              ? ToHex(ModelDigest(*published->with_extras))
-                              : ToHex(published->model_sha256);
-  published->size_bytes = EncodedSize(published->download());
-  SignPublished(*published);
-  return published;
+  SignPublished(published);
 }
 
 void Coordinator::SignPublished(PublishedModel& published) const {

@@ -456,10 +456,19 @@ class Coordinator : public EdgeDownstream {
   // is not private).
   std::optional<PrivacyStatus> PrivacySnapshot() const;
   void UpdatePrivacyMetrics();
-  // The model as agents get it: with the strategy's broadcast tensors.
+  // The model as agents get it: with the strategy's broadcast tensors, in
+  // the download encoding, hashed and signed. NewPublished, then
+  // FinishPublished with the model's digest.
   std::shared_ptr<PublishedModel> MakePublished(ModelState model,
                                                 int64_t version) const;
-  // Signs `published` (MakePublished's last step) when a key is set.
+  // The first part: version, model and extras, nothing hashed.
+  std::shared_ptr<PublishedModel> NewPublished(ModelState model,
+                                               int64_t version) const;
+  // The rest, given ModelDigest(published.model): the download's encoding,
+  // hash and size, and signature.
+  void FinishPublished(PublishedModel& published,
+                       const Sha256Digest& model_sha256) const;
+  // Signs `published` (FinishPublished's last step) when a key is set.
   void SignPublished(PublishedModel& published) const;
   // Starts a round when the engine can: the strategy picks the agents and
   // their plans.
@@ -475,8 +484,11 @@ class Coordinator : public EdgeDownstream {
   // returns the background work's error once it failed.
   absl::Status PollPersistence();
   // The background work of one round: checkpoint (then `durable_` is set),
-  // evaluation, history line.
+  // evaluation, history line. With `unfinished`, `model` is a new version
+  // from NewPublished: its digest is computed while the checkpoint is
+  // written, then FinishPublished completes it, before `durable_`.
   absl::Status Persist(RoundRecord record, bool completed,
+                       std::shared_ptr<PublishedModel> unfinished,
                        const PublishedModel& model, const Checkpoint& ckpt,
                        std::shared_future<std::optional<EvalMetrics>> fed_eval,
                        int64_t task_lease);
@@ -485,6 +497,9 @@ class Coordinator : public EdgeDownstream {
                                 int64_t* task_lease = nullptr) const;
   absl::Status SaveCheckpoint(const Checkpoint& ckpt,
                               const PublishedModel& model);
+  // Logs a checkpoint CheckpointStore::Save wrote, or returns its error.
+  static absl::Status LogCheckpoint(absl::StatusOr<std::string> path,
+                                    int64_t model_version);
   // Answer for a poll now, or nullopt when it should wait.
   std::optional<absl::StatusOr<v1::PollResponse>> TryAnswerPoll(
       const std::string& agent_id, int64_t cached_version);

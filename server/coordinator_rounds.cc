@@ -54,10 +54,16 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
 
 absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
                                          const PublishedModel& model) {
-  ASSIGN_OR_RETURN(std::string path,
-                   checkpoints_->Save(ckpt, model.model, model.model_sha256));
-  FEDGE_LOG(INFO) << "checkpoint " << path << " (model version "
-                  << ckpt.model_version << ")";
+  return LogCheckpoint(
+      checkpoints_->Save(ckpt, model.model, model.model_sha256),
+      ckpt.model_version);
+}
+
+absl::Status Coordinator::LogCheckpoint(absl::StatusOr<std::string> path,
+                                        int64_t model_version) {
+  if (!path.ok()) return path.status();
+  FEDGE_LOG(INFO) << "checkpoint " << *path << " (model version "
+                  << model_version << ")";
   return absl::OkStatus();
 }
 
@@ -220,8 +226,12 @@ absl::Status Coordinator::PersistRound(
         std::make_shared<std::promise<std::optional<EvalMetrics>>>();
     fed_eval = pending.fed_eval->get_future().share();
   }
-  pending.model = pending.new_version
-                      ? MakePublished(*std::move(close.next), outcome.round)
+  // A new version is hashed while its checkpoint is written (Persist).
+  std::shared_ptr<PublishedModel> unfinished =
+      pending.new_version ? NewPublished(*std::move(close.next), outcome.round)
+                          : nullptr;
+  pending.model = unfinished != nullptr
+                      ? std::shared_ptr<const PublishedModel>(unfinished)
                       : current;
   pending.last = engine_->state() == RoundState::kDone;
   record.bytes_sent = bytes_sent_.exchange(0);
@@ -238,13 +248,15 @@ absl::Status Coordinator::PersistRound(
   std::shared_ptr<const PublishedModel> model = pending.model;
   pending_ = std::move(pending);
   persisting_ = std::async(std::launch::async, [=, ckpt = std::move(ckpt)] {
-    return Persist(record, completed, *model, ckpt, fed_eval, task_lease);
+    return Persist(record, completed, unfinished, *model, ckpt, fed_eval,
+                   task_lease);
   });
   return absl::OkStatus();
 }
 
 absl::Status Coordinator::Persist(
-    RoundRecord record, bool completed, const PublishedModel& model,
+    RoundRecord record, bool completed,
+    std::shared_ptr<PublishedModel> unfinished, const PublishedModel& model,
     const Checkpoint& ckpt,
     std::shared_future<std::optional<EvalMetrics>> fed_eval,
     int64_t task_lease) {
@@ -256,7 +268,15 @@ absl::Status Coordinator::Persist(
         "model version ", model.version,
         " is not finite and is not checkpointed: ", saved.message()));
   }
-  if (saved.ok()) saved = SaveCheckpoint(ckpt, model);
+  if (saved.ok() && unfinished != nullptr) {
+    // Published only once durable: nobody reads it before durable_ is set.
+    Sha256Digest digest;
+    saved = LogCheckpoint(checkpoints_->Save(ckpt, model.model, &digest),
+                          ckpt.model_version);
+    if (saved.ok()) FinishPublished(*unfinished, digest);
+  } else if (saved.ok()) {
+    saved = SaveCheckpoint(ckpt, model);
+  }
   if (!saved.ok()) {
     metrics_.checkpoint_failures.Increment();
     FEDGE_LOG(ERROR) << "round " << record.round

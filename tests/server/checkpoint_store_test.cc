@@ -358,6 +358,23 @@ TEST_F(CheckpointStoreTest, KnownModelDigest_RecordedNotRecomputed) {
   EXPECT_THAT(skipped[0], HasSubstr("model SHA-256 mismatch"));
 }
 
+// Hashed while written: the digest handed back is ModelDigest's, and the
+// file is byte for byte the one written with the digest known.
+TEST_F(CheckpointStoreTest, DigestComputedWhileWriting_ReturnedAndRecorded) {
+  auto store = MakeStore();
+  const Checkpoint ckpt = MakeCheckpoint(7);
+  Sha256Digest digest{};
+  absl::StatusOr<std::string> path = store->Save(ckpt, ckpt.model, &digest);
+  ASSERT_TRUE(path.ok()) << path.status();
+  EXPECT_EQ(digest, ModelDigest(ckpt.model));
+  const std::string written = ReadFile(*path);
+  ASSERT_TRUE(store->Save(ckpt, ckpt.model, ModelDigest(ckpt.model)).ok());
+  EXPECT_TRUE(written == ReadFile(*path));
+  auto loaded = store->LoadNewest();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ExpectSameCheckpoint(ckpt, **loaded);
+}
+
 TEST_F(CheckpointStoreTest, FlippedModelDigestInTheHeader_Skipped) {
   auto store = MakeStore();
   const std::string path = *store->Save(MakeCheckpoint(6));
