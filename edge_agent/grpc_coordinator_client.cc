@@ -11,6 +11,7 @@
 #include "common/net/credentials.h"
 #include "common/net/grpc_deadline.h"
 #include "common/net/grpc_status.h"
+#include "common/net/raw_chunk.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -72,7 +73,10 @@ GrpcCoordinatorClient::GrpcCoordinatorClient(
     GrpcCoordinatorClientOptions options,
     std::shared_ptr<grpc::ChannelInterface> channel)
     : options_(std::move(options)),
-      stub_(v1::Federation::NewStub(std::move(channel))),
+      channel_(std::move(channel)),
+      stub_(v1::Federation::NewStub(channel_)),
+      fetch_model_("/fedge.v1.Federation/FetchModel",
+                   grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
       throttle_(options_.link, options_.clock, options_.sleep) {}
 
 void GrpcCoordinatorClient::SetDeadline(grpc::ClientContext* context,
@@ -226,8 +230,9 @@ absl::Status GrpcCoordinatorClient::Leave(const std::string& session_token) {
   return FromGrpcStatus(stub_->Leave(&context, request, &response));
 }
 
-absl::Status GrpcCoordinatorClient::Consume(const v1::ModelChunk& chunk,
-                                            Download& d) {
+absl::Status GrpcCoordinatorClient::Consume(
+    const v1::ModelChunk& chunk, const std::vector<absl::string_view>& data,
+    Download& d) {
   if (d.total < 0) {  // The first chunk announces the stream.
     if (d.version >= 0 && chunk.version() != d.version) {
       return Corrupt(absl::StrCat("asked for version ", d.version, ", got ",
@@ -247,15 +252,19 @@ absl::Status GrpcCoordinatorClient::Consume(const v1::ModelChunk& chunk,
              (!chunk.sha256().empty() && chunk.sha256() != d.sha256)) {
     return Corrupt("size or hash changed in mid-stream");
   }
-  const int64_t size = static_cast<int64_t>(chunk.data().size());
+  int64_t size = 0;
+  for (absl::string_view piece : data)
+    size += static_cast<int64_t>(piece.size());
   if (chunk.offset() != d.received || d.received + size > d.total) {
     return Corrupt(absl::StrCat("chunk at offset ", chunk.offset(), " (", size,
                                 " bytes) after ", d.received, " of ", d.total,
                                 " bytes"));
   }
-  d.hasher.Update(chunk.data());
-  if (absl::Status s = d.decoder.Feed(chunk.data()); !s.ok()) {
-    return Corrupt(s.message());
+  for (absl::string_view piece : data) {
+    d.hasher.Update(piece);
+    if (absl::Status s = d.decoder.Feed(piece); !s.ok()) {
+      return Corrupt(s.message());
+    }
   }
   d.received += size;
   throttle_.OnBytes(size);
@@ -272,11 +281,19 @@ absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
   v1::FetchModelRequest request;
   request.set_session_token(session_token);
   request.set_version(version);
-  auto reader = stub_->FetchModel(&context, request);
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+          channel_.get(), fetch_model_, &context, request));
   Download d(version, options_.limits);
+  grpc::ByteBuffer raw;
+  RawChunk<v1::ModelChunk> reading;
   v1::ModelChunk chunk;
   absl::Status consumed;
-  while (consumed.ok() && reader->Read(&chunk)) consumed = Consume(chunk, d);
+  while (consumed.ok() && reader->Read(&raw)) {
+    consumed = reading.Parse(raw, &chunk);
+    if (!consumed.ok()) consumed = Corrupt(consumed.message());
+    if (consumed.ok()) consumed = Consume(chunk, reading.data(), d);
+  }
   if (!consumed.ok()) context.TryCancel();
   const grpc::Status finished = reader->Finish();
   RETURN_IF_ERROR(consumed);

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
@@ -124,7 +125,10 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
 
   // Sets the deadline of a unary call (`bytes` < 0) or of a stream.
   void SetDeadline(grpc::ClientContext* context, int64_t bytes) const;
-  absl::Status Consume(const v1::ModelChunk& chunk, Download& download);
+  // `data`: the chunk's data, in pieces (RawChunk).
+  absl::Status Consume(const v1::ModelChunk& chunk,
+                       const std::vector<absl::string_view>& data,
+                       Download& download);
   // Streams `metadata`, then the chunks `next` produces (false: no more).
   bool WriteUpdate(grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
                    v1::UpdateMetadata metadata,
@@ -145,7 +149,10 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   };
 
   GrpcCoordinatorClientOptions options_;
+  std::shared_ptr<grpc::ChannelInterface> channel_;
   std::unique_ptr<v1::Federation::StubInterface> stub_;
+  // FetchModel called raw: its chunks' data is read where gRPC received it.
+  const grpc::internal::RpcMethod fetch_model_;
   absl::Mutex active_mu_;
   grpc::ClientContext* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;
   LinkThrottle throttle_;

@@ -13,6 +13,7 @@
 #include "common/logging.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_status.h"
+#include "common/net/raw_chunk.h"
 
 namespace fedge {
 namespace {
@@ -218,18 +219,22 @@ class Refusal : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 // idle past upload_idle_timeout_ms, round closed), so every step that uses
 // the upload or finishes the call does so under shared_->mu, and only the
 // one that sets `finished` calls Finish.
-class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
+//
+// A raw method: chunks arrive as ByteBuffers, their data read where gRPC
+// received it (RawChunk), not copied into the message first.
+class UpdateReader final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  UpdateReader(Coordinator* coordinator, v1::SubmitUpdateResponse* response,
+  // `wire_response`: where the v1::SubmitUpdateResponse goes, serialized.
+  UpdateReader(Coordinator* coordinator, grpc::ByteBuffer* wire_response,
                std::string peer_identity)
       : coordinator_(coordinator),
-        response_(response),
+        wire_response_(wire_response),
         peer_identity_(std::move(peer_identity)),
         shared_(std::make_shared<Shared>()),
         stream_id_(NextStreamId()) {
     shared_->reader = this;
     coordinator_->WatchUploadStream(stream_id_, MakeCancel(shared_));
-    StartRead(&chunk_);
+    StartRead(&raw_);
   }
 
   void OnReadDone(bool ok) override {
@@ -239,8 +244,13 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     {
       absl::MutexLock lock(&shared_->mu);
       if (shared_->finished) return;  // Ended meanwhile (limits, cancel).
+      absl::Status parsed =
+          ok ? reading_.Parse(raw_, &chunk_) : absl::OkStatus();
       if (!ok) {
         finish = FinishUploadLocked();
+      } else if (!parsed.ok()) {
+        freed = std::move(upload_);
+        finish = FailLocked(parsed);
       } else if (!begun_) {
         begun_ = true;
         begin = true;
@@ -250,12 +260,15 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
         finish = FailLocked(absl::InvalidArgumentError(
             "only the first chunk of an upload may hold metadata"));
       } else {
-        absl::Status fed = coordinator_->FeedUpload(*upload_, chunk_.data());
+        absl::Status fed;
+        for (absl::string_view piece : reading_.data()) {
+          if (fed.ok()) fed = coordinator_->FeedUpload(*upload_, piece);
+        }
         if (!fed.ok()) {
           freed = std::move(upload_);
           finish = FailLocked(fed);
         } else {
-          StartRead(&chunk_);
+          StartRead(&raw_);
         }
       }
     }
@@ -293,8 +306,13 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
   // Finishes the call. The stream stops counting for its agent first, so
   // that the agent's next upload is not refused because this one's OnDone
   // has not run yet when the agent reads the answer.
-  void FinishStream(const grpc::Status& status) {
+  void FinishStream(grpc::Status status) {
     coordinator_->EndUploadStream(stream_id_);
+    if (status.ok()) {
+      bool own_buffer;
+      status = grpc::SerializationTraits<v1::SubmitUpdateResponse>::Serialize(
+          response_, wire_response_, &own_buffer);
+    }
     Finish(status);
   }
 
@@ -339,8 +357,8 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     stream.cancel = MakeCancel(shared_);
     coordinator_->BeginUpload(
         chunk_.metadata(),
-        [shared,
-         response = response_](absl::StatusOr<std::unique_ptr<Upload>> upload) {
+        [shared, response = &response_](
+            absl::StatusOr<std::unique_ptr<Upload>> upload) {
           std::unique_ptr<Upload> unused;  // Destroyed after the lock.
           UpdateReader* reader;
           grpc::Status finish;
@@ -354,7 +372,7 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
             reader = shared->reader;  // Alive: Finish was not called yet.
             if (upload.ok()) {
               reader->upload_ = *std::move(upload);
-              reader->StartRead(&reader->chunk_);
+              reader->StartRead(&reader->raw_);
               return;
             }
             shared->finished = true;
@@ -388,7 +406,7 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
     }
     auto result = coordinator_->FinishUpload(std::move(upload_));
     if (!result.ok()) return ToGrpcStatus(result.status());
-    *response_ = *result;
+    response_ = *result;
     return grpc::Status::OK;
   }
 
@@ -399,12 +417,17 @@ class UpdateReader final : public grpc::ServerReadReactor<v1::UpdateChunk> {
   }
 
   Coordinator* coordinator_;
-  v1::SubmitUpdateResponse* response_;
+  grpc::ByteBuffer* const wire_response_;
+  // Written before Finish (under shared_->mu, or by the Begin callback
+  // while the reader is alive).
+  v1::SubmitUpdateResponse response_;
   const std::string peer_identity_;
   std::shared_ptr<Shared> shared_;
   const uint64_t stream_id_;
-  v1::UpdateChunk chunk_;
-  bool begun_ = false;  // The metadata was read.
+  grpc::ByteBuffer raw_;               // The chunk being read.
+  RawChunk<v1::UpdateChunk> reading_;  // Its data, where gRPC put it.
+  v1::UpdateChunk chunk_;              // Its other fields.
+  bool begun_ = false;                 // The metadata was read.
   std::unique_ptr<Upload> upload_ ABSL_GUARDED_BY(shared_->mu);
 };
 
@@ -452,8 +475,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FederationService::FetchModel(
                          chunk_bytes_);
 }
 
-grpc::ServerReadReactor<v1::UpdateChunk>* FederationService::SubmitUpdate(
-    grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* FederationService::SubmitUpdate(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   return new UpdateReader(coordinator_, response, PeerIdentity(*context));
 }
 

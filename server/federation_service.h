@@ -15,11 +15,12 @@ namespace fedge {
 
 // Under mutual TLS an operator's certificate is not an agent's: Join
 // refuses it with PERMISSION_DENIED.
-// FetchModel is a raw method (ByteBuffers): its replies are serialized
-// without copying the model.
+// FetchModel and SubmitUpdate are raw methods (ByteBuffers): model chunks
+// are serialized, and update chunks read, without copying their data.
 class FederationService final
     : public v1::Federation::WithRawCallbackMethod_FetchModel<
-          v1::Federation::CallbackService> {
+          v1::Federation::WithRawCallbackMethod_SubmitUpdate<
+              v1::Federation::CallbackService>> {
  public:
   // `coordinator` must outlive the service.
   explicit FederationService(Coordinator* coordinator, int chunk_bytes)
@@ -35,9 +36,10 @@ class FederationService final
   grpc::ServerWriteReactor<grpc::ByteBuffer>* FetchModel(
       grpc::CallbackServerContext* context,
       const grpc::ByteBuffer* request) override;
-  grpc::ServerReadReactor<v1::UpdateChunk>* SubmitUpdate(
+  // v1::UpdateChunk messages, answered with a v1::SubmitUpdateResponse.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* SubmitUpdate(
       grpc::CallbackServerContext* context,
-      v1::SubmitUpdateResponse* response) override;
+      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* context,
                                   const v1::LeaveRequest* request,
                                   v1::LeaveResponse* response) override;
