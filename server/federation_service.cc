@@ -105,6 +105,8 @@ class ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
  private:
   using ModelRef = std::shared_ptr<const PublishedModel>;
+  // Smaller tensor pieces are copied: cheaper than a slice of their own.
+  static constexpr size_t kCopyBelowBytes = 4096;
   static void Release(void* model) { delete static_cast<ModelRef*>(model); }
 
   void WriteNext() {
@@ -114,18 +116,22 @@ class ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     fields.set_offset(encoder_.offset());
     std::vector<grpc::Slice> slices(1);  // [0]: the fields, data's header.
     uint64_t data_bytes = 0;
+    std::string copied;  // Headers and small tensors, gathered.
     const bool more =
         encoder_.NextPieces([&](absl::string_view bytes, bool stable) {
           data_bytes += bytes.size();
-          if (!stable) {  // A header: copied.
-            slices.emplace_back(bytes.data(), bytes.size());
+          if (!stable || bytes.size() < kCopyBelowBytes) {
+            copied.append(bytes.data(), bytes.size());
             return;
           }
+          if (!copied.empty()) slices.emplace_back(copied);
+          copied.clear();
           // gRPC only reads a slice it sends.
           slices.emplace_back(const_cast<char*>(bytes.data()), bytes.size(),
                               &Release, new ModelRef(model_));
         });
     if (!more) return Finish(grpc::Status::OK);
+    if (!copied.empty()) slices.emplace_back(copied);
     std::string head = fields.SerializeAsString();
     AppendDataFieldHeader(&head, data_bytes);
     slices[0] = grpc::Slice(head);
