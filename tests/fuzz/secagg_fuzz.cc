@@ -7,7 +7,10 @@
 // 37-byte header the message at that step would carry, so the fuzzer works
 // on the body), a step byte, a client byte (the victim, 1..n), then the
 // message. The session (deterministic randomness, 4-element inputs) runs
-// round by round; at the chosen step the victim's message is replaced:
+// round by round, the server and only the client under test for real (the
+// victim at a client step; the other clients' messages are replayed from
+// an honest session recorded once: three times the inputs per second); at
+// the chosen step the victim's message is replaced:
 //   0-3  the server receives it as the victim's AdvertiseKeys, ShareKeys,
 //        MaskedInput or UnmaskingResponse;
 //   4-6  the victim's client receives it as its KeyDirectory,
@@ -19,6 +22,7 @@
 // accepted, and the session must then end with the exact sum of every
 // client's input. A
 // crash, a sanitizer report or a broken property (abort) is a bug.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -82,32 +86,54 @@ void DecodeAll(const MessageContext& ctx, absl::string_view bytes) {
   DecodeUnmaskingResponse(ctx, bytes).status().IgnoreError();
 }
 
+// What each client sends at each stage (0-3) of an honest session, by
+// client id. Clients draw deterministic randomness, so every session of a
+// graph sends the same until a fuzzed message is accepted.
+using Transcript = std::map<int, std::array<std::string, 4>>;
+
+bool IsClientStep(Step step) {
+  return step == kClientKeyDirectory || step == kClientEncryptedShares ||
+         step == kClientUnmaskingRequest;
+}
+
 // One session. At step `step` the victim's message is `fuzzed` (with the
 // honest message's header first when `add_header`); `honest` collects the
-// honest message of that step (for seeds).
+// honest message of that step (for seeds). With `replay`, only the client
+// under test (the victim at a client step) runs: the others' messages are
+// the honest transcript's, which is what they would send, at a fraction of
+// the cost (the clients' key agreements and encryptions are most of a
+// session's). After an accepted fuzzed message the replayed clients stay
+// honest, as real ones would until the server's answers change. Without
+// `replay` every client runs, and their messages go to `record` (if set).
 class Session {
  public:
   Session(bool sparse, Step step, int victim, absl::string_view fuzzed,
-          bool add_header)
+          bool add_header, const Transcript* replay,
+          Transcript* record = nullptr)
       : config_(Config(sparse)),
         step_(step),
         victim_(victim),
         fuzzed_(fuzzed),
-        add_header_(add_header) {
+        add_header_(add_header),
+        replay_(replay),
+        record_(record) {
     absl::StatusOr<std::unique_ptr<SecAggServer>> server =
         SecAggServer::Create({config_});
     Check(server.ok(), "SecAggServer::Create");
     server_ = *std::move(server);
     DeterministicRng rng(7);
     for (int id = 1; id <= config_.num_clients; ++id) {
-      absl::StatusOr<std::unique_ptr<SecAggClient>> client =
-          SecAggClient::Create({config_, id, SeededRandom(100 + id)});
-      Check(client.ok(), "SecAggClient::Create");
-      clients_[id] = *std::move(client);
       std::vector<float>& x = inputs_[id];
       for (int64_t i = 0; i < config_.vector_length; ++i) {
         x.push_back(static_cast<float>(2 * rng.UniformDouble() - 1));
       }
+      if (replay_ != nullptr && !(IsClientStep(step) && id == victim)) {
+        continue;
+      }
+      absl::StatusOr<std::unique_ptr<SecAggClient>> client =
+          SecAggClient::Create({config_, id, SeededRandom(100 + id)});
+      Check(client.ok(), "SecAggClient::Create");
+      clients_[id] = *std::move(client);
     }
   }
 
@@ -134,6 +160,16 @@ class Session {
     honest_ = std::string(honest);
     return add_header_ ? absl::StrCat(honest.substr(0, kHeaderBytes), fuzzed_)
                        : std::string(fuzzed_);
+  }
+
+  // What client `id` sends at `stage`: `call` on its client, or replayed.
+  template <typename Call>
+  absl::StatusOr<std::string> FromClient(int stage, int id, Call call) {
+    auto it = clients_.find(id);
+    if (it == clients_.end()) return replay_->at(id)[stage];
+    absl::StatusOr<std::string> out = call(*it->second);
+    if (record_ != nullptr && out.ok()) (*record_)[id][stage] = *out;
+    return out;
   }
 
   // The server receives `honest` from `id`, or first the fuzzed message.
@@ -179,8 +215,9 @@ class Session {
 
   bool Rounds() {
     // Round 0.
-    for (auto& [id, client] : clients_) {
-      absl::StatusOr<std::string> keys = client->AdvertiseKeys();
+    for (int id = 1; id <= config_.num_clients; ++id) {
+      absl::StatusOr<std::string> keys =
+          FromClient(0, id, [](SecAggClient& c) { return c.AdvertiseKeys(); });
       Check(keys.ok(), "AdvertiseKeys");
       Deliver(kServerAdvertiseKeys, id, *keys, [&](int i, std::string m) {
         return server_->ReceiveAdvertiseKeys(i, m);
@@ -192,8 +229,10 @@ class Session {
       absl::StatusOr<std::string> directory = server_->KeyDirectoryFor(id);
       Check(directory.ok(), "KeyDirectoryFor");
       absl::StatusOr<std::string> shares =
-          Ask(kClientKeyDirectory, id, *directory,
-              [&](std::string m) { return clients_[id]->ShareKeys(m); });
+          Ask(kClientKeyDirectory, id, *directory, [&](std::string m) {
+            return FromClient(1, id,
+                              [&](SecAggClient& c) { return c.ShareKeys(m); });
+          });
       if (!shares.ok()) continue;
       Deliver(kServerShareKeys, id, *shares, [&](int i, std::string m) {
         return server_->ReceiveShareKeys(i, m);
@@ -206,7 +245,9 @@ class Session {
       Check(encrypted.ok(), "EncryptedSharesFor");
       absl::StatusOr<std::string> masked =
           Ask(kClientEncryptedShares, id, *encrypted, [&](std::string m) {
-            return clients_[id]->MaskInput(m, inputs_[id]);
+            return FromClient(2, id, [&](SecAggClient& c) {
+              return c.MaskInput(m, inputs_[id]);
+            });
           });
       if (!masked.ok()) continue;
       Deliver(kServerMaskedInput, id, *masked, [&](int i, std::string m) {
@@ -219,8 +260,10 @@ class Session {
       absl::StatusOr<std::string> request = server_->UnmaskingRequestFor(id);
       Check(request.ok(), "UnmaskingRequestFor");
       absl::StatusOr<std::string> response =
-          Ask(kClientUnmaskingRequest, id, *request,
-              [&](std::string m) { return clients_[id]->Unmask(m); });
+          Ask(kClientUnmaskingRequest, id, *request, [&](std::string m) {
+            return FromClient(3, id,
+                              [&](SecAggClient& c) { return c.Unmask(m); });
+          });
       if (!response.ok()) continue;
       Deliver(kServerUnmaskingResponse, id, *response,
               [&](int i, std::string m) {
@@ -252,12 +295,34 @@ class Session {
   const int victim_;
   const absl::string_view fuzzed_;
   const bool add_header_;
+  const Transcript* const replay_;
+  Transcript* const record_;
   std::unique_ptr<SecAggServer> server_;
   std::map<int, std::unique_ptr<SecAggClient>> clients_;
   std::map<int, std::vector<float>> inputs_;
   bool accepted_fuzz_ = false;
   std::string honest_;
 };
+
+// The honest transcript of each graph, recorded once from a session of
+// real clients (which must end with the exact sum).
+const Transcript& HonestTranscript(bool sparse) {
+  static const std::array<Transcript, 2> transcripts = [] {
+    std::array<Transcript, 2> t;
+    for (int g = 0; g < 2; ++g) {
+      Session(g == 1, kNoStep, 1, "", false, nullptr, &t[g]).Run();
+      const int n = Config(g == 1).num_clients;
+      Check(static_cast<int>(t[g].size()) == n, "a client sent nothing");
+      for (const auto& [id, sent] : t[g]) {
+        for (const std::string& m : sent) {
+          Check(!m.empty(), "a client's stage went unrecorded");
+        }
+      }
+    }
+    return t;
+  }();
+  return transcripts[sparse ? 1 : 0];
+}
 
 void FuzzOne(absl::string_view input) {
   InputReader in(input);
@@ -271,7 +336,9 @@ void FuzzOne(absl::string_view input) {
                            config.vector_length};
   DecodeAll(ctx, message);
   if (step == kNoStep) return;
-  Session(sparse, step, victim, message, (flags & 2) != 0).Run();
+  Session(sparse, step, victim, message, (flags & 2) != 0,
+          &HonestTranscript(sparse))
+      .Run();
 }
 
 // Seeds: at every step, for both graphs, the honest message whole and
@@ -281,7 +348,8 @@ std::vector<std::string> Seeds() {
   for (uint8_t sparse = 0; sparse < 2; ++sparse) {
     for (uint8_t step = 0; step < kNoStep; ++step) {
       // An empty message is refused: the session records the honest one.
-      Session session(sparse, static_cast<Step>(step), 2, "", false);
+      Session session(sparse, static_cast<Step>(step), 2, "", false,
+                      &HonestTranscript(sparse != 0));
       session.Run();
       const std::string& honest = session.honest();
       Check(honest.size() > kHeaderBytes, "no honest message recorded");
