@@ -90,6 +90,15 @@ std::string Prefix(absl::Span<const absl::string_view> pieces, uint64_t n) {
 
 }  // namespace
 
+void AppendLengthDelimitedHeader(std::string* out, uint32_t field,
+                                 uint64_t length) {
+  const uint64_t tag = (uint64_t{field} << 3) | 2;
+  for (uint64_t v : {tag, length}) {
+    for (; v >= 0x80; v >>= 7) out->push_back(static_cast<char>(v | 0x80));
+    out->push_back(static_cast<char>(v));
+  }
+}
+
 std::optional<TrailingField> SplitTrailingField(
     absl::Span<const absl::string_view> pieces, uint32_t field) {
   PieceReader in(pieces);

@@ -39,6 +39,14 @@ struct TrailingField {
 std::optional<TrailingField> SplitTrailingField(
     absl::Span<const absl::string_view> pieces, uint32_t field);
 
+// The other direction: appends the tag of length-delimited field `field`
+// and `length`, after which a sender puts `length` bytes of the field's
+// value (from wherever they are, without copying them into a message).
+// Parsers take a message's fields in any order, so the value may follow
+// the message's other fields serialized the usual way.
+void AppendLengthDelimitedHeader(std::string* out, uint32_t field,
+                                 uint64_t length);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_PROTO_SPLIT_H_

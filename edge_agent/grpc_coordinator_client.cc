@@ -12,6 +12,7 @@
 #include "common/net/grpc_deadline.h"
 #include "common/net/grpc_status.h"
 #include "common/net/raw_chunk.h"
+#include "common/proto_split.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -77,6 +78,8 @@ GrpcCoordinatorClient::GrpcCoordinatorClient(
       stub_(v1::Federation::NewStub(channel_)),
       fetch_model_("/fedge.v1.Federation/FetchModel",
                    grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
+      submit_update_("/fedge.v1.Federation/SubmitUpdate",
+                     grpc::internal::RpcMethod::CLIENT_STREAMING, channel_),
       throttle_(options_.link, options_.clock, options_.sleep) {}
 
 void GrpcCoordinatorClient::SetDeadline(grpc::ClientContext* context,
@@ -315,17 +318,35 @@ absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
 }
 
 bool GrpcCoordinatorClient::WriteUpdate(
-    grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
+    grpc::ClientWriterInterface<grpc::ByteBuffer>& writer,
     v1::UpdateMetadata metadata, absl::FunctionRef<bool(std::string*)> next) {
-  v1::UpdateChunk chunk;
-  *chunk.mutable_metadata() = std::move(metadata);
-  if (!writer.Write(chunk)) return false;
+  v1::UpdateChunk first;
+  *first.mutable_metadata() = std::move(metadata);
+  grpc::ByteBuffer message;
+  bool own_buffer;
+  if (!grpc::SerializationTraits<v1::UpdateChunk>::Serialize(first, &message,
+                                                             &own_buffer)
+           .ok() ||
+      !writer.Write(message)) {
+    return false;
+  }
   throttle_.StartTransfer();
   std::string data;
   while (next(&data)) {
     const int64_t size = static_cast<int64_t>(data.size());
-    chunk.mutable_data()->swap(data);
-    if (!writer.Write(chunk)) return false;
+    std::string head;
+    AppendLengthDelimitedHeader(&head, v1::UpdateChunk::kDataFieldNumber,
+                                data.size());
+    // The slice takes the chunk's string over; gRPC frees it once sent.
+    auto* owned = new std::string(std::move(data));
+    data = std::string();
+    grpc::Slice slices[2] = {
+        grpc::Slice(head),
+        grpc::Slice(
+            owned->data(), owned->size(),
+            [](void* s) { delete static_cast<std::string*>(s); }, owned)};
+    message = grpc::ByteBuffer(slices, 2);
+    if (!writer.Write(message)) return false;
     throttle_.OnBytes(size);
   }
   return writer.WritesDone();
@@ -339,12 +360,21 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::StreamUpdate(
   grpc::ClientContext context;
   SetDeadline(&context, size);
   ActiveCall active(this, &context);
-  v1::SubmitUpdateResponse response;
-  auto writer = stub_->SubmitUpdate(&context, &response);
+  grpc::ByteBuffer wire_response;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+          channel_.get(), submit_update_, &context, &wire_response));
   // A failed write shows in Finish()'s status; an OK status with a partial
   // write means the coordinator answered early (e.g. a known upload id).
   WriteUpdate(*writer, std::move(metadata), next);
   RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  v1::SubmitUpdateResponse response;
+  if (!grpc::SerializationTraits<v1::SubmitUpdateResponse>::Deserialize(
+           &wire_response, &response)
+           .ok()) {
+    return absl::InternalError(
+        "the coordinator's SubmitUpdateResponse does not parse");
+  }
   return response;
 }
 

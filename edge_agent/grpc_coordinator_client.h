@@ -129,8 +129,11 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Status Consume(const v1::ModelChunk& chunk,
                        const std::vector<absl::string_view>& data,
                        Download& download);
-  // Streams `metadata`, then the chunks `next` produces (false: no more).
-  bool WriteUpdate(grpc::ClientWriterInterface<v1::UpdateChunk>& writer,
+  // Streams `metadata`, then the chunks `next` produces (false: no more),
+  // as serialized v1::UpdateChunk messages: each chunk's bytes go to gRPC
+  // as they are, after the data field's tag and length (not copied into a
+  // message and serialized again).
+  bool WriteUpdate(grpc::ClientWriterInterface<grpc::ByteBuffer>& writer,
                    v1::UpdateMetadata metadata,
                    absl::FunctionRef<bool(std::string*)> next);
   // SubmitUpdate's call for a payload of `size` bytes from `next`.
@@ -151,8 +154,10 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   GrpcCoordinatorClientOptions options_;
   std::shared_ptr<grpc::ChannelInterface> channel_;
   std::unique_ptr<v1::Federation::StubInterface> stub_;
-  // FetchModel called raw: its chunks' data is read where gRPC received it.
+  // FetchModel and SubmitUpdate called raw: model chunks' data is read
+  // where gRPC received it, update chunks' sent from where it was encoded.
   const grpc::internal::RpcMethod fetch_model_;
+  const grpc::internal::RpcMethod submit_update_;
   absl::Mutex active_mu_;
   grpc::ClientContext* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;
   LinkThrottle throttle_;

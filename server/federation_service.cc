@@ -14,6 +14,7 @@
 #include "common/net/credentials.h"
 #include "common/net/grpc_status.h"
 #include "common/net/raw_chunk.h"
+#include "common/proto_split.h"
 
 namespace fedge {
 namespace {
@@ -46,17 +47,6 @@ std::string SourceAddress(const grpc::CallbackServerContext& context) {
   const size_t scheme = peer.find(':');
   if (colon == std::string::npos || colon == scheme) return peer;
   return peer.substr(0, colon);
-}
-
-// Appends the tag and length of ModelChunk.data, a length-delimited field
-// of `n` bytes, which follow: protobuf parsers take a message's fields in
-// any order, so the data can come after the others.
-void AppendDataFieldHeader(std::string* out, uint64_t n) {
-  const uint64_t tag = (uint64_t{v1::ModelChunk::kDataFieldNumber} << 3) | 2;
-  for (uint64_t v : {tag, n}) {
-    for (; v >= 0x80; v >>= 7) out->push_back(static_cast<char>(v | 0x80));
-    out->push_back(static_cast<char>(v));
-  }
 }
 
 // Parses a raw method's request.
@@ -133,7 +123,8 @@ class ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (!more) return Finish(grpc::Status::OK);
     if (!copied.empty()) slices.emplace_back(copied);
     std::string head = fields.SerializeAsString();
-    AppendDataFieldHeader(&head, data_bytes);
+    AppendLengthDelimitedHeader(&head, v1::ModelChunk::kDataFieldNumber,
+                                data_bytes);
     slices[0] = grpc::Slice(head);
     message_ = grpc::ByteBuffer(slices.data(), slices.size());
     coordinator_->AddBytesSent(static_cast<int64_t>(data_bytes));

@@ -114,5 +114,29 @@ TEST(ProtoSplitTest, UpdateChunk_DataAloneAndMetadataThenData) {
   EXPECT_FALSE(SplitTrailingField({meta_only}, kUpdateData).has_value());
 }
 
+// A header and the value's bytes are what protobuf serializes for a
+// message holding that field alone, for lengths whose varint takes 1 to 3
+// bytes (an empty value, which protobuf leaves out, parses the same).
+TEST(ProtoSplitTest, AppendLengthDelimitedHeader_AsProtobufSerializes) {
+  for (size_t n : {size_t{1}, size_t{127}, size_t{128}, size_t{16383},
+                   size_t{16384}, size_t{1} << 20}) {
+    v1::ModelChunk chunk;
+    chunk.set_data(std::string(n, 'd'));
+    std::string written;
+    AppendLengthDelimitedHeader(&written, kModelData, n);
+    written += chunk.data();
+    EXPECT_EQ(written, chunk.SerializeAsString()) << n;
+    std::optional<TrailingField> split =
+        SplitTrailingField({written}, kModelData);
+    ASSERT_TRUE(split.has_value()) << n;
+    EXPECT_EQ(split->value_size, n);
+  }
+  std::string empty;
+  AppendLengthDelimitedHeader(&empty, kModelData, 0);
+  v1::ModelChunk parsed;
+  ASSERT_TRUE(parsed.ParseFromString(empty));
+  EXPECT_EQ(parsed.data(), "");
+}
+
 }  // namespace
 }  // namespace fedge

@@ -43,6 +43,7 @@ class FakeFederation final : public v1::Federation::Service {
   v1::UpdateMetadata last_metadata;
   std::string received_update;
   int update_chunks = 0;
+  bool answer_duplicate = false;  // SubmitUpdateResponse.duplicate.
 
   grpc::Status Join(grpc::ServerContext*, const v1::JoinRequest* request,
                     v1::JoinResponse* response) override {
@@ -93,6 +94,7 @@ class FakeFederation final : public v1::Federation::Service {
         ++update_chunks;
       }
     }
+    response->set_duplicate(answer_duplicate);
     return status;
   }
 
@@ -224,6 +226,11 @@ TEST_F(GrpcCoordinatorClientTest, SubmitUpdate_MetadataThenChunks) {
   EXPECT_EQ(service_.received_update, encoding);
   EXPECT_EQ(service_.update_chunks,
             static_cast<int>((encoding.size() + 15) / 16));
+  EXPECT_FALSE(response->duplicate());  // An empty answer parses.
+  service_.answer_duplicate = true;
+  response = client->SubmitUpdate(metadata, delta, nullptr);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->duplicate());
 }
 
 TEST_F(GrpcCoordinatorClientTest, SubmitUpdate_Refused_Aborted) {
