@@ -61,11 +61,6 @@ class RawChunk {
 
   // The data in pieces (none when empty).
   const std::vector<absl::string_view>& data() const { return data_; }
-  size_t data_size() const {
-    size_t n = 0;
-    for (absl::string_view p : data_) n += p.size();
-    return n;
-  }
 
  private:
   static absl::Status Malformed(absl::string_view why) {
