@@ -195,6 +195,19 @@ absl::Status Strategy::AddSum(const FitSum& sum) {
       "fedadagrad)"));
 }
 
+absl::Status CheckAggregate(ModelState& next) {
+  absl::Status finite = CheckFinite(next);
+  if (!finite.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the aggregate is not finite (", finite.message(),
+                     "); the global model is kept"));
+  }
+  for (TensorBuffer& t : next.mutable_tensors()) {
+    if (t.dtype() == DType::kFloat32) t.set_known_finite();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateStrategyOptions(const StrategyOptions& o) {
   const std::vector<std::string> names = StrategyNames();
   if (std::find(names.begin(), names.end(), o.name) == names.end()) {

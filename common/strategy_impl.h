@@ -20,6 +20,12 @@ absl::StatusOr<std::unique_ptr<Strategy>> NewMeanStrategy(
 absl::StatusOr<std::unique_ptr<Strategy>> NewRobustStrategy(
     const StrategyOptions& options, const ModelState& model);
 
+// The next global model, checked: INVALID_ARGUMENT ("the global model is
+// kept") when a value is not finite; otherwise its tensors are marked
+// known finite, so that nothing downstream (the checkpoint) scans them
+// again.
+absl::Status CheckAggregate(ModelState& next);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_STRATEGY_IMPL_H_

@@ -211,12 +211,7 @@ class MeanStrategy : public Strategy {
       return absl::FailedPreconditionError("no update to aggregate");
     }
     ASSIGN_OR_RETURN(ModelState next, Step(round, global));
-    absl::Status finite = CheckFinite(next);
-    if (!finite.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the aggregate is not finite (", finite.message(),
-                       "); the global model is kept"));
-    }
+    RETURN_IF_ERROR(CheckAggregate(next));
     Commit();
     return next;
   }

@@ -101,12 +101,7 @@ class Robust final : public Strategy {
                                             ? options_.server_learning_rate
                                             : 1.0);
     RETURN_IF_ERROR(AddScaledInPlace(next, step, lr));
-    absl::Status finite = CheckFinite(next);
-    if (!finite.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the aggregate is not finite (", finite.message(),
-                       "); the global model is kept"));
-    }
+    RETURN_IF_ERROR(CheckAggregate(next));
     return next;
   }
 
