@@ -311,6 +311,23 @@ bool ModelEncoder::NextPieces(
   return true;
 }
 
+bool ModelEncoder::NextGathered(
+    size_t copy_below,
+    absl::FunctionRef<void(absl::string_view bytes, bool stable)> piece) {
+  gathered_.clear();
+  const bool more = NextPieces([&](absl::string_view bytes, bool stable) {
+    if (!stable || bytes.size() < copy_below) {
+      gathered_.append(bytes.data(), bytes.size());
+      return;
+    }
+    if (!gathered_.empty()) piece(gathered_, false);
+    gathered_.clear();
+    piece(bytes, true);
+  });
+  if (!gathered_.empty()) piece(gathered_, false);
+  return more;
+}
+
 void ModelEncoder::Seek(int64_t offset) {
   FEDGE_CHECK(offset >= 0 && offset <= total_bytes_)
       << "Seek(" << offset << ") outside [0, " << total_bytes_ << "]";

@@ -176,6 +176,15 @@ class ModelEncoder {
   // false, without calling `piece`, once the encoding is complete.
   bool NextPieces(
       absl::FunctionRef<void(absl::string_view bytes, bool stable)> piece);
+  // NextPieces with short pieces gathered: runs of headers and of tensor
+  // data shorter than `copy_below` bytes come copied into one buffer (not
+  // stable: valid only during the call), longer tensor data as it lies in
+  // the model (stable). For writers that hand large pieces on without
+  // copying them and would rather copy a few bytes than make a write or a
+  // slice for each.
+  bool NextGathered(
+      size_t copy_below,
+      absl::FunctionRef<void(absl::string_view bytes, bool stable)> piece);
   // EncodedSize() of the model.
   int64_t total_bytes() const { return total_bytes_; }
   // Bytes produced so far (or the position Seek() set).
@@ -199,6 +208,7 @@ class ModelEncoder {
   size_t segment_ = 0;     // Current segment.
   size_t in_segment_ = 0;  // Bytes of it already produced.
   std::string header_;     // Bytes of the current prefix/header segment.
+  std::string gathered_;   // NextGathered's copied run.
 };
 
 // Streaming decoder. Feed() bytes as they arrive, in chunks of any size,

@@ -40,6 +40,8 @@ constexpr char kSuffix[] = ".fedge";
 constexpr char kTempSuffix[] = ".tmp";
 constexpr int kVersionDigits = 8;
 constexpr size_t kIoChunkBytes = 1 << 20;
+// Tensor data shorter than this is copied into the write beside it.
+constexpr size_t kGatherBelowBytes = 4096;
 
 absl::Status IoError(int err, absl::string_view what, const std::string& path) {
   return absl::UnavailableError(
@@ -258,23 +260,17 @@ absl::Status WriteCheckpointFile(
   header.model_len = uint64_t(encoder.total_bytes());
   RETURN_IF_ERROR(WriteAll(fd.get(), EncodeHeader(header), path));
   RETURN_IF_ERROR(WriteAll(fd.get(), ckpt.extra, path));
-  // The tensors' bytes are written from the model itself; the short
-  // headers between them are gathered.
-  std::string gathered;
+  // Large tensors are written from the model itself; headers and small
+  // tensors between them are gathered into one write.
   absl::Status written;
   while (written.ok() &&
-         encoder.NextPieces([&](absl::string_view bytes, bool stable) {
-           if (!written.ok()) return;
-           if (!stable) {
-             gathered.append(bytes.data(), bytes.size());
-             return;
-           }
-           written = WriteAll(fd.get(), gathered, path);
-           gathered.clear();
-           if (written.ok()) written = WriteAll(fd.get(), bytes, path);
-         })) {
+         encoder.NextGathered(kGatherBelowBytes,
+                              [&](absl::string_view bytes, bool) {
+                                if (written.ok()) {
+                                  written = WriteAll(fd.get(), bytes, path);
+                                }
+                              })) {
   }
-  if (written.ok()) written = WriteAll(fd.get(), gathered, path);
   RETURN_IF_ERROR(written);
   header.model_sha256 = model_sha256();
   const std::string head = EncodeHeader(header);

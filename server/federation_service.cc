@@ -106,22 +106,18 @@ class ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     fields.set_offset(encoder_.offset());
     std::vector<grpc::Slice> slices(1);  // [0]: the fields, data's header.
     uint64_t data_bytes = 0;
-    std::string copied;  // Headers and small tensors, gathered.
-    const bool more =
-        encoder_.NextPieces([&](absl::string_view bytes, bool stable) {
+    const bool more = encoder_.NextGathered(
+        kCopyBelowBytes, [&](absl::string_view bytes, bool stable) {
           data_bytes += bytes.size();
-          if (!stable || bytes.size() < kCopyBelowBytes) {
-            copied.append(bytes.data(), bytes.size());
+          if (!stable) {  // Headers and small tensors, gathered: copied.
+            slices.emplace_back(bytes.data(), bytes.size());
             return;
           }
-          if (!copied.empty()) slices.emplace_back(copied);
-          copied.clear();
           // gRPC only reads a slice it sends.
           slices.emplace_back(const_cast<char*>(bytes.data()), bytes.size(),
                               &Release, new ModelRef(model_));
         });
     if (!more) return Finish(grpc::Status::OK);
-    if (!copied.empty()) slices.emplace_back(copied);
     std::string head = fields.SerializeAsString();
     AppendLengthDelimitedHeader(&head, v1::ModelChunk::kDataFieldNumber,
                                 data_bytes);

@@ -273,6 +273,43 @@ TEST(ModelCodecTest, NextPieces_StablePiecesAreTheModelsOwnBytes) {
   }
 }
 
+// NextGathered: the same chunks; tensor data of at least copy_below bytes
+// stays in the model, everything else comes in gathered runs (never two in
+// a row).
+TEST(ModelCodecTest, NextGathered_LargePiecesInPlaceTheRestGathered) {
+  const ModelState model = SmallModel();  // Data of 48, 16, 8, 0, 48 bytes.
+  const std::string whole = EncodeModel(model);
+  for (size_t copy_below : {size_t{1}, size_t{17}, size_t{1000}}) {
+    for (size_t chunk : {size_t{7}, size_t{40}, whole.size()}) {
+      ModelEncoder encoder(model, chunk);
+      std::string joined;
+      int stable_pieces = 0;
+      while (true) {
+        std::string this_chunk;
+        bool last_gathered = false;
+        const bool more = encoder.NextGathered(
+            copy_below, [&](absl::string_view bytes, bool stable) {
+              ASSERT_FALSE(bytes.empty());
+              if (stable) {
+                ++stable_pieces;
+                EXPECT_GE(bytes.size(), copy_below);
+              } else {
+                EXPECT_FALSE(last_gathered) << "two gathered runs in a row";
+              }
+              last_gathered = !stable;
+              this_chunk.append(bytes.data(), bytes.size());
+            });
+        if (!more) break;
+        ASSERT_LE(this_chunk.size(), chunk);
+        joined += this_chunk;
+      }
+      EXPECT_EQ(joined, whole) << copy_below << " " << chunk;
+      if (copy_below == 1000) EXPECT_EQ(stable_pieces, 0);
+      if (copy_below == 1 && chunk == whole.size()) EXPECT_EQ(stable_pieces, 4);
+    }
+  }
+}
+
 TEST(ModelCodecTest, Encoder_EmptyModel_OneChunkThenDone) {
   ModelState empty;
   ModelEncoder encoder(empty);
