@@ -23,33 +23,16 @@ build="$(realpath -m "${1:-$root/build-fuzz}")"
 runs="${FUZZ_RUNS:-10000000}"
 fuzz_dir="$build/tests/fuzz"
 
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  cmake -S "$root" -B "$build" -G Ninja \
-    -DCMAKE_C_COMPILER="${FUZZ_CC:-clang-14}" \
-    -DCMAKE_CXX_COMPILER="${FUZZ_CXX:-clang++-14}" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFEDGE_BUILD_FUZZERS=ON >&2 || exit 1
-else
-  cmake -S "$root" -B "$build" -DFEDGE_BUILD_FUZZERS=ON >&2 || exit 1
-fi
-ninja -C "$build" -j "${FUZZ_JOBS:-1}" fedge_fuzzers >&2 || exit 1
-
-if [[ -n "${FUZZ_TARGETS:-}" ]]; then
-  read -r -a targets <<<"$FUZZ_TARGETS"
-else
-  mapfile -t targets <"$fuzz_dir/fuzzers.txt"
-fi
-for target in "${targets[@]}"; do
+source "$root/tests/fuzz/common.sh"
+fuzz_build "$root" "$build" >&2 || exit 1
+fuzz_targets "$fuzz_dir"
+for target in "${TARGETS[@]}"; do
   [[ -n "$target" ]] || continue
   out="$fuzz_dir/bench/$target"
   rm -rf "$out"
   mkdir -p "$out/corpus" "$out/artifacts"
-  corpora=("$out/corpus" "$fuzz_dir/seeds/$target")
-  if [[ -d "$root/tests/fuzz/corpus/$target" ]]; then
-    corpora+=("$root/tests/fuzz/corpus/$target")
-  fi
-  "$fuzz_dir/$target" -runs="$runs" -timeout=25 -rss_limit_mb=2560 \
-    -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
-    "${corpora[@]}" >"$out/log" 2>&1
+  fuzz_command "$root" "$fuzz_dir" "$target" "$out/corpus" "$out/artifacts"
+  "${COMMAND[@]}" -runs="$runs" >"$out/log" 2>&1
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log")"
   crashes="$(find "$out/artifacts" -type f \
     \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \

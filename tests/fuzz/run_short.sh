@@ -10,9 +10,8 @@
 #
 #   tests/fuzz/run_short.sh [BUILD_DIR]      (default: <source>/build-fuzz)
 #
-# Environment: FUZZ_SECONDS (per target), FUZZ_TARGETS (a space-separated
-# subset), FUZZ_CC / FUZZ_CXX (compilers for a new build directory; default
-# clang-14 / clang++-14), FUZZ_JOBS (ninja jobs, default 1).
+# Environment: FUZZ_SECONDS (per target), and FUZZ_TARGETS, FUZZ_CC,
+# FUZZ_CXX, FUZZ_JOBS as tests/fuzz/common.sh says.
 # Also the CTest test `fuzz_short` (label `fuzz`) of a build configured with
 # -DFEDGE_BUILD_FUZZERS=ON, which passes that build directory.
 set -uo pipefail
@@ -25,47 +24,25 @@ fuzz_dir="$build/tests/fuzz"
 log() { printf '[run_short] %s\n' "$*"; }
 
 # --- Build -----------------------------------------------------------------
-# Lets ccache share results between clones (as scripts/build.sh does).
-export CCACHE_BASEDIR="$root"
-export CCACHE_NOHASHDIR=1
+source "$root/tests/fuzz/common.sh"
 start=$SECONDS
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  cmake -S "$root" -B "$build" -G Ninja \
-    -DCMAKE_C_COMPILER="${FUZZ_CC:-clang-14}" \
-    -DCMAKE_CXX_COMPILER="${FUZZ_CXX:-clang++-14}" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFEDGE_BUILD_FUZZERS=ON >/dev/null ||
-    { log "cmake failed"; exit 1; }
-else
-  cmake -S "$root" -B "$build" -DFEDGE_BUILD_FUZZERS=ON >/dev/null ||
-    { log "cmake failed"; exit 1; }
-fi
-ninja -C "$build" -j "${FUZZ_JOBS:-1}" fedge_fuzzers ||
-  { log "build failed"; exit 1; }
+fuzz_build "$root" "$build" || { log "build failed"; exit 1; }
 log "built in $((SECONDS - start)) s"
 
 # --- Run -------------------------------------------------------------------
-if [[ -n "${FUZZ_TARGETS:-}" ]]; then
-  read -r -a targets <<<"$FUZZ_TARGETS"
-else
-  mapfile -t targets <"$fuzz_dir/fuzzers.txt"
-fi
+fuzz_targets "$fuzz_dir"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$fuzz_dir/logs"
 failed=()
-for target in "${targets[@]}"; do
+for target in "${TARGETS[@]}"; do
   [[ -n "$target" ]] || continue
   artifacts="$fuzz_dir/artifacts/$target"
   rm -rf "$artifacts"
   mkdir -p "$artifacts" "$scratch/$target"
-  corpora=("$scratch/$target" "$fuzz_dir/seeds/$target")
-  if [[ -d "$root/tests/fuzz/corpus/$target" ]]; then
-    corpora+=("$root/tests/fuzz/corpus/$target")
-  fi
   target_log="$fuzz_dir/logs/$target.log"
-  "$fuzz_dir/$target" -max_total_time="$seconds" -timeout=25 \
-    -rss_limit_mb=2560 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" "${corpora[@]}" >"$target_log" 2>&1
+  fuzz_command "$root" "$fuzz_dir" "$target" "$scratch/$target" "$artifacts"
+  "${COMMAND[@]}" -max_total_time="$seconds" >"$target_log" 2>&1
   rc=$?
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$target_log")"
   if [[ $rc -ne 0 || -n "$(ls -A "$artifacts")" ]]; then
