@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/little_endian.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/update_codec.h"
@@ -30,20 +31,6 @@ constexpr uint64_t kMinRecordBytes = 2 + 1 + kTypeBytes + 8;
 constexpr size_t kMaxEncodableName = 0xffff;
 
 using codec_internal::WireTensor;
-
-void AppendLE(std::string* out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) {
-    out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
-  }
-}
-
-uint64_t ReadLE(const char* p, int bytes) {
-  uint64_t value = 0;
-  for (int i = bytes - 1; i >= 0; --i) {
-    value = (value << 8) | static_cast<uint8_t>(p[i]);
-  }
-  return value;
-}
 
 size_t HeaderBytes(const WireTensor& t) {
   return 2 + t.name.size() + kTypeBytes + 8 * t.shape.size() + 8;

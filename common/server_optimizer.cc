@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/little_endian.h"
 #include "common/logging.h"
 #include "common/model_codec.h"
 #include "common/status_macros.h"
@@ -26,20 +27,6 @@ bool IsValidKind(int value) {
   return value == static_cast<int>(Kind::kAdagrad) ||
          value == static_cast<int>(Kind::kAdam) ||
          value == static_cast<int>(Kind::kYogi);
-}
-
-void AppendLE(std::string* out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) {
-    out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
-  }
-}
-
-uint64_t ReadLE(const char* p, int bytes) {
-  uint64_t value = 0;
-  for (int i = bytes - 1; i >= 0; --i) {
-    value = (value << 8) | static_cast<uint8_t>(p[i]);
-  }
-  return value;
 }
 
 // The float32 entries of `schema`, in order: the shape of m and v.

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "common/little_endian.h"
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -71,16 +72,6 @@ std::optional<int64_t> VersionOf(absl::string_view name) {
   // One name per version: longer than 8 digits only when needed.
   if (name.size() > kVersionDigits && name[0] == '0') return std::nullopt;
   return version;
-}
-
-void AppendLE(std::string* out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) out->push_back(char((value >> 8 * i) & 0xff));
-}
-
-uint64_t ReadLE(const char* p, int bytes) {
-  uint64_t value = 0;
-  for (int i = bytes - 1; i >= 0; --i) value = (value << 8) | uint8_t(p[i]);
-  return value;
 }
 
 // The fixed header after the magic and format version.

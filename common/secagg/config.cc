@@ -9,15 +9,12 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/little_endian.h"
 #include "common/logging.h"
 #include "common/random.h"
 
 namespace fedge::secagg {
 namespace {
-
-void AppendU64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
 
 int NeighbourhoodSize(const SecAggConfig& config) {
   return config.neighbors == 0 ? config.num_clients : config.neighbors + 1;
@@ -77,16 +74,16 @@ absl::Status ValidateConfig(const SecAggConfig& config) {
 
 Sha256Digest ConfigDigest(const SecAggConfig& config) {
   std::string bytes = "fedge-secagg-v1";
-  AppendU64(bytes, config.session_id.size());
+  AppendLE(&bytes, config.session_id.size(), 8);
   bytes += config.session_id;
-  AppendU64(bytes, static_cast<uint64_t>(config.threshold));
-  AppendU64(bytes, static_cast<uint64_t>(config.num_clients));
-  AppendU64(bytes, static_cast<uint64_t>(config.neighbors));
-  AppendU64(bytes, static_cast<uint64_t>(config.vector_length));
+  AppendLE(&bytes, static_cast<uint64_t>(config.threshold), 8);
+  AppendLE(&bytes, static_cast<uint64_t>(config.num_clients), 8);
+  AppendLE(&bytes, static_cast<uint64_t>(config.neighbors), 8);
+  AppendLE(&bytes, static_cast<uint64_t>(config.vector_length), 8);
   uint64_t bits;
   static_assert(sizeof(bits) == sizeof(config.max_abs_value));
   std::memcpy(&bits, &config.max_abs_value, sizeof(bits));
-  AppendU64(bytes, bits);
+  AppendLE(&bytes, bits, 8);
   return Sha256Of(bytes);
 }
 

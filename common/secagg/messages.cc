@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/little_endian.h"
 #include "common/status_macros.h"
 
 namespace fedge::secagg {
@@ -34,12 +35,6 @@ const char* TypeName(uint8_t type) {
   return "unknown";
 }
 
-void PutU32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-void PutU64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
 template <size_t N>
 void PutArray(std::string& out, const std::array<uint8_t, N>& a) {
   out.append(reinterpret_cast<const char*>(a.data()), N);
@@ -71,15 +66,13 @@ class Reader {
   }
   absl::StatusOr<uint32_t> U32(absl::string_view field) {
     RETURN_IF_ERROR(Need(4, field));
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= uint32_t{Byte(i)} << (8 * i);
+    const auto v = static_cast<uint32_t>(ReadLE(rest_.data(), 4));
     rest_.remove_prefix(4);
     return v;
   }
   absl::StatusOr<uint64_t> U64(absl::string_view field) {
     RETURN_IF_ERROR(Need(8, field));
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= uint64_t{Byte(i)} << (8 * i);
+    const uint64_t v = ReadLE(rest_.data(), 8);
     rest_.remove_prefix(8);
     return v;
   }
@@ -178,9 +171,9 @@ absl::StatusOr<std::vector<EncryptedShare>> ReadShares(
 }
 
 void PutShares(std::string& out, const std::vector<EncryptedShare>& shares) {
-  PutU32(out, static_cast<uint32_t>(shares.size()));
+  AppendLE(&out, static_cast<uint32_t>(shares.size()), 4);
   for (const EncryptedShare& s : shares) {
-    PutU32(out, static_cast<uint32_t>(s.peer_id));
+    AppendLE(&out, static_cast<uint32_t>(s.peer_id), 4);
     out += s.ciphertext;
   }
 }
@@ -199,8 +192,8 @@ absl::StatusOr<std::vector<int>> ReadIds(Reader& r, const MessageContext& ctx,
 }
 
 void PutIds(std::string& out, const std::vector<int>& ids) {
-  PutU32(out, static_cast<uint32_t>(ids.size()));
-  for (int id : ids) PutU32(out, static_cast<uint32_t>(id));
+  AppendLE(&out, static_cast<uint32_t>(ids.size()), 4);
+  for (int id : ids) AppendLE(&out, static_cast<uint32_t>(id), 4);
 }
 
 absl::StatusOr<std::vector<HeldShare>> ReadHeldShares(Reader& r,
@@ -225,10 +218,10 @@ absl::StatusOr<std::vector<HeldShare>> ReadHeldShares(Reader& r,
 }
 
 void PutHeldShares(std::string& out, const std::vector<HeldShare>& shares) {
-  PutU32(out, static_cast<uint32_t>(shares.size()));
+  AppendLE(&out, static_cast<uint32_t>(shares.size()), 4);
   for (const HeldShare& s : shares) {
-    PutU32(out, static_cast<uint32_t>(s.owner_id));
-    for (uint64_t v : s.values) PutU64(out, v);
+    AppendLE(&out, static_cast<uint32_t>(s.owner_id), 4);
+    for (uint64_t v : s.values) AppendLE(&out, v, 8);
   }
 }
 
@@ -236,7 +229,7 @@ void PutHeldShares(std::string& out, const std::vector<HeldShare>& shares) {
 
 std::string Encode(const MessageContext& ctx, const AdvertiseKeysMessage& m) {
   std::string out = Header(ctx, MessageType::kAdvertiseKeys);
-  PutU32(out, static_cast<uint32_t>(m.client_id));
+  AppendLE(&out, static_cast<uint32_t>(m.client_id), 4);
   PutArray(out, m.encryption_key);
   PutArray(out, m.masking_key);
   return out;
@@ -244,9 +237,9 @@ std::string Encode(const MessageContext& ctx, const AdvertiseKeysMessage& m) {
 
 std::string Encode(const MessageContext& ctx, const KeyDirectoryMessage& m) {
   std::string out = Header(ctx, MessageType::kKeyDirectory);
-  PutU32(out, static_cast<uint32_t>(m.clients.size()));
+  AppendLE(&out, static_cast<uint32_t>(m.clients.size()), 4);
   for (const AdvertiseKeysMessage& c : m.clients) {
-    PutU32(out, static_cast<uint32_t>(c.client_id));
+    AppendLE(&out, static_cast<uint32_t>(c.client_id), 4);
     PutArray(out, c.encryption_key);
     PutArray(out, c.masking_key);
   }
@@ -255,7 +248,7 @@ std::string Encode(const MessageContext& ctx, const KeyDirectoryMessage& m) {
 
 std::string Encode(const MessageContext& ctx, const ShareKeysMessage& m) {
   std::string out = Header(ctx, MessageType::kShareKeys);
-  PutU32(out, static_cast<uint32_t>(m.client_id));
+  AppendLE(&out, static_cast<uint32_t>(m.client_id), 4);
   PutArray(out, m.self_mask_commitment);
   PutShares(out, m.shares);
   return out;
@@ -263,7 +256,7 @@ std::string Encode(const MessageContext& ctx, const ShareKeysMessage& m) {
 
 std::string Encode(const MessageContext& ctx, const EncryptedSharesMessage& m) {
   std::string out = Header(ctx, MessageType::kEncryptedShares);
-  PutU32(out, static_cast<uint32_t>(m.recipient_id));
+  AppendLE(&out, static_cast<uint32_t>(m.recipient_id), 4);
   PutShares(out, m.shares);
   return out;
 }
@@ -279,7 +272,7 @@ std::string Encode(const MessageContext& ctx,
 std::string Encode(const MessageContext& ctx,
                    const UnmaskingResponseMessage& m) {
   std::string out = Header(ctx, MessageType::kUnmaskingResponse);
-  PutU32(out, static_cast<uint32_t>(m.client_id));
+  AppendLE(&out, static_cast<uint32_t>(m.client_id), 4);
   PutHeldShares(out, m.self_mask_shares);
   PutHeldShares(out, m.masking_key_shares);
   return out;
@@ -287,8 +280,8 @@ std::string Encode(const MessageContext& ctx,
 
 std::string EncodeMaskedInputHeader(const MessageContext& ctx, int client_id) {
   std::string out = Header(ctx, MessageType::kMaskedInput);
-  PutU32(out, static_cast<uint32_t>(client_id));
-  PutU64(out, static_cast<uint64_t>(ctx.vector_length));
+  AppendLE(&out, static_cast<uint32_t>(client_id), 4);
+  AppendLE(&out, static_cast<uint64_t>(ctx.vector_length), 8);
   return out;
 }
 

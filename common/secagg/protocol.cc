@@ -1,13 +1,10 @@
 #include "common/secagg/protocol.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/little_endian.h"
 
 namespace fedge::secagg {
 namespace {
-
-void PutU32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
 
 std::string Label(absl::string_view label, const Sha256Digest& digest) {
   std::string out(label);
@@ -16,18 +13,13 @@ std::string Label(absl::string_view label, const Sha256Digest& digest) {
 }
 
 void PutValues(std::string& out, const ShamirShare& share) {
-  for (uint64_t v : share.values) {
-    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-  }
+  for (uint64_t v : share.values) AppendLE(&out, v, 8);
 }
 
 absl::Status GetValues(absl::string_view& in, int index, ShamirShare& share) {
   share.index = index;
   for (uint64_t& v : share.values) {
-    v = 0;
-    for (int i = 0; i < 8; ++i) {
-      v |= uint64_t{static_cast<uint8_t>(in[i])} << (8 * i);
-    }
+    v = ReadLE(in.data(), 8);
     in.remove_prefix(8);
     if (v >= kFieldPrime) {
       return absl::InvalidArgumentError("share value is not a field element");
@@ -42,16 +34,16 @@ std::array<uint8_t, 32> ShareEncryptionKey(const X25519Key& agreement,
                                            const Sha256Digest& config_digest,
                                            int sender, int recipient) {
   std::string info = Label("fedge-secagg share key", config_digest);
-  PutU32(info, static_cast<uint32_t>(sender));
-  PutU32(info, static_cast<uint32_t>(recipient));
+  AppendLE(&info, static_cast<uint32_t>(sender), 4);
+  AppendLE(&info, static_cast<uint32_t>(recipient), 4);
   return HkdfSha256(agreement, info);
 }
 
 std::string ShareAad(const Sha256Digest& config_digest, int sender,
                      int recipient) {
   std::string aad = Label("fedge-secagg share", config_digest);
-  PutU32(aad, static_cast<uint32_t>(sender));
-  PutU32(aad, static_cast<uint32_t>(recipient));
+  AppendLE(&aad, static_cast<uint32_t>(sender), 4);
+  AppendLE(&aad, static_cast<uint32_t>(recipient), 4);
   return aad;
 }
 
@@ -94,7 +86,7 @@ void ApplyMask(const Seed& seed, int sign, absl::Span<uint32_t> acc) {
 Sha256Digest SelfMaskCommitment(const Sha256Digest& config_digest, int id,
                                 const Seed& self_mask_seed) {
   std::string bytes = Label("fedge-secagg self-mask commitment", config_digest);
-  PutU32(bytes, static_cast<uint32_t>(id));
+  AppendLE(&bytes, static_cast<uint32_t>(id), 4);
   bytes.append(reinterpret_cast<const char*>(self_mask_seed.data()),
                self_mask_seed.size());
   return Sha256Of(bytes);

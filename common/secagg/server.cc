@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/little_endian.h"
 #include "common/logging.h"
 #include "common/secagg/crypto.h"
 #include "common/secagg/protocol.h"
@@ -20,13 +21,6 @@ namespace {
 constexpr X25519Key kProbeKey = {9,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
                                  11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
                                  22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
-
-uint32_t LoadLe32(const char* p) {
-  return uint32_t{static_cast<uint8_t>(p[0])} |
-         uint32_t{static_cast<uint8_t>(p[1])} << 8 |
-         uint32_t{static_cast<uint8_t>(p[2])} << 16 |
-         uint32_t{static_cast<uint8_t>(p[3])} << 24;
-}
 
 std::string KeyString(const X25519Key& key) {
   return std::string(key.begin(), key.end());
@@ -354,7 +348,7 @@ absl::Status SecAggServer::ReceiveMaskedInput(int client_id,
                      " claims to be client ", input.client_id));
   }
   const char* p = input.words.data();
-  for (size_t i = 0; i < sum_.size(); ++i, p += 4) sum_[i] += LoadLe32(p);
+  for (size_t i = 0; i < sum_.size(); ++i, p += 4) sum_[i] += static_cast<uint32_t>(ReadLE(p, 4));
   record->input = true;
   return absl::OkStatus();
 }
