@@ -560,27 +560,31 @@ absl::Status ValidateAgentId(absl::string_view id) {
       "the CN of the client certificate)"));
 }
 
-TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c) {
+namespace {
+
+// The fields the configured plan (TrainPlanConfig) and the plan on the
+// wire (TrainPlanProto) share.
+template <typename PlanMessage>
+TrainPlan CommonPlanFields(const PlanMessage& m) {
   TrainPlan plan;
-  plan.epochs = c.epochs();
-  plan.batch_size = c.batch_size();
-  plan.learning_rate = c.learning_rate();
-  plan.momentum = c.momentum();
-  plan.weight_decay = c.weight_decay();
-  plan.proximal_mu = c.proximal_mu();
-  plan.keep_pruned = c.keep_pruned();
+  plan.epochs = m.epochs();
+  plan.batch_size = m.batch_size();
+  plan.learning_rate = m.learning_rate();
+  plan.momentum = m.momentum();
+  plan.weight_decay = m.weight_decay();
+  plan.proximal_mu = m.proximal_mu();
+  plan.keep_pruned = m.keep_pruned();
   return plan;
 }
 
+}  // namespace
+
+TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c) {
+  return CommonPlanFields(c);
+}
+
 TrainPlan ToTrainPlan(const v1::TrainPlanProto& p) {
-  TrainPlan plan;
-  plan.epochs = p.epochs();
-  plan.batch_size = p.batch_size();
-  plan.learning_rate = p.learning_rate();
-  plan.momentum = p.momentum();
-  plan.weight_decay = p.weight_decay();
-  plan.proximal_mu = p.proximal_mu();
-  plan.keep_pruned = p.keep_pruned();
+  TrainPlan plan = CommonPlanFields(p);
   plan.seed = p.seed();
   plan.max_steps = p.max_steps();
   if (!p.update_encoding().empty()) {
