@@ -390,7 +390,13 @@ TEST(AgentCreateTest, BadOptions_InvalidArgument) {
 TEST_F(AgentTest, DpPlan_UpdateClippedBeforeUpload_LocalNoiseAdded) {
   v1::PollResponse clip_only = TaskPoll(1, 0, client_.models[0]);
   clip_only.mutable_train()->mutable_plan()->set_dp_clip_norm(0.01);
-  v1::PollResponse noised = TaskPoll(2, 0, client_.models[0]);
+  // 64 values: the noise's norm is about 5 * 8, and below 0.02 with
+  // probability below 1e-180 (with the 2 values of models[0]: about 2e-5).
+  std::vector<TensorBuffer> wide;
+  wide.push_back(
+      *TensorBuffer::FromFloats("w", {64}, std::vector<float>(64, 0.5f)));
+  client_.models[2] = ModelState(std::move(wide));
+  v1::PollResponse noised = TaskPoll(2, 2, client_.models[2]);
   noised.mutable_train()->mutable_plan()->set_dp_clip_norm(0.01);
   noised.mutable_train()->mutable_plan()->set_dp_noise_stddev(5);
   client_.poll_results.push_back(clip_only);
@@ -402,8 +408,7 @@ TEST_F(AgentTest, DpPlan_UpdateClippedBeforeUpload_LocalNoiseAdded) {
   ASSERT_GT(L2Norm(client_.models[0]), 0.01);
   EXPECT_LE(L2Norm(client_.submitted_deltas[0]), 0.01);
   EXPECT_NEAR(L2Norm(client_.submitted_deltas[0]), 0.01, 1e-6);
-  // Noise of stddev 5 on top of a norm-0.01 update (below 0.02 with
-  // probability 1e-5).
+  // Noise of stddev 5 on top of a norm-0.01 update.
   EXPECT_GT(L2Norm(client_.submitted_deltas[1]), 0.02);
 }
 
