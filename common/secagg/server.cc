@@ -348,7 +348,9 @@ absl::Status SecAggServer::ReceiveMaskedInput(int client_id,
                      " claims to be client ", input.client_id));
   }
   const char* p = input.words.data();
-  for (size_t i = 0; i < sum_.size(); ++i, p += 4) sum_[i] += static_cast<uint32_t>(ReadLE(p, 4));
+  for (size_t i = 0; i < sum_.size(); ++i, p += 4) {
+    sum_[i] += static_cast<uint32_t>(ReadLE(p, 4));
+  }
   record->input = true;
   return absl::OkStatus();
 }
