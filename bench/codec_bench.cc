@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "common/checksum.h"
 #include "common/model_codec.h"
 #include "common/random.h"
 #include "common/update_codec.h"
@@ -127,6 +128,17 @@ void BM_ModelDigest(benchmark::State& state) {
   SetBytes(state, EncodedSize(model));
 }
 BENCHMARK(BM_ModelDigest)->Unit(benchmark::kMillisecond);
+
+// The uploads' checksum (common/checksum.h) over the same bytes.
+void BM_ModelChecksum(benchmark::State& state) {
+  const ModelState& model = FortyMegabyteModel();
+  for (auto _ : state) {
+    Checksum128 checksum = ModelChecksum(model);
+    benchmark::DoNotOptimize(checksum);
+  }
+  SetBytes(state, EncodedSize(model));
+}
+BENCHMARK(BM_ModelChecksum)->Unit(benchmark::kMillisecond);
 
 // About 10M parameters (40 MB) of normally distributed values.
 ModelState TenMillionParameterDelta() {

@@ -50,6 +50,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/checksum.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/model_codec.h"
@@ -326,7 +327,7 @@ class Agent {
     m.mutable_metrics()->set_train_seconds(
         absl::ToDoubleSeconds(options_.train));
     m.set_total_size_bytes(static_cast<int64_t>(delta_.size()));
-    m.set_sha256(ToHex(Sha256Of(delta_)));
+    m.set_xxh3_128(ToHex(Xxh3_128Of(delta_)));
     absl::Status s;
     bool duplicate = false;
     for (int attempt = 1; attempt <= kSubmitAttempts; ++attempt) {

@@ -119,8 +119,9 @@ std::string EncodeWhole(const std::vector<WireTensor>& tensors) {
   return out;
 }
 
-Sha256Digest DigestOf(const std::vector<WireTensor>& tensors) {
-  Sha256 hasher;
+template <typename Hasher>
+auto HashOf(const std::vector<WireTensor>& tensors) {
+  Hasher hasher;
   ForEachPiece(tensors, [&hasher](const void* data, size_t size) {
     hasher.Update(data, size);
   });
@@ -229,11 +230,19 @@ std::string EncodeModel(const EncodedModel& model) {
 }
 
 Sha256Digest ModelDigest(const ModelState& state) {
-  return DigestOf(WireTensorsOf(state));
+  return HashOf<Sha256>(WireTensorsOf(state));
 }
 
 Sha256Digest ModelDigest(const EncodedModel& model) {
-  return DigestOf(WireTensorsOf(model));
+  return HashOf<Sha256>(WireTensorsOf(model));
+}
+
+Checksum128 ModelChecksum(const ModelState& state) {
+  return HashOf<Xxh3_128>(WireTensorsOf(state));
+}
+
+Checksum128 ModelChecksum(const EncodedModel& model) {
+  return HashOf<Xxh3_128>(WireTensorsOf(model));
 }
 
 ModelEncoder::ModelEncoder(const ModelState& state, size_t max_chunk_bytes)

@@ -55,6 +55,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/checksum.h"
 #include "common/sha256.h"
 #include "common/tensor_buffer.h"
 
@@ -133,6 +134,9 @@ std::string EncodeModel(const EncodedModel& model);
 // SHA-256 of the encoding, computed by streaming (no full copy).
 Sha256Digest ModelDigest(const ModelState& state);
 Sha256Digest ModelDigest(const EncodedModel& model);
+// XXH3-128 of the same bytes: an upload's checksum (common/checksum.h).
+Checksum128 ModelChecksum(const ModelState& state);
+Checksum128 ModelChecksum(const EncodedModel& model);
 
 namespace codec_internal {
 // One tensor's header fields and data, viewed in a ModelState or an

@@ -77,7 +77,7 @@ class CoordinatorClient {
   // encoding `encoded` when not null (fp16, int8, top-k), for the round named
   // in `metadata`. The caller fills session_token, round, base_version,
   // upload_id, num_examples, num_steps and metrics; the implementation fills
-  // total_size_bytes and sha256 (of the canonical encoding) and streams the
+  // total_size_bytes and xxh3_128 (of the canonical encoding) and streams the
   // encoding in chunks. Retrying with the same upload_id is safe: the
   // coordinator counts it once (response.duplicate is then true).
   // ABORTED when the round is closed or the agent is not part of it;
@@ -133,7 +133,7 @@ class CoordinatorClient {
   }
   // Uploads a masked input (the secagg message, `masked`) for the round in
   // `metadata` (session_token, round, base_version, upload_id; the
-  // implementation sets masked, total_size_bytes and sha256), in chunks.
+  // implementation sets masked, total_size_bytes and xxh3_128), in chunks.
   // Statuses as SubmitUpdate.
   virtual absl::StatusOr<v1::SubmitUpdateResponse> SubmitMaskedInput(
       v1::UpdateMetadata metadata, const std::string& masked) {

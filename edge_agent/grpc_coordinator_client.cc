@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/checksum.h"
 #include "common/file_util.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_deadline.h"
@@ -381,8 +382,8 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::StreamUpdate(
 absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
     v1::UpdateMetadata metadata, const ModelState& delta,
     const EncodedModel* encoded) {
-  metadata.set_sha256(
-      ToHex(encoded != nullptr ? ModelDigest(*encoded) : ModelDigest(delta)));
+  metadata.set_xxh3_128(ToHex(encoded != nullptr ? ModelChecksum(*encoded)
+                                                  : ModelChecksum(delta)));
   std::unique_ptr<ModelEncoder> encoder =
       encoded != nullptr
           ? std::make_unique<ModelEncoder>(*encoded, options_.chunk_bytes)
@@ -396,9 +397,7 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::SubmitUpdate(
 absl::StatusOr<v1::SubmitUpdateResponse>
 GrpcCoordinatorClient::SubmitMaskedInput(v1::UpdateMetadata metadata,
                                          const std::string& masked) {
-  Sha256 sha;
-  sha.Update(masked);
-  metadata.set_sha256(ToHex(sha.Finish()));
+  metadata.set_xxh3_128(ToHex(Xxh3_128Of(masked)));
   metadata.set_masked(true);
   size_t offset = 0;
   return StreamUpdate(std::move(metadata), static_cast<int64_t>(masked.size()),

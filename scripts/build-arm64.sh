@@ -63,7 +63,7 @@ SYSROOT_PACKAGES=(
   libc6-dev libstdc++-12-dev
   libtorch-dev libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libabsl-dev
-  libssl-dev zlib1g-dev libcpp-httplib-dev
+  libssl-dev zlib1g-dev libcpp-httplib-dev libxxhash-dev
 )
 
 SUDO=""

@@ -9,6 +9,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
   openssl
+  # XXH3-128, the uploads' checksum (common/checksum.h; header only).
+  libxxhash-dev
   # The coordinator's HTTP listener; the status page's browser test and
   # Prometheus scraping /metrics (tests/e2e/observability_e2e_test.cc).
   libcpp-httplib-dev chromium prometheus

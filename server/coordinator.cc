@@ -75,7 +75,8 @@ Upload::Upload(Coordinator* owner, v1::UpdateMetadata metadata,
     : owner_(owner),
       metadata_(std::move(metadata)),
       agent_id_(std::move(agent_id)),
-      decoder_(limits, std::move(schema)) {
+      decoder_(limits, std::move(schema)),
+      check_(metadata_.sha256(), metadata_.xxh3_128()) {
   if (metadata_.masked()) {
     // Its size was checked against the session's before (BeginUpload).
     masked_.reserve(static_cast<size_t>(metadata_.total_size_bytes()));
@@ -673,6 +674,9 @@ absl::StatusOr<std::pair<std::string, int64_t>> Coordinator::GetArchive(
 
 absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
                                               const std::string& agent) {
+  // First: a retry of an update already counted (ALREADY_EXISTS below) is
+  // still read and checked.
+  RETURN_IF_ERROR(UploadCheck::Validate(m.sha256(), m.xxh3_128()));
   RETURN_IF_ERROR(CheckTaskResult(m, agent));
   if (std::shared_ptr<SecAggRound> secure = SecAggSessionOf(m.round());
       secure != nullptr || m.masked()) {
@@ -691,9 +695,6 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
           "masked input of ", m.total_size_bytes(), " bytes; the session's is ",
           size, " bytes (max_update_bytes ", config_.max_update_bytes(), ")"));
     }
-    if (m.sha256().size() != 64) {
-      return absl::InvalidArgumentError("sha256 must be 64 hex characters");
-    }
     return absl::OkStatus();
   }
   if (m.num_examples() <= 0 || m.num_examples() > kMaxExamplesPerUpdate) {
@@ -710,9 +711,6 @@ absl::Status Coordinator::CheckUploadMetadata(const v1::UpdateMetadata& m,
         std::min(update_size_, config_.max_update_bytes()),
         "]: the model's raw size is ", update_size_,
         " bytes and max_update_bytes ", config_.max_update_bytes()));
-  }
-  if (m.sha256().size() != 64) {
-    return absl::InvalidArgumentError("sha256 must be 64 hex characters");
   }
   // The poisoning limits that need no bytes: refused before any is read
   // (the accumulator checks them again with the norm).
@@ -891,7 +889,7 @@ absl::Status Coordinator::FeedUpload(Upload& upload, absl::string_view bytes) {
                       "update is longer than the announced ",
                       upload.metadata_.total_size_bytes(), " bytes")));
   }
-  upload.sha_.Update(bytes);
+  upload.check_.Update(bytes);
   if (upload.metadata_.masked()) {
     upload.masked_.append(bytes.data(), bytes.size());
     return absl::OkStatus();
@@ -910,11 +908,9 @@ absl::StatusOr<v1::SubmitUpdateResponse> Coordinator::FinishUpload(
                       "update truncated: ", upload->received_, " of ",
                       m.total_size_bytes(), " bytes arrived")));
   }
-  if (ToHex(upload->sha_.Finish()) != m.sha256()) {
-    return Refuse(upload->agent_id_, "invalid", "sha256",
-                  absl::InvalidArgumentError("update bytes do not match their "
-                                             "SHA-256 (corrupted in "
-                                             "transit?)"));
+  if (absl::Status checked = upload->check_.Verify(); !checked.ok()) {
+    return Refuse(upload->agent_id_, "invalid", upload->check_.name(),
+                  checked);
   }
   if (m.masked()) return AcceptMaskedInput(*upload);
   absl::StatusOr<ModelState> update = upload->decoder_.Finish();

@@ -64,6 +64,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/checksum.h"
 #include "common/clock.h"
 #include "common/history.h"
 #include "common/local_trainer.h"
@@ -150,7 +151,7 @@ class Upload {
   ModelDecoder decoder_;
   // A masked input (secure aggregation: metadata.masked) is kept as bytes.
   std::string masked_;
-  Sha256 sha_;
+  UploadCheck check_;
   int64_t received_ = 0;
   uint64_t stream_id_ = 0;  // Its UploadStream's (0: none).
 };

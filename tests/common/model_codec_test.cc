@@ -216,6 +216,13 @@ TEST(ModelCodecTest, ModelDigest_EqualsSha256OfEncoding) {
   EXPECT_EQ(ModelDigest(ModelState()), Sha256Of(EncodeModel(ModelState())));
 }
 
+TEST(ModelCodecTest, ModelChecksum_EqualsXxh3OfEncoding) {
+  const ModelState model = SmallModel();
+  EXPECT_EQ(ModelChecksum(model), Xxh3_128Of(EncodeModel(model)));
+  EXPECT_EQ(ModelChecksum(ModelState()),
+            Xxh3_128Of(EncodeModel(ModelState())));
+}
+
 TEST(ModelCodecTest, ChunkedEncoding_EqualsWholeEncoding) {
   const ModelState model = SmallModel();
   const std::string whole = EncodeModel(model);

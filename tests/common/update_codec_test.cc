@@ -746,6 +746,7 @@ TEST(EncodedModelTest, EncoderChunksSizeAndDigest_AreThoseOfTheWireBytes) {
     const std::string whole = EncodeModel(encoded);
     EXPECT_EQ(EncodedSize(encoded), static_cast<int64_t>(whole.size()));
     EXPECT_EQ(ModelDigest(encoded), Sha256Of(whole));
+    EXPECT_EQ(ModelChecksum(encoded), Xxh3_128Of(whole));
     for (size_t chunk : {1, 7, 64, 100000}) {
       ModelEncoder encoder(encoded, chunk);
       std::string joined, piece;

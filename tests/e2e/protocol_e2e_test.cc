@@ -109,6 +109,11 @@ TEST_F(ProtocolTest, StaleDuplicateAndMalformedUpdates) {
   bad_hash.set_sha256(std::string(64, '0'));
   r = a.Submit(bad_hash, EncodeModel(Filled(model, 0.0f)));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  v1::UpdateMetadata bad_checksum = Meta(task, "bad-3x");
+  bad_checksum.set_xxh3_128(std::string(32, '0'));
+  r = a.Submit(bad_checksum, EncodeModel(Filled(model, 0.0f)));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("xxh3_128"));
   std::string cut = EncodeModel(Filled(model, 0.0f));
   v1::UpdateMetadata truncated = Meta(task, "bad-4");
   truncated.set_total_size_bytes(cut.size());

@@ -14,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/checksum.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_status.h"
@@ -164,7 +165,9 @@ class RawClient {
                                                   const std::string& bytes) {
     m.set_session_token(token_);
     if (m.total_size_bytes() == 0) m.set_total_size_bytes(bytes.size());
-    if (m.sha256().empty()) m.set_sha256(ToHex(Sha256Of(bytes)));
+    if (m.sha256().empty() && m.xxh3_128().empty()) {
+      m.set_xxh3_128(ToHex(Xxh3_128Of(bytes)));  // As agents do.
+    }
     v1::SubmitUpdateResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/checksum.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_status.h"
@@ -80,7 +81,7 @@ class RawAgent : public RawClient {
     m.set_num_examples(100);
     m.set_num_steps(10);
     m.set_total_size_bytes(bytes.size());
-    m.set_sha256(ToHex(Sha256Of(bytes)));
+    m.set_xxh3_128(ToHex(Xxh3_128Of(bytes)));
     grpc::ClientContext ctx;
     ctx.set_deadline(In(limit));
     v1::SubmitUpdateResponse resp;

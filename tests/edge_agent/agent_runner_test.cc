@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/checksum.h"
 #include "common/ml/model_zoo.h"
 #include "common/ml/torch_converters.h"
 #include "common/model_codec.h"
@@ -179,7 +180,8 @@ TEST_F(AgentRunnerTest, OneRound_ThenPredictsOffline) {
     EXPECT_EQ(service_.metadata_.num_examples(), 100);  // Partition 1 of 4.
     EXPECT_EQ(service_.metadata_.total_size_bytes(),
               static_cast<int64_t>(service_.update_.size()));
-    EXPECT_EQ(service_.metadata_.sha256(), ToHex(Sha256Of(service_.update_)));
+    EXPECT_EQ(service_.metadata_.xxh3_128(),
+              ToHex(Xxh3_128Of(service_.update_)));
     absl::StatusOr<ModelState> delta = DecodeModel(service_.update_);
     ASSERT_TRUE(delta.ok()) << delta.status();
     EXPECT_TRUE(CheckSameSchema(InitialLogreg(), *delta).ok());

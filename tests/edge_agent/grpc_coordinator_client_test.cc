@@ -222,7 +222,8 @@ TEST_F(GrpcCoordinatorClientTest, SubmitUpdate_MetadataThenChunks) {
   EXPECT_EQ(service_.last_metadata.upload_id(), "abc");
   EXPECT_EQ(service_.last_metadata.total_size_bytes(),
             static_cast<int64_t>(encoding.size()));
-  EXPECT_EQ(service_.last_metadata.sha256(), ToHex(ModelDigest(delta)));
+  EXPECT_EQ(service_.last_metadata.xxh3_128(), ToHex(ModelChecksum(delta)));
+  EXPECT_EQ(service_.last_metadata.sha256(), "");
   EXPECT_EQ(service_.received_update, encoding);
   EXPECT_EQ(service_.update_chunks,
             static_cast<int>((encoding.size() + 15) / 16));

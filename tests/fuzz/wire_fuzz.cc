@@ -32,8 +32,8 @@
 // A token byte with bit 0 set replaces the request's session token by a
 // live one (bits 1-3 pick which); the upload fix-ups make a message pass
 // the checks the fuzzer cannot guess: bit 0 a live token, bit 2 the current
-// round and base version, bit 3 total_size_bytes, bit 4 the SHA-256 of the
-// data. Then the operator views are read, and the coordinator shuts down.
+// round and base version, bit 3 total_size_bytes, bit 4 the checksum of the
+// data (XXH3-128, or with bit 6 SHA-256 as older agents sent). Then the operator views are read, and the coordinator shuts down.
 //
 // Odd: an agent (Agent::Run) whose coordinator answers from the input: a
 // flags byte, a JoinResponse record, a count and that many PollResponse
@@ -57,6 +57,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/checksum.h"
 #include "common/clock.h"
 #include "common/fl_config.h"
 #include "common/ml/model_cost.h"
@@ -325,7 +326,13 @@ class CoordinatorSession {
       m.set_base_version(status.model_version());
     }
     if ((fix & 8) != 0) m.set_total_size_bytes(data.size());
-    if ((fix & 16) != 0) m.set_sha256(ToHex(Sha256Of(data)));
+    if ((fix & 16) != 0 && (fix & 64) == 0) {  // As agents do.
+      m.clear_sha256();
+      m.set_xxh3_128(ToHex(Xxh3_128Of(data)));
+    } else if ((fix & 16) != 0) {  // As older agents did.
+      m.clear_xxh3_128();
+      m.set_sha256(ToHex(Sha256Of(data)));
+    }
   }
 
   void Operator(InputReader& in) {
@@ -499,7 +506,7 @@ class CoordinatorSession {
     m.set_upload_id("masked-1");
     m.set_masked(true);
     m.set_total_size_bytes(static_cast<int64_t>(masked.size()));
-    m.set_sha256(ToHex(Sha256Of(masked)));
+    m.set_xxh3_128(ToHex(Xxh3_128Of(masked)));
     std::unique_ptr<fedge::Upload> upload = Begin(m, "BeginUpload (masked)");
     if (upload == nullptr) return;
     if (!coordinator_->FeedUpload(*upload, masked).ok()) return;

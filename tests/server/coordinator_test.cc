@@ -20,9 +20,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/checksum.h"
 #include "common/clock.h"
 #include "common/fl_config.h"
 #include "common/local_trainer.h"
@@ -145,6 +147,9 @@ struct Submission {
   double loss = 0;
   double train_seconds = 0;
   std::optional<int64_t> total_size_bytes;
+  // The checksum: XXH3-128 of the bytes (as agents send) unless set; a set
+  // sha256 replaces it (as older agents sent); both set send both.
+  std::optional<std::string> xxh3_128;
   std::optional<std::string> sha256;
   std::optional<size_t> bytes_sent;  // Fewer bytes than encoded.
 
@@ -176,6 +181,10 @@ struct Submission {
     total_size_bytes = v;
     return *this;
   }
+  Submission& set_xxh3_128(std::string v) {
+    xxh3_128 = std::move(v);
+    return *this;
+  }
   Submission& set_sha256(std::string v) {
     sha256 = std::move(v);
     return *this;
@@ -200,7 +209,10 @@ v1::UpdateMetadata Metadata(const Agent& agent, const std::string& bytes,
   m.mutable_metrics()->set_loss(s.loss);
   m.mutable_metrics()->set_train_seconds(s.train_seconds);
   m.set_total_size_bytes(s.total_size_bytes.value_or(bytes.size()));
-  m.set_sha256(s.sha256.value_or(ToHex(Sha256Of(bytes))));
+  if (s.sha256.has_value()) m.set_sha256(*s.sha256);
+  if (s.xxh3_128.has_value() || !s.sha256.has_value()) {
+    m.set_xxh3_128(s.xxh3_128.value_or(ToHex(Xxh3_128Of(bytes))));
+  }
   return m;
 }
 
@@ -944,6 +956,15 @@ TEST_F(CoordinatorTest, DuplicateUpload_CountedOnce) {
   ASSERT_TRUE(r2.ok()) << r2.status();
   EXPECT_FALSE(r1->duplicate());
   EXPECT_TRUE(r2->duplicate());
+  // A retry of the counted upload without a usable checksum is refused
+  // before it is read, as a first upload would be.
+  for (const std::string& bad : {std::string(""), std::string(31, 'a')}) {
+    EXPECT_EQ(Begin(*c, b, bytes, Sub().set_upload_id("u2").set_xxh3_128(bad))
+                  .status()
+                  .code(),
+              kInvalidArgument)
+        << bad;
+  }
 
   ASSERT_TRUE(TickUntilVersion(*c, 1));
   // (2 + 4) / 2 + the initial [1, 2 | 0.5]: each update once.
@@ -971,6 +992,27 @@ TEST_F(CoordinatorTest, MalformedUploads_InvalidArgument_ModelUnchanged) {
           .status()
           .code(),
       kInvalidArgument);
+  // The checksum: the wrong one, both, neither, not lower-case hex.
+  const std::string bytes = EncodeModel(good);
+  const absl::StatusOr<v1::SubmitUpdateResponse> wrong = Submit(
+      *c, a, good, Sub().set_xxh3_128(ToHex(Xxh3_128Of("other bytes"))));
+  EXPECT_EQ(wrong.status().code(), kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(), HasSubstr("xxh3_128"));
+  const absl::StatusOr<v1::SubmitUpdateResponse> both =
+      Submit(*c, a, good,
+             Sub()
+                 .set_xxh3_128(ToHex(Xxh3_128Of(bytes)))
+                 .set_sha256(ToHex(Sha256Of(bytes))));
+  EXPECT_EQ(both.status().code(), kInvalidArgument);
+  EXPECT_THAT(both.status().message(), HasSubstr("exactly one"));
+  EXPECT_EQ(Submit(*c, a, good, Sub().set_xxh3_128("")).status().code(),
+            kInvalidArgument);
+  EXPECT_EQ(Submit(*c, a, good,
+                   Sub().set_xxh3_128(absl::AsciiStrToUpper(
+                       ToHex(Xxh3_128Of(bytes)))))
+                .status()
+                .code(),
+            kInvalidArgument);
   EXPECT_EQ(Submit(*c, a, good, Sub().set_bytes_sent(size - 5)).status().code(),
             kInvalidArgument);
   EXPECT_EQ(Submit(*c, a, Model(nan, 0, 0), Sub()).status().code(),
@@ -988,7 +1030,11 @@ TEST_F(CoordinatorTest, MalformedUploads_InvalidArgument_ModelUnchanged) {
 
   // Nothing was counted: a's good update is still welcome.
   ASSERT_TRUE(Submit(*c, a, good, Sub()).ok());
-  ASSERT_TRUE(Submit(*c, b, Model(0, 2, 0), Sub()).ok());
+  // b as an older agent: SHA-256, not XXH3-128.
+  ASSERT_TRUE(Submit(*c, b, Model(0, 2, 0),
+                     Sub().set_sha256(ToHex(Sha256Of(EncodeModel(
+                         Model(0, 2, 0))))))
+                  .ok());
   ASSERT_TRUE(TickUntilVersion(*c, 1));
   EXPECT_THAT(Values(c->latest_model()->model, "w"),
               ElementsAre(FloatEq(2), FloatEq(3)));
