@@ -1,8 +1,9 @@
 #include "common/checksum.h"
 
-#include <utility>
+#include <algorithm>
+#include <iterator>
 
-#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
@@ -57,26 +58,9 @@ Checksum128 Xxh3_128Of(absl::string_view bytes) {
 }
 
 std::string ToHex(const Checksum128& checksum) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(2 * checksum.size(), '0');
-  for (size_t i = 0; i < checksum.size(); ++i) {
-    out[2 * i] = kDigits[checksum[i] >> 4];
-    out[2 * i + 1] = kDigits[checksum[i] & 15];
-  }
-  return out;
+  return absl::BytesToHexString(absl::string_view(
+      reinterpret_cast<const char*>(checksum.data()), checksum.size()));
 }
-
-namespace {
-
-bool IsLowerHex(absl::string_view s, size_t length) {
-  if (s.size() != length) return false;
-  for (char c : s) {
-    if (!absl::ascii_isdigit(c) && (c < 'a' || c > 'f')) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 absl::Status UploadCheck::Validate(absl::string_view sha256_hex,
                                    absl::string_view xxh3_128_hex) {
@@ -85,11 +69,13 @@ absl::Status UploadCheck::Validate(absl::string_view sha256_hex,
         "set exactly one of xxh3_128 (32 lower-case hex characters, the "
         "checksum agents send) and sha256 (64, from older agents)");
   }
-  if (!xxh3_128_hex.empty() && !IsLowerHex(xxh3_128_hex, 32)) {
+  if (!xxh3_128_hex.empty() &&
+      (xxh3_128_hex.size() != 32 || !IsLowerHex(xxh3_128_hex))) {
     return absl::InvalidArgumentError(
         "xxh3_128 must be 32 lower-case hex characters");
   }
-  if (!sha256_hex.empty() && !IsLowerHex(sha256_hex, 64)) {
+  if (!sha256_hex.empty() &&
+      (sha256_hex.size() != 64 || !IsLowerHex(sha256_hex))) {
     return absl::InvalidArgumentError(
         "sha256 must be 64 lower-case hex characters");
   }

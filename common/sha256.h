@@ -37,6 +37,9 @@ class Sha256 {
 Sha256Digest Sha256Of(absl::string_view bytes);
 // Lower-case hex, 64 characters.
 std::string ToHex(const Sha256Digest& digest);
+// True when every character is 0-9 or a-f (the empty string too): the
+// form ToHex writes, and the only one digests are accepted in.
+bool IsLowerHex(absl::string_view s);
 
 }  // namespace fedge
 

@@ -25,11 +25,7 @@ absl::Status Corrupt(absl::string_view what) {
 }
 
 bool IsHexSha256(const std::string& s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
+  return s.size() == 64 && IsLowerHex(s);
 }
 
 }  // namespace

@@ -26,12 +26,6 @@ constexpr int kSecretBytes = 32;
 constexpr size_t kMaxLineBytes = 1024;
 constexpr size_t kTokenIdHexBytes = 8;
 
-bool IsLowerHex(absl::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
-}
-
 bool ValidTokenId(absl::string_view id) {
   return id.size() == 3 + 2 * kTokenIdHexBytes && absl::StartsWith(id, "jt-") &&
          IsLowerHex(id.substr(3));

@@ -67,5 +67,14 @@ TEST(Sha256Test, ToHex_IsLowerCase64Chars) {
   EXPECT_EQ(hex.substr(62), "0f");
 }
 
+TEST(Sha256Test, IsLowerHex_OnlyWhatToHexWrites) {
+  EXPECT_TRUE(IsLowerHex(ToHex(Sha256Of("abc"))));
+  EXPECT_TRUE(IsLowerHex("0123456789abcdef"));
+  EXPECT_TRUE(IsLowerHex(""));
+  for (const char* bad : {"AB", "0g", "0x", " a", "a\n", "-1"}) {
+    EXPECT_FALSE(IsLowerHex(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace fedge
