@@ -169,9 +169,20 @@ fi
 
 # ---------------------------------------------------------------- 3. images
 step "building the images (fedge-coordinator, fedge-agent, fedge-prometheus)"
+# A first build fills about 3 GB of docker's storage (measured: 3.1 GB in
+# /var/lib/docker after a run from nothing), so a full disk is named
+# rather than left to the compiler's message in the log.
+docker_root="$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || true)"
+[[ -d "$docker_root" ]] || docker_root=/var/lib/docker
+free_mb() { df -Pm "$docker_root" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+info "$(free_mb) MB free in $docker_root (a first build needs about 3 GB)"
 build_start=$SECONDS
 if ! dc 3000 build >/tmp/fedge-smoke-build.log 2>&1; then
   tail -n 40 /tmp/fedge-smoke-build.log >&2
+  if grep -q 'No space left on device' /tmp/fedge-smoke-build.log; then
+    df -h "$docker_root" /tmp >&2 || true
+    fail "the image build ran out of disk space in $docker_root ($(free_mb) MB free now; a first build needs about 3 GB): free space there, or 'docker system prune' to drop old images (log: /tmp/fedge-smoke-build.log)"
+  fi
   fail "the image build failed (log: /tmp/fedge-smoke-build.log)"
 fi
 build_seconds=$((SECONDS - build_start))
