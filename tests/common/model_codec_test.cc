@@ -311,8 +311,12 @@ TEST(ModelCodecTest, NextGathered_LargePiecesInPlaceTheRestGathered) {
         joined += this_chunk;
       }
       EXPECT_EQ(joined, whole) << copy_below << " " << chunk;
-      if (copy_below == 1000) EXPECT_EQ(stable_pieces, 0);
-      if (copy_below == 1 && chunk == whole.size()) EXPECT_EQ(stable_pieces, 4);
+      if (copy_below == 1000) {
+        EXPECT_EQ(stable_pieces, 0);
+      }
+      if (copy_below == 1 && chunk == whole.size()) {
+        EXPECT_EQ(stable_pieces, 4);
+      }
     }
   }
 }

@@ -1036,7 +1036,7 @@ TEST(StrategyTest, Plans_DeviceClassOverridesEpochsAndSteps) {
   StrategyOptions o = Options("fedavg");
   o.fraction = 1;
   o.plan.epochs = 3;
-  o.device_plans = {{"slow", 1, 5}, {"tiny", 0, 2}};
+  o.device_plans = {{"slow", 1, 5, std::nullopt}, {"tiny", 0, 2, std::nullopt}};
   std::vector<AgentInfo> agents = {{"fast", 100, "default", 0},
                                    {"slow", 100, "slow", 0},
                                    {"tiny", 100, "tiny", 0},
@@ -1112,7 +1112,7 @@ TEST(StrategyTest, Plans_TimeBudgetCapsSteps) {
   o.fraction = 1;
   o.plan.batch_size = 10;
   o.local_time_budget_ms = 2000;
-  o.device_plans = {{"capped", 0, 5}};
+  o.device_plans = {{"capped", 0, 5, std::nullopt}};
   std::vector<AgentInfo> agents = {
       {"a", 1000, "", 50},        // 50 ex/s * 2 s / 10 = 10 steps.
       {"b", 1000, "capped", 50},  // min(5, 10).

@@ -234,7 +234,9 @@ TEST_F(FederationTest, CoordinatorKilled_ResumesFromCheckpointAndAgentsReturn) {
   EXPECT_THAT(log2, HasSubstr(absl::StrCat("resumed from checkpoint: model "
                                            "version ",
                                            rounds_before, " sha256 ")));
-  if (rounds_before == 2) EXPECT_THAT(log2, HasSubstr(round2_sha));
+  if (rounds_before == 2) {
+    EXPECT_THAT(log2, HasSubstr(round2_sha));
+  }
   EXPECT_THAT(
       log2, HasSubstr(absl::StrCat("round ", rounds_before + 1, " completed")));
   auto rows = History();

@@ -288,7 +288,7 @@ TEST_F(ModelCacheTest, Fp16Download_StoredUnderTheAnnouncedHash) {
   const std::string announced =
       ToHex(ModelDigest(*EncodeForWire(downloaded, fp16)));
   absl::StatusOr<std::string> hash =
-      cache->Put(3, downloaded, {"fp16", announced});
+      cache->Put(3, downloaded, {"fp16", announced, {}});
   ASSERT_TRUE(hash.ok()) << hash.status();
   EXPECT_EQ(*hash, announced);
   EXPECT_TRUE(cache->Has(3, announced));
@@ -296,15 +296,15 @@ TEST_F(ModelCacheTest, Fp16Download_StoredUnderTheAnnouncedHash) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(ModelDigest(*got), ModelDigest(downloaded));
   // Computed when not given: the same.
-  EXPECT_EQ(*cache->Put(4, downloaded, {"fp16", ""}), announced);
-  EXPECT_EQ(cache->Put(5, downloaded, {"int8", ""}).status().code(),
+  EXPECT_EQ(*cache->Put(4, downloaded, {"fp16", "", {}}), announced);
+  EXPECT_EQ(cache->Put(5, downloaded, {"int8", "", {}}).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ModelCacheTest, KnownHash_NotRecomputedButAWrongOneNeverVerifies) {
   auto cache = Open();
   const std::string wrong(64, 'a');
-  ASSERT_TRUE(cache->Put(1, TinyModel(1), {"fp32", wrong}).ok());
+  ASSERT_TRUE(cache->Put(1, TinyModel(1), {"fp32", wrong, {}}).ok());
   // Taken as given when written; the bytes are checked when read.
   EXPECT_EQ(cache->Get(1, wrong).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_FALSE(cache->Has(1, wrong));

@@ -205,7 +205,7 @@ TEST_F(CredentialStoreTest, ReplayRefusesMalformedLinesNamingThem) {
                                " jt-0123456789abcdef\n"),
                   limits, state)
                   .ok());
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string("X\n"), absl::StrCat("T jt-01 ", hash, " * 1 2 -\n"),
         absl::StrCat("T jt-0123456789abcdef ", hash, " * 1 2\n"),
         absl::StrCat("E agent-2 ", hash, " jt-ffffffffffffffff\n"),

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -77,7 +78,8 @@ class FakeFederation {
         "e6f7",
         "FedAvg",
         start_ms,
-        start_ms + completed * 41000 + 17000};
+        start_ms + completed * 41000 + 17000,
+        std::nullopt};
     s.current_round = CurrentRoundStatus{completed + 1, 4, 2, 1, 23000, 17000};
     const char* classes[kAgents] = {"phone", "phone", "raspberry-pi", "jetson",
                                     "laptop"};

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -43,7 +44,7 @@ TEST(StatusSnapshotTest, Privacy_ObjectWhenPrivate) {
 TEST(StatusSnapshotTest, Full_ExactJson) {
   FederationSnapshot s;
   s.federation = {"IN_PROGRESS", true,         3, 2, 10, 2, "ab12", "FedAvg",
-                  1700000000000, 1700000012345};
+                  1700000000000, 1700000012345, std::nullopt};
   s.current_round = CurrentRoundStatus{3, 4, 1, 1, 2500, 7500};
   s.agents.push_back({"agent-1", "phone", "training", 120, 2});
   s.agents.push_back({"agent-2", "pi", "evicted", 90000, 0});

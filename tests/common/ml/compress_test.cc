@@ -21,6 +21,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
+ModelSpec TorchScriptSpec() {
+  ModelSpec spec;
+  spec.architecture = "torchscript";
+  return spec;
+}
+
 class CompressTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -47,7 +53,7 @@ class CompressTest : public ::testing::Test {
   void Train(Net& net, int epochs) {
     auto state = ExportState(net);
     ASSERT_TRUE(state.ok());
-    auto mask = PruningMask(ModelSpec{"torchscript"}, *state);
+    auto mask = PruningMask(TorchScriptSpec(), *state);
     ASSERT_TRUE(mask.ok());
     SgdOptions sgd;
     sgd.epochs = epochs;
@@ -89,7 +95,9 @@ TEST_F(CompressTest, FinetuneKeepsPrunedWeightsAtZeroAndLearns) {
     const auto got = after->tensor(i).floats();
     const auto m = mask->tensor(i).floats();
     for (size_t j = 0; j < got.size(); ++j) {
-      if (m[j] == 0) ASSERT_EQ(got[j], 0) << after->tensor(i).name();
+      if (m[j] == 0) {
+        ASSERT_EQ(got[j], 0) << after->tensor(i).name();
+      }
     }
   }
   auto sparsity = MeasureSparsity(spec, *after);
@@ -108,7 +116,7 @@ TEST_F(CompressTest, FinetuneRefusesAMaskOfAnotherModel) {
 
   SgdOptions bad;
   bad.learning_rate = 0;
-  auto mask = PruningMask(ModelSpec{"torchscript"}, *ExportState(*net));
+  auto mask = PruningMask(TorchScriptSpec(), *ExportState(*net));
   ASSERT_TRUE(mask.ok());
   EXPECT_THAT(FinetuneMasked(*net, train_, bad, *mask).status().message(),
               HasSubstr("--learning_rate > 0"));
