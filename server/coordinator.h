@@ -349,8 +349,11 @@ class Coordinator : public EdgeDownstream {
   // (an agent fetches the final model, then leaves, which takes it out of
   // the roster). The server may then close its port.
   bool AllAgentsToldFinished() const;
-  // True when no model waits to be published and no federated evaluation
-  // runs (Tick thread).
+  // True when no finished round waits to be taken by Tick(), to be unmasked
+  // (secure aggregation) or to have its model published, and no federated
+  // evaluation runs (Tick thread). done() turns true as the last round
+  // closes, which may happen on an upload's thread between two Ticks: only
+  // done() && Settled() means the last model is the published one.
   bool Settled() const;
   // The newest published model.
   std::shared_ptr<const PublishedModel> latest_model() const;

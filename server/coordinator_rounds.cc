@@ -131,6 +131,11 @@ absl::Status Coordinator::SubmitEvaluation(
 }
 
 bool Coordinator::Settled() const {
+  if (engine_->HasOutcomeWaiting()) return false;
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    if (secagg_.has_value() && secagg_->outcome.has_value()) return false;
+  }
   absl::MutexLock lock(&mu_);
   return !pending_.has_value() && !eval_.has_value();
 }

@@ -157,6 +157,11 @@ bool RoundEngine::CanStartRound() const {
   return CanStartRoundLocked();
 }
 
+bool RoundEngine::HasOutcomeWaiting() const {
+  absl::MutexLock lock(&mu_);
+  return !finished_.empty();
+}
+
 bool RoundEngine::CanStartRoundLocked() const {
   return state_ == RoundState::kWaitingForAgents && finished_.empty() &&
          !stop_after_round_ &&

@@ -146,6 +146,11 @@ class RoundEngine {
   // is waiting for Tick().
   bool CanStartRound() const;
 
+  // True when a round finished (it closes as soon as its last selected
+  // agent reports, on whichever thread that report came in) and Tick() has
+  // not yet returned its outcome.
+  bool HasOutcomeWaiting() const;
+
   // Starts the next round with the agents `selected` (each in the roster;
   // duplicates ignored) and returns its id. FAILED_PRECONDITION unless
   // CanStartRound(); INVALID_ARGUMENT for an empty selection or an agent

@@ -781,6 +781,33 @@ TEST_F(CoordinatorTest, LastRound_PollSaysFinished) {
   EXPECT_TRUE(c->AllAgentsToldFinished());
 }
 
+// The server writes the final model and stops once done() and Settled().
+// The last round closes on the thread of its last upload, between two
+// Ticks: until a Tick takes its outcome and its model is published, the
+// coordinator is done but not settled (before Settled() checked that, the
+// server of a 1-round federation could write version 0 as its final
+// model: arm64_e2e_test saw it once).
+TEST_F(CoordinatorTest,
+       LastRoundClosedBetweenTicks_SettledOnlyOnceItsModelIsPublished) {
+  v1::CoordinatorConfig config = Config();
+  config.set_rounds(1);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  EXPECT_FALSE(c->done());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  EXPECT_TRUE(c->done());
+  EXPECT_FALSE(c->Settled());
+  EXPECT_EQ(c->latest_model()->version, 0);
+  for (int i = 0; i < kMaxTicks && !c->Settled(); ++i) {
+    Tick(*c);
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(c->Settled());
+  EXPECT_EQ(c->latest_model()->version, 1);
+}
+
 TEST_F(CoordinatorTest, Deadline_WithQuorum_ClosesRound) {
   v1::CoordinatorConfig config = Config();
   config.mutable_strategy()->set_min_available_agents(3);
@@ -2395,6 +2422,31 @@ TEST_F(SecureCoordinatorTest, SumEqualsPlainFedAvg_UpdatesNeverSeenAlone) {
   EXPECT_EQ(next.round(), 2);
   EXPECT_NE(next.secure_aggregation().session_id(),
             agents[0]->assignment.config.session_id);
+}
+
+// A secure last round is settled only once its sum is unmasked and its
+// model published, not when the engine closes it.
+TEST_F(SecureCoordinatorTest, LastRound_SettledOnlyOnceUnmaskedAndPublished) {
+  v1::CoordinatorConfig config = SecureConfig(3);
+  config.set_rounds(1);
+  std::unique_ptr<Coordinator> c = Make(config);
+  auto agents = JoinSecure(*c, {10, 10, 10}, {{1, 0, 0}, {3, 0, 0}, {5, 5, 5}});
+  ASSERT_THAT(agents, SizeIs(3));
+  ShareKeys(*c, Ptrs(agents));
+  for (auto& agent : agents) {
+    ASSERT_TRUE(SubmitMasked(*c, agent->agent, Mask(*agent)).ok());
+  }
+  Tick(*c);  // The engine closes the round: unmasking.
+  EXPECT_TRUE(c->done());
+  EXPECT_EQ(c->GetStatus().secure_aggregation_stage(), "unmasking");
+  EXPECT_FALSE(c->Settled());
+  Unmask(*c, Ptrs(agents));
+  for (int i = 0; i < kMaxTicks && !c->Settled(); ++i) {
+    Tick(*c);
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(c->Settled());
+  EXPECT_EQ(c->latest_model()->version, 1);
 }
 
 TEST_F(SecureCoordinatorTest, DropoutAfterSharingKeys_RecoveredAtTheDeadline) {

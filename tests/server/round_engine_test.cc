@@ -152,6 +152,7 @@ TEST(RoundEngineTest, AllReport_ClosesRoundCompleted) {
   std::unique_ptr<RoundEngine> engine = MakeEngine(TestOptions(), &clock);
   const int64_t round = StartRound(*engine, 3);
   EXPECT_THAT(engine->SelectedAgents(), ElementsAre("a00", "a01", "a02"));
+  EXPECT_FALSE(engine->HasOutcomeWaiting());
   for (const char* id : {"a02", "a00", "a01"}) {
     EXPECT_EQ(*engine->AssignedRound(id), round);
     EXPECT_EQ(Accept(*engine, id, round).code(), kOk);
@@ -161,7 +162,9 @@ TEST(RoundEngineTest, AllReport_ClosesRoundCompleted) {
   EXPECT_EQ(engine->state(), RoundState::kWaitingForAgents);
   EXPECT_EQ(engine->completed_rounds(), 1);
   EXPECT_THAT(engine->SelectedAgents(), IsEmpty());
+  EXPECT_TRUE(engine->HasOutcomeWaiting());
   std::vector<RoundOutcome> outcomes = Drive(*engine);
+  EXPECT_FALSE(engine->HasOutcomeWaiting());
   ASSERT_THAT(outcomes, SizeIs(1));
   EXPECT_EQ(outcomes[0].round, round);
   EXPECT_TRUE(outcomes[0].completed);
