@@ -78,7 +78,7 @@ TrainStats RunSgd(Net& net, const Dataset& data, const SgdOptions& o,
           std::min<int64_t>(o.batch_size, order.size() - begin);
       const torch::Tensor idx =
           torch::from_blob(order.data() + begin, {size}, torch::kInt64);
-      sgd.zero_grad();
+      ClearGradients(params);
       torch::Tensor loss =
           loss_fn(features.index_select(0, idx), labels.index_select(0, idx));
       loss.backward();

@@ -78,6 +78,10 @@ absl::StatusOr<std::vector<torch::Tensor>> ParameterMasks(
   return masks;
 }
 
+void ClearGradients(std::vector<torch::Tensor>& params) {
+  for (torch::Tensor& p : params) p.mutable_grad().reset();
+}
+
 void MaskedStep(torch::optim::Optimizer& optimizer,
                 std::vector<torch::Tensor>& params,
                 const std::vector<torch::Tensor>& masks) {

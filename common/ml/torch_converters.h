@@ -33,6 +33,12 @@ torch::Tensor ViewAsTensor(const TensorBuffer& buffer);
 absl::StatusOr<std::vector<torch::Tensor>> ParameterMasks(
     const std::vector<torch::Tensor>& params, const ModelState& mask);
 
+// Drops the gradients of `params` (each becomes undefined) before the next
+// backward pass, which then hands its fresh gradients over instead of
+// adding them to zeroed ones: the same values, without a zero-fill and an
+// add over every parameter each step.
+void ClearGradients(std::vector<torch::Tensor>& params);
+
 // One optimizer step that keeps the masked elements at zero: their
 // gradients are zeroed before it (no momentum builds up) and the elements
 // after it (weight decay cannot move them). `masks` as ParameterMasks (or

@@ -210,7 +210,7 @@ absl::StatusOr<bool> TorchTrainer::RunSgd(const ModelState& global,
                                              {size}, torch::kInt64);
         torch::Tensor x = train_x_.index_select(0, idx);
         torch::Tensor y = train_y_.index_select(0, idx);
-        sgd.zero_grad();
+        ClearGradients(params);
         torch::Tensor logits = net_->forward(x);
         torch::Tensor loss = F::cross_entropy(logits, y);
         if (!anchors.empty()) {
