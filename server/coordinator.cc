@@ -1139,6 +1139,11 @@ absl::Status Coordinator::Tick() {
   if (edge_mode_) AdvanceEdge();
   RETURN_IF_ERROR(AdvanceTasks());
   SweepUploads();
+  // However the federation ended (its last round; an operator's stop or
+  // set-rounds, or the privacy budget, between rounds; a resumed federation
+  // that was already complete), agents are told so once its last model is
+  // published and nothing else is pending.
+  if (!finished_ && done() && Settled()) finished_ = true;
   const EngineSnapshot e = engine_->Snapshot();
   metrics_.agents_live.Set(static_cast<double>(e.agents.size()));
   metrics_.agents_selected.Set(static_cast<double>(

@@ -791,6 +791,63 @@ TEST_F(CoordinatorTest,
   leave.set_session_token(b.token);
   ASSERT_EQ(c->Leave(leave), absl::OkStatus());
   EXPECT_TRUE(c->AllAgentsToldFinished());
+  c.reset();
+
+  // Started again on that state, it is complete at once: an agent that
+  // joins is told so (no round outcome marks the end this time).
+  c = Make(config);
+  EXPECT_TRUE(c->done());
+  const Agent again = Join(*c, "a");
+  Tick(*c);
+  r = PollNow(*c, again);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->finished());
+  EXPECT_EQ(r->latest_model_version(), 1);
+}
+
+// An operator can end the federation between rounds (set-rounds or stop
+// while it is paused or waiting for agents): no round outcome marks the
+// end then, yet agents must still be told, or they poll until the server's
+// finish_linger_ms runs out and it closes on them.
+TEST_F(CoordinatorTest, SetRoundsWhilePaused_PollSaysFinished) {
+  std::unique_ptr<Coordinator> c = Make(Config());  // 3 rounds.
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_EQ(c->Pause("op"), absl::OkStatus());
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  Tick(*c);
+  EXPECT_FALSE(c->done());  // Paused: round 2 does not start.
+  ASSERT_EQ(c->SetRounds(1, "op"), absl::OkStatus());
+  EXPECT_TRUE(c->done());
+  Tick(*c);
+  absl::StatusOr<v1::PollResponse> r = PollNow(*c, a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->finished());
+  EXPECT_EQ(r->latest_model_version(), 1);
+  ASSERT_TRUE(PollNow(*c, a).ok());
+  ASSERT_TRUE(PollNow(*c, b).ok());
+  ASSERT_TRUE(PollNow(*c, b).ok());
+  EXPECT_TRUE(c->AllAgentsToldFinished());
+}
+
+TEST_F(CoordinatorTest, StopWhileWaitingForAgents_PollSaysFinished) {
+  v1::CoordinatorConfig config = Config();
+  config.mutable_strategy()->set_min_available_agents(3);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a");
+  Tick(*c);
+  EXPECT_FALSE(c->done());
+  ASSERT_EQ(c->StopAfterRound("op"), absl::OkStatus());
+  Tick(*c);
+  EXPECT_TRUE(c->done());
+  EXPECT_TRUE(c->Settled());
+  absl::StatusOr<v1::PollResponse> r = PollNow(*c, a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->finished());
+  EXPECT_EQ(r->latest_model_version(), 0);
 }
 
 TEST_F(CoordinatorTest, Deadline_WithQuorum_ClosesRound) {
