@@ -1136,6 +1136,7 @@ absl::Status Coordinator::MaybeStartRound() {
 
 absl::Status Coordinator::Tick() {
   RETURN_IF_ERROR(PollPersistence());
+  RETURN_IF_ERROR(SaveOperatorChanges());
   if (edge_mode_) AdvanceEdge();
   RETURN_IF_ERROR(AdvanceTasks());
   SweepUploads();

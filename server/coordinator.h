@@ -487,6 +487,10 @@ class Coordinator : public EdgeDownstream {
   // Publishes the pending round's model once its checkpoint is durable;
   // returns the background work's error once it failed.
   absl::Status PollPersistence();
+  // Between rounds, writes a checkpoint of the published model when an
+  // operator changed what checkpoints hold (total rounds, evictions) since
+  // the last one; during a round its close's checkpoint takes the change.
+  absl::Status SaveOperatorChanges();
   // The background work of one round: checkpoint (then `durable_` is set),
   // evaluation, history line. With `unfinished`, `model` is a new version
   // from NewPublished: its digest is computed while the checkpoint is
@@ -744,6 +748,9 @@ class Coordinator : public EdgeDownstream {
   // whether its checkpoint is durable yet.
   std::future<absl::Status> persisting_;
   std::atomic<bool> durable_{false};
+  // An operator changed the rounds or the evicted agents since the last
+  // checkpoint snapshot (SaveOperatorChanges).
+  std::atomic<bool> operator_changes_{false};
   std::optional<PendingRound> pending_;  // Tick thread only.
   // Edge mode: the round RunRound asked for, until a Tick starts it; the
   // one running (Tick thread only); the final model of Finish().

@@ -111,6 +111,7 @@ absl::Status Coordinator::StopAfterRound(const std::string& who) {
 
 absl::Status Coordinator::SetRounds(int rounds, const std::string& who) {
   RETURN_IF_ERROR(engine_->SetNumRounds(rounds));
+  operator_changes_ = true;
   Audit("set_rounds", who, absl::StrCat("rounds = ", rounds));
   return absl::OkStatus();
 }
@@ -127,6 +128,7 @@ absl::Status Coordinator::EvictAgent(const std::string& agent_id,
     evicted_.insert(agent_id);
     EndSessionLocked(agent_id);
   }
+  operator_changes_ = true;
   engine_->RemoveAgent(agent_id).IgnoreError();  // Gone already is fine.
   Audit("evict", who, agent_id);
   return absl::OkStatus();
@@ -141,6 +143,7 @@ absl::Status Coordinator::AllowAgent(const std::string& agent_id,
           absl::StrCat("agent '", Printable(agent_id, 64), "' is not evicted"));
     }
   }
+  operator_changes_ = true;
   Audit("allow", who, agent_id);
   return absl::OkStatus();
 }

@@ -52,6 +52,22 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
   return ckpt;
 }
 
+absl::Status Coordinator::SaveOperatorChanges() {
+  if (!operator_changes_ || persisting_.valid() ||
+      engine_->state() == RoundState::kInProgress || !Settled()) {
+    return absl::OkStatus();
+  }
+  operator_changes_ = false;  // Before the snapshot reads the state.
+  const std::shared_ptr<const PublishedModel> model = latest_model();
+  FEDGE_LOG(INFO) << "an operator changed the rounds or the evicted agents: "
+                     "checkpointing now";
+  int64_t lease = 0;
+  RETURN_IF_ERROR(
+      SaveCheckpoint(CheckpointSnapshot(model->version, &lease), *model));
+  if (fedbuff_ != nullptr) fedbuff_->Durable(lease);
+  return absl::OkStatus();
+}
+
 absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
                                          const PublishedModel& model) {
   return LogCheckpoint(
@@ -242,7 +258,9 @@ absl::Status Coordinator::PersistRound(
   record.bytes_sent = bytes_sent_.exchange(0);
   record.round_seconds = absl::ToDoubleSeconds(clock_->Now() - round_start_);
   metrics_.round_duration.Observe(record.round_seconds);
-  // The strategy's state after this round goes into the same checkpoint.
+  // The strategy's state after this round goes into the same checkpoint,
+  // with every operator change made before this point.
+  operator_changes_ = false;
   int64_t task_lease = 0;
   Checkpoint ckpt = CheckpointSnapshot(pending.model->version, &task_lease);
   // The checkpoint is written, then the model evaluated and the history

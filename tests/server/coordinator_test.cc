@@ -833,6 +833,40 @@ TEST_F(CoordinatorTest, SetRoundsWhilePaused_PollSaysFinished) {
   EXPECT_TRUE(c->AllAgentsToldFinished());
 }
 
+// What an operator changes between rounds (the number of rounds, evicted
+// agents) is in a checkpoint at once, not only at the next round's close: a
+// coordinator restarted before then keeps it.
+TEST_F(CoordinatorTest, OperatorChangesBetweenRounds_SurviveARestart) {
+  std::unique_ptr<Coordinator> c = Make(Config());  // 3 rounds.
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_EQ(c->Pause("op"), absl::OkStatus());
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  ASSERT_EQ(c->SetRounds(5, "op"), absl::OkStatus());
+  ASSERT_EQ(c->EvictAgent("b", "op"), absl::OkStatus());
+  Tick(*c);
+  c.reset();
+
+  c = Make(Config());
+  const v1::GetStatusResponse status = c->GetStatus();
+  EXPECT_EQ(status.total_rounds(), 5);
+  EXPECT_EQ(status.completed_rounds(), 1);
+  EXPECT_EQ(status.model_version(), 1);
+  v1::JoinRequest join;
+  join.set_agent_id("b");
+  EXPECT_EQ(c->Join(join, "").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // Letting it back is kept the same way.
+  ASSERT_EQ(c->AllowAgent("b", "op"), absl::OkStatus());
+  Tick(*c);
+  c.reset();
+  c = Make(Config());
+  EXPECT_TRUE(c->Join(join, "").ok());
+}
+
 TEST_F(CoordinatorTest, StopWhileWaitingForAgents_PollSaysFinished) {
   v1::CoordinatorConfig config = Config();
   config.mutable_strategy()->set_min_available_agents(3);
