@@ -245,6 +245,12 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     for (const std::string& id : extra.evicted_agents()) evicted_.insert(id);
   }
   RETURN_IF_ERROR(RestorePrivacy(extra, ckpt->completed_rounds));
+  if (extra.paused()) {
+    paused_ = true;
+    metrics_.paused.Set(1);
+    FEDGE_LOG(WARNING) << "paused by an operator before the restart: no "
+                          "round starts until `fedge resume`";
+  }
   if (extra.has_total_rounds() && extra.total_rounds() != config_.rounds()) {
     FEDGE_LOG(INFO) << "rounds: " << extra.total_rounds()
                     << " (set by an operator; the config says "

@@ -488,8 +488,8 @@ class Coordinator : public EdgeDownstream {
   // returns the background work's error once it failed.
   absl::Status PollPersistence();
   // Between rounds, writes a checkpoint of the published model when an
-  // operator changed what checkpoints hold (total rounds, evictions) since
-  // the last one; during a round its close's checkpoint takes the change.
+  // operator changed what checkpoints hold (pause, total rounds, evictions)
+  // since the last one; during a round its close's checkpoint takes it.
   absl::Status SaveOperatorChanges();
   // The background work of one round: checkpoint (then `durable_` is set),
   // evaluation, history line. With `unfinished`, `model` is a new version
@@ -748,8 +748,8 @@ class Coordinator : public EdgeDownstream {
   // whether its checkpoint is durable yet.
   std::future<absl::Status> persisting_;
   std::atomic<bool> durable_{false};
-  // An operator changed the rounds or the evicted agents since the last
-  // checkpoint snapshot (SaveOperatorChanges).
+  // An operator paused or resumed, changed the rounds or the evicted
+  // agents since the last checkpoint snapshot (SaveOperatorChanges).
   std::atomic<bool> operator_changes_{false};
   std::optional<PendingRound> pending_;  // Tick thread only.
   // Edge mode: the round RunRound asked for, until a Tick starts it; the

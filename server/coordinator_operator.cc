@@ -91,6 +91,7 @@ void Coordinator::Audit(absl::string_view action, const std::string& who,
 
 absl::Status Coordinator::Pause(const std::string& who) {
   paused_ = true;
+  operator_changes_ = true;
   metrics_.paused.Set(1);
   Audit("pause", who, "no new round starts until resumed");
   return absl::OkStatus();
@@ -98,6 +99,7 @@ absl::Status Coordinator::Pause(const std::string& who) {
 
 absl::Status Coordinator::Resume(const std::string& who) {
   paused_ = false;
+  operator_changes_ = true;
   metrics_.paused.Set(0);
   Audit("resume", who, "");
   return absl::OkStatus();

@@ -35,6 +35,7 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
   extra.set_strategy_name(std::string(strategy_->name()));
   extra.set_strategy_state(strategy_->SaveState());
   extra.set_total_rounds(engine_->num_rounds());
+  if (paused_) extra.set_paused(true);
   if (const RoundPrivacy* privacy = accumulator_.privacy()) {
     extra.set_privacy_accountant_state(privacy->SaveState());
   }
@@ -59,8 +60,8 @@ absl::Status Coordinator::SaveOperatorChanges() {
   }
   operator_changes_ = false;  // Before the snapshot reads the state.
   const std::shared_ptr<const PublishedModel> model = latest_model();
-  FEDGE_LOG(INFO) << "an operator changed the rounds or the evicted agents: "
-                     "checkpointing now";
+  FEDGE_LOG(INFO) << "checkpointing an operator's change (pause, rounds or "
+                     "evicted agents)";
   int64_t lease = 0;
   RETURN_IF_ERROR(
       SaveCheckpoint(CheckpointSnapshot(model->version, &lease), *model));

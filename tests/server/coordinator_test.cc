@@ -833,9 +833,9 @@ TEST_F(CoordinatorTest, SetRoundsWhilePaused_PollSaysFinished) {
   EXPECT_TRUE(c->AllAgentsToldFinished());
 }
 
-// What an operator changes between rounds (the number of rounds, evicted
-// agents) is in a checkpoint at once, not only at the next round's close: a
-// coordinator restarted before then keeps it.
+// What an operator changes between rounds (pause, the number of rounds,
+// evicted agents) is in a checkpoint at once, not only at the next round's
+// close: a coordinator restarted before then keeps it.
 TEST_F(CoordinatorTest, OperatorChangesBetweenRounds_SurviveARestart) {
   std::unique_ptr<Coordinator> c = Make(Config());  // 3 rounds.
   const Agent a = Join(*c, "a"), b = Join(*c, "b");
@@ -855,15 +855,22 @@ TEST_F(CoordinatorTest, OperatorChangesBetweenRounds_SurviveARestart) {
   EXPECT_EQ(status.total_rounds(), 5);
   EXPECT_EQ(status.completed_rounds(), 1);
   EXPECT_EQ(status.model_version(), 1);
+  EXPECT_TRUE(status.paused());
   v1::JoinRequest join;
   join.set_agent_id("b");
   EXPECT_EQ(c->Join(join, "").status().code(),
             absl::StatusCode::kPermissionDenied);
-  // Letting it back is kept the same way.
-  ASSERT_EQ(c->AllowAgent("b", "op"), absl::OkStatus());
+  Join(*c, "a");
+  Join(*c, "c");
   Tick(*c);
+  EXPECT_EQ(c->GetStatus().state(), "WAITING_FOR_AGENTS");  // Still paused.
+  // Resuming and letting b back are kept the same way.
+  ASSERT_EQ(c->AllowAgent("b", "op"), absl::OkStatus());
+  ASSERT_EQ(c->Resume("op"), absl::OkStatus());
+  Tick(*c);  // Checkpointed before round 2 starts.
   c.reset();
   c = Make(Config());
+  EXPECT_FALSE(c->GetStatus().paused());
   EXPECT_TRUE(c->Join(join, "").ok());
 }
 
