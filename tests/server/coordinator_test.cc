@@ -377,6 +377,21 @@ class CoordinatorTest : public ::testing::Test {
     return c.GetStatus().model_version() == version;
   }
 
+  // A 3-round federation of agents a and b whose first round completed
+  // (model version 1, durable), paused: round 2 does not start.
+  std::unique_ptr<Coordinator> PausedAfterRound1(Agent& a, Agent& b) {
+    std::unique_ptr<Coordinator> c = Make(Config());
+    a = Join(*c, "a");
+    b = Join(*c, "b");
+    Tick(*c);
+    EXPECT_EQ(c->Pause("op"), absl::OkStatus());
+    EXPECT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+    EXPECT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+    EXPECT_TRUE(TickUntilVersion(*c, 1));
+    EXPECT_EQ(c->Flush(), absl::OkStatus());
+    return c;
+  }
+
   // The task of a selected agent.
   v1::TrainTask TaskOf(Coordinator& c, const Agent& agent) {
     absl::StatusOr<v1::PollResponse> r = PollNow(c, agent);
@@ -810,16 +825,10 @@ TEST_F(CoordinatorTest,
 // end then, yet agents must still be told, or they poll until the server's
 // finish_linger_ms runs out and it closes on them.
 TEST_F(CoordinatorTest, SetRoundsWhilePaused_PollSaysFinished) {
-  std::unique_ptr<Coordinator> c = Make(Config());  // 3 rounds.
-  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Agent a, b;
+  std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);
   Tick(*c);
-  ASSERT_EQ(c->Pause("op"), absl::OkStatus());
-  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(TickUntilVersion(*c, 1));
-  ASSERT_EQ(c->Flush(), absl::OkStatus());
-  Tick(*c);
-  EXPECT_FALSE(c->done());  // Paused: round 2 does not start.
+  EXPECT_FALSE(c->done());
   ASSERT_EQ(c->SetRounds(1, "op"), absl::OkStatus());
   EXPECT_TRUE(c->done());
   Tick(*c);
@@ -837,14 +846,8 @@ TEST_F(CoordinatorTest, SetRoundsWhilePaused_PollSaysFinished) {
 // evicted agents) is in a checkpoint at once, not only at the next round's
 // close: a coordinator restarted before then keeps it.
 TEST_F(CoordinatorTest, OperatorChangesBetweenRounds_SurviveARestart) {
-  std::unique_ptr<Coordinator> c = Make(Config());  // 3 rounds.
-  const Agent a = Join(*c, "a"), b = Join(*c, "b");
-  Tick(*c);
-  ASSERT_EQ(c->Pause("op"), absl::OkStatus());
-  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(TickUntilVersion(*c, 1));
-  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  Agent a, b;
+  std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);
   ASSERT_EQ(c->SetRounds(5, "op"), absl::OkStatus());
   ASSERT_EQ(c->EvictAgent("b", "op"), absl::OkStatus());
   Tick(*c);
