@@ -58,9 +58,9 @@ bool Coordinator::StopAtPrivacyBudget(int64_t round, size_t num_available) {
                      << budget.message();
   // Between rounds the engine is done at once; the last round's model and
   // checkpoint (with the ledger) are already durable and published, so a
-  // restart stops here again.
+  // restart stops here again. This Tick then tells agents the federation
+  // finished (done() and Settled()).
   engine_->StopAfterCurrentRound().IgnoreError();
-  finished_ = true;
   return true;
 }
 
