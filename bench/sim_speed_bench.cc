@@ -18,6 +18,7 @@
 #include "common/config_loader.h"
 #include "common/data/data_source.h"
 #include "common/logging.h"
+#include "common/ml/blas_kernels.h"
 #include "common/ml/torch_trainer.h"
 #include "common/partition.h"
 #include "common/random.h"
@@ -102,6 +103,7 @@ SimFigures SimExamplesPerSecond(const std::string& data_dir,
 
 int main(int argc, char** argv) {
   fedge::SetMinLogLevel(fedge::LogLevel::kWarning);
+  fedge::ml::ChooseBlasKernels();  // Before any thread or matrix product.
   std::string data_dir = "../shared/data/mnist", arch = "2nn";
   int rounds = 21;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
+#include "common/ml/blas_kernels.h"
 #include "edge_agent/agent_config.h"
 #include "edge_agent/agent_runner.h"
 #include "edge_agent/torch_support.h"
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
   if (auto s = fedge::BuildConfig(*cmd, &config); !s.ok()) {
     return Fail(2, s.message());
   }
+  fedge::ml::ChooseBlasKernels();  // Before any thread or matrix product.
   if (predict) return RunPredict(*cmd, config);
   if (auto s = fedge::ValidateAgentConfig(config); !s.ok()) {
     return Fail(2, s.message());

@@ -29,6 +29,7 @@
 #include "common/data/data_source.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/ml/blas_kernels.h"
 #include "common/ml/model_spec.h"
 #include "common/ml/torch_trainer.h"
 #include "common/ml/torchscript_model.h"
@@ -177,6 +178,7 @@ int RunExportInitial(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   fedge::SetMinLogLevel(fedge::LogLevel::kWarning);
+  fedge::ml::ChooseBlasKernels();  // Before any thread or matrix product.
   if (argc >= 2 && std::string(argv[1]) == "--export-initial") {
     return RunExportInitial(argc, argv);
   }

@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/config_loader.h"
 #include "common/logging.h"
+#include "common/ml/blas_kernels.h"
 #include "common/ml/export_tool.h"
 #include "common/status_macros.h"
 
@@ -257,6 +258,7 @@ int Fail(int code, absl::string_view message) {
 
 int main(int argc, char** argv) {
   fedge::SetMinLogLevel(fedge::LogLevel::kWarning);
+  fedge::ml::ChooseBlasKernels();  // Before any thread or matrix product.
   absl::StatusOr<Parsed> parsed = Parse(argc, argv);
   if (absl::IsCancelled(parsed.status()) || argc == 1) {
     absl::PrintF("%s", kUsage);

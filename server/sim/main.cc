@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
 #include "common/logging.h"
+#include "common/ml/blas_kernels.h"
 #include "fedge/v1/config.pb.h"
 #include "server/sim/sim_runner.h"
 
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   fedge::SetMinLogLevel(fedge::LogLevel::kWarning);  // Engine chatter.
+  fedge::ml::ChooseBlasKernels();  // Before any thread or matrix product.
   fedge::v1::SimConfig config;
   if (auto s = fedge::BuildConfig(*cmd, &config); !s.ok()) {
     absl::FPrintF(stderr, "fedge-sim: %s\n", s.message());
