@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -48,6 +49,7 @@ std::string FederationTest::CertDir() {
     const std::string script = kSourceDir + "/deploy/make-certs.sh";
     Shell(absl::StrCat(script, " ", d, " --agents 3 --operators 1"));
     Shell(absl::StrCat(script, " ", d, "/foreign --agents 1"));
+    RemoveAtExit(d);
     return d;
   }();
   return dir;
@@ -55,9 +57,10 @@ std::string FederationTest::CertDir() {
 
 void FederationTest::SetUp() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  dir_ = absl::StrCat(::testing::TempDir(), "/fedge_e2e_", getpid(), "_",
-                      info->name());
-  Shell("rm -rf " + dir_ + " && mkdir -p " + dir_);
+  scratch_.emplace(
+      absl::StrCat("fedge_e2e_", getpid(), "_",
+                   absl::StrReplaceAll(info->name(), {{"/", "_"}})));
+  dir_ = scratch_->path();
   base_dir_ = dir_;
 }
 

@@ -7,11 +7,13 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/common/scratch_dir.h"
 #include "tests/e2e/process.h"
 
 namespace fedge::testing {
@@ -90,6 +92,11 @@ class FederationTest : public ::testing::Test {
   std::string dir_;       // Fresh per test (or the run's: UseRunDir).
   int fedge_runs_ = 0;    // RunFedge's log files.
   std::string base_dir_;  // The test's folder.
+
+ private:
+  // The test's folder, removed if it passed. A member of this base class:
+  // it goes after the derived fixtures' members (their processes).
+  std::optional<ScratchDir> scratch_;
 };
 
 }  // namespace fedge::testing

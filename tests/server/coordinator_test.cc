@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/checksum.h"
@@ -301,7 +302,9 @@ class CoordinatorTest : public ::testing::Test {
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     root_ = fs::path(::testing::TempDir()) /
-            absl::StrCat("coordinator_", info->name(), "_", getpid());
+            absl::StrCat("coordinator_",
+                         absl::StrReplaceAll(info->name(), {{"/", "_"}}), "_",
+                         getpid());
     fs::remove_all(root_);
   }
   void TearDown() override { fs::remove_all(root_); }

@@ -6,12 +6,14 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/scratch_dir.h"
 
 namespace fedge {
 namespace {
@@ -32,11 +34,10 @@ std::string Read(const std::string& path) {
 class CrlCheckerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = absl::StrCat(::testing::TempDir(), "/fedge_crl_", getpid(), "_",
-                        ::testing::UnitTest::GetInstance()
-                            ->current_test_info()
-                            ->name());
-    ASSERT_EQ(Shell("rm -rf " + dir_), 0);
+    scratch_.emplace(absl::StrCat(
+        "fedge_crl_", getpid(), "_",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = scratch_->path();
     ASSERT_EQ(Shell(MakeCerts(dir_ + " --agents 2")), 0);
   }
   static std::string MakeCerts(const std::string& args) {
@@ -49,6 +50,7 @@ class CrlCheckerTest : public ::testing::Test {
     o.reload_interval = absl::Milliseconds(10);
     return o;
   }
+  std::optional<fedge::testing::ScratchDir> scratch_;
   std::string dir_;
 };
 

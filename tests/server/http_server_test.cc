@@ -24,6 +24,7 @@
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/scratch_dir.h"
 
 namespace fedge {
 namespace {
@@ -53,10 +54,11 @@ void RunWithHangGuard(const std::string& what, std::function<void()> fn,
 const std::string& CertDir() {
   static const std::string dir = [] {
     const std::string d =
-        absl::StrCat(testing::TempDir(), "/fedge_http_certs_", getpid());
+        absl::StrCat(::testing::TempDir(), "/fedge_http_certs_", getpid());
     const std::string command = absl::StrCat(
         kSourceDir, "/deploy/make-certs.sh ", d, " --agents 1 >/dev/null");
     EXPECT_EQ(std::system(command.c_str()), 0) << command;
+    fedge::testing::RemoveAtExit(d);
     return d;
   }();
   return dir;
@@ -180,7 +182,7 @@ TEST(HttpServerTest, HandlerThrows_Gets500) {
 
 TEST(HttpServerTest, PortFile_HoldsBoundPort) {
   const std::string dir =
-      absl::StrCat(testing::TempDir(), "/fedge_http_port_", getpid());
+      absl::StrCat(::testing::TempDir(), "/fedge_http_port_", getpid());
   fs::create_directories(dir);
   HttpServerOptions options = PlainOptions();
   options.port_file = dir + "/http.port";

@@ -33,6 +33,7 @@
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/scratch_dir.h"
 
 extern char** environ;
 
@@ -213,7 +214,7 @@ absl::StatusOr<std::string> RunChromium(
   return ReadSmallFile(out_path, 16 << 20);
 }
 
-class StatusPageBrowserTest : public testing::Test {
+class StatusPageBrowserTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (access(ChromiumPath().c_str(), X_OK) != 0) {
@@ -221,13 +222,13 @@ class StatusPageBrowserTest : public testing::Test {
              << ": apt-get install chromium (scripts/install-deps.sh "
                 "installs it; FEDGE_CHROMIUM may name another binary)";
     }
-    const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = absl::StrCat(testing::TempDir(), "/fedge_status_page_", getpid(),
-                        "_", info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    scratch_.emplace(
+        absl::StrCat("fedge_status_page_", getpid(), "_", info->name()));
+    dir_ = scratch_->path();
   }
 
+  std::optional<fedge::testing::ScratchDir> scratch_;
   std::string dir_;
 };
 
@@ -330,7 +331,7 @@ TEST_F(StatusPageBrowserTest, LivePage_ShowsAdvancingRoundsAgentsAndCharts) {
   EXPECT_EQ(Count(SvgOf(*dom, "bytes-chart"), "<rect class=\"bar\""),
             2 * (round - 1));
   EXPECT_EQ(Count(*dom, "class=\"refusal-row\""), 2);
-  EXPECT_THAT(TextOf(*dom, "connection"), testing::StartsWith("live"));
+  EXPECT_THAT(TextOf(*dom, "connection"), ::testing::StartsWith("live"));
 
   // A screenshot of the final state, kept as an artifact.
   const std::string png = dir_ + "/status-page.png";

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/scratch_dir.h"
 
 namespace fedge {
 namespace {
@@ -79,14 +80,15 @@ std::string Gzip(const std::string& data) {
   return out;
 }
 
-// A directory of this process's own under testing::TempDir() (which other
+// A directory of this process's own under ::testing::TempDir() (which other
 // test binaries share), created on first use.
 const std::string& TestDir() {
   static const std::string* dir = [] {
     auto* d = new std::string(
-        absl::StrCat(testing::TempDir(), "/fedge_dataset_test.", getpid()));
+        absl::StrCat(::testing::TempDir(), "/fedge_dataset_test.", getpid()));
     ::mkdir(d->c_str(), 0755);
     ::mkdir((*d + "/mnist-small").c_str(), 0755);
+    fedge::testing::RemoveAtExit(*d);
     return d;
   }();
   return *dir;

@@ -21,6 +21,7 @@
 #include "common/fl_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/scratch_dir.h"
 
 namespace fedge {
 namespace {
@@ -89,8 +90,9 @@ std::string Labels(const std::vector<int64_t>& labels) {
 const std::string& TestDir() {
   static const std::string* dir = [] {
     auto* d = new std::string(
-        absl::StrCat(testing::TempDir(), "/fedge_npy_test.", getpid()));
+        absl::StrCat(::testing::TempDir(), "/fedge_npy_test.", getpid()));
     ::mkdir(d->c_str(), 0755);
+    fedge::testing::RemoveAtExit(*d);
     return d;
   }();
   return *dir;
