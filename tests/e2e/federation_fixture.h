@@ -1,7 +1,8 @@
 // Shared set-up for end-to-end tests of the real fedge-coordinator and
 // fedge-agent binaries on 127.0.0.1 (ephemeral ports): a temporary working
-// folder, certificates from deploy/make-certs.sh, helpers to start the
-// binaries and to read the coordinator's history.
+// folder (removed when the test passed, kept for its logs when it failed),
+// certificates from deploy/make-certs.sh, helpers to start the binaries and
+// to read the coordinator's history.
 #ifndef FEDGE_TESTS_E2E_FEDERATION_FIXTURE_H_
 #define FEDGE_TESTS_E2E_FEDERATION_FIXTURE_H_
 
