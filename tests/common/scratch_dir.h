@@ -5,6 +5,9 @@
 #ifndef FEDGE_TESTS_COMMON_SCRATCH_DIR_H_
 #define FEDGE_TESTS_COMMON_SCRATCH_DIR_H_
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -38,6 +41,15 @@ class ScratchDir {
   }
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
+
+  // A name for the running test's folder: <prefix>_<pid>_<test name>, a
+  // parameterized test's '/' written '_' (one folder, not nested ones).
+  static std::string NameForCurrentTest(const std::string& prefix) {
+    std::string test =
+        ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(test.begin(), test.end(), '/', '_');
+    return prefix + "_" + std::to_string(getpid()) + "_" + test;
+  }
 
   const std::string& path() const { return path_; }
 

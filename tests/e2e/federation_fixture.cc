@@ -7,7 +7,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -56,10 +55,7 @@ std::string FederationTest::CertDir() {
 }
 
 void FederationTest::SetUp() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  scratch_.emplace(
-      absl::StrCat("fedge_e2e_", getpid(), "_",
-                   absl::StrReplaceAll(info->name(), {{"/", "_"}})));
+  scratch_.emplace(ScratchDir::NameForCurrentTest("fedge_e2e"));
   dir_ = scratch_->path();
   base_dir_ = dir_;
 }

@@ -34,9 +34,8 @@ std::string Read(const std::string& path) {
 class CrlCheckerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    scratch_.emplace(absl::StrCat(
-        "fedge_crl_", getpid(), "_",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    scratch_.emplace(
+        fedge::testing::ScratchDir::NameForCurrentTest("fedge_crl"));
     dir_ = scratch_->path();
     ASSERT_EQ(Shell(MakeCerts(dir_ + " --agents 2")), 0);
   }

@@ -222,9 +222,8 @@ class StatusPageBrowserTest : public ::testing::Test {
              << ": apt-get install chromium (scripts/install-deps.sh "
                 "installs it; FEDGE_CHROMIUM may name another binary)";
     }
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     scratch_.emplace(
-        absl::StrCat("fedge_status_page_", getpid(), "_", info->name()));
+        fedge::testing::ScratchDir::NameForCurrentTest("fedge_status_page"));
     dir_ = scratch_->path();
   }
 
