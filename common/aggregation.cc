@@ -17,6 +17,12 @@ void AddScaledToSums(const float* in, double w, double* sum, size_t n) {
   for (size_t j = 0; j < n; ++j) sum[j] += w * in[j];
 }
 
+// sum[j] = w * in[j]: the first update of a round (the sums are stale).
+FEDGE_VECTOR_CLONES
+void ScaledToSums(const float* in, double w, double* sum, size_t n) {
+  for (size_t j = 0; j < n; ++j) sum[j] = w * in[j];
+}
+
 // out[j] = base[j] + sum[j] * factor, rounded to float (out may be base).
 FEDGE_VECTOR_CLONES
 void BasePlusScaledSums(const float* base, const double* sum, double factor,
@@ -64,8 +70,12 @@ void WeightedMeanAccumulator::AddValidated(const ModelState& update,
   for (size_t i = 0; i < update.size(); ++i) {
     const TensorBuffer& t = update.tensor(i);
     if (t.dtype() == DType::kFloat32) {
-      AddScaledToSums(t.floats().data(), weight, sums_[i].data(),
-                      t.floats().size());
+      absl::Span<const float> in = t.floats();
+      if (num_updates_ == 0) {
+        ScaledToSums(in.data(), weight, sums_[i].data(), in.size());
+      } else {
+        AddScaledToSums(in.data(), weight, sums_[i].data(), in.size());
+      }
     } else {
       absl::Span<const int64_t> in = t.int64s();
       int64_t* mx = maxima_[i].data();
@@ -87,8 +97,11 @@ absl::Status WeightedMeanAccumulator::AddWeightedSum(
     const TensorBuffer& t = weighted_sum.tensor(i);
     if (t.dtype() == DType::kFloat32) {
       absl::Span<const float> in = t.floats();
-      double* sum = sums_[i].data();
-      for (size_t j = 0; j < in.size(); ++j) sum[j] += in[j];
+      if (num_updates_ == 0) {
+        ScaledToSums(in.data(), 1.0, sums_[i].data(), in.size());
+      } else {
+        AddScaledToSums(in.data(), 1.0, sums_[i].data(), in.size());
+      }
     } else {
       absl::Span<const int64_t> in = t.int64s();
       int64_t* mx = maxima_[i].data();
@@ -170,7 +183,6 @@ absl::StatusOr<ModelState> WeightedMeanAccumulator::MeanPlus(
 }
 
 void WeightedMeanAccumulator::Reset() {
-  for (auto& s : sums_) std::fill(s.begin(), s.end(), 0.0);
   for (auto& m : maxima_) {
     std::fill(m.begin(), m.end(), std::numeric_limits<int64_t>::min());
   }

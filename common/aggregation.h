@@ -66,7 +66,9 @@ class WeightedMeanAccumulator {
   absl::StatusOr<ModelState> MeanPlus(const ModelState& base,
                                       double scale) const;
 
-  // Forgets every update; keeps the schema and the memory.
+  // Forgets every update; keeps the schema and the memory. O(1) for the
+  // float32 sums: the first update added after it overwrites them instead
+  // of adding to them (a round's close does not sweep the model's sums).
   void Reset();
 
   int64_t num_updates() const { return num_updates_; }
@@ -74,7 +76,9 @@ class WeightedMeanAccumulator {
 
  private:
   ModelSchema schema_;
-  std::vector<std::vector<double>> sums_;     // float32 tensors.
+  // float32 tensors; with num_updates_ == 0 they hold whatever an earlier
+  // round left, and the next fold assigns instead of adding.
+  std::vector<std::vector<double>> sums_;
   std::vector<std::vector<int64_t>> maxima_;  // int64 tensors.
   int64_t num_updates_ = 0;
   double total_weight_ = 0.0;

@@ -452,6 +452,44 @@ TEST(WeightedMeanAccumulatorTest, Reset_ForgetsUpdatesAndKeepsSchema) {
   EXPECT_EQ(acc.Add(other, 1).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Reset does not sweep the sums: the next round's first fold overwrites
+// them. Rounds after a Reset, whatever folded them (updates, a refused
+// update, a secure-aggregation sum), equal a fresh accumulator's.
+TEST(WeightedMeanAccumulatorTest, RoundsAfterReset_EqualFreshAccumulators) {
+  std::mt19937_64 rng(29);
+  ModelState u1 = RandomModel(rng);
+  ModelState u2 = RandomModel(rng);
+  ModelState u3 = RandomModel(rng);
+  ModelState sum = RandomModel(rng);
+  WeightedMeanAccumulator acc(ZeroModel());
+  ASSERT_TRUE(acc.Add(u1, 100).ok());
+  ASSERT_TRUE(acc.Add(u2, 7).ok());
+  acc.Reset();
+
+  // A refused update is the first one after the Reset: nothing changes.
+  ModelState bad = u3.Clone();
+  bad.mutable_tensor(0).mutable_floats()[0] = std::nanf("");
+  ASSERT_EQ(acc.Add(bad, 1).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(acc.Add(u3, 2).ok());
+  ASSERT_TRUE(acc.Add(u1, 5).ok());
+  WeightedMeanAccumulator fresh(ZeroModel());
+  ASSERT_TRUE(fresh.Add(u3, 2).ok());
+  ASSERT_TRUE(fresh.Add(u1, 5).ok());
+  ExpectIdentical(acc.Mean().value(), fresh.Mean().value());
+  ExpectIdentical(acc.MeanPlus(u2, 0.5).value(),
+                  fresh.MeanPlus(u2, 0.5).value());
+
+  // A round whose first fold is a weighted sum, then an update.
+  acc.Reset();
+  ASSERT_TRUE(acc.AddWeightedSum(sum, 9, 3).ok());
+  ASSERT_TRUE(acc.Add(u2, 4).ok());
+  WeightedMeanAccumulator fresh_sum(ZeroModel());
+  ASSERT_TRUE(fresh_sum.AddWeightedSum(sum, 9, 3).ok());
+  ASSERT_TRUE(fresh_sum.Add(u2, 4).ok());
+  EXPECT_EQ(acc.num_updates(), 4);
+  ExpectIdentical(acc.Mean().value(), fresh_sum.Mean().value());
+}
+
 TEST(WeightedMeanAccumulatorTest, MoveKeepsState) {
   std::mt19937_64 rng(17);
   ModelState u = RandomModel(rng);
