@@ -88,7 +88,9 @@ done
 if [ "${#missing[@]}" -gt 0 ] || [ ! -x /usr/bin/python3 ]; then
   echo "vs_flower: the Flower harness needs Debian packages that are not installed (${missing[*]:-python3});" \
     "see $flower/README.md. Install them with:" >&2
-  echo "  sudo apt-get install -y --no-install-recommends ${flower_packages[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo "; fi
+  echo "  ${sudo}apt-get install -y --no-install-recommends ${flower_packages[*]}" >&2
   exit 2
 fi
 build=${FEDGE_BUILD_DIR:-$root/build}
