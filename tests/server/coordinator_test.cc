@@ -22,7 +22,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/checksum.h"
@@ -42,6 +41,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/checkpoint_store.h"
+#include "tests/common/scratch_dir.h"
 
 namespace fedge {
 namespace {
@@ -300,11 +300,8 @@ struct ParkedPoll {
 class CoordinatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     root_ = fs::path(::testing::TempDir()) /
-            absl::StrCat("coordinator_",
-                         absl::StrReplaceAll(info->name(), {{"/", "_"}}), "_",
-                         getpid());
+            fedge::testing::ScratchDir::NameForCurrentTest("coordinator");
     fs::remove_all(root_);
   }
   void TearDown() override { fs::remove_all(root_); }
