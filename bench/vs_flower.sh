@@ -46,8 +46,9 @@
 #                (kept when FEDGE_KEEP_WORK is set)
 # Environment: FEDGE_BUILD_DIR, the fedge build folder holding
 # server/fedge-coordinator and edge_agent/fedge-agent (default build/).
-# Needs the fedge build (scripts/build.sh fedge-coordinator fedge-agent) and
-# the Flower harness's Debian packages (see its README.md).
+# Needs the fedge build (scripts/build.sh fedge-coordinator fedge-agent); it
+# installs the Flower harness's Debian packages itself through
+# scripts/install-deps.sh --bench (sudo when not root).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 reps=3
@@ -79,20 +80,12 @@ if [ ! -f "$flower/run_federation.py" ]; then
   exit 2
 fi
 flower=$(cd "$flower" && pwd)
-flower_packages=(python3-grpcio python3-protobuf python3-numpy python3-torch
-  python3-cryptography python3-pycryptodome time openssl)
-missing=()
-for p in "${flower_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ] || [ ! -x /usr/bin/python3 ]; then
-  echo "vs_flower: the Flower harness needs Debian packages that are not installed (${missing[*]:-python3});" \
-    "see $flower/README.md. Install them with:" >&2
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo "; fi
-  echo "  ${sudo}apt-get install -y --no-install-recommends ${flower_packages[*]}" >&2
+# Flower's Python side and GNU time (idempotent; quick when all is there).
+"$root/scripts/install-deps.sh" --bench >&2 || {
+  echo "vs_flower: could not install the Flower harness's packages (see $flower/README.md);" \
+    "run scripts/install-deps.sh --bench and read its error" >&2
   exit 2
-fi
+}
 build=${FEDGE_BUILD_DIR:-$root/build}
 for b in "$build/server/fedge-coordinator" "$build/edge_agent/fedge-agent"; do
   [ -x "$b" ] || {
