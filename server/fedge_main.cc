@@ -10,11 +10,15 @@
 //       Accuracy and loss over rounds from a history CSV (fedge-sim
 //       --history_out, or history.csv in the coordinator's state_dir) as a
 //       PNG or SVG image; prints the path written.
+//   fedge export|prune|finetune|quantize|distill|evaluate MODEL ...
+//       The deployment commands: fedge-export (LibTorch) runs them, found
+//       beside this binary or on PATH; `fedge export` is its `model`.
 #include <grpcpp/grpcpp.h>
-
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
@@ -73,6 +77,50 @@ constexpr char kPlotUsage[] =
 int Fail(int code, absl::string_view message) {
   absl::FPrintF(stderr, "fedge: %s\n", message);
   return code;
+}
+
+// fedge-export's command for `fedge VERB`, or nullptr when VERB is not one
+// of the deployment commands it runs.
+const char* ExportToolCommand(absl::string_view verb) {
+  if (verb == "export") return "model";
+  for (const char* command :
+       {"prune", "finetune", "quantize", "distill", "evaluate"}) {
+    if (verb == command) return command;
+  }
+  return nullptr;
+}
+
+// Replaces this process with fedge-export running `command` and the
+// arguments after argv[1]: the deployment commands need LibTorch, which
+// fedge (an operator's tool, also in the container images) does without.
+// fedge-export is looked for beside this binary, then on PATH. Returns only
+// when it cannot be started.
+int RunExportTool(const char* command, int argc, char** argv) {
+  std::vector<char*> args;
+  std::string program = "fedge-export";
+  args.push_back(program.data());
+  args.push_back(const_cast<char*>(command));
+  for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
+  args.push_back(nullptr);
+  std::error_code error;
+  const std::filesystem::path self =
+      std::filesystem::read_symlink("/proc/self/exe", error);
+  const std::string beside =
+      error ? "" : (self.parent_path() / "fedge-export").string();
+  if (!beside.empty() && access(beside.c_str(), X_OK) == 0) {
+    execv(beside.c_str(), args.data());
+    return Fail(
+        1, absl::StrCat("cannot run ", beside, ": ", std::strerror(errno)));
+  }
+  execvp(program.c_str(), args.data());
+  return Fail(
+      1, absl::StrCat("fedge ", argv[1],
+                      " is run by fedge-export, which is "
+                      "neither beside this program",
+                      beside.empty() ? "" : absl::StrCat(" (", beside, ")"),
+                      " nor on PATH (", std::strerror(errno),
+                      "): build it with scripts/build.sh fedge-export (it "
+                      "needs LibTorch; the container images leave it out)"));
 }
 
 void PrintModel(const fedge::ModelState& model) {
@@ -347,6 +395,12 @@ int main(int argc, char** argv) {
   // plot takes POSIX-style flags (-o FILE) and no ToolConfig.
   if (argc >= 2 && std::string(argv[1]) == "plot") {
     return Plot(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  // The deployment commands take fedge-export's flags (-o OUT, ...).
+  if (argc >= 2) {
+    if (const char* command = ExportToolCommand(argv[1])) {
+      return RunExportTool(command, argc, argv);
+    }
   }
   std::vector<const char*> args;
   for (int i = 1; i < argc; ++i) {

@@ -25,6 +25,7 @@ using ::testing::HasSubstr;
 
 const std::string kExport =
     std::string(FEDGE_BINARY_DIR) + "/server/fedge-export";
+const std::string kFedge = std::string(FEDGE_BINARY_DIR) + "/server/fedge";
 const std::string kOpenCvCheck =
     std::string(FEDGE_BINARY_DIR) + "/bench/onnx_opencv_check";
 const std::string kCheckPy =
@@ -263,6 +264,51 @@ TEST_F(ExportE2eTest, QuantizeAndDistillReportSizesAndAccuracy) {
   auto spec = ml::ReadSpecFile(Path("d.spec"));
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->architecture, "logreg");
+}
+
+// `fedge export|prune|...` (the names the deployment docs use) run
+// fedge-export beside fedge, with fedge-export's flags and exit codes.
+TEST_F(ExportE2eTest, FedgeRunsTheDeploymentCommandsThroughFedgeExport) {
+  std::string log;
+  ASSERT_EQ(Run({kFedge, "export", Path("2nn.fedge"), "--format", "onnx", "-o",
+                 Path("via_fedge.onnx")},
+                &log),
+            0)
+      << log;
+  EXPECT_THAT(log, HasSubstr("exported format=onnx"));
+  EXPECT_GT(std::filesystem::file_size(Path("via_fedge.onnx")), 199210 * 4);
+
+  std::vector<std::string> prune = {kFedge,         "prune", Path("2nn.fedge"),
+                                    "--sparsity",   "0.5",   "-o",
+                                    Path("p.fedge")};
+  prune.insert(prune.end(), kData.begin(), kData.end());
+  ASSERT_EQ(Run(prune, &log), 0) << log;
+  EXPECT_THAT(log, HasSubstr("pruned sparsity=0.5000"));
+  EXPECT_TRUE(std::filesystem::exists(Path("p.spec")));
+
+  EXPECT_EQ(Run({kFedge, "export", Path("2nn.fedge"), "--format", "tflite",
+                 "-o", Path("m.tflite")},
+                &log),
+            2);
+  EXPECT_THAT(log, HasSubstr("--format must be torchscript or onnx"));
+}
+
+// A fedge without fedge-export beside it or on PATH (as in the container
+// images) says where it looked and how to get it.
+TEST_F(ExportE2eTest, FedgeWithoutFedgeExportSaysWhereItLooked) {
+  std::filesystem::create_directories(Path("alone"));
+  const std::string alone = std::filesystem::canonical(Path("alone"));
+  std::filesystem::copy_file(kFedge, alone + "/fedge");
+  std::string log;
+  EXPECT_EQ(
+      Run({"/usr/bin/env", "PATH=/usr/bin:/bin", alone + "/fedge", "distill",
+           Path("2nn.fedge"), "--student", "logreg", "-o", Path("d.fedge")},
+          &log),
+      1);
+  EXPECT_THAT(log, HasSubstr("fedge distill is run by fedge-export"));
+  EXPECT_THAT(log, HasSubstr("(" + alone + "/fedge-export)"));
+  EXPECT_THAT(log, HasSubstr("scripts/build.sh fedge-export"));
+  EXPECT_FALSE(std::filesystem::exists(Path("d.fedge")));
 }
 
 TEST_F(ExportE2eTest, BadUsageExitsTwoSayingWhy) {
