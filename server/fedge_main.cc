@@ -13,9 +13,11 @@
 //   fedge export|prune|finetune|quantize|distill|evaluate MODEL ...
 //       The deployment commands: fedge-export (LibTorch) runs them, found
 //       beside this binary or on PATH; `fedge export` is its `model`.
+//   fedge predict --state_dir DIR ...   fedge-agent predict, likewise.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -79,48 +81,73 @@ int Fail(int code, absl::string_view message) {
   return code;
 }
 
-// fedge-export's command for `fedge VERB`, or nullptr when VERB is not one
-// of the deployment commands it runs.
-const char* ExportToolCommand(absl::string_view verb) {
-  if (verb == "export") return "model";
-  for (const char* command :
-       {"prune", "finetune", "quantize", "distill", "evaluate"}) {
-    if (verb == command) return command;
+// A `fedge VERB` that another fedge program runs: the deployment commands
+// need LibTorch, which fedge (an operator's tool, also in the container
+// images) does without, and `predict` is the agent's.
+struct DelegatedCommand {
+  const char* verb;
+  const char* program;
+  const char* command;  // The program's own name for it.
+};
+constexpr DelegatedCommand kDelegated[] = {
+    {"export", "fedge-export", "model"},
+    {"prune", "fedge-export", "prune"},
+    {"finetune", "fedge-export", "finetune"},
+    {"quantize", "fedge-export", "quantize"},
+    {"distill", "fedge-export", "distill"},
+    {"evaluate", "fedge-export", "evaluate"},
+    {"predict", "fedge-agent", "predict"},
+};
+
+const DelegatedCommand* FindDelegated(absl::string_view verb) {
+  for (const DelegatedCommand& d : kDelegated) {
+    if (verb == d.verb) return &d;
   }
   return nullptr;
 }
 
-// Replaces this process with fedge-export running `command` and the
-// arguments after argv[1]: the deployment commands need LibTorch, which
-// fedge (an operator's tool, also in the container images) does without.
-// fedge-export is looked for beside this binary, then on PATH. Returns only
-// when it cannot be started.
-int RunExportTool(const char* command, int argc, char** argv) {
+// Replaces this process with d.program running d.command and the
+// arguments after argv[1]. d.program is looked for beside this binary (an
+// installation), then in the build tree's layout (build/server/fedge,
+// build/edge_agent/fedge-agent), then on PATH. Returns only when it cannot
+// be started.
+int RunDelegated(const DelegatedCommand& d, int argc, char** argv) {
   std::vector<char*> args;
-  std::string program = "fedge-export";
-  args.push_back(program.data());
-  args.push_back(const_cast<char*>(command));
+  args.push_back(const_cast<char*>(d.program));
+  args.push_back(const_cast<char*>(d.command));
   for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
   args.push_back(nullptr);
+  std::vector<std::string> looked;
   std::error_code error;
   const std::filesystem::path self =
       std::filesystem::read_symlink("/proc/self/exe", error);
-  const std::string beside =
-      error ? "" : (self.parent_path() / "fedge-export").string();
-  if (!beside.empty() && access(beside.c_str(), X_OK) == 0) {
-    execv(beside.c_str(), args.data());
-    return Fail(
-        1, absl::StrCat("cannot run ", beside, ": ", std::strerror(errno)));
+  if (!error) {
+    const std::filesystem::path dir = self.parent_path();
+    for (const std::filesystem::path& candidate :
+         {dir / d.program, dir.parent_path() / "server" / d.program,
+          dir.parent_path() / "edge_agent" / d.program}) {
+      const std::string path = candidate.lexically_normal().string();
+      if (std::find(looked.begin(), looked.end(), path) != looked.end()) {
+        continue;
+      }
+      looked.push_back(path);
+      if (access(path.c_str(), X_OK) != 0) continue;
+      execv(path.c_str(), args.data());
+      return Fail(
+          1, absl::StrCat("cannot run ", path, ": ", std::strerror(errno)));
+    }
   }
-  execvp(program.c_str(), args.data());
+  execvp(d.program, args.data());
   return Fail(
-      1, absl::StrCat("fedge ", argv[1],
-                      " is run by fedge-export, which is "
-                      "neither beside this program",
-                      beside.empty() ? "" : absl::StrCat(" (", beside, ")"),
-                      " nor on PATH (", std::strerror(errno),
-                      "): build it with scripts/build.sh fedge-export (it "
-                      "needs LibTorch; the container images leave it out)"));
+      1, absl::StrCat(
+             "fedge ", d.verb, " is run by ", d.program, ", found neither in ",
+             looked.empty() ? "this program's folder"
+                            : absl::StrJoin(looked, ", "),
+             " nor on PATH (", std::strerror(errno), "): build it with ",
+             "scripts/build.sh ", d.program,
+             absl::string_view(d.program) == "fedge-export"
+                 ? " (it needs LibTorch; the container images leave it out)"
+                 : ""));
 }
 
 void PrintModel(const fedge::ModelState& model) {
@@ -396,10 +423,10 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "plot") {
     return Plot(std::vector<std::string>(argv + 2, argv + argc));
   }
-  // The deployment commands take fedge-export's flags (-o OUT, ...).
+  // Commands of other fedge programs take those programs' flags.
   if (argc >= 2) {
-    if (const char* command = ExportToolCommand(argv[1])) {
-      return RunExportTool(command, argc, argv);
+    if (const DelegatedCommand* d = FindDelegated(argv[1])) {
+      return RunDelegated(*d, argc, argv);
     }
   }
   std::vector<const char*> args;

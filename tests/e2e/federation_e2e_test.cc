@@ -60,6 +60,15 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
                   dir_ + "/predict.log");
   EXPECT_EQ(predict.Wait(absl::Seconds(60)), 0) << predict.Log();
   EXPECT_THAT(predict.Log(), HasSubstr("accuracy"));
+  // `fedge predict` runs the same (fedge hands it to fedge-agent).
+  Process via_fedge({kBinaryDir + "/server/fedge", "predict",
+                     "--state_dir=" + dir_ + "/agent-1",
+                     "--data.source=synthetic", "--limit=50"},
+                    dir_ + "/fedge_predict.log");
+  EXPECT_EQ(via_fedge.Wait(absl::Seconds(60)), 0) << via_fedge.Log();
+  const size_t summary = predict.Log().find("# model version");
+  ASSERT_NE(summary, std::string::npos) << predict.Log();
+  EXPECT_THAT(via_fedge.Log(), HasSubstr(predict.Log().substr(summary)));
 }
 
 // FedBuff: agents train whenever they are free, on the newest version;
