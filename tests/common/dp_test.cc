@@ -14,26 +14,15 @@
 #include "common/tensor_buffer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/test_tensors.h"
 
 namespace fedge {
 namespace {
 
+using testing::Floats;
+using testing::Int64s;
+
 using ::testing::HasSubstr;
-
-TensorBuffer Floats(const std::string& name, std::vector<float> values) {
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats(
-      name, {static_cast<int64_t>(values.size())}, values);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return std::move(t).value();
-}
-
-TensorBuffer Int64s(const std::string& name, std::vector<int64_t> values) {
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::Zeros(
-      name, DType::kInt64, {static_cast<int64_t>(values.size())});
-  EXPECT_TRUE(t.ok()) << t.status();
-  std::copy(values.begin(), values.end(), t->mutable_int64s().begin());
-  return std::move(t).value();
-}
 
 TensorBuffer Zeros(const std::string& name, int64_t n) {
   absl::StatusOr<TensorBuffer> t =

@@ -14,9 +14,13 @@
 #include "common/tensor_buffer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/test_tensors.h"
 
 namespace fedge {
 namespace {
+
+using testing::Floats;
+using testing::Model;
 
 using ::testing::ElementsAre;
 using ::testing::FloatEq;
@@ -25,24 +29,6 @@ using ::testing::NotNull;
 
 constexpr absl::StatusCode kInvalidArgument =
     absl::StatusCode::kInvalidArgument;
-
-TensorBuffer Floats(const std::string& name, std::vector<float> values) {
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats(
-      name, {static_cast<int64_t>(values.size())}, values);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return std::move(t).value();
-}
-
-// float32 "w" [2], int64 "count" [1], float32 "b" [1].
-ModelState Model(float w0, float w1, float b, int64_t count = 0) {
-  ModelState m;
-  m.Add(Floats("w", {w0, w1}));
-  TensorBuffer c = *TensorBuffer::Zeros("count", DType::kInt64, {1});
-  c.mutable_int64s()[0] = count;
-  m.Add(std::move(c));
-  m.Add(Floats("b", {b}));
-  return m;
-}
 
 // A control variate (prefix "scaffold.c/") or its delta ("scaffold.dc/").
 ModelState Control(const std::string& prefix, float w0, float w1, float b) {

@@ -16,9 +16,13 @@
 #include "common/tensor_buffer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/test_tensors.h"
 
 namespace fedge {
 namespace {
+
+using testing::Floats;
+using testing::Int64s;
 
 using ::testing::ElementsAre;
 using ::testing::FloatNear;
@@ -26,27 +30,12 @@ using ::testing::HasSubstr;
 using Kind = AdaptiveServerOptimizer::Kind;
 using Options = AdaptiveServerOptimizer::Options;
 
-TensorBuffer Floats(const std::string& name, std::vector<float> values) {
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats(
-      name, {static_cast<int64_t>(values.size())}, values);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return std::move(t).value();
-}
-
-TensorBuffer Counter(int64_t value) {
-  absl::StatusOr<TensorBuffer> t =
-      TensorBuffer::Zeros("count", DType::kInt64, {1});
-  EXPECT_TRUE(t.ok()) << t.status();
-  t->mutable_int64s()[0] = value;
-  return std::move(t).value();
-}
-
 // A model with a float32 "w" holding `w`, an int64 "count" and a float32
 // "b" holding `b`.
 ModelState Model(std::vector<float> w, int64_t count, std::vector<float> b) {
   ModelState m;
   m.Add(Floats("w", std::move(w)));
-  m.Add(Counter(count));
+  m.Add(Int64s("count", {count}));
   m.Add(Floats("b", std::move(b)));
   return m;
 }

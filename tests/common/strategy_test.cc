@@ -22,9 +22,14 @@
 #include "fedge/v1/config.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/test_tensors.h"
 
 namespace fedge {
 namespace {
+
+using testing::Floats;
+using testing::Int64s;
+using testing::Model;
 
 using ::testing::AnyOf;
 using ::testing::ElementsAre;
@@ -47,31 +52,6 @@ constexpr absl::StatusCode kDataLoss = absl::StatusCode::kDataLoss;
 
 // ---------------------------------------------------------------------------
 // Tiny models, checked by hand.
-
-TensorBuffer Floats(const std::string& name, std::vector<float> values) {
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats(
-      name, {static_cast<int64_t>(values.size())}, values);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return std::move(t).value();
-}
-
-TensorBuffer Counter(const std::string& name, int64_t value) {
-  absl::StatusOr<TensorBuffer> t =
-      TensorBuffer::Zeros(name, DType::kInt64, {1});
-  EXPECT_TRUE(t.ok()) << t.status();
-  t->mutable_int64s()[0] = value;
-  return std::move(t).value();
-}
-
-// float32 "w" [2], an int64 counter "count" [1] (like BatchNorm's
-// num_batches_tracked) between the float tensors, float32 "b" [1].
-ModelState Model(float w0, float w1, float b, int64_t count = 0) {
-  ModelState m;
-  m.Add(Floats("w", {w0, w1}));
-  m.Add(Counter("count", count));
-  m.Add(Floats("b", {b}));
-  return m;
-}
 
 // A SCAFFOLD control-variate delta for Model(): "scaffold.dc/w", "/b".
 ModelState Dc(float w0, float w1, float b) {
@@ -683,7 +663,7 @@ TEST_P(StrategyContractTest, BadUpdates_InvalidArgument_ChangeNothing) {
        [] {
          ModelState m;
          m.Add(Floats("v", {1, 1}));
-         m.Add(Counter("count", 1));
+         m.Add(Int64s("count", {1}));
          m.Add(Floats("b", {1}));
          return m;
        }},
@@ -691,7 +671,7 @@ TEST_P(StrategyContractTest, BadUpdates_InvalidArgument_ChangeNothing) {
        [] {
          ModelState m;
          m.Add(Floats("w", {1, 1, 1}));
-         m.Add(Counter("count", 1));
+         m.Add(Int64s("count", {1}));
          m.Add(Floats("b", {1}));
          return m;
        }},
@@ -707,7 +687,7 @@ TEST_P(StrategyContractTest, BadUpdates_InvalidArgument_ChangeNothing) {
        [] {
          ModelState m;
          m.Add(Floats("w", {1, 1}));
-         m.Add(Counter("count", 1));
+         m.Add(Int64s("count", {1}));
          return m;
        }},
       {"NaN", [nan] { return Model(1, nan, 1); }},
@@ -850,14 +830,14 @@ TEST_P(StatefulStrategyTest, RestoreBadState_ErrorAndNothingChanged) {
   // The same strategy's state for another model (w has 3 elements).
   ModelState other;
   other.Add(Floats("w", {1, 2, 3}));
-  other.Add(Counter("count", 0));
+  other.Add(Int64s("count", {0}));
   other.Add(Floats("b", {1}));
   std::unique_ptr<Strategy> for_other =
       Make(ContractOptions(GetParam()), other);
   for (int i = 0; i < 3; ++i) {
     ModelState d;
     d.Add(Floats("w", {1.0f + i, 2, 3}));
-    d.Add(Counter("count", 0));
+    d.Add(Int64s("count", {0}));
     d.Add(Floats("b", {1}));
     Update u{std::move(d), 1, 1, std::nullopt};
     if (GetParam() == "scaffold") {

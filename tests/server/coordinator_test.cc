@@ -42,9 +42,13 @@
 #include "gtest/gtest.h"
 #include "server/checkpoint_store.h"
 #include "tests/common/scratch_dir.h"
+#include "tests/common/test_tensors.h"
 
 namespace fedge {
 namespace {
+
+using testing::Floats;
+using testing::Model;
 
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
@@ -72,24 +76,6 @@ constexpr int kMaxTicks = 2'000'000;
 
 // ---------------------------------------------------------------------------
 // Models and updates.
-
-TensorBuffer Floats(const std::string& name, std::vector<float> values) {
-  absl::StatusOr<TensorBuffer> t = TensorBuffer::FromFloats(
-      name, {static_cast<int64_t>(values.size())}, values);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return std::move(t).value();
-}
-
-// float32 "w" [2], int64 "count" [1], float32 "b" [1].
-ModelState Model(float w0, float w1, float b, int64_t count = 0) {
-  ModelState m;
-  m.Add(Floats("w", {w0, w1}));
-  TensorBuffer c = *TensorBuffer::Zeros("count", DType::kInt64, {1});
-  c.mutable_int64s()[0] = count;
-  m.Add(std::move(c));
-  m.Add(Floats("b", {b}));
-  return m;
-}
 
 std::vector<float> Values(const ModelState& m, const std::string& name) {
   const TensorBuffer* t = m.Find(name);
