@@ -17,6 +17,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/config_loader.h"
+#include "common/fl_config.h"
 #include "common/logging.h"
 #include "common/ml/blas_kernels.h"
 #include "common/ml/export_tool.h"
@@ -214,7 +215,8 @@ absl::Status ReadData(const Parsed& p, fedge::ml::ExportToolOptions* o) {
     RETURN_IF_ERROR(fedge::Annotate(
         fedge::SetFieldByPath(field, value, &o->data), "--data." + field));
   }
-  return absl::OkStatus();
+  // The rules fedge-sim and the agents apply (a known source, its paths).
+  return fedge::ValidateDataConfig(o->data, "data.");
 }
 
 absl::Status ToOptions(const Parsed& p, fedge::ml::ExportToolOptions* o) {

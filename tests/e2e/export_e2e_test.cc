@@ -330,6 +330,15 @@ TEST_F(ExportE2eTest, BadUsageExitsTwoSayingWhy) {
                    &log, true),
             2);
   EXPECT_THAT(log, HasSubstr("resnet"));
+  // The data flags are checked as fedge-sim and the agents check them.
+  EXPECT_EQ(
+      Export({"evaluate", Path("2nn.fedge"), "--data.source=fashion"}, &log),
+      2);
+  EXPECT_THAT(log, HasSubstr("config field 'data.source' must be one of "
+                             "mnist, idx, csv, npy, synthetic; got 'fashion'"));
+  EXPECT_EQ(Export({"evaluate", Path("2nn.fedge"), "--data.source=csv"}, &log),
+            2);
+  EXPECT_THAT(log, HasSubstr("'data.csv_train_path' is required"));
 }
 
 }  // namespace
