@@ -224,14 +224,22 @@ int Inspect(const std::string& path) {
   if (magic == "FEDGECK1") return InspectCheckpoint(path);
   fedge::ModelDecoder decoder;
   fedge::Sha256 sha;
+  absl::Status decoded;
   absl::Status fed =
       fedge::ReadFileChunks(path, 1 << 20, [&](absl::string_view bytes) {
         sha.Update(bytes);
-        return decoder.Feed(bytes);
+        decoded = decoder.Feed(bytes);
+        return decoded;
       });
-  if (!fed.ok()) return Fail(1, fed.message());
-  auto model = decoder.Finish();
-  if (!model.ok()) return Fail(1, model.status().message());
+  if (!fed.ok() && decoded.ok()) return Fail(1, fed.message());  // I/O.
+  absl::StatusOr<fedge::ModelState> model =
+      fed.ok() ? decoder.Finish() : absl::StatusOr<fedge::ModelState>(fed);
+  if (!model.ok()) {
+    return Fail(1, absl::StrCat(path, " does not decode as a fedge model (",
+                                model.status().message(),
+                                "); inspect reads models (MODEL.fedge, an "
+                                "agent's cached model) and checkpoints"));
+  }
   PrintModel(*model);
   absl::PrintF("%d tensors, %d elements, %d bytes encoded, sha256 %s\n",
                model->size(), model->NumElements(), decoder.bytes_consumed(),

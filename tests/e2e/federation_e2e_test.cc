@@ -2,6 +2,8 @@
 // 127.0.0.1, TLS on, synthetic data (fast), bounded in time.
 #include <signal.h>
 
+#include <fstream>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -41,6 +43,18 @@ TEST_F(FederationTest, ThreeAgentsThreeRounds_AccuracyRises) {
                   dir_ + "/inspect.log");
   EXPECT_EQ(inspect.Wait(absl::Seconds(30)), 0) << inspect.Log();
   EXPECT_THAT(inspect.Log(), HasSubstr("fc1.weight float32[200,784]"));
+  // A cut-off copy: an error naming the file and what is missing.
+  {
+    const std::string model =
+        ReadFileOrEmpty(dir_ + "/coordinator/final_model.fedge");
+    std::ofstream(dir_ + "/cut.fedge", std::ios::binary)
+        << model.substr(0, model.size() / 2);
+    Process cut({kBinaryDir + "/server/fedge", "inspect", dir_ + "/cut.fedge"},
+                dir_ + "/inspect_cut.log");
+    EXPECT_EQ(cut.Wait(absl::Seconds(30)), 1) << cut.Log();
+    EXPECT_THAT(cut.Log(), HasSubstr(dir_ + "/cut.fedge does not decode as a "
+                                            "fedge model (truncated: "));
+  }
   // With final_model.spec beside it: parameters and MACs.
   EXPECT_THAT(inspect.Log(),
               HasSubstr("model 2nn, input 1,28,28, 10 classes: 199210 "
