@@ -441,11 +441,10 @@ absl::StatusOr<std::string> CheckpointStore::SaveWith(
     return status;
   }
   RETURN_IF_ERROR(SyncDir(options_.dir));
-  Prune();
   return path;
 }
 
-void CheckpointStore::Prune() {
+void CheckpointStore::PruneOld() {
   std::vector<std::string> paths = ListCheckpoints();
   const size_t keep = size_t(options_.keep);
   for (size_t i = 0; i + keep < paths.size(); ++i) {

@@ -65,8 +65,8 @@ class CheckpointStore {
   CheckpointStore& operator=(const CheckpointStore&) = delete;
 
   // Atomically writes ckpt-<model_version>.fedge (replacing one of the same
-  // version), then deletes the oldest checkpoints beyond `keep`. The model
-  // is streamed to the file, never copied whole. Returns the file's path.
+  // version). The model is streamed to the file, never copied whole. Older
+  // checkpoints stay until PruneOld(). Returns the file's path.
   // INVALID_ARGUMENT for a negative model_version; UNAVAILABLE on I/O
   // errors, in which case no file is left under the final name (an older
   // checkpoint of the same version may remain).
@@ -103,6 +103,11 @@ class CheckpointStore {
   // the directory cannot be read.
   std::vector<std::string> ListCheckpoints() const;
 
+  // Deletes the oldest checkpoints beyond `keep` (a failure is logged).
+  // Apart from Save so that a new checkpoint can be announced as soon as it
+  // is durable: deleting a model-size file can take milliseconds more.
+  void PruneOld();
+
  private:
   explicit CheckpointStore(CheckpointStoreOptions options)
       : options_(std::move(options)) {}
@@ -112,7 +117,6 @@ class CheckpointStore {
   absl::StatusOr<std::string> SaveWith(
       const Checkpoint& checkpoint, const ModelState& model,
       absl::FunctionRef<Sha256Digest()> model_sha256);
-  void Prune();
   void RemoveTempFiles();
 
   const CheckpointStoreOptions options_;

@@ -503,6 +503,8 @@ class Coordinator : public EdgeDownstream {
   // `task_lease`: the FedBuff task-number lease it records (0 in sync).
   Checkpoint CheckpointSnapshot(int64_t model_version,
                                 int64_t* task_lease = nullptr) const;
+  // Writes a checkpoint of a published model, then deletes the ones beyond
+  // keep_checkpoints (Persist deletes them only after the announcement).
   absl::Status SaveCheckpoint(const Checkpoint& ckpt,
                               const PublishedModel& model);
   // Logs a checkpoint CheckpointStore::Save wrote, or returns its error.

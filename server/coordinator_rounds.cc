@@ -71,9 +71,11 @@ absl::Status Coordinator::SaveOperatorChanges() {
 
 absl::Status Coordinator::SaveCheckpoint(const Checkpoint& ckpt,
                                          const PublishedModel& model) {
-  return LogCheckpoint(
-      checkpoints_->Save(ckpt, model.model, model.model_sha256),
-      ckpt.model_version);
+  RETURN_IF_ERROR(
+      LogCheckpoint(checkpoints_->Save(ckpt, model.model, model.model_sha256),
+                    ckpt.model_version));
+  checkpoints_->PruneOld();
+  return absl::OkStatus();
 }
 
 absl::Status Coordinator::LogCheckpoint(absl::StatusOr<std::string> path,
@@ -308,8 +310,9 @@ absl::Status Coordinator::Persist(
     return saved;
   }
   if (fedbuff_ != nullptr) fedbuff_->Durable(task_lease);
-  durable_ = true;
+  durable_ = true;  // The Tick thread may announce the new model now.
   const absl::Duration checkpoint_time = clock_->Now() - checkpoint_start;
+  checkpoints_->PruneOld();  // After the announcement, not before it.
   metrics_.checkpoint_seconds.Observe(absl::ToDoubleSeconds(checkpoint_time));
   if (evaluator_ != nullptr && completed) {
     const absl::Time eval_start = clock_->Now();

@@ -122,9 +122,12 @@ TEST_F(CheckpointStoreTest, EmptyDir_ReturnsNullopt) {
   EXPECT_TRUE(store->ListCheckpoints().empty());
 }
 
-TEST_F(CheckpointStoreTest, KeepLastK_DeletesOlder) {
+TEST_F(CheckpointStoreTest, KeepLastK_PruneOldDeletesOlder) {
   auto store = MakeStore(/*keep=*/2);
   for (int v = 1; v <= 5; ++v) ASSERT_TRUE(store->Save(MakeCheckpoint(v)).ok());
+  // Save alone deletes nothing: the caller announces first, then prunes.
+  EXPECT_EQ(store->ListCheckpoints().size(), 5u);
+  store->PruneOld();
   EXPECT_THAT(store->ListCheckpoints(),
               ElementsAre(dir_ + "/ckpt-00000004.fedge",
                           dir_ + "/ckpt-00000005.fedge"));

@@ -753,6 +753,31 @@ TEST_F(CoordinatorTest, AllSelectedReport_RoundClosed_NextVersionPublished) {
   EXPECT_DOUBLE_EQ(std::stod(history[1][8]), 5.0);  // Slowest agent.
 }
 
+// keep_checkpoints: after each round's close (and its announcement) the
+// ones beyond the newest K are deleted.
+TEST_F(CoordinatorTest, KeepCheckpoints_OlderOnesDeletedAsRoundsClose) {
+  v1::CoordinatorConfig config = Config();
+  config.set_keep_checkpoints(2);
+  std::unique_ptr<Coordinator> c = Make(config);
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  for (int r = 1; r <= 3; ++r) {
+    for (const Agent* agent : {&a, &b}) {
+      ASSERT_TRUE(Submit(*c, *agent, Model(r, 0, 0),
+                         Sub().set_round(r).set_base_version(r - 1))
+                      .ok());
+    }
+    ASSERT_TRUE(TickUntilVersion(*c, r));
+  }
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  std::vector<std::string> names;
+  for (const auto& f : fs::directory_iterator(StateDir() + "/checkpoints")) {
+    names.push_back(f.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_THAT(names, ElementsAre("ckpt-00000002.fedge", "ckpt-00000003.fedge"));
+}
+
 TEST_F(CoordinatorTest,
        LastRound_SettledOnceItsModelIsPublished_PollSaysFinished) {
   v1::CoordinatorConfig config = Config();
