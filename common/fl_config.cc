@@ -5,7 +5,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/host_port.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -472,8 +474,14 @@ absl::Status ValidateUpstreamConfig(const v1::CoordinatorConfig& c) {
 
 absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   const std::string top;
-  if (c.listen_address().empty()) {
-    return Bad(top, "listen_address", "must be host:port");
+  if (!absl::StartsWith(c.listen_address(), "unix:")) {
+    std::string host;
+    int port = 0;
+    if (absl::Status s = ParseHostPort(c.listen_address(), &host, &port);
+        !s.ok()) {
+      return Bad(top, "listen_address",
+                 absl::StrCat("must be HOST:PORT or unix:PATH: ", s.message()));
+    }
   }
   if (c.state_dir().empty()) return Bad(top, "state_dir", "must be set");
   RETURN_IF_ERROR(AtLeast(top, "rounds", c.rounds(), 1));

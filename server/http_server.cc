@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/host_port.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -197,35 +198,6 @@ class ConnectionWorkers final : public httplib::TaskQueue {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;  // Touched by the accept loop only.
 };
-
-// Splits "HOST:PORT" / "[IPV6]:PORT" into a host for getaddrinfo and a port.
-absl::Status ParseAddress(const std::string& address, std::string* host,
-                          int* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return Invalid("address", absl::StrCat("'", address,
-                                           "' is not HOST:PORT (e.g. "
-                                           "127.0.0.1:9464 or [::1]:9464)"));
-  }
-  *host = address.substr(0, colon);
-  if (host->front() == '[') {
-    if (host->size() < 3 || host->back() != ']') {
-      return Invalid("address",
-                     absl::StrCat("bad IPv6 host in '", address, "'"));
-    }
-    *host = host->substr(1, host->size() - 2);
-  } else if (host->find(':') != std::string::npos) {
-    return Invalid("address", absl::StrCat("IPv6 host in '", address,
-                                           "' needs brackets: [::1]:PORT"));
-  }
-  if (!absl::SimpleAtoi(address.substr(colon + 1), port) || *port < 0 ||
-      *port > 65535 || address.size() == colon + 1 ||
-      !absl::ascii_isdigit(address[colon + 1])) {
-    return Invalid("address", absl::StrCat("bad port in '", address,
-                                           "' (0-65535; 0 picks one)"));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status ValidateOptions(const HttpServerOptions& options) {
   if (options.insecure &&
@@ -443,7 +415,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(
   RETURN_IF_ERROR(ValidateOptions(options));
   std::string host;
   int port = 0;
-  RETURN_IF_ERROR(ParseAddress(options.address, &host, &port));
+  if (absl::Status parsed = ParseHostPort(options.address, &host, &port);
+      !parsed.ok()) {
+    return Invalid("address", parsed.message());
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Listener> listener, NewListener(&options));
   listener->Configure(options);
 
