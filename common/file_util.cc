@@ -133,7 +133,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
 }
 
 absl::StatusOr<std::unique_ptr<FileLock>> FileLock::Acquire(
-    const std::string& path) {
+    const std::string& path, absl::string_view if_held) {
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, "create", path);
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -141,9 +141,7 @@ absl::StatusOr<std::unique_ptr<FileLock>> FileLock::Acquire(
     close(fd);
     if (err == EWOULDBLOCK) {
       return absl::FailedPreconditionError(
-          absl::StrCat(path,
-                       " is locked by another process (give each agent its own "
-                       "state_dir)"));
+          absl::StrCat(path, " is locked by another process (", if_held, ")"));
     }
     return ErrnoStatus(err, "lock", path);
   }

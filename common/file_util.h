@@ -88,10 +88,11 @@ absl::Status MakeDirs(const std::string& path);
 class FileLock {
  public:
   // Creates `path` if needed and locks it without waiting.
-  // FAILED_PRECONDITION when another process holds the lock; ErrnoStatus
-  // errors when the file cannot be created.
+  // FAILED_PRECONDITION "<path> is locked by another process (<if_held>)"
+  // when another process holds the lock (`if_held`: what to do about it);
+  // ErrnoStatus errors when the file cannot be created.
   static absl::StatusOr<std::unique_ptr<FileLock>> Acquire(
-      const std::string& path);
+      const std::string& path, absl::string_view if_held);
   ~FileLock();
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;

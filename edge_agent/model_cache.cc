@@ -87,7 +87,9 @@ absl::StatusOr<std::unique_ptr<ModelCache>> ModelCache::Open(
     }
   } else {
     RETURN_IF_ERROR(MakeDirs(options.state_dir + "/models"));
-    ASSIGN_OR_RETURN(lock, FileLock::Acquire(options.state_dir + "/LOCK"));
+    ASSIGN_OR_RETURN(lock, FileLock::Acquire(options.state_dir + "/LOCK",
+                                             "give each agent its own "
+                                             "state_dir"));
   }
   std::unique_ptr<ModelCache> cache(
       new ModelCache(std::move(options), std::move(lock)));

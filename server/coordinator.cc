@@ -115,6 +115,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   engine_options.agent_timeout = absl::Milliseconds(c.agent_timeout_ms());
   ASSIGN_OR_RETURN(auto engine,
                    RoundEngine::Create(engine_options, options.clock));
+  RETURN_IF_ERROR(MakeDirs(c.state_dir()));
+  // Held for the coordinator's life: one coordinator per state_dir.
+  ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
+                   FileLock::Acquire(c.state_dir() + "/LOCK",
+                                     "another fedge-coordinator uses this "
+                                     "state_dir: give each coordinator its "
+                                     "own --state_dir"));
   ASSIGN_OR_RETURN(auto checkpoints,
                    CheckpointStore::Create(
                        {c.state_dir() + "/checkpoints", c.keep_checkpoints()}));
@@ -124,6 +131,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   std::unique_ptr<Coordinator> coordinator(
       new Coordinator(options, std::move(engine), std::move(strategy),
                       std::move(checkpoints), std::move(history)));
+  coordinator->state_lock_ = std::move(lock);
   coordinator->signer_ = std::move(signer);
   RETURN_IF_ERROR(coordinator->OpenAccess());
   RETURN_IF_ERROR(coordinator->Restore(std::move(options.initial_model)));

@@ -573,6 +573,10 @@ class Coordinator : public EdgeDownstream {
   // few seconds).
   void PruneSessions();
 
+  // state_dir/LOCK, held while this coordinator lives (declared first so
+  // that it is released last): a second coordinator on the same state_dir
+  // is refused instead of writing the same checkpoints and history.
+  std::unique_ptr<FileLock> state_lock_;
   const v1::CoordinatorConfig config_;
   const v1::ModelSpecProto spec_;
   // Signs published models (config.model_signing_key_path); unset: none.

@@ -163,6 +163,9 @@ grpc::ChannelArguments MakeChannelArguments(const v1::TlsConfig& tls,
 
 void ConfigureServerBuilder(grpc::ServerBuilder& builder,
                             const v1::CoordinatorConfig& config) {
+  // One listener per port: gRPC's default SO_REUSEPORT would let a second
+  // coordinator bind the same port and take half of the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
       static_cast<int>(kMinKeepaliveTimeMs / 2));

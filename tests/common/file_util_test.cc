@@ -71,12 +71,14 @@ TEST_F(FileUtilTest, ReadFileChunks_RespectsChunkSize) {
 
 TEST_F(FileUtilTest, FileLock_SecondAcquireFails_UntilReleased) {
   const std::string path = dir_ + "/LOCK";
-  auto first = FileLock::Acquire(path);
+  auto first = FileLock::Acquire(path, "hint");
   ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(FileLock::Acquire(path).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  const absl::Status second = FileLock::Acquire(path, "use another").status();
+  EXPECT_EQ(second.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(second.message(),
+            path + " is locked by another process (use another)");
   first->reset();
-  EXPECT_TRUE(FileLock::Acquire(path).ok());
+  EXPECT_TRUE(FileLock::Acquire(path, "hint").ok());
 }
 
 TEST(ErrnoStatusTest, MapsCodes) {

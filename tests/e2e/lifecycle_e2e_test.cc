@@ -63,6 +63,30 @@ int64_t StatusVersion(int port, const std::string& ca,
   return response.model_version();
 }
 
+// A second coordinator on a running one's state_dir or port is refused,
+// naming which (gRPC's default SO_REUSEPORT let it share the port), and
+// the first one goes on serving.
+TEST_F(FederationTest, SecondCoordinator_SameStateDirOrPort_Refused) {
+  int port;
+  auto first = StartCoordinator({"--rounds=100"}, &port);
+  ASSERT_GT(port, 0) << first->Log();
+  Process same_dir(CoordinatorArgv({}), dir_ + "/same_dir.log");
+  EXPECT_EQ(same_dir.Wait(absl::Seconds(60)), 1) << same_dir.Log();
+  EXPECT_THAT(same_dir.Log(),
+              HasSubstr("/coordinator/LOCK is locked by another process "
+                        "(another fedge-coordinator uses this state_dir: give "
+                        "each coordinator its own --state_dir)"));
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  Process same_port(CoordinatorArgv({"--listen_address=" + address,
+                                     "--state_dir=" + dir_ + "/other"}),
+                    dir_ + "/same_port.log");
+  EXPECT_EQ(same_port.Wait(absl::Seconds(60)), 1) << same_port.Log();
+  EXPECT_THAT(same_port.Log(), HasSubstr("cannot listen on '" + address + "'"));
+  EXPECT_TRUE(first->running());
+  EXPECT_EQ(StatusVersion(port, CertDir() + "/ca.pem", OperatorTokenPath()), 0)
+      << first->Log();
+}
+
 TEST_F(FederationTest, Sigterm_WithParkedCallsAndRoundInProgress_ExitsClean) {
   int port;
   // Rounds need all 3 agents; agent 3 trains for ever, so a round stays in
