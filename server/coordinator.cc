@@ -216,6 +216,15 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
   for (const std::string& s : skipped) {
     FEDGE_LOG(WARNING) << "skipped checkpoint: " << s;
   }
+  if (!ckpt.has_value() && !skipped.empty()) {
+    // Starting over would put a new round 1 after the old history: only
+    // an operator should decide that.
+    return absl::DataLossError(absl::StrCat(
+        "none of the ", skipped.size(), " checkpoint(s) in ",
+        config_.state_dir(), "/checkpoints verifies (", skipped.front(),
+        "); restore one from a backup, or move the state_dir away to start "
+        "a new run"));
+  }
   if (!ckpt.has_value()) {
     std::shared_ptr<PublishedModel> initial =
         MakePublished(std::move(initial_model), 0);

@@ -753,6 +753,25 @@ TEST_F(CoordinatorTest, AllSelectedReport_RoundClosed_NextVersionPublished) {
   EXPECT_DOUBLE_EQ(std::stod(history[1][8]), 5.0);  // Slowest agent.
 }
 
+// A state_dir whose checkpoints all fail to verify is not silently started
+// over (a new round 1 after the old history): Create says which and why.
+TEST_F(CoordinatorTest, EveryCheckpointCorrupt_RefusesToStartOver) {
+  { ASSERT_NE(Make(Config()), nullptr); }  // Writes checkpoint 0.
+  ASSERT_TRUE(fs::exists(CheckpointPath(0)));
+  {
+    std::ofstream damaged(CheckpointPath(0),
+                          std::ios::binary | std::ios::trunc);
+    damaged << "not a checkpoint";
+  }
+  absl::StatusOr<std::unique_ptr<Coordinator>> c = Create(Config());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("none of the 1 checkpoint(s) in " + StateDir() +
+                        "/checkpoints verifies (" + CheckpointPath(0)));
+  EXPECT_THAT(c.status().message(), HasSubstr("move the state_dir away"));
+  EXPECT_EQ(fs::file_size(CheckpointPath(0)), 16u);  // Left as it was.
+}
+
 // keep_checkpoints: after each round's close (and its announcement) the
 // ones beyond the newest K are deleted.
 TEST_F(CoordinatorTest, KeepCheckpoints_OlderOnesDeletedAsRoundsClose) {
