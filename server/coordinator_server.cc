@@ -102,6 +102,9 @@ absl::StatusOr<ModelState> InitialModelFromArchive(
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const v1::CoordinatorConfig& config) {
   RETURN_IF_ERROR(ValidateCoordinatorConfig(config));
+  // TLS files first: a bad one stops the start before the state_dir, its
+  // first checkpoint or the operator token are written.
+  ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
   RETURN_IF_ERROR(MakeDirs(config.state_dir()));
   auto self = std::unique_ptr<CoordinatorServer>(new CoordinatorServer());
   self->config_ = config;
@@ -161,7 +164,6 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   self->operator_ = std::make_unique<OperatorService>(
       self->coordinator_.get(), config.tls().require_client_cert(),
       operator_token, config.chunk_bytes());
-  ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
   RETURN_IF_ERROR(
       AddRevocationCheck(config.tls(), *self->coordinator_, *credentials));
   grpc::ServerBuilder builder;

@@ -4,6 +4,7 @@
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
+#include <openssl/pem.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/logging.h"
+#include "common/openssl_util.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -78,6 +80,41 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view field,
 
 // Reads the certificate chain and private key named by tls.cert_path and
 // tls.key_path (both set).
+// The certificate and key PEM files parse and belong together. gRPC only
+// logs "Invalid private key" and then fails to listen (or to connect) with
+// no word of which file is wrong.
+absl::Status CheckKeyOfCert(const v1::TlsConfig& tls,
+                            const std::string& cert_pem,
+                            const std::string& key_pem) {
+  openssl::BioPtr cert_bio = openssl::MemoryBio(cert_pem);
+  openssl::X509Ptr cert(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls.cert_path '", tls.cert_path(),
+                     "' holds no PEM certificate: ", openssl::ErrorString()));
+  }
+  openssl::BioPtr key_bio = openssl::MemoryBio(key_pem);
+  // No pass phrase: an encrypted key is refused, never prompted for.
+  pem_password_cb* no_pass_phrase = [](char*, int, int, void*) { return 0; };
+  openssl::PkeyPtr key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_pass_phrase, nullptr));
+  if (key == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls.key_path '", tls.key_path(),
+        "' holds no unencrypted PEM private key: ", openssl::ErrorString()));
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls.key_path '", tls.key_path(),
+        "' is not the private key of tls.cert_path '", tls.cert_path(),
+        "': use the key made with that certificate (make-certs.sh writes "
+        "NAME.pem and NAME.key)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<grpc::SslServerCredentialsOptions::PemKeyCertPair>
 ReadKeyCertPair(const v1::TlsConfig& tls) {
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
@@ -85,6 +122,7 @@ ReadKeyCertPair(const v1::TlsConfig& tls) {
                    ReadPemFile("tls.cert_path", tls.cert_path()));
   ASSIGN_OR_RETURN(pair.private_key,
                    ReadPemFile("tls.key_path", tls.key_path()));
+  RETURN_IF_ERROR(CheckKeyOfCert(tls, pair.cert_chain, pair.private_key));
   return pair;
 }
 

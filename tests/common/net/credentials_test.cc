@@ -293,6 +293,36 @@ TEST_F(CredentialsTest, Server_FileWithoutPem_InvalidArgument) {
   EXPECT_THAT(credentials.status().message(), HasSubstr(junk));
 }
 
+// A key that is not the certificate's (gRPC would only log "Invalid
+// private key" and fail to listen), a certificate file holding a key, and
+// the same mix-up on an agent's mutual-TLS pair.
+TEST_F(CredentialsTest, KeyOfAnotherCertificate_InvalidArgumentNamingBoth) {
+  v1::TlsConfig tls = ServerTls(false);
+  tls.set_key_path(Certs() + "/agent-1.key");
+  absl::Status s = MakeServerCredentials(tls).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("tls.key_path '" + Certs() +
+                                     "/agent-1.key' is not the private key of "
+                                     "tls.cert_path '" +
+                                     Certs() + "/coordinator.pem'"));
+
+  tls = ServerTls(false);
+  tls.set_cert_path(Certs() + "/coordinator.key");
+  s = MakeServerCredentials(tls).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("tls.cert_path '" + Certs() +
+                                     "/coordinator.key' holds no PEM "
+                                     "certificate"));
+
+  v1::TlsConfig agent = ClientTls(Certs(), Certs());
+  agent.set_key_path(Certs() + "/coordinator.key");
+  s = MakeChannelCredentials(agent).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("is not the private key of "
+                                     "tls.cert_path '" +
+                                     Certs() + "/agent-1.pem'"));
+}
+
 TEST_F(CredentialsTest, Channel_MissingCaPath_InvalidArgumentWithFix) {
   const auto credentials = MakeChannelCredentials(v1::TlsConfig());
   EXPECT_EQ(credentials.status().code(), absl::StatusCode::kInvalidArgument);
