@@ -268,11 +268,19 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     FEDGE_LOG(WARNING) << "paused by an operator before the restart: no "
                           "round starts until `fedge resume`";
   }
-  if (extra.has_total_rounds() && extra.total_rounds() != config_.rounds()) {
-    FEDGE_LOG(INFO) << "rounds: " << extra.total_rounds()
-                    << " (set by an operator; the config says "
-                    << config_.rounds() << ")";
-    RETURN_IF_ERROR(engine_->SetNumRounds(extra.total_rounds()));
+  // Only an operator's `fedge set-rounds` is checkpointed (and wins over
+  // the config until the state_dir is new); otherwise the config's rounds
+  // count, so a restart with another --rounds takes it.
+  if (extra.has_total_rounds()) {
+    rounds_set_by_operator_ = true;
+    if (extra.total_rounds() != config_.rounds()) {
+      FEDGE_LOG(WARNING) << "rounds: " << extra.total_rounds()
+                         << " (set by an operator with fedge set-rounds before "
+                            "the restart; the config says "
+                         << config_.rounds()
+                         << "; fedge set-rounds N changes it)";
+      RETURN_IF_ERROR(engine_->SetNumRounds(extra.total_rounds()));
+    }
   }
   if (ckpt->completed_rounds > 0 || ckpt->next_round > 1) {
     RETURN_IF_ERROR(

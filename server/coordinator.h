@@ -706,6 +706,9 @@ class Coordinator : public EdgeDownstream {
   std::optional<SecAggState> secagg_ ABSL_GUARDED_BY(secagg_mu_);
   std::deque<SecAggWaiter> secagg_waiters_ ABSL_GUARDED_BY(secagg_mu_);
   std::atomic<bool> paused_{false};
+  // An operator set the number of rounds (fedge set-rounds), now or before
+  // a restart: checkpoints keep it, and it wins over the config's rounds.
+  std::atomic<bool> rounds_set_by_operator_{false};
   // Differential privacy: the run stopped before a round that would have
   // exceeded strategy.dp.max_epsilon (accumulator_.privacy() is the ledger).
   std::atomic<bool> privacy_budget_exhausted_{false};

@@ -113,6 +113,7 @@ absl::Status Coordinator::StopAfterRound(const std::string& who) {
 
 absl::Status Coordinator::SetRounds(int rounds, const std::string& who) {
   RETURN_IF_ERROR(engine_->SetNumRounds(rounds));
+  rounds_set_by_operator_ = true;
   operator_changes_ = true;
   Audit("set_rounds", who, absl::StrCat("rounds = ", rounds));
   return absl::OkStatus();

@@ -907,6 +907,34 @@ TEST_F(CoordinatorTest, OperatorChangesBetweenRounds_SurviveARestart) {
   EXPECT_TRUE(c->Join(join, "").ok());
 }
 
+// The config's rounds count after a restart unless an operator set them
+// (fedge set-rounds): a checkpoint used to keep the rounds it was written
+// with, so a restart with another --rounds was ignored and logged as an
+// operator's doing.
+TEST_F(CoordinatorTest,
+       RestartWithOtherRounds_ConfigCountsUnlessSetByOperator) {
+  Agent a, b;
+  std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);  // Rounds 3.
+  c.reset();
+  v1::CoordinatorConfig more = Config();
+  more.set_rounds(7);
+  c = Make(more);
+  EXPECT_EQ(c->GetStatus().total_rounds(), 7);
+  EXPECT_EQ(c->GetStatus().completed_rounds(), 1);
+
+  ASSERT_EQ(c->SetRounds(4, "op"), absl::OkStatus());
+  Tick(*c);  // Still paused: checkpointed between rounds.
+  c.reset();
+  c = Make(more);
+  EXPECT_EQ(c->GetStatus().total_rounds(), 4);
+  // Still the operator's after the next checkpoint and restart.
+  ASSERT_EQ(c->Resume("op"), absl::OkStatus());
+  Tick(*c);
+  c.reset();
+  c = Make(more);
+  EXPECT_EQ(c->GetStatus().total_rounds(), 4);
+}
+
 TEST_F(CoordinatorTest, StopWhileWaitingForAgents_PollSaysFinished) {
   v1::CoordinatorConfig config = Config();
   config.mutable_strategy()->set_min_available_agents(3);
