@@ -38,6 +38,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/model_codec.h"
 #include "common/tensor_buffer.h"
 #include "fedge/v1/federation.pb.h"
@@ -139,6 +140,12 @@ class CoordinatorClient {
       v1::UpdateMetadata metadata, const std::string& masked) {
     return absl::UnimplementedError("secure aggregation is not supported");
   }
+
+  // Bounds how long each later call may wait to reach the coordinator
+  // (connect, handshake) before it fails with UNAVAILABLE: the agent passes
+  // what is left of its give-up time (InfiniteDuration: no bound beyond the
+  // implementation's own). Thread-safe. The default does nothing.
+  virtual void SetConnectBudget(absl::Duration budget) {}
 };
 
 // What a client does with a failed call's status (the codes above), in one

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/checksum.h"
 #include "common/file_util.h"
@@ -26,6 +27,27 @@ absl::Status Corrupt(absl::string_view what) {
 
 bool IsHexSha256(const std::string& s) {
   return s.size() == 64 && IsLowerHex(s);
+}
+
+// What it usually means when the coordinator closes the connection before
+// it is up ("Socket closed"), from this side's TLS settings: the
+// coordinator refused the handshake without saying why.
+std::string ClosedConnectionHint(const v1::TlsConfig& tls) {
+  constexpr char kClosed[] = " (the coordinator closed the connection";
+  if (tls.insecure()) {
+    return absl::StrCat(kClosed,
+                        ": does it expect TLS? This agent speaks plain "
+                        "text, tls.insecure)");
+  }
+  if (tls.cert_path().empty()) {
+    return absl::StrCat(kClosed,
+                        " in the TLS handshake: does it require a client "
+                        "certificate? Set tls.cert_path and tls.key_path)");
+  }
+  return absl::StrCat(kClosed,
+                      " in the TLS handshake: does it accept the client "
+                      "certificate of tls.cert_path? It must be signed by "
+                      "the CA the coordinator trusts and not revoked)");
 }
 
 }  // namespace
@@ -57,7 +79,10 @@ GrpcCoordinatorClient::Create(GrpcCoordinatorClientOptions options) {
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.target, credentials, args);
-  return CreateForChannel(std::move(options), std::move(channel));
+  std::unique_ptr<GrpcCoordinatorClient> client =
+      CreateForChannel(std::move(options), std::move(channel));
+  client->await_connection_ = true;
+  return client;
 }
 
 std::unique_ptr<GrpcCoordinatorClient> GrpcCoordinatorClient::CreateForChannel(
@@ -90,12 +115,88 @@ void GrpcCoordinatorClient::SetDeadline(grpc::ClientContext* context,
     }
   }
   context->set_deadline(MonotonicDeadline(timeout));
-  // Wait (until the deadline) for the channel to connect instead of failing
-  // at once while it is down: the waiting call drives the reconnection, so
-  // the agent is back within moments of a coordinator restart (with the
-  // synchronous API nothing else polls the connection but a 5 s backup
-  // poller, and failed-fast calls left it half-connected for ~20 s).
-  context->set_wait_for_ready(true);
+}
+
+void GrpcCoordinatorClient::SetConnectBudget(absl::Duration budget) {
+  absl::MutexLock lock(&active_mu_);
+  connect_budget_ = std::max(budget, absl::ZeroDuration());
+}
+
+bool GrpcCoordinatorClient::AwaitConnection(absl::Duration* waited) {
+  absl::Duration wait;
+  {
+    absl::MutexLock lock(&active_mu_);
+    wait = std::min(options_.connect_timeout, connect_budget_);
+    connecting_ = true;
+    connect_cancelled_ = false;
+  }
+  const gpr_timespec deadline = MonotonicDeadline(wait);
+  const gpr_timespec start = gpr_now(GPR_CLOCK_MONOTONIC);
+  grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  // A channel still failing from an earlier attempt reports
+  // TRANSIENT_FAILURE until it connects: wait for READY then (gRPC
+  // reconnects every few seconds meanwhile, and this wait polls the
+  // connection so each attempt completes at once). Otherwise stop at the
+  // first failure: its reason is what the caller needs.
+  bool attempted = state != GRPC_CHANNEL_TRANSIENT_FAILURE;
+  while (state != GRPC_CHANNEL_READY &&
+         !(attempted && state == GRPC_CHANNEL_TRANSIENT_FAILURE) &&
+         gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) < 0) {
+    {
+      absl::MutexLock lock(&active_mu_);
+      if (connect_cancelled_) break;
+    }
+    // In slices, so that CancelActiveCall() is seen within one.
+    channel_->WaitForStateChange(
+        state, gpr_time_min(deadline, MonotonicDeadline(kConnectSlice)));
+    state = channel_->GetState(/*try_to_connect=*/true);
+    attempted = attempted || state != GRPC_CHANNEL_TRANSIENT_FAILURE;
+  }
+  {
+    absl::MutexLock lock(&active_mu_);
+    connecting_ = false;
+  }
+  *waited = absl::Milliseconds(
+      gpr_time_to_millis(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), start)));
+  return state == GRPC_CHANNEL_READY;
+}
+
+GrpcCoordinatorClient::Attempt GrpcCoordinatorClient::Prepare(
+    grpc::ClientContext* context, int64_t bytes) {
+  Attempt attempt;
+  attempt.connected = !await_connection_ || AwaitConnection(&attempt.waited);
+  // Never wait_for_ready: a call on a channel that is not connected fails
+  // at once with gRPC's reason (connection refused, a TLS handshake error)
+  // instead of waiting out its deadline and reporting only that. The wait
+  // above drives the reconnection instead.
+  context->set_wait_for_ready(false);
+  if (attempt.connected) {
+    SetDeadline(context, bytes);
+  } else {
+    // Fails at once while the channel is in TRANSIENT_FAILURE; gives a
+    // connection attempt still in progress a moment.
+    context->set_deadline(MonotonicDeadline(kProbeTimeout));
+  }
+  return attempt;
+}
+
+absl::Status GrpcCoordinatorClient::Result(const grpc::Status& status,
+                                           const Attempt& attempt) const {
+  absl::Status s = FromGrpcStatus(status);
+  if (attempt.connected || !IsUnreachable(s.code())) return s;
+  const std::string where =
+      absl::StrCat("cannot reach the coordinator at ", options_.target);
+  if (s.code() == absl::StatusCode::kDeadlineExceeded) {
+    return absl::UnavailableError(
+        absl::StrCat(where, ": not connected after ",
+                     absl::FormatDuration(attempt.waited + kProbeTimeout),
+                     " (still connecting)"));
+  }
+  return absl::UnavailableError(
+      absl::StrCat(where, ": ", s.message(),
+                   absl::StrContains(s.message(), "Socket closed")
+                       ? ClosedConnectionHint(options_.tls)
+                       : std::string()));
 }
 
 GrpcCoordinatorClient::ActiveCall::ActiveCall(GrpcCoordinatorClient* client,
@@ -112,6 +213,7 @@ GrpcCoordinatorClient::ActiveCall::~ActiveCall() {
 
 void GrpcCoordinatorClient::CancelActiveCall() {
   absl::MutexLock lock(&active_mu_);
+  if (connecting_) connect_cancelled_ = true;
   if (active_ != nullptr) active_->TryCancel();
 }
 
@@ -119,11 +221,11 @@ absl::StatusOr<v1::JoinResponse> GrpcCoordinatorClient::Join(
     const v1::JoinRequest& request) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, -1);
+  const Attempt attempt = Prepare(&context, -1);
   ActiveCall active(this, &context);
   v1::JoinResponse response;
   grpc::Status s = stub_->Join(&context, request, &response);
-  if (!s.ok()) return FromGrpcStatus(s);
+  if (!s.ok()) return Result(s, attempt);
   return response;
 }
 
@@ -131,11 +233,11 @@ absl::StatusOr<v1::PollResponse> GrpcCoordinatorClient::Poll(
     const v1::PollRequest& request) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, -1);
+  const Attempt attempt = Prepare(&context, -1);
   ActiveCall active(this, &context);
   v1::PollResponse response;
   grpc::Status s = stub_->Poll(&context, request, &response);
-  if (!s.ok()) return FromGrpcStatus(s);
+  if (!s.ok()) return Result(s, attempt);
   return response;
 }
 
@@ -145,6 +247,8 @@ absl::Status GrpcCoordinatorClient::Heartbeat(
   // throttle is not thread-safe (a heartbeat is a few bytes).
   grpc::ClientContext context;
   context.set_deadline(MonotonicDeadline(options_.call_timeout));
+  // Waits for the channel: a heartbeat runs while the agent is busy (no
+  // other call drives a reconnection then) and its errors are not shown.
   context.set_wait_for_ready(true);
   v1::HeartbeatRequest request;
   request.set_session_token(session_token);
@@ -157,7 +261,7 @@ absl::Status GrpcCoordinatorClient::FetchArchive(
     int64_t size_bytes, const std::string& path) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, size_bytes);
+  const Attempt attempt = Prepare(&context, size_bytes);
   ActiveCall active(this, &context);
   v1::FetchArchiveRequest request;
   request.set_session_token(session_token);
@@ -183,7 +287,7 @@ absl::Status GrpcCoordinatorClient::FetchArchive(
   };
   absl::Status written =
       WriteFileAtomically(path, [&](std::string* out) { return next(out); });
-  absl::Status finished = FromGrpcStatus(reader->Finish());
+  absl::Status finished = Result(reader->Finish(), attempt);
   if (!finished.ok()) {
     std::remove(path.c_str());
     return finished;
@@ -203,27 +307,26 @@ absl::Status GrpcCoordinatorClient::SubmitEvaluation(
     const v1::SubmitEvaluationRequest& request) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, -1);
+  const Attempt attempt = Prepare(&context, -1);
   ActiveCall active(this, &context);
   v1::SubmitEvaluationResponse response;
-  return FromGrpcStatus(stub_->SubmitEvaluation(&context, request, &response));
+  return Result(stub_->SubmitEvaluation(&context, request, &response), attempt);
 }
 
 absl::Status GrpcCoordinatorClient::ReportFailure(
     const v1::ReportFailureRequest& request) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, -1);
+  const Attempt attempt = Prepare(&context, -1);
   ActiveCall active(this, &context);
   v1::ReportFailureResponse response;
-  return FromGrpcStatus(stub_->ReportFailure(&context, request, &response));
+  return Result(stub_->ReportFailure(&context, request, &response), attempt);
 }
 
 absl::Status GrpcCoordinatorClient::Leave(const std::string& session_token) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, -1);
-  context.set_wait_for_ready(false);  // Best effort: never wait to leave.
+  SetDeadline(&context, -1);  // Fails fast: best effort, never waits.
   v1::LeaveRequest request;
   request.set_session_token(session_token);
   v1::LeaveResponse response;
@@ -276,7 +379,7 @@ absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
     const std::string& expected_sha256_hex) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, last_model_bytes_);
+  const Attempt attempt = Prepare(&context, last_model_bytes_);
   ActiveCall active(this, &context);
   v1::FetchModelRequest request;
   request.set_session_token(session_token);
@@ -297,7 +400,7 @@ absl::StatusOr<ModelState> GrpcCoordinatorClient::FetchModel(
   if (!consumed.ok()) context.TryCancel();
   const grpc::Status finished = reader->Finish();
   RETURN_IF_ERROR(consumed);
-  RETURN_IF_ERROR(FromGrpcStatus(finished));
+  RETURN_IF_ERROR(Result(finished, attempt));
   if (d.total < 0) return Corrupt("the coordinator sent no chunks");
   if (d.received != d.total) {
     return Corrupt(
@@ -355,7 +458,7 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::StreamUpdate(
   metadata.set_total_size_bytes(size);
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, size);
+  const Attempt attempt = Prepare(&context, size);
   ActiveCall active(this, &context);
   grpc::ByteBuffer wire_response;
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
@@ -364,7 +467,7 @@ absl::StatusOr<v1::SubmitUpdateResponse> GrpcCoordinatorClient::StreamUpdate(
   // A failed write shows in Finish()'s status; an OK status with a partial
   // write means the coordinator answered early (e.g. a known upload id).
   WriteUpdate(*writer, std::move(metadata), next);
-  RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  RETURN_IF_ERROR(Result(writer->Finish(), attempt));
   v1::SubmitUpdateResponse response;
   if (!grpc::SerializationTraits<v1::SubmitUpdateResponse>::Deserialize(
            &wire_response, &response)
@@ -412,11 +515,12 @@ absl::StatusOr<v1::SecAggStepResponse> GrpcCoordinatorClient::SecAggStep(
     const v1::SecAggStepRequest& request) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, static_cast<int64_t>(request.message().size()));
+  const Attempt attempt =
+      Prepare(&context, static_cast<int64_t>(request.message().size()));
   ActiveCall active(this, &context);
   v1::SecAggStepResponse response;
   grpc::Status s = stub_->SecAggStep(&context, request, &response);
-  if (!s.ok()) return FromGrpcStatus(s);
+  if (!s.ok()) return Result(s, attempt);
   return response;
 }
 

@@ -13,11 +13,18 @@
 // A DeviceProfile's link (LinkProfile) is simulated here: added latency
 // before each call, a bandwidth cap between chunks.
 //
-// Calls wait for the channel to connect (gRPC's wait_for_ready) until their
-// deadline, so a call made while the coordinator restarts completes as soon
-// as it is back. Status codes are those of coordinator_client.h; a broken
-// connection is UNAVAILABLE, a coordinator that stayed unreachable until
-// the deadline DEADLINE_EXCEEDED.
+// Before a call, the client waits for the channel to connect, at most
+// connect_timeout (or the budget SetConnectBudget() leaves, if shorter),
+// and stops at the first failed connection attempt; the wait polls the
+// connection, so a coordinator that comes back (a restart) is reached
+// within moments. A call on a channel that did not connect fails fast
+// (never gRPC's wait_for_ready) with UNAVAILABLE "cannot reach the
+// coordinator at <target>: " and gRPC's reason (e.g. "Connection refused",
+// a TLS handshake or certificate error), or "not connected after ..." for
+// an attempt still in progress. Status codes are otherwise those of
+// coordinator_client.h; a broken connection is UNAVAILABLE, a call past its
+// deadline DEADLINE_EXCEEDED. Heartbeat (beside training, where no error is
+// shown) waits for the channel until its deadline instead.
 //
 // Not thread-safe: one call at a time (the agent loop's pattern), except
 // Heartbeat, which may run beside any other call.
@@ -53,7 +60,9 @@ struct GrpcCoordinatorClientOptions {
   v1::TlsConfig tls;
   // Keepalive ping interval in milliseconds.
   int64_t keepalive_time_ms = 20000;
-  // Deadline of Join, Poll, Leave and the other unary calls.
+  // Longest wait for the channel to connect before a call (see above).
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // Deadline of Join, Poll, Leave and the other unary calls, once connected.
   absl::Duration call_timeout = absl::Seconds(30);
   // Deadline of FetchModel / SubmitUpdate: this, plus the stream's size at
   // min_stream_bytes_per_second, plus its time over the simulated link.
@@ -79,7 +88,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   // MakeChannelCredentials (e.g. NOT_FOUND for a missing certificate file).
   static absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> Create(
       GrpcCoordinatorClientOptions options);
-  // Over an existing channel (tests use an in-process one).
+  // Over an existing channel (tests use an in-process one, which has no
+  // connectivity state: calls go to it without waiting for a connection).
   static std::unique_ptr<GrpcCoordinatorClient> CreateForChannel(
       GrpcCoordinatorClientOptions options,
       std::shared_ptr<grpc::ChannelInterface> channel);
@@ -112,9 +122,12 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::StatusOr<v1::SubmitUpdateResponse> SubmitMaskedInput(
       v1::UpdateMetadata metadata, const std::string& masked) override;
 
-  // Cancels the call in progress, if any (it returns CANCELLED), so that a
-  // stopping agent does not wait for a long poll or a reconnection.
   // Thread-safe.
+  void SetConnectBudget(absl::Duration budget) override;
+
+  // Cancels the call in progress, if any (it returns CANCELLED, or
+  // UNAVAILABLE while it waits for the connection), so that a stopping
+  // agent does not wait for a long poll or a reconnection. Thread-safe.
   void CancelActiveCall();
 
  private:
@@ -123,8 +136,28 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   GrpcCoordinatorClient(GrpcCoordinatorClientOptions options,
                         std::shared_ptr<grpc::ChannelInterface> channel);
 
+  // A call's connection: whether the channel was READY when it started,
+  // and how long it waited for that.
+  struct Attempt {
+    bool connected = false;
+    absl::Duration waited;
+  };
+  // How often a wait for the connection checks CancelActiveCall().
+  static constexpr absl::Duration kConnectSlice = absl::Milliseconds(100);
+  // Deadline of a call made on a channel that did not connect.
+  static constexpr absl::Duration kProbeTimeout = absl::Milliseconds(200);
+
   // Sets the deadline of a unary call (`bytes` < 0) or of a stream.
   void SetDeadline(grpc::ClientContext* context, int64_t bytes) const;
+  // Waits (see the header comment) until the channel is READY (true), its
+  // connection attempt failed, the wait is over or cancelled (false).
+  bool AwaitConnection(absl::Duration* waited);
+  // Waits for the connection and sets the call's deadline: that of
+  // SetDeadline when connected, else kProbeTimeout.
+  Attempt Prepare(grpc::ClientContext* context, int64_t bytes);
+  // The call's status; when it did not connect, UNAVAILABLE naming the
+  // target and gRPC's reason.
+  absl::Status Result(const grpc::Status& status, const Attempt& attempt) const;
   // `data`: the chunk's data, in pieces (RawChunk).
   absl::Status Consume(const v1::ModelChunk& chunk,
                        const std::vector<absl::string_view>& data,
@@ -153,6 +186,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
 
   GrpcCoordinatorClientOptions options_;
   std::shared_ptr<grpc::ChannelInterface> channel_;
+  // Whether calls wait for the channel to connect (Create()'s channels).
+  bool await_connection_ = false;
   std::unique_ptr<v1::Federation::StubInterface> stub_;
   // FetchModel and SubmitUpdate called raw: model chunks' data is read
   // where gRPC received it, update chunks' sent from where it was encoded.
@@ -160,6 +195,11 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   const grpc::internal::RpcMethod submit_update_;
   absl::Mutex active_mu_;
   grpc::ClientContext* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;
+  // A wait for the connection is in progress / was cancelled.
+  bool connecting_ ABSL_GUARDED_BY(active_mu_) = false;
+  bool connect_cancelled_ ABSL_GUARDED_BY(active_mu_) = false;
+  absl::Duration connect_budget_ ABSL_GUARDED_BY(active_mu_) =
+      absl::InfiniteDuration();
   LinkThrottle throttle_;
   // Size of the last model stream seen, for the next fetch's deadline.
   int64_t last_model_bytes_ = 0;

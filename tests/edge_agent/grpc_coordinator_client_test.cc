@@ -261,8 +261,8 @@ TEST_F(GrpcCoordinatorClientTest, DeviceProfile_LatencyAndBandwidthSlept) {
   EXPECT_LE(total, transfer + absl::Milliseconds(31));
 }
 
-TEST(GrpcCoordinatorClientTcpTest, NothingListening_WaitsUntilDeadline) {
-  // Find a free port (port 0), then close it again.
+// A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+int ClosedPort() {
   int port = 0;
   FakeFederation service;
   grpc::ServerBuilder builder;
@@ -270,19 +270,62 @@ TEST(GrpcCoordinatorClientTcpTest, NothingListening_WaitsUntilDeadline) {
                            &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_GT(port, 0);
+  EXPECT_GT(port, 0);
   server->Shutdown();
-  server.reset();
+  return port;
+}
 
+absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> PlainClient(int port) {
   GrpcCoordinatorClientOptions options;
   options.target = "127.0.0.1:" + std::to_string(port);
   options.tls.set_insecure(true);
-  options.call_timeout = absl::Seconds(1);
-  auto client = GrpcCoordinatorClient::Create(options);
+  options.call_timeout = absl::Seconds(30);
+  return GrpcCoordinatorClient::Create(options);
+}
+
+TEST(GrpcCoordinatorClientTcpTest, NothingListening_FailsFastWithTheCause) {
+  auto client = PlainClient(ClosedPort());
   ASSERT_TRUE(client.ok()) << client.status();
-  // Calls wait for the coordinator to come back, until their deadline.
+  const absl::Time start = absl::Now();
+  const absl::Status s = (*client)->Poll(v1::PollRequest()).status();
+  // Not after call_timeout (30 s), and not just "Deadline Exceeded".
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(s.message(), HasSubstr("cannot reach the coordinator"));
+  EXPECT_THAT(s.message(), HasSubstr("Connection refused"));
+}
+
+TEST(GrpcCoordinatorClientTcpTest, ConnectBudget_BoundsTheWait) {
+  auto client = PlainClient(ClosedPort());
+  ASSERT_TRUE(client.ok()) << client.status();
+  (*client)->SetConnectBudget(absl::ZeroDuration());
+  // The channel still fails from the first call: later calls wait for it
+  // to connect, here not at all.
+  (*client)->Poll(v1::PollRequest()).IgnoreError();
+  const absl::Time start = absl::Now();
   EXPECT_EQ((*client)->Poll(v1::PollRequest()).status().code(),
-            absl::StatusCode::kDeadlineExceeded);
+            absl::StatusCode::kUnavailable);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST(GrpcCoordinatorClientTcpTest, CoordinatorStartsLater_NextCallConnects) {
+  const int port = ClosedPort();
+  auto client = PlainClient(port);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->Poll(v1::PollRequest()).status().code(),
+            absl::StatusCode::kUnavailable);
+  FakeFederation service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  // The call waits for gRPC's next reconnection (at most 2 s away).
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE((*client)->Poll(v1::PollRequest()).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  server->Shutdown();
 }
 
 TEST(GrpcCoordinatorClientCreateTest, TlsWithoutCa_InvalidArgument) {
