@@ -112,6 +112,7 @@ void Agent::TransitionTo(AgentState next) {
 absl::Status Agent::Run() {
   FEDGE_CHECK(state_ == AgentState::kNotJoined) << "Run() called twice";
   last_contact_ = clock_->Now();
+  client_->SetConnectBudget(GiveUpLeft());
   while (state_ != AgentState::kDone) {
     if (stop_requested_.load()) {
       FEDGE_LOG(INFO) << "stopping";
@@ -848,24 +849,59 @@ absl::Status Agent::BackOff(absl::string_view what, const absl::Status& error) {
   ++stats_.call_failures;
   if (!IsUnreachable(error.code())) {
     last_contact_ = clock_->Now();  // It answered, with an error.
-  } else if (options_.give_up_after > absl::ZeroDuration() &&
-             clock_->Now() - last_contact_ >= options_.give_up_after) {
+  }
+  const absl::Duration left = GiveUpLeft();
+  if (left <= absl::ZeroDuration()) {
     return absl::UnavailableError(
         absl::StrCat("gave up: no contact with the coordinator for ",
                      absl::FormatDuration(clock_->Now() - last_contact_),
                      " (give_up_after_ms); last error: ", error.ToString()));
   }
-  const absl::Duration delay = backoff_.Next(rng_);
-  FEDGE_LOG(WARNING) << what << " failed: " << error << "; retrying in "
-                     << absl::FormatDuration(
-                            absl::Trunc(delay, absl::Milliseconds(1)));
+  // The last attempt comes when the give-up time is over.
+  const absl::Duration delay = std::min(backoff_.Next(rng_), left);
+  LogFailure(what, error, delay);
   sleep_(delay);
+  client_->SetConnectBudget(GiveUpLeft());
   return absl::OkStatus();
+}
+
+absl::Duration Agent::GiveUpLeft() const {
+  if (options_.give_up_after <= absl::ZeroDuration()) {
+    return absl::InfiniteDuration();
+  }
+  return options_.give_up_after - (clock_->Now() - last_contact_);
+}
+
+void Agent::LogFailure(absl::string_view what, const absl::Status& error,
+                       absl::Duration delay) {
+  const absl::Time now = clock_->Now();
+  std::string failure = absl::StrCat(what, " failed: ", error.ToString());
+  if (failure == logged_failure_ &&
+      now - failure_logged_at_ < kFailureLogInterval) {
+    ++failures_not_logged_;
+    return;
+  }
+  FEDGE_LOG(WARNING)
+      << failure << "; retrying in "
+      << absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)))
+      << (failures_not_logged_ > 0
+              ? absl::StrCat(" (", failures_not_logged_,
+                             " more like it in the last ",
+                             absl::FormatDuration(absl::Trunc(
+                                 now - failure_logged_at_, absl::Seconds(1))),
+                             ")")
+              : std::string());
+  logged_failure_ = std::move(failure);
+  failure_logged_at_ = now;
+  failures_not_logged_ = 0;
 }
 
 void Agent::OnContact() {
   last_contact_ = clock_->Now();
   backoff_.Reset();
+  client_->SetConnectBudget(GiveUpLeft());
+  logged_failure_.clear();  // A new streak of failures logs its first.
+  failures_not_logged_ = 0;
 }
 
 std::string Agent::NewUploadId() {

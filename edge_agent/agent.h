@@ -46,7 +46,11 @@
 //
 // Errors are handled by what the call's status code says
 // (coordinator_client.h): UNAVAILABLE-like errors back off exponentially
-// with jitter and retry (giving up after give_up_after without contact);
+// with jitter and retry (giving up after give_up_after without contact:
+// each call may wait only what is left of it to reach the coordinator,
+// CoordinatorClient::SetConnectBudget, and the last retry comes when it is
+// over); each failure's reason is logged (the first, a new reason, else
+// one line every 30 s);
 // a lost session joins again; a refused update (ABORTED, INVALID_ARGUMENT,
 // NOT_FOUND) is dropped and the loop carries on. Time and randomness are
 // injected: the Clock, the Sleeper and AgentOptions::seed.
@@ -343,8 +347,17 @@ class Agent {
   absl::Status HandleCallError(absl::string_view what,
                                const absl::Status& error);
   absl::Status BackOff(absl::string_view what, const absl::Status& error);
-  // A call succeeded: records the contact and resets the backoff.
+  // A call succeeded: records the contact, resets the backoff and the
+  // client's connect budget.
   void OnContact();
+  // What is left of give_up_after since the last contact (InfiniteDuration
+  // when the agent never gives up).
+  absl::Duration GiveUpLeft() const;
+  // Logs a failed call that will be retried after `delay`: the first of a
+  // streak, one whose reason differs from the last logged, else one every
+  // kFailureLogInterval (counting those not logged).
+  void LogFailure(absl::string_view what, const absl::Status& error,
+                  absl::Duration delay);
   std::string NewUploadId();
 
   AgentOptions options_;
@@ -397,6 +410,12 @@ class Agent {
 
   Backoff backoff_;
   absl::Time last_contact_;
+  // LogFailure's last line ("" after a contact), when, and the failures
+  // like it since.
+  static constexpr absl::Duration kFailureLogInterval = absl::Seconds(30);
+  std::string logged_failure_;
+  absl::Time failure_logged_at_;
+  int64_t failures_not_logged_ = 0;
   AgentStats stats_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -22,6 +23,7 @@ namespace {
 
 using ::testing::Each;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
@@ -241,6 +243,33 @@ TEST_F(AgentTest, GiveUpAfter_ReturnsUnavailable) {
   EXPECT_LT(clock_.Now() - start, absl::Seconds(12));
   EXPECT_THAT(sleeps_, Each(testing::Le(absl::Seconds(1))));
   EXPECT_THAT(client_.leaves, IsEmpty());
+}
+
+TEST_F(AgentTest, GiveUpAfter_CallsWaitOnlyWhatIsLeftThenItEnds) {
+  client_.join_default = absl::UnavailableError("connection refused");
+  AgentOptions options = DefaultOptions();
+  options.give_up_after = absl::Seconds(3);
+  auto agent = MakeAgent(options);
+  const absl::Time start = clock_.Now();
+  const absl::Status status = agent->Run();
+
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(status.message(), HasSubstr("connection refused"));
+  // The last backoff is cut to what was left: a last attempt at 3 s.
+  EXPECT_EQ(clock_.Now() - start, absl::Seconds(3));
+  // Each attempt may wait (to connect) only what is left of the 3 s.
+  ASSERT_EQ(client_.connect_budgets.size(), client_.joins.size());
+  EXPECT_EQ(client_.connect_budgets.front(), absl::Seconds(3));
+  EXPECT_EQ(client_.connect_budgets.back(), absl::ZeroDuration());
+  EXPECT_TRUE(std::is_sorted(client_.connect_budgets.rbegin(),
+                             client_.connect_budgets.rend()));
+}
+
+TEST_F(AgentTest, NeverGivesUp_ConnectBudgetUnbounded) {
+  client_.join_results.push_back(absl::UnavailableError("down"));
+  auto agent = MakeAgent(DefaultOptions());
+  ASSERT_TRUE(agent->Run().ok());
+  EXPECT_THAT(client_.connect_budgets, Each(absl::InfiniteDuration()));
 }
 
 TEST_F(AgentTest, UnreachableMidRun_BacksOffAndCarriesOn) {

@@ -48,6 +48,8 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   std::vector<int64_t> encoded_sizes;        // Of lossy-encoded submissions.
   std::vector<ModelState> submitted_deltas;  // As passed to SubmitUpdate.
   std::vector<std::string> leaves;
+  // Budgets SetConnectBudget was given, in order.
+  std::vector<absl::Duration> connect_budgets;
   // Upload ids acknowledged (each counted once).
   std::set<std::string> accepted_uploads;
 
@@ -122,6 +124,10 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   std::deque<absl::Status> evaluation_results;
 
   // Thread-safe, like the real one.
+  void SetConnectBudget(absl::Duration budget) override {
+    connect_budgets.push_back(budget);
+  }
+
   absl::Status Heartbeat(const std::string& session_token) override {
     heartbeats.fetch_add(1);
     return absl::OkStatus();
