@@ -3,14 +3,19 @@
 // evaluator, a full disk, versions that never go backward across a crash,
 // wall-clock steps, slow devices that must stay live, and agents coming back
 // after a restart. Bounded in time; every process is stopped by the test.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <optional>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -357,6 +362,73 @@ TEST_F(FederationTest, CoordinatorRestart_AgentsRejoinWithinTheirBackoff) {
       absl::Seconds(60)))
       << restarted->Log();
   EXPECT_LT(absl::Now() - restart, absl::Seconds(10)) << restarted->Log();
+}
+
+// A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+int ClosedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), size) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// Runs `agent` to its end (at most 60 s): how long it took, or nullopt if
+// it did not end or exited 0.
+std::optional<absl::Duration> FailsAfter(Process& agent,
+                                         const absl::Time start) {
+  const std::optional<int> code = agent.Wait(absl::Seconds(60));
+  if (!code.has_value() || *code == 0) return std::nullopt;
+  return absl::Now() - start;
+}
+
+// give_up_after_ms is honoured and the real cause named (each call used to
+// wait for the channel until its 30 s deadline and report only that).
+TEST_F(FederationTest, NothingListening_AgentGivesUpOnTimeNamingTheCause) {
+  const int port = ClosedPort();
+  ASSERT_GT(port, 0);
+  const absl::Time start = absl::Now();
+  auto agent = StartAgent(1, port, {"--give_up_after_ms=2000"});
+  const std::optional<absl::Duration> took = FailsAfter(*agent, start);
+  ASSERT_TRUE(took.has_value()) << agent->Log();
+  EXPECT_LT(*took, absl::Seconds(15)) << agent->Log();  // Not 30 s.
+  EXPECT_THAT(agent->Log(), HasSubstr("gave up")) << agent->Log();
+  EXPECT_THAT(agent->Log(), HasSubstr("Connection refused")) << agent->Log();
+}
+
+// TLS mistakes fail the handshake: the agent says so at its first attempt
+// and gives up on time, instead of waiting 30 s to say "Deadline Exceeded".
+TEST_F(FederationTest, TlsMismatch_AgentGivesUpOnTimeNamingTheHandshake) {
+  int port;
+  auto coordinator = StartCoordinator({"--rounds=1"}, &port);
+  const absl::Time start = absl::Now();
+  auto plain =
+      StartAgent(1, port, {"--give_up_after_ms=2000", "--tls.insecure=true"});
+  auto wrong_ca =
+      StartAgent(2, port,
+                 {"--give_up_after_ms=2000",
+                  "--tls.ca_path=" + CertDir() + "/foreign/ca.pem"});
+  const std::optional<absl::Duration> plain_took = FailsAfter(*plain, start);
+  const std::optional<absl::Duration> wrong_ca_took =
+      FailsAfter(*wrong_ca, start);
+  ASSERT_TRUE(plain_took.has_value()) << plain->Log();
+  ASSERT_TRUE(wrong_ca_took.has_value()) << wrong_ca->Log();
+  EXPECT_LT(*plain_took, absl::Seconds(15)) << plain->Log();
+  EXPECT_LT(*wrong_ca_took, absl::Seconds(15)) << wrong_ca->Log();
+  // The coordinator closes a plain-text connection without a word.
+  EXPECT_THAT(plain->Log(), HasSubstr("Socket closed")) << plain->Log();
+  EXPECT_THAT(plain->Log(), HasSubstr("does it expect TLS")) << plain->Log();
+  EXPECT_THAT(wrong_ca->Log(), HasSubstr("Ssl handshake failed"))
+      << wrong_ca->Log();
+  EXPECT_THAT(wrong_ca->Log(), HasSubstr("certificate verify failed"))
+      << wrong_ca->Log();
 }
 
 }  // namespace
