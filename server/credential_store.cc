@@ -23,6 +23,8 @@ namespace fedge {
 namespace {
 
 constexpr int kSecretBytes = 32;
+// Largest operator token file read.
+constexpr int64_t kMaxTokenBytes = 4096;
 constexpr size_t kMaxLineBytes = 1024;
 constexpr size_t kTokenIdHexBytes = 8;
 
@@ -382,6 +384,40 @@ absl::StatusOr<CredentialStore::Grant> CredentialStore::Authenticate(
   return grant;
 }
 
+absl::StatusOr<std::string> ReadOperatorToken(const std::string& path) {
+  const std::string what =
+      absl::StrCat("the operator token in ", path, " is not a token: ");
+  const std::string fix =
+      " (the operator token is the one-line file STATE_DIR/operator_token "
+      "the coordinator writes)";
+  absl::StatusOr<std::string> contents = ReadSmallFile(path, kMaxTokenBytes);
+  if (absl::IsResourceExhausted(contents.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, "it is larger than ", kMaxTokenBytes, " bytes", fix));
+  }
+  RETURN_IF_ERROR(contents.status());
+  const absl::string_view token = absl::StripAsciiWhitespace(*contents);
+  if (const size_t lines = std::count(token.begin(), token.end(), '\n');
+      lines > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, "it has ", lines + 1, " lines", fix));
+  }
+  for (size_t i = 0; i < token.size(); ++i) {
+    const unsigned char c = token[i];
+    if (c < 0x20 || c > 0x7e) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, "it has a control or non-ASCII character (byte ",
+                       i + 1, ")", fix));
+    }
+  }
+  if (token.size() < 16) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, "it has ", token.size(),
+                     " characters, fewer than a token's 16", fix));
+  }
+  return std::string(token);
+}
+
 absl::StatusOr<Sha256Digest> LoadOrCreateOperatorToken(
     const std::string& path) {
   struct stat st;
@@ -405,13 +441,7 @@ absl::StatusOr<Sha256Digest> LoadOrCreateOperatorToken(
         "the operator token file ", path,
         " may be read by other users: chmod 600 it"));
   }
-  ASSIGN_OR_RETURN(std::string contents, ReadSmallFile(path, 4096));
-  const std::string token(absl::StripAsciiWhitespace(contents));
-  if (token.size() < 16) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the operator token file ", path,
-        " holds no token of at least 16 characters"));
-  }
+  ASSIGN_OR_RETURN(std::string token, ReadOperatorToken(path));
   return HashSecret(token);
 }
 

@@ -140,10 +140,21 @@ class CredentialStore {
   int64_t size_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// The operator token: read from `path`, or created there (a random token,
-// mode 0600) when the file does not exist. Returns SHA-256 of the token
-// (the coordinator keeps nothing else). FAILED_PRECONDITION for an empty
-// or over-long file, or one others may read.
+// The operator token in the file at `path` (the coordinator's and the
+// `fedge` tool's one reader of it): the file's contents without surrounding
+// whitespace, which must be one line of at least 16 printable ASCII
+// characters (it travels as an HTTP header value). NOT_FOUND or another
+// I/O code naming `path` when it cannot be read; FAILED_PRECONDITION naming
+// `path` and what is wrong (how many lines, a control character, too
+// short, over 4 KiB) otherwise. Never quotes the contents: a wrong path
+// could name a private key.
+absl::StatusOr<std::string> ReadOperatorToken(const std::string& path);
+
+// The operator token: read from `path` (ReadOperatorToken), or created
+// there (a random token, mode 0600) when the file does not exist. Returns
+// SHA-256 of the token (the coordinator keeps nothing else).
+// FAILED_PRECONDITION for a file ReadOperatorToken refuses, or one others
+// may read.
 absl::StatusOr<Sha256Digest> LoadOrCreateOperatorToken(const std::string& path);
 
 }  // namespace fedge

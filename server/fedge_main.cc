@@ -23,7 +23,6 @@
 #include <cstring>
 #include <filesystem>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -41,6 +40,7 @@
 #include "fedge/v1/federation.grpc.pb.h"
 #include "google/protobuf/text_format.h"
 #include "server/checkpoint_store.h"
+#include "server/credential_store.h"
 
 namespace {
 
@@ -344,14 +344,13 @@ absl::Status AddOperatorToken(const fedge::v1::ToolConfig& config,
   std::string path = config.operator_token_path();
   if (path.empty() && access(kDefaultPath, R_OK) == 0) path = kDefaultPath;
   if (path.empty()) return absl::OkStatus();
-  absl::StatusOr<std::string> token = fedge::ReadSmallFile(path, 4096);
+  absl::StatusOr<std::string> token = fedge::ReadOperatorToken(path);
   if (!token.ok()) {
     return absl::Status(token.status().code(),
                         absl::StrCat("--operator_token_path: ",
                                      token.status().message()));
   }
-  context.AddMetadata("authorization",
-                      absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token)));
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", *token));
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
@@ -254,6 +255,44 @@ TEST_F(CredentialStoreTest, OperatorTokenIsCreatedPrivateAndReadBack) {
   auto readable = LoadOrCreateOperatorToken(path);
   EXPECT_TRUE(absl::IsFailedPrecondition(readable.status()));
   EXPECT_THAT(readable.status().message(), HasSubstr("chmod 600"));
+}
+
+TEST_F(CredentialStoreTest, OperatorToken_TrailingNewlineIsTrimmed) {
+  const std::string path = (root_ / "operator_token").string();
+  std::ofstream(path) << "  ot-0123456789abcdef\n\n";
+  auto token = ReadOperatorToken(path);
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(*token, "ot-0123456789abcdef");
+}
+
+TEST_F(CredentialStoreTest,
+       OperatorToken_NotATokenIsRefusedWithoutItsContents) {
+  const std::string path = (root_ / "operator-1.key").string();
+  const std::string pem =
+      "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0w\n"
+      "-----END PRIVATE KEY-----\n";
+  std::ofstream(path) << pem;
+  chmod(path.c_str(), 0600);
+  for (const auto& status : {ReadOperatorToken(path).status(),
+                             LoadOrCreateOperatorToken(path).status()}) {
+    EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+    EXPECT_THAT(status.message(), HasSubstr(path));
+    EXPECT_THAT(status.message(), HasSubstr("3 lines"));
+    EXPECT_THAT(status.message(), HasSubstr("STATE_DIR/operator_token"));
+    EXPECT_THAT(status.message(), Not(HasSubstr("PRIVATE")));
+    EXPECT_THAT(status.message(), Not(HasSubstr("MIGH")));
+  }
+  std::ofstream(path) << "ot-0123456789\tabcdef\n";
+  auto tab = ReadOperatorToken(path);
+  EXPECT_TRUE(absl::IsFailedPrecondition(tab.status()));
+  EXPECT_THAT(tab.status().message(), HasSubstr("control"));
+  EXPECT_THAT(tab.status().message(), Not(HasSubstr("abcdef")));
+  std::ofstream(path) << std::string(5000, 'x');
+  EXPECT_TRUE(absl::IsFailedPrecondition(ReadOperatorToken(path).status()));
+  std::ofstream(path) << "short\n";
+  EXPECT_TRUE(absl::IsFailedPrecondition(ReadOperatorToken(path).status()));
+  EXPECT_TRUE(absl::IsNotFound(
+      ReadOperatorToken((root_ / "missing").string()).status()));
 }
 
 TEST_F(CredentialStoreTest, AuditLogLinesAreJsonAndCannotBeForged) {

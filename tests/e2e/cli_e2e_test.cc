@@ -1,0 +1,85 @@
+// End-to-end: the real programs' answers to mistaken command lines (a wrong
+// file for a flag, a value out of range, a misspelt flag), each refused
+// before any work with an error naming the flag and the fix. No coordinator
+// is started: every case fails before a connection.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/process.h"
+
+namespace fedge::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const std::string kBin = FEDGE_BINARY_DIR;
+const std::string kFedge = kBin + "/server/fedge";
+
+class CliE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "/fedge_cli_e2e.", getpid());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Runs `argv`; its exit code (128 + the signal when killed, -1 when it
+  // hangs), output in *log.
+  int Run(const std::vector<std::string>& argv, std::string* log) {
+    Process p(argv, absl::StrCat(dir_, "/log", runs_++));
+    const std::optional<int> rc = p.Wait(absl::Seconds(60));
+    *log = p.Log();
+    return rc.value_or(-1);
+  }
+  // `fedge ARGS...` against a port nobody listens on.
+  int Fedge(std::vector<std::string> args, std::string* log) {
+    args.insert(args.begin(), kFedge);
+    args.push_back("--coordinator=127.0.0.1:1");
+    return Run(args, log);
+  }
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  std::string dir_;
+  int runs_ = 0;
+};
+
+TEST_F(CliE2eTest, Fedge_OperatorTokenPathAtAKey_RefusedWithoutPrintingIt) {
+  const std::string key = Write(
+      "operator-1.key",
+      "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0w\n"
+      "-----END PRIVATE KEY-----\n");
+  std::string log;
+  EXPECT_EQ(
+      Fedge({"status", "--insecure", "--operator_token_path=" + key}, &log), 2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("--operator_token_path: the operator token in " +
+                             key + " is not a token: it has 3 lines"));
+  EXPECT_THAT(log, Not(HasSubstr("PRIVATE KEY")));
+  EXPECT_THAT(log, Not(HasSubstr("MIGH")));
+  EXPECT_THAT(log, Not(HasSubstr("assertion failed")));
+  // A token file with a trailing newline is still read: the call is made
+  // (and fails, nobody listening).
+  const std::string token = Write("operator_token", "ot-0123456789abcdef\n");
+  EXPECT_EQ(Fedge({"status", "--insecure", "--timeout_seconds=1",
+                   "--operator_token_path=" + token},
+                  &log),
+            1)
+      << log;
+  EXPECT_THAT(log, HasSubstr("127.0.0.1:1: "));
+  EXPECT_THAT(log, Not(HasSubstr("not a token")));
+}
+
+}  // namespace
+}  // namespace fedge::testing
