@@ -552,6 +552,10 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   return ValidateUpstreamConfig(c);
 }
 
+absl::Status ValidateToolConfig(const v1::ToolConfig& c) {
+  return AtLeast("", "timeout_seconds", c.timeout_seconds(), 1);
+}
+
 absl::Status ValidateAgentId(absl::string_view id) {
   constexpr size_t kMaxAgentIdBytes = 256;
   const bool fits =

@@ -53,6 +53,11 @@ absl::Status ValidateAgentId(absl::string_view id);
 // The whole fedge-coordinator configuration.
 absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c);
 
+// The fedge tool's configuration: timeout_seconds >= 1 (a call given no
+// time fails at once with DEADLINE_EXCEEDED). INVALID_ARGUMENT naming the
+// field otherwise.
+absl::Status ValidateToolConfig(const v1::ToolConfig& c);
+
 TrainPlan ToTrainPlan(const v1::TrainPlanConfig& c);
 // The train plan as a TrainTask carries it, and back (seed included).
 TrainPlan ToTrainPlan(const v1::TrainPlanProto& p);

@@ -29,6 +29,7 @@
 #include "absl/strings/str_join.h"
 #include "common/config_loader.h"
 #include "common/file_util.h"
+#include "common/fl_config.h"
 #include "common/ml/model_cost.h"
 #include "common/ml/model_files.h"
 #include "common/model_codec.h"
@@ -458,6 +459,9 @@ int main(int argc, char** argv) {
   }
   fedge::v1::ToolConfig config;
   if (auto s = fedge::BuildConfig(*cmd, &config); !s.ok()) {
+    return Fail(2, s.message());
+  }
+  if (auto s = fedge::ValidateToolConfig(config); !s.ok()) {
     return Fail(2, s.message());
   }
   using Stub = fedge::v1::Operator::Stub;

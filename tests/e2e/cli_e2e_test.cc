@@ -81,5 +81,18 @@ TEST_F(CliE2eTest, Fedge_OperatorTokenPathAtAKey_RefusedWithoutPrintingIt) {
   EXPECT_THAT(log, Not(HasSubstr("not a token")));
 }
 
+TEST_F(CliE2eTest, Fedge_TimeoutNotPositive_RefusedNamingTheField) {
+  for (const char* timeout : {"0", "-1"}) {
+    std::string log;
+    EXPECT_EQ(
+        Fedge({"status", "--insecure", "--timeout_seconds", timeout}, &log), 2)
+        << log;
+    EXPECT_THAT(log, HasSubstr("config field 'timeout_seconds' must be >= 1, "
+                               "got " +
+                               std::string(timeout)));
+    EXPECT_THAT(log, Not(HasSubstr("DEADLINE_EXCEEDED")));
+  }
+}
+
 }  // namespace
 }  // namespace fedge::testing
