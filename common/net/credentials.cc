@@ -14,8 +14,10 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/openssl_util.h"
 #include "common/status_macros.h"
@@ -126,6 +128,26 @@ ReadKeyCertPair(const v1::TlsConfig& tls) {
   return pair;
 }
 
+// The fix for a client certificate given without its key (or a key
+// without its certificate): deploy/make-certs.sh writes NAME.pem with
+// NAME.key beside it, whoever NAME is (an agent, an operator).
+std::string MissingHalfFix(const v1::TlsConfig& tls) {
+  const bool has_cert = !tls.cert_path().empty();
+  const std::string& given = has_cert ? tls.cert_path() : tls.key_path();
+  const absl::string_view from = has_cert ? ".pem" : ".key";
+  const absl::string_view to = has_cert ? ".key" : ".pem";
+  const std::string example =
+      absl::EndsWith(given, from)
+          ? absl::StrCat(" (for ", given, ": --",
+                         has_cert ? "tls.key_path=" : "tls.cert_path=",
+                         absl::StripSuffix(given, from), to, ")")
+          : "";
+  return absl::StrCat(
+      "set tls.cert_path and tls.key_path to a client certificate and its "
+      "key from deploy/make-certs.sh, which writes NAME.pem with NAME.key",
+      example);
+}
+
 int ClampToInt(int64_t value, int64_t min) {
   return static_cast<int>(std::clamp<int64_t>(value, min, INT_MAX));
 }
@@ -171,7 +193,7 @@ MakeChannelCredentials(const v1::TlsConfig& tls) {
                    ReadPemFile("tls.ca_path", tls.ca_path()));
   if (!tls.cert_path().empty() || !tls.key_path().empty()) {
     const char* why = "for mutual TLS (it goes with the other of the two)";
-    const char* fix = "use agent-<i>.pem and agent-<i>.key from make-certs.sh";
+    const std::string fix = MissingHalfFix(tls);
     RETURN_IF_ERROR(RequireField(tls.cert_path(), "tls.cert_path", why, fix));
     RETURN_IF_ERROR(RequireField(tls.key_path(), "tls.key_path", why, fix));
     ASSIGN_OR_RETURN(auto pair, ReadKeyCertPair(tls));

@@ -94,5 +94,18 @@ TEST_F(CliE2eTest, Fedge_TimeoutNotPositive_RefusedNamingTheField) {
   }
 }
 
+TEST_F(CliE2eTest, Fedge_CertificateWithoutKey_FixNamesTheKeyBesideIt) {
+  const std::string ca = Write("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+  std::string log;
+  EXPECT_EQ(Fedge({"status", "--tls.ca_path", ca, "--tls.cert_path",
+                   "certs/operator-1.pem"},
+                  &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("tls.key_path is required for mutual TLS"));
+  EXPECT_THAT(log, HasSubstr("--tls.key_path=certs/operator-1.key"));
+  EXPECT_THAT(log, Not(HasSubstr("agent-<i>")));
+}
+
 }  // namespace
 }  // namespace fedge::testing

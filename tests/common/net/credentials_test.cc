@@ -29,6 +29,7 @@ namespace fedge {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr auto kRpcTimeout = std::chrono::seconds(5);
 constexpr int64_t kKeepaliveMs = 20000;
@@ -336,6 +337,28 @@ TEST_F(CredentialsTest, Channel_CertWithoutKey_InvalidArgument) {
   const auto credentials = MakeChannelCredentials(tls);
   EXPECT_EQ(credentials.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(credentials.status().message(), HasSubstr("tls.key_path"));
+}
+
+// The fix names the file beside the given one, whoever's it is (the fedge
+// tool presents an operator's certificate, not an agent's).
+TEST_F(CredentialsTest, Channel_HalfAPair_FixNamesTheOtherHalf) {
+  v1::TlsConfig tls = ClientTls(Certs());
+  tls.set_cert_path("certs/operator-1.pem");
+  auto credentials = MakeChannelCredentials(tls);
+  EXPECT_EQ(credentials.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(credentials.status().message(),
+              HasSubstr("tls.key_path is required for mutual TLS"));
+  EXPECT_THAT(credentials.status().message(),
+              HasSubstr("--tls.key_path=certs/operator-1.key"));
+  EXPECT_THAT(credentials.status().message(), Not(HasSubstr("agent")));
+
+  tls.clear_cert_path();
+  tls.set_key_path("certs/operator-1.key");
+  credentials = MakeChannelCredentials(tls);
+  EXPECT_THAT(credentials.status().message(),
+              HasSubstr("tls.cert_path is required for mutual TLS"));
+  EXPECT_THAT(credentials.status().message(),
+              HasSubstr("--tls.cert_path=certs/operator-1.pem"));
 }
 
 TEST_F(CredentialsTest, Channel_MissingCaFile_NotFoundNamingPath) {
