@@ -1,5 +1,6 @@
 #include "common/config_loader.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -71,6 +72,13 @@ absl::Status ParseInto(const std::string& text, Message* message,
 }  // namespace
 
 absl::Status LoadTextProtoFile(const std::string& path, Message* message) {
+  // An ifstream opens a directory and reads nothing from it: an empty
+  // config.
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config file '", path, "' is a directory; give a .textproto file"));
+  }
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(

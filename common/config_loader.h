@@ -24,8 +24,8 @@
 namespace fedge {
 
 // Parses the textproto file at `path` into `message` (merged over defaults).
-// NOT_FOUND when the file cannot be read; INVALID_ARGUMENT with file, line
-// and column when it does not parse.
+// NOT_FOUND when the file cannot be read; INVALID_ARGUMENT naming it when
+// it is a directory, or with file, line and column when it does not parse.
 absl::Status LoadTextProtoFile(const std::string& path,
                                google::protobuf::Message* message);
 

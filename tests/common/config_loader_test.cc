@@ -435,6 +435,17 @@ TEST(BuildConfigTest, MissingConfigFile_IsNotFound) {
   EXPECT_THAT(std::string(s.message()), HasSubstr(cmd.config_path));
 }
 
+TEST(BuildConfigTest, ConfigFileIsADirectory_IsInvalidArgumentNamingIt) {
+  CommandLine cmd;
+  cmd.config_path = ::testing::TempDir();
+  SimConfig config;
+  absl::Status s = BuildConfig(cmd, &config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(
+      std::string(s.message()),
+      HasSubstr("config file '" + cmd.config_path + "' is a directory"));
+}
+
 TEST(BuildConfigTest, BadFile_IsInvalidArgumentWithLine) {
   CommandLine cmd;
   cmd.config_path =

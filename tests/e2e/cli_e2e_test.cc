@@ -107,5 +107,13 @@ TEST_F(CliE2eTest, Fedge_CertificateWithoutKey_FixNamesTheKeyBesideIt) {
   EXPECT_THAT(log, Not(HasSubstr("agent-<i>")));
 }
 
+TEST_F(CliE2eTest, Coordinator_ConfigIsADirectory_Refused) {
+  std::string log;
+  EXPECT_EQ(Run({kBin + "/server/fedge-coordinator", "--config", dir_}, &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("config file '" + dir_ + "' is a directory"));
+}
+
 }  // namespace
 }  // namespace fedge::testing
