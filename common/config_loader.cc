@@ -1,7 +1,9 @@
 #include "common/config_loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -58,6 +60,107 @@ std::string QuoteValue(const FieldDescriptor* field, absl::string_view v) {
   return std::string(v);
 }
 
+// The fields along `field_path` (e.g. "train.batch_size") from `d`: each
+// but the last a singular message. INVALID_ARGUMENT naming the path and the
+// valid names at the level that does not match.
+absl::StatusOr<std::vector<const FieldDescriptor*>> ResolvePath(
+    const Descriptor* d, absl::string_view field_path) {
+  std::vector<const FieldDescriptor*> fields;
+  for (absl::string_view part : absl::StrSplit(field_path, '.')) {
+    if (!fields.empty()) {
+      const FieldDescriptor* parent = fields.back();
+      if (parent->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
+          parent->is_repeated()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config field '", field_path, "': '", parent->name(),
+                         "' is not a message, so it has no sub-fields"));
+      }
+      d = parent->message_type();
+    }
+    const FieldDescriptor* field = d->FindFieldByName(std::string(part));
+    if (field == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown config field '", field_path, "': '", part,
+                       "' is not one of ", d->full_name(), "'s fields (",
+                       FieldNames(d), ")"));
+    }
+    fields.push_back(field);
+  }
+  return fields;
+}
+
+// Whether text format reads `arg` as a bool.
+bool IsBoolText(absl::string_view arg) {
+  for (const char* b : {"true", "false", "True", "False", "t", "f", "1", "0"}) {
+    if (arg == b) return true;
+  }
+  return false;
+}
+
+// The value of flag --`name`, written without "=VALUE", at argv[*i]: the
+// next argument (consumed). For a singular bool config `field`, "true"
+// unless the next argument is a bool ("--tls.insecure --rounds 2",
+// "--tls.insecure status" and "--tls.insecure false" all work).
+// INVALID_ARGUMENT when a value is needed and there is none.
+absl::StatusOr<std::string> SeparateValue(absl::string_view name,
+                                          const FieldDescriptor* field,
+                                          int argc, const char* const* argv,
+                                          int* i) {
+  const bool has_next = *i + 1 < argc;
+  if (field != nullptr && field->cpp_type() == FieldDescriptor::CPPTYPE_BOOL &&
+      !field->is_repeated()) {
+    if (has_next && IsBoolText(argv[*i + 1])) return std::string(argv[++*i]);
+    return std::string("true");
+  }
+  if (has_next) return std::string(argv[++*i]);
+  return absl::InvalidArgumentError(
+      absl::StrCat("flag --", name, " needs a value (--", name, "=VALUE)"));
+}
+
+// The text format of message `field` set to `value`: `{...}` or, for a
+// repeated field, `{...} {...}`, each group one element. INVALID_ARGUMENT
+// naming `field_path` when `value` is not in braces or holds several
+// groups for a singular field.
+absl::StatusOr<std::string> MessageValueText(const FieldDescriptor* field,
+                                             absl::string_view field_path,
+                                             absl::string_view value) {
+  if (!absl::StartsWith(absl::StripLeadingAsciiWhitespace(value), "{")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config field '", field_path, "' is a message; set one of its fields (",
+        FieldNames(field->message_type()),
+        "), or give it whole in text format, e.g. --", field_path, "='{",
+        field->message_type()->field(0)->name(), ": ...}'",
+        field->is_repeated() ? " (repeat {...} for more)" : ""));
+  }
+  std::string text;
+  int depth = 0, groups = 0;
+  bool quoted = false;
+  char quote = 0;
+  for (char c : value) {
+    if (quoted) {
+      if (c == quote) quoted = false;
+    } else if (c == '"' || c == '\'') {
+      quoted = true;
+      quote = c;
+    } else if (c == '{') {
+      if (depth++ == 0) {
+        absl::StrAppend(&text, field->name(), " ");
+        ++groups;
+      }
+    } else if (c == '}') {
+      --depth;
+    }
+    text.push_back(c);
+    if (!quoted && c == '}' && depth == 0) text.push_back('\n');
+  }
+  if (groups > 1 && !field->is_repeated()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad value '", value, "' for config field '", field_path,
+                     "': expected a single {...}"));
+  }
+  return text;
+}
+
 absl::Status ParseInto(const std::string& text, Message* message,
                        absl::string_view what) {
   google::protobuf::TextFormat::Parser parser;
@@ -91,98 +194,42 @@ absl::Status LoadTextProtoFile(const std::string& path, Message* message) {
 
 absl::Status SetFieldByPath(absl::string_view field_path,
                             absl::string_view value, Message* message) {
-  std::vector<std::string> parts = absl::StrSplit(field_path, '.');
+  ASSIGN_OR_RETURN(std::vector<const FieldDescriptor*> path,
+                   ResolvePath(message->GetDescriptor(), field_path));
   Message* target = message;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    const Descriptor* d = target->GetDescriptor();
-    const FieldDescriptor* field = d->FindFieldByName(parts[i]);
-    if (field == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown config field '", field_path, "': '", parts[i],
-                       "' is not one of ", d->full_name(), "'s fields (",
-                       FieldNames(d), ")"));
-    }
-    const bool last = i + 1 == parts.size();
-    if (!last) {
-      if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
-          field->is_repeated()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("config field '", field_path, "': '", parts[i],
-                         "' is not a message, so it has no sub-fields"));
-      }
-      target = target->GetReflection()->MutableMessage(target, field);
-      continue;
-    }
-    const bool is_message =
-        field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE;
-    if (is_message &&
-        !absl::StartsWith(absl::StripLeadingAsciiWhitespace(value), "{")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config field '", field_path,
-          "' is a message; set one of its fields (",
-          FieldNames(field->message_type()),
-          "), or give it whole in text "
-          "format, e.g. --",
-          field_path, "='{", field->message_type()->field(0)->name(), ": ...}'",
-          field->is_repeated() ? " (repeat {...} for more)" : ""));
-    }
-    std::string text;
-    if (is_message) {
-      // `{...}` or, for a repeated field, `{...} {...}`: each group one
-      // element, in text format.
-      int depth = 0, groups = 0;
-      bool quoted = false;
-      char quote = 0;
-      for (char c : value) {
-        if (quoted) {
-          if (c == quote) quoted = false;
-        } else if (c == '"' || c == '\'') {
-          quoted = true;
-          quote = c;
-        } else if (c == '{') {
-          if (depth++ == 0) {
-            absl::StrAppend(&text, field->name(), " ");
-            ++groups;
-          }
-        } else if (c == '}') {
-          --depth;
-        }
-        text.push_back(c);
-        if (!quoted && c == '}' && depth == 0) text.push_back('\n');
-      }
-      if (groups > 1 && !field->is_repeated()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("bad value '", value, "' for config field '",
-                         field_path, "': expected a single {...}"));
-      }
-    } else if (field->is_repeated()) {
-      for (absl::string_view item :
-           absl::StrSplit(value, ',', absl::SkipEmpty())) {
-        absl::StrAppend(&text, field->name(), ": ", QuoteValue(field, item),
-                        "\n");
-      }
-    } else {
-      text = absl::StrCat(field->name(), ": ", QuoteValue(field, value));
-    }
-    // Parse into a scratch message so that a bad value changes nothing and
-    // text after the value cannot set other fields.
-    std::unique_ptr<Message> scratch(target->New());
-    RETURN_IF_ERROR(
-        ParseInto(text, scratch.get(),
-                  absl::StrCat("bad value '", value, "' for config field '",
-                               field_path, "'")));
-    std::vector<const FieldDescriptor*> set;
-    scratch->GetReflection()->ListFields(*scratch, &set);
-    if (set.size() > 1 || (set.size() == 1 && set[0] != field)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad value '", value, "' for config field '", field_path,
-                       "': expected a single value"));
-    }
-    target->GetReflection()->ClearField(target, field);
-    target->MergeFrom(*scratch);
-    return absl::OkStatus();
+  for (size_t i = 0; i + 1 < path.size(); ++i) {
+    target = target->GetReflection()->MutableMessage(target, path[i]);
   }
-  return absl::InvalidArgumentError("empty config field path");
+  const FieldDescriptor* field = path.back();
+  std::string text;
+  if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    ASSIGN_OR_RETURN(text, MessageValueText(field, field_path, value));
+  } else if (field->is_repeated()) {
+    for (absl::string_view item :
+         absl::StrSplit(value, ',', absl::SkipEmpty())) {
+      absl::StrAppend(&text, field->name(), ": ", QuoteValue(field, item),
+                      "\n");
+    }
+  } else {
+    text = absl::StrCat(field->name(), ": ", QuoteValue(field, value));
+  }
+  // Parse into a scratch message so that a bad value changes nothing and
+  // text after the value cannot set other fields.
+  std::unique_ptr<Message> scratch(target->New());
+  RETURN_IF_ERROR(
+      ParseInto(text, scratch.get(),
+                absl::StrCat("bad value '", value, "' for config field '",
+                             field_path, "'")));
+  std::vector<const FieldDescriptor*> set;
+  scratch->GetReflection()->ListFields(*scratch, &set);
+  if (set.size() > 1 || (set.size() == 1 && set[0] != field)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad value '", value, "' for config field '", field_path,
+                     "': expected a single value"));
+  }
+  target->GetReflection()->ClearField(target, field);
+  target->MergeFrom(*scratch);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv,
@@ -198,27 +245,37 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv,
       cmd.positional.emplace_back(arg);
       continue;
     }
-    std::string name, value;
-    if (size_t eq = arg.find('='); eq != absl::string_view::npos) {
-      name = std::string(arg.substr(0, eq));
-      value = std::string(arg.substr(eq + 1));
-    } else if (i + 1 < argc) {
-      name = std::string(arg);
-      value = argv[++i];
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flag --", arg, " needs a value (--", arg, "=VALUE)"));
+    const size_t eq = arg.find('=');
+    const std::string name(arg.substr(0, eq));
+    std::optional<std::string> value;
+    if (eq != absl::string_view::npos) value = std::string(arg.substr(eq + 1));
+    const bool own = name == "config" ||
+                     std::find(spec.own_flags.begin(), spec.own_flags.end(),
+                               name) != spec.own_flags.end();
+    if (own) {
+      if (!value) {
+        ASSIGN_OR_RETURN(value, SeparateValue(name, nullptr, argc, argv, &i));
+      }
+      if (name == "config") {
+        cmd.config_path = *value;
+      } else {
+        cmd.flags[name] = *value;
+      }
+      continue;
     }
-    if (name == "config") {
-      cmd.config_path = value;
-    } else if (std::find(spec.own_flags.begin(), spec.own_flags.end(), name) !=
-               spec.own_flags.end()) {
-      cmd.flags[name] = value;
-    } else if (auto it = spec.aliases.find(name); it != spec.aliases.end()) {
-      cmd.overrides.emplace_back(it->second, value);
-    } else {
-      cmd.overrides.emplace_back(name, value);
+    const auto alias = spec.aliases.find(name);
+    const std::string path = alias != spec.aliases.end() ? alias->second : name;
+    const FieldDescriptor* field = nullptr;
+    if (spec.config != nullptr) {
+      absl::StatusOr<std::vector<const FieldDescriptor*>> fields =
+          ResolvePath(spec.config, path);
+      if (!fields.ok()) return Annotate(fields.status(), "flag --" + name);
+      field = fields->back();
     }
+    if (!value) {
+      ASSIGN_OR_RETURN(value, SeparateValue(name, field, argc, argv, &i));
+    }
+    cmd.overrides.emplace_back(path, *value);
   }
   return cmd;
 }

@@ -56,10 +56,20 @@ struct CommandLineSpec {
   std::vector<std::string> own_flags;
   // Flag name -> config field path, e.g. {"data_dir", "data.data_dir"}.
   absl::flat_hash_map<std::string, std::string> aliases;
+  // The config message (e.g. AgentConfig::descriptor()). With it a flag
+  // that is neither the binary's own nor an alias must name a config field,
+  // and a bool field's flag may stand alone: "--tls.insecure" means
+  // --tls.insecure=true unless the next argument is a bool ("true", "false",
+  // "1", "0", ...). Null: every flag takes a value, unknown names are left
+  // to BuildConfig.
+  const google::protobuf::Descriptor* config = nullptr;
 };
 
 // Splits argv (without argv[0]) into the parts above. Accepts "--name=value"
-// and "--name value". INVALID_ARGUMENT for a flag without a value.
+// and "--name value" (a bool config field also "--name", see above).
+// INVALID_ARGUMENT naming the flag when it needs a value and has none, or
+// (with spec.config) when it names no config field, listing the valid
+// names.
 absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv,
                                              const CommandLineSpec& spec);
 

@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   fedge::CommandLineSpec spec;
   spec.own_flags = {"limit", "split"};
   spec.aliases = {{"data_dir", "data.data_dir"}};
+  spec.config = fedge::v1::AgentConfig::descriptor();
   auto cmd = fedge::ParseCommandLine(argc - 1, argv + 1, spec);
   if (!cmd.ok()) return Fail(2, cmd.status().message());
   if (cmd->help) {

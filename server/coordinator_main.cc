@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   const sigset_t stop_signals = BlockStopSignals();
   fedge::CommandLineSpec spec;
   spec.aliases = {{"insecure", "tls.insecure"}};
+  spec.config = fedge::v1::CoordinatorConfig::descriptor();
   // "--insecure" alone means --insecure=true.
   std::vector<const char*> args;
   for (int i = 1; i < argc; ++i) {

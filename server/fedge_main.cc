@@ -442,8 +442,10 @@ int main(int argc, char** argv) {
     args.push_back(std::string(argv[i]) == "--insecure" ? "--tls.insecure=true"
                                                         : argv[i]);
   }
+  fedge::CommandLineSpec spec;
+  spec.config = fedge::v1::ToolConfig::descriptor();
   auto cmd =
-      fedge::ParseCommandLine(static_cast<int>(args.size()), args.data(), {});
+      fedge::ParseCommandLine(static_cast<int>(args.size()), args.data(), spec);
   if (!cmd.ok()) return Fail(2, cmd.status().message());
   if (cmd->help || cmd->positional.empty()) {
     absl::PrintF("%s\nflags:\n%s", kUsage,

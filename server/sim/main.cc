@@ -27,6 +27,7 @@ constexpr char kUsage[] =
 int main(int argc, char** argv) {
   fedge::CommandLineSpec spec;
   spec.aliases = {{"data_dir", "data.data_dir"}};
+  spec.config = fedge::v1::SimConfig::descriptor();
   auto cmd = fedge::ParseCommandLine(argc - 1, argv + 1, spec);
   if (!cmd.ok()) {
     absl::FPrintF(stderr, "fedge-sim: %s\n", cmd.status().message());

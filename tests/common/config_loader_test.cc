@@ -388,6 +388,83 @@ TEST(ParseCommandLineTest, FlagWithoutValue_IsInvalidArgumentNamingIt) {
   EXPECT_THAT(std::string(cmd.status().message()), HasSubstr("--train.epochs"));
 }
 
+// With the config's descriptor a bool field's flag may stand alone.
+TEST(ParseCommandLineTest, BareBoolFlag_MeansTrue) {
+  CommandLineSpec spec;
+  spec.config = v1::CoordinatorConfig::descriptor();
+  spec.aliases = {{"insecure", "tls.insecure"}};
+  absl::StatusOr<CommandLine> cmd = Parse(
+      {"--exit_when_done", "--rounds", "2", "--tls.insecure", "--insecure",
+       "--listen_address", "x:1", "--tls.require_client_cert"},
+      spec);
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_THAT(
+      cmd->overrides,
+      ElementsAre(Pair("exit_when_done", "true"), Pair("rounds", "2"),
+                  Pair("tls.insecure", "true"), Pair("tls.insecure", "true"),
+                  Pair("listen_address", "x:1"),
+                  Pair("tls.require_client_cert", "true")));
+  EXPECT_THAT(cmd->positional, IsEmpty());
+  v1::CoordinatorConfig config;
+  config.set_exit_when_done(false);
+  ASSERT_TRUE(BuildConfig(*cmd, &config).ok());
+  EXPECT_TRUE(config.exit_when_done());
+  EXPECT_TRUE(config.tls().insecure());
+  EXPECT_EQ(config.rounds(), 2);
+}
+
+TEST(ParseCommandLineTest, BoolFlagWithValue_StillReadsIt) {
+  CommandLineSpec spec;
+  spec.config = v1::CoordinatorConfig::descriptor();
+  spec.aliases = {{"insecure", "tls.insecure"}};
+  absl::StatusOr<CommandLine> cmd =
+      Parse({"--exit_when_done", "false", "--tls.insecure=false", "--insecure",
+             "true", "--tls.require_client_cert", "0", "status"},
+            spec);
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_THAT(
+      cmd->overrides,
+      ElementsAre(Pair("exit_when_done", "false"),
+                  Pair("tls.insecure", "false"), Pair("tls.insecure", "true"),
+                  Pair("tls.require_client_cert", "0")));
+  EXPECT_THAT(cmd->positional, ElementsAre("status"));
+  // A word that is not a bool after a bare bool flag is positional.
+  cmd = Parse({"--insecure", "status"}, spec);
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_THAT(cmd->overrides, ElementsAre(Pair("tls.insecure", "true")));
+  EXPECT_THAT(cmd->positional, ElementsAre("status"));
+}
+
+TEST(ParseCommandLineTest, UnknownFlag_IsNamedAsUnknownWithOrWithoutValue) {
+  CommandLineSpec spec;
+  spec.config = SimConfig::descriptor();
+  const std::pair<std::vector<const char*>, std::string> cases[] = {
+      {{"--bogus"}, "--bogus"},
+      {{"--version", "--rounds=2"}, "--version"},
+      {{"--bogus=1"}, "--bogus"},
+      {{"--train.bogus", "3"}, "--train.bogus"}};
+  for (const auto& [args, flag] : cases) {
+    absl::StatusOr<CommandLine> cmd = Parse(args, spec);
+    EXPECT_EQ(cmd.status().code(), absl::StatusCode::kInvalidArgument) << flag;
+    const std::string message(cmd.status().message());
+    EXPECT_THAT(message, HasSubstr("flag " + flag + ": unknown config field"));
+    EXPECT_THAT(message, HasSubstr("'s fields ("));
+    EXPECT_THAT(message, Not(HasSubstr("needs a value")));
+  }
+}
+
+TEST(ParseCommandLineTest, KnownFlagWithoutValue_NeedsAValue) {
+  CommandLineSpec spec;
+  spec.config = SimConfig::descriptor();
+  spec.own_flags = {"history_out"};
+  for (const char* flag : {"--rounds", "--history_out", "--config"}) {
+    absl::StatusOr<CommandLine> cmd = Parse({"--train.epochs=2", flag}, spec);
+    EXPECT_EQ(cmd.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(cmd.status().message()),
+                HasSubstr(absl::StrCat("flag ", flag, " needs a value")));
+  }
+}
+
 // ---------------------------------------------------------------------------
 // BuildConfig.
 

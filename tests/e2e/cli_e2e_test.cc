@@ -115,5 +115,22 @@ TEST_F(CliE2eTest, Coordinator_ConfigIsADirectory_Refused) {
   EXPECT_THAT(log, HasSubstr("config file '" + dir_ + "' is a directory"));
 }
 
+// A bool field's flag alone means true; a flag that names no field is
+// unknown, with or without a value.
+TEST_F(CliE2eTest, BareBoolFlagsAccepted_UnknownFlagNamed) {
+  std::string log;
+  // The config directory is refused only after the command line parsed.
+  EXPECT_EQ(Run({kBin + "/server/fedge-coordinator", "--exit_when_done",
+                 "--rounds", "2", "--tls.insecure", "--tls.require_client_cert",
+                 "--config", dir_},
+                &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("is a directory"));
+  EXPECT_EQ(Fedge({"status", "--version"}, &log), 2) << log;
+  EXPECT_THAT(log, HasSubstr("flag --version: unknown config field"));
+  EXPECT_THAT(log, HasSubstr("fedge.v1.ToolConfig's fields (coordinator, "));
+}
+
 }  // namespace
 }  // namespace fedge::testing

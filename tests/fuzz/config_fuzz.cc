@@ -71,13 +71,16 @@ CommandLineSpec SpecFor(Kind kind) {
   switch (kind) {
     case kCoordinator:
       spec.aliases = {{"insecure", "tls.insecure"}};
+      spec.config = v1::CoordinatorConfig::descriptor();
       break;
     case kAgent:
       spec.own_flags = {"limit", "split"};
       spec.aliases = {{"data_dir", "data.data_dir"}};
+      spec.config = v1::AgentConfig::descriptor();
       break;
     default:
       spec.aliases = {{"data_dir", "data.data_dir"}};
+      spec.config = v1::SimConfig::descriptor();
       break;
   }
   return spec;
