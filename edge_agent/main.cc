@@ -25,7 +25,7 @@ constexpr char kUsage[] =
     "leaves the device, and predicts offline with the last global model.\n"
     "\n"
     "usage: fedge-agent [--config FILE] [--coordinator HOST:PORT]\n"
-    "                   [--tls.insecure=true] [--<field.path>=VALUE ...]\n"
+    "                   [--insecure] [--<field.path>=VALUE ...]\n"
     "       fedge-agent predict --state_dir DIR [--config FILE]\n"
     "                   [--data.source=mnist|idx|csv|synthetic ...]\n"
     "                   [--split test|train] [--limit N]\n"
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   fedge::CommandLineSpec spec;
   spec.own_flags = {"limit", "split"};
-  spec.aliases = {{"data_dir", "data.data_dir"}};
+  spec.aliases = {{"data_dir", "data.data_dir"}, {"insecure", "tls.insecure"}};
   spec.config = fedge::v1::AgentConfig::descriptor();
   auto cmd = fedge::ParseCommandLine(argc - 1, argv + 1, spec);
   if (!cmd.ok()) return Fail(2, cmd.status().message());

@@ -89,14 +89,7 @@ int main(int argc, char** argv) {
   fedge::CommandLineSpec spec;
   spec.aliases = {{"insecure", "tls.insecure"}};
   spec.config = fedge::v1::CoordinatorConfig::descriptor();
-  // "--insecure" alone means --insecure=true.
-  std::vector<const char*> args;
-  for (int i = 1; i < argc; ++i) {
-    args.push_back(std::string(argv[i]) == "--insecure" ? "--insecure=true"
-                                                        : argv[i]);
-  }
-  auto cmd =
-      fedge::ParseCommandLine(static_cast<int>(args.size()), args.data(), spec);
+  auto cmd = fedge::ParseCommandLine(argc - 1, argv + 1, spec);
   if (!cmd.ok()) {
     absl::FPrintF(stderr, "fedge-coordinator: %s\n", cmd.status().message());
     return 2;

@@ -437,15 +437,10 @@ int main(int argc, char** argv) {
       return RunDelegated(*d, argc, argv);
     }
   }
-  std::vector<const char*> args;
-  for (int i = 1; i < argc; ++i) {
-    args.push_back(std::string(argv[i]) == "--insecure" ? "--tls.insecure=true"
-                                                        : argv[i]);
-  }
   fedge::CommandLineSpec spec;
+  spec.aliases = {{"insecure", "tls.insecure"}};
   spec.config = fedge::v1::ToolConfig::descriptor();
-  auto cmd =
-      fedge::ParseCommandLine(static_cast<int>(args.size()), args.data(), spec);
+  auto cmd = fedge::ParseCommandLine(argc - 1, argv + 1, spec);
   if (!cmd.ok()) return Fail(2, cmd.status().message());
   if (cmd->help || cmd->positional.empty()) {
     absl::PrintF("%s\nflags:\n%s", kUsage,

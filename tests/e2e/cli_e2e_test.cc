@@ -132,5 +132,30 @@ TEST_F(CliE2eTest, BareBoolFlagsAccepted_UnknownFlagNamed) {
   EXPECT_THAT(log, HasSubstr("fedge.v1.ToolConfig's fields (coordinator, "));
 }
 
+// --insecure is --tls.insecure in every program, alone or with a value.
+TEST_F(CliE2eTest, Insecure_SameSpellingsInEveryProgram) {
+  std::string log;
+  const std::string missing = dir_ + "/no_state";
+  for (const char* insecure :
+       {"--insecure", "--insecure=true", "--tls.insecure"}) {
+    EXPECT_EQ(Run({kBin + "/server/fedge-coordinator", insecure,
+                   "--exit_when_done", "--config", dir_},
+                  &log),
+              2)
+        << log;
+    EXPECT_THAT(log, HasSubstr("is a directory"));
+    EXPECT_EQ(Run({kBin + "/edge_agent/fedge-agent", insecure, "predict",
+                   "--state_dir", missing},
+                  &log),
+              1)
+        << log;
+    EXPECT_THAT(log, HasSubstr(missing + " does not exist"));
+    // fedge fails only at the call (nobody listens on port 1).
+    EXPECT_EQ(Fedge({insecure, "status", "--timeout_seconds=1"}, &log), 1)
+        << log;
+    EXPECT_THAT(log, HasSubstr("127.0.0.1:1: "));
+  }
+}
+
 }  // namespace
 }  // namespace fedge::testing

@@ -75,7 +75,8 @@ CommandLineSpec SpecFor(Kind kind) {
       break;
     case kAgent:
       spec.own_flags = {"limit", "split"};
-      spec.aliases = {{"data_dir", "data.data_dir"}};
+      spec.aliases = {{"data_dir", "data.data_dir"},
+                      {"insecure", "tls.insecure"}};
       spec.config = v1::AgentConfig::descriptor();
       break;
     default:
