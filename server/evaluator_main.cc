@@ -43,6 +43,17 @@ constexpr char kUsage[] =
     "usage: fedge-evaluator CONFIG.binpb | fedge-evaluator --export-initial "
     "ARCHIVE OUT.fedge [--input_shape 1,28,28] [--num_classes 10]";
 
+constexpr char kHelp[] =
+    "\n"
+    "fedge-evaluator is fedge-coordinator's LibTorch helper, started by it\n"
+    "(config field evaluator_path); it is not meant to be run by hand.\n"
+    "  CONFIG.binpb   serve central evaluations: a serialized\n"
+    "                 fedge.v1.EvaluatorConfig; models come on stdin\n"
+    "                 (server/evaluator_process.h)\n"
+    "  --export-initial ARCHIVE OUT.fedge\n"
+    "                 write a TorchScript archive's parameters as the\n"
+    "                 federation's initial model\n";
+
 int Fail(absl::string_view message) {
   absl::PrintF("error %s\n", message);
   std::fflush(stdout);
@@ -181,6 +192,11 @@ int main(int argc, char** argv) {
   fedge::ml::ChooseBlasKernels();  // Before any thread or matrix product.
   if (argc >= 2 && std::string(argv[1]) == "--export-initial") {
     return RunExportInitial(argc, argv);
+  }
+  if (argc == 2 &&
+      (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    absl::PrintF("%s\n%s", kUsage, kHelp);
+    return 0;
   }
   if (argc != 2) return Fail(kUsage);
   return ServeEvaluations(argv[1]);

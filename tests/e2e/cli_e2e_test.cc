@@ -157,5 +157,12 @@ TEST_F(CliE2eTest, Insecure_SameSpellingsInEveryProgram) {
   }
 }
 
+TEST_F(CliE2eTest, Evaluator_Help_PrintsUsage) {
+  std::string log;
+  EXPECT_EQ(Run({kBin + "/server/fedge-evaluator", "--help"}, &log), 0) << log;
+  EXPECT_THAT(log, HasSubstr("usage: fedge-evaluator CONFIG.binpb"));
+  EXPECT_THAT(log, Not(HasSubstr("error")));
+}
+
 }  // namespace
 }  // namespace fedge::testing
