@@ -80,7 +80,13 @@ absl::StatusOr<std::unique_ptr<ModelCache>> ModelCache::Open(
   std::unique_ptr<FileLock> lock;
   if (options.read_only) {
     std::error_code error;
-    if (!fs::is_directory(options.state_dir, error)) {
+    const fs::file_status status = fs::status(options.state_dir, error);
+    if (fs::exists(status) && !fs::is_directory(status)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("state directory ", options.state_dir,
+                       " is not a directory (give the agent's state_dir)"));
+    }
+    if (!fs::is_directory(status)) {
       return absl::NotFoundError(absl::StrCat(
           "state directory ", options.state_dir,
           " does not exist (has an agent run with this state_dir?)"));

@@ -71,8 +71,9 @@ class ModelCache {
   // indexes the cached versions whose files verify.
   // INVALID_ARGUMENT for an empty state_dir, keep_versions < 1 or
   // io_chunk_bytes == 0;
-  // FAILED_PRECONDITION when another agent holds the directory; NOT_FOUND
-  // when a read-only directory does not exist; PERMISSION_DENIED / INTERNAL
+  // FAILED_PRECONDITION when another agent holds the directory, or when
+  // state_dir (read-only) is not a directory; NOT_FOUND when a read-only
+  // directory does not exist; PERMISSION_DENIED / INTERNAL
   // for file-system errors (the message names the path).
   static absl::StatusOr<std::unique_ptr<ModelCache>> Open(
       ModelCacheOptions options);

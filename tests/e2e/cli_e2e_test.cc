@@ -164,5 +164,18 @@ TEST_F(CliE2eTest, Evaluator_Help_PrintsUsage) {
   EXPECT_THAT(log, Not(HasSubstr("error")));
 }
 
+TEST_F(CliE2eTest, AgentPredict_StateDirIsAFile_SaysNotADirectory) {
+  const std::string file = Write("state", "not a directory");
+  std::string log;
+  EXPECT_EQ(
+      Run({kBin + "/edge_agent/fedge-agent", "predict", "--state_dir", file},
+          &log),
+      1)
+      << log;
+  EXPECT_THAT(log,
+              HasSubstr("state directory " + file + " is not a directory"));
+  EXPECT_THAT(log, Not(HasSubstr("does not exist")));
+}
+
 }  // namespace
 }  // namespace fedge::testing

@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 ModelState TinyModel(float value) {
   std::vector<TensorBuffer> tensors;
@@ -204,6 +205,19 @@ TEST_F(ModelCacheTest, ReadOnly_MissingDirectory_NotFound) {
   options.read_only = true;
   EXPECT_EQ(ModelCache::Open(options).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelCacheTest, ReadOnly_StateDirIsAFile_FailedPreconditionSaysSo) {
+  ModelCacheOptions options;
+  fs::create_directories(dir_);
+  options.state_dir = dir_ + "/a_file";
+  std::ofstream(options.state_dir) << "x";
+  options.read_only = true;
+  const absl::Status status = ModelCache::Open(options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr(options.state_dir + " is not a directory"));
+  EXPECT_THAT(std::string(status.message()), Not(HasSubstr("does not exist")));
 }
 
 TEST_F(ModelCacheTest, BadOptions_InvalidArgument) {
