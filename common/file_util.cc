@@ -89,6 +89,21 @@ absl::Status WriteFileAtomically(const std::string& path,
   return SyncDir(DirName(path));
 }
 
+absl::Status CheckCanCreateFile(const std::string& path) {
+  const std::string dir = DirName(path);
+  const std::string what = absl::StrCat("cannot create ", path, " in folder");
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, what, dir);
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " ", dir, ": not a folder"));
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    return ErrnoStatus(errno, what, dir);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteStringAtomically(const std::string& path,
                                    absl::string_view contents, mode_t mode) {
   bool done = false;

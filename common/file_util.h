@@ -38,6 +38,14 @@ using ChunkSource = std::function<bool(std::string* out)>;
 absl::Status WriteFileAtomically(const std::string& path,
                                  const ChunkSource& next, mode_t mode = 0644);
 
+// Checks, without creating anything, that WriteFileAtomically(path) could
+// create the file: its folder exists, is a folder and this process may
+// write in it. For a file written only at the end of a long run (a final
+// model), so that a typo fails at once. ErrnoStatus errors naming the
+// folder ("cannot create <path> in folder <dir>: <strerror>": NOT_FOUND,
+// PERMISSION_DENIED); FAILED_PRECONDITION when it is not a folder.
+absl::Status CheckCanCreateFile(const std::string& path);
+
 // WriteFileAtomically with `contents` as the whole file.
 absl::Status WriteStringAtomically(const std::string& path,
                                    absl::string_view contents,

@@ -85,6 +85,10 @@ absl::StatusOr<std::vector<std::unique_ptr<LocalTrainer>>> MakeTrainers(
 absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
                                             std::FILE* out) {
   RETURN_IF_ERROR(ValidateSimConfig(c));
+  if (!c.model_out().empty()) {
+    // Written after the last round: a folder that cannot take it fails now.
+    RETURN_IF_ERROR(Annotate(CheckCanCreateFile(c.model_out()), "model_out"));
+  }
   const absl::Time start = absl::Now();
   ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
   absl::FPrintF(out, "%s%s\n",

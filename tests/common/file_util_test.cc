@@ -51,6 +51,28 @@ TEST_F(FileUtilTest, WriteIntoMissingDirectory_NotFoundNamingPath) {
   EXPECT_THAT(s.message(), HasSubstr("/no/such/f"));
 }
 
+TEST_F(FileUtilTest, CheckCanCreateFile_ExistingFolder_OkAndCreatesNothing) {
+  EXPECT_TRUE(CheckCanCreateFile(dir_ + "/m.fedge").ok());
+  EXPECT_TRUE(fs::is_empty(dir_));
+  EXPECT_TRUE(CheckCanCreateFile("relative_in_cwd.fedge").ok());
+}
+
+TEST_F(FileUtilTest, CheckCanCreateFile_MissingFolder_NotFoundNamingIt) {
+  const absl::Status s = CheckCanCreateFile(dir_ + "/no/such/m.fedge");
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("cannot create ", dir_,
+                                                  "/no/such/m.fedge in "
+                                                  "folder ",
+                                                  dir_, "/no/such: ")));
+}
+
+TEST_F(FileUtilTest, CheckCanCreateFile_FolderIsAFile_FailedPrecondition) {
+  ASSERT_TRUE(WriteStringAtomically(dir_ + "/f", "x").ok());
+  const absl::Status s = CheckCanCreateFile(dir_ + "/f/m.fedge");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("not a folder"));
+}
+
 TEST_F(FileUtilTest, ReadSmallFile_Errors) {
   EXPECT_EQ(ReadSmallFile(dir_ + "/missing", 10).status().code(),
             absl::StatusCode::kNotFound);

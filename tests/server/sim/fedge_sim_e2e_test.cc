@@ -211,6 +211,20 @@ TEST(FedgeSimE2eTest, SecureAggregation_WithMedian_RefusedNamingTheField) {
   EXPECT_THAT(r.output, testing::HasSubstr("choose fedavg"));
 }
 
+// A --model_out whose folder does not exist fails before the first round,
+// not after the last.
+TEST(FedgeSimE2eTest, ModelOutInMissingFolder_RefusedBeforeTraining) {
+  Result r = RunSim(absl::StrCat("--config ", kConfigs,
+                                 "synthetic_smoke.textproto --rounds 50 "
+                                 "--num_threads 2 --model_out "
+                                 "/nonexistent/m.fedge"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output,
+              testing::HasSubstr("model_out: cannot create /nonexistent/"
+                                 "m.fedge in folder /nonexistent: "));
+  EXPECT_THAT(r.output, testing::Not(testing::HasSubstr("round ")));
+}
+
 TEST(FedgeSimE2eTest, Help_ListsFields) {
   Result r = RunSim("--help");
   EXPECT_EQ(r.exit_code, 0);
