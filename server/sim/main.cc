@@ -55,8 +55,13 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "fedge-sim: %s\n", summary.status().message());
     return 1;
   }
-  absl::PrintF("done: %d rounds in %.1f s, best test accuracy %.2f%%",
-               summary->rounds.size(), summary->total_seconds,
+  const int attempted = static_cast<int>(summary->rounds.size());
+  absl::PrintF("done: %d rounds", summary->completed_rounds);
+  if (attempted != summary->completed_rounds) {
+    absl::PrintF(" completed of %d attempted (%d abandoned)", attempted,
+                 attempted - summary->completed_rounds);
+  }
+  absl::PrintF(" in %.1f s, best test accuracy %.2f%%", summary->total_seconds,
                100 * summary->best_accuracy);
   if (summary->first_round_at_target > 0) {
     absl::PrintF(", reached %.2f%% at round %d",

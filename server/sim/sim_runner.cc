@@ -46,12 +46,31 @@ std::string Percent(const std::optional<double>& v) {
   return v.has_value() ? absl::StrFormat("%6.2f%%", 100 * *v) : "      -";
 }
 
-void PrintRound(std::FILE* out, const RoundRecord& r, int total_rounds) {
+// "round    3/10" while every round has completed; once one was abandoned
+// (it does not count toward --rounds) the round id and the completed count
+// differ: "round    4 (3/10 completed)", "round    5 (abandoned, 3/10
+// completed)".
+std::string RoundLabel(const RoundRecord& r, int completed, bool abandoned,
+                       int total_rounds) {
+  if (!abandoned && r.round == completed) {
+    return absl::StrFormat("round %4d/%d", r.round, total_rounds);
+  }
+  return absl::StrFormat("round %4d (%s%d/%d completed)", r.round,
+                         abandoned ? "abandoned, " : "", completed,
+                         total_rounds);
+}
+
+void PrintRound(std::FILE* out, const RoundRecord& r, const Simulator& sim,
+                int total_rounds) {
   absl::FPrintF(
       out,
-      "round %4d/%d  agents %3d  examples %6d  train_loss %.4f  "
-      "test_loss %s  test_acc %s%s%s  %.2f s\n",
-      r.round, total_rounds, r.num_agents, r.num_examples, r.train_loss,
+      "%s  agents %3d  examples %6d  train_loss %s  test_loss %s  "
+      "test_acc %s%s%s  %.2f s\n",
+      RoundLabel(r, sim.completed_rounds(), sim.last_round_abandoned(),
+                 total_rounds),
+      r.num_agents, r.num_examples,
+      // Nothing was measured when no agent reported.
+      r.num_examples > 0 ? absl::StrFormat("%.4f", r.train_loss) : "     -",
       r.test_loss.has_value() ? absl::StrFormat("%.4f", *r.test_loss)
                               : "     -",
       Percent(r.test_accuracy),
@@ -180,7 +199,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   summary.num_threads = threads;
   absl::Status write_status;
   ASSIGN_OR_RETURN(summary.rounds, sim->Run([&](const RoundRecord& r) {
-    PrintRound(out, r, c.rounds());
+    PrintRound(out, r, *sim, c.rounds());
     if (history != nullptr && write_status.ok()) {
       write_status = history->Append(r);
     }
@@ -193,6 +212,7 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
     }
   }));
   RETURN_IF_ERROR(write_status);
+  summary.completed_rounds = sim->completed_rounds();
   if (c.strategy().secure_aggregation().enabled()) {
     const Simulator::SecAggSeconds& t = sim->secagg_seconds();
     absl::FPrintF(out,

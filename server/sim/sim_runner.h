@@ -15,7 +15,10 @@
 namespace fedge {
 
 struct SimRunSummary {
+  // One record per attempted round (abandoned ones included).
   std::vector<RoundRecord> rounds;
+  // Rounds that count toward SimConfig.rounds (abandoned ones do not).
+  int completed_rounds = 0;
   double best_accuracy = 0;
   int64_t first_round_at_target = -1;  // -1 when stop_at_accuracy not met.
   // Simulated time then (device_speed set), else -1.

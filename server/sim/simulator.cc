@@ -278,12 +278,50 @@ absl::StatusOr<std::optional<EvalMetrics>> Simulator::FederatedEvaluation(
   return std::optional<EvalMetrics>(aggregate);
 }
 
+void Simulator::AddAbandoned(const RoundRecord& record,
+                             const std::vector<FitInstruction>& plan,
+                             AbandonedStreak* streak) const {
+  if (streak->rounds++ == 0) streak->first_round = record.round;
+  streak->reported += record.num_agents;
+  streak->failed += record.num_failed;
+  for (const FitInstruction& f : plan) {
+    if (DropsOut(record.round, SimAgentIndex(f.agent_id))) ++streak->dropped;
+  }
+}
+
+absl::Status Simulator::AbandonedError(const AbandonedStreak& streak,
+                                       int64_t last_round) const {
+  std::string why;
+  if (streak.reported > 0) {
+    why = absl::StrCat("fewer agents reported than the quorum of ",
+                       options_.engine.min_fit_agents, " (", streak.reported,
+                       " updates in all, ", streak.failed, " agents failed)");
+  } else if (streak.dropped == streak.failed) {
+    why = absl::StrCat("no agent reported (all ", streak.failed,
+                       " selected agents dropped out, simulated with "
+                       "probability ",
+                       options_.dropout_probability, ")");
+  } else {
+    why = absl::StrCat(
+        "no agent reported (", streak.failed, " selected agents failed, ",
+        streak.dropped,
+        " of them simulated dropouts; see the agents' errors above: e.g. a "
+        "diverged model whose every update is refused as not finite)");
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the last ", streak.rounds, " attempted rounds (", streak.first_round,
+      " to ", last_round, ") were abandoned: ", why, "; ", completed_rounds_,
+      " of ", engine_->num_rounds(),
+      " rounds completed. Stopping: max_abandoned_rounds is ",
+      options_.max_abandoned_rounds, " (0 = never stop)"));
+}
+
 absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     const std::function<void(const RoundRecord&)>& on_round) {
   if (options_.fedbuff.enabled) return RunFedBuff(on_round);
   std::vector<RoundRecord> records;
   double simulated = 0;
-  int abandoned_in_a_row = 0;
+  AbandonedStreak streak;
   while (true) {
     const absl::Time start = absl::Now();
     if (!engine_->Tick().empty()) {
@@ -352,23 +390,23 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::Run(
     if (!options_.examples_per_second.empty()) {
       record.simulated_seconds = simulated;
     }
-    if (close.next.has_value()) global_ = *std::move(close.next);
+    const bool new_model = close.next.has_value();
+    if (new_model) global_ = *std::move(close.next);
     const bool last = engine_->state() == RoundState::kDone;
     RETURN_IF_ERROR(EvaluateRound(engine_->completed_rounds(), last, record));
     record.round_seconds = absl::ToDoubleSeconds(absl::Now() - start);
     records.push_back(record);
+    completed_rounds_ = engine_->completed_rounds();
+    last_round_abandoned_ = !new_model;
     if (on_round) on_round(record);
-    abandoned_in_a_row = outcomes[0].completed ? 0 : abandoned_in_a_row + 1;
+    if (outcomes[0].completed) {
+      streak = AbandonedStreak();
+    } else {
+      AddAbandoned(record, plan, &streak);
+    }
     if (options_.max_abandoned_rounds > 0 &&
-        abandoned_in_a_row >= options_.max_abandoned_rounds) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          abandoned_in_a_row,
-          " rounds in a row were abandoned (the last at "
-          "round ",
-          round, ": ", record.num_failed, " agents failed, ", record.num_agents,
-          " reported); the model may have diverged (see "
-          "the agents' errors above). Stopping: max_abandoned_rounds is ",
-          options_.max_abandoned_rounds, " (0 = never stop)"));
+        streak.rounds >= options_.max_abandoned_rounds) {
+      return AbandonedError(streak, round);
     }
     if (options_.stop_at_accuracy > 0 && record.test_accuracy.has_value() &&
         *record.test_accuracy >= options_.stop_at_accuracy) {

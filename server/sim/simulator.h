@@ -107,10 +107,21 @@ class Simulator {
       std::function<void(int worker)> on_worker_start = nullptr);
 
   // Runs until num_rounds rounds completed or the accuracy target is met,
-  // calling `on_round` after each finished round. Returns the records, or
-  // the first evaluation error (a training error is a failed agent).
+  // calling `on_round` after each finished round, abandoned ones included
+  // (they do not count toward num_rounds, as in the coordinator). Returns
+  // the records, or the first evaluation error (a training error is a
+  // failed agent); FAILED_PRECONDITION after max_abandoned_rounds abandoned
+  // rounds in a row, saying why their agents did not report.
   absl::StatusOr<std::vector<RoundRecord>> Run(
       const std::function<void(const RoundRecord&)>& on_round);
+
+  // Where the run stands, for `on_round` to report: the rounds completed so
+  // far (those that count toward num_rounds; the record's `round` is the
+  // id, abandoned rounds included), and whether the round just reported
+  // was abandoned (no new global model: too few agents reported, or the
+  // aggregate was refused).
+  int completed_rounds() const { return completed_rounds_; }
+  bool last_round_abandoned() const { return last_round_abandoned_; }
 
   const ModelState& global_model() const { return global_; }
   // Wall time spent in secure aggregation so far (zero when off): in the
@@ -172,6 +183,22 @@ class Simulator {
   absl::StatusOr<std::vector<RoundRecord>> RunFedBuff(
       const std::function<void(const RoundRecord&)>& on_round);
   bool DropsOut(int64_t round, int agent) const;
+  // Abandoned rounds in a row, and what became of their selected agents.
+  struct AbandonedStreak {
+    int rounds = 0;
+    int64_t first_round = 0;
+    int reported = 0;  // Updates accepted (short of the quorum).
+    int failed = 0;    // Selected agents that did not report...
+    int dropped = 0;   // ... of which simulated dropouts.
+  };
+  // Counts the abandoned round of `record` (its agents: `plan`) in
+  // `streak`.
+  void AddAbandoned(const RoundRecord& record,
+                    const std::vector<FitInstruction>& plan,
+                    AbandonedStreak* streak) const;
+  // Why the run stops after `streak` (FAILED_PRECONDITION).
+  absl::Status AbandonedError(const AbandonedStreak& streak,
+                              int64_t last_round) const;
   // Federated evaluation of the global model after `round` (the strategy's
   // configure/aggregate_evaluate); unset when off or nobody evaluated.
   absl::StatusOr<std::optional<EvalMetrics>> FederatedEvaluation(int64_t round);
@@ -193,6 +220,8 @@ class Simulator {
   // Secret base seed of the simulated agents' local DP noise.
   uint64_t agent_noise_secret_ = 0;
   std::string stop_reason_;
+  int completed_rounds_ = 0;
+  bool last_round_abandoned_ = false;
   ThreadPool pool_;
 };
 

@@ -145,7 +145,8 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
     RoundClose close = accumulator_.Close(outcome, global_, n);
     outcome = RoundOutcome();
     RoundRecord record = std::move(close.record);
-    if (close.next.has_value()) global_ = *std::move(close.next);
+    const bool new_model = close.next.has_value();
+    if (new_model) global_ = *std::move(close.next);
     ++version;
     ASSIGN_OR_RETURN(versions[version], downloaded());
     // Forget versions no task in flight started from.
@@ -165,6 +166,8 @@ absl::StatusOr<std::vector<RoundRecord>> Simulator::RunFedBuff(
     record.round_seconds = absl::ToDoubleSeconds(absl::Now() - wall_start);
     wall_start = absl::Now();
     records.push_back(record);
+    completed_rounds_ = static_cast<int>(version);
+    last_round_abandoned_ = !new_model;
     if (on_round) on_round(record);
     if (last ||
         (options_.stop_at_accuracy > 0 && record.test_accuracy.has_value() &&

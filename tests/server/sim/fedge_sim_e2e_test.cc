@@ -225,6 +225,43 @@ TEST(FedgeSimE2eTest, ModelOutInMissingFolder_RefusedBeforeTraining) {
   EXPECT_THAT(r.output, testing::Not(testing::HasSubstr("round ")));
 }
 
+// Abandoned rounds (no agent reported) do not count toward --rounds: the
+// progress lines say how many rounds completed rather than "round 3/2".
+TEST(FedgeSimE2eTest, AbandonedRounds_ProgressCountsCompletedRounds) {
+  Result r = RunSim(absl::StrCat("--config ", kConfigs,
+                                 "synthetic_smoke.textproto --rounds 2 "
+                                 "--num_threads 2 "
+                                 "--agent_dropout_probability=0.9"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // This seed abandons rounds 1 and 2 (every selected agent drops out).
+  EXPECT_THAT(r.output, testing::HasSubstr(
+                            "round    1 (abandoned, 0/2 completed)  agents   "
+                            "0  examples      0  train_loss      -  "));
+  EXPECT_THAT(r.output, testing::HasSubstr("round    4 (2/2 completed)"));
+  EXPECT_THAT(r.output, testing::Not(testing::HasSubstr("/2  agents")));
+  EXPECT_THAT(r.output, testing::Not(testing::HasSubstr("train_loss 0.0000")));
+  EXPECT_THAT(r.output, testing::HasSubstr("done: 2 rounds completed of 4 "
+                                           "attempted (2 abandoned)"));
+}
+
+// When no agent ever reports, the run stops after max_abandoned_rounds
+// attempts and says why (not that the model diverged).
+TEST(FedgeSimE2eTest, EveryAgentDropsOut_StopsSayingNoAgentReported) {
+  Result r = RunSim(absl::StrCat("--config ", kConfigs,
+                                 "synthetic_smoke.textproto --rounds 2 "
+                                 "--num_threads 2 "
+                                 "--agent_dropout_probability=1.0"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output,
+              testing::HasSubstr("the last 10 attempted rounds (1 to 10) were "
+                                 "abandoned: no agent reported (all 50 "
+                                 "selected agents dropped out"));
+  EXPECT_THAT(r.output, testing::HasSubstr("0 of 2 rounds completed"));
+  EXPECT_THAT(r.output, testing::HasSubstr("round   10 (abandoned"));
+  EXPECT_THAT(r.output, testing::Not(testing::HasSubstr("round   11")));
+  EXPECT_THAT(r.output, testing::Not(testing::HasSubstr("diverged")));
+}
+
 TEST(FedgeSimE2eTest, Help_ListsFields) {
   Result r = RunSim("--help");
   EXPECT_EQ(r.exit_code, 0);

@@ -201,6 +201,62 @@ TEST(SimulatorTest, AbandonedRoundsInARow_StopTheRunNamingTheLimit) {
   EXPECT_THAT(records.status().message(),
               testing::HasSubstr("max_abandoned_rounds is 3"));
   EXPECT_EQ(rounds_seen, 3);  // Each still recorded.
+  // Why: nobody reported because everybody dropped out, not a divergence.
+  EXPECT_THAT(records.status().message(),
+              testing::HasSubstr("the last 3 attempted rounds (1 to 3) were "
+                                 "abandoned: no agent reported (all 12 "
+                                 "selected agents dropped out"));
+  EXPECT_THAT(records.status().message(),
+              testing::HasSubstr("0 of 50 rounds completed"));
+  EXPECT_THAT(records.status().message(),
+              testing::Not(testing::HasSubstr("diverged")));
+}
+
+TEST(SimulatorTest, AbandonedForLackOfQuorum_StopSaysSo) {
+  Fixture f;
+  f.fail_on_three = true;  // Agent 2 of 3 always fails: 2 of 3 report.
+  SimulatorOptions options;
+  options.strategy.count = 3;
+  options.engine.min_available_agents = 3;
+  options.engine.min_fit_agents = 3;
+  options.engine.num_rounds = 5;
+  options.max_abandoned_rounds = 2;
+  auto sim = f.Make(options, 3, 1);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  auto records = (*sim)->Run(nullptr);
+  EXPECT_EQ(records.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(records.status().message(),
+              testing::HasSubstr("fewer agents reported than the quorum of 3 "
+                                 "(4 updates in all, 2 agents failed)"));
+}
+
+// Abandoned rounds are reported (their ids count on) but do not count
+// toward num_rounds, as in the coordinator: the run attempts more rounds.
+TEST(SimulatorTest, AbandonedRounds_DoNotCountTowardNumRounds) {
+  Fixture f;
+  SimulatorOptions options;
+  options.strategy.count = 2;
+  options.engine.num_rounds = 4;
+  options.dropout_probability = 0.6;
+  options.max_abandoned_rounds = 0;
+  auto sim = f.Make(options, 10, 1);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  int completed = 0, abandoned = 0;
+  auto records = (*sim)->Run([&](const RoundRecord& r) {
+    if (r.num_agents == 0) {
+      ++abandoned;
+      EXPECT_TRUE((*sim)->last_round_abandoned()) << "round " << r.round;
+    } else {
+      ++completed;
+      EXPECT_FALSE((*sim)->last_round_abandoned()) << "round " << r.round;
+    }
+    EXPECT_EQ((*sim)->completed_rounds(), completed) << "round " << r.round;
+    EXPECT_EQ(r.round, completed + abandoned);
+  });
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ(completed, 4);
+  EXPECT_GT(abandoned, 0) << "this seed abandons no round";
+  EXPECT_EQ(records->size(), static_cast<size_t>(4 + abandoned));
 }
 
 // Runs `options` with and without secure aggregation (same seeds): the
