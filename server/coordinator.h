@@ -357,6 +357,9 @@ class Coordinator : public EdgeDownstream {
   bool Settled() const;
   // The newest published model.
   std::shared_ptr<const PublishedModel> latest_model() const;
+  // What agents build (JoinResponse.model): the spec of every model
+  // version. Immutable.
+  const v1::ModelSpecProto& model_spec() const { return spec_; }
   // Bytes counted for history (model bytes streamed to agents).
   void AddBytesSent(int64_t n) {
     bytes_sent_ += n;

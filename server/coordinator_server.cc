@@ -22,7 +22,6 @@
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "edge_agent/grpc_coordinator_client.h"
-#include "google/protobuf/text_format.h"
 #include "server/crl_auth.h"
 #include "server/evaluator_process.h"
 #include "server/status_page.h"
@@ -355,14 +354,8 @@ absl::Status CoordinatorServer::StartHttp() {
 absl::Status CoordinatorServer::WriteFinalModel() {
   std::shared_ptr<const PublishedModel> model = coordinator_->latest_model();
   const std::string path = config_.state_dir() + "/final_model.fedge";
-  ModelEncoder encoder(model->model);
-  RETURN_IF_ERROR(WriteFileAtomically(
-      path, [&encoder](std::string* out) { return encoder.Next(out); }));
-  std::string spec;
-  google::protobuf::TextFormat::PrintToString(
-      ml::SpecToProto(ml::SpecFromConfig(config_.model())), &spec);
-  RETURN_IF_ERROR(
-      WriteStringAtomically(config_.state_dir() + "/final_model.spec", spec));
+  RETURN_IF_ERROR(ml::WriteModelWithSpec(path, model->model,
+                                         ml::SpecFromConfig(config_.model())));
   FEDGE_LOG(INFO) << "final model (version " << model->version << ", sha256 "
                   << model->sha256_hex << ") written to " << path;
   return absl::OkStatus();

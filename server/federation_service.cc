@@ -65,7 +65,8 @@ absl::Status ParseRequest(const grpc::ByteBuffer& raw, Request* request) {
 // copied: each message's `data` is slices of the published model's own
 // memory, which hold a reference to it until gRPC has sent them (the raw
 // methods of FetchModel and ExportModel take ByteBuffers). Deletes itself
-// when the call is done. (For an export, the model alone: `model_only`.)
+// when the call is done. (For an export, the model alone and its spec:
+// `model_only`.)
 class ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   ModelWriter(Coordinator* coordinator,
@@ -78,7 +79,9 @@ class ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     first_.set_total_size_bytes(encoder_.total_bytes());
     first_.set_sha256(model_only ? ToHex(model_->model_sha256)
                                  : model_->sha256_hex);
-    if (!model_only) {  // The signature covers the download's hash.
+    if (model_only) {
+      *first_.mutable_model_spec() = coordinator_->model_spec();
+    } else {  // The signature covers the download's hash.
       first_.set_signature(model_->signature.signature);
       first_.set_signing_key_id(model_->signature.key_id);
     }

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -32,6 +33,7 @@
 #include "common/fl_config.h"
 #include "common/ml/model_cost.h"
 #include "common/ml/model_files.h"
+#include "common/ml/model_spec.h"
 #include "common/model_codec.h"
 #include "common/net/credentials.h"
 #include "common/net/grpc_deadline.h"
@@ -53,7 +55,8 @@ constexpr char kUsage[] =
     "round)\n"
     "          fedge set-rounds N\n"
     "          fedge evict AGENT_ID | allow AGENT_ID\n"
-    "          fedge export-model FILE.fedge    (the current global model)\n"
+    "          fedge export-model FILE.fedge    (the current global model,\n"
+    "                                           and its FILE.spec)\n"
     "  tokens: fedge token create [--agent ID] [--ttl_seconds S] [--label "
     "TEXT]\n"
     "          fedge token list | fedge token revoke TOKEN_ID\n"
@@ -378,7 +381,28 @@ int Call(const fedge::v1::ToolConfig& config, Method method,
   return 0;
 }
 
-// Streams the current global model into `path` (atomically).
+// The spec of the model exported to `path`, beside it (DefaultSpecPath), as
+// the coordinator writes final_model.spec; a coordinator that does not send
+// it gets a note instead.
+int WriteExportedSpec(const std::string& path,
+                      const std::optional<fedge::v1::ModelSpecProto>& spec) {
+  const std::string spec_path = fedge::ml::DefaultSpecPath(path);
+  if (!spec.has_value()) {
+    absl::PrintF(
+        "no model spec from the coordinator (an older version): %s not "
+        "written; fedge export needs --spec\n",
+        spec_path);
+    return 0;
+  }
+  absl::Status w =
+      fedge::ml::WriteSpecFile(spec_path, fedge::ml::SpecFromProto(*spec));
+  if (!w.ok()) return Fail(1, w.message());
+  absl::PrintF("model spec written to %s\n", spec_path);
+  return 0;
+}
+
+// Streams the current global model into `path` (atomically), and its spec
+// beside it.
 int ExportModel(const fedge::v1::ToolConfig& config, const std::string& path) {
   absl::Status error;
   auto stub = Connect(config, &error);
@@ -395,10 +419,12 @@ int ExportModel(const fedge::v1::ToolConfig& config, const std::string& path) {
   fedge::Sha256 sha;
   std::string bytes, expected_sha;
   int64_t version = -1;
+  std::optional<fedge::v1::ModelSpecProto> spec;
   while (reader->Read(&chunk)) {
     if (version < 0) {
       version = chunk.version();
       expected_sha = chunk.sha256();
+      if (chunk.has_model_spec()) spec = chunk.model_spec();
     }
     sha.Update(chunk.data());
     if (auto s = decoder.Feed(chunk.data()); !s.ok()) {
@@ -421,7 +447,7 @@ int ExportModel(const fedge::v1::ToolConfig& config, const std::string& path) {
   }
   absl::PrintF("model version %d (sha256 %s) written to %s\n", version,
                expected_sha, path);
-  return 0;
+  return WriteExportedSpec(path, spec);
 }
 
 }  // namespace

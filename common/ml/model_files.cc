@@ -142,6 +142,13 @@ absl::Status WriteModelFile(const std::string& path, const ModelState& state) {
       path, [&encoder](std::string* chunk) { return encoder.Next(chunk); });
 }
 
+absl::Status WriteModelWithSpec(const std::string& path,
+                                const ModelState& state,
+                                const ModelSpec& spec) {
+  RETURN_IF_ERROR(WriteModelFile(path, state));
+  return WriteSpecFile(DefaultSpecPath(path), spec);
+}
+
 absl::StatusOr<int64_t> FileSize(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);

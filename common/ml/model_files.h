@@ -49,6 +49,13 @@ absl::StatusOr<ModelState> InitialWeights(
 // Writes `state` in the raw canonical encoding, atomically.
 absl::Status WriteModelFile(const std::string& path, const ModelState& state);
 
+// Writes `state` to `path` (WriteModelFile) and `spec` beside it, at
+// DefaultSpecPath(path) (WriteSpecFile): a model file fedge-export and
+// fedge inspect can read on its own, as the coordinator's final_model.fedge
+// and final_model.spec. File errors naming the file.
+absl::Status WriteModelWithSpec(const std::string& path,
+                                const ModelState& state, const ModelSpec& spec);
+
 // Writes `state` in the canonical encoding (common/model_codec.h) with each
 // float32 tensor that is mostly zeros stored as its non-zeros (the top-k
 // encoding, 8 bytes per non-zero) when that is smaller than raw; any

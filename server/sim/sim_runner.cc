@@ -13,7 +13,6 @@
 #include "common/ml/model_files.h"
 #include "common/ml/torch_trainer.h"
 #include "common/ml/torchscript_model.h"
-#include "common/model_codec.h"
 #include "common/partition.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -121,9 +120,9 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   const int threads = NumThreads(c);
   at::set_num_threads(threads);  // Evaluation on the main thread.
   ASSIGN_OR_RETURN(auto trainers, MakeTrainers(c, data, threads));
-  ASSIGN_OR_RETURN(ModelState initial, ml::InitialState(ml::SpecFromConfig(
-                                           c.model(), data.train.example_shape,
-                                           data.train.num_classes)));
+  const ml::ModelSpec spec = ml::SpecFromConfig(
+      c.model(), data.train.example_shape, data.train.num_classes);
+  ASSIGN_OR_RETURN(ModelState initial, ml::InitialState(spec));
   ASSIGN_OR_RETURN(initial, ml::InitialWeights(c.model().initial_weights_path(),
                                                std::move(initial)));
   absl::FPrintF(out,
@@ -235,14 +234,13 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
                   privacy->options().clip_norm);
   }
   if (!c.model_out().empty()) {
-    // The final global model, in the coordinator's final_model.fedge format.
-    ModelEncoder encoder(sim->global_model());
-    RETURN_IF_ERROR(Annotate(WriteFileAtomically(c.model_out(),
-                                                 [&encoder](std::string* out) {
-                                                   return encoder.Next(out);
-                                                 }),
-                             "model_out"));
-    absl::FPrintF(out, "final model written to %s\n", c.model_out());
+    // The final global model and its spec, as the coordinator's
+    // final_model.fedge and final_model.spec.
+    RETURN_IF_ERROR(Annotate(
+        ml::WriteModelWithSpec(c.model_out(), sim->global_model(), spec),
+        "model_out"));
+    absl::FPrintF(out, "final model written to %s (spec %s)\n", c.model_out(),
+                  ml::DefaultSpecPath(c.model_out()));
   }
   summary.total_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return summary;

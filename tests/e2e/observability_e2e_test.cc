@@ -558,14 +558,19 @@ TEST_F(ObservabilityTest, OperatorActions_ThroughTheFedgeTool) {
       << agents[1]->Log();
   EXPECT_FALSE(std::regex_search(Fedge({"agents"}).second, evicted));
 
-  // export-model: a file `fedge inspect` reads.
+  // export-model: a file and its spec beside it (the coordinator's model
+  // spec), which `fedge inspect` and fedge export read.
   const std::string model = dir_ + "/exported.fedge";
   std::tie(code, out) = Fedge({"export-model", model});
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("written to " + model));
+  EXPECT_THAT(out,
+              HasSubstr("model spec written to " + dir_ + "/exported.spec"));
   std::tie(code, out) = Fedge({"inspect", model}, {});
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("fc1.weight float32[200,784]"));
+  EXPECT_THAT(out, HasSubstr("model 2nn, input 1,28,28, 10 classes: 199210 "
+                             "parameters"));
 
   EXPECT_THAT(HttpGet(absl::StrCat("https://127.0.0.1:", http), "/metrics",
                       CertDir() + "/ca.pem")

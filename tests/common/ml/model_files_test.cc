@@ -52,6 +52,23 @@ TEST_F(ModelFilesTest, SpecRoundTripsAsTextproto) {
   EXPECT_THAT(back->input_shape, ElementsAre(1, 28, 28));
 }
 
+TEST_F(ModelFilesTest, WriteModelWithSpec_SpecBesideTheModel) {
+  ModelSpec spec;
+  spec.architecture = "logreg";
+  spec.input_shape = {1, 28, 28};
+  spec.num_classes = 10;
+  ModelState state;
+  state.Add(*TensorBuffer::FromFloats("w", {2}, {1.5f, -2.0f}));
+  ASSERT_TRUE(WriteModelWithSpec(dir_ + "/out.fedge", state, spec).ok());
+  auto model = ReadModelFile(dir_ + "/out.fedge");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_THAT(model->tensor(0).floats(), ElementsAre(1.5f, -2.0f));
+  auto back = ReadSpecFile(dir_ + "/out.spec");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->architecture, "logreg");
+  EXPECT_EQ(back->num_classes, 10);
+}
+
 TEST_F(ModelFilesTest, SpecErrorsNameTheFileAndTheFix) {
   auto missing = ReadSpecFile(dir_ + "/none.spec");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);

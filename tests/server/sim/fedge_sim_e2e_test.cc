@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/ml/model_files.h"
 #include "common/model_codec.h"
 #include "common/privacy_accountant.h"
 #include "gmock/gmock.h"
@@ -21,15 +22,16 @@ namespace {
 const std::string kSim =
     std::string(FEDGE_BINARY_DIR) + "/server/sim/fedge-sim";
 const std::string kConfigs = std::string(FEDGE_SOURCE_DIR) + "/configs/sim/";
+const std::string kFedge = std::string(FEDGE_BINARY_DIR) + "/server/fedge";
 
 struct Result {
   int exit_code;
   std::string output;  // stdout and stderr.
 };
 
-Result RunSim(const std::string& args) {
+Result RunCommand(const std::string& command) {
   Result r;
-  FILE* p = popen((kSim + " " + args + " 2>&1").c_str(), "r");
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
@@ -37,6 +39,8 @@ Result RunSim(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+Result RunSim(const std::string& args) { return RunCommand(kSim + " " + args); }
 
 std::vector<std::vector<std::string>> ReadCsv(const std::string& path) {
   std::ifstream in(path);
@@ -209,6 +213,32 @@ TEST(FedgeSimE2eTest, SecureAggregation_WithMedian_RefusedNamingTheField) {
   EXPECT_THAT(r.output,
               testing::HasSubstr("strategy.secure_aggregation.enabled"));
   EXPECT_THAT(r.output, testing::HasSubstr("choose fedavg"));
+}
+
+// --model_out writes the model's spec beside it, as the coordinator's
+// final_model.spec: `fedge inspect` (and fedge export) read the pair.
+TEST(FedgeSimE2eTest, ModelOut_SpecBesideIt_InspectShowsTheCost) {
+  const std::string model = testing::TempDir() + "/sim_model_out.fedge";
+  const std::string spec = testing::TempDir() + "/sim_model_out.spec";
+  std::remove(model.c_str());
+  std::remove(spec.c_str());
+  Result r = RunSim(absl::StrCat("--config ", kConfigs,
+                                 "synthetic_smoke.textproto --rounds 1 "
+                                 "--num_threads 2 --model_out ",
+                                 model));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output,
+              testing::HasSubstr(absl::StrCat("final model written to ", model,
+                                              " (spec ", spec, ")")));
+  absl::StatusOr<ml::ModelSpec> read = ml::ReadSpecFile(spec);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->architecture, "logreg");
+  EXPECT_EQ(read->num_classes, 10);
+  Result inspect = RunCommand(absl::StrCat(kFedge, " inspect ", model));
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_THAT(inspect.output,
+              testing::HasSubstr("model logreg, input 1,28,28, 10 classes: "
+                                 "7850 parameters"));
 }
 
 // A --model_out whose folder does not exist fails before the first round,
