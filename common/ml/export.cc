@@ -216,6 +216,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelFiles& files) {
                                     ? DefaultSpecPath(files.model_path)
                                     : files.spec_path;
   LoadedModel m;
+  // The model first: a missing model is named, not its missing spec.
+  ASSIGN_OR_RETURN(m.state, ReadModelFile(files.model_path));
   ASSIGN_OR_RETURN(m.spec, ReadSpecFile(spec_path));
   if (m.spec.architecture == "torchscript") {
     if (files.archive_path.empty()) {
@@ -228,7 +230,6 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelFiles& files) {
       RETURN_IF_ERROR(VerifyArchive(m.spec));
     }
   }
-  ASSIGN_OR_RETURN(m.state, ReadModelFile(files.model_path));
   ASSIGN_OR_RETURN(m.net, BuildNet(m.spec));
   RETURN_IF_ERROR(
       Annotate(ImportState(m.state, *m.net),

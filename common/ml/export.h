@@ -50,8 +50,9 @@ struct LoadedModel {
   std::shared_ptr<Net> net;  // Holds `state`, in eval mode.
 };
 
-// Reads the spec and the model and builds the network with its weights.
-// The errors of ReadSpecFile and ReadModelFile; for a "torchscript" spec,
+// Reads the model, then its spec, and builds the network with its weights.
+// The errors of ReadModelFile (NOT_FOUND naming a missing model, whether
+// or not its spec exists), then ReadSpecFile's; for a "torchscript" spec,
 // INVALID_ARGUMENT without archive_path and DATA_LOSS when the archive is
 // not the one the spec names (VerifyArchive); BuildNet's errors;
 // INVALID_ARGUMENT, naming both files, when the model does not fit the

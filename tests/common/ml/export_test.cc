@@ -256,6 +256,13 @@ TEST_F(LoadModelTest, MissingSpecSaysWhereItLooked) {
   EXPECT_THAT(m.status().message(), HasSubstr("--spec"));
 }
 
+TEST_F(LoadModelTest, MissingModelIsNamed_NotItsMissingSpec) {
+  auto m = LoadModel(Files(dir_ + "/missing.fedge"));
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(m.status().message(), HasSubstr(dir_ + "/missing.fedge"));
+  EXPECT_THAT(m.status().message(), ::testing::Not(HasSubstr("spec")));
+}
+
 TEST_F(LoadModelTest, ModelOfAnotherArchitectureIsRefusedNamingBothFiles) {
   ModelSpec other = ZooSpec("logreg");
   ASSERT_TRUE(WriteSpecFile(dir_ + "/other.spec", other).ok());
