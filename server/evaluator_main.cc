@@ -89,7 +89,9 @@ int ServeEvaluations(const char* config_path) {
     return Fail(std::string("cannot read ") + config_path);
   }
   at::set_num_threads(config.num_threads());
-  auto data = fedge::LoadData(config.data(), /*test_only=*/true);
+  // The coordinator's evaluation data: its flag is --eval_data.data_dir.
+  auto data = fedge::LoadData(config.data(), /*test_only=*/true,
+                              "--eval_data.data_dir");
   if (!data.ok()) return Fail(data.status().message());
   fedge::ml::TorchTrainerOptions options;
   options.model = fedge::ml::SpecFromConfig(config.model());

@@ -32,17 +32,18 @@ absl::StatusOr<LoadedData> LoadSynthetic(const v1::DataConfig& c,
   return data;
 }
 
-absl::StatusOr<LoadedData> LoadMnist(const v1::DataConfig& c, bool test_only) {
+absl::StatusOr<LoadedData> LoadMnist(const v1::DataConfig& c, bool test_only,
+                                     absl::string_view data_dir_flag) {
   absl::StatusOr<Dataset> first =
       ReadMnistDir(c.data_dir(), test_only ? "test" : "train");
   if (absl::IsNotFound(first.status()) && c.synthetic_fallback()) {
     ASSIGN_OR_RETURN(LoadedData data, LoadSynthetic(c, test_only));
     data.used_fallback = true;
-    data.description = absl::StrCat(
-        "MNIST not found in '", c.data_dir(), "' (", first.status().message(),
-        "); using ", data.description,
-        " instead. Run scripts/fetch-mnist.sh or pass --data_dir DIR for "
-        "real data");
+    data.description =
+        absl::StrCat("MNIST not found in '", c.data_dir(), "' (",
+                     first.status().message(), "); using ", data.description,
+                     " instead. Run scripts/fetch-mnist.sh or pass ",
+                     data_dir_flag, " DIR for real data");
     return data;
   }
   RETURN_IF_ERROR(first.status());
@@ -155,12 +156,13 @@ absl::Status StandardizeAll(const v1::DataConfig& c, LoadedData& data) {
 }  // namespace
 
 absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config,
-                                    bool test_only) {
+                                    bool test_only,
+                                    absl::string_view data_dir_flag) {
   absl::StatusOr<LoadedData> data;
   if (config.source() == "synthetic") {
     data = LoadSynthetic(config, test_only);
   } else if (config.source() == "mnist") {
-    data = LoadMnist(config, test_only);
+    data = LoadMnist(config, test_only, data_dir_flag);
   } else if (config.source() == "npy") {
     data = LoadNpy(config, test_only);
   } else {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/data/dataset.h"
 #include "fedge/v1/config.pb.h"
 
@@ -27,8 +28,12 @@ struct LoadedData {
 // Loads what `config` names. Errors from the readers name the file and the
 // problem; NOT_FOUND for missing MNIST files when synthetic_fallback is off.
 // With `test_only`, the training split is not read (train stays empty).
-absl::StatusOr<LoadedData> LoadData(const v1::DataConfig& config,
-                                    bool test_only = false);
+// `data_dir_flag` is the program's flag for config.data_dir, which the
+// fallback's description tells the user to pass (fedge-sim and fedge-agent:
+// --data_dir; the coordinator's evaluation data: --eval_data.data_dir).
+absl::StatusOr<LoadedData> LoadData(
+    const v1::DataConfig& config, bool test_only = false,
+    absl::string_view data_dir_flag = "--data_dir");
 
 }  // namespace fedge
 

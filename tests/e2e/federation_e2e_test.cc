@@ -291,6 +291,27 @@ TEST_F(FederationTest, MutualTls_AgentsWithCertificatesTrain) {
   EXPECT_THAT(coordinator->Log(), ::testing::Not(HasSubstr("self-chosen")));
 }
 
+// Evaluation data that is not there: the coordinator falls back to the
+// synthetic set and names its own flag for the folder (the agents' and
+// fedge-sim's is --data_dir).
+TEST_F(FederationTest, MissingEvalMnist_FallbackNamesTheCoordinatorsFlag) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--eval_data.source=mnist", "--eval_data.data_dir=/nonexistent/mnist"},
+      &port);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return coordinator->Log().find("central evaluation on") !=
+               std::string::npos;
+      },
+      absl::Seconds(60)))
+      << coordinator->Log();
+  const std::string log = coordinator->Log();
+  EXPECT_THAT(log, HasSubstr("MNIST not found in '/nonexistent/mnist'"));
+  EXPECT_THAT(log, HasSubstr("pass --eval_data.data_dir DIR for real data"));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("pass --data_dir")));
+}
+
 TEST_F(FederationTest, BadConfig_NamesTheField) {
   Process p(
       {kBinaryDir + "/server/fedge-coordinator",

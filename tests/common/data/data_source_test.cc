@@ -39,6 +39,14 @@ TEST(DataSourceTest, MissingMnist_FallsBackAndSaysSo) {
   ASSERT_TRUE(data.ok());
   EXPECT_TRUE(data->used_fallback);
   EXPECT_THAT(data->description, testing::HasSubstr("MNIST not found"));
+  EXPECT_THAT(data->description,
+              testing::HasSubstr("pass --data_dir DIR for real data"));
+  // Another program's flag for the same field.
+  data = LoadData(c, /*test_only=*/true, "--eval_data.data_dir");
+  ASSERT_TRUE(data.ok());
+  EXPECT_THAT(data->description,
+              testing::HasSubstr("pass --eval_data.data_dir DIR for real "
+                                 "data"));
   c.set_synthetic_fallback(false);
   EXPECT_EQ(LoadData(c).status().code(), absl::StatusCode::kNotFound);
 }
