@@ -21,10 +21,11 @@ namespace {
 // ---------------------------------------------------------------------------
 // Helpers
 
-absl::Status ValidateNumClients(int num_clients) {
+absl::Status ValidateNumClients(int num_clients,
+                                const PartitionArgNames& names) {
   if (num_clients > 0) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat("num_clients must be > 0, got ", num_clients));
+      absl::StrCat(names.num_clients, " must be > 0, got ", num_clients));
 }
 
 absl::Status ValidateLabels(absl::Span<const int64_t> labels) {
@@ -133,11 +134,12 @@ Partition AssembleDirichlet(const std::vector<std::vector<int64_t>>& by_class,
 
 absl::Status ValidateDirichletArgs(absl::Span<const int64_t> labels,
                                    int num_clients, double alpha,
-                                   int64_t min_examples_per_client) {
-  RETURN_IF_ERROR(ValidateNumClients(num_clients));
+                                   int64_t min_examples_per_client,
+                                   const PartitionArgNames& names) {
+  RETURN_IF_ERROR(ValidateNumClients(num_clients, names));
   if (!(alpha > 0.0) || !std::isfinite(alpha)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("alpha must be a positive finite number, got ", alpha));
+    return absl::InvalidArgumentError(absl::StrCat(
+        names.alpha, " must be a positive finite number, got ", alpha));
   }
   if (min_examples_per_client < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -146,7 +148,7 @@ absl::Status ValidateDirichletArgs(absl::Span<const int64_t> labels,
   if (min_examples_per_client >
       static_cast<int64_t>(labels.size()) / num_clients) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "num_clients = ", num_clients,
+        names.num_clients, " = ", num_clients,
         " with min_examples_per_client = ", min_examples_per_client,
         " needs more examples than the ", labels.size(), " given"));
   }
@@ -159,12 +161,13 @@ absl::Status ValidateDirichletArgs(absl::Span<const int64_t> labels,
 // Partitioners
 
 absl::StatusOr<Partition> PartitionIid(int64_t num_examples, int num_clients,
-                                       uint64_t seed) {
-  RETURN_IF_ERROR(ValidateNumClients(num_clients));
+                                       uint64_t seed,
+                                       const PartitionArgNames& names) {
+  RETURN_IF_ERROR(ValidateNumClients(num_clients, names));
   if (num_examples < num_clients) {
     return absl::InvalidArgumentError(
-        absl::StrCat("num_clients = ", num_clients,
-                     " exceeds num_examples = ", num_examples));
+        absl::StrCat(names.num_clients, " = ", num_clients, " exceeds the ",
+                     num_examples, " examples to split"));
   }
   std::vector<int64_t> order(num_examples);
   std::iota(order.begin(), order.end(), int64_t{0});
@@ -186,9 +189,10 @@ absl::StatusOr<Partition> PartitionIid(int64_t num_examples, int num_clients,
 absl::StatusOr<Partition> PartitionDirichlet(absl::Span<const int64_t> labels,
                                              int num_clients, double alpha,
                                              uint64_t seed,
-                                             int64_t min_examples_per_client) {
+                                             int64_t min_examples_per_client,
+                                             const PartitionArgNames& names) {
   RETURN_IF_ERROR(ValidateDirichletArgs(labels, num_clients, alpha,
-                                        min_examples_per_client));
+                                        min_examples_per_client, names));
   RETURN_IF_ERROR(ValidateLabels(labels));
   DeterministicRng rng(seed);
   std::vector<std::vector<int64_t>> by_class = GroupByClass(labels);
@@ -203,28 +207,30 @@ absl::StatusOr<Partition> PartitionDirichlet(absl::Span<const int64_t> labels,
     best = std::max(best, smallest);
   }
   return absl::FailedPreconditionError(absl::StrCat(
-      "Dirichlet partition with alpha = ", alpha, " over ", num_clients,
-      " clients: no draw in ", kMaxDirichletAttempts,
+      "Dirichlet partition with ", names.alpha, " = ", alpha, " over ",
+      names.num_clients, " = ", num_clients, " clients: no draw in ",
+      kMaxDirichletAttempts,
       " attempts gave every client at least min_examples_per_client = ",
       min_examples_per_client, " examples (best smallest client: ", best,
-      "); raise alpha, use fewer clients or lower the minimum"));
+      "); raise ", names.alpha, ", use fewer clients or lower the minimum"));
 }
 
 absl::StatusOr<Partition> PartitionShards(absl::Span<const int64_t> labels,
                                           int num_clients, uint64_t seed,
-                                          int shards_per_client) {
-  RETURN_IF_ERROR(ValidateNumClients(num_clients));
+                                          int shards_per_client,
+                                          const PartitionArgNames& names) {
+  RETURN_IF_ERROR(ValidateNumClients(num_clients, names));
   if (shards_per_client <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("shards_per_client must be > 0, got ", shards_per_client));
+    return absl::InvalidArgumentError(absl::StrCat(
+        names.shards_per_client, " must be > 0, got ", shards_per_client));
   }
   const int64_t num_shards = int64_t{num_clients} * shards_per_client;
   const auto n = static_cast<int64_t>(labels.size());
   if (n == 0 || n % num_shards != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "number of examples (", n, ") must be a positive multiple of ",
-        "num_clients * shards_per_client = ", num_clients, " * ",
-        shards_per_client, " = ", num_shards));
+        names.num_clients, " * ", names.shards_per_client, " = ", num_clients,
+        " * ", shards_per_client, " = ", num_shards));
   }
   RETURN_IF_ERROR(ValidateLabels(labels));
   // Concatenating the per-class lists sorts by (label, index).

@@ -16,6 +16,7 @@
 #define FEDGE_COMMON_PARTITION_H_
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,13 +29,23 @@ namespace fedge {
 // Client id -> sorted example indices of that client.
 using Partition = std::vector<std::vector<int64_t>>;
 
+// How the caller's configuration names the partitioners' arguments, used in
+// their error messages so that they name what the user sets (fedge-sim:
+// num_agents, partition.shards_per_agent, partition.dirichlet_alpha).
+struct PartitionArgNames {
+  std::string num_clients = "num_clients";
+  std::string shards_per_client = "shards_per_client";
+  std::string alpha = "alpha";
+};
+
 // IID: shuffles 0..num_examples-1 and deals it into `num_clients` contiguous
 // parts whose sizes differ by at most 1 (the first num_examples % num_clients
 // clients get one more).
 // Returns INVALID_ARGUMENT when num_clients <= 0 or num_clients >
-// num_examples.
+// num_examples. Errors name the arguments as `names` does.
 absl::StatusOr<Partition> PartitionIid(int64_t num_examples, int num_clients,
-                                       uint64_t seed);
+                                       uint64_t seed,
+                                       const PartitionArgNames& names = {});
 
 // Label-Dirichlet(alpha), as in Hsu et al. 2019 and NIID-Bench: for each
 // class, draws proportions p ~ Dir(alpha, ..., alpha) over the clients and
@@ -48,11 +59,12 @@ absl::StatusOr<Partition> PartitionIid(int64_t num_examples, int num_clients,
 // labels.size() < num_clients * min_examples_per_client;
 // FAILED_PRECONDITION when no draw within the attempts satisfied the minimum
 // (alpha too small for this many clients: raise alpha or lower
-// min_examples_per_client).
+// min_examples_per_client). Errors name the arguments as `names` does.
 inline constexpr int kMaxDirichletAttempts = 1000;
 absl::StatusOr<Partition> PartitionDirichlet(
     absl::Span<const int64_t> labels, int num_clients, double alpha,
-    uint64_t seed, int64_t min_examples_per_client = 1);
+    uint64_t seed, int64_t min_examples_per_client = 1,
+    const PartitionArgNames& names = {});
 
 // Shards (McMahan et al. 2017, the FedAvg paper's pathological non-IID
 // split): sorts the examples by label (ties by index), cuts them into
@@ -62,10 +74,12 @@ absl::StatusOr<Partition> PartitionDirichlet(
 // holds 600 examples of (mostly) 2 digits.
 // Returns INVALID_ARGUMENT when num_clients <= 0, shards_per_client <= 0, a
 // label is negative, or labels.size() is not a positive multiple of
-// shards_per_client * num_clients.
+// shards_per_client * num_clients. Errors name the arguments as `names`
+// does.
 absl::StatusOr<Partition> PartitionShards(absl::Span<const int64_t> labels,
                                           int num_clients, uint64_t seed,
-                                          int shards_per_client = 2);
+                                          int shards_per_client = 2,
+                                          const PartitionArgNames& names = {});
 
 // Mean over non-empty clients of the total-variation distance between the
 // client's label distribution and the pooled distribution of all examples in

@@ -50,17 +50,30 @@ class PartitionTrainer final : public LocalTrainer {
   std::unique_ptr<ml::TorchTrainer> trainer_;
 };
 
+// How the config that set the split names its fields: "" for the agent's
+// own (num_partitions, partition.*), "simulation_mode." for the
+// coordinator's.
+PartitionArgNames PartitionNames(const std::string& prefix) {
+  PartitionArgNames names;
+  names.num_clients = prefix + "num_partitions";
+  names.shards_per_client = prefix + "partition.shards_per_agent";
+  names.alpha = prefix + "partition.dirichlet_alpha";
+  return names;
+}
+
 absl::StatusOr<Partition> Split(const std::string& method, double alpha,
                                 int shards, uint64_t seed, const Dataset& train,
-                                int num_partitions) {
+                                int num_partitions,
+                                const PartitionArgNames& names) {
   if (method == "iid") {
-    return PartitionIid(train.num_examples(), num_partitions, seed);
+    return PartitionIid(train.num_examples(), num_partitions, seed, names);
   }
   if (method == "dirichlet") {
-    return PartitionDirichlet(train.labels, num_partitions, alpha, seed);
+    return PartitionDirichlet(train.labels, num_partitions, alpha, seed,
+                              /*min_examples_per_client=*/1, names);
   }
   if (method == "shards") {
-    return PartitionShards(train.labels, num_partitions, seed, shards);
+    return PartitionShards(train.labels, num_partitions, seed, shards, names);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown partition method '", method, "'"));
@@ -75,9 +88,10 @@ absl::StatusOr<std::vector<int64_t>> LocalIndices(
   const Dataset& train = data.train;
   if (c.partition_index() >= 0) {
     const v1::PartitionConfig& p = c.partition();
-    ASSIGN_OR_RETURN(Partition parts, Split(p.method(), p.dirichlet_alpha(),
-                                            p.shards_per_agent(), p.seed(),
-                                            train, c.num_partitions()));
+    ASSIGN_OR_RETURN(
+        Partition parts,
+        Split(p.method(), p.dirichlet_alpha(), p.shards_per_agent(), p.seed(),
+              train, c.num_partitions(), PartitionNames("")));
     return std::move(parts[c.partition_index()]);
   }
   // Outside simulation mode the coordinator sets partition_index -1 (or
@@ -85,9 +99,10 @@ absl::StatusOr<std::vector<int64_t>> LocalIndices(
   if (join.partition_index() < 0 || join.num_partitions() <= 0) {
     return std::vector<int64_t>();
   }
-  absl::StatusOr<Partition> parts = Split(
-      join.partition_method(), join.dirichlet_alpha(), join.shards_per_agent(),
-      join.partition_seed(), train, join.num_partitions());
+  absl::StatusOr<Partition> parts =
+      Split(join.partition_method(), join.dirichlet_alpha(),
+            join.shards_per_agent(), join.partition_seed(), train,
+            join.num_partitions(), PartitionNames("simulation_mode."));
   if (!parts.ok()) {
     return Annotate(parts.status(), "the coordinator's partition");
   }

@@ -23,17 +23,27 @@
 namespace fedge {
 namespace {
 
+// The SimConfig fields the partitioners' errors name.
+PartitionArgNames SimPartitionNames() {
+  PartitionArgNames names;
+  names.num_clients = "num_agents";
+  names.shards_per_client = "partition.shards_per_agent";
+  names.alpha = "partition.dirichlet_alpha";
+  return names;
+}
+
 absl::StatusOr<Partition> MakePartition(const v1::PartitionConfig& c,
                                         const Dataset& train, int num_agents) {
+  const PartitionArgNames names = SimPartitionNames();
   if (c.method() == "iid") {
-    return PartitionIid(train.num_examples(), num_agents, c.seed());
+    return PartitionIid(train.num_examples(), num_agents, c.seed(), names);
   }
   if (c.method() == "dirichlet") {
     return PartitionDirichlet(train.labels, num_agents, c.dirichlet_alpha(),
-                              c.seed());
+                              c.seed(), /*min_examples_per_client=*/1, names);
   }
   return PartitionShards(train.labels, num_agents, c.seed(),
-                         c.shards_per_agent());
+                         c.shards_per_agent(), names);
 }
 
 int NumThreads(const v1::SimConfig& c) {
@@ -178,9 +188,15 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   if (c.strategy().fraction_evaluate() > 0) {
     // Each agent's held-out data: its IID share of the test split (as
     // fedge-agent holds in simulation mode).
-    ASSIGN_OR_RETURN(options.eval_partitions,
-                     PartitionIid(data.test.num_examples(), c.num_agents(),
-                                  c.partition().seed()));
+    absl::StatusOr<Partition> eval =
+        PartitionIid(data.test.num_examples(), c.num_agents(),
+                     c.partition().seed(), SimPartitionNames());
+    if (!eval.ok()) {
+      return Annotate(eval.status(),
+                      "strategy.fraction_evaluate: the test set is split "
+                      "among the agents");
+    }
+    options.eval_partitions = *std::move(eval);
   }
   ASSIGN_OR_RETURN(auto sim,
                    Simulator::Create(options, std::move(partition),

@@ -177,7 +177,32 @@ TEST(PartitionIidTest, BadArguments_InvalidArgumentNamingThem) {
   auto too_many = PartitionIid(5, 6, 1);
   EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(too_many.status().message(),
-              HasSubstr("num_clients = 6 exceeds num_examples = 5"));
+              HasSubstr("num_clients = 6 exceeds the 5 examples to split"));
+}
+
+// Callers name the arguments as their configuration does.
+TEST(PartitionTest, ArgNames_NameTheCallersFields) {
+  PartitionArgNames names;
+  names.num_clients = "num_agents";
+  names.shards_per_client = "partition.shards_per_agent";
+  names.alpha = "partition.dirichlet_alpha";
+  EXPECT_THAT(PartitionIid(100, 5000, 1, names).status().message(),
+              HasSubstr("num_agents = 5000 exceeds the 100 examples to split"));
+  EXPECT_THAT(
+      PartitionShards(BalancedLabels(100), 3, 1, 2, names).status().message(),
+      HasSubstr("number of examples (100) must be a positive multiple of "
+                "num_agents * partition.shards_per_agent = 3 * 2 = 6"));
+  EXPECT_THAT(
+      PartitionShards(BalancedLabels(100), 5, 1, 0, names).status().message(),
+      HasSubstr("partition.shards_per_agent must be > 0, got 0"));
+  EXPECT_THAT(PartitionDirichlet(BalancedLabels(100), 5, 0.0, 1, 1, names)
+                  .status()
+                  .message(),
+              HasSubstr("partition.dirichlet_alpha must be a positive"));
+  EXPECT_THAT(PartitionDirichlet(BalancedLabels(100), 0, 1.0, 1, 1, names)
+                  .status()
+                  .message(),
+              HasSubstr("num_agents must be > 0, got 0"));
 }
 
 // ---------------------------------------------------------------------------

@@ -140,6 +140,26 @@ TEST(FedgeSimE2eTest, BadValue_NamesTheField) {
   EXPECT_THAT(r.output, testing::HasSubstr("train.batch_size"));
 }
 
+// A split the data cannot give names the config fields the user sets.
+TEST(FedgeSimE2eTest, TooManyAgentsForTheData_NamesTheConfigFields) {
+  Result iid =
+      RunSim(absl::StrCat("--config ", kConfigs,
+                          "synthetic_smoke.textproto --num_agents=5000 "
+                          "--data.synthetic_train_examples=100"));
+  EXPECT_EQ(iid.exit_code, 1);
+  EXPECT_THAT(iid.output, testing::HasSubstr("num_agents = 5000 exceeds the "
+                                             "100 examples to split"));
+  Result shards = RunSim(absl::StrCat(
+      "--config ", kConfigs,
+      "synthetic_smoke.textproto --num_agents=7 --partition.method=shards"));
+  EXPECT_EQ(shards.exit_code, 1);
+  EXPECT_THAT(shards.output,
+              testing::HasSubstr("num_agents * partition.shards_per_agent = "
+                                 "7 * 2 = 14"));
+  EXPECT_THAT(shards.output + iid.output,
+              testing::Not(testing::HasSubstr("num_clients")));
+}
+
 TEST(FedgeSimE2eTest, UnknownFlag_NamesIt) {
   Result r = RunSim(absl::StrCat("--config ", kConfigs,
                                  "synthetic_smoke.textproto --trian.epochs=2"));
