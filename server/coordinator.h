@@ -675,6 +675,10 @@ class Coordinator : public EdgeDownstream {
   void StartSecAgg(int64_t round, const std::vector<std::string>& selected);
   // The session of `round` while it runs; null otherwise.
   std::shared_ptr<SecAggRound> SecAggSessionOf(int64_t round) const;
+  // Secure aggregation is on and `round`'s session is not created yet: the
+  // Tick that started the round (engine first) has not reached
+  // StartSecAgg. A poll meanwhile must wait, not get a task without it.
+  bool SecAggStarting(int64_t round) const;
   // The agent's part of the session, for its task.
   std::optional<v1::SecAggTask> SecAggTaskFor(
       int64_t round, const std::string& agent_id) const;

@@ -95,6 +95,12 @@ void Coordinator::StartSecAgg(int64_t round,
   if (!session.ok()) FailSecAgg(session.status());
 }
 
+bool Coordinator::SecAggStarting(int64_t round) const {
+  if (!config_.strategy().secure_aggregation().enabled()) return false;
+  absl::MutexLock lock(&secagg_mu_);
+  return !secagg_.has_value() || secagg_->round != round;
+}
+
 std::shared_ptr<SecAggRound> Coordinator::SecAggSessionOf(int64_t round) const {
   absl::MutexLock lock(&secagg_mu_);
   if (!secagg_.has_value() || secagg_->round != round ||

@@ -19,6 +19,10 @@ std::optional<v1::TrainTask> Coordinator::TrainTaskFor(
   if (fedbuff_ != nullptr) return FedBuffTaskFor(agent_id);
   absl::StatusOr<int64_t> round = engine_->AssignedRound(agent_id);
   if (!round.ok()) return std::nullopt;
+  // A poll on another thread between the engine's StartRound and
+  // StartSecAgg: a task without the session would be trained and uploaded
+  // in the clear (and refused). It waits for the next Tick's answer.
+  if (SecAggStarting(*round)) return std::nullopt;
   return MakeTask(*round, agent_id, *latest_model(),
                   engine_->round_deadline_time());
 }
