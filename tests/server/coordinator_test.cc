@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -2503,6 +2504,43 @@ class SecureCoordinatorTest : public CoordinatorTest {
     }
   }
 };
+
+// Agents poll on gRPC threads while the Tick starts a round: the engine's
+// round first, then its SecAgg session. A poll in between used to get a
+// task without the session (trained and uploaded in the clear, then
+// refused); it must wait for the session instead.
+TEST_F(SecureCoordinatorTest, PollsWhileTheRoundStarts_EveryTaskHasTheSession) {
+  int tasks = 0;
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    fs::remove_all(StateDir());
+    std::unique_ptr<Coordinator> c = Make(SecureConfig(3));
+    ASSERT_NE(c, nullptr);
+    const std::vector<Agent> agents = {Join(*c, "s0"), Join(*c, "s1"),
+                                       Join(*c, "s2")};
+    std::atomic<bool> stop{false};
+    std::atomic<int> with{0}, without{0};
+    std::thread poller([&] {
+      while (!stop) {
+        for (const Agent& a : agents) {
+          absl::StatusOr<v1::PollResponse> r = PollNow(*c, a);
+          if (!r.ok() || !r->has_train()) continue;
+          ++(r->train().has_secure_aggregation() ? with : without);
+        }
+      }
+    });
+    Tick(*c);  // Starts round 1.
+    for (const Agent& a : agents) {
+      absl::StatusOr<v1::PollResponse> r = PollNow(*c, a);
+      ASSERT_TRUE(r.ok() && r->has_train()) << a.id;
+      EXPECT_TRUE(r->train().has_secure_aggregation()) << a.id;
+    }
+    stop = true;
+    poller.join();
+    EXPECT_EQ(without, 0) << "attempt " << attempt;
+    tasks += with;
+  }
+  EXPECT_GT(tasks, 0);  // The poller did see tasks.
+}
 
 std::vector<SecureAgent*> Ptrs(
     const std::vector<std::unique_ptr<SecureAgent>>& agents) {
