@@ -4,6 +4,7 @@
 //       [--data_dir DIR] [--rounds N] [--history_out FILE.csv] [--field=value]
 #include <cstdio>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
 #include "common/logging.h"
@@ -18,6 +19,9 @@ constexpr char kUsage[] =
     "\n"
     "usage: fedge-sim --config FILE [--data_dir DIR] [--rounds N]\n"
     "                 [--history_out FILE.csv] [--<field.path>=VALUE ...]\n"
+    "\n"
+    "Exit codes: 0 ok, 1 runtime failure (data, files, a run that stops\n"
+    "early), 2 bad usage or configuration.\n"
     "\n"
     "Every field of the config (proto/fedge/v1/config.proto, SimConfig) can\n"
     "be set with a flag named by its path:\n";
@@ -53,7 +57,8 @@ int main(int argc, char** argv) {
   auto summary = fedge::RunSimulation(config, stdout);
   if (!summary.ok()) {
     absl::FPrintF(stderr, "fedge-sim: %s\n", summary.status().message());
-    return 1;
+    // As fedge-coordinator: a config the run cannot take is bad usage.
+    return absl::IsInvalidArgument(summary.status()) ? 2 : 1;
   }
   const int attempted = static_cast<int>(summary->rounds.size());
   absl::PrintF("done: %d rounds", summary->completed_rounds);

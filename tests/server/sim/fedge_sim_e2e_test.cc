@@ -136,7 +136,7 @@ TEST(FedgeSimE2eTest, MissingMnist_FallsBackToSyntheticAndSaysSo) {
 TEST(FedgeSimE2eTest, BadValue_NamesTheField) {
   Result r = RunSim(absl::StrCat(
       "--config ", kConfigs, "synthetic_smoke.textproto --train.batch_size=0"));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);  // Bad configuration.
   EXPECT_THAT(r.output, testing::HasSubstr("train.batch_size"));
 }
 
@@ -146,13 +146,13 @@ TEST(FedgeSimE2eTest, TooManyAgentsForTheData_NamesTheConfigFields) {
       RunSim(absl::StrCat("--config ", kConfigs,
                           "synthetic_smoke.textproto --num_agents=5000 "
                           "--data.synthetic_train_examples=100"));
-  EXPECT_EQ(iid.exit_code, 1);
+  EXPECT_EQ(iid.exit_code, 2);
   EXPECT_THAT(iid.output, testing::HasSubstr("num_agents = 5000 exceeds the "
                                              "100 examples to split"));
   Result shards = RunSim(absl::StrCat(
       "--config ", kConfigs,
       "synthetic_smoke.textproto --num_agents=7 --partition.method=shards"));
-  EXPECT_EQ(shards.exit_code, 1);
+  EXPECT_EQ(shards.exit_code, 2);
   EXPECT_THAT(shards.output,
               testing::HasSubstr("num_agents * partition.shards_per_agent = "
                                  "7 * 2 = 14"));
@@ -229,7 +229,7 @@ TEST(FedgeSimE2eTest, SecureAggregation_WithMedian_RefusedNamingTheField) {
       RunSim(absl::StrCat("--config ", kConfigs,
                           "synthetic_smoke.textproto --strategy.name=median "
                           "--strategy.secure_aggregation.enabled=true"));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output,
               testing::HasSubstr("strategy.secure_aggregation.enabled"));
   EXPECT_THAT(r.output, testing::HasSubstr("choose fedavg"));
