@@ -257,6 +257,26 @@ absl::StatusOr<Partition> PartitionShards(absl::Span<const int64_t> labels,
 // ---------------------------------------------------------------------------
 // Skew measures
 
+absl::StatusOr<Partition> PartitionByMethod(const std::string& method,
+                                            absl::Span<const int64_t> labels,
+                                            int num_clients, uint64_t seed,
+                                            double alpha, int shards_per_client,
+                                            const PartitionArgNames& names) {
+  if (method == "iid") {
+    return PartitionIid(static_cast<int64_t>(labels.size()), num_clients, seed,
+                        names);
+  }
+  if (method == "dirichlet") {
+    return PartitionDirichlet(labels, num_clients, alpha, seed,
+                              /*min_examples_per_client=*/1, names);
+  }
+  if (method == "shards") {
+    return PartitionShards(labels, num_clients, seed, shards_per_client, names);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown partition method '", method, "'"));
+}
+
 double MeanLabelSkew(const Partition& partition,
                      absl::Span<const int64_t> labels, int num_classes) {
   FEDGE_CHECK(num_classes > 0) << "num_classes = " << num_classes;

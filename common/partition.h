@@ -81,6 +81,18 @@ absl::StatusOr<Partition> PartitionShards(absl::Span<const int64_t> labels,
                                           int shards_per_client = 2,
                                           const PartitionArgNames& names = {});
 
+// The split a PartitionConfig's `method` names ("iid", "dirichlet",
+// "shards") of the examples with `labels` into `num_clients` parts: the one
+// dispatch of fedge-sim and fedge-agent (alpha: the Dirichlet
+// concentration, shards_per_client: the shards' count; each used by its
+// method only). INVALID_ARGUMENT for another method, or as the method's
+// function says.
+absl::StatusOr<Partition> PartitionByMethod(const std::string& method,
+                                            absl::Span<const int64_t> labels,
+                                            int num_clients, uint64_t seed,
+                                            double alpha, int shards_per_client,
+                                            const PartitionArgNames& names);
+
 // Mean over non-empty clients of the total-variation distance between the
 // client's label distribution and the pooled distribution of all examples in
 // `partition`: 0 for identical distributions, 1 - 1/num_classes for one class

@@ -61,24 +61,6 @@ PartitionArgNames PartitionNames(const std::string& prefix) {
   return names;
 }
 
-absl::StatusOr<Partition> Split(const std::string& method, double alpha,
-                                int shards, uint64_t seed, const Dataset& train,
-                                int num_partitions,
-                                const PartitionArgNames& names) {
-  if (method == "iid") {
-    return PartitionIid(train.num_examples(), num_partitions, seed, names);
-  }
-  if (method == "dirichlet") {
-    return PartitionDirichlet(train.labels, num_partitions, alpha, seed,
-                              /*min_examples_per_client=*/1, names);
-  }
-  if (method == "shards") {
-    return PartitionShards(train.labels, num_partitions, seed, shards, names);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown partition method '", method, "'"));
-}
-
 // Indices of this agent's local examples (empty: the whole set): the
 // configured partition, else the one the coordinator hands out.
 absl::StatusOr<std::vector<int64_t>> LocalIndices(
@@ -90,8 +72,9 @@ absl::StatusOr<std::vector<int64_t>> LocalIndices(
     const v1::PartitionConfig& p = c.partition();
     ASSIGN_OR_RETURN(
         Partition parts,
-        Split(p.method(), p.dirichlet_alpha(), p.shards_per_agent(), p.seed(),
-              train, c.num_partitions(), PartitionNames("")));
+        PartitionByMethod(p.method(), train.labels, c.num_partitions(),
+                          p.seed(), p.dirichlet_alpha(), p.shards_per_agent(),
+                          PartitionNames("")));
     return std::move(parts[c.partition_index()]);
   }
   // Outside simulation mode the coordinator sets partition_index -1 (or
@@ -99,10 +82,10 @@ absl::StatusOr<std::vector<int64_t>> LocalIndices(
   if (join.partition_index() < 0 || join.num_partitions() <= 0) {
     return std::vector<int64_t>();
   }
-  absl::StatusOr<Partition> parts =
-      Split(join.partition_method(), join.dirichlet_alpha(),
-            join.shards_per_agent(), join.partition_seed(), train,
-            join.num_partitions(), PartitionNames("simulation_mode."));
+  absl::StatusOr<Partition> parts = PartitionByMethod(
+      join.partition_method(), train.labels, join.num_partitions(),
+      join.partition_seed(), join.dirichlet_alpha(), join.shards_per_agent(),
+      PartitionNames("simulation_mode."));
   if (!parts.ok()) {
     return Annotate(parts.status(), "the coordinator's partition");
   }

@@ -34,16 +34,9 @@ PartitionArgNames SimPartitionNames() {
 
 absl::StatusOr<Partition> MakePartition(const v1::PartitionConfig& c,
                                         const Dataset& train, int num_agents) {
-  const PartitionArgNames names = SimPartitionNames();
-  if (c.method() == "iid") {
-    return PartitionIid(train.num_examples(), num_agents, c.seed(), names);
-  }
-  if (c.method() == "dirichlet") {
-    return PartitionDirichlet(train.labels, num_agents, c.dirichlet_alpha(),
-                              c.seed(), /*min_examples_per_client=*/1, names);
-  }
-  return PartitionShards(train.labels, num_agents, c.seed(),
-                         c.shards_per_agent(), names);
+  return PartitionByMethod(c.method(), train.labels, num_agents, c.seed(),
+                           c.dirichlet_alpha(), c.shards_per_agent(),
+                           SimPartitionNames());
 }
 
 int NumThreads(const v1::SimConfig& c) {

@@ -205,6 +205,24 @@ TEST(PartitionTest, ArgNames_NameTheCallersFields) {
               HasSubstr("num_agents must be > 0, got 0"));
 }
 
+// fedge-sim's and fedge-agent's one dispatch: each method is its
+// function, with the caller's names; another method is refused.
+TEST(PartitionTest, ByMethod_IsTheMethodsFunction) {
+  const std::vector<int64_t> labels = BalancedLabels(120);
+  const PartitionArgNames names;
+  EXPECT_EQ(*PartitionByMethod("iid", labels, 4, 7, 0.5, 3, names),
+            *PartitionIid(120, 4, 7));
+  EXPECT_EQ(*PartitionByMethod("dirichlet", labels, 4, 7, 0.5, 3, names),
+            *PartitionDirichlet(labels, 4, 0.5, 7));
+  EXPECT_EQ(*PartitionByMethod("shards", labels, 4, 7, 0.5, 3, names),
+            *PartitionShards(labels, 4, 7, 3));
+  const absl::Status unknown =
+      PartitionByMethod("round_robin", labels, 4, 7, 0.5, 3, names).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.message(),
+              HasSubstr("unknown partition method 'round_robin'"));
+}
+
 // ---------------------------------------------------------------------------
 // PartitionDirichlet
 
