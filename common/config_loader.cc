@@ -352,4 +352,9 @@ std::string ToTextProto(const Message& message) {
   return out;
 }
 
+absl::Status AsConfigError(const absl::Status& s) {
+  if (s.ok() || absl::IsInvalidArgument(s)) return s;
+  return absl::InvalidArgumentError(s.message());
+}
+
 }  // namespace fedge

@@ -85,6 +85,12 @@ std::string DescribeFlags(const google::protobuf::Descriptor* descriptor);
 // The message in text format (for logging the effective configuration).
 std::string ToTextProto(const google::protobuf::Message& message);
 
+// `s` as INVALID_ARGUMENT with the same message (OK stays OK): for an error
+// met while a program starts from its configuration, e.g. a file the
+// configuration names that cannot be read (NOT_FOUND where it was read).
+// The programs exit 2 for INVALID_ARGUMENT ("bad usage or configuration").
+absl::Status AsConfigError(const absl::Status& s);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_CONFIG_LOADER_H_

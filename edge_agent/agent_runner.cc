@@ -12,12 +12,14 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/config_loader.h"
 #include "common/data/data_source.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -251,54 +253,77 @@ absl::StatusOr<std::unique_ptr<HttpServer>> ServeMetrics(
   return server;
 }
 
+// What the agent's loop needs, made from the configuration before the
+// agent first calls the coordinator. On the heap: options point into it.
+struct AgentParts {
+  std::unique_ptr<ModelCache> cache;
+  std::unique_ptr<GrpcCoordinatorClient> client;
+  LoadedData data;
+  AgentOptions options;
+  std::optional<ModelVerifier> verifier;
+  std::unique_ptr<LinuxDeviceConditions> device;
+  MetricsRegistry registry;
+  std::unique_ptr<AgentMetrics> metrics;
+  std::unique_ptr<HttpServer> http;
+};
+
+absl::StatusOr<std::unique_ptr<AgentParts>> MakeAgentParts(
+    const v1::AgentConfig& c) {
+  auto p = std::make_unique<AgentParts>();
+  ModelCacheOptions cache_options;
+  cache_options.state_dir = c.state_dir();
+  ASSIGN_OR_RETURN(p->cache, ModelCache::Open(cache_options));
+  // Certificates are read here: their errors come before the data loads.
+  ASSIGN_OR_RETURN(p->client,
+                   GrpcCoordinatorClient::Create(ToClientOptions(c)));
+  ASSIGN_OR_RETURN(p->data, LoadData(c.data()));
+  if (p->data.used_fallback) FEDGE_LOG(WARNING) << p->data.description;
+  RETURN_IF_ERROR(KeepOwnPartition(c, p->data));
+  // The decoded files and whatever was dropped of them go back to the
+  // system (glibc keeps freed heap memory otherwise).
+  malloc_trim(0);
+  ASSIGN_OR_RETURN(p->options, MakeAgentOptions(c, *p->cache, p->data));
+  ASSIGN_OR_RETURN(p->verifier, LoadModelVerifier(c));
+  if (p->verifier.has_value()) p->options.model_verifier = &*p->verifier;
+  if (p->options.eligibility.needs_readings()) {
+    ASSIGN_OR_RETURN(p->device,
+                     LinuxDeviceConditions::Create(
+                         ToDeviceConditionsOptions(c.eligibility())));
+    p->options.device = p->device.get();
+  }
+  if (!c.metrics_address().empty()) {
+    p->metrics = std::make_unique<AgentMetrics>(p->registry);
+    ASSIGN_OR_RETURN(p->http, ServeMetrics(c, p->registry));
+    p->options.metrics = p->metrics.get();
+  }
+  return p;
+}
+
 }  // namespace
 
 absl::Status RunAgent(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(ValidateAgentConfig(c));
   // Before any thread starts, so that all of them inherit it.
-  RETURN_IF_ERROR(SetNiceness(c));
+  RETURN_IF_ERROR(AsConfigError(SetNiceness(c)));
   StopSignal stop;
   // Before any thread starts, so that all of them block the signals.
   SignalWatcher watcher([&stop] { stop.Fire(); });
   SetTorchThreads(c.num_threads());
-  ModelCacheOptions cache_options;
-  cache_options.state_dir = c.state_dir();
-  ASSIGN_OR_RETURN(auto cache, ModelCache::Open(cache_options));
-  // Certificates are read here: their errors come before the data loads.
-  ASSIGN_OR_RETURN(auto client,
-                   GrpcCoordinatorClient::Create(ToClientOptions(c)));
-  ClientRegistration registration(stop, client.get());
-  ASSIGN_OR_RETURN(LoadedData data, LoadData(c.data()));
-  if (data.used_fallback) FEDGE_LOG(WARNING) << data.description;
-  RETURN_IF_ERROR(KeepOwnPartition(c, data));
-  // The decoded files and whatever was dropped of them go back to the
-  // system (glibc keeps freed heap memory otherwise).
-  malloc_trim(0);
-  ASSIGN_OR_RETURN(AgentOptions options, MakeAgentOptions(c, *cache, data));
-  ASSIGN_OR_RETURN(std::optional<ModelVerifier> verifier, LoadModelVerifier(c));
-  if (verifier.has_value()) options.model_verifier = &*verifier;
-  std::unique_ptr<LinuxDeviceConditions> device;
-  if (options.eligibility.needs_readings()) {
-    ASSIGN_OR_RETURN(device, LinuxDeviceConditions::Create(
-                                 ToDeviceConditionsOptions(c.eligibility())));
-    options.device = device.get();
-  }
-  MetricsRegistry registry;
-  AgentMetrics metrics(registry);
-  std::unique_ptr<HttpServer> http;
-  if (!c.metrics_address().empty()) {
-    ASSIGN_OR_RETURN(http, ServeMetrics(c, registry));
-    options.metrics = &metrics;
-  }
-  FEDGE_LOG(INFO) << kAgentVersion << " " << options.agent_id << " -> "
+  // Whatever stops the agent before its loop comes from its configuration
+  // and the files it names: INVALID_ARGUMENT, so that the program exits 2.
+  absl::StatusOr<std::unique_ptr<AgentParts>> parts = MakeAgentParts(c);
+  if (!parts.ok()) return AsConfigError(parts.status());
+  AgentParts& p = **parts;
+  ClientRegistration registration(stop, p.client.get());
+  FEDGE_LOG(INFO) << kAgentVersion << " " << p.options.agent_id << " -> "
                   << c.coordinator()
                   << (c.tls().insecure() ? " (INSECURE plain text)" : " (TLS)")
-                  << "; data: " << data.description << "; "
-                  << options.num_examples << " local examples";
+                  << "; data: " << p.data.description << "; "
+                  << p.options.num_examples << " local examples";
   return RunLoop(
-      std::move(options), *client,
-      MakeTorchTrainerFactory(c, data, MakeArchiveResolver(c, *client)), *cache,
-      stop);
+      std::move(p.options), *p.client,
+      MakeTorchTrainerFactory(c, p.data, MakeArchiveResolver(c, *p.client)),
+      *p.cache, stop);
 }
 
 }  // namespace fedge

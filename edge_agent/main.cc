@@ -114,6 +114,9 @@ int main(int argc, char** argv) {
   if (auto s = fedge::ValidateAgentConfig(config); !s.ok()) {
     return Fail(2, s.message());
   }
-  if (auto s = fedge::RunAgent(config); !s.ok()) return Fail(1, s.ToString());
+  if (auto s = fedge::RunAgent(config); !s.ok()) {
+    if (absl::IsInvalidArgument(s)) return Fail(2, s.message());
+    return Fail(1, s.ToString());
+  }
   return 0;
 }

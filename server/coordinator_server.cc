@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/config_loader.h"
 #include "common/data/data_source.h"
 #include "common/file_util.h"
 #include "common/fl_config.h"
@@ -103,7 +104,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   RETURN_IF_ERROR(ValidateCoordinatorConfig(config));
   // TLS files first: a bad one stops the start before the state_dir, its
   // first checkpoint or the operator token are written.
-  ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(config.tls()));
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> made =
+      MakeServerCredentials(config.tls());
+  if (!made.ok()) return AsConfigError(made.status());
+  std::shared_ptr<grpc::ServerCredentials> credentials = *std::move(made);
   RETURN_IF_ERROR(MakeDirs(config.state_dir()));
   auto self = std::unique_ptr<CoordinatorServer>(new CoordinatorServer());
   self->config_ = config;

@@ -157,6 +157,30 @@ TEST_F(CliE2eTest, Insecure_SameSpellingsInEveryProgram) {
   }
 }
 
+// A file the configuration names that does not exist is a configuration
+// error (exit 2, as --help says), not a runtime failure (1), in the agent
+// and the coordinator alike; the coordinator writes nothing first.
+TEST_F(CliE2eTest, MissingTlsFile_ExitsTwoNamingTheField) {
+  std::string log;
+  const std::string missing = dir_ + "/missing.pem";
+  EXPECT_EQ(Run({kBin + "/edge_agent/fedge-agent", "--coordinator",
+                 "127.0.0.1:1", "--tls.ca_path", missing, "--state_dir",
+                 dir_ + "/agent", "--data.source", "synthetic"},
+                &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("cannot read tls.ca_path \"" + missing + "\""));
+  const std::string state = dir_ + "/coordinator";
+  EXPECT_EQ(Run({kBin + "/server/fedge-coordinator", "--state_dir", state,
+                 "--listen_address", "127.0.0.1:0", "--tls.cert_path", missing,
+                 "--tls.key_path", dir_ + "/missing.key"},
+                &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("cannot read tls.cert_path"));
+  EXPECT_FALSE(std::filesystem::exists(state));
+}
+
 TEST_F(CliE2eTest, Evaluator_Help_PrintsUsage) {
   std::string log;
   EXPECT_EQ(Run({kBin + "/server/fedge-evaluator", "--help"}, &log), 0) << log;
