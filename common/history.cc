@@ -21,6 +21,13 @@ std::string Opt(const std::optional<double>& v) {
   return v.has_value() ? absl::StrFormat("%.6f", *v) : "";
 }
 
+// The training metrics of a round that aggregated updates; an abandoned
+// round (no agent's update) has none, and its cells stay empty.
+std::optional<double> Trained(const RoundRecord& r, double v) {
+  if (r.num_agents == 0) return std::nullopt;
+  return v;
+}
+
 // Truncates `path` after its last newline when it does not end with one.
 absl::Status DropTornLastLine(const std::string& path) {
   std::string text;
@@ -57,10 +64,11 @@ std::string HistoryWriter::Header(bool with_bytes, bool with_simulated_time,
 std::string HistoryWriter::Line(const RoundRecord& r, bool with_bytes,
                                 bool with_simulated_time, bool with_privacy) {
   std::string line = absl::StrFormat(
-      "%d,%d,%d,%d,%.6f,%.6f,%s,%s,%.4f,%.4f,%s,%s", r.round, r.num_agents,
-      r.num_failed, r.num_examples, r.train_loss, r.train_accuracy,
-      Opt(r.test_loss), Opt(r.test_accuracy), r.train_seconds, r.round_seconds,
-      Opt(r.fed_eval_loss), Opt(r.fed_eval_accuracy));
+      "%d,%d,%d,%d,%s,%s,%s,%s,%.4f,%.4f,%s,%s", r.round, r.num_agents,
+      r.num_failed, r.num_examples, Opt(Trained(r, r.train_loss)),
+      Opt(Trained(r, r.train_accuracy)), Opt(r.test_loss), Opt(r.test_accuracy),
+      r.train_seconds, r.round_seconds, Opt(r.fed_eval_loss),
+      Opt(r.fed_eval_accuracy));
   if (with_bytes) {
     absl::StrAppend(&line, ",", r.bytes_received.value_or(0), ",",
                     r.bytes_sent.value_or(0));

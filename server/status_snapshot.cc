@@ -191,10 +191,13 @@ void WriteRound(const RoundStatus& r, JsonWriter* json) {
   json->Int(r.num_failed);
   json->Key("num_examples");
   json->Int(r.num_examples);
+  // An abandoned round aggregated no update: it has no training metrics.
   json->Key("train_loss");
-  json->Double(r.train_loss);
+  json->OptionalDouble(r.completed ? std::optional<double>(r.train_loss)
+                                   : std::nullopt);
   json->Key("train_accuracy");
-  json->Double(r.train_accuracy);
+  json->OptionalDouble(r.completed ? std::optional<double>(r.train_accuracy)
+                                   : std::nullopt);
   json->Key("test_loss");
   json->OptionalDouble(r.test_loss);
   json->Key("test_accuracy");

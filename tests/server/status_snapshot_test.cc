@@ -123,6 +123,7 @@ TEST(StatusSnapshotTest, Utf8_PassedThroughInvalidReplaced) {
 TEST(StatusSnapshotTest, Doubles_ShortestRoundTrip) {
   FederationSnapshot s;
   RoundStatus r;
+  r.completed = true;
   r.train_loss = 0.1;
   r.train_accuracy = 1.0 / 3.0;
   r.round_seconds = -0.0;
@@ -133,6 +134,21 @@ TEST(StatusSnapshotTest, Doubles_ShortestRoundTrip) {
             std::string::npos)
       << json;
   EXPECT_NE(json.find("\"round_seconds\":-0}"), std::string::npos) << json;
+}
+
+// An abandoned round aggregated no update: no training loss or accuracy
+// (0 would be drawn on the status page's charts as a real value).
+TEST(StatusSnapshotTest, AbandonedRound_TrainingMetricsNull) {
+  FederationSnapshot s;
+  RoundStatus r;
+  r.round = 5;
+  r.completed = false;
+  r.num_failed = 3;
+  s.rounds.push_back(r);
+  const std::string json = ToJson(s);
+  EXPECT_NE(json.find("\"train_loss\":null,\"train_accuracy\":null,"),
+            std::string::npos)
+      << json;
 }
 
 }  // namespace
