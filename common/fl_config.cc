@@ -339,10 +339,17 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
   return ValidateStrategyOptions(options);
 }
 
+absl::Status ValidateNumThreads(const std::string& field, int value, int min) {
+  if (value >= min && value <= kMaxNumThreads) return absl::OkStatus();
+  return Bad(std::string(), field.c_str(),
+             absl::StrCat("must be in [", min, ", ", kMaxNumThreads, "], got ",
+                          value));
+}
+
 absl::Status ValidateSimConfig(const v1::SimConfig& c) {
   RETURN_IF_ERROR(AtLeast(std::string(), "num_agents", c.num_agents(), 1));
   RETURN_IF_ERROR(AtLeast(std::string(), "rounds", c.rounds(), 1));
-  RETURN_IF_ERROR(AtLeast(std::string(), "num_threads", c.num_threads(), 0));
+  RETURN_IF_ERROR(ValidateNumThreads("num_threads", c.num_threads(), 0));
   RETURN_IF_ERROR(
       AtLeast(std::string(), "eval_every_rounds", c.eval_every_rounds(), 1));
   RETURN_IF_ERROR(InRange(std::string(), "stop_at_accuracy",

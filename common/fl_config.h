@@ -50,6 +50,14 @@ absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
 // INVALID_ARGUMENT saying the rule otherwise.
 absl::Status ValidateAgentId(absl::string_view id);
 
+// The most a num_threads field takes (LibTorch's threads, fedge-sim's
+// workers): more than a device has cores, and few enough that a typo such
+// as 1000 is refused rather than started.
+inline constexpr int kMaxNumThreads = 256;
+// A num_threads field: `min` <= value <= kMaxNumThreads, else
+// INVALID_ARGUMENT naming `field` and the range.
+absl::Status ValidateNumThreads(const std::string& field, int value, int min);
+
 // The whole fedge-coordinator configuration.
 absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c);
 

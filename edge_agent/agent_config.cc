@@ -117,7 +117,7 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(ValidateDataConfig(c.data(), "data."));
   RETURN_IF_ERROR(ValidatePartitioning(c));
   RETURN_IF_ERROR(ValidateTlsConfig(c.tls(), /*server=*/false, "tls."));
-  RETURN_IF_ERROR(AtLeast("num_threads", c.num_threads(), 1));
+  RETURN_IF_ERROR(ValidateNumThreads("num_threads", c.num_threads(), 1));
   RETURN_IF_ERROR(ValidateBackoff(c));
   RETURN_IF_ERROR(ValidateLimits(c));
   RETURN_IF_ERROR(

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
+#include "common/fl_config.h"
 #include "common/ml/blas_kernels.h"
 #include "edge_agent/agent_config.h"
 #include "edge_agent/agent_runner.h"
@@ -46,6 +47,11 @@ int Fail(int code, absl::string_view message) {
 
 int RunPredict(const fedge::CommandLine& cmd,
                const fedge::v1::AgentConfig& config) {
+  if (auto s =
+          fedge::ValidateNumThreads("num_threads", config.num_threads(), 1);
+      !s.ok()) {
+    return Fail(2, s.message());
+  }
   fedge::PredictOptions options;
   options.state_dir = config.state_dir();
   options.data = config.data();

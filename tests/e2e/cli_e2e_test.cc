@@ -181,6 +181,28 @@ TEST_F(CliE2eTest, MissingTlsFile_ExitsTwoNamingTheField) {
   EXPECT_FALSE(std::filesystem::exists(state));
 }
 
+// num_threads has an upper bound in every program that takes it: 1000
+// threads is a typo, not a plan.
+TEST_F(CliE2eTest, NumThreadsTooMany_RefusedNamingTheRange) {
+  std::string log;
+  EXPECT_EQ(
+      Run({kBin + "/server/sim/fedge-sim", "--num_threads", "1000"}, &log), 2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("'num_threads' must be in [0, 256], got 1000"));
+  EXPECT_EQ(Run({kBin + "/edge_agent/fedge-agent", "--insecure", "--state_dir",
+                 dir_ + "/agent", "--num_threads", "1000"},
+                &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("'num_threads' must be in [1, 256], got 1000"));
+  EXPECT_EQ(Run({kBin + "/edge_agent/fedge-agent", "predict", "--state_dir",
+                 dir_, "--num_threads", "0"},
+                &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("'num_threads' must be in [1, 256], got 0"));
+}
+
 TEST_F(CliE2eTest, Evaluator_Help_PrintsUsage) {
   std::string log;
   EXPECT_EQ(Run({kBin + "/server/fedge-evaluator", "--help"}, &log), 0) << log;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/fl_config.h"
 #include "common/model_signature.h"
 #include "common/signing.h"
 #include "gmock/gmock.h"
@@ -67,6 +68,10 @@ TEST(ValidateAgentConfigTest, BadFields_NamedInTheError) {
 
   c = ValidConfig();
   c.set_num_threads(0);
+  ExpectBadField(c, "num_threads");
+
+  c = ValidConfig();
+  c.set_num_threads(kMaxNumThreads + 1);  // A typo such as 1000.
   ExpectBadField(c, "num_threads");
 
   c = ValidConfig();
