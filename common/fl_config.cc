@@ -362,6 +362,13 @@ absl::Status ValidateSimConfig(const v1::SimConfig& c) {
                           c.max_abandoned_rounds(), 0));
   RETURN_IF_ERROR(
       AtLeast(std::string(), "random_epochs_max", c.random_epochs_max(), 0));
+  // The simulator's agents are all there is: a count above num_agents could
+  // never be selected (it used to be lowered to num_agents without a word).
+  if (c.strategy().count() > c.num_agents()) {
+    return Bad("strategy.", "count",
+               absl::StrCat("must be <= num_agents (", c.num_agents(),
+                            "), got ", c.strategy().count()));
+  }
   if (c.poisoned_agents() > c.num_agents()) {
     return Bad(std::string(), "poisoned_agents",
                absl::StrCat("must be <= num_agents (", c.num_agents(),

@@ -128,13 +128,18 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   ASSIGN_OR_RETURN(ModelState initial, ml::InitialState(spec));
   ASSIGN_OR_RETURN(initial, ml::InitialWeights(c.model().initial_weights_path(),
                                                std::move(initial)));
+  // The selection: a count overrides the fraction.
+  const std::string selection =
+      c.strategy().count() > 0
+          ? absl::StrFormat("K=%d", c.strategy().count())
+          : absl::StrFormat("C=%g", c.strategy().fraction());
   absl::FPrintF(out,
                 "model %s (%d parameters), %d agents (%s split), strategy %s, "
-                "C=%g, E=%d, B=%d, lr=%g, %d worker threads\n",
+                "%s, E=%d, B=%d, lr=%g, %d worker threads\n",
                 c.model().architecture(), initial.NumElements(), c.num_agents(),
-                c.partition().method(), c.strategy().name(),
-                c.strategy().fraction(), c.train().epochs(),
-                c.train().batch_size(), c.train().learning_rate(), threads);
+                c.partition().method(), c.strategy().name(), selection,
+                c.train().epochs(), c.train().batch_size(),
+                c.train().learning_rate(), threads);
 
   SimulatorOptions options;
   options.engine = ToRoundEngineOptions(c.strategy(), c.rounds());

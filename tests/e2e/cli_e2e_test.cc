@@ -203,6 +203,19 @@ TEST_F(CliE2eTest, NumThreadsTooMany_RefusedNamingTheRange) {
   EXPECT_THAT(log, HasSubstr("'num_threads' must be in [1, 256], got 0"));
 }
 
+// fedge-sim's agents are all there is: a count it cannot select is refused,
+// not lowered in silence.
+TEST_F(CliE2eTest, Sim_CountAboveNumAgents_Refused) {
+  std::string log;
+  EXPECT_EQ(Run({kBin + "/server/sim/fedge-sim", "--num_agents", "5",
+                 "--strategy.count", "20", "--data.source", "synthetic"},
+                &log),
+            2)
+      << log;
+  EXPECT_THAT(log,
+              HasSubstr("'strategy.count' must be <= num_agents (5), got 20"));
+}
+
 TEST_F(CliE2eTest, Evaluator_Help_PrintsUsage) {
   std::string log;
   EXPECT_EQ(Run({kBin + "/server/fedge-evaluator", "--help"}, &log), 0) << log;
