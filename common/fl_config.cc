@@ -15,11 +15,7 @@ namespace {
 
 absl::Status Bad(const std::string& prefix, const char* field,
                  const std::string& rule) {
-  return absl::InvalidArgumentError(absl::StrCat("config field '", prefix,
-                                                 field, "' ", rule,
-                                                 " (set it in the config "
-                                                 "file or with --",
-                                                 prefix, field, "=VALUE)"));
+  return BadConfigField(prefix + field, rule);
 }
 
 template <typename T>
@@ -337,6 +333,19 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
   // The strategy's own ranges (its messages name strategy.<field>).
   StrategyOptions options = ToStrategyOptions(c, v1::TrainPlanConfig(), 0);
   return ValidateStrategyOptions(options);
+}
+
+absl::Status BadConfigField(const std::string& field, absl::string_view rule) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config field '", field, "' ", rule,
+                   " (set it in the config file or with --", field, "=VALUE)"));
+}
+
+absl::Status ConfigFieldAtLeast(const std::string& field, int64_t value,
+                                int64_t min) {
+  if (value >= min) return absl::OkStatus();
+  return BadConfigField(field,
+                        absl::StrCat("must be >= ", min, ", got ", value));
 }
 
 absl::Status ValidateNumThreads(const std::string& field, int value, int min) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "common/local_trainer.h"
 #include "common/secagg_update.h"
 #include "common/strategy.h"
@@ -49,6 +50,14 @@ absl::Status ValidateTlsConfig(const v1::TlsConfig& c, bool server,
 // id printed in a log, a metric label or a file cannot forge anything.
 // INVALID_ARGUMENT saying the rule otherwise.
 absl::Status ValidateAgentId(absl::string_view id);
+
+// The one form of a bad configuration field's error, INVALID_ARGUMENT:
+// "config field 'FIELD' RULE (set it in the config file or with
+// --FIELD=VALUE)". `field` is the full path, e.g. "train.batch_size".
+absl::Status BadConfigField(const std::string& field, absl::string_view rule);
+// OK when value >= min, else BadConfigField's "must be >= MIN, got VALUE".
+absl::Status ConfigFieldAtLeast(const std::string& field, int64_t value,
+                                int64_t min);
 
 // The most a num_threads field takes (LibTorch's threads, fedge-sim's
 // workers): more than a device has cores, and few enough that a typo such

@@ -14,27 +14,18 @@
 namespace fedge {
 namespace {
 
-absl::Status Bad(const std::string& field, const std::string& rule) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("config field '", field, "' ", rule,
-                   " (set it in the config file or with --", field, "=VALUE)"));
-}
-
-absl::Status AtLeast(const std::string& field, int64_t value, int64_t min) {
-  if (value >= min) return absl::OkStatus();
-  return Bad(field, absl::StrCat("must be >= ", min, ", got ", value));
-}
-
 absl::Status ValidateProfile(const v1::DeviceProfile& p) {
   if (!std::isfinite(p.compute_slowdown()) || p.compute_slowdown() < 1.0) {
-    return Bad("profile.compute_slowdown",
-               absl::StrCat("must be >= 1, got ", p.compute_slowdown()));
+    return BadConfigField(
+        "profile.compute_slowdown",
+        absl::StrCat("must be >= 1, got ", p.compute_slowdown()));
   }
-  RETURN_IF_ERROR(AtLeast("profile.bandwidth_bytes_per_second",
-                          p.bandwidth_bytes_per_second(), 0));
-  RETURN_IF_ERROR(AtLeast("profile.added_latency_ms", p.added_latency_ms(), 0));
+  RETURN_IF_ERROR(ConfigFieldAtLeast("profile.bandwidth_bytes_per_second",
+                                     p.bandwidth_bytes_per_second(), 0));
+  RETURN_IF_ERROR(
+      ConfigFieldAtLeast("profile.added_latency_ms", p.added_latency_ms(), 0));
   if (!(p.dropout_probability() >= 0.0 && p.dropout_probability() <= 1.0)) {
-    return Bad(
+    return BadConfigField(
         "profile.dropout_probability",
         absl::StrCat("must be in [0, 1], got ", p.dropout_probability()));
   }
@@ -42,76 +33,86 @@ absl::Status ValidateProfile(const v1::DeviceProfile& p) {
 }
 
 absl::Status ValidatePartitioning(const v1::AgentConfig& c) {
-  RETURN_IF_ERROR(AtLeast("partition_index", c.partition_index(), -1));
+  RETURN_IF_ERROR(
+      ConfigFieldAtLeast("partition_index", c.partition_index(), -1));
   if (c.partition_index() >= 0 && c.num_partitions() <= c.partition_index()) {
-    return Bad("num_partitions",
-               absl::StrCat("must be > partition_index (", c.partition_index(),
-                            "), got ", c.num_partitions()));
+    return BadConfigField(
+        "num_partitions",
+        absl::StrCat("must be > partition_index (", c.partition_index(),
+                     "), got ", c.num_partitions()));
   }
   return ValidatePartitionConfig(c.partition(), "partition.");
 }
 
 absl::Status ValidateEligibility(const v1::EligibilityConfig& e) {
   if (e.min_battery_percent() < 0 || e.min_battery_percent() > 100) {
-    return Bad(
+    return BadConfigField(
         "eligibility.min_battery_percent",
         absl::StrCat("must be in [0, 100], got ", e.min_battery_percent()));
   }
   if (!std::isfinite(e.max_load_average()) || e.max_load_average() < 0) {
-    return Bad("eligibility.max_load_average",
-               absl::StrCat("must be >= 0, got ", e.max_load_average()));
+    return BadConfigField(
+        "eligibility.max_load_average",
+        absl::StrCat("must be >= 0, got ", e.max_load_average()));
   }
   if (!e.time_window().empty()) {
     if (absl::Status s = ParseTimeWindow(e.time_window()).status(); !s.ok()) {
-      return Bad("eligibility.time_window", std::string(s.message()));
+      return BadConfigField("eligibility.time_window",
+                            std::string(s.message()));
     }
   }
-  RETURN_IF_ERROR(
-      AtLeast("eligibility.check_interval_ms", e.check_interval_ms(), 100));
-  RETURN_IF_ERROR(AtLeast("eligibility.status_command_timeout_ms",
-                          e.status_command_timeout_ms(), 1));
+  RETURN_IF_ERROR(ConfigFieldAtLeast("eligibility.check_interval_ms",
+                                     e.check_interval_ms(), 100));
+  RETURN_IF_ERROR(ConfigFieldAtLeast("eligibility.status_command_timeout_ms",
+                                     e.status_command_timeout_ms(), 1));
   if (e.require_unmetered() && e.metered_path().empty() &&
       e.status_command().empty()) {
-    return Bad("eligibility.require_unmetered",
-               "needs eligibility.metered_path or eligibility.status_command "
-               "(where the agent reads whether the network is metered)");
+    return BadConfigField(
+        "eligibility.require_unmetered",
+        "needs eligibility.metered_path or eligibility.status_command "
+        "(where the agent reads whether the network is metered)");
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateLimits(const v1::AgentConfig& c) {
   if (c.has_niceness() && (c.niceness() < -20 || c.niceness() > 19)) {
-    return Bad("niceness",
-               absl::StrCat("must be in [-20, 19], got ", c.niceness()));
+    return BadConfigField(
+        "niceness", absl::StrCat("must be in [-20, 19], got ", c.niceness()));
   }
-  RETURN_IF_ERROR(AtLeast("memory_budget_bytes", c.memory_budget_bytes(), 0));
+  RETURN_IF_ERROR(
+      ConfigFieldAtLeast("memory_budget_bytes", c.memory_budget_bytes(), 0));
   if (!std::isfinite(c.memory_model_factor()) ||
       c.memory_model_factor() < 1.0) {
-    return Bad("memory_model_factor",
-               absl::StrCat("must be >= 1, got ", c.memory_model_factor()));
+    return BadConfigField(
+        "memory_model_factor",
+        absl::StrCat("must be >= 1, got ", c.memory_model_factor()));
   }
   return ValidateEligibility(c.eligibility());
 }
 
 absl::Status ValidateBackoff(const v1::AgentConfig& c) {
-  RETURN_IF_ERROR(AtLeast("initial_backoff_ms", c.initial_backoff_ms(), 1));
   RETURN_IF_ERROR(
-      AtLeast("max_backoff_ms", c.max_backoff_ms(), c.initial_backoff_ms()));
-  RETURN_IF_ERROR(AtLeast("give_up_after_ms", c.give_up_after_ms(), 0));
-  return AtLeast("keepalive_time_ms", c.keepalive_time_ms(), 1000);
+      ConfigFieldAtLeast("initial_backoff_ms", c.initial_backoff_ms(), 1));
+  RETURN_IF_ERROR(ConfigFieldAtLeast("max_backoff_ms", c.max_backoff_ms(),
+                                     c.initial_backoff_ms()));
+  RETURN_IF_ERROR(
+      ConfigFieldAtLeast("give_up_after_ms", c.give_up_after_ms(), 0));
+  return ConfigFieldAtLeast("keepalive_time_ms", c.keepalive_time_ms(), 1000);
 }
 
 }  // namespace
 
 absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
   if (c.coordinator().empty() || !absl::StrContains(c.coordinator(), ":")) {
-    return Bad("coordinator",
-               absl::StrCat("must be host:port, got '", c.coordinator(), "'"));
+    return BadConfigField(
+        "coordinator",
+        absl::StrCat("must be host:port, got '", c.coordinator(), "'"));
   }
-  if (c.state_dir().empty()) return Bad("state_dir", "must be set");
+  if (c.state_dir().empty()) return BadConfigField("state_dir", "must be set");
   if (!c.agent_id().empty()) {
     if (absl::Status id = ValidateAgentId(c.agent_id()); !id.ok()) {
-      return Bad("agent_id", std::string(id.message()));
+      return BadConfigField("agent_id", std::string(id.message()));
     }
   }
   RETURN_IF_ERROR(ValidateDataConfig(c.data(), "data."));
@@ -120,11 +121,12 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(ValidateNumThreads("num_threads", c.num_threads(), 1));
   RETURN_IF_ERROR(ValidateBackoff(c));
   RETURN_IF_ERROR(ValidateLimits(c));
-  RETURN_IF_ERROR(
-      AtLeast("model_cache_interval_ms", c.model_cache_interval_ms(), 0));
+  RETURN_IF_ERROR(ConfigFieldAtLeast("model_cache_interval_ms",
+                                     c.model_cache_interval_ms(), 0));
   for (const std::string& path : c.model_signing_public_key_paths()) {
     if (path.empty()) {
-      return Bad("model_signing_public_key_paths", "has an empty path");
+      return BadConfigField("model_signing_public_key_paths",
+                            "has an empty path");
     }
   }
   return ValidateProfile(c.profile());
@@ -142,8 +144,9 @@ absl::StatusOr<std::optional<ModelVerifier>> LoadModelVerifier(
       ModelVerifier::Load({c.model_signing_public_key_paths().begin(),
                            c.model_signing_public_key_paths().end()});
   if (!verifier.ok()) {
-    return Bad("model_signing_public_key_paths",
-               absl::StrCat("does not load: ", verifier.status().message()));
+    return BadConfigField(
+        "model_signing_public_key_paths",
+        absl::StrCat("does not load: ", verifier.status().message()));
   }
   FEDGE_LOG(INFO) << "verifying global models against model-signing key id(s) "
                   << verifier->KeyIds();
