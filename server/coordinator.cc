@@ -268,23 +268,41 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     FEDGE_LOG(WARNING) << "paused by an operator before the restart: no "
                           "round starts until `fedge resume`";
   }
-  // Only an operator's `fedge set-rounds` is checkpointed (and wins over
-  // the config until the state_dir is new); otherwise the config's rounds
-  // count, so a restart with another --rounds takes it.
-  if (extra.has_total_rounds()) {
+  // An operator's rounds (`fedge set-rounds`) and stop (`fedge stop`) are
+  // checkpointed and win over the config while its rounds are the ones they
+  // were made with. A restart with another --rounds is a new decision: the
+  // config's rounds count, and a stopped or finished federation goes on.
+  const bool operator_rounds_apply =
+      !extra.has_config_rounds() || extra.config_rounds() == config_.rounds();
+  if (!operator_rounds_apply) {
+    FEDGE_LOG(WARNING) << "rounds: " << config_.rounds()
+                       << " (the config's; it said " << extra.config_rounds()
+                       << " when an operator last "
+                       << (extra.stopped() ? "stopped the federation"
+                                           : "set the rounds")
+                       << ", which no longer applies)";
+  } else if (extra.has_total_rounds()) {
     rounds_set_by_operator_ = true;
     if (extra.total_rounds() != config_.rounds()) {
       FEDGE_LOG(WARNING) << "rounds: " << extra.total_rounds()
                          << " (set by an operator with fedge set-rounds before "
                             "the restart; the config says "
                          << config_.rounds()
-                         << "; fedge set-rounds N changes it)";
+                         << "; fedge set-rounds N, or a restart with another "
+                            "--rounds, changes it)";
       RETURN_IF_ERROR(engine_->SetNumRounds(extra.total_rounds()));
     }
   }
   if (ckpt->completed_rounds > 0 || ckpt->next_round > 1) {
     RETURN_IF_ERROR(
         engine_->RestoreProgress(ckpt->next_round, ckpt->completed_rounds));
+  }
+  if (operator_rounds_apply && extra.stopped() &&
+      engine_->state() != RoundState::kDone) {
+    FEDGE_LOG(WARNING) << "stopped by an operator before the restart (fedge "
+                          "stop): no round starts; restart with another "
+                          "--rounds to go on";
+    RETURN_IF_ERROR(engine_->StopAfterCurrentRound());
   }
   Publish(MakePublished(std::move(ckpt->model), ckpt->model_version));
   if (fedbuff_ != nullptr) {

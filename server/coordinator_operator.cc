@@ -13,6 +13,13 @@
 namespace fedge {
 namespace {
 
+// What an operator can do where set-rounds is refused.
+constexpr char kRestartToGoOn[] =
+    "; to train more rounds, restart the coordinator on its state_dir with a "
+    "larger --rounds";
+constexpr char kStopEndsAfterThisRound[] =
+    " (fedge stop ends the federation after the round in progress)";
+
 constexpr size_t kMaxRefusalsKept = 50;
 
 }  // namespace
@@ -106,13 +113,25 @@ absl::Status Coordinator::Resume(const std::string& who) {
 }
 
 absl::Status Coordinator::StopAfterRound(const std::string& who) {
-  RETURN_IF_ERROR(engine_->StopAfterCurrentRound());
+  absl::Status stopped = engine_->StopAfterCurrentRound();
+  if (!stopped.ok()) return Annotate(stopped, "cannot stop");
+  operator_changes_ = true;
   Audit("stop", who, "the federation ends after the round in progress");
   return absl::OkStatus();
 }
 
 absl::Status Coordinator::SetRounds(int rounds, const std::string& who) {
-  RETURN_IF_ERROR(engine_->SetNumRounds(rounds));
+  if (absl::Status set = engine_->SetNumRounds(rounds); !set.ok()) {
+    if (!absl::IsFailedPrecondition(set)) return set;
+    // Say what the operator can do instead.
+    const char* instead = "";
+    if (done()) {
+      instead = kRestartToGoOn;
+    } else if (engine_->state() == RoundState::kInProgress) {
+      instead = kStopEndsAfterThisRound;
+    }
+    return absl::FailedPreconditionError(absl::StrCat(set.message(), instead));
+  }
   rounds_set_by_operator_ = true;
   operator_changes_ = true;
   Audit("set_rounds", who, absl::StrCat("rounds = ", rounds));

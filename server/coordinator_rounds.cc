@@ -35,6 +35,10 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
   extra.set_strategy_name(std::string(strategy_->name()));
   extra.set_strategy_state(strategy_->SaveState());
   if (rounds_set_by_operator_) extra.set_total_rounds(engine_->num_rounds());
+  if (engine_->stopping()) extra.set_stopped(true);
+  if (extra.has_total_rounds() || extra.stopped()) {
+    extra.set_config_rounds(config_.rounds());
+  }
   if (paused_) extra.set_paused(true);
   if (const RoundPrivacy* privacy = accumulator_.privacy()) {
     extra.set_privacy_accountant_state(privacy->SaveState());

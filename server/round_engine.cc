@@ -213,12 +213,20 @@ absl::Status RoundEngine::SetNumRounds(int n) {
   }
   absl::MutexLock lock(&mu_);
   if (state_ == RoundState::kDone) {
-    return absl::FailedPreconditionError("the federation is done");
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the federation is done (", completed_rounds_, " rounds completed)"));
   }
   if (n < completed_rounds_) {
     return absl::FailedPreconditionError(
         absl::StrCat("rounds cannot be ", n, ": ", completed_rounds_,
                      " rounds are already completed"));
+  }
+  if (state_ == RoundState::kInProgress && n <= completed_rounds_) {
+    // The round in progress may complete: it would be one past the end.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "rounds cannot be ", n, " while round ", round_.id,
+        " is in progress: it may complete a round ", completed_rounds_ + 1,
+        "; set at least ", completed_rounds_ + 1));
   }
   options_.num_rounds = n;
   if (state_ == RoundState::kWaitingForAgents && completed_rounds_ >= n) {
@@ -237,6 +245,11 @@ absl::Status RoundEngine::StopAfterCurrentRound() {
     TransitionLocked(RoundState::kDone);
   }
   return absl::OkStatus();
+}
+
+bool RoundEngine::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stop_after_round_;
 }
 
 int RoundEngine::num_rounds() const {

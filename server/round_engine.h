@@ -158,13 +158,17 @@ class RoundEngine {
   absl::StatusOr<int64_t> StartRound(std::vector<std::string> selected);
 
   // Changes the number of completed rounds to run. INVALID_ARGUMENT for
-  // n < 1; FAILED_PRECONDITION when the engine is done or n is below the
-  // rounds already completed (n equal to them ends the run: at once when
-  // waiting, at the close of the round in progress otherwise).
+  // n < 1; FAILED_PRECONDITION when the engine is done, when n is below
+  // the rounds already completed, or when a round is in progress and n
+  // would not leave room for it (n equal to the completed rounds ends the
+  // run at once when waiting; StopAfterCurrentRound ends it after the
+  // round in progress).
   absl::Status SetNumRounds(int n);
   // The run ends when the round in progress closes (completed or not), or
   // at once when none is in progress. FAILED_PRECONDITION when done.
   absl::Status StopAfterCurrentRound();
+  // StopAfterCurrentRound() was called.
+  bool stopping() const;
   int num_rounds() const;
 
   // Closes the round in progress now, as its deadline would: completed if

@@ -936,6 +936,73 @@ TEST_F(CoordinatorTest,
   EXPECT_EQ(c->GetStatus().total_rounds(), 4);
 }
 
+// set-rounds during a round must leave room for it: rounds equal to those
+// completed used to be taken, and the round in progress then completed
+// one past the end ("3 / 2").
+TEST_F(CoordinatorTest, SetRoundsDuringARound_LeavesRoomForIt) {
+  Agent a, b;
+  std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);
+  ASSERT_EQ(c->Resume("op"), absl::OkStatus());
+  Tick(*c);
+  ASSERT_EQ(c->GetStatus().state(), "IN_PROGRESS");
+  const absl::Status s = c->SetRounds(1, "op");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("while round 2 is in progress"));
+  EXPECT_THAT(s.message(), HasSubstr("set at least 2"));
+  EXPECT_THAT(s.message(), HasSubstr("fedge stop ends the federation"));
+  ASSERT_EQ(c->SetRounds(2, "op"), absl::OkStatus());
+  EXPECT_TRUE(
+      Submit(*c, a, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
+          .ok());
+  EXPECT_TRUE(
+      Submit(*c, b, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
+          .ok());
+  EXPECT_TRUE(TickUntilVersion(*c, 2));
+  EXPECT_TRUE(c->done());
+  EXPECT_EQ(c->GetStatus().completed_rounds(), 2);
+  EXPECT_EQ(c->GetStatus().total_rounds(), 2);
+}
+
+// fedge stop is checkpointed like the other operator changes: a restart
+// used to train on to the config's rounds. A restart with another
+// --rounds is a new decision and goes on; set-rounds on a finished
+// federation says so.
+TEST_F(CoordinatorTest, StopDuringARound_SurvivesARestart_OtherRoundsGoOn) {
+  Agent a, b;
+  std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);  // Rounds 3.
+  ASSERT_EQ(c->Resume("op"), absl::OkStatus());
+  Tick(*c);
+  ASSERT_EQ(c->StopAfterRound("op"), absl::OkStatus());
+  EXPECT_TRUE(
+      Submit(*c, a, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
+          .ok());
+  EXPECT_TRUE(
+      Submit(*c, b, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
+          .ok());
+  EXPECT_TRUE(TickUntilVersion(*c, 2));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_TRUE(c->done());
+  c.reset();
+
+  c = Make(Config());
+  EXPECT_TRUE(c->done());
+  EXPECT_EQ(c->GetStatus().completed_rounds(), 2);
+  const absl::Status more_rounds = c->SetRounds(5, "op");
+  EXPECT_EQ(more_rounds.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(more_rounds.message(),
+              HasSubstr("the federation is done (2 rounds completed); to "
+                        "train more rounds, restart the coordinator on its "
+                        "state_dir with a larger --rounds"));
+  c.reset();
+
+  v1::CoordinatorConfig more = Config();
+  more.set_rounds(5);
+  c = Make(more);
+  EXPECT_FALSE(c->done());
+  EXPECT_EQ(c->GetStatus().total_rounds(), 5);
+  EXPECT_EQ(c->GetStatus().completed_rounds(), 2);
+}
+
 TEST_F(CoordinatorTest, StopWhileWaitingForAgents_PollSaysFinished) {
   v1::CoordinatorConfig config = Config();
   config.mutable_strategy()->set_min_available_agents(3);
