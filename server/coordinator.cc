@@ -210,6 +210,15 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
       const bool completed =
           r.num_agents >= config_.strategy().min_fit_agents();
       if (r.test_accuracy.has_value()) last_accuracy_ = *r.test_accuracy;
+      // The gauges of the newest evaluations, as before the restart.
+      if (r.test_accuracy.has_value() && r.test_loss.has_value()) {
+        metrics_.central_accuracy.Set(*r.test_accuracy);
+        metrics_.central_loss.Set(*r.test_loss);
+      }
+      if (r.fed_eval_accuracy.has_value() && r.fed_eval_loss.has_value()) {
+        metrics_.federated_accuracy.Set(*r.fed_eval_accuracy);
+        metrics_.federated_loss.Set(*r.fed_eval_loss);
+      }
       records_.emplace_back(std::move(r), completed);
     }
   }
@@ -416,6 +425,7 @@ void Coordinator::Publish(std::shared_ptr<const PublishedModel> model) {
   }
   versions_[model->version] = model;
   versions_.erase(versions_.begin(), versions_.lower_bound(keep_from));
+  metrics_.model_version.Set(static_cast<double>(model->version));
   latest_ = std::move(model);
 }
 

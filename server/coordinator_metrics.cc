@@ -1,5 +1,6 @@
 #include "server/coordinator_metrics.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -85,19 +86,22 @@ CoordinatorMetrics::CoordinatorMetrics(MetricsRegistry& r)
               .Get()),
       central_accuracy(
           r.AddGauge("fedge_central_accuracy",
-                     "Test accuracy of the newest evaluated model (0-1).")
+                     "Test accuracy of the newest evaluated model (0-1; NaN "
+                     "until one is evaluated).")
               .Get()),
       central_loss(r.AddGauge("fedge_central_loss",
-                              "Test loss of the newest evaluated model.")
+                              "Test loss of the newest evaluated model (NaN "
+                              "until one is evaluated).")
                        .Get()),
       federated_accuracy(
           r.AddGauge("fedge_federated_accuracy",
                      "Example-weighted accuracy of the newest federated "
-                     "evaluation (0-1).")
+                     "evaluation (0-1; NaN until there is one).")
               .Get()),
       federated_loss(r.AddGauge("fedge_federated_loss",
                                 "Example-weighted loss of the newest "
-                                "federated evaluation.")
+                                "federated evaluation (NaN until there is "
+                                "one).")
                          .Get()),
       privacy_epsilon(
           r.AddGauge("fedge_privacy_epsilon",
@@ -114,7 +118,13 @@ CoordinatorMetrics::CoordinatorMetrics(MetricsRegistry& r)
       agent_failures(r.AddCounter("fedge_agent_failures_total",
                                   "Rounds agents gave up (ReportFailure), by "
                                   "reason.",
-                                  {"reason"})) {}
+                                  {"reason"})) {
+  // Not evaluated yet: no value, rather than an accuracy of 0.
+  for (Gauge* g : {&central_accuracy, &central_loss, &federated_accuracy,
+                   &federated_loss}) {
+    g->Set(std::numeric_limits<double>::quiet_NaN());
+  }
+}
 
 void CoordinatorMetrics::Update(absl::string_view result,
                                 absl::string_view reason) {

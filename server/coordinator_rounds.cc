@@ -186,7 +186,6 @@ absl::Status Coordinator::PollPersistence() {
   if (!persisting_.valid()) return absl::OkStatus();
   if (pending_.has_value() && durable_) {
     Publish(pending_->model);
-    metrics_.model_version.Set(pending_->model->version);
     if (pending_->fed_eval != nullptr) StartEvaluation(*pending_);
     if (pending_->new_version) {
       FEDGE_LOG(INFO) << "model version " << pending_->model->version

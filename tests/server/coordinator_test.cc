@@ -1868,6 +1868,39 @@ TEST_F(CoordinatorTest, Evaluator_EvaluatesEachNewModel) {
   EXPECT_THAT(calls->models, SizeIs(1));
 }
 
+// The gauges of the model and its evaluation read as before a restart (they
+// read 0 until the next round), and NaN where nothing was evaluated.
+TEST_F(CoordinatorTest, Gauges_AfterARestart_AsBefore) {
+  auto gauge = [](Coordinator& c, const std::string& name) {
+    const std::string text = c.metrics_registry().Render();
+    const std::string key = "\n" + name + " ";
+    const size_t at = text.find(key);
+    if (at == std::string::npos) return std::string("absent");
+    const size_t from = at + key.size();
+    return text.substr(from, text.find('\n', from) - from);
+  };
+  auto calls = std::make_shared<FakeEvaluator::Calls>();
+  std::unique_ptr<Coordinator> c =
+      Make(Config(), std::make_unique<FakeEvaluator>(calls));
+  EXPECT_EQ(gauge(*c, "fedge_central_accuracy"), "NaN");
+  EXPECT_EQ(gauge(*c, "fedge_federated_accuracy"), "NaN");
+  const Agent a = Join(*c, "a"), b = Join(*c, "b");
+  Tick(*c);
+  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
+  ASSERT_TRUE(TickUntilVersion(*c, 1));
+  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  EXPECT_EQ(gauge(*c, "fedge_model_version"), "1");
+  EXPECT_EQ(gauge(*c, "fedge_central_accuracy"), "0.75");
+  c.reset();
+
+  c = Make(Config());  // No evaluator this time.
+  EXPECT_EQ(gauge(*c, "fedge_model_version"), "1");
+  EXPECT_EQ(gauge(*c, "fedge_central_accuracy"), "0.75");
+  EXPECT_EQ(gauge(*c, "fedge_central_loss"), "0.5");
+  EXPECT_EQ(gauge(*c, "fedge_federated_accuracy"), "NaN");
+}
+
 // ---------------------------------------------------------------------------
 // Agents that hold back or give their round up (device conditions).
 
