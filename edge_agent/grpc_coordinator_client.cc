@@ -29,27 +29,6 @@ bool IsHexSha256(const std::string& s) {
   return s.size() == 64 && IsLowerHex(s);
 }
 
-// What it usually means when the coordinator closes the connection before
-// it is up ("Socket closed"), from this side's TLS settings: the
-// coordinator refused the handshake without saying why.
-std::string ClosedConnectionHint(const v1::TlsConfig& tls) {
-  constexpr char kClosed[] = " (the coordinator closed the connection";
-  if (tls.insecure()) {
-    return absl::StrCat(kClosed,
-                        ": does it expect TLS? This agent speaks plain "
-                        "text, tls.insecure)");
-  }
-  if (tls.cert_path().empty()) {
-    return absl::StrCat(kClosed,
-                        " in the TLS handshake: does it require a client "
-                        "certificate? Set tls.cert_path and tls.key_path)");
-  }
-  return absl::StrCat(kClosed,
-                      " in the TLS handshake: does it accept the client "
-                      "certificate of tls.cert_path? It must be signed by "
-                      "the CA the coordinator trusts and not revoked)");
-}
-
 }  // namespace
 
 // One model stream being received.
@@ -194,9 +173,7 @@ absl::Status GrpcCoordinatorClient::Result(const grpc::Status& status,
   }
   return absl::UnavailableError(
       absl::StrCat(where, ": ", s.message(),
-                   absl::StrContains(s.message(), "Socket closed")
-                       ? ClosedConnectionHint(options_.tls)
-                       : std::string()));
+                   ConnectionFailureHint(options_.tls, s.message())));
 }
 
 GrpcCoordinatorClient::ActiveCall::ActiveCall(GrpcCoordinatorClient* client,

@@ -373,8 +373,11 @@ int Call(const fedge::v1::ToolConfig& config, Method method,
   Response response;
   absl::Status s =
       fedge::FromGrpcStatus(((*stub).*method)(&context, request, &response));
-  if (!s.ok())
-    return Fail(1, absl::StrCat(config.coordinator(), ": ", s.ToString()));
+  if (!s.ok()) {
+    return Fail(1, absl::StrCat(config.coordinator(), ": ", s.ToString(),
+                                fedge::ConnectionFailureHint(config.tls(),
+                                                             s.message())));
+  }
   std::string text;
   google::protobuf::TextFormat::PrintToString(response, &text);
   absl::PrintF("%s", text);

@@ -250,6 +250,33 @@ void ConfigureServerBuilder(grpc::ServerBuilder& builder,
   builder.SetResourceQuota(quota);  // The builder keeps its own reference.
 }
 
+std::string ConnectionFailureHint(const v1::TlsConfig& tls,
+                                  absl::string_view message) {
+  if (absl::StrContains(message, "wrong version number")) {
+    return tls.insecure()
+               ? ""
+               : " (the TLS handshake failed: does the coordinator speak "
+                 "plain text? Started with --insecure, it needs --insecure "
+                 "here too)";
+  }
+  if (!absl::StrContains(message, "Socket closed")) return "";
+  constexpr char kClosed[] = " (the coordinator closed the connection";
+  if (tls.insecure()) {
+    return absl::StrCat(kClosed,
+                        ": does it expect TLS? This side speaks plain text, "
+                        "tls.insecure)");
+  }
+  if (tls.cert_path().empty()) {
+    return absl::StrCat(kClosed,
+                        " in the TLS handshake: does it require a client "
+                        "certificate? Set tls.cert_path and tls.key_path)");
+  }
+  return absl::StrCat(kClosed,
+                      " in the TLS handshake: does it accept the client "
+                      "certificate of tls.cert_path? It must be signed by "
+                      "the CA the coordinator trusts and not revoked)");
+}
+
 std::string PeerCommonName(const grpc::AuthContext& auth_context) {
   if (!auth_context.IsPeerAuthenticated()) return "";
   const auto type = auth_context.FindPropertyValues(

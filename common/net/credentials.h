@@ -26,6 +26,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "fedge/v1/config.pb.h"
 
 namespace fedge {
@@ -97,6 +98,15 @@ inline constexpr int kServerStreamWindowBytes = 512 << 10;
 void ConfigureServerBuilder(grpc::ServerBuilder& builder,
                             const v1::CoordinatorConfig& config =
                                 v1::CoordinatorConfig::default_instance());
+
+// What a failed connection to the coordinator usually means, from this
+// side's TLS settings, for an error `message` of gRPC's: " (...)" to append,
+// or "" when there is nothing to add. "Socket closed" before the connection
+// was up: the coordinator refused the handshake without saying why (plain
+// text against TLS, a missing or untrusted client certificate). "wrong
+// version number": TLS against a plain-text (--insecure) coordinator.
+std::string ConnectionFailureHint(const v1::TlsConfig& tls,
+                                  absl::string_view message);
 
 // The common name (CN) of the peer's verified TLS certificate, or "" when the
 // connection is plain text or the peer presented no certificate. On a

@@ -411,5 +411,31 @@ TEST(ChannelArgumentsTest, ShortKeepalive_IsClampedAndNoServerName) {
   EXPECT_EQ(StringArg(args, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG), "");
 }
 
+// The hints fedge-agent and fedge add to gRPC's terse connection errors,
+// from what this side's TLS settings are.
+TEST(ConnectionFailureHintTest, NamesTheLikelyMismatch) {
+  v1::TlsConfig plain;
+  plain.set_insecure(true);
+  v1::TlsConfig server_auth;
+  server_auth.set_ca_path("ca.pem");
+  v1::TlsConfig mutual = server_auth;
+  mutual.set_cert_path("operator-1.pem");
+  mutual.set_key_path("operator-1.key");
+  const std::string closed = "failed to connect: Socket closed";
+  EXPECT_THAT(ConnectionFailureHint(plain, closed),
+              HasSubstr("does it expect TLS?"));
+  EXPECT_THAT(ConnectionFailureHint(server_auth, closed),
+              HasSubstr("does it require a client certificate?"));
+  EXPECT_THAT(ConnectionFailureHint(mutual, closed),
+              HasSubstr("does it accept the client certificate"));
+  const std::string tls_to_plain =
+      "Ssl handshake failed: SSL_ERROR_SSL: error:0A00010B:SSL "
+      "routines::wrong version number";
+  EXPECT_THAT(ConnectionFailureHint(server_auth, tls_to_plain),
+              HasSubstr("does the coordinator speak plain text?"));
+  EXPECT_EQ(ConnectionFailureHint(plain, tls_to_plain), "");
+  EXPECT_EQ(ConnectionFailureHint(server_auth, "Connection refused"), "");
+}
+
 }  // namespace
 }  // namespace fedge
