@@ -142,10 +142,14 @@ absl::Status Coordinator::EvictAgent(const std::string& agent_id,
                                      const std::string& who) {
   {
     absl::MutexLock lock(&mu_);
-    if (!agents_.contains(agent_id) && !partitions_.contains(agent_id) &&
-        !ValidateAgentId(agent_id).ok()) {
-      return absl::NotFoundError(
-          absl::StrCat("no agent '", Printable(agent_id, 64), "' has joined"));
+    // An id that never joined may be evicted ahead of its first join, if
+    // it could be one.
+    if (!agents_.contains(agent_id) && !partitions_.contains(agent_id)) {
+      if (absl::Status id = ValidateAgentId(agent_id); !id.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "'", Printable(agent_id, 64),
+            "' is not an agent id (none has joined): ", id.message()));
+      }
     }
     evicted_.insert(agent_id);
     EndSessionLocked(agent_id);
@@ -229,8 +233,10 @@ v1::ListAgentsResponse Coordinator::ListAgents() const {
     info->set_device_class(a.device_class);
     info->set_state(a.state);
     info->set_rounds_contributed(a.rounds_contributed);
-    info->set_last_seen_unix_ms(snap.federation.now_unix_ms -
-                                a.last_seen_ms_ago);
+    if (a.last_seen_ms_ago.has_value()) {  // Else 0: not in the roster.
+      info->set_last_seen_unix_ms(snap.federation.now_unix_ms -
+                                  *a.last_seen_ms_ago);
+    }
     info->set_status_reason(StatusReasonLocked(a.id, e.current_round));
   }
   return r;

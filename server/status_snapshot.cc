@@ -173,7 +173,11 @@ void WriteAgent(const AgentStatus& a, JsonWriter* json) {
   json->Key("state");
   json->String(a.state);
   json->Key("last_seen_ms_ago");
-  json->Int(a.last_seen_ms_ago);
+  if (a.last_seen_ms_ago.has_value()) {
+    json->Int(*a.last_seen_ms_ago);
+  } else {
+    json->Null();
+  }
   json->Key("rounds_contributed");
   json->Int(a.rounds_contributed);
   json->EndObject();

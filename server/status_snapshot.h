@@ -52,7 +52,8 @@ struct AgentStatus {
   std::string device_class;
   // One of "idle", "training", "reported", "failed", "evicted".
   std::string state;
-  int64_t last_seen_ms_ago = 0;
+  // Unset for an evicted agent: it is out of the roster, not seen.
+  std::optional<int64_t> last_seen_ms_ago;
   int64_t rounds_contributed = 0;
 };
 

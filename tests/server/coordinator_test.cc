@@ -1003,6 +1003,22 @@ TEST_F(CoordinatorTest, StopDuringARound_SurvivesARestart_OtherRoundsGoOn) {
   EXPECT_EQ(c->GetStatus().completed_rounds(), 2);
 }
 
+// An id that never joined can be evicted ahead of its join; one that can
+// be no agent's id is refused for that reason (it used to say "no agent
+// has joined"). An evicted agent is out of the roster: not "seen just now".
+TEST_F(CoordinatorTest, EvictNeverJoined_ValidIdListedUnseen_BadIdNamed) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  const absl::Status bad = c->EvictAgent("bad id!", "op");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.message(), HasSubstr("'bad id!' is not an agent id"));
+  ASSERT_EQ(c->EvictAgent("agent-7", "op"), absl::OkStatus());
+  const v1::ListAgentsResponse agents = c->ListAgents();
+  ASSERT_THAT(agents.agents(), SizeIs(1));
+  EXPECT_EQ(agents.agents(0).agent_id(), "agent-7");
+  EXPECT_EQ(agents.agents(0).state(), "evicted");
+  EXPECT_EQ(agents.agents(0).last_seen_unix_ms(), 0);
+}
+
 TEST_F(CoordinatorTest, StopWhileWaitingForAgents_PollSaysFinished) {
   v1::CoordinatorConfig config = Config();
   config.mutable_strategy()->set_min_available_agents(3);

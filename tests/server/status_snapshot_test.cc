@@ -47,7 +47,8 @@ TEST(StatusSnapshotTest, Full_ExactJson) {
                   1700000000000, 1700000012345, std::nullopt};
   s.current_round = CurrentRoundStatus{3, 4, 1, 1, 2500, 7500};
   s.agents.push_back({"agent-1", "phone", "training", 120, 2});
-  s.agents.push_back({"agent-2", "pi", "evicted", 90000, 0});
+  // Evicted: out of the roster, so never "seen just now".
+  s.agents.push_back({"agent-2", "pi", "evicted", std::nullopt, 0});
   RoundStatus r1;
   r1.round = 1;
   r1.completed = true;
@@ -81,7 +82,7 @@ TEST(StatusSnapshotTest, Full_ExactJson) {
       "\"agents\":[{\"id\":\"agent-1\",\"device_class\":\"phone\","
       "\"state\":\"training\",\"last_seen_ms_ago\":120,"
       "\"rounds_contributed\":2},{\"id\":\"agent-2\",\"device_class\":\"pi\","
-      "\"state\":\"evicted\",\"last_seen_ms_ago\":90000,"
+      "\"state\":\"evicted\",\"last_seen_ms_ago\":null,"
       "\"rounds_contributed\":0}],"
       "\"rounds\":[{\"round\":1,\"completed\":true,\"num_agents\":4,"
       "\"num_failed\":0,\"num_examples\":2400,\"train_loss\":0.5,"
