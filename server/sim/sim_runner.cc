@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "common/fl_config.h"
 #include "common/ml/model_files.h"
+#include "common/ml/model_spec.h"
 #include "common/ml/torch_trainer.h"
 #include "common/ml/torchscript_model.h"
 #include "common/partition.h"
@@ -123,8 +124,13 @@ absl::StatusOr<SimRunSummary> RunSimulation(const v1::SimConfig& c,
   const int threads = NumThreads(c);
   at::set_num_threads(threads);  // Evaluation on the main thread.
   ASSIGN_OR_RETURN(auto trainers, MakeTrainers(c, data, threads));
-  const ml::ModelSpec spec = ml::SpecFromConfig(
-      c.model(), data.train.example_shape, data.train.num_classes);
+  ml::ModelSpec spec = ml::SpecFromConfig(c.model(), data.train.example_shape,
+                                          data.train.num_classes);
+  if (spec.architecture == "torchscript") {
+    // The archive's SHA-256 and size, as the coordinator publishes them:
+    // the --model_out spec then pins the archive its weights belong to.
+    RETURN_IF_ERROR(Annotate(ml::StampArchive(spec), "model.torchscript_path"));
+  }
   ASSIGN_OR_RETURN(ModelState initial, ml::InitialState(spec));
   ASSIGN_OR_RETURN(initial, ml::InitialWeights(c.model().initial_weights_path(),
                                                std::move(initial)));

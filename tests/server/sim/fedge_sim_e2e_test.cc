@@ -3,7 +3,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -13,6 +15,7 @@
 #include "common/ml/model_files.h"
 #include "common/model_codec.h"
 #include "common/privacy_accountant.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -23,6 +26,10 @@ const std::string kSim =
     std::string(FEDGE_BINARY_DIR) + "/server/sim/fedge-sim";
 const std::string kConfigs = std::string(FEDGE_SOURCE_DIR) + "/configs/sim/";
 const std::string kFedge = std::string(FEDGE_BINARY_DIR) + "/server/fedge";
+const std::string kExport =
+    std::string(FEDGE_BINARY_DIR) + "/server/fedge-export";
+const std::string kExample =
+    std::string(FEDGE_SOURCE_DIR) + "/examples/torchscript_cnn";
 
 struct Result {
   int exit_code;
@@ -259,6 +266,51 @@ TEST(FedgeSimE2eTest, ModelOut_SpecBesideIt_InspectShowsTheCost) {
   EXPECT_THAT(inspect.output,
               testing::HasSubstr("model logreg, input 1,28,28, 10 classes: "
                                  "7850 parameters"));
+}
+
+// A TorchScript model's --model_out spec names its archive by SHA-256 and
+// size, as the coordinator's final_model.spec does: fedge-export refuses
+// another archive of the same schema (other weights) and takes this one.
+TEST(FedgeSimE2eTest, ModelOutTorchScript_SpecPinsTheArchive) {
+  const std::string dir = testing::TempDir() + "/sim_torchscript_model_out";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const char* seed : {"1", "2"}) {
+    // The example CNN (Debian's python3-torch), weights seeded.
+    Result made = RunCommand(absl::StrCat("/usr/bin/python3 ", kExample,
+                                          "/make_model.py --out ", dir, "/seed",
+                                          seed, ".pt --seed ", seed));
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+  }
+  const std::string archive = dir + "/seed1.pt";
+  const std::string other = dir + "/seed2.pt";
+  Result r = RunSim(
+      absl::StrCat("--config ", kConfigs,
+                   "synthetic_smoke.textproto --rounds 1 --num_threads 2 "
+                   "--model.architecture=torchscript --model.torchscript_path=",
+                   archive, " --model_out ", dir, "/m.fedge"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  absl::StatusOr<ml::ModelSpec> spec = ml::ReadSpecFile(dir + "/m.spec");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  std::ifstream in(archive, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  EXPECT_EQ(spec->torchscript_sha256, ToHex(Sha256Of(bytes)));
+  EXPECT_EQ(spec->torchscript_size_bytes, static_cast<int64_t>(bytes.size()));
+
+  const std::string export_model =
+      absl::StrCat(kExport, " model ", dir, "/m.fedge --format torchscript -o ",
+                   dir, "/out.pt --archive ");
+  Result refused = RunCommand(export_model + other);
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output,
+              testing::HasSubstr(
+                  absl::StrCat("torchscript archive ", other, " has sha256 ")));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.pt"));
+  Result exported = RunCommand(export_model + archive);
+  EXPECT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/out.pt"));
+  std::filesystem::remove_all(dir);
 }
 
 // A --model_out whose folder does not exist fails before the first round,
