@@ -26,6 +26,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/config_loader.h"
@@ -91,17 +92,51 @@ int Fail(int code, absl::string_view message) {
 struct DelegatedCommand {
   const char* verb;
   const char* program;
-  const char* command;  // The program's own name for it.
+  const char* command;   // The program's own name for it.
+  const char* heading;   // Above its program's commands in the usage text.
+  const char* synopsis;  // The main arguments, for the usage text.
 };
 constexpr DelegatedCommand kDelegated[] = {
-    {"export", "fedge-export", "model"},
-    {"prune", "fedge-export", "prune"},
-    {"finetune", "fedge-export", "finetune"},
-    {"quantize", "fedge-export", "quantize"},
-    {"distill", "fedge-export", "distill"},
-    {"evaluate", "fedge-export", "evaluate"},
-    {"predict", "fedge-agent", "predict"},
+    {"export", "fedge-export", "model", "deploy",
+     "MODEL.fedge --format onnx|torchscript -o OUT"},
+    {"prune", "fedge-export", "prune", "deploy",
+     "MODEL.fedge --sparsity 0.8 [--structured] -o OUT.fedge"},
+    {"finetune", "fedge-export", "finetune", "deploy",
+     "MODEL.fedge -o OUT.fedge"},
+    {"quantize", "fedge-export", "quantize", "deploy", "MODEL.fedge -o OUT.pt"},
+    {"distill", "fedge-export", "distill", "deploy",
+     "MODEL.fedge --student ARCH -o OUT.fedge"},
+    {"evaluate", "fedge-export", "evaluate", "deploy",
+     "MODEL.fedge|MODEL.pt [--limit N]"},
+    {"predict", "fedge-agent", "predict", "device",
+     "--state_dir DIR [--limit N]"},
 };
+
+// The usage lines of kDelegated: each program's commands under its
+// heading, then the program that runs them.
+std::string DelegatedUsage() {
+  constexpr size_t n = sizeof(kDelegated) / sizeof(kDelegated[0]);
+  std::string out, commands;
+  for (size_t i = 0; i < n; ++i) {
+    const DelegatedCommand& d = kDelegated[i];
+    const absl::string_view program = d.program;
+    const bool first = i == 0 || kDelegated[i - 1].program != program;
+    const bool last = i + 1 == n || kDelegated[i + 1].program != program;
+    absl::StrAppendFormat(&out, "  %-7s fedge %s %s\n",
+                          first ? absl::StrCat(d.heading, ":") : "", d.verb,
+                          d.synopsis);
+    absl::StrAppend(&commands, first ? "" : "|", d.command);
+    if (last) {
+      absl::StrAppendFormat(&out, "          (run by %s %s)\n", program,
+                            commands);
+      commands.clear();
+    }
+  }
+  return absl::StrCat(
+      out,
+      "  each with its program's flags (fedge VERB --help lists them); the\n"
+      "  program is found beside fedge, else on PATH\n");
+}
 
 const DelegatedCommand* FindDelegated(absl::string_view verb) {
   for (const DelegatedCommand& d : kDelegated) {
@@ -472,7 +507,7 @@ int main(int argc, char** argv) {
   auto cmd = fedge::ParseCommandLine(argc - 1, argv + 1, spec);
   if (!cmd.ok()) return Fail(2, cmd.status().message());
   if (cmd->help || cmd->positional.empty()) {
-    absl::PrintF("%s\nflags:\n%s", kUsage,
+    absl::PrintF("%s%s\nflags:\n%s", kUsage, DelegatedUsage(),
                  fedge::DescribeFlags(fedge::v1::ToolConfig::descriptor()));
     return cmd->help ? 0 : 2;
   }

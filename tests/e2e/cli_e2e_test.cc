@@ -216,6 +216,29 @@ TEST_F(CliE2eTest, Sim_CountAboveNumAgents_Refused) {
               HasSubstr("'strategy.count' must be <= num_agents (5), got 20"));
 }
 
+// fedge --help lists the commands fedge hands to fedge-export and
+// fedge-agent (README and docs/deploy.md teach them as fedge's) beside its
+// own, and `fedge VERB --help` is the running program's help.
+TEST_F(CliE2eTest, Fedge_Help_ListsTheDelegatedCommandsToo) {
+  std::string log;
+  EXPECT_EQ(Run({kFedge, "--help"}, &log), 0) << log;
+  for (const char* verb : {"export", "prune", "finetune", "quantize", "distill",
+                           "evaluate", "predict"}) {
+    EXPECT_THAT(log, HasSubstr(absl::StrCat(" fedge ", verb, " "))) << verb;
+  }
+  EXPECT_THAT(log, HasSubstr("fedge export MODEL.fedge --format "
+                             "onnx|torchscript -o OUT\n"));
+  EXPECT_THAT(log, HasSubstr("(run by fedge-export "
+                             "model|prune|finetune|quantize|distill|"
+                             "evaluate)\n"));
+  EXPECT_THAT(log, HasSubstr("(run by fedge-agent predict)\n"));
+  EXPECT_THAT(log, HasSubstr("fedge status|agents|rounds"));
+  EXPECT_THAT(log, HasSubstr("--coordinator"));  // The flags, still.
+
+  EXPECT_EQ(Run({kFedge, "predict", "--help"}, &log), 0) << log;
+  EXPECT_THAT(log, HasSubstr("fedge-agent predict --state_dir DIR"));
+}
+
 TEST_F(CliE2eTest, Evaluator_Help_PrintsUsage) {
   std::string log;
   EXPECT_EQ(Run({kBin + "/server/fedge-evaluator", "--help"}, &log), 0) << log;
