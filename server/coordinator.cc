@@ -488,12 +488,13 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
     evicted = evicted_.contains(agent_id);
   }
   if (evicted) {
-    return refused(agent_id,
-                   Refuse(agent_id, "join", "evicted",
-                          absl::PermissionDeniedError(absl::StrCat(
-                              "agent ", agent_id,
-                              " was evicted by an operator (fedge allow ID "
-                              "lets it back)"))));
+    // Not an update: listed on the page, audited as a refused join.
+    return refused(
+        agent_id, ListRefusal(agent_id, "join", "evicted",
+                              absl::PermissionDeniedError(absl::StrCat(
+                                  "agent ", agent_id,
+                                  " was evicted by an operator (fedge allow ID "
+                                  "lets it back)"))));
   }
   std::string how, agent_key;
   if (absl::Status admitted = AdmitJoin(

@@ -518,8 +518,11 @@ class Coordinator : public EdgeDownstream {
       const std::string& agent_id, int64_t cached_version);
   void AnswerParkedPolls(bool expire_all);
   absl::StatusOr<Session> FindSession(const std::string& token) const;
-  // Counts and records a refused update or join (metrics, the status
-  // page's list) and returns `status`.
+  // Lists a refusal on the status page and logs it; returns `status`.
+  absl::Status ListRefusal(const std::string& agent_id, absl::string_view what,
+                           absl::string_view reason, absl::Status status);
+  // A refused update: counted in fedge_updates_total{result, reason},
+  // audited, and listed (ListRefusal); returns `status`.
   absl::Status Refuse(const std::string& agent_id, absl::string_view result,
                       absl::string_view reason, absl::Status status);
   // Logs and counts an operator action.

@@ -24,25 +24,32 @@ constexpr size_t kMaxRefusalsKept = 50;
 
 }  // namespace
 
+absl::Status Coordinator::ListRefusal(const std::string& agent_id,
+                                      absl::string_view what,
+                                      absl::string_view reason,
+                                      absl::Status status) {
+  RefusalStatus r;
+  r.unix_ms = absl::ToUnixMillis(clock_->WallNow());
+  r.agent_id = Printable(agent_id, 64);
+  r.reason = Printable(absl::StrCat(reason, ": ", status.message()));
+  FEDGE_LOG(INFO) << "refused " << what << " from " << r.agent_id << ": "
+                  << r.reason;
+  absl::MutexLock lock(&mu_);
+  refusals_.push_back(std::move(r));
+  while (refusals_.size() > kMaxRefusalsKept) refusals_.pop_front();
+  return status;
+}
+
 absl::Status Coordinator::Refuse(const std::string& agent_id,
                                  absl::string_view result,
                                  absl::string_view reason,
                                  absl::Status status) {
   metrics_.Update(result, reason);
-  RefusalStatus r;
-  r.unix_ms = absl::ToUnixMillis(clock_->WallNow());
-  r.agent_id = Printable(agent_id, 64);
-  r.reason = Printable(absl::StrCat(reason, ": ", status.message()));
-  FEDGE_LOG(INFO) << "refused " << result << " from " << r.agent_id << ": "
-                  << r.reason;
   AuditEvent("refused", {{"agent", agent_id},
                          {"what", std::string(result)},
                          {"reason", std::string(reason)},
                          {"message", std::string(status.message())}});
-  absl::MutexLock lock(&mu_);
-  refusals_.push_back(std::move(r));
-  while (refusals_.size() > kMaxRefusalsKept) refusals_.pop_front();
-  return status;
+  return ListRefusal(agent_id, result, reason, std::move(status));
 }
 
 void Coordinator::NotePausedReason(const std::string& agent_id,

@@ -1019,6 +1019,24 @@ TEST_F(CoordinatorTest, EvictNeverJoined_ValidIdListedUnseen_BadIdNamed) {
   EXPECT_EQ(agents.agents(0).last_seen_unix_ms(), 0);
 }
 
+// An evicted agent's join is refused and listed on the status page, but
+// it is no update: fedge_updates_total used to count it as
+// {result="join",reason="evicted"}.
+TEST_F(CoordinatorTest, EvictedJoin_ListedNotCountedAsAnUpdate) {
+  std::unique_ptr<Coordinator> c = Make(Config());
+  ASSERT_EQ(c->EvictAgent("b", "op"), absl::OkStatus());
+  v1::JoinRequest join;
+  join.set_agent_id("b");
+  EXPECT_EQ(c->Join(join, "").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(c->metrics_registry().Render(),
+              Not(HasSubstr("fedge_updates_total{result=\"join\"")));
+  const FederationSnapshot snap = c->Snapshot();
+  ASSERT_THAT(snap.refusals, SizeIs(1));
+  EXPECT_EQ(snap.refusals[0].agent_id, "b");
+  EXPECT_THAT(snap.refusals[0].reason, HasSubstr("evicted"));
+}
+
 TEST_F(CoordinatorTest, StopWhileWaitingForAgents_PollSaysFinished) {
   v1::CoordinatorConfig config = Config();
   config.mutable_strategy()->set_min_available_agents(3);
