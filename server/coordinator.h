@@ -624,7 +624,8 @@ class Coordinator : public EdgeDownstream {
   // Every round's record (those before a restart read back from
   // history.csv), and whether it made a new model.
   std::vector<std::pair<RoundRecord, bool>> records_ ABSL_GUARDED_BY(mu_);
-  double last_accuracy_ ABSL_GUARDED_BY(mu_) = -1;
+  // The newest central test accuracy; unset until a model is evaluated.
+  std::optional<double> last_accuracy_ ABSL_GUARDED_BY(mu_);
   // Recent refusals, newest last (for the status page).
   std::deque<RefusalStatus> refusals_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> evicted_ ABSL_GUARDED_BY(mu_);

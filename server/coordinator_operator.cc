@@ -219,7 +219,7 @@ v1::GetStatusResponse Coordinator::GetStatus() const {
     }
   }
   absl::MutexLock lock(&mu_);
-  s.set_last_test_accuracy(last_accuracy_);
+  if (last_accuracy_.has_value()) s.set_last_test_accuracy(*last_accuracy_);
   return s;
 }
 
@@ -258,7 +258,9 @@ v1::ListRoundsResponse Coordinator::ListRounds() const {
     info->set_completed(completed);
     info->set_num_agents(record.num_agents);
     info->set_num_examples(record.num_examples);
-    info->set_test_accuracy(record.test_accuracy.value_or(-1));
+    if (record.test_accuracy.has_value()) {
+      info->set_test_accuracy(*record.test_accuracy);
+    }
     info->set_round_seconds(record.round_seconds);
   }
   return r;

@@ -1356,6 +1356,7 @@ TEST_F(CoordinatorTest, RefusedAggregate_KeepsTheModel_NextRoundRuns) {
   EXPECT_EQ(EncodeModel(c->latest_model()->model), v1);
   ASSERT_THAT(c->ListRounds().rounds(), SizeIs(2));
   EXPECT_FALSE(c->ListRounds().rounds(1).completed());
+  EXPECT_FALSE(c->ListRounds().rounds(1).has_test_accuracy());
   // The federation goes on from version 1.
   EXPECT_EQ(c->GetStatus().current_round(), 3);
   EXPECT_EQ(TaskOf(*c, a).model_version(), 1);
@@ -1874,6 +1875,8 @@ TEST_F(CoordinatorTest, Evaluator_EvaluatesEachNewModel) {
   auto calls = std::make_shared<FakeEvaluator::Calls>();
   std::unique_ptr<Coordinator> c =
       Make(Config(), std::make_unique<FakeEvaluator>(calls));
+  // Nothing evaluated yet: no accuracy (fedge status used to print -1).
+  EXPECT_FALSE(c->GetStatus().has_last_test_accuracy());
   const Agent a = Join(*c, "a"), b = Join(*c, "b");
   Tick(*c);
   ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
@@ -1898,6 +1901,7 @@ TEST_F(CoordinatorTest, Evaluator_EvaluatesEachNewModel) {
   ASSERT_EQ(c->Flush(), absl::OkStatus());
   ASSERT_THAT(c->ListRounds().rounds(), SizeIs(2));
   EXPECT_FALSE(c->ListRounds().rounds(1).completed());
+  EXPECT_FALSE(c->ListRounds().rounds(1).has_test_accuracy());
   absl::MutexLock lock(&calls->mu);
   EXPECT_THAT(calls->models, SizeIs(1));
 }
