@@ -379,6 +379,24 @@ class CoordinatorTest : public ::testing::Test {
     return c;
   }
 
+  // PausedAfterRound1, resumed: round 2 is in progress.
+  std::unique_ptr<Coordinator> InRound2(Agent& a, Agent& b) {
+    std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);
+    EXPECT_EQ(c->Resume("op"), absl::OkStatus());
+    Tick(*c);
+    EXPECT_EQ(c->GetStatus().state(), "IN_PROGRESS");
+    return c;
+  }
+  // a and b report round 2 (on version 1) and version 2 is out.
+  void BothReportRound2(Coordinator& c, const Agent& a, const Agent& b) {
+    for (const Agent* agent : {&a, &b}) {
+      EXPECT_TRUE(Submit(c, *agent, Model(1, 1, 1),
+                         Sub().set_round(2).set_base_version(1))
+                      .ok());
+    }
+    EXPECT_TRUE(TickUntilVersion(c, 2));
+  }
+
   // The task of a selected agent.
   v1::TrainTask TaskOf(Coordinator& c, const Agent& agent) {
     absl::StatusOr<v1::PollResponse> r = PollNow(c, agent);
@@ -941,23 +959,14 @@ TEST_F(CoordinatorTest,
 // one past the end ("3 / 2").
 TEST_F(CoordinatorTest, SetRoundsDuringARound_LeavesRoomForIt) {
   Agent a, b;
-  std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);
-  ASSERT_EQ(c->Resume("op"), absl::OkStatus());
-  Tick(*c);
-  ASSERT_EQ(c->GetStatus().state(), "IN_PROGRESS");
+  std::unique_ptr<Coordinator> c = InRound2(a, b);
   const absl::Status s = c->SetRounds(1, "op");
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("while round 2 is in progress"));
   EXPECT_THAT(s.message(), HasSubstr("set at least 2"));
   EXPECT_THAT(s.message(), HasSubstr("fedge stop ends the federation"));
   ASSERT_EQ(c->SetRounds(2, "op"), absl::OkStatus());
-  EXPECT_TRUE(
-      Submit(*c, a, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
-          .ok());
-  EXPECT_TRUE(
-      Submit(*c, b, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
-          .ok());
-  EXPECT_TRUE(TickUntilVersion(*c, 2));
+  BothReportRound2(*c, a, b);
   EXPECT_TRUE(c->done());
   EXPECT_EQ(c->GetStatus().completed_rounds(), 2);
   EXPECT_EQ(c->GetStatus().total_rounds(), 2);
@@ -969,17 +978,9 @@ TEST_F(CoordinatorTest, SetRoundsDuringARound_LeavesRoomForIt) {
 // federation says so.
 TEST_F(CoordinatorTest, StopDuringARound_SurvivesARestart_OtherRoundsGoOn) {
   Agent a, b;
-  std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);  // Rounds 3.
-  ASSERT_EQ(c->Resume("op"), absl::OkStatus());
-  Tick(*c);
+  std::unique_ptr<Coordinator> c = InRound2(a, b);  // Rounds 3.
   ASSERT_EQ(c->StopAfterRound("op"), absl::OkStatus());
-  EXPECT_TRUE(
-      Submit(*c, a, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
-          .ok());
-  EXPECT_TRUE(
-      Submit(*c, b, Model(1, 1, 1), Sub().set_round(2).set_base_version(1))
-          .ok());
-  EXPECT_TRUE(TickUntilVersion(*c, 2));
+  BothReportRound2(*c, a, b);
   ASSERT_EQ(c->Flush(), absl::OkStatus());
   EXPECT_TRUE(c->done());
   c.reset();
