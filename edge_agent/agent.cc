@@ -124,11 +124,19 @@ absl::Status Agent::Run() {
     if (!s.ok()) {
       LeaveSession();
       if (state_ != AgentState::kDone) TransitionTo(AgentState::kDone);
+      CacheHeldModelIfNewest();
       return s;
     }
   }
   if (state_ != AgentState::kDone) TransitionTo(AgentState::kDone);
+  CacheHeldModelIfNewest();
   return absl::OkStatus();
+}
+
+void Agent::CacheHeldModelIfNewest() {
+  if (held_.has_value() && held_->ref.version > cache_->LatestVersion()) {
+    CacheHeldModel();
+  }
 }
 
 absl::Status Agent::TryJoin() {
@@ -169,6 +177,10 @@ absl::Status Agent::StartSession(v1::JoinResponse response) {
     return Annotate(trainer.status(), "cannot train the federation's model");
   }
   trainer_ = *std::move(trainer);
+  if (response.model().SerializeAsString() !=
+      session_.model().SerializeAsString()) {
+    held_.reset();  // Another model: its versions are not those held.
+  }
   session_ = std::move(response);
   handled_rounds_.clear();
   evaluated_rounds_.clear();
@@ -200,7 +212,9 @@ void Agent::LeaveSession() {
 absl::Status Agent::PollAndAct() {
   v1::PollRequest request;
   request.set_session_token(session_.session_token());
-  request.set_cached_model_version(cache_->LatestVersion());
+  request.set_cached_model_version(
+      std::max(cache_->LatestVersion(),
+               held_.has_value() ? held_->ref.version : int64_t{-1}));
   if (const Eligibility& e = CheckConditions(false); !e.eligible()) {
     request.set_paused_reason(e.detail);
   }
@@ -310,8 +324,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
     secure = *std::move(joined);
   }
   const absl::Time fetch_start = clock_->Now();
-  bool fetched = false;
-  absl::StatusOr<ModelState> global = GlobalModel(ref, &fetched);
+  absl::StatusOr<const ModelState*> global = GlobalModel(ref);
   fetch_seconds_ = absl::ToDoubleSeconds(clock_->Now() - fetch_start);
   if (!global.ok()) {
     if (global.status().code() != absl::StatusCode::kNotFound) {
@@ -322,7 +335,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
                        << global.status().message();
     return absl::OkStatus();
   }
-  absl::StatusOr<TrainOutput> output = Train(task, *global);
+  absl::StatusOr<TrainOutput> output = Train(task, **global);
   if (output.ok() && output->interrupted && secure.has_value()) {
     // A session does not wait for a resumed training: its keys are this
     // round's only.
@@ -331,7 +344,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
                   "training interrupted in a secure-aggregation round");
   }
   if (output.ok() && output->interrupted) {
-    if (fetched) CacheModel(ref, *global);  // For resuming.
+    CacheHeldModel();  // For resuming, should another model be held.
     return OnInterrupted(task, *std::move(output));
   }
   handled_rounds_.insert(task.round());
@@ -345,7 +358,7 @@ absl::Status Agent::HandleTask(const v1::TrainTask& task) {
                                ? SubmitSecure(task, *output, *secure)
                                : Submit(task, *output);
   // Cached after the upload, off the round's critical path.
-  if (fetched) CacheModelIfDue(ref, *global);
+  CacheHeldModelIfDue();
   return submitted;
 }
 
@@ -357,32 +370,35 @@ bool Agent::DropsOut(int64_t round) {
   return skip_round_;
 }
 
-absl::StatusOr<ModelState> Agent::GlobalModel(const ModelRef& ref,
-                                              bool* fetched) {
+bool Agent::Holds(const ModelRef& ref) const {
+  return held_.has_value() && held_->ref.version == ref.version &&
+         held_->ref.sha256_hex == ref.sha256_hex;
+}
+
+absl::StatusOr<const ModelState*> Agent::GlobalModel(const ModelRef& ref) {
   const int64_t version = ref.version;
-  absl::StatusOr<ModelState> cached = cache_->Get(version, ref.sha256_hex);
+  if (!Holds(ref)) {
+    held_.reset();  // One model in memory, also while the next one arrives.
+    absl::StatusOr<ModelState> cached = cache_->Get(version, ref.sha256_hex);
+    if (cached.ok()) {
+      held_ = HeldModel{ref, *std::move(cached), /*cached=*/true};
+    } else {
+      ASSIGN_OR_RETURN(ModelState model,
+                       client_->FetchModel(session_.session_token(), version,
+                                           ref.sha256_hex));
+      OnContact();
+      ++stats_.models_fetched;
+      Observe([&](AgentMetrics& m) {
+        m.bytes_received.IncrementBy(EncodedSize(model));
+      });
+      held_ = HeldModel{ref, std::move(model), /*cached=*/false};
+    }
+  }
   Observe([&](AgentMetrics& m) {
-    if (cached.ok())
-      m.model_version.Set(
-          std::max(m.model_version.Value(), static_cast<double>(version)));
-  });
-  if (cached.ok()) return cached;
-  ASSIGN_OR_RETURN(
-      ModelState model,
-      client_->FetchModel(session_.session_token(), version, ref.sha256_hex));
-  OnContact();
-  ++stats_.models_fetched;
-  Observe([&](AgentMetrics& m) {
-    m.bytes_received.IncrementBy(EncodedSize(model));
     m.model_version.Set(
         std::max(m.model_version.Value(), static_cast<double>(version)));
   });
-  if (fetched != nullptr) {
-    *fetched = true;  // The caller caches it when convenient.
-  } else {
-    CacheModel(ref, model);
-  }
-  return model;
+  return &held_->model;
 }
 
 absl::Status Agent::CheckSignature(const ModelRef& ref,
@@ -398,19 +414,23 @@ absl::Status Agent::CheckSignature(const ModelRef& ref,
   return s;
 }
 
-void Agent::CacheModel(const ModelRef& ref, const ModelState& model) {
+void Agent::CacheHeldModel() {
+  if (!held_.has_value() || held_->cached) return;
   last_cached_ = clock_->Now();
+  const ModelRef& ref = held_->ref;
   absl::StatusOr<std::string> s = cache_->Put(
-      ref.version, model, {ref.encoding, ref.sha256_hex, ref.signature});
+      ref.version, held_->model, {ref.encoding, ref.sha256_hex, ref.signature});
   if (!s.ok()) {
     FEDGE_LOG(WARNING) << "could not cache model version " << ref.version
                        << ": " << s.status().message();
+    return;
   }
+  held_->cached = true;
 }
 
-void Agent::CacheModelIfDue(const ModelRef& ref, const ModelState& model) {
+void Agent::CacheHeldModelIfDue() {
   if (clock_->Now() - last_cached_ >= options_.model_cache_interval) {
-    CacheModel(ref, model);
+    CacheHeldModel();
   }
 }
 
@@ -515,8 +535,7 @@ absl::Status Agent::HandleEvaluation(const v1::EvaluateTask& task) {
     return absl::OkStatus();
   }
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
-  bool fetched = false;
-  absl::StatusOr<ModelState> global = GlobalModel(ref, &fetched);
+  absl::StatusOr<const ModelState*> global = GlobalModel(ref);
   if (!global.ok()) {
     if (global.status().code() != absl::StatusCode::kNotFound) {
       return HandleCallError("fetch model", global.status());
@@ -524,10 +543,10 @@ absl::Status Agent::HandleEvaluation(const v1::EvaluateTask& task) {
     evaluated_rounds_.insert(task.round());
     return absl::OkStatus();
   }
-  if (fetched) CacheModelIfDue(ref, *global);
+  CacheHeldModelIfDue();
   evaluated_rounds_.insert(task.round());
   absl::StatusOr<EvalMetrics> metrics =
-      trainer_->Evaluate(StripScaffoldTensors(global->Clone()));
+      trainer_->Evaluate(StripScaffoldTensors((*global)->Clone()));
   if (!metrics.ok()) {
     FEDGE_LOG(WARNING) << "round " << task.round()
                        << ": evaluation failed: " << metrics.status();
@@ -674,22 +693,32 @@ void Agent::RefreshLatestModel(const v1::PollResponse& poll) {
   // Cached versions newer than the coordinator's newest are not its own
   // (its history restarted).
   cache_->DropNewerThan(version);
-  if (!options_.keep_latest_model || cache_->Has(version, sha) ||
-      version == refresh_failed_version_ || !eligibility_.eligible()) {
-    return;  // (The conditions hold downloads back too: metered networks.)
-  }
+  if (held_.has_value() && held_->ref.version > version) held_.reset();
+  if (!options_.keep_latest_model || cache_->Has(version, sha)) return;
   const ModelRef ref{
       version,
       sha,
       poll.latest_model_encoding(),
       {poll.latest_model_signing_key_id(), poll.latest_model_signature()}};
+  if (Holds(ref)) {
+    // The model of the last task (verified then): no download; it goes to
+    // disk once model_cache_interval has passed since the last write.
+    CacheHeldModelIfDue();
+    return;
+  }
+  if (version == refresh_failed_version_ || !eligibility_.eligible()) {
+    return;  // (The conditions hold downloads back too: metered networks.)
+  }
   if (!CheckSignature(ref, "newest global model").ok()) {
     refresh_failed_version_ = version;  // Refused once, not at every poll.
     return;
   }
   std::unique_ptr<HeartbeatThread> heartbeat = StartHeartbeat();
-  absl::StatusOr<ModelState> model = GlobalModel(ref, nullptr);
-  if (model.ok()) return;
+  absl::StatusOr<const ModelState*> model = GlobalModel(ref);
+  if (model.ok()) {
+    CacheHeldModel();  // Fetched while idle: kept at once.
+    return;
+  }
   FEDGE_LOG(WARNING) << "could not fetch the newest global model (version "
                      << version
                      << ") for offline prediction: " << model.status();

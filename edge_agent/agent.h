@@ -4,14 +4,24 @@
 // it includes neither gRPC nor LibTorch and is tested with fakes.
 //
 //   Join (retry with backoff) -> loop:
-//     Poll -> train task: model from the cache or FetchModel (then cached),
-//                         Train, SubmitUpdate (same upload id on retries),
+//     Poll -> train task: the model (held, cached or FetchModel), Train,
+//                         SubmitUpdate (same upload id on retries),
 //                         with heartbeats from a thread of its own meanwhile
 //          -> evaluate:   the model on the local held-out data,
 //                         SubmitEvaluation (federated evaluation)
 //          -> wait:       sleep retry_after
 //          -> finished:   Leave, return OK (exit_when_finished)
 //   and keeps the newest global model in the cache for offline prediction.
+//
+// Models: each global model version is downloaded at most once. The agent
+// holds the last model it used (fetched or read from the cache, verified)
+// in memory, one model at most (it is let go before another one is read
+// or fetched); a task, an evaluation or the newest-model refresh on the
+// held version uses it as it is. A model fetched for a task or evaluation
+// goes to the cache at most every model_cache_interval (later, from an
+// idle poll announcing it, when the interval had not passed); one fetched
+// while idle, or held when training is interrupted, at once; the held one
+// when Run() returns, if it is newer than every cached one.
 //
 // Device conditions (AgentOptions::eligibility, device_conditions.h): the
 // agent trains only while they hold. They are read before a task starts
@@ -132,9 +142,11 @@ struct AgentOptions {
   // offline prediction uses the newest one.
   bool keep_latest_model = true;
   // A model the agent trained or evaluated is written to its cache at
-  // most this often (flash wear, energy); models it fetches while idle
-  // (keep_latest_model) and those of interrupted training are always
-  // written. Zero: after every task.
+  // most this often (flash wear, energy), after a task or at an idle poll
+  // (it is held in memory meanwhile, never downloaded again); models it
+  // fetches while idle (keep_latest_model), those of interrupted training
+  // and the one held when Run() returns are always written. Zero: after
+  // every task.
   absl::Duration model_cache_interval = absl::Seconds(60);
   // Send heartbeats from a thread of its own while busy (fetching,
   // training, uploading), every JoinResponse.heartbeat_interval_ms, so a
@@ -271,15 +283,20 @@ class Agent {
   // OK when no key is pinned or `ref`'s signature verifies; otherwise
   // counts and logs the refusal (naming `what`) and returns why.
   absl::Status CheckSignature(const ModelRef& ref, absl::string_view what);
-  // The model `ref` names, from the cache or the coordinator. When
-  // `fetched` is given, a fetched model is not cached and *fetched is set:
-  // the caller caches it later (CacheModel, CacheModelIfDue).
-  absl::StatusOr<ModelState> GlobalModel(const ModelRef& ref, bool* fetched);
-  // Keeps a downloaded model in the cache, as it was downloaded (its
-  // verified hash is not computed again).
-  void CacheModel(const ModelRef& ref, const ModelState& model);
-  // CacheModel when model_cache_interval has passed since the last one.
-  void CacheModelIfDue(const ModelRef& ref, const ModelState& model);
+  // Whether the held model is the one `ref` names (version and SHA-256).
+  bool Holds(const ModelRef& ref) const;
+  // The model `ref` names, held from then on: the held one, else read from
+  // the cache, else fetched (not written to the cache: CacheHeldModel*).
+  // The pointer is valid until the next call. FetchModel's errors.
+  absl::StatusOr<const ModelState*> GlobalModel(const ModelRef& ref);
+  // Writes the held model to the cache unless it is there, as it was
+  // downloaded (its verified hash is not computed again).
+  void CacheHeldModel();
+  // CacheHeldModel when model_cache_interval has passed since the last
+  // write.
+  void CacheHeldModelIfDue();
+  // CacheHeldModel when the held version is newer than every cached one.
+  void CacheHeldModelIfNewest();
   absl::StatusOr<TrainOutput> Train(const v1::TrainTask& task,
                                     const ModelState& global);
   // SCAFFOLD's local training: with the control variates' correction.
@@ -384,7 +401,15 @@ class Agent {
   absl::Time task_deadline_ = absl::InfiniteFuture();
   // Newest model version whose best-effort fetch failed for good.
   int64_t refresh_failed_version_ = -1;
-  absl::Time last_cached_ = absl::InfinitePast();  // Last CacheModel.
+  absl::Time last_cached_ = absl::InfinitePast();  // Last CacheHeldModel.
+  // The last global model the agent used (see the header comment), and
+  // whether the cache has it.
+  struct HeldModel {
+    ModelRef ref;
+    ModelState model;
+    bool cached = false;
+  };
+  std::optional<HeldModel> held_;
   bool finished_logged_ = false;
 
   // An interrupted training kept to resume, and what it trains.

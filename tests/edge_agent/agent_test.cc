@@ -196,6 +196,75 @@ TEST_F(AgentTest, CachedModel_NotFetchedAgain) {
   EXPECT_EQ(client_.polls[3].cached_model_version(), 1);
 }
 
+// An idle poll announcing `version` as the newest global model.
+v1::PollResponse IdlePoll(int64_t version, const ModelState& model,
+                          int64_t retry_after_ms = 100) {
+  v1::PollResponse poll = WaitPoll(retry_after_ms);
+  poll.set_latest_model_version(version);
+  poll.set_latest_model_sha256(Sha(model));
+  return poll;
+}
+
+// The operator's 6-round run: each round's task names the version the last
+// round made, and after submitting the agent polls while the round is
+// still open, told that the newest model is the one it trained on. With
+// the default model_cache_interval (60 s) only the first trained model is
+// written to the cache meanwhile; no version is downloaded twice.
+TEST_F(AgentTest, DefaultCacheInterval_EachVersionFetchedOnceOverRounds) {
+  for (int v = 2; v <= 5; ++v) client_.models[v] = TinyModel(v + 1);
+  for (int round = 1; round <= 6; ++round) {
+    const ModelState& model = client_.models[round - 1];
+    client_.poll_results.push_back(TaskPoll(round, round - 1, model));
+    client_.poll_results.push_back(IdlePoll(round - 1, model));
+    client_.poll_results.push_back(IdlePoll(round - 1, model));
+  }
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.submits, SizeIs(6));
+  EXPECT_THAT(client_.fetches, ElementsAre(0, 1, 2, 3, 4, 5));
+  EXPECT_EQ(agent->stats().models_fetched, 6);
+}
+
+// The model of the last task stays in memory and reaches the cache (for
+// offline prediction) from an idle poll once model_cache_interval has
+// passed since the last write, without a download.
+TEST_F(AgentTest, TrainedModelCachedWhenIntervalPassesWhileIdle_NotFetched) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(2, 1, client_.models[1]));
+  for (int i = 0; i < 4; ++i) {
+    client_.poll_results.push_back(IdlePoll(1, client_.models[1], 20000));
+  }
+  std::vector<int64_t> cached;  // The newest cached version at each sleep.
+  on_sleep_ = [&] { cached.push_back(cache_->LatestVersion()); };
+  auto agent = MakeAgent();
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.fetches, ElementsAre(0, 1));
+  // Version 0 was the first write; version 1 is written at the idle poll
+  // 60 s after it.
+  EXPECT_THAT(cached, ElementsAre(0, 0, 0, 1));
+  absl::StatusOr<CachedModel> latest = cache_->Latest();
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->version, 1);
+  EXPECT_EQ(Sha(latest->model), Sha(client_.models[1]));
+}
+
+// Stopped within model_cache_interval of the last write: the held model,
+// newer than the cached one, is written on the way out.
+TEST_F(AgentTest, StoppedWithinCacheInterval_HeldModelCachedOnExit) {
+  client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
+  client_.poll_results.push_back(TaskPoll(2, 1, client_.models[1]));
+  for (int i = 0; i < 10; ++i) client_.poll_results.push_back(WaitPoll(100));
+  auto agent = MakeAgent();
+  on_sleep_ = [&] { agent->Stop(); };
+  ASSERT_TRUE(agent->Run().ok());
+
+  EXPECT_THAT(client_.fetches, ElementsAre(0, 1));
+  EXPECT_THAT(client_.leaves, SizeIs(1));
+  EXPECT_EQ(cache_->LatestVersion(), 1);
+}
+
 TEST_F(AgentTest, CachedVersionWithOtherHash_FetchedAgain) {
   ASSERT_TRUE(cache_->Put(0, TinyModel(9)).ok());  // Another federation's.
   client_.poll_results.push_back(TaskPoll(1, 0, client_.models[0]));
