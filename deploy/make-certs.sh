@@ -11,8 +11,12 @@
 #                                     subjectAltName DNS:localhost,
 #                                     IP:127.0.0.1, DNS:fedge-coordinator and
 #                                     every --san NAME (DNS or IP, detected)
-#   agent-<i>.key, agent-<i>.pem      client certificates (CN=agent-<i>,
-#                                     extendedKeyUsage clientAuth), i = 1..N
+#   agent-<i>.key, agent-<i>.pem      agent certificates (CN=agent-<i>),
+#                                     i = 1..N: extendedKeyUsage clientAuth
+#                                     (to the coordinator) and serverAuth
+#                                     (the agent's HTTPS --metrics_address),
+#                                     subjectAltName DNS:agent-<i>,
+#                                     IP:127.0.0.1
 #   model-signing.key                 Ed25519 private key the coordinator
 #                                     signs global models with (PKCS#8 PEM)
 #   model-signing.pub.pem             its public key, for every agent
@@ -31,9 +35,11 @@
 # Idempotent: an existing CA is kept (unless --force), and an existing leaf
 # certificate is kept while it is signed by that CA, valid for 30 more days
 # and (for the coordinator) covers every requested name; otherwise it is
-# re-issued. The model-signing key pair is kept while it is a valid Ed25519
-# pair (even with --force: replacing it makes agents refuse new models until
-# they get the new public key); --rotate-model-key moves the old pair to
+# re-issued (an agent certificate also while it lacks serverAuth or its
+# names, as those made before they were added). The model-signing key pair
+# is kept while it is a valid Ed25519 pair (even with --force: replacing it
+# makes agents refuse new models until they get the new public key);
+# --rotate-model-key moves the old pair to
 # model-signing.<UTC time>.key/.pub.pem and writes a new one (see
 # docs/model-signing.md). Private keys are mode 600. Exits non-zero with a
 # message on any failure.
@@ -46,6 +52,9 @@
 #                    key_path: "OUT_DIR/agent-i.key" }
 # Model signing: the coordinator signs with OUT_DIR/model-signing.key, each
 # agent verifies with OUT_DIR/model-signing.pub.pem.
+# Scraping agent i's HTTPS /metrics: trust OUT_DIR/ca.pem and expect the
+# name agent-i (Prometheus: tls_config { ca_file, server_name: agent-i };
+# curl --cacert OUT_DIR/ca.pem https://127.0.0.1:PORT/metrics on the device).
 set -euo pipefail
 
 PROG="$(basename "$0")"
@@ -237,14 +246,29 @@ make_coordinator() {
   issue coordinator fedge-coordinator "$tmp/coordinator.ext"
 }
 
+# True when agent certificate NAME.pem may serve HTTPS (the agent's
+# /metrics): purpose serverAuth, and names DNS:NAME and IP:127.0.0.1.
+agent_serves_https() {
+  local pem="$out_dir/$1.pem"
+  openssl verify -purpose sslserver -CAfile "$out_dir/ca.pem" "$pem" \
+      >/dev/null 2>&1 || return 1
+  openssl x509 -in "$pem" -noout -checkhost "$1" 2>/dev/null \
+      | grep -q "does match" || return 1
+  openssl x509 -in "$pem" -noout -checkip 127.0.0.1 2>/dev/null \
+      | grep -q "does match"
+}
+
 make_agents() {
-  write_ext "$tmp/agent.ext" clientAuth
   local i
   for ((i = 1; i <= agents; i++)); do
-    if [[ $force -eq 0 ]] && leaf_is_current "agent-$i"; then
+    if [[ $force -eq 0 ]] && leaf_is_current "agent-$i" && \
+        agent_serves_https "agent-$i"; then
       echo "kept    $out_dir/agent-$i.pem (current)"
     else
-      issue "agent-$i" "agent-$i" "$tmp/agent.ext"
+      # serverAuth and names: the agent serves /metrics over HTTPS with it.
+      write_ext "$tmp/agent-$i.ext" serverAuth,clientAuth \
+          "DNS:agent-$i,IP:127.0.0.1"
+      issue "agent-$i" "agent-$i" "$tmp/agent-$i.ext"
     fi
   done
   local pem

@@ -1,12 +1,13 @@
 // End-to-end checks of what operators see and do, with the real binaries on
 // 127.0.0.1: Debian's Prometheus scraping the coordinator's /metrics over
 // HTTPS, the live status page in headless Chromium (and a screenshot of it),
-// /metrics read with an HTTPS client, the plain-HTTP listener of an
-// --insecure coordinator, and every operator action through the real `fedge`
-// tool, under TLS and under mutual TLS with operator certificates. Bounded in
-// time; every process (Prometheus and Chromium included) is stopped by the
-// test. (Past 500 lines: six federations, plus the Prometheus, Chromium and
-// HTTP helpers only these tests use.)
+// /metrics read with an HTTPS client (the coordinator's, and an agent's
+// under mutual TLS), the plain-HTTP listener of an --insecure coordinator,
+// and every operator action through the real `fedge` tool, under TLS and
+// under mutual TLS with operator certificates. Bounded in time; every
+// process (Prometheus and Chromium included) is stopped by the test. (Past
+// 500 lines: seven federations, plus the Prometheus, Chromium and HTTP
+// helpers only these tests use.)
 #include <httplib.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -431,6 +432,51 @@ TEST_F(ObservabilityTest, AgentMetrics_TrainingBytesRoundAndVersion) {
   ASSERT_EQ(coordinator->Wait(absl::Seconds(60)), 0) << coordinator->Log();
   agents[0]->Signal(SIGTERM);
   EXPECT_EQ(agents[0]->Wait(absl::Seconds(30)), 0) << agents[0]->Log();
+}
+
+// Under mutual TLS an agent serves /metrics over HTTPS with its
+// certificate from deploy/make-certs.sh, which verifies against the CA at
+// 127.0.0.1 (curl on the device) and as agent-1 (Prometheus elsewhere,
+// tls_config server_name: agent-1), not as another agent.
+TEST_F(ObservabilityTest, AgentMetrics_MutualTls_HttpsVerifiedAgainstTheCa) {
+  const std::string certs = CertDir();
+  const std::string ca = certs + "/ca.pem";
+  int port;
+  auto coordinator =
+      StartCoordinator({"--rounds=1000", "--tls.require_client_cert=true",
+                        "--tls.ca_path=" + ca},
+                       &port);
+  auto agent = StartAgent(1, port,
+                          {"--tls.cert_path=" + certs + "/agent-1.pem",
+                           "--tls.key_path=" + certs + "/agent-1.key",
+                           "--metrics_address=127.0.0.1:0"});
+  const int http = WaitForHttpPort(dir_ + "/agent-1", "metrics_port");
+  ASSERT_GT(http, 0) << agent->Log();
+  HttpReply r;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        r = HttpGet(absl::StrCat("https://127.0.0.1:", http), "/metrics", ca);
+        return absl::StrContains(r.body, "\nfedge_device_joins_total 1\n");
+      },
+      absl::Seconds(60)))
+      << r.error << r.body << agent->Log();
+  EXPECT_EQ(r.status, 200);
+  auto get_as = [&](const std::string& name) {
+    httplib::Client client(absl::StrCat("https://", name, ":", http));
+    client.set_hostname_addr_map({{name, "127.0.0.1"}});
+    client.set_connection_timeout(5);
+    client.set_read_timeout(10);
+    client.set_ca_cert_path(ca.c_str());
+    client.enable_server_certificate_verification(true);
+    httplib::Result result = client.Get("/metrics");
+    return result ? result->status : 0;
+  };
+  EXPECT_EQ(get_as("agent-1"), 200);
+  EXPECT_EQ(get_as("agent-2"), 0);  // The name is checked.
+  agent->Signal(SIGTERM);
+  EXPECT_EQ(agent->Wait(absl::Seconds(30)), 0) << agent->Log();
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(coordinator->Wait(absl::Seconds(30)), 0) << coordinator->Log();
 }
 
 TEST_F(ObservabilityTest, InsecureCoordinator_ServesStatusPageOverPlainHttp) {
