@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/utf8.h"
+#include "common/version.h"
 
 namespace fedge {
 namespace {
@@ -308,11 +309,11 @@ std::string MetricsRegistry::Render() const {
   return out;
 }
 
-void RegisterBuildInfo(MetricsRegistry* registry, absl::string_view version) {
+void RegisterBuildInfo(MetricsRegistry* registry) {
   registry
       ->AddGauge("fedge_build_info",
                  "fedge build information; the value is always 1.", {"version"})
-      .WithLabels({std::string(version)})
+      .WithLabels({kFedgeVersion})
       .Set(1);
 }
 

@@ -231,8 +231,9 @@ class MetricsRegistry {
 inline constexpr absl::string_view kPrometheusContentType =
     "text/plain; version=0.0.4; charset=utf-8";
 
-// Registers the gauge fedge_build_info{version="<version>"} with value 1.
-void RegisterBuildInfo(MetricsRegistry* registry, absl::string_view version);
+// Registers the gauge fedge_build_info{version="<kFedgeVersion>"} with
+// value 1 (common/version.h): the same in every binary.
+void RegisterBuildInfo(MetricsRegistry* registry);
 
 }  // namespace fedge
 

@@ -27,6 +27,7 @@
 #include "common/random.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/version.h"
 #include "edge_agent/agent.h"
 #include "edge_agent/agent_config.h"
 #include "edge_agent/agent_metrics.h"
@@ -172,7 +173,7 @@ absl::StatusOr<AgentOptions> MakeAgentOptions(const v1::AgentConfig& c,
                                          cache.state_dir() + "/agent_key",
                                          "join_token_path"));
   ASSIGN_OR_RETURN(options.num_examples, NumLocalExamples(c, data));
-  options.agent_version = kAgentVersion;
+  options.agent_version = AgentVersion();
   options.architectures = TrainableArchitectures(/*archives=*/true);
   options.seed =
       MixSeed({static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())),
@@ -225,7 +226,7 @@ ArchiveResolver MakeArchiveResolver(const v1::AgentConfig& c,
 // The /metrics listener of --metrics_address.
 absl::StatusOr<std::unique_ptr<HttpServer>> ServeMetrics(
     const v1::AgentConfig& c, MetricsRegistry& registry) {
-  RegisterBuildInfo(&registry, kAgentVersion);
+  RegisterBuildInfo(&registry);
   HttpServerOptions http;
   http.address = c.metrics_address();
   http.num_threads = 2;
@@ -301,6 +302,10 @@ absl::StatusOr<std::unique_ptr<AgentParts>> MakeAgentParts(
 
 }  // namespace
 
+std::string AgentVersion() {
+  return absl::StrCat("fedge-agent/", kFedgeVersion);
+}
+
 absl::Status RunAgent(const v1::AgentConfig& c) {
   RETURN_IF_ERROR(ValidateAgentConfig(c));
   // Before any thread starts, so that all of them inherit it.
@@ -315,7 +320,7 @@ absl::Status RunAgent(const v1::AgentConfig& c) {
   if (!parts.ok()) return AsConfigError(parts.status());
   AgentParts& p = **parts;
   ClientRegistration registration(stop, p.client.get());
-  FEDGE_LOG(INFO) << kAgentVersion << " " << p.options.agent_id << " -> "
+  FEDGE_LOG(INFO) << AgentVersion() << " " << p.options.agent_id << " -> "
                   << c.coordinator()
                   << (c.tls().insecure() ? " (INSECURE plain text)" : " (TLS)")
                   << "; data: " << p.data.description << "; "

@@ -4,13 +4,16 @@
 #ifndef FEDGE_EDGE_AGENT_AGENT_RUNNER_H_
 #define FEDGE_EDGE_AGENT_AGENT_RUNNER_H_
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "fedge/v1/config.pb.h"
 
 namespace fedge {
 
-// Software version reported at Join.
-inline constexpr char kAgentVersion[] = "fedge-agent/0.1.0";
+// Software version reported at Join and logged at start: "fedge-agent/"
+// and fedge's version (common/version.h).
+std::string AgentVersion();
 
 // Runs the agent described by `config` until the federation finishes
 // (exit_when_finished) or SIGINT/SIGTERM (it then leaves the federation and

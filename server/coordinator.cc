@@ -16,7 +16,6 @@
 #include "common/random.h"
 #include "common/status_macros.h"
 #include "common/update_limits.h"
-#include "common/version.h"
 #include "server/engine_config.h"
 
 namespace fedge {
@@ -190,7 +189,7 @@ Coordinator::Coordinator(CoordinatorOptions& options,
                    ToUpdateLimits(options.config.strategy().update_limits())),
       free_slots_(options.config.max_concurrent_uploads()),
       round_start_(options.clock->Now()) {
-  RegisterBuildInfo(&registry_, kFedgeVersion);
+  RegisterBuildInfo(&registry_);
 }
 
 Coordinator::~Coordinator() {

@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
 #include "gtest/gtest.h"
 
 namespace fedge {
@@ -159,18 +161,19 @@ TEST(MetricsTest, FamiliesInRegistrationOrder) {
   MetricsRegistry registry;
   registry.AddGauge("zeta", "Last letter.");
   registry.AddCounter("alpha_total", "First letter.");
-  RegisterBuildInfo(&registry, "0.1.0");
+  RegisterBuildInfo(&registry);
   EXPECT_EQ(registry.Render(),
-            "# HELP zeta Last letter.\n"
-            "# TYPE zeta gauge\n"
-            "zeta 0\n"
-            "# HELP alpha_total First letter.\n"
-            "# TYPE alpha_total counter\n"
-            "alpha_total 0\n"
-            "# HELP fedge_build_info fedge build information; the value is "
-            "always 1.\n"
-            "# TYPE fedge_build_info gauge\n"
-            "fedge_build_info{version=\"0.1.0\"} 1\n");
+            absl::StrCat("# HELP zeta Last letter.\n"
+                         "# TYPE zeta gauge\n"
+                         "zeta 0\n"
+                         "# HELP alpha_total First letter.\n"
+                         "# TYPE alpha_total counter\n"
+                         "alpha_total 0\n"
+                         "# HELP fedge_build_info fedge build information; "
+                         "the value is always 1.\n"
+                         "# TYPE fedge_build_info gauge\n"
+                         "fedge_build_info{version=\"",
+                         kFedgeVersion, "\"} 1\n"));
 }
 
 TEST(MetricsTest, ConcurrentIncrements_AreAllCounted) {

@@ -393,10 +393,21 @@ TEST_F(ObservabilityTest, Metrics_OverHttps_PrometheusTextFormat) {
 }
 
 // An agent's own metrics (--metrics_address): plain HTTP without a
-// certificate of its own; training time, bytes, last round, model version.
+// certificate of its own; training time, bytes, last round, model version,
+// and the version the coordinator's build_info reports.
 TEST_F(ObservabilityTest, AgentMetrics_TrainingBytesRoundAndVersion) {
   int port;
-  auto coordinator = StartCoordinator({"--rounds=2"}, &port);
+  auto coordinator =
+      StartCoordinator({"--rounds=2", "--http_address=127.0.0.1:0"}, &port);
+  const int coordinator_http = WaitForHttpPort();
+  ASSERT_GT(coordinator_http, 0) << coordinator->Log();
+  const std::string build_info = "\nfedge_build_info\\{version=\"([^\"]+)\"\\}";
+  const std::string version =
+      Capture(HttpGet(absl::StrCat("https://127.0.0.1:", coordinator_http),
+                      "/metrics", CertDir() + "/ca.pem")
+                  .body,
+              build_info);
+  EXPECT_FALSE(version.empty()) << coordinator->Log();
   std::vector<std::unique_ptr<Process>> agents;
   agents.push_back(StartAgent(
       1, port,
@@ -419,6 +430,7 @@ TEST_F(ObservabilityTest, AgentMetrics_TrainingBytesRoundAndVersion) {
   ExpectTextFormat(r.body);
   EXPECT_THAT(r.body, HasSubstr("\nfedge_device_rounds_trained_total 2\n"));
   EXPECT_THAT(r.body, HasSubstr("\nfedge_device_last_round 2\n"));
+  EXPECT_EQ(Capture(r.body, build_info), version);
   // Round 2 trained version 1; version 2 may be fetched already.
   EXPECT_THAT(r.body,
               ::testing::ContainsRegex("\nfedge_device_model_version [12]\n"));

@@ -20,6 +20,7 @@
 #include "common/ml/torch_converters.h"
 #include "common/model_codec.h"
 #include "common/sha256.h"
+#include "common/version.h"
 #include "edge_agent/torch_support.h"
 #include "fedge/v1/federation.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -175,6 +176,9 @@ TEST_F(AgentRunnerTest, OneRound_ThenPredictsOffline) {
   {
     absl::MutexLock lock(&service_.mu_);
     EXPECT_EQ(service_.join_.num_examples(), 400);  // Before the partition.
+    // The version the coordinator's build_info reports too.
+    EXPECT_EQ(service_.join_.agent_version(),
+              absl::StrCat("fedge-agent/", kFedgeVersion));
     EXPECT_EQ(service_.fetches_, 1);
     EXPECT_EQ(service_.metadata_.round(), 1);
     EXPECT_EQ(service_.metadata_.num_examples(), 100);  // Partition 1 of 4.
