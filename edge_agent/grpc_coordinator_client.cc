@@ -303,7 +303,8 @@ absl::Status GrpcCoordinatorClient::ReportFailure(
 absl::Status GrpcCoordinatorClient::Leave(const std::string& session_token) {
   throttle_.BeforeCall();
   grpc::ClientContext context;
-  SetDeadline(&context, -1);  // Fails fast: best effort, never waits.
+  // Best effort: never waits for the connection, nor longer than this.
+  context.set_deadline(MonotonicDeadline(options_.leave_timeout));
   v1::LeaveRequest request;
   request.set_session_token(session_token);
   v1::LeaveResponse response;

@@ -6,11 +6,11 @@
 // neither is ever held twice in memory nor limited by gRPC's message size.
 //
 // Every call has a deadline: call_timeout for unary calls (Poll is a long
-// poll, so it must exceed the coordinator's poll_wait_ms), and for streams
-// stream_timeout plus the time its size takes at min_stream_bytes_per_second
-// and over the simulated link. The channel uses TLS from TlsConfig
-// (common/net/credentials.h) unless tls.insecure, with keepalive pings.
-// A DeviceProfile's link (LinkProfile) is simulated here: added latency
+// poll, so it must exceed the coordinator's poll_wait_ms), leave_timeout for
+// Leave, and for streams stream_timeout plus the time its size takes at
+// min_stream_bytes_per_second and over the simulated link. The channel uses TLS
+// from TlsConfig (common/net/credentials.h) unless tls.insecure, with keepalive
+// pings. A DeviceProfile's link (LinkProfile) is simulated here: added latency
 // before each call, a bandwidth cap between chunks.
 //
 // Before a call, the client waits for the channel to connect, at most
@@ -62,8 +62,11 @@ struct GrpcCoordinatorClientOptions {
   int64_t keepalive_time_ms = 20000;
   // Longest wait for the channel to connect before a call (see above).
   absl::Duration connect_timeout = absl::Seconds(10);
-  // Deadline of Join, Poll, Leave and the other unary calls, once connected.
+  // Deadline of Join, Poll and the other unary calls, once connected.
   absl::Duration call_timeout = absl::Seconds(30);
+  // Deadline of Leave, a stopping agent's last call (best effort, never
+  // retried): how long an unreachable or hung coordinator can hold a stop.
+  absl::Duration leave_timeout = absl::Seconds(2);
   // Deadline of FetchModel / SubmitUpdate: this, plus the stream's size at
   // min_stream_bytes_per_second, plus its time over the simulated link.
   absl::Duration stream_timeout = absl::Seconds(60);

@@ -364,6 +364,28 @@ TEST_F(FederationTest, CoordinatorRestart_AgentsRejoinWithinTheirBackoff) {
   EXPECT_LT(absl::Now() - restart, absl::Seconds(10)) << restarted->Log();
 }
 
+// An agent stopped (SIGTERM) while its coordinator hangs (SIGSTOP: the
+// connection stays up, nothing answers) leaves within its bound: Leave's
+// deadline is leave_timeout (2 s), no longer call_timeout (30 s: it took
+// 26 s to exit).
+TEST_F(FederationTest, CoordinatorHung_AgentStopsWithinItsLeaveBound) {
+  int port;
+  auto coordinator = StartCoordinator(
+      {"--rounds=1", "--strategy.min_available_agents=5"}, &port);
+  auto agent = StartAgent(1, port);
+  ASSERT_TRUE(
+      WaitFor([&] { return LogHas(*agent, "joined as"); }, absl::Seconds(60)))
+      << agent->Log();
+  coordinator->Signal(SIGSTOP);
+  agent->Signal(SIGTERM);
+  const std::optional<int> code = agent->Wait(absl::Seconds(10));  // ~2 s.
+  coordinator->Signal(SIGCONT);
+  EXPECT_EQ(code, 0) << agent->Log();
+  EXPECT_THAT(agent->Log(), HasSubstr("leave failed: DEADLINE_EXCEEDED"));
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(coordinator->Wait(absl::Seconds(30)), 0) << coordinator->Log();
+}
+
 // A port on 127.0.0.1 where nothing listens (it was free a moment ago).
 int ClosedPort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/model_codec.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
@@ -98,10 +100,13 @@ class FakeFederation final : public v1::Federation::Service {
     return status;
   }
 
-  grpc::Status Leave(grpc::ServerContext*, const v1::LeaveRequest*,
+  grpc::Status Leave(grpc::ServerContext* context, const v1::LeaveRequest*,
                      v1::LeaveResponse*) override {
+    leave_time_left = absl::FromChrono(context->deadline()) - absl::Now();
     return status;
   }
+  // What was left of the last Leave's deadline when it arrived.
+  absl::Duration leave_time_left;
 };
 
 class GrpcCoordinatorClientTest : public testing::Test {
@@ -157,6 +162,17 @@ TEST_F(GrpcCoordinatorClientTest, ErrorCodes_ReachTheCaller) {
   EXPECT_EQ(client->FetchModel("t", 3, "").status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(client->Leave("t").code(), absl::StatusCode::kNotFound);
+}
+
+// Leave is a stopping agent's last call: a hung coordinator holds it at
+// most leave_timeout (2 s), not call_timeout (30 s).
+TEST_F(GrpcCoordinatorClientTest, Leave_HasItsOwnShortDeadline) {
+  auto client = MakeClient();
+  ASSERT_TRUE(client->Leave("t").ok());
+  EXPECT_GT(service_.leave_time_left, absl::ZeroDuration());
+  // (gRPC converts the deadline between clocks: up to a millisecond more.)
+  EXPECT_LE(service_.leave_time_left,
+            absl::Seconds(2) + absl::Milliseconds(50));
 }
 
 TEST_F(GrpcCoordinatorClientTest, FetchModel_DecodesChunkedStream) {
