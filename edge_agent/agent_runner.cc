@@ -92,18 +92,19 @@ GrpcCoordinatorClientOptions ToClientOptions(const v1::AgentConfig& c) {
   return o;
 }
 
-// What a signal stops: the agent once it exists, its call in progress, and
+// What a signal stops: the agent once it exists, its calls (in progress,
+// and the waits of those to come: GrpcCoordinatorClient::BeginStop), and
 // every sleep.
 struct StopSignal {
   Event notification;
   std::atomic<Agent*> agent{nullptr};
   std::atomic<GrpcCoordinatorClient*> client{nullptr};
 
-  // Stops the agent before cancelling its call and waking its sleep, so
+  // Stops the agent before cancelling its calls and waking its sleep, so
   // that it sees the request.
   void Fire() {
     if (Agent* a = agent.load()) a->Stop();
-    if (GrpcCoordinatorClient* c = client.load()) c->CancelActiveCall();
+    if (GrpcCoordinatorClient* c = client.load()) c->BeginStop();
     if (!notification.HasBeenNotified()) notification.Notify();
   }
 };

@@ -16,12 +16,14 @@ namespace fedge {
 std::string AgentVersion();
 
 // Runs the agent described by `config` until the federation finishes
-// (exit_when_finished) or SIGINT/SIGTERM (it then leaves the federation and
-// returns OK; a second signal exits at once). Errors: INVALID_ARGUMENT for
-// whatever stops it before it first calls the coordinator, naming the field
-// or file (a bad value, a file that cannot be read, corrupt local data,
-// another agent using state_dir); then Agent::Run's errors (UNAVAILABLE
-// after give_up_after_ms, Join refused, local data that does not fit the
+// (exit_when_finished) or SIGINT/SIGTERM: it then leaves the federation and
+// returns OK, with an unreachable or hung coordinator within two
+// leave_timeouts (4 s: a trained update's last try, then Leave); a second
+// signal exits at once. Errors: INVALID_ARGUMENT for whatever stops it
+// before it first calls the coordinator, naming the field or file (a bad
+// value, a file that cannot be read, corrupt local data, another agent
+// using state_dir); then Agent::Run's errors (UNAVAILABLE after
+// give_up_after_ms, Join refused, local data that does not fit the
 // federation's model).
 absl::Status RunAgent(const v1::AgentConfig& config);
 

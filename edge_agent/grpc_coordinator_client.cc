@@ -4,7 +4,9 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -105,9 +107,8 @@ bool GrpcCoordinatorClient::AwaitConnection(absl::Duration* waited) {
   absl::Duration wait;
   {
     absl::MutexLock lock(&active_mu_);
-    wait = std::min(options_.connect_timeout, connect_budget_);
-    connecting_ = true;
-    connect_cancelled_ = false;
+    wait = stopping_ ? absl::ZeroDuration()
+                     : std::min(options_.connect_timeout, connect_budget_);
   }
   const gpr_timespec deadline = MonotonicDeadline(wait);
   const gpr_timespec start = gpr_now(GPR_CLOCK_MONOTONIC);
@@ -123,17 +124,13 @@ bool GrpcCoordinatorClient::AwaitConnection(absl::Duration* waited) {
          gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) < 0) {
     {
       absl::MutexLock lock(&active_mu_);
-      if (connect_cancelled_) break;
+      if (stopping_) break;
     }
-    // In slices, so that CancelActiveCall() is seen within one.
+    // In slices, so that BeginStop() is seen within one.
     channel_->WaitForStateChange(
         state, gpr_time_min(deadline, MonotonicDeadline(kConnectSlice)));
     state = channel_->GetState(/*try_to_connect=*/true);
     attempted = attempted || state != GRPC_CHANNEL_TRANSIENT_FAILURE;
-  }
-  {
-    absl::MutexLock lock(&active_mu_);
-    connecting_ = false;
   }
   *waited = absl::Milliseconds(
       gpr_time_to_millis(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), start)));
@@ -178,20 +175,29 @@ absl::Status GrpcCoordinatorClient::Result(const grpc::Status& status,
 
 GrpcCoordinatorClient::ActiveCall::ActiveCall(GrpcCoordinatorClient* client,
                                               grpc::ClientContext* context)
-    : client_(client) {
+    : client_(client), context_(context) {
   absl::MutexLock lock(&client_->active_mu_);
-  client_->active_ = context;
+  client_->active_.push_back(context);
+  if (client_->stopping_) {
+    // Under the lock BeginStop() holds: a call either is cancelled by it or
+    // starts after it, with this deadline.
+    context->set_deadline(std::min(
+        context->deadline(),
+        std::chrono::system_clock::now() +
+            absl::ToChronoMilliseconds(client_->options_.leave_timeout)));
+  }
 }
 
 GrpcCoordinatorClient::ActiveCall::~ActiveCall() {
   absl::MutexLock lock(&client_->active_mu_);
-  client_->active_ = nullptr;
+  std::vector<grpc::ClientContext*>& active = client_->active_;
+  active.erase(std::find(active.begin(), active.end(), context_));
 }
 
-void GrpcCoordinatorClient::CancelActiveCall() {
+void GrpcCoordinatorClient::BeginStop() {
   absl::MutexLock lock(&active_mu_);
-  if (connecting_) connect_cancelled_ = true;
-  if (active_ != nullptr) active_->TryCancel();
+  stopping_ = true;
+  for (grpc::ClientContext* context : active_) context->TryCancel();
 }
 
 absl::StatusOr<v1::JoinResponse> GrpcCoordinatorClient::Join(
@@ -227,6 +233,11 @@ absl::Status GrpcCoordinatorClient::Heartbeat(
   // Waits for the channel: a heartbeat runs while the agent is busy (no
   // other call drives a reconnection then) and its errors are not shown.
   context.set_wait_for_ready(true);
+  {
+    absl::MutexLock lock(&active_mu_);
+    if (stopping_) return absl::CancelledError("the agent is stopping");
+  }
+  ActiveCall active(this, &context);
   v1::HeartbeatRequest request;
   request.set_session_token(session_token);
   v1::HeartbeatResponse response;

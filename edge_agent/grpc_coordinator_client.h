@@ -26,8 +26,13 @@
 // deadline DEADLINE_EXCEEDED. Heartbeat (beside training, where no error is
 // shown) waits for the channel until its deadline instead.
 //
+// Stopping (BeginStop, on SIGTERM) is bounded: the call in progress and a
+// heartbeat in flight are cancelled, and a call made afterwards (a trained
+// update's last attempt, Leave) does not wait for the connection and gets
+// leave_timeout at most.
+//
 // Not thread-safe: one call at a time (the agent loop's pattern), except
-// Heartbeat, which may run beside any other call.
+// Heartbeat, which may run beside any other call, and BeginStop.
 #ifndef FEDGE_EDGE_AGENT_GRPC_COORDINATOR_CLIENT_H_
 #define FEDGE_EDGE_AGENT_GRPC_COORDINATOR_CLIENT_H_
 
@@ -65,7 +70,8 @@ struct GrpcCoordinatorClientOptions {
   // Deadline of Join, Poll and the other unary calls, once connected.
   absl::Duration call_timeout = absl::Seconds(30);
   // Deadline of Leave, a stopping agent's last call (best effort, never
-  // retried): how long an unreachable or hung coordinator can hold a stop.
+  // retried), and the longest deadline of any call after BeginStop(): how
+  // long an unreachable or hung coordinator can hold a stop.
   absl::Duration leave_timeout = absl::Seconds(2);
   // Deadline of FetchModel / SubmitUpdate: this, plus the stream's size at
   // min_stream_bytes_per_second, plus its time over the simulated link.
@@ -128,10 +134,14 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   // Thread-safe.
   void SetConnectBudget(absl::Duration budget) override;
 
-  // Cancels the call in progress, if any (it returns CANCELLED, or
-  // UNAVAILABLE while it waits for the connection), so that a stopping
-  // agent does not wait for a long poll or a reconnection. Thread-safe.
-  void CancelActiveCall();
+  // For a stopping agent: cancels the call in progress and any heartbeat
+  // in flight (they return CANCELLED, or UNAVAILABLE while waiting for the
+  // connection), and from then on no call waits for the connection, a
+  // heartbeat is not sent (CANCELLED) and every other call's deadline is
+  // leave_timeout at most. So a long poll, a reconnection or a heartbeat
+  // waiting for the channel does not hold the stop. Not undone.
+  // Thread-safe.
+  void BeginStop();
 
  private:
   struct Download;
@@ -145,7 +155,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
     bool connected = false;
     absl::Duration waited;
   };
-  // How often a wait for the connection checks CancelActiveCall().
+  // How often a wait for the connection checks BeginStop().
   static constexpr absl::Duration kConnectSlice = absl::Milliseconds(100);
   // Deadline of a call made on a channel that did not connect.
   static constexpr absl::Duration kProbeTimeout = absl::Milliseconds(200);
@@ -177,14 +187,17 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
       v1::UpdateMetadata metadata, int64_t size,
       absl::FunctionRef<bool(std::string*)> next);
 
-  // Registers a call's context as the one CancelActiveCall() cancels.
+  // Registers a call's context (one of the loop's calls, or a heartbeat)
+  // as one BeginStop() cancels, bounding its deadline when it starts after
+  // BeginStop().
   class ActiveCall {
    public:
     ActiveCall(GrpcCoordinatorClient* client, grpc::ClientContext* context);
     ~ActiveCall();
 
    private:
-    GrpcCoordinatorClient* client_;
+    GrpcCoordinatorClient* const client_;
+    grpc::ClientContext* const context_;
   };
 
   GrpcCoordinatorClientOptions options_;
@@ -197,10 +210,9 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   const grpc::internal::RpcMethod fetch_model_;
   const grpc::internal::RpcMethod submit_update_;
   absl::Mutex active_mu_;
-  grpc::ClientContext* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;
-  // A wait for the connection is in progress / was cancelled.
-  bool connecting_ ABSL_GUARDED_BY(active_mu_) = false;
-  bool connect_cancelled_ ABSL_GUARDED_BY(active_mu_) = false;
+  // Calls in progress: at most the loop's call and a heartbeat.
+  std::vector<grpc::ClientContext*> active_ ABSL_GUARDED_BY(active_mu_);
+  bool stopping_ ABSL_GUARDED_BY(active_mu_) = false;  // BeginStop() called.
   absl::Duration connect_budget_ ABSL_GUARDED_BY(active_mu_) =
       absl::InfiniteDuration();
   LinkThrottle throttle_;

@@ -201,7 +201,7 @@ absl::Status CoordinatorServer::StartEdgeAggregator() {
       GrpcCoordinatorClient::Create(std::move(o));
   if (!client.ok()) return Annotate(client.status(), "upstream.tls");
   GrpcCoordinatorClient* grpc_client = client->get();
-  cancel_upstream_call_ = [grpc_client] { grpc_client->CancelActiveCall(); };
+  cancel_upstream_call_ = [grpc_client] { grpc_client->BeginStop(); };
   upstream_ = *std::move(client);
   EdgeAggregatorOptions edge_options = ToEdgeAggregatorOptions(config_);
   if (!u.model_signing_public_key_paths().empty()) {

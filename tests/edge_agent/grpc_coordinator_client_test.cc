@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -55,11 +56,14 @@ class FakeFederation final : public v1::Federation::Service {
     return status;
   }
 
-  grpc::Status Poll(grpc::ServerContext*, const v1::PollRequest*,
+  grpc::Status Poll(grpc::ServerContext* context, const v1::PollRequest*,
                     v1::PollResponse* response) override {
+    poll_time_left = absl::FromChrono(context->deadline()) - absl::Now();
     response->set_wait_retry_after_ms(5);
     return status;
   }
+  // What was left of the last Poll's deadline when it arrived.
+  absl::Duration poll_time_left;
 
   grpc::Status FetchModel(grpc::ServerContext*,
                           const v1::FetchModelRequest* request,
@@ -173,6 +177,18 @@ TEST_F(GrpcCoordinatorClientTest, Leave_HasItsOwnShortDeadline) {
   // (gRPC converts the deadline between clocks: up to a millisecond more.)
   EXPECT_LE(service_.leave_time_left,
             absl::Seconds(2) + absl::Milliseconds(50));
+}
+
+// After BeginStop() a call still goes out (a trained update's last try),
+// but a hung coordinator holds it at most leave_timeout.
+TEST_F(GrpcCoordinatorClientTest, AfterBeginStop_CallsGetLeaveTimeoutAtMost) {
+  auto client = MakeClient();
+  ASSERT_TRUE(client->Poll(v1::PollRequest()).ok());
+  EXPECT_GT(service_.poll_time_left, absl::Seconds(20));  // call_timeout.
+  client->BeginStop();
+  ASSERT_TRUE(client->Poll(v1::PollRequest()).ok());
+  EXPECT_GT(service_.poll_time_left, absl::ZeroDuration());
+  EXPECT_LE(service_.poll_time_left, absl::Seconds(2) + absl::Milliseconds(50));
 }
 
 TEST_F(GrpcCoordinatorClientTest, FetchModel_DecodesChunkedStream) {
@@ -291,11 +307,13 @@ int ClosedPort() {
   return port;
 }
 
-absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> PlainClient(int port) {
+absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> PlainClient(
+    int port, absl::Duration connect_timeout = absl::Seconds(10)) {
   GrpcCoordinatorClientOptions options;
   options.target = "127.0.0.1:" + std::to_string(port);
   options.tls.set_insecure(true);
   options.call_timeout = absl::Seconds(30);
+  options.connect_timeout = connect_timeout;
   return GrpcCoordinatorClient::Create(options);
 }
 
@@ -322,6 +340,37 @@ TEST(GrpcCoordinatorClientTcpTest, ConnectBudget_BoundsTheWait) {
   EXPECT_EQ((*client)->Poll(v1::PollRequest()).status().code(),
             absl::StatusCode::kUnavailable);
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+// A stopping agent's heartbeat thread is joined: a heartbeat waiting for
+// the channel (up to call_timeout, 30 s) is cancelled, or not sent when it
+// comes after BeginStop().
+TEST(GrpcCoordinatorClientTcpTest,
+     BeginStop_CancelsHeartbeatWaitingForChannel) {
+  auto client = PlainClient(ClosedPort());
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::Status heartbeat;
+  std::thread thread([&] { heartbeat = (*client)->Heartbeat("t"); });
+  // Most likely waiting for the channel by now; CANCELLED either way.
+  absl::SleepFor(absl::Milliseconds(300));
+  (*client)->BeginStop();
+  thread.join();
+  EXPECT_EQ(heartbeat.code(), absl::StatusCode::kCancelled) << heartbeat;
+}
+
+// A call after BeginStop() (a trained update's last try, after the stop
+// came during training) does not wait connect_timeout for a coordinator
+// that went away.
+TEST(GrpcCoordinatorClientTcpTest, BeginStop_LaterCallsDoNotWaitToConnect) {
+  auto client = PlainClient(ClosedPort(), absl::Seconds(60));
+  ASSERT_TRUE(client.ok()) << client.status();
+  // The channel fails from now on: a call would wait for it to connect.
+  (*client)->Poll(v1::PollRequest()).IgnoreError();
+  (*client)->BeginStop();
+  const absl::Time start = absl::Now();
+  EXPECT_EQ((*client)->Poll(v1::PollRequest()).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // Not 60 s.
 }
 
 TEST(GrpcCoordinatorClientTcpTest, CoordinatorStartsLater_NextCallConnects) {
