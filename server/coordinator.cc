@@ -252,6 +252,9 @@ absl::Status Coordinator::Restore(ModelState initial_model) {
     for (const auto& [agent, index] : extra.partitions()) {
       partitions_[agent] = index;
     }
+    for (const auto& [agent, rounds] : extra.rounds_contributed()) {
+      contributed_[agent] = rounds;
+    }
   }
   const std::string written_by =
       extra.has_strategy_name() ? extra.strategy_name() : "fedavg";

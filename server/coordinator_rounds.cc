@@ -31,6 +31,9 @@ Checkpoint Coordinator::CheckpointSnapshot(int64_t model_version,
     for (const auto& [agent, index] : partitions_) {
       (*extra.mutable_partitions())[agent] = index;
     }
+    for (const auto& [agent, rounds] : contributed_) {
+      (*extra.mutable_rounds_contributed())[agent] = rounds;
+    }
   }
   extra.set_strategy_name(std::string(strategy_->name()));
   extra.set_strategy_state(strategy_->SaveState());

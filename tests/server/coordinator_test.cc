@@ -908,6 +908,11 @@ TEST_F(CoordinatorTest, OperatorChangesBetweenRounds_SurviveARestart) {
   EXPECT_EQ(status.completed_rounds(), 1);
   EXPECT_EQ(status.model_version(), 1);
   EXPECT_TRUE(status.paused());
+  // What each agent contributed too (b, evicted, is listed; it was 0).
+  const v1::ListAgentsResponse listed = c->ListAgents();
+  ASSERT_THAT(listed.agents(), SizeIs(1));
+  EXPECT_EQ(listed.agents(0).agent_id(), "b");
+  EXPECT_EQ(listed.agents(0).rounds_contributed(), 1);
   v1::JoinRequest join;
   join.set_agent_id("b");
   EXPECT_EQ(c->Join(join, "").status().code(),
