@@ -15,6 +15,14 @@ namespace fedge {
 absl::Status ParseHostPort(const std::string& address, std::string* host,
                            int* port);
 
+// Whether another socket listens on `address` ("HOST:PORT", as above):
+// binds a socket to each of the host's addresses and lets it go.
+// UNAVAILABLE naming the address when one is in use; OK for port 0, and
+// when binding fails for another reason (the listener itself reports
+// that). For a listener that opens late (gRPC binds in BuildAndStart), so
+// that a port in use stops a start before anything is written.
+absl::Status CheckAddressFree(const std::string& address);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_HOST_PORT_H_

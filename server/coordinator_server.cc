@@ -13,6 +13,7 @@
 #include "common/data/data_source.h"
 #include "common/file_util.h"
 #include "common/fl_config.h"
+#include "common/host_port.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/ml/model_files.h"
@@ -108,6 +109,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
       MakeServerCredentials(config.tls());
   if (!made.ok()) return AsConfigError(made.status());
   std::shared_ptr<grpc::ServerCredentials> credentials = *std::move(made);
+  // gRPC binds the port last: a port in use must stop the start before
+  // the state_dir, its first checkpoint and the operator token exist.
+  RETURN_IF_ERROR(
+      Annotate(CheckAddressFree(config.listen_address()),
+               "cannot listen (set --listen_address, or stop the other one)"));
   RETURN_IF_ERROR(MakeDirs(config.state_dir()));
   auto self = std::unique_ptr<CoordinatorServer>(new CoordinatorServer());
   self->config_ = config;

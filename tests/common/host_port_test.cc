@@ -1,8 +1,14 @@
 #include "common/host_port.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/fl_config.h"
 #include "fedge/v1/config.pb.h"
 #include "gmock/gmock.h"
@@ -54,6 +60,28 @@ TEST(HostPortTest, CoordinatorListenAddress_PortOutOfRangeRefused) {
   EXPECT_THAT(s.message(),
               HasSubstr("config field 'listen_address' must be HOST:PORT or "
                         "unix:PATH: bad port in '0.0.0.0:99999' (0-65535"));
+}
+
+// A port another socket listens on is named as in use; a free one and
+// port 0 pass.
+TEST(CheckAddressFreeTest, ListeningPortInUse_FreePortAndZeroPass) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  const absl::Status in_use = CheckAddressFree(address);
+  EXPECT_EQ(in_use.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(in_use.message()),
+              HasSubstr("'" + address + "' is in use"));
+  close(fd);
+  EXPECT_EQ(CheckAddressFree(address), absl::OkStatus());
+  EXPECT_EQ(CheckAddressFree("127.0.0.1:0"), absl::OkStatus());
 }
 
 }  // namespace

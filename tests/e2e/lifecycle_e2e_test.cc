@@ -86,7 +86,11 @@ TEST_F(FederationTest, SecondCoordinator_SameStateDirOrPort_Refused) {
                                      "--state_dir=" + dir_ + "/other"}),
                     dir_ + "/same_port.log");
   EXPECT_EQ(same_port.Wait(absl::Seconds(60)), 1) << same_port.Log();
-  EXPECT_THAT(same_port.Log(), HasSubstr("cannot listen on '" + address + "'"));
+  EXPECT_THAT(same_port.Log(),
+              HasSubstr("'" + address + "' is in use by another process"));
+  // Refused before its state_dir was made (it used to write checkpoint 0
+  // and an operator token there first).
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/other")) << same_port.Log();
   EXPECT_TRUE(first->running());
   EXPECT_EQ(StatusVersion(port, CertDir() + "/ca.pem", OperatorTokenPath()), 0)
       << first->Log();
