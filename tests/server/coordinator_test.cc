@@ -379,6 +379,16 @@ class CoordinatorTest : public ::testing::Test {
     return c;
   }
 
+  // Agents a and b join and report round 1; version 1 is out and
+  // persisted.
+  void CompleteRound1(Coordinator& c) {
+    const Agent a = Join(c, "a"), b = Join(c, "b");
+    Tick(c);
+    EXPECT_TRUE(Submit(c, a, Model(1, 1, 1), Sub()).ok());
+    EXPECT_TRUE(Submit(c, b, Model(1, 1, 1), Sub()).ok());
+    EXPECT_TRUE(TickUntilVersion(c, 1));
+    EXPECT_EQ(c.Flush(), absl::OkStatus());
+  }
   // PausedAfterRound1, resumed: round 2 is in progress.
   std::unique_ptr<Coordinator> InRound2(Agent& a, Agent& b) {
     std::unique_ptr<Coordinator> c = PausedAfterRound1(a, b);
@@ -1883,12 +1893,7 @@ TEST_F(CoordinatorTest, Evaluator_EvaluatesEachNewModel) {
       Make(Config(), std::make_unique<FakeEvaluator>(calls));
   // Nothing evaluated yet: no accuracy (fedge status used to print -1).
   EXPECT_FALSE(c->GetStatus().has_last_test_accuracy());
-  const Agent a = Join(*c, "a"), b = Join(*c, "b");
-  Tick(*c);
-  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(TickUntilVersion(*c, 1));
-  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  CompleteRound1(*c);
   {
     absl::MutexLock lock(&calls->mu);
     ASSERT_THAT(calls->models, SizeIs(1));
@@ -1928,12 +1933,7 @@ TEST_F(CoordinatorTest, Gauges_AfterARestart_AsBefore) {
       Make(Config(), std::make_unique<FakeEvaluator>(calls));
   EXPECT_EQ(gauge(*c, "fedge_central_accuracy"), "NaN");
   EXPECT_EQ(gauge(*c, "fedge_federated_accuracy"), "NaN");
-  const Agent a = Join(*c, "a"), b = Join(*c, "b");
-  Tick(*c);
-  ASSERT_TRUE(Submit(*c, a, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(Submit(*c, b, Model(1, 1, 1), Sub()).ok());
-  ASSERT_TRUE(TickUntilVersion(*c, 1));
-  ASSERT_EQ(c->Flush(), absl::OkStatus());
+  CompleteRound1(*c);
   EXPECT_EQ(gauge(*c, "fedge_model_version"), "1");
   EXPECT_EQ(gauge(*c, "fedge_central_accuracy"), "0.75");
   c.reset();
