@@ -18,11 +18,9 @@ absl::Status Bad(const std::string& prefix, const char* field,
   return BadConfigField(prefix + field, rule);
 }
 
-template <typename T>
-absl::Status AtLeast(const std::string& prefix, const char* field, T value,
-                     T min) {
-  if (value >= min) return absl::OkStatus();
-  return Bad(prefix, field, absl::StrCat("must be >= ", min, ", got ", value));
+absl::Status AtLeast(const std::string& prefix, const char* field,
+                     int64_t value, int64_t min) {
+  return ConfigFieldAtLeast(prefix + field, value, min);
 }
 
 absl::Status InRange(const std::string& prefix, const char* field, double value,
@@ -95,17 +93,16 @@ absl::Status ValidateDataConfig(const v1::DataConfig& c, const std::string& p) {
     return Bad(p, "npy_test_features",
                "and npy_test_labels must be set together");
   }
-  RETURN_IF_ERROR(AtLeast<int64_t>(p, "synthetic_train_examples",
-                                   c.synthetic_train_examples(), 1));
-  RETURN_IF_ERROR(AtLeast<int64_t>(p, "synthetic_test_examples",
-                                   c.synthetic_test_examples(), 1));
+  RETURN_IF_ERROR(
+      AtLeast(p, "synthetic_train_examples", c.synthetic_train_examples(), 1));
+  RETURN_IF_ERROR(
+      AtLeast(p, "synthetic_test_examples", c.synthetic_test_examples(), 1));
   RETURN_IF_ERROR(
       AtLeast(p, "synthetic_num_classes", c.synthetic_num_classes(), 2));
   RETURN_IF_ERROR(InRange(p, "synthetic_separation", c.synthetic_separation(),
                           0, 1e6, true));
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(p, "max_train_examples", c.max_train_examples(), 0));
-  return AtLeast<int64_t>(p, "max_test_examples", c.max_test_examples(), 0);
+  RETURN_IF_ERROR(AtLeast(p, "max_train_examples", c.max_train_examples(), 0));
+  return AtLeast(p, "max_test_examples", c.max_test_examples(), 0);
 }
 
 absl::Status ValidatePartitionConfig(const v1::PartitionConfig& c,
@@ -172,8 +169,7 @@ static absl::Status ValidateSecureAggregation(const v1::StrategyConfig& c,
   }
   RETURN_IF_ERROR(InRange(sp, "clip_range", s.clip_range(), 0, 1e9, true));
   RETURN_IF_ERROR(InRange(sp, "weight_unit", s.weight_unit(), 0, 1e12, false));
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(sp, "stage_timeout_ms", s.stage_timeout_ms(), 100));
+  RETURN_IF_ERROR(AtLeast(sp, "stage_timeout_ms", s.stage_timeout_ms(), 100));
   if (!s.enabled()) return absl::OkStatus();
   if (!IsSumOnlyStrategy(c.name())) {
     return Bad(sp, "enabled",
@@ -269,12 +265,11 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
         absl::StrCat("must be <= min_available_agents (",
                      c.min_available_agents(), "), got ", c.min_fit_agents()));
   }
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(p, "round_deadline_ms", c.round_deadline_ms(), 1));
+  RETURN_IF_ERROR(AtLeast(p, "round_deadline_ms", c.round_deadline_ms(), 1));
   RETURN_IF_ERROR(InRange(p, "server_learning_rate", c.server_learning_rate(),
                           0, 100, true));
   RETURN_IF_ERROR(
-      AtLeast<int64_t>(p, "evaluate_deadline_ms", c.evaluate_deadline_ms(), 1));
+      AtLeast(p, "evaluate_deadline_ms", c.evaluate_deadline_ms(), 1));
   if (c.mode() != "sync" && c.mode() != "fedbuff") {
     return Bad(p, "mode",
                absl::StrCat("must be sync or fedbuff, got '", c.mode(), "'"));
@@ -314,7 +309,7 @@ absl::Status ValidateStrategyConfig(const v1::StrategyConfig& c,
       }
     }
     RETURN_IF_ERROR(AtLeast(dp, "epochs", d.epochs(), 0));
-    RETURN_IF_ERROR(AtLeast<int64_t>(dp, "max_steps", d.max_steps(), 0));
+    RETURN_IF_ERROR(AtLeast(dp, "max_steps", d.max_steps(), 0));
   }
   RETURN_IF_ERROR(
       ValidateUpdateLimits(c.update_limits(), p + "update_limits."));
@@ -350,9 +345,8 @@ absl::Status ConfigFieldAtLeast(const std::string& field, int64_t value,
 
 absl::Status ValidateNumThreads(const std::string& field, int value, int min) {
   if (value >= min && value <= kMaxNumThreads) return absl::OkStatus();
-  return Bad(std::string(), field.c_str(),
-             absl::StrCat("must be in [", min, ", ", kMaxNumThreads, "], got ",
-                          value));
+  return BadConfigField(field, absl::StrCat("must be in [", min, ", ",
+                                            kMaxNumThreads, "], got ", value));
 }
 
 absl::Status ValidateSimConfig(const v1::SimConfig& c) {
@@ -439,14 +433,11 @@ absl::Status ValidateUpstreamConfig(const v1::CoordinatorConfig& c) {
                "must name this edge aggregator upstream (or use a client "
                "certificate: upstream.tls.cert_path)");
   }
+  RETURN_IF_ERROR(AtLeast(p, "initial_backoff_ms", u.initial_backoff_ms(), 1));
   RETURN_IF_ERROR(
-      AtLeast<int64_t>(p, "initial_backoff_ms", u.initial_backoff_ms(), 1));
-  RETURN_IF_ERROR(AtLeast<int64_t>(p, "max_backoff_ms", u.max_backoff_ms(),
-                                   u.initial_backoff_ms()));
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(p, "keepalive_time_ms", u.keepalive_time_ms(), 1000));
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(p, "upload_margin_ms", u.upload_margin_ms(), 0));
+      AtLeast(p, "max_backoff_ms", u.max_backoff_ms(), u.initial_backoff_ms()));
+  RETURN_IF_ERROR(AtLeast(p, "keepalive_time_ms", u.keepalive_time_ms(), 1000));
+  RETURN_IF_ERROR(AtLeast(p, "upload_margin_ms", u.upload_margin_ms(), 0));
   RETURN_IF_ERROR(
       ValidateTlsConfig(u.tls(), /*server=*/false, "upstream.tls."));
   for (const std::string& path : u.model_signing_public_key_paths()) {
@@ -509,20 +500,16 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   if (c.state_dir().empty()) return Bad(top, "state_dir", "must be set");
   RETURN_IF_ERROR(AtLeast(top, "rounds", c.rounds(), 1));
   RETURN_IF_ERROR(AtLeast(top, "keep_checkpoints", c.keep_checkpoints(), 1));
-  RETURN_IF_ERROR(AtLeast<int64_t>(top, "heartbeat_interval_ms",
-                                   c.heartbeat_interval_ms(), 10));
-  RETURN_IF_ERROR(AtLeast<int64_t>(top, "agent_timeout_ms",
-                                   c.agent_timeout_ms(),
-                                   c.heartbeat_interval_ms()));
-  RETURN_IF_ERROR(AtLeast<int64_t>(top, "poll_wait_ms", c.poll_wait_ms(), 1));
   RETURN_IF_ERROR(
-      AtLeast<int64_t>(top, "eval_timeout_ms", c.eval_timeout_ms(), 100));
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(top, "finish_linger_ms", c.finish_linger_ms(), 0));
+      AtLeast(top, "heartbeat_interval_ms", c.heartbeat_interval_ms(), 10));
+  RETURN_IF_ERROR(AtLeast(top, "agent_timeout_ms", c.agent_timeout_ms(),
+                          c.heartbeat_interval_ms()));
+  RETURN_IF_ERROR(AtLeast(top, "poll_wait_ms", c.poll_wait_ms(), 1));
+  RETURN_IF_ERROR(AtLeast(top, "eval_timeout_ms", c.eval_timeout_ms(), 100));
+  RETURN_IF_ERROR(AtLeast(top, "finish_linger_ms", c.finish_linger_ms(), 0));
   RETURN_IF_ERROR(
       AtLeast(top, "max_concurrent_uploads", c.max_concurrent_uploads(), 1));
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(top, "max_update_bytes", c.max_update_bytes(), 1));
+  RETURN_IF_ERROR(AtLeast(top, "max_update_bytes", c.max_update_bytes(), 1));
   RETURN_IF_ERROR(
       InRange(top, "chunk_bytes", c.chunk_bytes(), 1024, 4 << 20, false));
   RETURN_IF_ERROR(AtLeast(top, "simulation.num_partitions",
@@ -547,8 +534,8 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   RETURN_IF_ERROR(AtLeast(top, "max_connections", c.max_connections(), 1));
   RETURN_IF_ERROR(AtLeast(top, "max_concurrent_streams_per_connection",
                           c.max_concurrent_streams_per_connection(), 4));
-  RETURN_IF_ERROR(AtLeast<int64_t>(top, "handshake_timeout_ms",
-                                   c.handshake_timeout_ms(), 100));
+  RETURN_IF_ERROR(
+      AtLeast(top, "handshake_timeout_ms", c.handshake_timeout_ms(), 100));
   RETURN_IF_ERROR(InRange(top, "tls_max_frame_bytes", c.tls_max_frame_bytes(),
                           1024, 16384, false));
   const int64_t min_quota_mb = 16 + (int64_t{c.max_connections()} + 63) / 64;
@@ -561,8 +548,8 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
   }
   RETURN_IF_ERROR(ValidateTlsConfig(c.tls(), /*server=*/true, "tls."));
   // Upload limits and revocation (docs/security.md).
-  RETURN_IF_ERROR(AtLeast<int64_t>(top, "upload_idle_timeout_ms",
-                                   c.upload_idle_timeout_ms(), 100));
+  RETURN_IF_ERROR(
+      AtLeast(top, "upload_idle_timeout_ms", c.upload_idle_timeout_ms(), 100));
   RETURN_IF_ERROR(
       AtLeast(top, "max_uploads_per_agent", c.max_uploads_per_agent(), 1));
   if (!c.tls().crl_path().empty() && !c.tls().require_client_cert()) {
@@ -570,8 +557,8 @@ absl::Status ValidateCoordinatorConfig(const v1::CoordinatorConfig& c) {
                "revokes client certificates: it needs "
                "tls.require_client_cert=true (mutual TLS)");
   }
-  RETURN_IF_ERROR(AtLeast<int64_t>("tls.", "crl_reload_interval_ms",
-                                   c.tls().crl_reload_interval_ms(), 10));
+  RETURN_IF_ERROR(AtLeast("tls.", "crl_reload_interval_ms",
+                          c.tls().crl_reload_interval_ms(), 10));
   return ValidateUpstreamConfig(c);
 }
 
@@ -722,15 +709,14 @@ absl::StatusOr<SecAggAssignment> FromSecAggTask(const v1::SecAggTask& t) {
   RETURN_IF_ERROR(InRange(p, "weight_unit", t.weight_unit(), 0, 1e12, true));
   a.options.weight_unit = t.weight_unit();
   a.strategy_name = t.strategy_name();
-  RETURN_IF_ERROR(AtLeast<int64_t>(p, "max_examples_per_update",
-                                   t.max_examples_per_update(), 0));
+  RETURN_IF_ERROR(
+      AtLeast(p, "max_examples_per_update", t.max_examples_per_update(), 0));
   RETURN_IF_ERROR(
       InRange(p, "update_norm_bound", t.update_norm_bound(), 0, 1e300, false));
   a.limits.max_examples_per_update = t.max_examples_per_update();
   a.limits.update_norm_bound = t.update_norm_bound();
   a.limits.clip = t.clip_to_norm_bound();
-  RETURN_IF_ERROR(
-      AtLeast<int64_t>(p, "stage_timeout_ms", t.stage_timeout_ms(), 0));
+  RETURN_IF_ERROR(AtLeast(p, "stage_timeout_ms", t.stage_timeout_ms(), 0));
   a.stage_timeout_ms = t.stage_timeout_ms();
   return a;
 }
