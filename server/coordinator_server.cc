@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -109,11 +110,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
       MakeServerCredentials(config.tls());
   if (!made.ok()) return AsConfigError(made.status());
   std::shared_ptr<grpc::ServerCredentials> credentials = *std::move(made);
-  // gRPC binds the port last: a port in use must stop the start before
-  // the state_dir, its first checkpoint and the operator token exist.
-  RETURN_IF_ERROR(
-      Annotate(CheckAddressFree(config.listen_address()),
-               "cannot listen (set --listen_address, or stop the other one)"));
+  // gRPC and the HTTP listener bind their ports last: a port in use must
+  // stop the start before the state_dir, its first checkpoint and the
+  // operator token exist.
+  for (const auto& [address, flag] :
+       {std::pair<const std::string&, const char*>{config.listen_address(),
+                                                   "listen_address"},
+        {config.http_address(), "http_address"}}) {
+    RETURN_IF_ERROR(Annotate(CheckAddressFree(address),
+                             absl::StrCat("cannot listen (set --", flag,
+                                          ", or stop the other one)")));
+  }
   RETURN_IF_ERROR(MakeDirs(config.state_dir()));
   auto self = std::unique_ptr<CoordinatorServer>(new CoordinatorServer());
   self->config_ = config;

@@ -91,6 +91,17 @@ TEST_F(FederationTest, SecondCoordinator_SameStateDirOrPort_Refused) {
   // Refused before its state_dir was made (it used to write checkpoint 0
   // and an operator token there first).
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/other")) << same_port.Log();
+  // The same for the HTTP listener's port.
+  const std::string http = absl::StrCat("127.0.0.1:", WaitForHttpPort());
+  Process same_http(
+      CoordinatorArgv({"--listen_address=127.0.0.1:0", "--http_address=" + http,
+                       "--state_dir=" + dir_ + "/other"}),
+      dir_ + "/same_http.log");
+  EXPECT_EQ(same_http.Wait(absl::Seconds(60)), 1) << same_http.Log();
+  EXPECT_THAT(same_http.Log(),
+              HasSubstr("set --http_address, or stop the other one): '" + http +
+                        "' is in use"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/other")) << same_http.Log();
   EXPECT_TRUE(first->running());
   EXPECT_EQ(StatusVersion(port, CertDir() + "/ca.pem", OperatorTokenPath()), 0)
       << first->Log();
